@@ -1,0 +1,1 @@
+"""The ingest processor Lambda: validate, store, archive, alert and quarantine telemetry."""

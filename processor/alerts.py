@@ -1,0 +1,145 @@
+"""Alert rules (per-type thresholds, an online anomaly rule) and cooldown-guarded publishing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from processor.config import Threshold
+from processor.types import Alert, Telemetry
+
+logger = logging.getLogger(__name__)
+
+ANOMALY_ALPHA = 0.05
+ANOMALY_MIN_SAMPLES = 30
+ANOMALY_Z = 6.0
+# Relative floor on the deviation so a perfectly flat channel does not alert on its first wobble.
+ANOMALY_MIN_STD_FRACTION = 0.01
+
+
+@dataclass
+class _Moments:
+    count: int = 0
+    mean: float = 0.0
+    var: float = 0.0
+
+
+class AnomalyDetector:
+    """Exponentially weighted mean and variance per (device, reading), kept in this container.
+
+    A reading more than `ANOMALY_Z` deviations from the recent mean is anomalous. The state is
+    per container, so after a cold start a device needs `ANOMALY_MIN_SAMPLES` readings again.
+    """
+
+    def __init__(self) -> None:
+        self._state: dict[tuple[str, str], _Moments] = {}
+
+    def observe(self, device_id: str, reading: str, value: float) -> float | None:
+        """Fold the value in; return its z-score if it is anomalous, else None."""
+        m = self._state.setdefault((device_id, reading), _Moments())
+        z = None
+        if m.count >= ANOMALY_MIN_SAMPLES:
+            std = max(math.sqrt(m.var), abs(m.mean) * ANOMALY_MIN_STD_FRACTION, 1e-9)
+            score = (value - m.mean) / std
+            if abs(score) > ANOMALY_Z:
+                z = score
+        delta = value - m.mean
+        m.mean += ANOMALY_ALPHA * delta if m.count else delta
+        m.var = (1 - ANOMALY_ALPHA) * (m.var + ANOMALY_ALPHA * delta * delta) if m.count else 0.0
+        m.count += 1
+        return z
+
+
+def evaluate(
+    message: Telemetry, thresholds: dict[str, dict[str, Threshold]], detector: AnomalyDetector
+) -> list[Alert]:
+    """Every alert this message raises (before cooldown)."""
+    alerts: list[Alert] = []
+    rules = thresholds.get(message.device_type, {})
+    for reading, value in message.readings.items():
+        bound = rules.get(reading)
+        if bound is not None and bound.maximum is not None and value > bound.maximum:
+            alerts.append(_alert(message, "threshold_high", reading, value, bound.severity, f"above {bound.maximum:g}"))
+        elif bound is not None and bound.minimum is not None and value < bound.minimum:
+            alerts.append(_alert(message, "threshold_low", reading, value, bound.severity, f"below {bound.minimum:g}"))
+        z = detector.observe(message.device_id, reading, value)
+        if z is not None:
+            alerts.append(_alert(message, "anomaly", reading, value, "warning", f"{z:+.1f} sigma from recent mean"))
+    return alerts
+
+
+def _alert(message: Telemetry, rule: str, reading: str, value: float, severity: str, why: str) -> Alert:
+    return Alert(
+        device_id=message.device_id,
+        device_type=message.device_type,
+        msg_id=message.msg_id,
+        ts=message.ts,
+        rule=rule,
+        reading=reading,
+        value=value,
+        severity=severity,
+        message=f"{message.device_id} {reading}={value:g} {why}",
+    )
+
+
+class AlertPublisher:
+    """Publishes an alert once per (device, rule, reading) and cooldown window.
+
+    The window is claimed with a conditional write, so concurrent containers and redelivered
+    messages agree. A claim whose publish failed can be re-claimed by the same message only.
+    """
+
+    def __init__(self, dynamodb: Any, table: str, sns: Any, topic_arn: str, cooldown_seconds: int) -> None:
+        self._dynamodb = dynamodb
+        self._table = table
+        self._sns = sns
+        self._topic_arn = topic_arn
+        self._cooldown_ms = cooldown_seconds * 1000
+
+    def publish(self, alert: Alert) -> bool:
+        """Return True if published, False if suppressed by the cooldown. Errors propagate."""
+        key = {"pk": {"S": f"{alert.device_id}#{alert.rule}#{alert.reading}"}}
+        msg = {"S": str(alert.msg_id)}
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="SET last_ts = :ts, last_msg = :msg, published = :no, expires_at = :exp",
+                ConditionExpression=(
+                    "attribute_not_exists(pk) OR last_ts <= :cutoff OR (last_msg = :msg AND published = :no)"
+                ),
+                ExpressionAttributeValues={
+                    ":ts": {"N": str(alert.ts)},
+                    ":msg": msg,
+                    ":no": {"BOOL": False},
+                    ":cutoff": {"N": str(alert.ts - self._cooldown_ms)},
+                    ":exp": {"N": str(alert.ts // 1000 + 2 * self._cooldown_ms // 1000 + 86400)},
+                },
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        self._sns.publish(
+            TopicArn=self._topic_arn,
+            Subject=f"{alert.severity}: {alert.rule} {alert.reading}"[:100],
+            Message=json.dumps(asdict(alert)),
+            MessageAttributes={
+                "severity": {"DataType": "String", "StringValue": alert.severity},
+                "device_type": {"DataType": "String", "StringValue": alert.device_type},
+                "rule": {"DataType": "String", "StringValue": alert.rule},
+            },
+        )
+        self._dynamodb.update_item(
+            TableName=self._table,
+            Key=key,
+            UpdateExpression="SET published = :yes",
+            ConditionExpression="last_msg = :msg",
+            ExpressionAttributeValues={":yes": {"BOOL": True}, ":msg": msg},
+        )
+        return True

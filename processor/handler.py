@@ -1,0 +1,91 @@
+"""Lambda entry point: SQS batch in, `batchItemFailures` out, via Powertools' batch processor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+from processor.config import Settings
+from processor.exceptions import TransientFailure
+from processor.pipeline import BatchOutcome, Clients, Pipeline
+
+SERVICE = "telemetry-processor"
+NAMESPACE = "IotPipeline"
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+batch_processor = BatchProcessor(event_type=EventType.SQS)
+
+_pipeline: Pipeline | None = None
+
+
+def _client(service: str) -> Any:
+    return boto3.client(service, config=Config(retries={"mode": "standard", "max_attempts": 3}))  # type: ignore[call-overload]
+
+
+def get_pipeline() -> Pipeline:
+    """Built once per container: settings, clients and cached signing keys are reused."""
+    global _pipeline
+    if _pipeline is None:
+        clients = Clients(
+            dynamodb=_client("dynamodb"),
+            firehose=_client("firehose"),
+            s3=_client("s3"),
+            sns=_client("sns"),
+            secretsmanager=_client("secretsmanager"),
+        )
+        _pipeline = Pipeline(Settings.from_env(), clients)
+    return _pipeline
+
+
+def _emit_metrics(outcome: BatchOutcome) -> None:
+    metrics.add_metric(name="Accepted", unit=MetricUnit.Count, value=outcome.accepted)
+    metrics.add_metric(name="Duplicates", unit=MetricUnit.Count, value=outcome.duplicates)
+    metrics.add_metric(name="Alerts", unit=MetricUnit.Count, value=outcome.alerts)
+    metrics.add_metric(name="RetriedRecords", unit=MetricUnit.Count, value=len(outcome.failed))
+    if outcome.lag_ms:
+        metrics.add_metric(name="EndToEndLagMax", unit=MetricUnit.Milliseconds, value=max(outcome.lag_ms))
+        metrics.add_metric(
+            name="EndToEndLagMean", unit=MetricUnit.Milliseconds, value=sum(outcome.lag_ms) / len(outcome.lag_ms)
+        )
+    for reason, count in outcome.rejected.items():
+        with single_metric(name="Rejected", unit=MetricUnit.Count, value=count, namespace=NAMESPACE) as metric:
+            metric.add_dimension(name="reason", value=reason.value)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    records = event.get("Records", [])
+    try:
+        outcome = get_pipeline().process([(r["messageId"], r["body"]) for r in records])
+    except TransientFailure as exc:
+        logger.warning("batch deferred, every record will be retried: %s", exc)
+        outcome = BatchOutcome(failed={r["messageId"] for r in records})
+    _emit_metrics(outcome)
+    logger.info(
+        "batch processed",
+        extra={
+            "records": len(records),
+            "accepted": outcome.accepted,
+            "duplicates": outcome.duplicates,
+            "rejected": {r.value: n for r, n in outcome.rejected.items()},
+            "retried": len(outcome.failed),
+            "alerts": outcome.alerts,
+        },
+    )
+
+    def record_handler(record: SQSRecord) -> None:
+        if record.message_id in outcome.failed:
+            raise TransientFailure(f"record {record.message_id} will be retried")
+
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=batch_processor, context=context
+    )

@@ -1,0 +1,157 @@
+"""One batch through validate -> quarantine -> store -> archive -> alert, with I/O injected.
+
+Every record ends in exactly one of: accepted (stored and archived), duplicate of an accepted
+record in the same batch, quarantined with a reason, or failed (transient: SQS retries it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from processor.alerts import AlertPublisher, AnomalyDetector, evaluate
+from processor.archive import Archiver
+from processor.config import Settings
+from processor.exceptions import RecordRejected
+from processor.quarantine import Quarantine
+from processor.signature import KeyRing, verify
+from processor.store import ReadingStore, to_item
+from processor.types import Rejection, RejectReason, Telemetry
+from processor.validation import parse
+from telemetry.schema import sort_key
+
+logger = logging.getLogger(__name__)
+
+AWS_ERRORS = (ClientError, BotoCoreError)
+
+
+@dataclass
+class BatchOutcome:
+    """What happened to a batch, for the partial response, metrics and tests."""
+
+    failed: set[str] = field(default_factory=set)
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: Counter[RejectReason] = field(default_factory=Counter)
+    alerts: int = 0
+    alerts_suppressed: int = 0
+    lag_ms: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Clients:
+    dynamodb: Any
+    firehose: Any
+    s3: Any
+    sns: Any
+    secretsmanager: Any
+
+
+class Pipeline:
+    """Holds per-container state (signing keys, anomaly moments) across invocations."""
+
+    def __init__(self, settings: Settings, clients: Clients, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._keys = KeyRing(clients.secretsmanager, settings.signing_secret_arn)
+        self._store = ReadingStore(clients.dynamodb, settings.telemetry_table, sleep)
+        self._archiver = Archiver(clients.firehose, settings.archive_stream, sleep)
+        self._quarantine = Quarantine(clients.s3, settings.archive_bucket)
+        self._alerts = AlertPublisher(
+            clients.dynamodb, settings.alert_state_table, clients.sns, settings.alerts_topic_arn,
+            settings.alert_cooldown_seconds,
+        )
+        self._detector = AnomalyDetector()
+
+    def process(self, records: Sequence[tuple[str, str]]) -> BatchOutcome:
+        """Process (record id, body) pairs. Raises TransientFailure if no record can proceed."""
+        outcome = BatchOutcome()
+        now_s = self._clock()
+        keys = self._keys.keys()
+
+        # (device_id, msg_id) -> the record ids that carry this message in this batch
+        carriers: dict[tuple[str, int], list[str]] = {}
+        accepted: list[Telemetry] = []
+        for record_id, body in records:
+            try:
+                message = self._validate(body, now_s, keys)
+            except RecordRejected as rejected:
+                self._reject(Rejection(record_id, rejected.reason, rejected.detail, body), now_s, outcome)
+                continue
+            ids = carriers.setdefault(message.key, [])
+            if ids:
+                outcome.duplicates += 1
+            else:
+                accepted.append(message)
+            ids.append(record_id)
+
+        stored_at_ms = int(self._clock() * 1000)
+        expires_at = int(now_s) + self.settings.telemetry_ttl_days * 86400
+        failed_keys = self._store_all(accepted, stored_at_ms, expires_at)
+        ok = [m for m in accepted if m.key not in failed_keys]
+        failed_keys |= self._archive_all(ok)
+        ok = [m for m in ok if m.key not in failed_keys]
+        failed_keys |= self._alert_all(ok, outcome)
+
+        for key in failed_keys:
+            outcome.failed.update(carriers[key])
+        outcome.accepted = len(accepted) - len(failed_keys)
+        outcome.lag_ms = [stored_at_ms - m.ts for m in accepted if m.key not in failed_keys]
+        return outcome
+
+    def _validate(self, body: str, now_s: float, keys: tuple[bytes, ...]) -> Telemetry:
+        message = parse(body, now_ms=int(now_s * 1000), max_skew_ms=self.settings.max_clock_skew_seconds * 1000)
+        verify(message, keys)
+        return message
+
+    def _reject(self, rejection: Rejection, now_s: float, outcome: BatchOutcome) -> None:
+        logger.info(
+            "quarantined record",
+            extra={"reason": rejection.reason.value, "detail": rejection.detail, "correlation_id": rejection.record_id},
+        )
+        try:
+            self._quarantine.put(rejection, now_s)
+        except AWS_ERRORS as exc:
+            logger.warning("quarantine write failed, record will be retried: %s", exc)
+            outcome.failed.add(rejection.record_id)
+            return
+        outcome.rejected[rejection.reason] += 1
+
+    def _store_all(self, accepted: list[Telemetry], stored_at_ms: int, expires_at: int) -> set[tuple[str, int]]:
+        by_item_key = {(m.device_id, sort_key(m.ts, m.msg_id)): m.key for m in accepted}
+        try:
+            failed = self._store.put(to_item(m, stored_at_ms=stored_at_ms, expires_at_s=expires_at) for m in accepted)
+        except AWS_ERRORS as exc:
+            logger.warning("DynamoDB write failed, %d record(s) will be retried: %s", len(accepted), exc)
+            return {m.key for m in accepted}
+        return {by_item_key[k] for k in failed}
+
+    def _archive_all(self, messages: list[Telemetry]) -> set[tuple[str, int]]:
+        try:
+            return self._archiver.archive([(m.key, m.body) for m in messages])  # type: ignore[return-value]
+        except AWS_ERRORS as exc:
+            logger.warning("Firehose write failed, %d record(s) will be retried: %s", len(messages), exc)
+            return {m.key for m in messages}
+
+    def _alert_all(self, messages: list[Telemetry], outcome: BatchOutcome) -> set[tuple[str, int]]:
+        failed: set[tuple[str, int]] = set()
+        for message in sorted(messages, key=lambda m: m.ts):
+            for alert in evaluate(message, self.settings.thresholds, self._detector):
+                try:
+                    published = self._alerts.publish(alert)
+                except AWS_ERRORS as exc:
+                    logger.warning("alert publish failed, record will be retried: %s", exc)
+                    failed.add(message.key)
+                    continue
+                if published:
+                    outcome.alerts += 1
+                    logger.info("alert", extra={"rule": alert.rule, "correlation_id": f"{alert.device_id}:{alert.msg_id}"})
+                else:
+                    outcome.alerts_suppressed += 1
+        return failed

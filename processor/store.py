@@ -1,0 +1,83 @@
+"""Write accepted readings to DynamoDB with BatchWriteItem, retrying what is left unprocessed."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Iterable
+
+from botocore.exceptions import ClientError
+
+from processor.retry import MAX_ATTEMPTS, backoff_delay
+from processor.types import Telemetry
+from telemetry.schema import SENSORS, sort_key
+
+logger = logging.getLogger(__name__)
+
+BATCH_WRITE_MAX_ITEMS = 25
+RETRYABLE_ERRORS = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded", "InternalServerError"}
+)
+
+
+def to_item(message: Telemetry, *, stored_at_ms: int, expires_at_s: int) -> dict[str, Any]:
+    """The DynamoDB item (low-level attribute values, cheaper than the resource layer)."""
+    readings: dict[str, Any] = {}
+    for name, value in message.readings.items():
+        if SENSORS[name].unit == "bool":
+            readings[name] = {"BOOL": bool(value)}
+        else:
+            readings[name] = {"N": repr(round(value, 6))}
+    item: dict[str, Any] = {
+        "device_id": {"S": message.device_id},
+        "sk": {"S": sort_key(message.ts, message.msg_id)},
+        "msg_id": {"N": str(message.msg_id)},
+        "ts": {"N": str(message.ts)},
+        "device_type": {"S": message.device_type},
+        "firmware": {"S": message.firmware},
+        "readings": {"M": readings},
+        "stored_at": {"N": str(stored_at_ms)},
+        "expires_at": {"N": str(expires_at_s)},
+    }
+    if message.site:
+        item["site"] = {"S": message.site}
+    return item
+
+
+class ReadingStore:
+    """BatchWriteItem in chunks of 25; a redelivered message overwrites its own item."""
+
+    def __init__(self, client: Any, table: str, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._client = client
+        self._table = table
+        self._sleep = sleep
+
+    def put(self, items: Iterable[dict[str, Any]]) -> set[tuple[str, str]]:
+        """Write the items; return the (device_id, sk) keys that still failed after retries."""
+        failed: set[tuple[str, str]] = set()
+        chunk: list[dict[str, Any]] = []
+        for item in items:
+            chunk.append(item)
+            if len(chunk) == BATCH_WRITE_MAX_ITEMS:
+                failed |= self._write_chunk(chunk)
+                chunk = []
+        if chunk:
+            failed |= self._write_chunk(chunk)
+        return failed
+
+    def _write_chunk(self, items: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        pending = [{"PutRequest": {"Item": item}} for item in items]
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                response = self._client.batch_write_item(RequestItems={self._table: pending})
+                pending = response.get("UnprocessedItems", {}).get(self._table, [])
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] not in RETRYABLE_ERRORS:
+                    raise
+                logger.warning("BatchWriteItem throttled (attempt %d): %s", attempt, exc)
+            if not pending:
+                return set()
+            if attempt < MAX_ATTEMPTS:
+                self._sleep(backoff_delay(attempt))
+        logger.warning("%d item(s) unprocessed after %d attempts", len(pending), MAX_ATTEMPTS)
+        return {(r["PutRequest"]["Item"]["device_id"]["S"], r["PutRequest"]["Item"]["sk"]["S"]) for r in pending}

@@ -1,0 +1,159 @@
+"""Telemetry message schema v1: fields, sensor catalog, units, canonical form and signature.
+
+A message as a device publishes it::
+
+    {"schema_version": 1, "device_id": "env-0001", "msg_id": 42, "ts": 1764170000000,
+     "device_type": "environmental", "firmware": "2.1.0", "site": "plant-a",
+     "readings": {"temperature": {"value": 21.4, "unit": "C"}, ...},
+     "sig": "<hex HMAC-SHA256 of the canonical form without sig>"}
+
+`msg_id` is a per-device sequence number; (device_id, msg_id) identifies a message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+SCHEMA_VERSION = 1
+# A telemetry message has no reason to be large; AWS IoT allows 128 KB, we allow far less.
+MAX_MESSAGE_BYTES = 16 * 1024
+MAX_READINGS = 32
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+@dataclass(frozen=True)
+class Sensor:
+    """One reading channel: canonical unit, accepted units and what the hardware can report."""
+
+    unit: str
+    minimum: float
+    maximum: float
+    conversions: dict[str, Callable[[float], float]]
+
+    def to_canonical(self, value: float, unit: str) -> float:
+        if unit == self.unit:
+            return value
+        return self.conversions[unit](value)
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        return (self.unit, *self.conversions)
+
+
+def _f_to_c(v: float) -> float:
+    return (v - 32.0) * 5.0 / 9.0
+
+
+def _k_to_c(v: float) -> float:
+    return v - 273.15
+
+
+_TEMPERATURE = {"F": _f_to_c, "K": _k_to_c}
+
+SENSORS: dict[str, Sensor] = {
+    "temperature": Sensor("C", -60.0, 150.0, _TEMPERATURE),
+    "humidity": Sensor("%", 0.0, 100.0, {}),
+    "pressure": Sensor("hPa", 300.0, 1100.0, {"kPa": lambda v: v * 10.0, "Pa": lambda v: v / 100.0}),
+    "co2": Sensor("ppm", 0.0, 10000.0, {}),
+    "vibration_rms": Sensor("mm/s", 0.0, 100.0, {"in/s": lambda v: v * 25.4}),
+    "vibration_peak": Sensor("mm/s", 0.0, 300.0, {"in/s": lambda v: v * 25.4}),
+    "bearing_temperature": Sensor("C", -40.0, 200.0, _TEMPERATURE),
+    "running": Sensor("bool", 0.0, 1.0, {}),
+    "voltage": Sensor("V", 0.0, 500.0, {"mV": lambda v: v / 1000.0}),
+    "current": Sensor("A", 0.0, 1000.0, {"mA": lambda v: v / 1000.0}),
+    "power_factor": Sensor("1", 0.0, 1.0, {}),
+    "energy": Sensor("kWh", 0.0, 1.0e9, {"Wh": lambda v: v / 1000.0}),
+    "door_open": Sensor("bool", 0.0, 1.0, {}),
+    "latitude": Sensor("deg", -90.0, 90.0, {}),
+    "longitude": Sensor("deg", -180.0, 180.0, {}),
+    "battery": Sensor("%", 0.0, 100.0, {}),
+    "rssi": Sensor("dBm", -130.0, 0.0, {}),
+}
+
+
+@dataclass(frozen=True)
+class DeviceType:
+    """A kind of device and the readings it may report."""
+
+    name: str
+    sensors: tuple[str, ...]
+
+
+DEVICE_TYPES: dict[str, DeviceType] = {
+    t.name: t
+    for t in (
+        DeviceType("environmental", ("temperature", "humidity", "pressure", "co2", "battery", "rssi")),
+        DeviceType(
+            "vibration",
+            ("vibration_rms", "vibration_peak", "bearing_temperature", "running", "rssi"),
+        ),
+        DeviceType("power_meter", ("voltage", "current", "power_factor", "energy", "rssi")),
+        DeviceType(
+            "cold_chain",
+            ("temperature", "door_open", "latitude", "longitude", "battery", "rssi"),
+        ),
+    )
+}
+
+JSON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["schema_version", "device_id", "msg_id", "ts", "device_type", "firmware", "readings", "sig"],
+    "additionalProperties": False,
+    "properties": {
+        "schema_version": {"type": "integer"},
+        "device_id": {"type": "string", "pattern": DEVICE_ID_PATTERN},
+        "msg_id": {"type": "integer", "minimum": 0, "maximum": 9_999_999_999},
+        "ts": {"type": "integer", "minimum": 0, "maximum": 9_999_999_999_999},
+        "device_type": {"type": "string", "maxLength": 32},
+        "firmware": {"type": "string", "pattern": r"^[0-9A-Za-z.+-]{1,32}$"},
+        "site": {"type": "string", "maxLength": 64},
+        "readings": {
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": MAX_READINGS,
+            "additionalProperties": {
+                "type": "object",
+                "required": ["value", "unit"],
+                "additionalProperties": False,
+                "properties": {
+                    "value": {"type": ["number", "boolean"]},
+                    "unit": {"type": "string", "maxLength": 8},
+                },
+            },
+        },
+        "sig": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    },
+}
+
+
+def _canonical_value(value: Any) -> Any:
+    """Integral floats become ints so 21.0 and 21 sign alike, whoever re-serialised them."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _canonical_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canonical_value(v) for v in value]
+    return value
+
+
+def canonical_bytes(message: dict[str, Any]) -> bytes:
+    """The bytes that are signed: every field but `sig`, keys sorted, no whitespace."""
+    body = {k: v for k, v in message.items() if k != "sig"}
+    return json.dumps(
+        _canonical_value(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def sign(message: dict[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 of the canonical form, hex encoded (the `sig` field)."""
+    return hmac.new(key, canonical_bytes(message), hashlib.sha256).hexdigest()
+
+
+def sort_key(ts_ms: int, msg_id: int) -> str:
+    """DynamoDB sort key: time ordered, and the same for every delivery of one message."""
+    return f"{ts_ms:013d}#{msg_id:010d}"

@@ -1,0 +1,1 @@
+"""The command line behind the Makefile: build, bring stacks up and down, deploy, demo."""

@@ -1,0 +1,20 @@
+"""Targets the stack runs on, one class each, behind the `Backend` interface."""
+
+from __future__ import annotations
+
+from testbed.backends.base import Backend, BackendError
+from testbed.backends.embedded import EmbeddedBackend
+from testbed.backends.localstack import LocalStackBackend
+
+BACKENDS: dict[str, type[Backend]] = {"embedded": EmbeddedBackend, "localstack": LocalStackBackend}
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called `name`, configured from the environment."""
+    try:
+        return BACKENDS[name].from_env()
+    except KeyError:
+        raise BackendError(f"unknown BACKEND {name!r}; choose one of {sorted(BACKENDS)}") from None
+
+
+__all__ = ["BACKENDS", "Backend", "BackendError", "EmbeddedBackend", "LocalStackBackend", "get_backend"]

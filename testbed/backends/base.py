@@ -1,0 +1,72 @@
+"""The backend interface: what every target offers the stack, the tools and the tests."""
+
+from __future__ import annotations
+
+import abc
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+DEFAULT_REGION = "us-east-1"
+# Emulators accept any credentials; these never reach AWS.
+EMULATOR_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+
+
+class BackendError(RuntimeError):
+    """A backend cannot start or is not reachable."""
+
+
+class Backend(abc.ABC):
+    name: str
+    state_dir: Path
+    region: str = DEFAULT_REGION
+    mqtt_port: int
+
+    @classmethod
+    @abc.abstractmethod
+    def from_env(cls) -> Backend:
+        """Configured from environment variables (ports, state folder)."""
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Start what is not running yet; running twice changes nothing."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop exactly what `start` started."""
+
+    @abc.abstractmethod
+    def endpoint_url(self) -> str:
+        """The AWS API endpoint clients and Terraform use."""
+
+    @abc.abstractmethod
+    def healthy(self) -> bool:
+        """True when the emulator answers."""
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for boto3, the AWS CLI and Terraform to reach this backend."""
+        return {
+            **EMULATOR_CREDENTIALS,
+            "AWS_ENDPOINT_URL": self.endpoint_url(),
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+        }
+
+    def terraform_variables(self, lambda_zip: Path) -> dict[str, Any]:
+        return {
+            "emulator": True,
+            "enable_iot_rule": True,
+            "region": self.region,
+            "lambda_zip_path": str(lambda_zip),
+        }
+
+
+def http_json(url: str, timeout_s: float = 2.0) -> Any:
+    """GET a JSON document, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return json.loads(response.read() or b"null")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None

@@ -1,0 +1,130 @@
+"""The Docker-free default: ministack (own venv) and Mosquitto as host processes on loopback."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from testbed.backends.base import Backend, BackendError, http_json
+from testbed.paths import MINISTACK_VENV, STATE_ROOT
+from testbed.processes import LOOPBACK, ManagedProcess, PortInUseError, port_in_use, wait_for_port
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MINISTACK_PORT = 4566
+DEFAULT_MQTT_PORT = 1883
+START_TIMEOUT_S = 30.0
+# ministack sizes its Lambda worker pool from RAM (~585 here); a bounded pool keeps memory sane.
+LAMBDA_ACCOUNT_CONCURRENCY = 32
+
+
+def mosquitto_binary() -> str:
+    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    raise BackendError("mosquitto is not installed (Debian/Ubuntu: apt-get install mosquitto)")
+
+
+@dataclass
+class EmbeddedBackend(Backend):
+    ministack_port: int = DEFAULT_MINISTACK_PORT
+    mqtt_port: int = DEFAULT_MQTT_PORT
+    state_dir: Path = STATE_ROOT / "embedded"
+    name: str = "embedded"
+
+    @classmethod
+    def from_env(cls) -> EmbeddedBackend:
+        return cls(
+            ministack_port=int(os.environ.get("MINISTACK_PORT", DEFAULT_MINISTACK_PORT)),
+            mqtt_port=int(os.environ.get("MQTT_PORT", DEFAULT_MQTT_PORT)),
+            state_dir=Path(os.environ.get("EMBEDDED_STATE_DIR", STATE_ROOT / "embedded")).resolve(),
+        )
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def ministack(self) -> ManagedProcess:
+        return ManagedProcess("ministack", self.run_dir, marker=str(MINISTACK_VENV))
+
+    @property
+    def mosquitto(self) -> ManagedProcess:
+        return ManagedProcess("mosquitto", self.run_dir, marker=str(self.run_dir / "mosquitto.conf"))
+
+    def endpoint_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.ministack_port}"
+
+    def healthy(self) -> bool:
+        return http_json(f"{self.endpoint_url()}/_ministack/health") is not None
+
+    def start(self) -> None:
+        for path in ("run", "tmp", "ministack/state", "ministack/s3", "mosquitto"):
+            (self.state_dir / path).mkdir(parents=True, exist_ok=True)
+        self._start_ministack()
+        self._start_mosquitto()
+
+    def stop(self) -> None:
+        self.mosquitto.stop()
+        # SIGTERM lets ministack write its state (PERSIST_STATE saves on SIGTERM only).
+        self.ministack.stop(timeout_s=30)
+
+    def _check_port(self, port: int, what: str) -> None:
+        if port_in_use(port):
+            raise PortInUseError(
+                f"port {port} on {LOOPBACK} is already in use, so {what} cannot start there; "
+                f"stop whatever listens on it or choose another port "
+                f"({'MINISTACK_PORT' if what == 'ministack' else 'MQTT_PORT'}=...)"
+            )
+
+    def _start_ministack(self) -> None:
+        if self.ministack.pid() is not None:
+            logger.info("ministack already running (pid %d)", self.ministack.pid())
+            return
+        executable = MINISTACK_VENV / "bin" / "ministack"
+        if not executable.exists():
+            raise BackendError(f"ministack is not installed in {MINISTACK_VENV} (run `make venvs`)")
+        self._check_port(self.ministack_port, "ministack")
+        env = {
+            **os.environ,
+            "GATEWAY_PORT": str(self.ministack_port),
+            "BIND_HOST": LOOPBACK,
+            "MINISTACK_REGION": self.region,
+            "PERSIST_STATE": "1",
+            "STATE_DIR": str(self.state_dir / "ministack/state"),
+            "S3_PERSIST": "1",
+            "S3_DATA_DIR": str(self.state_dir / "ministack/s3"),
+            "TMPDIR": str(self.state_dir / "tmp"),
+            "LAMBDA_ACCOUNT_CONCURRENCY": str(LAMBDA_ACCOUNT_CONCURRENCY),
+            "LOG_LEVEL": os.environ.get("MINISTACK_LOG_LEVEL", "WARNING"),
+        }
+        env.pop("AWS_ENDPOINT_URL", None)
+        self.ministack.start([str(executable)], env)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self.healthy():
+            if time.monotonic() > deadline or self.ministack.pid() is None:
+                raise BackendError(f"ministack did not become healthy; see {self.ministack.log_file}")
+            time.sleep(0.2)
+
+    def _start_mosquitto(self) -> None:
+        if self.mosquitto.pid() is not None:
+            logger.info("mosquitto already running (pid %d)", self.mosquitto.pid())
+            return
+        self._check_port(self.mqtt_port, "mosquitto")
+        config = self.run_dir / "mosquitto.conf"
+        config.write_text(
+            f"listener {self.mqtt_port} {LOOPBACK}\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {self.state_dir / 'mosquitto'}/\n"
+            "max_queued_messages 100000\n"
+            "max_inflight_messages 1000\n"
+            "log_type error\nlog_type warning\nlog_type notice\n"
+        )
+        self.mosquitto.start([mosquitto_binary(), "-c", str(config)], os.environ)
+        if not wait_for_port(self.mqtt_port, START_TIMEOUT_S):
+            raise BackendError(f"mosquitto did not start; see {self.mosquitto.log_file}")

@@ -1,0 +1,74 @@
+"""Deterministic Lambda bundle: same sources and requirements give the same zip, byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from testbed.paths import BUILD_DIR, LAMBDA_ZIP, ROOT
+
+logger = logging.getLogger(__name__)
+
+PACKAGES = ("processor", "telemetry")
+REQUIREMENTS = ROOT / "processor" / "requirements.txt"
+# Lambda's python3.12 runtime on x86_64; every dependency must be a pure-Python wheel.
+TARGET_PYTHON = "3.12"
+TARGET_PLATFORM = "manylinux2014_x86_64"
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+NATIVE_SUFFIXES = (".so", ".pyd", ".dylib")
+
+
+class BuildError(Exception):
+    """The bundle cannot be built as a single pure-Python zip."""
+
+
+def _install_dependencies() -> Path:
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:16]
+    target = BUILD_DIR / f"deps-{digest}"
+    if target.is_dir():
+        return target
+    staging = BUILD_DIR / f"deps-{digest}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    cmd = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
+        "--only-binary=:all:", "--platform", TARGET_PLATFORM, "--python-version", TARGET_PYTHON,
+        "--implementation", "cp", "--target", str(staging), "-r", str(REQUIREMENTS),
+    ]
+    subprocess.run(cmd, check=True)
+    native = [p for p in staging.rglob("*") if p.suffix in NATIVE_SUFFIXES]
+    if native:
+        raise BuildError(f"native code in the bundle's dependencies: {[str(p) for p in native[:5]]}")
+    staging.rename(target)
+    return target
+
+
+def _files(deps: Path) -> list[tuple[str, Path]]:
+    entries: list[tuple[str, Path]] = []
+    for base, roots in ((deps, sorted(deps.iterdir())), (ROOT, [ROOT / p for p in PACKAGES])):
+        for root in roots:
+            paths = [root] if root.is_file() else sorted(root.rglob("*"))
+            for path in paths:
+                if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                    entries.append((path.relative_to(base).as_posix(), path))
+    return sorted(entries)
+
+
+def build(output: Path = LAMBDA_ZIP) -> Path:
+    """Write the zip with sorted entries, fixed timestamps and modes; return its path."""
+    deps = _install_dependencies()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_suffix(".zip.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as bundle:
+        for name, path in _files(deps):
+            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            bundle.writestr(info, path.read_bytes(), compresslevel=9)
+    tmp.replace(output)
+    logger.info("built %s (sha256 %s)", output, hashlib.sha256(output.read_bytes()).hexdigest())
+    return output

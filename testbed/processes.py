@@ -1,0 +1,108 @@
+"""Start long-running servers detached, remember them by PID file, stop exactly those."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+
+
+class PortInUseError(RuntimeError):
+    """A port the stack needs is taken by another program."""
+
+
+def port_in_use(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    """A port the kernel considers free right now (for tests that run their own stack)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout_s: float, host: str = LOOPBACK) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if port_in_use(port, host):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+class ManagedProcess:
+    """A server this project started: its PID file, log file and the marker in its command line.
+
+    The marker guards against PID reuse: a PID whose command line lacks it is not ours.
+    """
+
+    def __init__(self, name: str, run_dir: Path, marker: str) -> None:
+        self.name = name
+        self.pid_file = run_dir / f"{name}.pid"
+        self.log_file = run_dir / f"{name}.log"
+        self.marker = marker
+
+    def pid(self) -> int | None:
+        """The PID if the recorded process is still alive and still ours."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError):
+            return None
+        return pid if self.marker in cmdline else None
+
+    def start(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Path | None = None) -> int:
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                list(cmd), env=dict(env), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        self.pid_file.write_text(f"{proc.pid}\n")
+        logger.info("started %s (pid %d), log %s", self.name, proc.pid, self.log_file)
+        return proc.pid
+
+    def stop(self, timeout_s: float = 20.0) -> bool:
+        """SIGTERM (servers save state on it), then SIGKILL after the timeout. True if it ran."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self._alive(pid):
+            time.sleep(0.1)
+        if self._alive(pid):
+            logger.warning("%s (pid %d) ignored SIGTERM for %.0f s; killing it", self.name, pid, timeout_s)
+            os.kill(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        logger.info("stopped %s (pid %d)", self.name, pid)
+        return True
+
+    @staticmethod
+    def _alive(pid: int) -> bool:
+        with contextlib.suppress(ChildProcessError):
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        stat = Path(f"/proc/{pid}/stat")
+        with contextlib.suppress(OSError):
+            return stat.read_text().split(") ", 1)[1][0] != "Z"
+        return False

@@ -1,0 +1,66 @@
+"""A deployed pipeline: a backend plus infra/ applied to it, and clients pointed at it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import boto3
+
+from testbed.backends import Backend
+from testbed.build import build
+from testbed.outputs import StackOutputs
+from testbed.terraform import Terraform
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Stack:
+    backend: Backend
+
+    @cached_property
+    def terraform(self) -> Terraform:
+        return Terraform(
+            work_dir=self.backend.state_dir / "terraform",
+            variables=self.backend.terraform_variables(build_output()),
+            env=self.backend.client_env(),
+        )
+
+    def up(self) -> StackOutputs:
+        """Start the backend, build the bundle, apply infra/; idempotent."""
+        self.backend.start()
+        build()
+        self.terraform.apply()
+        return self.outputs()
+
+    def down(self) -> None:
+        self.backend.stop()
+
+    def clean(self) -> None:
+        """Remove all local state of this backend (it must be stopped)."""
+        self.backend.stop()
+        shutil.rmtree(self.backend.state_dir, ignore_errors=True)
+
+    def outputs(self) -> StackOutputs:
+        return self.terraform.outputs()
+
+    def session(self) -> boto3.session.Session:
+        return boto3.session.Session(
+            aws_access_key_id=self.backend.client_env()["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.backend.client_env()["AWS_SECRET_ACCESS_KEY"],
+            region_name=self.backend.region,
+        )
+
+    def client(self, service: str) -> Any:
+        return self.session().client(service, endpoint_url=self.backend.endpoint_url())  # type: ignore[call-overload]
+
+
+def build_output() -> Any:
+    from testbed.paths import LAMBDA_ZIP
+
+    return os.fspath(LAMBDA_ZIP) and LAMBDA_ZIP

@@ -1,0 +1,134 @@
+"""Run Terraform (or OpenTofu) on infra/ with the project's own CLI config and state location."""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from testbed.outputs import StackOutputs
+from testbed.paths import INFRA_DIR, STATE_ROOT
+
+logger = logging.getLogger(__name__)
+
+AWS_PROVIDER = "hashicorp/aws"
+# Machines of this kind ship the provider in a filesystem mirror; elsewhere the registry is used.
+MIRROR_GLOBS = ("/*/registry.terraform.io", "/*/*/registry.terraform.io")
+
+
+class TerraformError(RuntimeError):
+    """A Terraform command failed; the message carries its output."""
+
+
+def terraform_binary() -> str:
+    """`$TERRAFORM`, else terraform, else tofu."""
+    for candidate in (os.environ.get("TERRAFORM"), "terraform", "tofu"):
+        if candidate and shutil.which(candidate):
+            return candidate
+    raise TerraformError("neither terraform nor tofu is on PATH (set TERRAFORM to the binary)")
+
+
+def find_mirror() -> Path | None:
+    """The folder that holds `registry.terraform.io/hashicorp/aws`, if this machine has one."""
+    override = os.environ.get("TESTBED_TF_MIRROR")
+    candidates = [Path(override) / "registry.terraform.io"] if override else []
+    candidates += [Path(p) for pattern in MIRROR_GLOBS for p in sorted(glob.glob(pattern))]
+    for registry in candidates:
+        if (registry / AWS_PROVIDER).is_dir():
+            return registry.parent
+    return None
+
+
+def write_cli_config(state_root: Path = STATE_ROOT) -> Path:
+    """Write the CLI config: the mirror for the aws provider where it exists, the registry elsewhere.
+
+    OpenTofu looks the provider up as registry.opentofu.org/hashicorp/aws, so the mirror is also
+    exposed under that host name (a tree of symlinks to the mirror's files).
+    """
+    state_root.mkdir(parents=True, exist_ok=True)
+    path = state_root / "terraformrc"
+    mirror = find_mirror()
+    if mirror is None:
+        text = "provider_installation {\n  direct {}\n}\n"
+    else:
+        local = state_root / "provider-mirror"
+        source = mirror / "registry.terraform.io"
+        for host in ("registry.terraform.io", "registry.opentofu.org"):
+            # Terraform does not walk into symlinked folders: mirror the tree, link the files.
+            for path in source.rglob("*"):
+                target = local / host / path.relative_to(source)
+                if path.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                elif not target.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.symlink_to(path)
+        hosts = ", ".join(f'"{h}/{AWS_PROVIDER}"' for h in ("registry.terraform.io", "registry.opentofu.org"))
+        text = (
+            "provider_installation {\n"
+            f'  filesystem_mirror {{\n    path    = "{local}"\n    include = [{hosts}]\n  }}\n'
+            f"  direct {{\n    exclude = [{hosts}]\n  }}\n"
+            "}\n"
+        )
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+class Terraform:
+    """One stack: infra/ applied with a given state file, data dir, variables and environment."""
+
+    def __init__(self, work_dir: Path, variables: Mapping[str, Any], env: Mapping[str, str],
+                 infra_dir: Path = INFRA_DIR) -> None:
+        self.work_dir = work_dir
+        self.infra_dir = infra_dir
+        self.state_path = work_dir / "terraform.tfstate"
+        self.var_file = work_dir / "terraform.tfvars.json"
+        self.variables = dict(variables)
+        self.env = {
+            **os.environ,
+            **env,
+            "TF_CLI_CONFIG_FILE": str(write_cli_config()),
+            "TF_DATA_DIR": str(work_dir / ".terraform"),
+            "TF_IN_AUTOMATION": "1",
+            "TF_INPUT": "0",
+        }
+        self.binary = terraform_binary()
+
+    def run(self, *args: str, capture: bool = False, ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+        cmd = [self.binary, f"-chdir={self.infra_dir}", *args]
+        logger.debug("running %s", " ".join(cmd))
+        proc = subprocess.run(cmd, env=self.env, text=True, capture_output=capture)
+        if proc.returncode not in ok_codes:
+            detail = (proc.stderr or "") + (proc.stdout or "") if capture else "see the output above"
+            raise TerraformError(f"`{' '.join(cmd[:3])}` failed (exit {proc.returncode}): {detail[-4000:]}")
+        return proc
+
+    def init(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.var_file.write_text(json.dumps(self.variables, indent=2, sort_keys=True) + "\n")
+        self.run("init", "-input=false", "-no-color", "-reconfigure", f"-backend-config=path={self.state_path}",
+                 capture=True)
+
+    def apply(self) -> None:
+        self.init()
+        self.run("apply", "-input=false", "-auto-approve", "-no-color", f"-var-file={self.var_file}")
+
+    def plan_changes(self) -> str | None:
+        """None if a plan shows no changes, else the plan text."""
+        proc = self.run("plan", "-input=false", "-no-color", "-detailed-exitcode", f"-var-file={self.var_file}",
+                        capture=True, ok_codes=(0, 2))
+        return None if proc.returncode == 0 else proc.stdout
+
+    def destroy(self) -> None:
+        self.init()
+        self.run("destroy", "-input=false", "-auto-approve", "-no-color", f"-var-file={self.var_file}")
+
+    def outputs(self) -> StackOutputs:
+        proc = self.run("output", "-json", "-no-color", capture=True)
+        return StackOutputs.from_terraform(json.loads(proc.stdout))
