@@ -9,7 +9,7 @@ resource "aws_sqs_queue" "dlq" {
 
 resource "aws_sqs_queue" "ingest" {
   name                       = "${local.name}-ingest"
-  visibility_timeout_seconds = 6 * local.processor_timeout_seconds
+  visibility_timeout_seconds = 6 * var.processor_timeout_seconds
   message_retention_seconds  = 345600
   sqs_managed_sse_enabled    = true
   redrive_policy = jsonencode({

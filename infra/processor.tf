@@ -1,6 +1,5 @@
 locals {
-  function_name             = "${local.name}-processor"
-  processor_timeout_seconds = 30
+  function_name = "${local.name}-processor"
 
   # Exactly the keys processor/config.py reads; names come from resources, tunables from variables.
   processor_environment = {
@@ -36,7 +35,7 @@ resource "aws_lambda_function" "processor" {
   handler          = "processor.handler.lambda_handler"
   filename         = var.lambda_zip_path
   source_code_hash = filebase64sha256(var.lambda_zip_path)
-  timeout          = local.processor_timeout_seconds
+  timeout          = var.processor_timeout_seconds
   memory_size      = 512
   kms_key_arn      = aws_kms_key.main.arn
 

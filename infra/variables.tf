@@ -96,6 +96,12 @@ variable "alert_cooldown_seconds" {
   default     = 300
 }
 
+variable "processor_timeout_seconds" {
+  description = "Processor Lambda timeout; the ingest queue's visibility timeout is six times this."
+  type        = number
+  default     = 30
+}
+
 variable "queue_batch_size" {
   description = "Records per processor invocation from the ingest queue."
   type        = number

@@ -45,9 +45,14 @@ class KeyRing:
                 if stage != "AWSCURRENT" and exc.response["Error"]["Code"] == "ResourceNotFoundException":
                     continue
                 raise TransientFailure(f"signing key {stage} unavailable: {exc}") from exc
+            if "SecretString" not in secret:
+                logger.warning("signing key version %s has no string value; skipped", stage)
+                continue
             key = secret["SecretString"].encode()
             if key not in keys:
                 keys.append(key)
+        if not keys:
+            raise TransientFailure("the signing secret holds no usable key")
         logger.info("loaded %d signing key version(s)", len(keys))
         return tuple(keys)
 

@@ -10,6 +10,7 @@ from telemetry.schema import (
     DeviceType,
     Sensor,
     canonical_bytes,
+    new_message,
     sign,
     sort_key,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "DeviceType",
     "Sensor",
     "canonical_bytes",
+    "new_message",
     "sign",
     "sort_key",
 ]

@@ -157,3 +157,30 @@ def sign(message: dict[str, Any], key: bytes) -> str:
 def sort_key(ts_ms: int, msg_id: int) -> str:
     """DynamoDB sort key: time ordered, and the same for every delivery of one message."""
     return f"{ts_ms:013d}#{msg_id:010d}"
+
+
+def new_message(
+    *,
+    device_id: str,
+    msg_id: int,
+    ts: int,
+    device_type: str,
+    firmware: str,
+    readings: dict[str, tuple[float | bool, str]],
+    key: bytes,
+    site: str | None = None,
+) -> dict[str, Any]:
+    """A signed schema-v1 message; readings are given as {name: (value, unit)}."""
+    message: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "device_id": device_id,
+        "msg_id": msg_id,
+        "ts": ts,
+        "device_type": device_type,
+        "firmware": firmware,
+        "readings": {name: {"value": value, "unit": unit} for name, (value, unit) in readings.items()},
+    }
+    if site is not None:
+        message["site"] = site
+    message["sig"] = sign(message, key)
+    return message

@@ -1,0 +1,116 @@
+"""`python -m testbed <command>`: what the Makefile targets run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from testbed.backends import BackendError, get_backend
+from testbed.build import BuildError, build
+from testbed.outputs import OutputsError, StackOutputs
+from testbed.processes import PortInUseError
+from testbed.stack import Stack
+from testbed.stores import WaitTimeout
+from testbed.terraform import TerraformError
+
+logger = logging.getLogger("testbed")
+console = Console()
+
+EXPECTED_ERRORS = (BackendError, BuildError, OutputsError, PortInUseError, TerraformError, WaitTimeout)
+
+
+def _print_outputs(outputs: StackOutputs) -> None:
+    table = Table(title="Stack outputs")
+    table.add_column("output")
+    table.add_column("value")
+    for name, value in asdict(outputs).items():
+        table.add_row(name, str(value))
+    console.print(table)
+
+
+def _stack(args: argparse.Namespace) -> Stack:
+    return Stack(get_backend(args.backend))
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    console.print(str(build()))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    _print_outputs(_stack(args).up())
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    _stack(args).down()
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    _stack(args).clean()
+    return 0
+
+
+def cmd_outputs(args: argparse.Namespace) -> int:
+    outputs = _stack(args).outputs()
+    if args.json:
+        print(json.dumps(asdict(outputs), indent=2))
+    else:
+        _print_outputs(outputs)
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    stack.terraform.init()
+    changes = stack.terraform.plan_changes()
+    console.print(changes or "No changes: the deployed stack matches infra/.")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from testbed.demo import run_demo
+
+    stack = _stack(args)
+    stack.up()
+    return 0 if run_demo(stack, console) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="testbed", description=__doc__)
+    parser.add_argument("--backend", default=os.environ.get("BACKEND", "embedded"),
+                        help="embedded (default, no Docker) or localstack (docker compose)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("build", help="build the processor zip (deterministic)").set_defaults(func=cmd_build)
+    sub.add_parser("up", help="start the backend and deploy infra/").set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
+    sub.add_parser("clean", help="stop and remove all local state").set_defaults(func=cmd_clean)
+    outputs = sub.add_parser("outputs", help="print the deployed stack's outputs")
+    outputs.add_argument("--json", action="store_true")
+    outputs.set_defaults(func=cmd_outputs)
+    sub.add_parser("plan", help="show what a new apply would change").set_defaults(func=cmd_plan)
+    sub.add_parser("demo", help="up + one message through the pipeline").set_defaults(func=cmd_demo)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+    try:
+        return int(args.func(args))
+    except EXPECTED_ERRORS as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

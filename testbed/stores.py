@@ -1,0 +1,98 @@
+"""Read what the pipeline stored: readings, archived lines, quarantined records, alerts."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from testbed.outputs import StackOutputs
+from telemetry.schema import sort_key
+
+T = TypeVar("T")
+RAW_PREFIX = "raw/"
+QUARANTINE_PREFIX = "quarantine/"
+
+
+class WaitTimeout(TimeoutError):
+    """What was awaited did not appear in time."""
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float, interval_s: float = 0.5) -> T:
+    """Call `probe` until it returns something truthy; raise WaitTimeout naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise WaitTimeout(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+@dataclass
+class Stores:
+    outputs: StackOutputs
+    dynamodb: Any
+    s3: Any
+    sqs: Any
+
+    @classmethod
+    def connect(cls, outputs: StackOutputs, client: Callable[[str], Any]) -> Stores:
+        return cls(outputs, client("dynamodb"), client("s3"), client("sqs"))
+
+    def reading(self, device_id: str, ts: int, msg_id: int) -> dict[str, Any] | None:
+        item = self.dynamodb.get_item(
+            TableName=self.outputs.telemetry_table_name,
+            Key={"device_id": {"S": device_id}, "sk": {"S": sort_key(ts, msg_id)}},
+            ConsistentRead=True,
+        ).get("Item")
+        return item if item else None
+
+    def readings(self, device_id: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.outputs.telemetry_table_name,
+            "KeyConditionExpression": "device_id = :d",
+            "ExpressionAttributeValues": {":d": {"S": device_id}},
+        }
+        while True:
+            page = self.dynamodb.query(**kwargs)
+            items += page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _objects(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.outputs.archive_bucket_name, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                body = self.s3.get_object(Bucket=self.outputs.archive_bucket_name, Key=obj["Key"])["Body"].read()
+                yield obj["Key"], body
+
+    def archived_messages(self) -> list[dict[str, Any]]:
+        """Every archived line (one JSON message per line; GZIP on AWS is not handled here)."""
+        return [json.loads(line) for _, body in self._objects(RAW_PREFIX) for line in body.splitlines() if line]
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        """Every quarantine document, with its object key."""
+        return [{**json.loads(body), "key": key} for key, body in self._objects(QUARANTINE_PREFIX)]
+
+    def drain_alerts(self, wait_s: int = 1) -> list[dict[str, Any]]:
+        """Receive and delete what the alerts tap queue holds: SNS envelopes, parsed."""
+        alerts: list[dict[str, Any]] = []
+        while True:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.outputs.alerts_tap_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s
+            ).get("Messages", [])
+            if not messages:
+                return alerts
+            for message in messages:
+                envelope = json.loads(message["Body"])
+                alerts.append({**json.loads(envelope["Message"]), "attributes": envelope.get("MessageAttributes", {})})
+            self.sqs.delete_message_batch(
+                QueueUrl=self.outputs.alerts_tap_queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            )
