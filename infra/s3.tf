@@ -38,6 +38,15 @@ resource "aws_s3_bucket_lifecycle_configuration" "archive" {
   bucket = aws_s3_bucket.archive.id
 
   rule {
+    id     = "abort-incomplete-uploads"
+    status = "Enabled"
+    filter {}
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+
+  rule {
     id     = "expire-raw"
     status = "Enabled"
     filter {
@@ -48,9 +57,6 @@ resource "aws_s3_bucket_lifecycle_configuration" "archive" {
     }
     noncurrent_version_expiration {
       noncurrent_days = 7
-    }
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 1
     }
   }
 
@@ -65,9 +71,6 @@ resource "aws_s3_bucket_lifecycle_configuration" "archive" {
     }
     noncurrent_version_expiration {
       noncurrent_days = 7
-    }
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 1
     }
   }
 }

@@ -1,0 +1,78 @@
+# Local development and CI entry points. BACKEND=embedded (default, no Docker) or localstack.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+BACKEND ?= embedded
+VENV := .venv
+MINISTACK_VENV := .venv-ministack
+CHECKOV_VENV := .venv-checkov
+PY := $(VENV)/bin/python
+MINISTACK_VERSION := 1.5.33
+CHECKOV_VERSION := 3.3.30
+TESTBED := $(PY) -m testbed --backend $(BACKEND)
+BUNDLE_SOURCES := $(shell find processor telemetry -name '*.py' 2>/dev/null) processor/requirements.txt
+
+.PHONY: help venvs build up down clean demo plan outputs test test-unit test-contract test-e2e lint
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# ministack pins botocore exactly, so it lives in its own venv; its Lambda workers import its boto3.
+$(MINISTACK_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(MINISTACK_VENV)
+	$(MINISTACK_VENV)/bin/pip install --quiet ministack==$(MINISTACK_VERSION) boto3 cryptography
+	touch $@
+
+$(CHECKOV_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
+venvs: $(VENV)/.installed $(MINISTACK_VENV)/.installed ## create the project and emulator venvs
+
+build/processor.zip: $(VENV)/.installed $(BUNDLE_SOURCES)
+	$(PY) -m testbed build
+
+build: build/processor.zip ## build the processor Lambda zip (deterministic)
+
+up: venvs build ## start the local stack and deploy infra/ (idempotent)
+	$(TESTBED) up
+
+down: $(VENV)/.installed ## stop what `make up` started (state is saved)
+	$(TESTBED) down
+
+clean: $(VENV)/.installed ## stop and remove all local state
+	$(TESTBED) clean
+
+outputs: $(VENV)/.installed ## print the deployed stack's outputs
+	$(TESTBED) outputs
+
+plan: venvs build ## show what a new apply would change on the running stack
+	$(TESTBED) plan
+
+demo: venvs build ## the main job: bring the stack up and send a message through it
+	$(TESTBED) demo
+
+lint: $(VENV)/.installed ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test-unit: $(VENV)/.installed ## unit tests (no stack)
+	$(PY) -m pytest tests/unit
+
+test-contract: venvs $(CHECKOV_VENV)/.installed build ## static contract tests (Terraform, checkov, docs)
+	$(PY) -m pytest tests/contract
+
+test-e2e: venvs build ## end-to-end tests on their own embedded stack (free ports)
+	$(PY) -m pytest tests/e2e
+
+test: venvs $(CHECKOV_VENV)/.installed build lint ## everything: lint, unit, contract and end-to-end tests
+	$(PY) -m pytest tests

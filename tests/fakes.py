@@ -1,0 +1,124 @@
+"""In-memory stand-ins for the AWS clients the processor uses, for unit tests of the pure logic.
+
+They implement only the calls and response shapes the processor relies on; the end-to-end tests
+run the same code against the real emulator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+SIGNING_KEY = b"unit-test-signing-key"
+
+
+def client_error(code: str, operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": code}}, operation)
+
+
+@dataclass
+class FakeDynamoDB:
+    items: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    alert_state: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unprocess_first: int = 0  # items left unprocessed on the next call(s)
+    throttle_calls: int = 0  # whole calls that raise ThrottlingException
+    batch_calls: int = 0
+
+    def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        self.batch_calls += 1
+        if self.throttle_calls:
+            self.throttle_calls -= 1
+            raise client_error("ThrottlingException", "BatchWriteItem")
+        ((table, requests),) = RequestItems.items()
+        assert len(requests) <= 25
+        unprocessed = requests[: self.unprocess_first]
+        self.unprocess_first = max(0, self.unprocess_first - len(unprocessed))
+        for request in requests[len(unprocessed):]:
+            item = request["PutRequest"]["Item"]
+            self.items[(item["device_id"]["S"], item["sk"]["S"])] = item
+        return {"UnprocessedItems": {table: unprocessed} if unprocessed else {}}
+
+    def update_item(self, **kwargs: Any) -> dict[str, Any]:
+        pk = kwargs["Key"]["pk"]["S"]
+        values = kwargs["ExpressionAttributeValues"]
+        current = self.alert_state.get(pk)
+        if "last_ts" in kwargs["UpdateExpression"]:
+            allowed = (
+                current is None
+                or int(current["last_ts"]) <= int(values[":cutoff"]["N"])
+                or (current["last_msg"] == values[":msg"]["S"] and not current["published"])
+            )
+            if not allowed:
+                raise client_error("ConditionalCheckFailedException", "UpdateItem")
+            self.alert_state[pk] = {"last_ts": values[":ts"]["N"], "last_msg": values[":msg"]["S"], "published": False}
+        else:
+            if current is None or current["last_msg"] != values[":msg"]["S"]:
+                raise client_error("ConditionalCheckFailedException", "UpdateItem")
+            current["published"] = True
+        return {}
+
+
+@dataclass
+class FakeFirehose:
+    records: list[bytes] = field(default_factory=list)
+    fail_first: int = 0  # records reported failed on the next call(s)
+    calls: int = 0
+
+    def put_record_batch(self, DeliveryStreamName: str, Records: list[dict[str, bytes]]) -> dict[str, Any]:
+        self.calls += 1
+        assert len(Records) <= 500
+        responses = []
+        for record in Records:
+            if self.fail_first:
+                self.fail_first -= 1
+                responses.append({"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "slow down"})
+            else:
+                self.records.append(record["Data"])
+                responses.append({"RecordId": str(len(self.records))})
+        failed = sum(1 for r in responses if "ErrorCode" in r)
+        return {"FailedPutCount": failed, "RequestResponses": responses}
+
+    def lines(self) -> list[bytes]:
+        return [line for data in self.records for line in data.splitlines()]
+
+
+@dataclass
+class FakeS3:
+    objects: dict[str, bytes] = field(default_factory=dict)
+    fail: bool = False
+
+    def put_object(self, Bucket: str, Key: str, Body: bytes, ContentType: str) -> dict[str, Any]:
+        if self.fail:
+            raise client_error("SlowDown", "PutObject")
+        self.objects[Key] = Body
+        return {}
+
+
+@dataclass
+class FakeSNS:
+    published: list[dict[str, Any]] = field(default_factory=list)
+    fail_next: int = 0
+
+    def publish(self, **kwargs: Any) -> dict[str, Any]:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise client_error("Throttling", "Publish")
+        self.published.append(kwargs)
+        return {"MessageId": str(len(self.published))}
+
+
+@dataclass
+class FakeSecrets:
+    current: bytes = SIGNING_KEY
+    previous: bytes | None = None
+    calls: int = 0
+
+    def get_secret_value(self, SecretId: str, VersionStage: str) -> dict[str, Any]:
+        self.calls += 1
+        if VersionStage == "AWSCURRENT":
+            return {"SecretString": self.current.decode()}
+        if self.previous is None:
+            raise client_error("ResourceNotFoundException", "GetSecretValue")
+        return {"SecretString": self.previous.decode()}

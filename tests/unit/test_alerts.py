@@ -1,0 +1,82 @@
+"""Threshold and anomaly rules, and cooldown-guarded publishing (processor/alerts.py)."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+from processor.alerts import ANOMALY_MIN_SAMPLES, AlertPublisher, AnomalyDetector, evaluate
+from processor.config import Settings
+from processor.validation import parse
+from tests.conftest import make_message
+from tests.fakes import FakeDynamoDB, FakeSNS
+
+NOW = int(time.time() * 1000)
+
+
+def telemetry(temperature: float, msg_id: int = 1, ts: int = NOW, device_type: str = "environmental") -> object:
+    message = make_message(msg_id=msg_id, ts=ts, readings={"temperature": (temperature, "C")}, device_type=device_type)
+    return parse(json.dumps(message), now_ms=NOW, max_skew_ms=10**9)
+
+
+def test_thresholds_per_device_type(settings: Settings) -> None:
+    detector = AnomalyDetector()
+    assert evaluate(telemetry(30), settings.thresholds, detector) == []  # type: ignore[arg-type]
+    (high,) = evaluate(telemetry(50), settings.thresholds, detector)  # type: ignore[arg-type]
+    assert (high.rule, high.reading, high.severity) == ("threshold_high", "temperature", "critical")
+    (cold,) = evaluate(telemetry(30, device_type="cold_chain"), settings.thresholds, detector)  # type: ignore[arg-type]
+    assert cold.rule == "threshold_high"
+    (low,) = evaluate(telemetry(-35, device_type="cold_chain"), settings.thresholds, detector)  # type: ignore[arg-type]
+    assert low.rule == "threshold_low"
+
+
+def test_anomaly_needs_history_then_flags_outliers() -> None:
+    detector = AnomalyDetector()
+    rng = random.Random(1)
+    assert detector.observe("d", "t", 100.0) is None
+    for _ in range(ANOMALY_MIN_SAMPLES * 7):  # long enough for the first outlier to fade
+        assert detector.observe("d", "t", 20 + rng.gauss(0, 0.5)) is None
+    z = detector.observe("d", "t", 40.0)
+    assert z is not None and z > 6
+    assert detector.observe("other", "t", 40.0) is None, "state is per device"
+
+
+def publisher(db: FakeDynamoDB, sns: FakeSNS) -> AlertPublisher:
+    return AlertPublisher(db, "state", sns, "arn:topic", cooldown_seconds=300)
+
+
+def alert(msg_id: int, ts: int, settings: Settings) -> object:
+    return evaluate(telemetry(60, msg_id=msg_id, ts=ts), settings.thresholds, AnomalyDetector())[0]  # type: ignore[arg-type]
+
+
+def test_cooldown_suppresses_repeats_until_it_expires(settings: Settings) -> None:
+    db, sns = FakeDynamoDB(), FakeSNS()
+    pub = publisher(db, sns)
+    assert pub.publish(alert(1, NOW, settings))  # type: ignore[arg-type]
+    assert not pub.publish(alert(2, NOW + 60_000, settings))  # type: ignore[arg-type]
+    assert pub.publish(alert(3, NOW + 301_000, settings))  # type: ignore[arg-type]
+    assert len(sns.published) == 2
+    attrs = sns.published[0]["MessageAttributes"]
+    assert {k: v["StringValue"] for k, v in attrs.items()} == {
+        "severity": "critical", "device_type": "environmental", "rule": "threshold_high"}
+
+
+def test_redelivered_message_alerts_once(settings: Settings) -> None:
+    db, sns = FakeDynamoDB(), FakeSNS()
+    pub = publisher(db, sns)
+    assert pub.publish(alert(1, NOW, settings))  # type: ignore[arg-type]
+    assert not pub.publish(alert(1, NOW, settings))  # type: ignore[arg-type]
+    assert len(sns.published) == 1
+
+
+def test_failed_publish_can_be_retried_by_the_same_message(settings: Settings) -> None:
+    db, sns = FakeDynamoDB(), FakeSNS(fail_next=1)
+    pub = publisher(db, sns)
+    try:
+        pub.publish(alert(1, NOW, settings))  # type: ignore[arg-type]
+    except Exception:
+        pass
+    assert not pub.publish(alert(2, NOW + 1, settings)), "another message is still cooled down"  # type: ignore[arg-type]
+    assert pub.publish(alert(1, NOW, settings))  # type: ignore[arg-type]
+    assert len(sns.published) == 1

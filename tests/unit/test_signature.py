@@ -1,0 +1,74 @@
+"""Canonical form, HMAC signature and the cached key ring with rotation (processor/signature.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from processor.exceptions import RecordRejected, TransientFailure
+from processor.signature import KEY_CACHE_SECONDS, KeyRing, verify
+from processor.validation import parse
+from telemetry.schema import canonical_bytes, sign
+from tests.conftest import make_message
+from tests.fakes import SIGNING_KEY, FakeSecrets, client_error
+
+NOW = int(time.time() * 1000)
+
+
+def parsed(message: dict[str, object]) -> object:
+    return parse(json.dumps(message), now_ms=NOW, max_skew_ms=60_000)
+
+
+def test_canonical_form_ignores_key_order_whitespace_and_integral_floats() -> None:
+    a = {"b": 1.0, "a": {"y": 2, "x": 21.5}, "sig": "x"}
+    b = {"a": {"x": 21.5, "y": 2.0}, "b": 1}
+    assert canonical_bytes(a) == canonical_bytes(b) == b'{"a":{"x":21.5,"y":2},"b":1}'
+
+
+def test_signature_survives_reserialisation_by_the_rule_engine() -> None:
+    message = make_message(ts=NOW, readings={"temperature": (21.0, "C")})
+    reserialised = json.loads(json.dumps(message, indent=2).replace("21.0", "21"))
+    verify(parsed(reserialised), (SIGNING_KEY,))  # type: ignore[arg-type]
+
+
+def test_forged_and_tampered_messages_are_rejected() -> None:
+    forged = make_message(ts=NOW, key=b"not-the-key")
+    with pytest.raises(RecordRejected, match="bad_signature"):
+        verify(parsed(forged), (SIGNING_KEY,))  # type: ignore[arg-type]
+    tampered = make_message(ts=NOW)
+    tampered["readings"]["temperature"]["value"] = 99.0
+    with pytest.raises(RecordRejected, match="bad_signature"):
+        verify(parsed(tampered), (SIGNING_KEY,))  # type: ignore[arg-type]
+
+
+def test_previous_key_is_accepted_during_rotation() -> None:
+    ring = KeyRing(FakeSecrets(current=b"new-key", previous=SIGNING_KEY), "arn")
+    verify(parsed(make_message(ts=NOW, key=SIGNING_KEY)), ring.keys())  # type: ignore[arg-type]
+    verify(parsed(make_message(ts=NOW, key=b"new-key")), ring.keys())  # type: ignore[arg-type]
+
+
+def test_keys_are_fetched_once_per_cache_period() -> None:
+    secrets = FakeSecrets()
+    clock = [0.0]
+    ring = KeyRing(secrets, "arn", clock=lambda: clock[0])
+    for _ in range(5):
+        ring.keys()
+    assert secrets.calls == 2  # AWSCURRENT + AWSPREVIOUS, once
+    clock[0] += KEY_CACHE_SECONDS + 1
+    ring.keys()
+    assert secrets.calls == 4
+
+
+def test_unreachable_secret_is_transient() -> None:
+    class Down:
+        def get_secret_value(self, **_: object) -> None:
+            raise client_error("InternalServiceError", "GetSecretValue")
+
+    with pytest.raises(TransientFailure):
+        KeyRing(Down(), "arn").keys()
+
+
+def test_sign_is_hex_sha256() -> None:
+    assert len(sign({"a": 1}, b"k")) == 64

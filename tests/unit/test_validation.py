@@ -1,0 +1,91 @@
+"""Validation and normalisation of schema-v1 messages (processor/validation.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from processor.exceptions import RecordRejected
+from processor.types import RejectReason
+from processor.validation import parse
+from telemetry.schema import MAX_MESSAGE_BYTES
+from tests.conftest import make_message
+
+NOW = int(time.time() * 1000)
+SKEW = 300_000
+
+
+def parse_dict(message: object) -> object:
+    return parse(json.dumps(message), now_ms=NOW, max_skew_ms=SKEW)
+
+
+def reason_of(body: str) -> RejectReason:
+    with pytest.raises(RecordRejected) as caught:
+        parse(body, now_ms=NOW, max_skew_ms=SKEW)
+    return caught.value.reason
+
+
+def test_valid_message_is_parsed_and_normalised() -> None:
+    message = make_message(ts=NOW, readings={"temperature": (71.6, "F"), "pressure": (101.3, "kPa")})
+    parsed = parse(json.dumps(message), now_ms=NOW, max_skew_ms=SKEW)
+    assert parsed.key == ("env-0001", 1)
+    assert parsed.readings["temperature"] == pytest.approx(22.0)
+    assert parsed.readings["pressure"] == pytest.approx(1013.0)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("{not json", RejectReason.INVALID_JSON),
+        ('{"a": NaN}', RejectReason.INVALID_JSON),
+        ("[1, 2]", RejectReason.SCHEMA_VIOLATION),
+        ('"\udcff"', RejectReason.INVALID_ENCODING),
+        ("x" * (MAX_MESSAGE_BYTES + 1), RejectReason.TOO_LARGE),
+    ],
+)
+def test_unparseable_bodies_are_rejected(body: str, reason: RejectReason) -> None:
+    assert reason_of(body) is reason
+
+
+def mutated(**changes: object) -> str:
+    message = make_message(ts=NOW)
+    for key, value in changes.items():
+        if value is None:
+            message.pop(key)
+        else:
+            message[key] = value
+    return json.dumps(message)
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"schema_version": 2}, RejectReason.UNSUPPORTED_SCHEMA_VERSION),
+        ({"schema_version": True}, RejectReason.UNSUPPORTED_SCHEMA_VERSION),
+        ({"msg_id": None}, RejectReason.SCHEMA_VIOLATION),
+        ({"msg_id": "7"}, RejectReason.SCHEMA_VIOLATION),
+        ({"device_id": "bad id/with slash"}, RejectReason.SCHEMA_VIOLATION),
+        ({"extra": 1}, RejectReason.SCHEMA_VIOLATION),
+        ({"readings": {}}, RejectReason.SCHEMA_VIOLATION),
+        ({"device_type": "toaster"}, RejectReason.UNKNOWN_DEVICE_TYPE),
+        ({"ts": NOW + SKEW + 1000}, RejectReason.TIMESTAMP_SKEW),
+        ({"ts": NOW - SKEW - 1000}, RejectReason.TIMESTAMP_SKEW),
+        ({"readings": {"voltage": {"value": 230, "unit": "V"}}}, RejectReason.UNKNOWN_READING),
+        ({"readings": {"temperature": {"value": 20, "unit": "degC"}}}, RejectReason.UNSUPPORTED_UNIT),
+        ({"readings": {"temperature": {"value": 500, "unit": "C"}}}, RejectReason.OUT_OF_RANGE),
+        ({"readings": {"humidity": {"value": -1, "unit": "%"}}}, RejectReason.OUT_OF_RANGE),
+        ({"readings": {"humidity": {"value": True, "unit": "%"}}}, RejectReason.SCHEMA_VIOLATION),
+        ({"readings": {"temperature": {"value": "20", "unit": "C"}}}, RejectReason.SCHEMA_VIOLATION),
+    ],
+)
+def test_invalid_messages_name_their_reason(changes: dict[str, object], reason: RejectReason) -> None:
+    assert reason_of(mutated(**changes)) is reason
+
+
+def test_boolean_sensor_requires_boolean() -> None:
+    ok = make_message(ts=NOW, device_type="cold_chain", readings={"door_open": (True, "bool")})
+    assert parse(json.dumps(ok), now_ms=NOW, max_skew_ms=SKEW).readings == {"door_open": 1.0}
+    bad = make_message(ts=NOW, device_type="cold_chain", readings={"door_open": (1, "bool")})
+    assert reason_of(json.dumps(bad)) is RejectReason.SCHEMA_VIOLATION

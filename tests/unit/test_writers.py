@@ -1,0 +1,103 @@
+"""BatchWriteItem chunking and retries, Firehose packing and partial retries, quarantine keys."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from processor.archive import FIREHOSE_MAX_RECORD_BYTES, Archiver, pack_lines
+from processor.quarantine import quarantine_document, quarantine_key
+from processor.retry import BACKOFF_CAP_SECONDS, MAX_ATTEMPTS, backoff_delay
+from processor.store import ReadingStore, to_item
+from processor.types import Rejection, RejectReason
+from processor.validation import parse
+from tests.conftest import make_message
+from tests.fakes import FakeDynamoDB, FakeFirehose
+
+NOW = int(time.time() * 1000)
+
+
+def items(n: int) -> list[dict[str, object]]:
+    messages = [parse(json.dumps(make_message(msg_id=i, ts=NOW)), now_ms=NOW, max_skew_ms=1000) for i in range(n)]
+    return [to_item(m, stored_at_ms=NOW, expires_at_s=0) for m in messages]
+
+
+def test_store_writes_in_chunks_of_25() -> None:
+    db = FakeDynamoDB()
+    assert ReadingStore(db, "t", sleep=lambda _: None).put(items(60)) == set()
+    assert len(db.items) == 60
+    assert db.batch_calls == 3
+
+
+def test_store_retries_unprocessed_items_and_throttling() -> None:
+    db = FakeDynamoDB(unprocess_first=30, throttle_calls=1)
+    sleeps: list[float] = []
+    assert ReadingStore(db, "t", sleep=sleeps.append).put(items(40)) == set()
+    assert len(db.items) == 40
+    assert sleeps, "retries back off"
+
+
+def test_store_reports_what_stays_unprocessed() -> None:
+    db = FakeDynamoDB(unprocess_first=10**6)
+    failed = ReadingStore(db, "t", sleep=lambda _: None).put(items(3))
+    assert len(failed) == 3
+    assert db.batch_calls == MAX_ATTEMPTS
+
+
+def test_redelivered_message_lands_on_the_same_item() -> None:
+    db = FakeDynamoDB()
+    store = ReadingStore(db, "t", sleep=lambda _: None)
+    store.put(items(5))
+    store.put(items(5))
+    assert len(db.items) == 5
+
+
+def test_backoff_is_bounded_and_grows() -> None:
+    assert all(0 <= backoff_delay(a) <= BACKOFF_CAP_SECONDS for a in range(1, 20))
+    assert max(backoff_delay(1) for _ in range(200)) <= 0.05
+
+
+def test_lines_are_packed_whole_into_few_records() -> None:
+    lines = [((i,), json.dumps({"i": i, "pad": "x" * 200})) for i in range(1000)]
+    records = pack_lines(lines, max_record_bytes=50_000)
+    assert 1 < len(records) < 10
+    assert all(len(r.data) <= 50_000 for r in records)
+    decoded = [json.loads(line) for r in records for line in bytes(r.data).splitlines()]
+    assert [d["i"] for d in decoded] == list(range(1000))
+
+
+def test_embedded_newlines_cannot_split_a_line() -> None:
+    (record,) = pack_lines([("k", '{\n"a": 1\n}')])
+    assert bytes(record.data).count(b"\n") == 1
+
+
+def test_archiver_retries_only_failed_records() -> None:
+    firehose = FakeFirehose(fail_first=1)
+    lines = [((i,), json.dumps({"i": i, "pad": "x" * 1000})) for i in range(3000)]
+    failed = Archiver(firehose, "s", sleep=lambda _: None).archive(lines)
+    assert failed == set()
+    archived = [json.loads(line)["i"] for line in firehose.lines()]
+    assert sorted(archived) == list(range(3000)), "nothing lost, nothing archived twice"
+    assert all(len(r) <= FIREHOSE_MAX_RECORD_BYTES for r in firehose.records)
+
+
+def test_archiver_reports_keys_of_records_that_keep_failing() -> None:
+    firehose = FakeFirehose(fail_first=10**6)
+    assert Archiver(firehose, "s", sleep=lambda _: None).archive([("a", "{}"), ("b", "{}")]) == {"a", "b"}
+
+
+def test_quarantine_keeps_reason_and_original_bytes() -> None:
+    rejection = Rejection("rec/1", RejectReason.INVALID_JSON, "Expecting value", "{oops\udcff")
+    key = quarantine_key(rejection, 0)
+    assert key == "quarantine/reason=invalid_json/date=1970-01-01/rec_1.json"
+    doc = quarantine_document(rejection, 0)
+    assert doc["reason"] == "invalid_json"
+    assert doc["body_encoding"] == "base64"
+
+
+@pytest.mark.parametrize("body", ["plain text", '{"a": 1}'])
+def test_quarantine_keeps_text_bodies_verbatim(body: str) -> None:
+    doc = quarantine_document(Rejection("r", RejectReason.SCHEMA_VIOLATION, "x", body), 0)
+    assert (doc["body"], doc["body_encoding"]) == (body, "utf-8")
