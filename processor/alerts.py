@@ -55,9 +55,7 @@ class AnomalyDetector:
         return z
 
 
-def evaluate(
-    message: Telemetry, thresholds: dict[str, dict[str, Threshold]], detector: AnomalyDetector
-) -> list[Alert]:
+def evaluate(message: Telemetry, thresholds: dict[str, dict[str, Threshold]], detector: AnomalyDetector) -> list[Alert]:
     """Every alert this message raises (before cooldown)."""
     alerts: list[Alert] = []
     rules = thresholds.get(message.device_type, {})

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -48,7 +49,9 @@ def _calls(records: list[_Record]) -> list[list[_Record]]:
     current: list[_Record] = []
     size = 0
     for record in records:
-        if current and (len(current) == PUT_RECORD_BATCH_MAX_RECORDS or size + len(record.data) > PUT_RECORD_BATCH_MAX_BYTES):
+        if current and (
+            len(current) == PUT_RECORD_BATCH_MAX_RECORDS or size + len(record.data) > PUT_RECORD_BATCH_MAX_BYTES
+        ):
             calls.append(current)
             current, size = [], 0
         current.append(record)
@@ -61,15 +64,22 @@ def _calls(records: list[_Record]) -> list[list[_Record]]:
 class Archiver:
     """PutRecordBatch with retries of exactly the records that failed (FailedPutCount)."""
 
-    def __init__(self, client: Any, stream: str, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        client: Any,
+        stream: str,
+        sleep: Callable[[float], None] = time.sleep,
+        max_record_bytes: int = FIREHOSE_MAX_RECORD_BYTES,
+    ) -> None:
         self._client = client
         self._stream = stream
         self._sleep = sleep
+        self._max_record_bytes = max_record_bytes
 
     def archive(self, lines: Sequence[tuple[Hashable, str]]) -> set[Hashable]:
         """Archive the lines; return the keys whose record still failed after retries."""
         failed: set[Hashable] = set()
-        for call in _calls(pack_lines(lines)):
+        for call in _calls(pack_lines(lines, self._max_record_bytes)):
             for record in self._put(call):
                 failed.update(record.keys)
         return failed
@@ -81,7 +91,8 @@ class Archiver:
                     DeliveryStreamName=self._stream, Records=[{"Data": bytes(r.data)} for r in pending]
                 )
                 if response.get("FailedPutCount", 0):
-                    pending = [r for r, result in zip(pending, response["RequestResponses"]) if result.get("ErrorCode")]
+                    results = response["RequestResponses"]
+                    pending = [r for r, result in zip(pending, results, strict=True) if result.get("ErrorCode")]
                 else:
                     pending = []
             except ClientError as exc:

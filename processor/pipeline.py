@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from processor.alerts import AlertPublisher, AnomalyDetector, evaluate
-from processor.archive import Archiver
+from processor.archive import FIREHOSE_MAX_RECORD_BYTES, Archiver
 from processor.config import Settings
 from processor.exceptions import RecordRejected
 from processor.quarantine import Quarantine
@@ -55,16 +56,25 @@ class Clients:
 class Pipeline:
     """Holds per-container state (signing keys, anomaly moments) across invocations."""
 
-    def __init__(self, settings: Settings, clients: Clients, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clients: Clients,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        max_archive_record_bytes: int = FIREHOSE_MAX_RECORD_BYTES,
+    ) -> None:
         self.settings = settings
         self._clock = clock
         self._keys = KeyRing(clients.secretsmanager, settings.signing_secret_arn)
         self._store = ReadingStore(clients.dynamodb, settings.telemetry_table, sleep)
-        self._archiver = Archiver(clients.firehose, settings.archive_stream, sleep)
+        self._archiver = Archiver(clients.firehose, settings.archive_stream, sleep, max_archive_record_bytes)
         self._quarantine = Quarantine(clients.s3, settings.archive_bucket)
         self._alerts = AlertPublisher(
-            clients.dynamodb, settings.alert_state_table, clients.sns, settings.alerts_topic_arn,
+            clients.dynamodb,
+            settings.alert_state_table,
+            clients.sns,
+            settings.alerts_topic_arn,
             settings.alert_cooldown_seconds,
         )
         self._detector = AnomalyDetector()
@@ -151,7 +161,9 @@ class Pipeline:
                     continue
                 if published:
                     outcome.alerts += 1
-                    logger.info("alert", extra={"rule": alert.rule, "correlation_id": f"{alert.device_id}:{alert.msg_id}"})
+                    logger.info(
+                        "alert", extra={"rule": alert.rule, "correlation_id": f"{alert.device_id}:{alert.msg_id}"}
+                    )
                 else:
                     outcome.alerts_suppressed += 1
         return failed

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from botocore.exceptions import ClientError
 

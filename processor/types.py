@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class RejectReason(str, Enum):
+class RejectReason(StrEnum):
     """Machine-readable reason codes written with every quarantined record."""
 
     INVALID_ENCODING = "invalid_encoding"

@@ -39,7 +39,7 @@ def parse(body: str, *, now_ms: int, max_skew_ms: int) -> Telemetry:
     try:
         _validate_schema(message)
     except fastjsonschema.JsonSchemaException as exc:
-        raise RecordRejected(RejectReason.SCHEMA_VIOLATION, exc.message[:200]) from exc
+        raise RecordRejected(RejectReason.SCHEMA_VIOLATION, str(exc)[:200]) from exc
 
     device_type = DEVICE_TYPES.get(message["device_type"])
     if device_type is None:

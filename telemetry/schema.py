@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 SCHEMA_VERSION = 1
 # A telemetry message has no reason to be large; AWS IoT allows 128 KB, we allow far less.
@@ -32,7 +33,7 @@ class Sensor:
     unit: str
     minimum: float
     maximum: float
-    conversions: dict[str, Callable[[float], float]]
+    conversions: Mapping[str, Callable[[float], float]]
 
     def to_canonical(self, value: float, unit: str) -> float:
         if unit == self.unit:
@@ -52,7 +53,7 @@ def _k_to_c(v: float) -> float:
     return v - 273.15
 
 
-_TEMPERATURE = {"F": _f_to_c, "K": _k_to_c}
+_TEMPERATURE: dict[str, Callable[[float], float]] = {"F": _f_to_c, "K": _k_to_c}
 
 SENSORS: dict[str, Sensor] = {
     "temperature": Sensor("C", -60.0, 150.0, _TEMPERATURE),

@@ -35,9 +35,23 @@ def _install_dependencies() -> Path:
     staging = BUILD_DIR / f"deps-{digest}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     cmd = [
-        sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
-        "--only-binary=:all:", "--platform", TARGET_PLATFORM, "--python-version", TARGET_PYTHON,
-        "--implementation", "cp", "--target", str(staging), "-r", str(REQUIREMENTS),
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-compile",
+        "--only-binary=:all:",
+        "--platform",
+        TARGET_PLATFORM,
+        "--python-version",
+        TARGET_PYTHON,
+        "--implementation",
+        "cp",
+        "--target",
+        str(staging),
+        "-r",
+        str(REQUIREMENTS),
     ]
     subprocess.run(cmd, check=True)
     native = [p for p in staging.rglob("*") if p.suffix in NATIVE_SUFFIXES]

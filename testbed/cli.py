@@ -15,6 +15,7 @@ from rich.table import Table
 
 from testbed.backends import BackendError, get_backend
 from testbed.build import BuildError, build
+from testbed.demo import run_demo
 from testbed.outputs import OutputsError, StackOutputs
 from testbed.processes import PortInUseError
 from testbed.stack import Stack
@@ -78,8 +79,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from testbed.demo import run_demo
-
     stack = _stack(args)
     stack.up()
     return 0 if run_demo(stack, console) else 1
@@ -87,8 +86,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="testbed", description=__doc__)
-    parser.add_argument("--backend", default=os.environ.get("BACKEND", "embedded"),
-                        help="embedded (default, no Docker) or localstack (docker compose)")
+    parser.add_argument(
+        "--backend",
+        default=os.environ.get("BACKEND", "embedded"),
+        help="embedded (default, no Docker) or localstack (docker compose)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("build", help="build the processor zip (deterministic)").set_defaults(func=cmd_build)
@@ -102,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="up + one message through the pipeline").set_defaults(func=cmd_demo)
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False)],
     )
     try:

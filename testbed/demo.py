@@ -23,7 +23,12 @@ def run_demo(stack: Stack, console: Console) -> bool:
     device_id = f"demo-{uuid.uuid4().hex[:8]}"
     ts = int(time.time() * 1000)
     message = new_message(
-        device_id=device_id, msg_id=1, ts=ts, device_type="environmental", firmware="1.0.0", site="demo",
+        device_id=device_id,
+        msg_id=1,
+        ts=ts,
+        device_type="environmental",
+        firmware="1.0.0",
+        site="demo",
         readings={"temperature": (58.5, "C"), "humidity": (31.0, "%"), "pressure": (1012.5, "hPa")},
         key=key.encode(),
     )
@@ -55,13 +60,21 @@ def run_demo(stack: Stack, console: Console) -> bool:
     table = Table(title="Where the demo messages ended up")
     table.add_column("store")
     table.add_column("evidence")
-    table.add_row(f"DynamoDB {outputs.telemetry_table_name}",
-                  f"sk={item['sk']['S']} temperature={item['readings']['M']['temperature']['N']} "
-                  f"lag={int(item['stored_at']['N']) - ts} ms")
-    table.add_row(f"S3 {outputs.archive_bucket_name}/raw/", f"{len(archived)} archived line(s), msg_id={archived[0]['msg_id']}")
-    table.add_row(f"S3 {outputs.archive_bucket_name}/quarantine/",
-                  f"reason={quarantined[0]['reason']} key={quarantined[0]['key']}")
-    table.add_row(f"SNS {outputs.alerts_topic_arn.rsplit(':', 1)[-1]}",
-                  f"{alert[0]['rule']} {alert[0]['reading']}={alert[0]['value']} severity={alert[0]['severity']}")
+    table.add_row(
+        f"DynamoDB {outputs.telemetry_table_name}",
+        f"sk={item['sk']['S']} temperature={item['readings']['M']['temperature']['N']} "
+        f"lag={int(item['stored_at']['N']) - ts} ms",
+    )
+    table.add_row(
+        f"S3 {outputs.archive_bucket_name}/raw/", f"{len(archived)} archived line(s), msg_id={archived[0]['msg_id']}"
+    )
+    table.add_row(
+        f"S3 {outputs.archive_bucket_name}/quarantine/",
+        f"reason={quarantined[0]['reason']} key={quarantined[0]['key']}",
+    )
+    table.add_row(
+        f"SNS {outputs.alerts_topic_arn.rsplit(':', 1)[-1]}",
+        f"{alert[0]['rule']} {alert[0]['reading']}={alert[0]['value']} severity={alert[0]['severity']}",
+    )
     console.print(table)
     return True

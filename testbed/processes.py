@@ -64,16 +64,22 @@ class ManagedProcess:
             return None
         return pid if self.marker in cmdline else None
 
-    def start(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Path | None = None) -> int:
+    def start(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
+        """Start detached; the caller polls the returned handle while it waits for readiness."""
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(
-                list(cmd), env=dict(env), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                list(cmd),
+                env=dict(env),
+                cwd=cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
         logger.info("started %s (pid %d), log %s", self.name, proc.pid, self.log_file)
-        return proc.pid
+        return proc
 
     def stop(self, timeout_s: float = 20.0) -> bool:
         """SIGTERM (servers save state on it), then SIGKILL after the timeout. True if it ran."""

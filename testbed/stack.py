@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -14,6 +13,7 @@ import boto3
 from testbed.backends import Backend
 from testbed.build import build
 from testbed.outputs import StackOutputs
+from testbed.paths import LAMBDA_ZIP
 from testbed.terraform import Terraform
 
 logger = logging.getLogger(__name__)
@@ -22,12 +22,14 @@ logger = logging.getLogger(__name__)
 @dataclass
 class Stack:
     backend: Backend
+    # Terraform variables on top of the backend's (tests shorten timeouts, for instance).
+    variables: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
     def terraform(self) -> Terraform:
         return Terraform(
             work_dir=self.backend.state_dir / "terraform",
-            variables=self.backend.terraform_variables(build_output()),
+            variables={**self.backend.terraform_variables(LAMBDA_ZIP), **self.variables},
             env=self.backend.client_env(),
         )
 
@@ -58,9 +60,3 @@ class Stack:
 
     def client(self, service: str) -> Any:
         return self.session().client(service, endpoint_url=self.backend.endpoint_url())  # type: ignore[call-overload]
-
-
-def build_output() -> Any:
-    from testbed.paths import LAMBDA_ZIP
-
-    return os.fspath(LAMBDA_ZIP) and LAMBDA_ZIP

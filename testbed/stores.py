@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from testbed.outputs import StackOutputs
 from telemetry.schema import sort_key
+from testbed.outputs import StackOutputs
 
 T = TypeVar("T")
 RAW_PREFIX = "raw/"

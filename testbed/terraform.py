@@ -83,8 +83,9 @@ def write_cli_config(state_root: Path = STATE_ROOT) -> Path:
 class Terraform:
     """One stack: infra/ applied with a given state file, data dir, variables and environment."""
 
-    def __init__(self, work_dir: Path, variables: Mapping[str, Any], env: Mapping[str, str],
-                 infra_dir: Path = INFRA_DIR) -> None:
+    def __init__(
+        self, work_dir: Path, variables: Mapping[str, Any], env: Mapping[str, str], infra_dir: Path = INFRA_DIR
+    ) -> None:
         self.work_dir = work_dir
         self.infra_dir = infra_dir
         self.state_path = work_dir / "terraform.tfstate"
@@ -100,7 +101,9 @@ class Terraform:
         }
         self.binary = terraform_binary()
 
-    def run(self, *args: str, capture: bool = False, ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, capture: bool = False, ok_codes: tuple[int, ...] = (0,)
+    ) -> subprocess.CompletedProcess[str]:
         cmd = [self.binary, f"-chdir={self.infra_dir}", *args]
         logger.debug("running %s", " ".join(cmd))
         proc = subprocess.run(cmd, env=self.env, text=True, capture_output=capture)
@@ -112,8 +115,9 @@ class Terraform:
     def init(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.var_file.write_text(json.dumps(self.variables, indent=2, sort_keys=True) + "\n")
-        self.run("init", "-input=false", "-no-color", "-reconfigure", f"-backend-config=path={self.state_path}",
-                 capture=True)
+        self.run(
+            "init", "-input=false", "-no-color", "-reconfigure", f"-backend-config=path={self.state_path}", capture=True
+        )
 
     def apply(self) -> None:
         self.init()
@@ -121,9 +125,36 @@ class Terraform:
 
     def plan_changes(self) -> str | None:
         """None if a plan shows no changes, else the plan text."""
-        proc = self.run("plan", "-input=false", "-no-color", "-detailed-exitcode", f"-var-file={self.var_file}",
-                        capture=True, ok_codes=(0, 2))
+        proc = self.run(
+            "plan",
+            "-input=false",
+            "-no-color",
+            "-detailed-exitcode",
+            f"-var-file={self.var_file}",
+            capture=True,
+            ok_codes=(0, 2),
+        )
         return None if proc.returncode == 0 else proc.stdout
+
+    def changed_resources(self) -> dict[str, list[str]]:
+        """Address -> planned actions of every resource a new apply would touch."""
+        plan_file = self.work_dir / "check.tfplan"
+        self.run(
+            "plan",
+            "-input=false",
+            "-no-color",
+            "-refresh=true",
+            f"-out={plan_file}",
+            f"-var-file={self.var_file}",
+            capture=True,
+        )
+        shown = json.loads(self.run("show", "-json", str(plan_file), capture=True).stdout)
+        plan_file.unlink()
+        return {
+            change["address"]: change["change"]["actions"]
+            for change in shown.get("resource_changes", [])
+            if change["change"]["actions"] not in (["no-op"], ["read"])
+        }
 
     def destroy(self) -> None:
         self.init()

@@ -35,7 +35,7 @@ class FakeDynamoDB:
         assert len(requests) <= 25
         unprocessed = requests[: self.unprocess_first]
         self.unprocess_first = max(0, self.unprocess_first - len(unprocessed))
-        for request in requests[len(unprocessed):]:
+        for request in requests[len(unprocessed) :]:
             item = request["PutRequest"]["Item"]
             self.items[(item["device_id"]["S"], item["sk"]["S"])] = item
         return {"UnprocessedItems": {table: unprocessed} if unprocessed else {}}

@@ -100,13 +100,16 @@ class EmbeddedBackend(Backend):
             "S3_DATA_DIR": str(self.state_dir / "ministack/s3"),
             "TMPDIR": str(self.state_dir / "tmp"),
             "LAMBDA_ACCOUNT_CONCURRENCY": str(LAMBDA_ACCOUNT_CONCURRENCY),
+            # Its mTLS MQTT listener binds 0.0.0.0 (not configurable): off. IoT MQTT stays
+            # reachable over WebSocket on the gateway port, which listens on loopback only.
+            "IOT_MTLS_ENABLED": "0",
             "LOG_LEVEL": os.environ.get("MINISTACK_LOG_LEVEL", "WARNING"),
         }
         env.pop("AWS_ENDPOINT_URL", None)
-        self.ministack.start([str(executable)], env)
+        proc = self.ministack.start([str(executable)], env)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self.healthy():
-            if time.monotonic() > deadline or self.ministack.pid() is None:
+            if time.monotonic() > deadline or proc.poll() is not None:
                 raise BackendError(f"ministack did not become healthy; see {self.ministack.log_file}")
             time.sleep(0.2)
 
@@ -125,6 +128,6 @@ class EmbeddedBackend(Backend):
             "max_inflight_messages 1000\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
         )
-        self.mosquitto.start([mosquitto_binary(), "-c", str(config)], os.environ)
-        if not wait_for_port(self.mqtt_port, START_TIMEOUT_S):
+        proc = self.mosquitto.start([mosquitto_binary(), "-c", str(config)], os.environ)
+        if not wait_for_port(self.mqtt_port, START_TIMEOUT_S) or proc.poll() is not None:
             raise BackendError(f"mosquitto did not start; see {self.mosquitto.log_file}")

@@ -28,7 +28,7 @@ class LocalStackBackend(Backend):
     def from_env(cls) -> LocalStackBackend:
         return cls(
             port=int(os.environ.get("LOCALSTACK_PORT", DEFAULT_PORT)),
-            mqtt_port=int(os.environ.get("MQTT_PORT", 1883)),
+            mqtt_port=int(os.environ.get("MQTT_PORT", "1883")),
         )
 
     def compose(self, *args: str) -> list[str]:

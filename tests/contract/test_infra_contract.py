@@ -13,18 +13,44 @@ from processor.config import ENVIRONMENT_KEYS
 from testbed.outputs import StackOutputs
 from testbed.paths import ROOT
 from tests.contract.conftest import blocks, locals_
+from tests.contract.services import services_in_docs, services_in_infra
 
 # https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime
-LAMBDA_RESERVED_KEYS = frozenset({
-    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
-    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
-    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
-    "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "TZ",
-})
+LAMBDA_RESERVED_KEYS = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+        "TZ",
+    }
+)
 RESERVED_PREFIXES = ("AWS_LAMBDA_",)
-SKIPPED_DIRS = {".git", "build", ".testbed", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache",
-                ".hypothesis", "reports"}
+SKIPPED_DIRS = {
+    ".git",
+    "build",
+    ".testbed",
+    "__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".hypothesis",
+    "reports",
+}
 TEXT_SUFFIXES = {".py", ".tf", ".md", ".yml", ".yaml", ".toml", ".txt", ".json", ".cfg", ".hcl", ""}
 
 
@@ -98,7 +124,9 @@ def test_no_wildcard_action_anywhere() -> None:
 
 
 def test_processor_role_resources_are_this_stacks() -> None:
-    (processor,) = [body for type_, name, body in blocks("data") if (type_, name) == ("aws_iam_policy_document", "processor")]
+    (processor,) = [
+        body for type_, name, body in blocks("data") if (type_, name) == ("aws_iam_policy_document", "processor")
+    ]
     for statement in processor["statement"]:
         for resource in statement["resources"]:
             assert resource.startswith("${aws_"), statement
@@ -118,7 +146,8 @@ def test_iot_rule_can_be_switched_off() -> None:
 
 def test_no_endpoint_or_per_target_copies_in_infra() -> None:
     text = "\n".join(p.read_text() for p in (ROOT / "infra").glob("*.tf"))
-    assert "endpoints" not in text and "localhost" not in text and "4566" not in text
+    assert not re.search(r"^\s*endpoints\s*\{", text, re.MULTILINE)
+    assert "localhost" not in text and "127.0.0.1" not in text and "4566" not in text
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "infra").glob("*.tf")), ids=lambda p: p.name)
@@ -129,14 +158,14 @@ def test_every_checkov_suppression_gives_a_reason(path: Path) -> None:
 
 
 def test_docs_list_exactly_the_services_terraform_creates() -> None:
-    from tests.contract.services import services_in_docs, services_in_infra
-
     assert services_in_docs() == services_in_infra()
 
 
 def test_git_ignores_local_state() -> None:
     ignored = subprocess.run(
         ["git", "check-ignore", ".testbed/x", "build/processor.zip", ".venv/x", "infra/.terraform/x"],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     assert len(ignored) == 4

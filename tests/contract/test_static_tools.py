@@ -38,9 +38,20 @@ def test_checkov_finds_no_unsuppressed_failure() -> None:
     if not CHECKOV.exists():
         pytest.fail(f"checkov is not installed at {CHECKOV}: run `make test` (it installs it)")
     proc = subprocess.run(
-        [str(CHECKOV), "-d", str(INFRA_DIR), "--framework", "terraform", "--skip-download", "--output", "json",
-         "--quiet"],
-        capture_output=True, text=True, env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
+        [
+            str(CHECKOV),
+            "-d",
+            str(INFRA_DIR),
+            "--framework",
+            "terraform",
+            "--skip-download",
+            "--output",
+            "json",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
     )
     report = json.loads(proc.stdout)
     failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]] if report else []

@@ -6,6 +6,9 @@ import json
 import random
 import time
 
+import pytest
+from botocore.exceptions import ClientError
+
 from processor.alerts import ANOMALY_MIN_SAMPLES, AlertPublisher, AnomalyDetector, evaluate
 from processor.config import Settings
 from processor.validation import parse
@@ -59,7 +62,10 @@ def test_cooldown_suppresses_repeats_until_it_expires(settings: Settings) -> Non
     assert len(sns.published) == 2
     attrs = sns.published[0]["MessageAttributes"]
     assert {k: v["StringValue"] for k, v in attrs.items()} == {
-        "severity": "critical", "device_type": "environmental", "rule": "threshold_high"}
+        "severity": "critical",
+        "device_type": "environmental",
+        "rule": "threshold_high",
+    }
 
 
 def test_redelivered_message_alerts_once(settings: Settings) -> None:
@@ -73,10 +79,8 @@ def test_redelivered_message_alerts_once(settings: Settings) -> None:
 def test_failed_publish_can_be_retried_by_the_same_message(settings: Settings) -> None:
     db, sns = FakeDynamoDB(), FakeSNS(fail_next=1)
     pub = publisher(db, sns)
-    try:
+    with pytest.raises(ClientError):
         pub.publish(alert(1, NOW, settings))  # type: ignore[arg-type]
-    except Exception:
-        pass
     assert not pub.publish(alert(2, NOW + 1, settings)), "another message is still cooled down"  # type: ignore[arg-type]
     assert pub.publish(alert(1, NOW, settings))  # type: ignore[arg-type]
     assert len(sns.published) == 1

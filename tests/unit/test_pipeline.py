@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from processor import handler
@@ -16,7 +18,7 @@ from processor.config import Settings
 from processor.pipeline import Clients, Pipeline
 from processor.types import RejectReason
 from tests.conftest import make_message
-from tests.fakes import FakeDynamoDB, FakeFirehose, FakeS3, FakeSecrets, FakeSNS
+from tests.fakes import FakeDynamoDB, FakeFirehose, FakeS3, FakeSecrets, FakeSNS, client_error
 
 
 @dataclass
@@ -46,18 +48,28 @@ class Context:
 
 
 def sqs_event(bodies: list[str]) -> dict[str, Any]:
-    return {"Records": [
-        {"messageId": f"m{i}", "receiptHandle": f"h{i}", "body": body, "attributes": {}, "messageAttributes": {},
-         "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:0:q",
-         "awsRegion": "us-east-1"}
-        for i, body in enumerate(bodies)
-    ]}
+    return {
+        "Records": [
+            {
+                "messageId": f"m{i}",
+                "receiptHandle": f"h{i}",
+                "body": body,
+                "attributes": {},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:0:q",
+                "awsRegion": "us-east-1",
+            }
+            for i, body in enumerate(bodies)
+        ]
+    }
 
 
 def invoke(fakes: Fakes, settings: Settings, bodies: list[str]) -> dict[str, Any]:
     handler._pipeline = fakes.pipeline(settings)
     try:
-        return handler.lambda_handler(sqs_event(bodies), Context())  # type: ignore[arg-type]
+        return dict(handler.lambda_handler(sqs_event(bodies), Context()))
     finally:
         handler._pipeline = None
 
@@ -119,7 +131,7 @@ def test_partial_failures_lose_and_duplicate_nothing(fakes: Fakes, settings: Set
 def test_archive_failure_retries_records_without_losing_them(fakes: Fakes, settings: Settings) -> None:
     fakes.firehose.fail_first = 10**6
     bodies = [json.dumps(make_message(msg_id=i)) for i in range(2)]
-    assert failed_ids(invoke(fakes, settings, bodies + ["{"])) == {"m0", "m1"}
+    assert failed_ids(invoke(fakes, settings, [*bodies, "{"])) == {"m0", "m1"}
     fakes.firehose.fail_first = 0
     assert failed_ids(invoke(fakes, settings, bodies)) == set()
     assert len(fakes.dynamodb.items) == 2 and len(fakes.firehose.lines()) == 2
@@ -133,13 +145,9 @@ def test_quarantine_failure_retries_the_rejected_record(fakes: Fakes, settings: 
 def test_secret_outage_defers_the_whole_batch(fakes: Fakes, settings: Settings) -> None:
     class Down:
         def get_secret_value(self, **_: object) -> None:
-            from tests.fakes import client_error
-
             raise client_error("InternalServiceError", "GetSecretValue")
 
     fakes.secrets = Down()  # type: ignore[assignment]
-    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-
     with pytest.raises(BatchProcessingError):
         invoke(fakes, settings, [json.dumps(make_message())])
     assert fakes.dynamodb.items == {}
@@ -177,9 +185,9 @@ def test_mixed_records_each_end_stored_or_quarantined(
         body = json.dumps(make_message(device_id=f"p{i}", msg_id=i))
         if kind == "mutated":
             pos = rnd.randrange(len(body))
-            body = body[:pos] + rnd.choice('x"{}0 ') + body[pos + 1:]
+            body = body[:pos] + rnd.choice('x"{}0 ') + body[pos + 1 :]
         elif kind == "junk":
-            body = "".join(rnd.choice("ab{}[]\",:0") for _ in range(rnd.randrange(40)))
+            body = "".join(rnd.choice('ab{}[]",:0') for _ in range(rnd.randrange(40)))
         bodies.append(body)
     assert failed_ids(invoke(fakes, settings, bodies)) == set()
     stored = {k[0] for k in fakes.dynamodb.items}

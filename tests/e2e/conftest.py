@@ -1,0 +1,70 @@
+"""An embedded stack of its own for the end-to-end tests: free ports, a temporary state folder."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from processor.config import Settings
+from testbed.backends import EmbeddedBackend
+from testbed.processes import free_port
+from testbed.stack import Stack
+from testbed.stores import Stores
+
+# Short timeouts so a record reported failed is redelivered within seconds (visibility = 6 x timeout).
+TEST_VARIABLES = {"environment_suffix": "e2e", "processor_timeout_seconds": 5, "max_receive_count": 3}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    state_dir: Path = tmp_path_factory.mktemp("embedded")
+    backend = EmbeddedBackend(ministack_port=free_port(), mqtt_port=free_port(), state_dir=state_dir)
+    stack = Stack(backend, variables=TEST_VARIABLES)
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def stores(stack: Stack) -> Stores:
+    return Stores.connect(stack.outputs(), stack.client)
+
+
+@pytest.fixture(scope="session")
+def signing_key(stack: Stack) -> bytes:
+    secret = stack.client("secretsmanager").get_secret_value(SecretId=stack.outputs().signing_secret_arn)
+    return str(secret["SecretString"]).encode()
+
+
+@pytest.fixture(scope="session")
+def deployed_settings(stack: Stack) -> Settings:
+    """The processor's settings exactly as deployed (read back from the function's environment)."""
+    config = stack.client("lambda").get_function_configuration(FunctionName=stack.outputs().processor_function_name)
+    return Settings.from_env(config["Environment"]["Variables"])
+
+
+def send(stack: Stack, bodies: list[str]) -> None:
+    """Put records on the ingest queue, 10 per SendMessageBatch."""
+    sqs = stack.client("sqs")
+    url = stack.outputs().ingest_queue_url
+    for start in range(0, len(bodies), 10):
+        chunk = bodies[start : start + 10]
+        response = sqs.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(chunk)]
+        )
+        assert not response.get("Failed"), response["Failed"]
+
+
+def as_json(message: dict[str, Any]) -> str:
+    return json.dumps(message)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

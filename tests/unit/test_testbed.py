@@ -1,0 +1,67 @@
+"""The testbed's own plumbing: bundle build, Terraform CLI config, ports and PID files."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from testbed import terraform
+from testbed.backends import EmbeddedBackend
+from testbed.build import build
+from testbed.processes import LOOPBACK, ManagedProcess, PortInUseError, free_port
+
+
+def test_bundle_is_deterministic_and_pure_python(tmp_path: Path) -> None:
+    first, second = build(tmp_path / "a.zip"), build(tmp_path / "b.zip")
+    assert first.read_bytes() == second.read_bytes()
+    names = zipfile.ZipFile(first).namelist()
+    assert "processor/handler.py" in names and "telemetry/schema.py" in names
+    assert any(n.startswith("aws_lambda_powertools/") for n in names)
+    assert not any(n.endswith((".so", ".pyc")) or "__pycache__" in n for n in names)
+    assert not any(n.startswith(("boto3/", "botocore/")) for n in names), "boto3 comes with the runtime"
+
+
+def test_cli_config_uses_a_filesystem_mirror_where_one_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    provider = tmp_path / "mirror" / "registry.terraform.io" / "hashicorp" / "aws" / "5.100.0" / "linux_amd64"
+    provider.mkdir(parents=True)
+    (provider / "terraform-provider-aws").write_text("binary")
+    monkeypatch.setenv("TESTBED_TF_MIRROR", str(tmp_path / "mirror"))
+    text = terraform.write_cli_config(tmp_path / "state").read_text()
+    assert "filesystem_mirror" in text and "registry.opentofu.org/hashicorp/aws" in text
+    linked = tmp_path / "state/provider-mirror/registry.opentofu.org/hashicorp/aws/5.100.0/linux_amd64"
+    assert (linked / "terraform-provider-aws").read_text() == "binary"
+
+
+def test_cli_config_falls_back_to_the_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TESTBED_TF_MIRROR", raising=False)
+    monkeypatch.setattr(terraform, "MIRROR_GLOBS", ())
+    text = terraform.write_cli_config(tmp_path).read_text()
+    assert "filesystem_mirror" not in text and "direct {}" in text
+
+
+def test_a_port_in_use_is_an_error_that_names_it(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind((LOOPBACK, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        backend = EmbeddedBackend(ministack_port=port, mqtt_port=free_port(), state_dir=tmp_path)
+        with pytest.raises(PortInUseError, match=f"port {port} .* MINISTACK_PORT"):
+            backend.start()
+    assert backend.ministack.pid() is None
+
+
+def test_stop_ends_only_the_process_it_started(tmp_path: Path) -> None:
+    marker = f"testbed-unit-{os.getpid()}"
+    process = ManagedProcess("sleeper", tmp_path, marker=marker)
+    proc = process.start([sys.executable, "-c", "import time, sys; time.sleep(60)", marker], os.environ)
+    assert process.pid() == proc.pid
+    assert process.stop(timeout_s=5)
+    assert proc.wait(timeout=5) is not None
+    process.pid_file.write_text(f"{os.getpid()}\n")  # a PID that is not ours
+    assert process.pid() is None
+    assert not process.stop(), "a PID without our marker is never signalled"
