@@ -45,29 +45,36 @@ def find_mirror() -> Path | None:
     return None
 
 
+def _link_mirror(source: Path, local: Path) -> None:
+    """Mirror `source` (a registry.terraform.io folder) under both registry host names in `local`.
+
+    Terraform does not walk into symlinked folders, so the tree is recreated with real folders
+    and only the files are links. Nothing is ever written into `source`.
+    """
+    for host in ("registry.terraform.io", "registry.opentofu.org"):
+        for entry in source.rglob("*"):
+            target = local / host / entry.relative_to(source)
+            if entry.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+            elif not target.is_symlink():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.symlink_to(entry)
+
+
 def write_cli_config(state_root: Path = STATE_ROOT) -> Path:
     """Write the CLI config: the mirror for the aws provider where it exists, the registry elsewhere.
 
     OpenTofu looks the provider up as registry.opentofu.org/hashicorp/aws, so the mirror is also
-    exposed under that host name (a tree of symlinks to the mirror's files).
+    exposed under that host name.
     """
     state_root.mkdir(parents=True, exist_ok=True)
-    path = state_root / "terraformrc"
+    config = state_root / "terraformrc"
     mirror = find_mirror()
     if mirror is None:
         text = "provider_installation {\n  direct {}\n}\n"
     else:
         local = state_root / "provider-mirror"
-        source = mirror / "registry.terraform.io"
-        for host in ("registry.terraform.io", "registry.opentofu.org"):
-            # Terraform does not walk into symlinked folders: mirror the tree, link the files.
-            for path in source.rglob("*"):
-                target = local / host / path.relative_to(source)
-                if path.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                elif not target.exists():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.symlink_to(path)
+        _link_mirror(mirror / "registry.terraform.io", local)
         hosts = ", ".join(f'"{h}/{AWS_PROVIDER}"' for h in ("registry.terraform.io", "registry.opentofu.org"))
         text = (
             "provider_installation {\n"
@@ -75,9 +82,9 @@ def write_cli_config(state_root: Path = STATE_ROOT) -> Path:
             f"  direct {{\n    exclude = [{hosts}]\n  }}\n"
             "}\n"
         )
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-    return path
+    if not config.exists() or config.read_text() != text:
+        config.write_text(text)
+    return config
 
 
 class Terraform:

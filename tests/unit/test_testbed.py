@@ -31,10 +31,13 @@ def test_cli_config_uses_a_filesystem_mirror_where_one_exists(tmp_path: Path, mo
     provider.mkdir(parents=True)
     (provider / "terraform-provider-aws").write_text("binary")
     monkeypatch.setenv("TESTBED_TF_MIRROR", str(tmp_path / "mirror"))
+    (provider / "LICENSE.txt").write_text("license")
     text = terraform.write_cli_config(tmp_path / "state").read_text()
+    assert terraform.write_cli_config(tmp_path / "state").read_text() == text, "a second write changes nothing"
     assert "filesystem_mirror" in text and "registry.opentofu.org/hashicorp/aws" in text
     linked = tmp_path / "state/provider-mirror/registry.opentofu.org/hashicorp/aws/5.100.0/linux_amd64"
     assert (linked / "terraform-provider-aws").read_text() == "binary"
+    assert (provider / "LICENSE.txt").read_text() == "license", "the mirror itself is never written to"
 
 
 def test_cli_config_falls_back_to_the_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -50,7 +53,7 @@ def test_a_port_in_use_is_an_error_that_names_it(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         backend = EmbeddedBackend(ministack_port=port, mqtt_port=free_port(), state_dir=tmp_path)
-        with pytest.raises(PortInUseError, match=f"port {port} .* MINISTACK_PORT"):
+        with pytest.raises(PortInUseError, match=rf"port {port} .*MINISTACK_PORT"):
             backend.start()
     assert backend.ministack.pid() is None
 
