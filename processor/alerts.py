@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -22,13 +22,6 @@ ANOMALY_Z = 6.0
 ANOMALY_MIN_STD_FRACTION = 0.01
 
 
-@dataclass
-class _Moments:
-    count: int = 0
-    mean: float = 0.0
-    var: float = 0.0
-
-
 class AnomalyDetector:
     """Exponentially weighted mean and variance per (device, reading), kept in this container.
 
@@ -37,21 +30,26 @@ class AnomalyDetector:
     """
 
     def __init__(self) -> None:
-        self._state: dict[tuple[str, str], _Moments] = {}
+        # (device, reading) -> [count, mean, variance]; lists keep the hot path cheap.
+        self._state: dict[tuple[str, str], list[float]] = {}
 
     def observe(self, device_id: str, reading: str, value: float) -> float | None:
         """Fold the value in; return its z-score if it is anomalous, else None."""
-        m = self._state.setdefault((device_id, reading), _Moments())
+        moments = self._state.get((device_id, reading))
+        if moments is None:
+            self._state[(device_id, reading)] = [1, value, 0.0]
+            return None
+        count, mean, var = moments
         z = None
-        if m.count >= ANOMALY_MIN_SAMPLES:
-            std = max(math.sqrt(m.var), abs(m.mean) * ANOMALY_MIN_STD_FRACTION, 1e-9)
-            score = (value - m.mean) / std
+        if count >= ANOMALY_MIN_SAMPLES:
+            std = max(math.sqrt(var), abs(mean) * ANOMALY_MIN_STD_FRACTION, 1e-9)
+            score = (value - mean) / std
             if abs(score) > ANOMALY_Z:
                 z = score
-        delta = value - m.mean
-        m.mean += ANOMALY_ALPHA * delta if m.count else delta
-        m.var = (1 - ANOMALY_ALPHA) * (m.var + ANOMALY_ALPHA * delta * delta) if m.count else 0.0
-        m.count += 1
+        delta = value - mean
+        moments[0] = count + 1
+        moments[1] = mean + ANOMALY_ALPHA * delta
+        moments[2] = (1 - ANOMALY_ALPHA) * (var + ANOMALY_ALPHA * delta * delta)
         return z
 
 

@@ -16,6 +16,7 @@ from telemetry.schema import SENSORS, sort_key
 logger = logging.getLogger(__name__)
 
 BATCH_WRITE_MAX_ITEMS = 25
+BOOLEAN_SENSORS = frozenset(name for name, sensor in SENSORS.items() if sensor.unit == "bool")
 RETRYABLE_ERRORS = frozenset(
     {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded", "InternalServerError"}
 )
@@ -23,12 +24,10 @@ RETRYABLE_ERRORS = frozenset(
 
 def to_item(message: Telemetry, *, stored_at_ms: int, expires_at_s: int) -> dict[str, Any]:
     """The DynamoDB item (low-level attribute values, cheaper than the resource layer)."""
-    readings: dict[str, Any] = {}
-    for name, value in message.readings.items():
-        if SENSORS[name].unit == "bool":
-            readings[name] = {"BOOL": bool(value)}
-        else:
-            readings[name] = {"N": repr(round(value, 6))}
+    readings = {
+        name: {"BOOL": bool(value)} if name in BOOLEAN_SENSORS else {"N": repr(round(value, 6))}
+        for name, value in message.readings.items()
+    }
     item: dict[str, Any] = {
         "device_id": {"S": message.device_id},
         "sk": {"S": sort_key(message.ts, message.msg_id)},

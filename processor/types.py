@@ -36,10 +36,11 @@ class Telemetry:
     readings: dict[str, float]
     raw: dict[str, Any] = field(repr=False)
     body: str = field(repr=False)
+    # (device_id, msg_id): the message's identity, used on every hot-path lookup.
+    key: tuple[str, int] = field(init=False, repr=False)
 
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.device_id, self.msg_id)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.device_id, self.msg_id))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def parse(body: str, *, now_ms: int, max_skew_ms: int) -> Telemetry:
     """Turn an SQS body into a `Telemetry`; raise `RecordRejected` for anything unacceptable."""
     try:
@@ -28,7 +31,7 @@ def parse(body: str, *, now_ms: int, max_skew_ms: int) -> Telemetry:
     if len(encoded) > MAX_MESSAGE_BYTES:
         raise RecordRejected(RejectReason.TOO_LARGE, f"{len(encoded)} bytes > {MAX_MESSAGE_BYTES}")
     try:
-        message = json.loads(body, parse_constant=_reject_constant)
+        message = _DECODER.decode(body)
     except (ValueError, RecursionError) as exc:
         raise RecordRejected(RejectReason.INVALID_JSON, str(exc)[:200]) from exc
     if not isinstance(message, dict):

@@ -110,7 +110,7 @@ JSON_SCHEMA: dict[str, Any] = {
         "msg_id": {"type": "integer", "minimum": 0, "maximum": 9_999_999_999},
         "ts": {"type": "integer", "minimum": 0, "maximum": 9_999_999_999_999},
         "device_type": {"type": "string", "maxLength": 32},
-        "firmware": {"type": "string", "pattern": r"^[0-9A-Za-z.+-]{1,32}$"},
+        "firmware": {"type": "string", "minLength": 1, "maxLength": 32},
         "site": {"type": "string", "maxLength": 64},
         "readings": {
             "type": "object",
@@ -126,28 +126,35 @@ JSON_SCHEMA: dict[str, Any] = {
                 },
             },
         },
-        "sig": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        # A malformed signature is simply one that matches no key (reason bad_signature).
+        "sig": {"type": "string", "maxLength": 64},
     },
 }
 
 
-def _canonical_value(value: Any) -> Any:
+_CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _canonical_number(value: Any) -> Any:
     """Integral floats become ints so 21.0 and 21 sign alike, whoever re-serialised them."""
-    if isinstance(value, float) and value.is_integer():
+    if type(value) is float and value.is_integer():
         return int(value)
-    if isinstance(value, dict):
-        return {k: _canonical_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_canonical_value(v) for v in value]
     return value
 
 
 def canonical_bytes(message: dict[str, Any]) -> bytes:
-    """The bytes that are signed: every field but `sig`, keys sorted, no whitespace."""
+    """The bytes that are signed: every field but `sig`, keys sorted, no whitespace.
+
+    In schema v1 only reading values may be non-integral numbers, so only they are normalised.
+    """
     body = {k: v for k, v in message.items() if k != "sig"}
-    return json.dumps(
-        _canonical_value(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
+    readings = body.get("readings")
+    if isinstance(readings, dict):
+        body["readings"] = {
+            name: {**r, "value": _canonical_number(r["value"])} if isinstance(r, dict) and "value" in r else r
+            for name, r in readings.items()
+        }
+    return _CANONICAL_ENCODER.encode(body).encode()
 
 
 def sign(message: dict[str, Any], key: bytes) -> str:

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from testbed import bench_processor
 from testbed.backends import BackendError, get_backend
 from testbed.build import BuildError, build
 from testbed.demo import run_demo
@@ -84,6 +85,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if run_demo(stack, console) else 1
 
 
+def cmd_bench_processor(args: argparse.Namespace) -> int:
+    stack = None if args.in_process_only else _stack(args)
+    if stack is not None:
+        stack.up()
+    rows = bench_processor.run(stack)
+    table = Table(title="Processor throughput (records/s)")
+    for column in rows[0]:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*(f"{v:,}" for v in row.values()))
+    console.print(table)
+    print(json.dumps(rows))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="testbed", description=__doc__)
     parser.add_argument(
@@ -102,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     outputs.set_defaults(func=cmd_outputs)
     sub.add_parser("plan", help="show what a new apply would change").set_defaults(func=cmd_plan)
     sub.add_parser("demo", help="up + one message through the pipeline").set_defaults(func=cmd_demo)
+    bench = sub.add_parser("bench-processor", help="records/s through the processor, in-process and deployed")
+    bench.add_argument("--in-process-only", action="store_true", help="skip the deployed function")
+    bench.set_defaults(func=cmd_bench_processor)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -10,7 +10,7 @@ import pytest
 
 from processor.config import Settings, parse_thresholds
 from telemetry import new_message
-from tests.fakes import SIGNING_KEY
+from testbed.fakes import SIGNING_KEY
 
 THRESHOLDS = json.dumps(
     {

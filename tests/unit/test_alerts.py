@@ -12,8 +12,8 @@ from botocore.exceptions import ClientError
 from processor.alerts import ANOMALY_MIN_SAMPLES, AlertPublisher, AnomalyDetector, evaluate
 from processor.config import Settings
 from processor.validation import parse
+from testbed.fakes import FakeDynamoDB, FakeSNS
 from tests.conftest import make_message
-from tests.fakes import FakeDynamoDB, FakeSNS
 
 NOW = int(time.time() * 1000)
 

@@ -17,8 +17,8 @@ from processor import handler
 from processor.config import Settings
 from processor.pipeline import Clients, Pipeline
 from processor.types import RejectReason
+from testbed.fakes import FakeDynamoDB, FakeFirehose, FakeS3, FakeSecrets, FakeSNS, client_error
 from tests.conftest import make_message
-from tests.fakes import FakeDynamoDB, FakeFirehose, FakeS3, FakeSecrets, FakeSNS, client_error
 
 
 @dataclass

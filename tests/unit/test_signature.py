@@ -11,8 +11,8 @@ from processor.exceptions import RecordRejected, TransientFailure
 from processor.signature import KEY_CACHE_SECONDS, KeyRing, verify
 from processor.validation import parse
 from telemetry.schema import canonical_bytes, sign
+from testbed.fakes import SIGNING_KEY, FakeSecrets, client_error
 from tests.conftest import make_message
-from tests.fakes import SIGNING_KEY, FakeSecrets, client_error
 
 NOW = int(time.time() * 1000)
 
@@ -22,9 +22,10 @@ def parsed(message: dict[str, object]) -> object:
 
 
 def test_canonical_form_ignores_key_order_whitespace_and_integral_floats() -> None:
-    a = {"b": 1.0, "a": {"y": 2, "x": 21.5}, "sig": "x"}
-    b = {"a": {"x": 21.5, "y": 2.0}, "b": 1}
-    assert canonical_bytes(a) == canonical_bytes(b) == b'{"a":{"x":21.5,"y":2},"b":1}'
+    a = {"ts": 1, "readings": {"t": {"value": 21.0, "unit": "C"}, "h": {"unit": "%", "value": 40.5}}, "sig": "x"}
+    b = {"readings": {"h": {"value": 40.5, "unit": "%"}, "t": {"unit": "C", "value": 21}}, "ts": 1}
+    expected = b'{"readings":{"h":{"unit":"%","value":40.5},"t":{"unit":"C","value":21}},"ts":1}'
+    assert canonical_bytes(a) == canonical_bytes(b) == expected
 
 
 def test_signature_survives_reserialisation_by_the_rule_engine() -> None:

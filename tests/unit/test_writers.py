@@ -13,8 +13,8 @@ from processor.retry import BACKOFF_CAP_SECONDS, MAX_ATTEMPTS, backoff_delay
 from processor.store import ReadingStore, to_item
 from processor.types import Rejection, RejectReason
 from processor.validation import parse
+from testbed.fakes import FakeDynamoDB, FakeFirehose
 from tests.conftest import make_message
-from tests.fakes import FakeDynamoDB, FakeFirehose
 
 NOW = int(time.time() * 1000)
 

@@ -1,4 +1,4 @@
-"""In-memory stand-ins for the AWS clients the processor uses, for unit tests of the pure logic.
+"""In-memory stand-ins for the AWS clients the processor uses: unit tests and the in-process benchmark.
 
 They implement only the calls and response shapes the processor relies on; the end-to-end tests
 run the same code against the real emulator.
