@@ -12,6 +12,7 @@ from telemetry.schema import (
     canonical_bytes,
     new_message,
     sign,
+    signed_payload,
     sort_key,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "canonical_bytes",
     "new_message",
     "sign",
+    "signed_payload",
     "sort_key",
 ]

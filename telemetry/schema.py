@@ -162,6 +162,13 @@ def sign(message: dict[str, Any], key: bytes) -> str:
     return hmac.new(key, canonical_bytes(message), hashlib.sha256).hexdigest()
 
 
+def signed_payload(message: dict[str, Any], key: bytes) -> bytes:
+    """The wire bytes of a message: its canonical form with `sig` appended (one JSON encode)."""
+    canonical = canonical_bytes(message)
+    sig = hmac.new(key, canonical, hashlib.sha256).hexdigest()
+    return canonical[:-1] + b',"sig":"' + sig.encode() + b'"}'
+
+
 def sort_key(ts_ms: int, msg_id: int) -> str:
     """DynamoDB sort key: time ordered, and the same for every delivery of one message."""
     return f"{ts_ms:013d}#{msg_id:010d}"

@@ -1,0 +1,144 @@
+"""`python -m simulator`: run a fleet (live or dry-run), replay a trace, plot device traces."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing as mp
+import os
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from simulator.fleet import FleetError, load_fleet
+from simulator.run import RunConfig, dry_run, live_run
+from simulator.schedule import RateProfile
+
+console = Console(stderr=True)
+KEY_ENV = "SIMULATOR_SIGNING_KEY"
+
+
+def _profile(text: str) -> Any:
+    """`constant`, `ramp`, `step`, `burst`, or a JSON object such as {"kind": "ramp", "end": 3}."""
+    data = json.loads(text) if text.startswith("{") else {"kind": text}
+    try:
+        return TypeAdapter(RateProfile).validate_python(data)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(f"invalid rate profile {text!r}: {exc.errors()[0]['msg']}") from None
+
+
+def _broker(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def _signing_key() -> bytes:
+    key = os.environ.get(KEY_ENV)
+    if not key:
+        raise SystemExit(f"error: set {KEY_ENV} to the device signing key (the testbed passes it from Secrets Manager)")
+    return key.encode()
+
+
+def _progress_table(rows: dict[int, tuple[int, int, int, int]], started: float) -> Table:
+    connected, published, acked, errors = (sum(r[i] for r in rows.values()) for i in range(4))
+    elapsed = max(time.time() - started, 1e-3)
+    table = Table(show_header=True)
+    for column in ("connected", "published", "msg/s", "acked", "errors"):
+        table.add_column(column, justify="right")
+    table.add_row(f"{connected:,}", f"{published:,}", f"{published / elapsed:,.0f}", f"{acked:,}", f"{errors:,}")
+    return table
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = RunConfig(
+        fleet=load_fleet(args.fleet),
+        seed=args.seed,
+        key=_signing_key(),
+        duration_s=args.duration,
+        profile=args.profile,
+        qos=args.qos,
+        host=args.broker[0],
+        port=args.broker[1],
+        window=args.window,
+        clean_session=not args.persistent_session,
+        workers=args.workers,
+    )
+    if args.dry_run:
+        summary = dry_run(config, args.dry_run)
+        console.print(f"wrote {summary['published']:,} messages to {args.dry_run}")
+    else:
+        progress: Any = mp.get_context("fork").Queue()
+        rows: dict[int, tuple[int, int, int, int]] = {}
+        done = threading.Event()
+        started = time.time()
+        result: dict[str, Any] = {}
+
+        def work() -> None:
+            result.update(live_run(config, progress))
+            done.set()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        with Live(_progress_table(rows, started), console=console, refresh_per_second=4) as live:
+            while not done.is_set():
+                try:
+                    worker, *counts = progress.get(timeout=0.25)
+                    rows[worker] = (counts[0], counts[1], counts[2], counts[3])
+                except queue.Empty:
+                    pass
+                live.update(_progress_table(rows, started))
+        thread.join()
+        summary = result
+    summary = {
+        "fleet": config.fleet.name,
+        "seed": args.seed,
+        "qos": args.qos,
+        "duration_s": args.duration,
+        "devices": config.fleet.device_count,
+        **summary,
+    }
+    text = json.dumps(summary, indent=None if args.summary else 2)
+    if args.summary:
+        args.summary.write_text(text + "\n")
+        console.print(f"summary: {args.summary}")
+    brief = {k: v for k, v in summary.items() if k != "per_device"}
+    console.print_json(json.dumps(brief))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="simulator", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a fleet against a broker, or to a file with --dry-run")
+    run.add_argument("--fleet", type=Path, required=True, help="fleet file (YAML)")
+    run.add_argument("--seed", type=int, default=1)
+    run.add_argument("--duration", type=float, default=30.0, help="seconds")
+    run.add_argument("--profile", type=_profile, default=_profile("constant"))
+    run.add_argument("--qos", type=int, choices=(0, 1), default=1)
+    run.add_argument("--broker", type=_broker, default=("127.0.0.1", 1883), help="host:port")
+    run.add_argument("--window", type=int, default=100, help="messages in flight per device")
+    run.add_argument("--persistent-session", action="store_true", help="clean_session=false")
+    run.add_argument("--workers", type=int, default=1, help="worker processes (each runs one event loop)")
+    run.add_argument("--dry-run", type=Path, help="write the messages to this JSONL file instead")
+    run.add_argument("--summary", type=Path, help="write the run summary (JSON) here")
+    run.set_defaults(func=cmd_run)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        return int(args.func(args))
+    except FleetError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The run summary: what was sent, acknowledged and lost, per device and message id, with faults."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from simulator.devices import Emitted
+
+
+@dataclass
+class DeviceRecord:
+    published: int = 0
+    acked: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    faults: dict[int, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class Recorder:
+    """Collects every publish, ack and failure; lateness of each send in seconds."""
+
+    devices: dict[str, DeviceRecord] = field(default_factory=lambda: defaultdict(DeviceRecord))
+    lateness_s: list[float] = field(default_factory=list)
+    ack_latency_s: list[float] = field(default_factory=list)
+    published: int = 0
+
+    def sent(self, emitted: Emitted, at: float) -> None:
+        record = self.devices[emitted.device_id]
+        record.published += 1
+        self.published += 1
+        self.lateness_s.append(at - emitted.due)
+        if emitted.faults:
+            record.faults.setdefault(emitted.msg_id, []).extend(emitted.faults)
+
+    def acked(self, emitted: Emitted, at: float) -> None:
+        self.devices[emitted.device_id].acked.append(emitted.msg_id)
+        self.ack_latency_s.append(at - emitted.due)
+
+    def failed(self, emitted: Emitted) -> None:
+        self.devices[emitted.device_id].failed.append(emitted.msg_id)
+
+    def merge(self, other: dict[str, Any]) -> None:
+        """Fold in a worker's `to_dict(raw=True)` output."""
+        for device_id, rec in other["per_device"].items():
+            mine = self.devices[device_id]
+            mine.published += rec["published"]
+            mine.acked += rec["acked"]
+            mine.failed += rec["failed"]
+            for msg_id, tags in rec["faults"].items():
+                mine.faults.setdefault(int(msg_id), []).extend(tags)
+        self.published += other["published"]
+        self.lateness_s += other["lateness_s"]
+        self.ack_latency_s += other["ack_latency_s"]
+
+    def to_dict(self, raw: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "published": self.published,
+            "acked": sum(len(r.acked) for r in self.devices.values()),
+            "failed": sum(len(r.failed) for r in self.devices.values()),
+            "send_lateness_ms": percentiles(self.lateness_s),
+            "ack_latency_ms": percentiles(self.ack_latency_s),
+            "per_device": {
+                device_id: {
+                    "published": r.published,
+                    "acked": r.acked,
+                    "failed": r.failed,
+                    "faults": {str(k): v for k, v in r.faults.items()},
+                }
+                for device_id, r in sorted(self.devices.items())
+            },
+        }
+        if raw:
+            out["lateness_s"] = self.lateness_s
+            out["ack_latency_s"] = self.ack_latency_s
+        return out
+
+
+def percentiles(samples_s: list[float]) -> dict[str, float]:
+    if not samples_s:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+    values = np.asarray(samples_s) * 1000.0
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return {
+        "p50": round(float(p50), 2),
+        "p95": round(float(p95), 2),
+        "p99": round(float(p99), 2),
+        "max": round(float(values.max()), 2),
+    }

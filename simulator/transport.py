@@ -1,0 +1,212 @@
+"""Many MQTT connections driven by one selector loop (no thread per device), with backpressure.
+
+Each device has its own paho client. The loop reads and writes their sockets when ready, and
+calls loop_misc (keepalive, QoS retries) about once a second per client. A device never has
+more than `window` messages in flight: beyond that its messages wait, and their lateness grows.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import struct
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from simulator.devices import Emitted
+
+logger = logging.getLogger(__name__)
+
+KEEPALIVE_S = 60
+MISC_INTERVAL_S = 1.0
+MAX_PENDING_PER_DEVICE = 10_000
+
+
+@dataclass
+class Counters:
+    published: int = 0
+    acked: int = 0
+    failed: int = 0
+    connected: int = 0
+    connect_errors: int = 0
+
+
+@dataclass
+class _Connection:
+    device_id: str
+    client: mqtt.Client
+    connected: bool = False
+    inflight: dict[int, Emitted] = field(default_factory=dict)
+    pending: deque[Emitted] = field(default_factory=deque)
+    sock: socket.socket | None = None
+
+
+class MqttFleet:
+    """The fleet's connections to one broker, in one process."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        qos: int,
+        window: int = 100,
+        clean_session: bool = True,
+        credentials: Callable[[str], tuple[str, str]] | None = None,
+        on_ack: Callable[[Emitted, float], None] | None = None,
+        on_fail: Callable[[Emitted], None] | None = None,
+    ) -> None:
+        self.host, self.port, self.qos, self.window = host, port, qos, window
+        self.clean_session = clean_session
+        self.credentials = credentials
+        self.on_ack = on_ack or (lambda e, t: None)
+        self.on_fail = on_fail or (lambda e: None)
+        self.selector = selectors.DefaultSelector()
+        self.connections: dict[str, _Connection] = {}
+        self.counters = Counters()
+        self._next_misc = time.monotonic() + MISC_INTERVAL_S
+
+    def connect(self, device_id: str) -> None:
+        """Open (or reopen) the device's connection; CONNACK arrives through `poll`."""
+        conn = self.connections.get(device_id)
+        if conn is None:
+            client = mqtt.Client(
+                callback_api_version=CallbackAPIVersion.VERSION2,
+                client_id=device_id,
+                clean_session=self.clean_session,
+                protocol=mqtt.MQTTv311,
+            )
+            client.max_inflight_messages_set(self.window)
+            client.max_queued_messages_set(0)
+            if self.credentials is not None:
+                client.username_pw_set(*self.credentials(device_id))
+            conn = _Connection(device_id, client)
+            client.user_data_set(conn)
+            client.on_connect = self._on_connect
+            client.on_disconnect = self._on_disconnect
+            client.on_publish = self._on_publish
+            client.on_socket_register_write = self._want_write
+            client.on_socket_unregister_write = self._done_writing
+            self.connections[device_id] = conn
+        if conn.sock is not None:
+            return
+        try:
+            conn.client.connect(self.host, self.port, keepalive=KEEPALIVE_S)
+        except OSError as exc:
+            self.counters.connect_errors += 1
+            logger.debug("connect %s failed: %s", device_id, exc)
+            return
+        sock = conn.client.socket()
+        if isinstance(sock, socket.socket):
+            conn.sock = sock
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.client.want_write() else 0)
+            self.selector.register(sock, events, conn)
+
+    def disconnect(self, device_id: str) -> None:
+        """Go offline as a device would: the connection drops; QoS 1 in flight stays in its session."""
+        conn = self.connections.get(device_id)
+        if conn is None or conn.sock is None:
+            return
+        self._close_socket(conn)
+        conn.client.disconnect()
+
+    def send(self, emitted: Emitted) -> None:
+        """Queue a publish; it goes out as soon as the device is connected and under its window."""
+        conn = self.connections[emitted.device_id]
+        if len(conn.pending) >= MAX_PENDING_PER_DEVICE:
+            self.counters.failed += 1
+            self.on_fail(emitted)
+            return
+        conn.pending.append(emitted)
+        self._flush(conn)
+
+    def _flush(self, conn: _Connection) -> None:
+        while conn.pending and conn.connected and len(conn.inflight) < self.window:
+            emitted = conn.pending.popleft()
+            info = conn.client.publish(emitted.topic, emitted.payload, qos=self.qos)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                conn.pending.appendleft(emitted)
+                return
+            self.counters.published += 1
+            conn.inflight[info.mid] = emitted
+
+    def poll(self, timeout: float) -> None:
+        """Serve every ready socket once; run paho's housekeeping about once a second."""
+        for key, events in self.selector.select(timeout):
+            conn: _Connection = key.data
+            if events & selectors.EVENT_READ:
+                conn.client.loop_read()
+            if events & selectors.EVENT_WRITE and conn.sock is not None:
+                conn.client.loop_write()
+            self._flush(conn)
+        now = time.monotonic()
+        if now >= self._next_misc:
+            self._next_misc = now + MISC_INTERVAL_S
+            for conn in self.connections.values():
+                if conn.sock is not None:
+                    conn.client.loop_misc()
+                    self._flush(conn)
+
+    def in_flight(self) -> int:
+        return sum(len(c.inflight) + len(c.pending) for c in self.connections.values())
+
+    def close(self) -> None:
+        """Disconnect everyone; SO_LINGER 0 so thousands of sockets leave no TIME_WAIT behind."""
+        for conn in self.connections.values():
+            if conn.sock is not None:
+                conn.client.disconnect()
+                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self._close_socket(conn)
+        for conn in self.connections.values():
+            for emitted in [*conn.inflight.values(), *conn.pending]:
+                self.counters.failed += 1
+                self.on_fail(emitted)
+            conn.inflight.clear()
+            conn.pending.clear()
+        self.selector.close()
+
+    def _close_socket(self, conn: _Connection) -> None:
+        if conn.sock is not None:
+            self.selector.unregister(conn.sock)
+            conn.sock = None
+        if conn.connected:
+            conn.connected = False
+            self.counters.connected -= 1
+
+    # paho callbacks (called from loop_read/loop_write in this thread)
+    def _on_connect(self, client: mqtt.Client, conn: _Connection, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            self.counters.connect_errors += 1
+            logger.warning("%s refused by the broker: %s", conn.device_id, reason)
+            return
+        conn.connected = True
+        self.counters.connected += 1
+
+    def _on_disconnect(self, client: mqtt.Client, conn: _Connection, flags: Any, reason: Any, props: Any) -> None:
+        if conn.sock is not None:
+            self._close_socket(conn)
+        if self.qos == 0:
+            for emitted in conn.inflight.values():
+                self.counters.failed += 1
+                self.on_fail(emitted)
+            conn.inflight.clear()
+
+    def _on_publish(self, client: mqtt.Client, conn: _Connection, mid: int, reason: Any, props: Any) -> None:
+        emitted = conn.inflight.pop(mid, None)
+        if emitted is not None:
+            self.counters.acked += 1
+            self.on_ack(emitted, time.time())
+
+    def _want_write(self, client: mqtt.Client, conn: _Connection, sock: Any) -> None:
+        if conn.sock is not None:
+            self.selector.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
+
+    def _done_writing(self, client: mqtt.Client, conn: _Connection, sock: Any) -> None:
+        if conn.sock is not None:
+            self.selector.modify(conn.sock, selectors.EVENT_READ, conn)
