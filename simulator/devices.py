@@ -15,7 +15,7 @@ from typing import Any
 
 from simulator.fleet import DeviceGroup, Faults, Fleet
 from simulator.models import MODELS, Context, reading_pairs
-from telemetry.schema import DEVICE_TYPES, MAX_MESSAGE_BYTES, SCHEMA_VERSION, signed_payload
+from telemetry.schema import DEVICE_TYPES, MAX_MESSAGE_BYTES, SCHEMA_VERSION, SENSORS, signed_payload
 
 TOPIC = "sensors/{device_id}/telemetry"
 BAD_KEY = b"not-the-fleet-key"
@@ -121,7 +121,10 @@ class Device:
             if numeric:
                 name = r.choice(numeric)
                 value, unit = pairs[name]
-                pairs[name] = (round(float(value) + f.spike.magnitude * SPIKE_SCALE.get(name, 1.0), 6), unit)
+                # A spike stays within what the sensor can report: it should alert, not be rejected.
+                sensor = SENSORS[name]
+                spiked = float(value) + f.spike.magnitude * SPIKE_SCALE.get(name, 1.0) * r.choice((-1, 1))
+                pairs[name] = (round(min(sensor.maximum, max(sensor.minimum, spiked)), 6), unit)
                 tags.append(f"{Fault.SPIKE.value}:{name}")
         if self.clock_offset_ms or self.clock_drift_ppm:
             tags.append(Fault.CLOCK_SKEW.value)

@@ -39,6 +39,7 @@ class RunConfig:
     clean_session: bool = True
     workers: int = 1
     credentials: Callable[[str], tuple[str, str]] | None = None
+    drain_timeout_s: float = DRAIN_TIMEOUT_S
 
 
 def _emit_all(
@@ -64,6 +65,7 @@ def dry_run(config: RunConfig, out: Path, start: float = DRY_RUN_EPOCH) -> dict[
 
         def write(emitted: Emitted) -> None:
             sink.write(json.dumps(describe(emitted), separators=(",", ":")) + "\n")
+            recorder.generated(emitted)
             recorder.sent(emitted, emitted.due)
             recorder.acked(emitted, emitted.due)
 
@@ -90,6 +92,7 @@ def _live_worker(
         config.window,
         config.clean_session,
         config.credentials,
+        on_send=recorder.sent,
         on_ack=recorder.acked,
         on_fail=recorder.failed,
     )
@@ -99,7 +102,7 @@ def _live_worker(
     offline: set[str] = set()
 
     def emit(emitted: Emitted) -> None:
-        recorder.sent(emitted, time.time())
+        recorder.generated(emitted)
         fleet.send(emitted)
 
     def went_offline(device: Device) -> None:
@@ -128,7 +131,7 @@ def _live_worker(
             )
     for device_id in offline:
         fleet.connect(device_id)
-    drain_until = time.time() + DRAIN_TIMEOUT_S
+    drain_until = time.time() + config.drain_timeout_s
     while fleet.in_flight() and time.time() < drain_until:
         fleet.poll(TICK_S)
     fleet.close()

@@ -28,13 +28,17 @@ class Recorder:
     ack_latency_s: list[float] = field(default_factory=list)
     published: int = 0
 
-    def sent(self, emitted: Emitted, at: float) -> None:
+    def generated(self, emitted: Emitted) -> None:
+        """The device produced this publish (whether or not it ever leaves the client)."""
         record = self.devices[emitted.device_id]
         record.published += 1
         self.published += 1
-        self.lateness_s.append(at - emitted.due)
         if emitted.faults:
             record.faults.setdefault(emitted.msg_id, []).extend(emitted.faults)
+
+    def sent(self, emitted: Emitted, at: float) -> None:
+        """Handed to the MQTT client at `at`: how late against its due time."""
+        self.lateness_s.append(at - emitted.due)
 
     def acked(self, emitted: Emitted, at: float) -> None:
         self.devices[emitted.device_id].acked.append(emitted.msg_id)

@@ -59,12 +59,14 @@ class MqttFleet:
         window: int = 100,
         clean_session: bool = True,
         credentials: Callable[[str], tuple[str, str]] | None = None,
+        on_send: Callable[[Emitted, float], None] | None = None,
         on_ack: Callable[[Emitted, float], None] | None = None,
         on_fail: Callable[[Emitted], None] | None = None,
     ) -> None:
         self.host, self.port, self.qos, self.window = host, port, qos, window
         self.clean_session = clean_session
         self.credentials = credentials
+        self.on_send = on_send or (lambda e, t: None)
         self.on_ack = on_ack or (lambda e, t: None)
         self.on_fail = on_fail or (lambda e: None)
         self.selector = selectors.DefaultSelector()
@@ -135,6 +137,7 @@ class MqttFleet:
                 return
             self.counters.published += 1
             conn.inflight[info.mid] = emitted
+            self.on_send(emitted, time.time())
 
     def poll(self, timeout: float) -> None:
         """Serve every ready socket once; run paho's housekeeping about once a second."""

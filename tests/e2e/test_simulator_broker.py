@@ -1,0 +1,127 @@
+"""The simulator against a real Mosquitto on a free port: what it says it sent, the broker delivered."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simulator.fleet import parse_fleet
+from simulator.run import RunConfig, live_run
+from testbed.backends.embedded import mosquitto_binary
+from testbed.processes import LOOPBACK, free_port, wait_for_port
+
+pytestmark = pytest.mark.e2e
+KEY = b"fleet-key"
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    port = free_port()
+    config = tmp_path_factory.mktemp("mosquitto") / "mosquitto.conf"
+    config.write_text(f"listener {port} {LOOPBACK}\nallow_anonymous true\nmax_queued_messages 100000\n")
+    proc = subprocess.Popen(
+        [mosquitto_binary(), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert wait_for_port(port, 10), "mosquitto did not start"
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+class Subscriber:
+    """mosquitto_sub (a third-party client) recording every payload on sensors/+/telemetry."""
+
+    def __init__(self, port: int, out: Path) -> None:
+        binary = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
+        self.out = out
+        self.proc = subprocess.Popen(
+            [binary, "-h", LOOPBACK, "-p", str(port), "-q", "1", "-t", "sensors/+/telemetry", "-F", "%t %p"],
+            stdout=out.open("w"),
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)
+
+    def stop(self) -> list[tuple[str, str]]:
+        time.sleep(0.5)
+        self.proc.terminate()
+        self.proc.wait(timeout=5)
+        lines = self.out.read_text().splitlines()
+        return [tuple(line.split(" ", 1)) for line in lines if line]  # type: ignore[misc]
+
+
+def acked_ids(summary: dict[str, Any]) -> set[tuple[str, int]]:
+    return {(d, m) for d, rec in summary["per_device"].items() for m in rec["acked"]}
+
+
+def received_ids(lines: list[tuple[str, str]]) -> list[tuple[str, int]]:
+    ids = []
+    for topic, payload in lines:
+        device = topic.split("/")[1]
+        try:
+            ids.append((device, int(json.loads(payload)["msg_id"])))
+        except (ValueError, KeyError):
+            ids.append((device, -1))
+    return ids
+
+
+FLEET = {
+    "devices": [
+        {"type": "environmental", "count": 20, "interval_s": 0.5},
+        {"type": "cold_chain", "count": 5, "interval_s": 1.0},
+    ]
+}
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+def test_every_acknowledged_message_reaches_a_subscriber(broker: int, tmp_path: Path, qos: int) -> None:
+    sub = Subscriber(broker, tmp_path / "sub.txt")
+    summary = live_run(RunConfig(fleet=parse_fleet(FLEET), seed=1, key=KEY, duration_s=4, qos=qos, port=broker))
+    received = received_ids(sub.stop())
+    assert summary["failed"] == 0
+    assert summary["acked"] == summary["published"] >= 25 * 4
+    assert sorted(received) == sorted(acked_ids(summary))
+    assert summary["send_lateness_ms"]["p99"] < 1000
+
+
+def test_dropouts_reconnect_and_flush_their_backlog(broker: int, tmp_path: Path) -> None:
+    fleet = parse_fleet({**FLEET, "faults": {"dropout": {"probability": 0.05, "duration_s": 1.5}}})
+    sub = Subscriber(broker, tmp_path / "sub.txt")
+    summary = live_run(RunConfig(fleet=fleet, seed=2, key=KEY, duration_s=5, qos=1, port=broker))
+    received = received_ids(sub.stop())
+    backlog = [
+        (d, int(m))
+        for d, rec in summary["per_device"].items()
+        for m, tags in rec["faults"].items()
+        if "backlog" in tags
+    ]
+    assert backlog, "some devices went offline and flushed their backlog"
+    assert set(backlog) <= set(received)
+    assert sorted(received) == sorted(acked_ids(summary))
+
+
+def test_worker_processes_split_the_fleet(broker: int, tmp_path: Path) -> None:
+    sub = Subscriber(broker, tmp_path / "sub.txt")
+    summary = live_run(
+        RunConfig(fleet=parse_fleet(FLEET), seed=3, key=KEY, duration_s=3, qos=1, port=broker, workers=2)
+    )
+    received = received_ids(sub.stop())
+    assert len(summary["per_device"]) == 25
+    assert sorted(received) == sorted(acked_ids(summary))
+
+
+def test_an_unreachable_broker_fails_every_message_and_says_so() -> None:
+    port = free_port()
+    summary = live_run(
+        RunConfig(fleet=parse_fleet(FLEET), seed=1, key=KEY, duration_s=1, qos=1, port=port, drain_timeout_s=1)
+    )
+    assert summary["published"] > 0
+    assert summary["acked"] == 0 and summary["failed"] == summary["published"]

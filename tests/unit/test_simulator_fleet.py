@@ -1,0 +1,124 @@
+"""Fleet files, reproducibility, and faults that the processor must catch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from processor.exceptions import RecordRejected
+from processor.signature import verify
+from processor.validation import parse
+from simulator.devices import EXPECTED_REJECTION, Emitted, Fault, build_devices
+from simulator.fleet import FleetError, load_fleet, parse_fleet
+from simulator.run import DRY_RUN_EPOCH, RunConfig, dry_run
+from testbed.paths import ROOT
+
+KEY = b"fleet-key"
+SMOKE = ROOT / "simulator" / "fleets" / "smoke.yaml"
+
+
+def test_shipped_fleets_are_valid() -> None:
+    for path in (ROOT / "simulator" / "fleets").glob("*.yaml"):
+        assert load_fleet(path).device_count > 0
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"devices": [{"type": "toaster", "count": 1}]}, "devices.0.type: Input should be 'environmental'"),
+        ({"devices": [{"type": "vibration", "count": 0}]}, "devices.0.count"),
+        ({"devices": [{"type": "vibration", "count": 1, "sensors": ["co2"]}]}, "not sensors of vibration"),
+        ({"devices": []}, "devices"),
+        (
+            {"devices": [{"type": "vibration", "count": 1}], "faults": {"spike": {"probability": 2}}},
+            "faults.spike.probability",
+        ),
+        ({"devices": [{"type": "vibration", "count": 1, "colour": "red"}]}, "devices.0.colour"),
+    ],
+)
+def test_invalid_fleets_name_the_field(data: object, message: str) -> None:
+    with pytest.raises(FleetError, match=message.replace(".", r"\.").replace("'", ".")):
+        parse_fleet(data)
+
+
+def test_unreadable_fleet_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FleetError, match="cannot read fleet file"):
+        load_fleet(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("devices: [")
+    with pytest.raises(FleetError, match="not valid YAML"):
+        load_fleet(bad)
+
+
+def run_dry(tmp_path: Path, name: str, seed: int, duration: float = 30.0) -> bytes:
+    out = tmp_path / name
+    dry_run(RunConfig(fleet=load_fleet(SMOKE), seed=seed, key=KEY, duration_s=duration), out)
+    return out.read_bytes()
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
+    first, second = run_dry(tmp_path, "a.jsonl", 7), run_dry(tmp_path, "b.jsonl", 7)
+    assert first == second and len(first.splitlines()) > 300
+    assert run_dry(tmp_path, "c.jsonl", 8) != first
+
+
+FAULTY = {
+    "devices": [{"type": t, "count": 4} for t in ("environmental", "vibration", "power_meter", "cold_chain")],
+    "faults": {
+        "spike": {"probability": 0.05},
+        "stuck": {"probability": 0.01, "duration_s": 20},
+        "dropout": {"probability": 0.01, "duration_s": 10},
+        "duplicate": {"probability": 0.05},
+        "out_of_order": {"probability": 0.03},
+        "clock": {"device_fraction": 0.5, "offset_s": 60, "drift_ppm": 500},
+        "malformed": {"probability": 0.05},
+        "bad_signature": {"probability": 0.03},
+    },
+}
+
+
+def emitted_by_fault(seconds: int = 300) -> list[Emitted]:
+    devices = build_devices(parse_fleet(FAULTY), seed=3, key=KEY)
+    return [e for step in range(seconds) for d in devices for e in d.tick(DRY_RUN_EPOCH + step)]
+
+
+def test_every_fault_kind_occurs_and_is_tagged() -> None:
+    tags = {tag.split(":")[0] if tag.startswith("spike") else tag for e in emitted_by_fault() for tag in e.faults}
+    assert {f.value for f in Fault} - {"spike"} <= tags | {"spike"}
+    assert any(t.startswith("spike") for e in emitted_by_fault() for t in e.faults)
+
+
+def test_faulty_messages_are_rejected_with_the_expected_reason_and_clean_ones_accepted() -> None:
+    for emitted in emitted_by_fault(120):
+        body = emitted.payload.decode()
+        expected = {EXPECTED_REJECTION[Fault(t)] for t in emitted.faults if t in EXPECTED_REJECTION}
+        try:
+            message = parse(
+                body, now_ms=json.loads(body)["ts"] if not expected else int(DRY_RUN_EPOCH * 1000), max_skew_ms=10**9
+            )
+            verify(message, (KEY,))
+        except RecordRejected as rejected:
+            assert rejected.reason.value in expected, (emitted.faults, rejected)
+            continue
+        assert not expected, f"{emitted.faults} should have been rejected"
+
+
+def test_duplicates_repeat_the_bytes_and_out_of_order_arrives_late() -> None:
+    emitted = emitted_by_fault()
+    duplicates = [e for e in emitted if Fault.DUPLICATE.value in e.faults]
+    assert duplicates
+    for e in duplicates:
+        assert any(o.payload == e.payload and Fault.DUPLICATE.value not in o.faults for o in emitted)
+    late = [e for e in emitted if Fault.OUT_OF_ORDER.value in e.faults]
+    assert late
+    for e in late:
+        sequence = [o for o in emitted if o.device_id == e.device_id]
+        before = sequence[: next(i for i, o in enumerate(sequence) if o is e)]
+        assert max(o.msg_id for o in before) > e.msg_id, "a newer message overtook it"
+
+
+def test_backlog_is_flushed_after_a_dropout() -> None:
+    backlog = [e for e in emitted_by_fault() if Fault.BACKLOG.value in e.faults]
+    assert backlog, "dropouts happened and their backlog was sent on reconnect"
