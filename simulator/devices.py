@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from simulator.fleet import DeviceGroup, Faults, Fleet
-from simulator.models import MODELS, Context, reading_pairs
+from simulator.models import MODELS, Context, quantise, reading_pairs
 from telemetry.schema import DEVICE_TYPES, MAX_MESSAGE_BYTES, SCHEMA_VERSION, SENSORS, signed_payload
 
 TOPIC = "sensors/{device_id}/telemetry"
@@ -106,13 +106,13 @@ class Device:
         tags: list[str] = []
         f, r = self.faults, self.fault_rng
 
-        if t >= self.offline_until and r.random() < f.dropout.probability:
+        if f.dropout.probability and t >= self.offline_until and r.random() < f.dropout.probability:
             self.offline_until = t + f.dropout.duration_s
         if t < self.stuck_until and self.stuck_values is not None:
             pairs, tags = dict(self.stuck_values), [Fault.STUCK.value]
-        elif r.random() < f.stuck.probability:
+        elif f.stuck.probability and r.random() < f.stuck.probability:
             self.stuck_until, self.stuck_values = t + f.stuck.duration_s, dict(pairs)
-        if r.random() < f.spike.probability:
+        if f.spike.probability and r.random() < f.spike.probability:
             numeric = [
                 n
                 for n, (v, _) in pairs.items()
@@ -124,7 +124,7 @@ class Device:
                 # A spike stays within what the sensor can report: it should alert, not be rejected.
                 sensor = SENSORS[name]
                 spiked = float(value) + f.spike.magnitude * SPIKE_SCALE.get(name, 1.0) * r.choice((-1, 1))
-                pairs[name] = (round(min(sensor.maximum, max(sensor.minimum, spiked)), 6), unit)
+                pairs[name] = (quantise(name, min(sensor.maximum, max(sensor.minimum, spiked))), unit)
                 tags.append(f"{Fault.SPIKE.value}:{name}")
         if self.clock_offset_ms or self.clock_drift_ppm:
             tags.append(Fault.CLOCK_SKEW.value)
@@ -145,11 +145,11 @@ class Device:
             return []
         out = [*self.backlog, message]
         self.backlog = []
-        if r.random() < f.duplicate.probability:
+        if f.duplicate.probability and r.random() < f.duplicate.probability:
             out.append(
                 Emitted(message.device_id, message.msg_id, message.payload, t, (*message.faults, Fault.DUPLICATE.value))
             )
-        if r.random() < f.out_of_order.probability:
+        if f.out_of_order.probability and r.random() < f.out_of_order.probability:
             held = out.pop()
             self.held.append(
                 (
@@ -183,14 +183,16 @@ class Device:
         }
         f, r = self.faults, self.fault_rng
         key = self.key
-        if r.random() < f.bad_signature.probability:
+        if f.bad_signature.probability and r.random() < f.bad_signature.probability:
             key = BAD_KEY
             tags.append(Fault.BAD_SIGNATURE.value)
-        if r.random() < f.malformed.probability:
+        if f.malformed.probability and r.random() < f.malformed.probability:
             kind = r.choice(f.malformed.kinds)
             tags.append(f"malformed:{kind}")
             return Emitted(self.device_id, self.seq, malformed(message, kind, key), t, tuple(tags))
-        return Emitted(self.device_id, self.seq, signed_payload(message, key), t, tuple(tags))
+        # quantise() already gives integral values as ints, the canonical form of a number
+        payload = signed_payload(message, key, numbers_canonical=True)
+        return Emitted(self.device_id, self.seq, payload, t, tuple(tags))
 
 
 # How far a spike of magnitude 1 moves each channel (about one noise standard deviation).

@@ -53,10 +53,13 @@ UNITS = {
 Readings = dict[str, float | bool]
 
 
+_DIGITS = {name: max(0, -math.floor(math.log10(step))) for name, step in RESOLUTION.items()}
+
+
 def quantise(name: str, value: float) -> float:
-    step = RESOLUTION[name]
-    digits = max(0, -math.floor(math.log10(step)))
-    return round(round(value / step) * step, digits)
+    """The value as the sensor reports it; integral results are ints (their canonical JSON form)."""
+    q = round(round(value / RESOLUTION[name]) * RESOLUTION[name], _DIGITS[name])
+    return int(q) if q.is_integer() else q
 
 
 class OrnsteinUhlenbeck:
@@ -65,10 +68,14 @@ class OrnsteinUhlenbeck:
     def __init__(self, rng: random.Random, theta: float, sigma: float) -> None:
         self.rng, self.theta, self.sigma = rng, theta, sigma
         self.x = rng.gauss(0.0, sigma)
+        self._dt = -1.0
+        self._decay = self._scale = 0.0
 
     def step(self, dt: float) -> float:
-        decay = math.exp(-self.theta * dt)
-        self.x = self.x * decay + self.sigma * math.sqrt(1 - decay * decay) * self.rng.gauss(0.0, 1.0)
+        if dt != self._dt:  # devices report at a steady interval: reuse the exact coefficients
+            self._dt, self._decay = dt, math.exp(-self.theta * dt)
+            self._scale = self.sigma * math.sqrt(1 - self._decay * self._decay)
+        self.x = self.x * self._decay + self._scale * self.rng.gauss(0.0, 1.0)
         return self.x
 
 

@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 TICK_S = 0.01  # the scheduler wakes every 10 ms: coarse enough to batch, fine enough for lateness
 DRAIN_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 60.0
 # Virtual start of dry runs, so the same seed gives the same bytes on every machine and day.
 DRY_RUN_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -98,6 +99,11 @@ def _live_worker(
     )
     for device in devices:
         fleet.connect(device.device_id)
+    # Time starts once the fleet is connected, so connection set-up is not counted as lateness.
+    connect_deadline = time.time() + CONNECT_TIMEOUT_S
+    while fleet.counters.connected < len(devices) and time.time() < connect_deadline:
+        fleet.poll(TICK_S)
+    start = max(start, time.time())
     schedule = Schedule(devices, start, config.profile)
     offline: set[str] = set()
 

@@ -14,6 +14,8 @@ from simulator.devices import Emitted
 @dataclass
 class DeviceRecord:
     published: int = 0
+    first_send: float = float("inf")
+    last_send: float = float("-inf")
     acked: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     faults: dict[int, list[str]] = field(default_factory=dict)
@@ -39,6 +41,8 @@ class Recorder:
     def sent(self, emitted: Emitted, at: float) -> None:
         """Handed to the MQTT client at `at`: how late against its due time."""
         self.lateness_s.append(at - emitted.due)
+        self.first_send = min(self.first_send, at)
+        self.last_send = max(self.last_send, at)
 
     def acked(self, emitted: Emitted, at: float) -> None:
         self.devices[emitted.device_id].acked.append(emitted.msg_id)
@@ -57,6 +61,9 @@ class Recorder:
             for msg_id, tags in rec["faults"].items():
                 mine.faults.setdefault(int(msg_id), []).extend(tags)
         self.published += other["published"]
+        if other["published"]:
+            self.first_send = min(self.first_send, other["first_send"])
+            self.last_send = max(self.last_send, other["last_send"])
         self.lateness_s += other["lateness_s"]
         self.ack_latency_s += other["ack_latency_s"]
 
@@ -66,6 +73,8 @@ class Recorder:
             "acked": sum(len(r.acked) for r in self.devices.values()),
             "failed": sum(len(r.failed) for r in self.devices.values()),
             "send_lateness_ms": percentiles(self.lateness_s),
+            # from the first send to the last: a generator that falls behind stretches it
+            "send_span_s": round(self.last_send - self.first_send, 3) if self.lateness_s else 0.0,
             "ack_latency_ms": percentiles(self.ack_latency_s),
             "per_device": {
                 device_id: {
@@ -78,6 +87,7 @@ class Recorder:
             },
         }
         if raw:
+            out["first_send"], out["last_send"] = self.first_send, self.last_send
             out["lateness_s"] = self.lateness_s
             out["ack_latency_s"] = self.ack_latency_s
         return out

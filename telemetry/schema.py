@@ -142,14 +142,15 @@ def _canonical_number(value: Any) -> Any:
     return value
 
 
-def canonical_bytes(message: dict[str, Any]) -> bytes:
+def canonical_bytes(message: dict[str, Any], numbers_canonical: bool = False) -> bytes:
     """The bytes that are signed: every field but `sig`, keys sorted, no whitespace.
 
-    In schema v1 only reading values may be non-integral numbers, so only they are normalised.
+    In schema v1 only reading values may be non-integral numbers, so only they are normalised;
+    a producer whose integral values are already ints (the simulator's) can skip that pass.
     """
     body = {k: v for k, v in message.items() if k != "sig"}
     readings = body.get("readings")
-    if isinstance(readings, dict):
+    if isinstance(readings, dict) and not numbers_canonical:
         body["readings"] = {
             name: {**r, "value": _canonical_number(r["value"])} if isinstance(r, dict) and "value" in r else r
             for name, r in readings.items()
@@ -162,9 +163,9 @@ def sign(message: dict[str, Any], key: bytes) -> str:
     return hmac.new(key, canonical_bytes(message), hashlib.sha256).hexdigest()
 
 
-def signed_payload(message: dict[str, Any], key: bytes) -> bytes:
+def signed_payload(message: dict[str, Any], key: bytes, numbers_canonical: bool = False) -> bytes:
     """The wire bytes of a message: its canonical form with `sig` appended (one JSON encode)."""
-    canonical = canonical_bytes(message)
+    canonical = canonical_bytes(message, numbers_canonical)
     sig = hmac.new(key, canonical, hashlib.sha256).hexdigest()
     return canonical[:-1] + b',"sig":"' + sig.encode() + b'"}'
 

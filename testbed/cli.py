@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from testbed import bench_processor
+from testbed import bench_processor, bench_simulator
 from testbed.backends import BackendError, get_backend
 from testbed.build import BuildError, build
 from testbed.demo import run_demo
@@ -100,6 +100,18 @@ def cmd_bench_processor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_simulator(args: argparse.Namespace) -> int:
+    rows = bench_simulator.run(duration_s=args.duration, workers=args.workers)
+    table = Table(title="Simulator against a private Mosquitto")
+    for column in rows[0]:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*(f"{v:,}" if isinstance(v, int | float) else str(v) for v in row.values()))
+    console.print(table)
+    print(json.dumps(rows))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="testbed", description=__doc__)
     parser.add_argument(
@@ -121,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench-processor", help="records/s through the processor, in-process and deployed")
     bench.add_argument("--in-process-only", action="store_true", help="skip the deployed function")
     bench.set_defaults(func=cmd_bench_processor)
+    sim_bench = sub.add_parser("bench-simulator", help="simulator connections and msg/s against a private broker")
+    sim_bench.add_argument("--duration", type=float, default=20.0)
+    sim_bench.add_argument("--workers", type=int, default=2)
+    sim_bench.set_defaults(func=cmd_bench_simulator)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -15,6 +15,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
+CMDLINE_RETRIES = 50
 
 
 class PortInUseError(RuntimeError):
@@ -59,10 +60,15 @@ class ManagedProcess:
         """The PID if the recorded process is still alive and still ours."""
         try:
             pid = int(self.pid_file.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            # A process caught between fork and exec shows an empty command line for a moment.
+            for _ in range(CMDLINE_RETRIES):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if cmdline:
+                    break
+                time.sleep(0.01)
         except (OSError, ValueError):
             return None
-        return pid if self.marker in cmdline else None
+        return pid if self.marker in cmdline.replace(b"\0", b" ").decode(errors="replace") else None
 
     def start(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
         """Start detached; the caller polls the returned handle while it waits for readiness."""

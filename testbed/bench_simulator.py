@@ -1,0 +1,101 @@
+"""Simulator benchmark against a private Mosquitto: connections, QoS 0 and QoS 1 throughput.
+
+Each phase is open-loop: the fleet offers a fixed rate, and the figures say what was delivered
+and how late the sends were (a generator that cannot keep up shows it as lateness).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from simulator.fleet import parse_fleet
+from simulator.run import RunConfig, live_run
+from testbed.backends.embedded import mosquitto_binary
+from testbed.processes import LOOPBACK, free_port, wait_for_port
+
+KEY = b"bench-signing-key"
+# (phase, devices, interval_s, qos, window): offered rate = devices / interval_s
+PHASES = (
+    ("connections", 10_000, 1.0, 0, 100),
+    ("qos0", 200, 0.004, 0, 200),
+    ("qos1", 200, 0.01, 1, 200),
+)
+
+
+@contextmanager
+def private_broker() -> Iterator[int]:
+    """A Mosquitto of our own on a free loopback port, stopped by its PID afterwards."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "mosquitto.conf"
+        config.write_text(
+            f"listener {port} {LOOPBACK}\nallow_anonymous true\nmax_connections -1\nmax_queued_messages 100000\n"
+        )
+        proc = subprocess.Popen(
+            [mosquitto_binary(), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            if not wait_for_port(port, 10):
+                raise RuntimeError("the benchmark's mosquitto did not start")
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(duration_s: float = 20.0, workers: int = 2) -> list[dict[str, Any]]:
+    rows = []
+    with private_broker() as port:
+        for phase, devices, interval, qos, window in PHASES:
+            fleet = parse_fleet(
+                {
+                    "name": phase,
+                    "devices": [
+                        {
+                            "type": "environmental",
+                            "count": devices,
+                            "interval_s": interval,
+                            "jitter": 0.0 if qos or devices < 1000 else 0.1,
+                        }
+                    ],
+                }
+            )
+            started = time.monotonic()
+            summary = live_run(
+                RunConfig(
+                    fleet=fleet,
+                    seed=1,
+                    key=KEY,
+                    duration_s=duration_s,
+                    qos=qos,
+                    port=port,
+                    window=window,
+                    workers=workers,
+                )
+            )
+            rows.append(
+                {
+                    "phase": phase,
+                    "devices": devices,
+                    "qos": qos,
+                    "workers": workers,
+                    "offered_msg_s": round(devices / interval),
+                    "delivered_msg_s": round(summary["acked"] / max(summary["send_span_s"], duration_s)),
+                    "failed": summary["failed"],
+                    "send_lateness_p99_ms": summary["send_lateness_ms"]["p99"],
+                    "wall_s": round(time.monotonic() - started, 1),
+                }
+            )
+    return rows
