@@ -14,8 +14,6 @@ from simulator.devices import Emitted
 @dataclass
 class DeviceRecord:
     published: int = 0
-    first_send: float = float("inf")
-    last_send: float = float("-inf")
     acked: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     faults: dict[int, list[str]] = field(default_factory=dict)
@@ -29,6 +27,8 @@ class Recorder:
     lateness_s: list[float] = field(default_factory=list)
     ack_latency_s: list[float] = field(default_factory=list)
     published: int = 0
+    first_send: float = float("inf")
+    last_send: float = float("-inf")
 
     def generated(self, emitted: Emitted) -> None:
         """The device produced this publish (whether or not it ever leaves the client)."""
