@@ -20,6 +20,8 @@ from rich.live import Live
 from rich.table import Table
 
 from simulator.fleet import FleetError, load_fleet
+from simulator.plot import plot_day
+from simulator.replay import TraceError, replay
 from simulator.run import RunConfig, dry_run, live_run
 from simulator.schedule import RateProfile
 
@@ -115,6 +117,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    console.print(str(plot_day(args.out, seed=args.seed, devices_per_type=args.devices, days=args.days)))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    summary = replay(args.trace, _signing_key(), args.broker[0], args.broker[1], args.qos, args.speed)
+    console.print_json(json.dumps({k: v for k, v in summary.items() if k != "per_device"}))
+    return 0 if summary["failed"] == 0 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="simulator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -131,11 +144,23 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--dry-run", type=Path, help="write the messages to this JSONL file instead")
     run.add_argument("--summary", type=Path, help="write the run summary (JSON) here")
     run.set_defaults(func=cmd_run)
+    plot = sub.add_parser("plot", help="draw a few devices' traces over a simulated day (PNG)")
+    plot.add_argument("--out", type=Path, default=Path("reports/device-traces.png"))
+    plot.add_argument("--seed", type=int, default=1)
+    plot.add_argument("--devices", type=int, default=2, help="devices per type")
+    plot.add_argument("--days", type=float, default=1.0)
+    plot.set_defaults(func=cmd_plot)
+    rep = sub.add_parser("replay", help="publish a recorded JSONL/CSV trace, timestamps shifted to now")
+    rep.add_argument("trace", type=Path)
+    rep.add_argument("--speed", type=float, default=1.0, help="2 = twice as fast")
+    rep.add_argument("--qos", type=int, choices=(0, 1), default=1)
+    rep.add_argument("--broker", type=_broker, default=("127.0.0.1", 1883), help="host:port")
+    rep.set_defaults(func=cmd_replay)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
         return int(args.func(args))
-    except FleetError as exc:
+    except (FleetError, TraceError) as exc:
         console.print(f"[bold red]error:[/] {exc}")
         return 2
 

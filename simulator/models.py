@@ -233,7 +233,8 @@ class PowerMeter(DeviceModel):
 class ColdChain(DeviceModel):
     """A reefer tracker: a route between waypoints, stops with door openings that warm the load."""
 
-    ROUTE = ((52.5200, 13.4050), (52.3906, 13.0645), (51.3397, 12.3731), (50.1109, 8.6821), (48.1351, 11.5820))
+    STOPS = ((52.5200, 13.4050), (52.3906, 13.0645), (51.3397, 12.3731), (50.1109, 8.6821), (48.1351, 11.5820))
+    ROUTE = STOPS + STOPS[-2::-1]  # out and back, so the truck never jumps
     SPEED_DEG_S = 0.0003
 
     def __init__(self, ctx: Context) -> None:

@@ -101,7 +101,7 @@ def _live_worker(
         fleet.connect(device.device_id)
     # Time starts once the fleet is connected, so connection set-up is not counted as lateness.
     connect_deadline = time.time() + CONNECT_TIMEOUT_S
-    while fleet.counters.connected < len(devices) and time.time() < connect_deadline:
+    while fleet.connecting() and time.time() < connect_deadline:
         fleet.poll(TICK_S)
     start = max(start, time.time())
     schedule = Schedule(devices, start, config.profile)

@@ -12,6 +12,7 @@ import selectors
 import socket
 import struct
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,12 +79,15 @@ class MqttFleet:
         """Open (or reopen) the device's connection; CONNACK arrives through `poll`."""
         conn = self.connections.get(device_id)
         if conn is None:
-            client = mqtt.Client(
-                callback_api_version=CallbackAPIVersion.VERSION1,
-                client_id=device_id,
-                clean_session=self.clean_session,
-                protocol=mqtt.MQTTv311,
-            )
+            with warnings.catch_warnings():
+                # Version 1 callbacks are deprecated but cost ~15 us less per acknowledgement (see below).
+                warnings.simplefilter("ignore", DeprecationWarning)
+                client = mqtt.Client(
+                    callback_api_version=CallbackAPIVersion.VERSION1,
+                    client_id=device_id,
+                    clean_session=self.clean_session,
+                    protocol=mqtt.MQTTv311,
+                )
             client.max_inflight_messages_set(self.window)
             client.max_queued_messages_set(0)
             if self.credentials is not None:
@@ -155,6 +159,10 @@ class MqttFleet:
                 if conn.sock is not None:
                     conn.client.loop_misc()
                     self._flush(conn)
+
+    def connecting(self) -> int:
+        """Connections opened but not yet acknowledged by the broker."""
+        return sum(1 for c in self.connections.values() if c.sock is not None and not c.connected)
 
     def in_flight(self) -> int:
         return sum(len(c.inflight) + len(c.pending) for c in self.connections.values())

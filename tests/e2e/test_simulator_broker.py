@@ -12,8 +12,11 @@ from typing import Any
 
 import pytest
 
+from processor.signature import verify
+from processor.validation import parse
 from simulator.fleet import parse_fleet
-from simulator.run import RunConfig, live_run
+from simulator.replay import replay
+from simulator.run import RunConfig, dry_run, live_run
 from testbed.backends.embedded import mosquitto_binary
 from testbed.processes import LOOPBACK, free_port, wait_for_port
 
@@ -125,3 +128,28 @@ def test_an_unreachable_broker_fails_every_message_and_says_so() -> None:
     )
     assert summary["published"] > 0
     assert summary["acked"] == 0 and summary["failed"] == summary["published"]
+
+
+def test_replay_retimes_resigns_and_publishes_a_dry_run_trace(broker: int, tmp_path: Path) -> None:
+    trace = tmp_path / "trace.jsonl"
+    fleet = parse_fleet(
+        {
+            "devices": [{"type": "power_meter", "count": 3, "interval_s": 1.0}],
+            "faults": {"malformed": {"probability": 0.2, "kinds": ["invalid_json"]}},
+        }
+    )
+    dry_run(RunConfig(fleet=fleet, seed=5, key=KEY, duration_s=6), trace)
+    recorded = [json.loads(line) for line in trace.read_text().splitlines()]
+    sub = Subscriber(broker, tmp_path / "sub.txt")
+    started = time.time()
+    summary = replay(trace, KEY, LOOPBACK, broker, qos=1, speed=3.0)
+    lines = sub.stop()
+    assert summary["acked"] == len(recorded) == len(lines)
+    assert time.time() - started < 6, "three times faster than recorded"
+    for _, payload in lines:
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            continue  # a recorded malformed payload, sent verbatim
+        assert abs(message["ts"] / 1000 - started) < 10, "timestamps shifted to now"
+        verify(parse(payload, now_ms=message["ts"], max_skew_ms=1000), (KEY,))

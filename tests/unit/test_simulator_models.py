@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from simulator.models import DAY_S, ColdChain, Context, Environmental, PowerMeter, Vibration, quantise
+from simulator.plot import plot_day
 
 START = 1_767_225_600.0  # midnight UTC
 
@@ -80,3 +82,14 @@ def test_quantisation_to_sensor_resolution() -> None:
     assert quantise("temperature", 21.04999) == 21.0
     assert quantise("humidity", 40.3) == 40.5
     assert quantise("latitude", 52.1234567) == 52.12346
+
+
+def test_the_route_is_continuous() -> None:
+    t = trace(ColdChain, 11, days=3, step_s=60.0)
+    steps = np.hypot(np.diff(t["latitude"]), np.diff(t["longitude"]))
+    assert steps.max() < 0.05, "no jumps between the end and the start of the route"
+
+
+def test_plot_draws_a_png(tmp_path: Path) -> None:
+    out = plot_day(tmp_path / "traces.png", seed=2, devices_per_type=1, step_s=600.0)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
