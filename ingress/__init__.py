@@ -1,0 +1,1 @@
+"""Ingress: the local broker's configuration and the rule bridge (the local IoT Rules Engine)."""
