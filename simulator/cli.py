@@ -22,7 +22,7 @@ from rich.table import Table
 from simulator.fleet import FleetError, load_fleet
 from simulator.plot import plot_day
 from simulator.replay import TraceError, replay
-from simulator.run import RunConfig, dry_run, live_run
+from simulator.run import RunConfig, broker_credentials, dry_run, live_run
 from simulator.schedule import RateProfile
 
 console = Console(stderr=True)
@@ -73,6 +73,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         window=args.window,
         clean_session=not args.persistent_session,
         workers=args.workers,
+        credentials=broker_credentials(args.broker_secret_file.read_bytes().strip())
+        if args.broker_secret_file
+        else None,
     )
     if args.dry_run:
         summary = dry_run(config, args.dry_run)
@@ -141,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--window", type=int, default=100, help="messages in flight per device")
     run.add_argument("--persistent-session", action="store_true", help="clean_session=false")
     run.add_argument("--workers", type=int, default=1, help="worker processes (each runs one event loop)")
+    run.add_argument("--broker-secret-file", type=Path, help="local broker: device passwords derive from it")
     run.add_argument("--dry-run", type=Path, help="write the messages to this JSONL file instead")
     run.add_argument("--summary", type=Path, help="write the run summary (JSON) here")
     run.set_defaults(func=cmd_run)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ingress.broker import device_password
 from simulator.devices import Device, Emitted, build_devices, describe
 from simulator.fleet import Fleet
 from simulator.schedule import Constant, RateProfile, Schedule
@@ -41,6 +42,11 @@ class RunConfig:
     workers: int = 1
     credentials: Callable[[str], tuple[str, str]] | None = None
     drain_timeout_s: float = DRAIN_TIMEOUT_S
+
+
+def broker_credentials(secret: bytes) -> Callable[[str], tuple[str, str]]:
+    """Username and password of each device on the local broker (see ingress/broker.py)."""
+    return lambda device_id: (device_id, device_password(secret, device_id))
 
 
 def _emit_all(

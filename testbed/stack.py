@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,6 +25,8 @@ class Stack:
     backend: Backend
     # Terraform variables on top of the backend's (tests shorten timeouts, for instance).
     variables: dict[str, Any] = field(default_factory=dict)
+    # How messages get from the broker into the pipeline locally: direct or sqs (see README).
+    ingress: str = field(default_factory=lambda: os.environ.get("INGRESS", "direct"))
 
     @cached_property
     def terraform(self) -> Terraform:
@@ -34,10 +37,13 @@ class Stack:
         )
 
     def up(self) -> StackOutputs:
-        """Start the backend, build the bundle, apply infra/; idempotent."""
+        """Start the backend, build the bundle, apply infra/, start the ingress; idempotent."""
         self.backend.start()
         build()
         self.terraform.apply()
+        outputs_file = self.backend.state_dir / "outputs.json"
+        outputs_file.write_text(self.terraform.outputs_json())
+        self.backend.start_ingress(outputs_file, self.ingress)
         return self.outputs()
 
     def down(self) -> None:

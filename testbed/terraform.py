@@ -167,6 +167,9 @@ class Terraform:
         self.init()
         self.run("destroy", "-input=false", "-auto-approve", "-no-color", f"-var-file={self.var_file}")
 
+    def outputs_json(self) -> str:
+        """`terraform output -json` of this stack, as text."""
+        return self.run("output", "-json", "-no-color", capture=True).stdout
+
     def outputs(self) -> StackOutputs:
-        proc = self.run("output", "-json", "-no-color", capture=True)
-        return StackOutputs.from_terraform(json.loads(proc.stdout))
+        return StackOutputs.from_terraform(json.loads(self.outputs_json()))

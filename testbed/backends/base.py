@@ -45,6 +45,18 @@ class Backend(abc.ABC):
     def healthy(self) -> bool:
         """True when the emulator answers."""
 
+    @abc.abstractmethod
+    def start_ingress(self, outputs_file: Path, mode: str) -> None:
+        """Start the local ingress (rule bridge) for the deployed stack; running twice changes nothing."""
+
+    @abc.abstractmethod
+    def provision_devices(self, device_ids: list[str]) -> None:
+        """Give these devices broker credentials (the local twin of creating things)."""
+
+    def broker_secret(self) -> bytes:
+        """The secret device broker passwords derive from."""
+        raise BackendError(f"the {self.name} backend has no local broker credentials")
+
     def client_env(self) -> dict[str, str]:
         """Environment for boto3, the AWS CLI and Terraform to reach this backend."""
         return {

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingress.broker import BrokerConfig, load_or_create_secret
 from testbed.backends.base import Backend, BackendError, http_json
-from testbed.paths import MINISTACK_VENV, STATE_ROOT
+from testbed.paths import MINISTACK_VENV, ROOT, STATE_ROOT
 from testbed.processes import LOOPBACK, ManagedProcess, PortInUseError, port_in_use, wait_for_port
 
 logger = logging.getLogger(__name__)
@@ -54,7 +57,18 @@ class EmbeddedBackend(Backend):
 
     @property
     def mosquitto(self) -> ManagedProcess:
-        return ManagedProcess("mosquitto", self.run_dir, marker=str(self.run_dir / "mosquitto.conf"))
+        return ManagedProcess("mosquitto", self.run_dir, marker=str(self.broker.conf))
+
+    @property
+    def bridge(self) -> ManagedProcess:
+        return ManagedProcess("bridge", self.run_dir, marker=str(self.run_dir / "outputs.json"))
+
+    @property
+    def broker(self) -> BrokerConfig:
+        return BrokerConfig(self.state_dir / "broker", self.mqtt_port, self.broker_secret())
+
+    def broker_secret(self) -> bytes:
+        return load_or_create_secret(self.state_dir / "broker-secret")
 
     def endpoint_url(self) -> str:
         return f"http://{LOOPBACK}:{self.ministack_port}"
@@ -63,12 +77,13 @@ class EmbeddedBackend(Backend):
         return http_json(f"{self.endpoint_url()}/_ministack/health") is not None
 
     def start(self) -> None:
-        for path in ("run", "tmp", "ministack/state", "ministack/s3", "mosquitto"):
+        for path in ("run", "tmp", "ministack/state", "ministack/s3"):
             (self.state_dir / path).mkdir(parents=True, exist_ok=True)
         self._start_ministack()
         self._start_mosquitto()
 
     def stop(self) -> None:
+        self.bridge.stop()
         self.mosquitto.stop()
         # SIGTERM lets ministack write its state (PERSIST_STATE saves on SIGTERM only).
         self.ministack.stop(timeout_s=30)
@@ -118,16 +133,54 @@ class EmbeddedBackend(Backend):
             logger.info("mosquitto already running (pid %d)", self.mosquitto.pid())
             return
         self._check_port(self.mqtt_port, "mosquitto")
-        config = self.run_dir / "mosquitto.conf"
-        config.write_text(
-            f"listener {self.mqtt_port} {LOOPBACK}\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {self.state_dir / 'mosquitto'}/\n"
-            "max_queued_messages 100000\n"
-            "max_inflight_messages 1000\n"
-            "log_type error\nlog_type warning\nlog_type notice\n"
-        )
+        broker = self.broker
+        config = broker.write(broker.known_devices())
         proc = self.mosquitto.start([mosquitto_binary(), "-c", str(config)], os.environ)
         if not wait_for_port(self.mqtt_port, START_TIMEOUT_S) or proc.poll() is not None:
             raise BackendError(f"mosquitto did not start; see {self.mosquitto.log_file}")
+
+    def start_ingress(self, outputs_file: Path, mode: str) -> None:
+        """Start the rule bridge for this stack (restarted when the outputs or the mode changed)."""
+        target = self.run_dir / "outputs.json"
+        wanted = outputs_file.read_text() + mode
+        current = (
+            target.read_text() + (self.run_dir / "ingress-mode").read_text()
+            if target.exists() and (self.run_dir / "ingress-mode").exists()
+            else ""
+        )
+        if self.bridge.pid() is not None and current == wanted:
+            logger.info("rule bridge already running (pid %d)", self.bridge.pid())
+            return
+        self.bridge.stop()
+        target.write_text(outputs_file.read_text())
+        (self.run_dir / "ingress-mode").write_text(mode)
+        cmd = [
+            sys.executable,
+            "-m",
+            "ingress",
+            "bridge",
+            "--outputs",
+            str(target),
+            "--mode",
+            mode,
+            "--broker",
+            f"{LOOPBACK}:{self.mqtt_port}",
+            "--secret-file",
+            str(self.state_dir / "broker-secret"),
+        ]
+        proc = self.bridge.start(cmd, {**os.environ, **self.client_env()}, cwd=ROOT)
+        time.sleep(0.5)
+        if proc.poll() is not None:
+            raise BackendError(f"the rule bridge exited at start; see {self.bridge.log_file}")
+
+    def provision_devices(self, device_ids: list[str]) -> None:
+        """Add the devices to the broker's password file and have Mosquitto reload it (SIGHUP)."""
+        broker = self.broker
+        known = broker.known_devices()
+        if set(device_ids) <= known:
+            return
+        broker.write(known | set(device_ids))
+        pid = self.mosquitto.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGHUP)
+            time.sleep(0.3)

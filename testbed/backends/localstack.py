@@ -55,6 +55,15 @@ class LocalStackBackend(Backend):
     def stop(self) -> None:
         subprocess.run(self.compose("down", "--volumes"), check=True)
 
+    def start_ingress(self, outputs_file: Path, mode: str) -> None:
+        raise BackendError(
+            "the docker compose ingress (Mosquitto + rule bridge services) is not built yet; "
+            "use the embedded backend for MQTT ingress"
+        )
+
+    def provision_devices(self, device_ids: list[str]) -> None:
+        raise BackendError("device credentials for the docker compose broker are not built yet")
+
     def terraform_variables(self, lambda_zip: Path) -> dict[str, Any]:
         # IoT Core is not part of LocalStack's free edition.
         return {**super().terraform_variables(lambda_zip), "enable_iot_rule": False}

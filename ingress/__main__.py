@@ -1,0 +1,71 @@
+"""`python -m ingress bridge`: run the rule bridge against the deployed stack's outputs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from ingress.bridge import BridgeConfig, RuleBridge
+from ingress.broker import BRIDGE_USER, device_password
+from ingress.rule import RuleError, parse_rule
+from testbed.outputs import StackOutputs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ingress", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    bridge = sub.add_parser("bridge", help="evaluate the stack's topic rule and forward matching messages")
+    bridge.add_argument("--outputs", type=Path, required=True, help="`terraform output -json` of the stack")
+    bridge.add_argument("--mode", choices=("sqs", "direct"), default="direct")
+    bridge.add_argument("--broker", default="127.0.0.1:1883", help="host:port")
+    bridge.add_argument("--secret-file", type=Path, required=True, help="the broker secret (bridge credentials)")
+    bridge.add_argument("--batch-size", type=int, default=100, help="direct mode: records per invocation")
+    bridge.add_argument("--concurrency", type=int, default=4)
+    bridge.add_argument("--max-receive-count", type=int, default=5, help="direct mode: deliveries before the DLQ")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    outputs = StackOutputs.from_terraform(json.loads(args.outputs.read_text()))
+    try:
+        rule = parse_rule(outputs.iot_rule_sql)
+    except RuleError as exc:
+        logging.error("cannot evaluate the stack's topic rule: %s", exc)
+        return 2
+    host, _, port = args.broker.rpartition(":")
+    config = BridgeConfig(
+        rule=rule,
+        rule_name=outputs.iot_rule_name,
+        mode=args.mode,
+        host=host or "127.0.0.1",
+        port=int(port),
+        username=BRIDGE_USER,
+        password=device_password(args.secret_file.read_bytes().strip(), BRIDGE_USER),
+        queue_url=outputs.ingest_queue_url,
+        dlq_url=outputs.dlq_url,
+        function_name=outputs.processor_function_name,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+        max_receive_count=args.max_receive_count,
+    )
+    aws: Any = Config(
+        retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=args.concurrency * 2, read_timeout=120
+    )
+    session = boto3.session.Session(region_name=outputs.region)
+    runner = RuleBridge(config, session.client("sqs", config=aws), session.client("lambda", config=aws))
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    signal.signal(signal.SIGINT, lambda *_: runner.stop())
+    runner.run()
+    logging.info("bridge stopped: %s", json.dumps(runner.metrics.snapshot()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

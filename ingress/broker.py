@@ -1,0 +1,87 @@
+"""Local Mosquitto configuration: loopback listener, per-device credentials, an ACL per topic.
+
+The ACL is the local twin of an IoT policy scoped with the thing name: a device may publish only
+to `sensors/<its id>/telemetry`; the rule bridge may read every device's telemetry.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import hashlib
+import hmac
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+BRIDGE_USER = "rule-bridge"
+PBKDF2_ITERATIONS = 101  # what mosquitto_passwd writes for its $7$ (PBKDF2-SHA512) hashes
+TELEMETRY_FILTER = "sensors/+/telemetry"
+
+
+def device_password(secret: bytes, username: str) -> str:
+    """A device's broker password, derived from the stack's broker secret (nothing to store per device)."""
+    return hmac.new(secret, username.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def password_entry(username: str, password: str, salt: bytes | None = None) -> str:
+    """One line of a mosquitto password file ($7$: PBKDF2-SHA512)."""
+    salt = salt or os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS)
+    return f"{username}:$7${PBKDF2_ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The stack's broker secret, created once (0600) and kept with the stack's state."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(32).hex().encode())
+        path.chmod(0o600)
+    return path.read_bytes().strip()
+
+
+class BrokerConfig:
+    """The files of one local broker: mosquitto.conf, the password file and the ACL."""
+
+    def __init__(self, directory: Path, port: int, secret: bytes) -> None:
+        self.directory = directory
+        self.port = port
+        self.secret = secret
+        self.conf = directory / "mosquitto.conf"
+        self.passwords = directory / "passwords"
+        self.acl = directory / "acl"
+
+    def write(self, devices: Iterable[str] = ()) -> Path:
+        """(Re)write every file; the bridge and the given devices get credentials."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "data").mkdir(exist_ok=True)
+        users = [BRIDGE_USER, *sorted(set(devices))]
+        self.passwords.write_text("".join(password_entry(u, device_password(self.secret, u)) + "\n" for u in users))
+        self.acl.write_text(
+            f"user {BRIDGE_USER}\ntopic read {TELEMETRY_FILTER}\n\n"
+            "# every other user is a device: it may publish to its own telemetry topic only\n"
+            "pattern write sensors/%u/telemetry\n"
+        )
+        for path in (self.passwords, self.acl):
+            path.chmod(0o600)
+        self.conf.write_text(
+            f"listener {self.port} {LOOPBACK}\n"
+            "allow_anonymous false\n"
+            f"password_file {self.passwords}\n"
+            f"acl_file {self.acl}\n"
+            # stay the user who started the stack, so the files above stay readable and private
+            f"user {getpass.getuser()}\n"
+            "persistence true\n"
+            f"persistence_location {self.directory / 'data'}/\n"
+            "max_queued_messages 1000000\n"
+            "max_inflight_messages 1000\n"
+            "max_connections -1\n"
+            "log_type error\nlog_type warning\nlog_type notice\n"
+        )
+        return self.conf
+
+    def known_devices(self) -> set[str]:
+        if not self.passwords.exists():
+            return set()
+        return {line.split(":", 1)[0] for line in self.passwords.read_text().splitlines() if line} - {BRIDGE_USER}
