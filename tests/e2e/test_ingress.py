@@ -1,0 +1,173 @@
+"""Device messages through the local broker and the rule bridge into the stores."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from ingress.broker import device_password
+from simulator.fleet import parse_fleet
+from simulator.run import RunConfig, broker_credentials, live_run
+from telemetry import new_message
+from testbed.backends.embedded import EmbeddedBackend
+from testbed.processes import LOOPBACK
+from testbed.stack import Stack
+from testbed.stores import Stores, wait_for
+
+pytestmark = pytest.mark.e2e
+WAIT_S = 60.0
+
+
+def backend_of(stack: Stack) -> EmbeddedBackend:
+    assert isinstance(stack.backend, EmbeddedBackend)
+    return stack.backend
+
+
+def mosquitto_pub(stack: Stack, user: str, topic: str, payload: str, password: str | None = None) -> None:
+    backend = backend_of(stack)
+    secret = backend.broker_secret()
+    subprocess.run(
+        [
+            "mosquitto_pub",
+            "-h",
+            LOOPBACK,
+            "-p",
+            str(backend.mqtt_port),
+            "-q",
+            "1",
+            "-u",
+            user,
+            "-P",
+            password or device_password(secret, user),
+            "-t",
+            topic,
+            "-m",
+            payload,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=10,
+    )
+
+
+def signed(signing_key: bytes, device_id: str, msg_id: int = 1) -> dict[str, Any]:
+    return new_message(
+        device_id=device_id,
+        msg_id=msg_id,
+        ts=int(time.time() * 1000),
+        device_type="power_meter",
+        firmware="3.0.1",
+        readings={"voltage": (231.5, "V"), "current": (4.2, "A")},
+        key=signing_key,
+    )
+
+
+def test_a_third_party_client_message_is_stored(stack: Stack, stores: Stores, signing_key: bytes) -> None:
+    device = f"pub-{uuid.uuid4().hex[:8]}"
+    backend_of(stack).provision_devices([device])
+    message = signed(signing_key, device)
+    mosquitto_pub(stack, device, f"sensors/{device}/telemetry", json.dumps(message))
+    item = wait_for("the reading", lambda: stores.reading(device, message["ts"], 1), WAIT_S)
+    assert float(item["readings"]["M"]["voltage"]["N"]) == 231.5
+
+
+def test_a_device_cannot_publish_to_another_devices_topic(stack: Stack, stores: Stores, signing_key: bytes) -> None:
+    intruder, victim = f"pub-{uuid.uuid4().hex[:8]}", f"pub-{uuid.uuid4().hex[:8]}"
+    backend_of(stack).provision_devices([intruder, victim])
+    forged = signed(signing_key, victim, msg_id=7)
+    mosquitto_pub(stack, intruder, f"sensors/{victim}/telemetry", json.dumps(forged))
+    own = signed(signing_key, intruder, msg_id=8)
+    mosquitto_pub(stack, intruder, f"sensors/{intruder}/telemetry", json.dumps(own))
+    wait_for("the intruder's own message", lambda: stores.reading(intruder, own["ts"], 8), WAIT_S)
+    assert stores.readings(victim) == [], "the broker's ACL dropped the publish to another device's topic"
+    with pytest.raises(subprocess.CalledProcessError):
+        mosquitto_pub(stack, intruder, f"sensors/{intruder}/telemetry", "{}", password="wrong")
+
+
+def test_the_simulators_messages_are_all_stored(stack: Stack, stores: Stores, signing_key: bytes) -> None:
+    prefix = f"sim{uuid.uuid4().hex[:6]}"
+    fleet = parse_fleet({"devices": [{"type": "environmental", "count": 10, "interval_s": 0.5, "id_prefix": prefix}]})
+    backend = backend_of(stack)
+    backend.provision_devices([f"{prefix}-{n:05d}" for n in range(10)])
+    summary = live_run(
+        RunConfig(
+            fleet=fleet,
+            seed=4,
+            key=signing_key,
+            duration_s=4,
+            qos=1,
+            port=backend.mqtt_port,
+            credentials=broker_credentials(backend.broker_secret()),
+        )
+    )
+    acked = {(d, m) for d, rec in summary["per_device"].items() for m in rec["acked"]}
+    assert summary["failed"] == 0 and len(acked) >= 60
+
+    def stored() -> set[tuple[str, int]]:
+        return {(d, int(i["msg_id"]["N"])) for d in summary["per_device"] for i in stores.readings(d)}
+
+    assert wait_for("every acknowledged message", lambda: stored() == acked or None, WAIT_S)
+
+
+def test_killing_the_bridge_mid_stream_loses_and_duplicates_nothing(
+    stack: Stack, stores: Stores, signing_key: bytes
+) -> None:
+    backend = backend_of(stack)
+    prefix = f"kill{uuid.uuid4().hex[:6]}"
+    devices = [f"{prefix}-{n:05d}" for n in range(10)]
+    backend.provision_devices(devices)
+    fleet = parse_fleet({"devices": [{"type": "vibration", "count": 10, "interval_s": 0.2, "id_prefix": prefix}]})
+    config = RunConfig(
+        fleet=fleet,
+        seed=9,
+        key=signing_key,
+        duration_s=8,
+        qos=1,
+        port=backend.mqtt_port,
+        credentials=broker_credentials(backend.broker_secret()),
+    )
+    result: dict[str, Any] = {}
+    runner = threading.Thread(target=lambda: result.update(live_run(config)))
+    runner.start()
+    time.sleep(3)
+    pid = backend.bridge.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # a crash: no chance to finish or acknowledge anything
+    time.sleep(2)
+    backend.bridge.pid_file.unlink()
+    backend.start_ingress(backend.state_dir / "outputs.json", stack.ingress)
+    runner.join()
+    acked = {(d, m) for d, rec in result["per_device"].items() for m in rec["acked"]}
+    assert result["failed"] == 0 and len(acked) > 300
+
+    def stored() -> list[tuple[str, int]]:
+        return [(d, int(i["msg_id"]["N"])) for d in devices for i in stores.readings(d)]
+
+    wait_for("every acknowledged message after the restart", lambda: set(stored()) == acked or None, WAIT_S)
+    assert len(stored()) == len(acked), "one item per message id"
+
+
+def test_a_payload_the_rule_cannot_evaluate_goes_to_the_dlq_with_the_reason(stack: Stack) -> None:
+    device = f"pub-{uuid.uuid4().hex[:8]}"
+    backend_of(stack).provision_devices([device])
+    mosquitto_pub(stack, device, f"sensors/{device}/telemetry", f"not json from {device}")
+    sqs = stack.client("sqs")
+    dlq = stack.outputs().dlq_url
+
+    def find() -> list[dict[str, Any]]:
+        messages = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        docs = [json.loads(m["Body"]) for m in messages]
+        return [d for d in docs if d.get("topic") == f"sensors/{device}/telemetry"]
+
+    (document,) = wait_for("the error action's message in the DLQ", find, WAIT_S)
+    assert base64.b64decode(document["base64OriginalPayload"]).decode() == f"not json from {device}"
+    assert "not JSON" in document["failures"][0]["errorMessage"]
