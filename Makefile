@@ -13,7 +13,7 @@ CHECKOV_VERSION := 3.3.30
 TESTBED := $(PY) -m testbed --backend $(BACKEND)
 BUNDLE_SOURCES := $(shell find processor telemetry -name '*.py' 2>/dev/null) processor/requirements.txt
 
-.PHONY: help venvs build up down clean demo plan outputs test test-unit test-contract test-e2e lint bench-processor bench-simulator
+.PHONY: help venvs build up down clean demo plan outputs test test-unit test-contract test-e2e lint bench-processor bench-simulator bench-ingress
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ bench-processor: venvs build ## processor records/s in-process and through the d
 
 bench-simulator: $(VENV)/.installed ## simulator: 10k connections, QoS 0/1 msg/s against a private broker
 	$(TESTBED) bench-simulator
+
+bench-ingress: venvs build ## highest zero-loss end-to-end rate of the direct and sqs ingress modes
+	$(TESTBED) bench-ingress
 
 lint: $(VENV)/.installed ## ruff and mypy
 	$(VENV)/bin/ruff check .

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from testbed import bench_processor, bench_simulator
+from testbed import bench_ingress, bench_processor, bench_simulator
 from testbed.backends import BackendError, get_backend
 from testbed.build import BuildError, build
 from testbed.demo import run_demo
@@ -112,6 +112,21 @@ def cmd_bench_simulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_ingress(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    stack.up()
+    rows = bench_ingress.run(stack, tuple(args.modes.split(",")), duration_s=args.duration)
+    table = Table(title="Local ingress modes, end to end (MQTT -> DynamoDB), QoS 1")
+    for column in rows[0]:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*(f"{v:,}" if isinstance(v, int | float) else str(v) for v in row.values()))
+    console.print(table)
+    print(json.dumps(rows))
+    stack.backend.start_ingress(stack.backend.state_dir / "outputs.json", stack.ingress)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="testbed", description=__doc__)
     parser.add_argument(
@@ -137,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     sim_bench.add_argument("--duration", type=float, default=20.0)
     sim_bench.add_argument("--workers", type=int, default=2)
     sim_bench.set_defaults(func=cmd_bench_simulator)
+    ingress_bench = sub.add_parser("bench-ingress", help="highest zero-loss rate of each local ingress mode")
+    ingress_bench.add_argument("--modes", default="direct,sqs")
+    ingress_bench.add_argument("--duration", type=float, default=20.0)
+    ingress_bench.set_defaults(func=cmd_bench_ingress)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

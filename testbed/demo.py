@@ -1,4 +1,4 @@
-"""`make demo` (until load runs land): one real message through the deployed pipeline, with evidence."""
+"""`make demo` (until load runs land): real messages over MQTT through the deployed pipeline, with evidence."""
 
 from __future__ import annotations
 
@@ -9,19 +9,45 @@ import uuid
 from rich.console import Console
 from rich.table import Table
 
+from simulator.devices import Emitted
+from simulator.run import broker_credentials
+from simulator.transport import MqttFleet
 from telemetry import new_message
+from testbed.processes import LOOPBACK
 from testbed.stack import Stack
-from testbed.stores import Stores, wait_for
+from testbed.stores import Stores, WaitTimeout, wait_for
 
 DEMO_TIMEOUT_S = 90.0
 
 
+def publish(stack: Stack, device_id: str, payloads: list[bytes]) -> None:
+    """Publish as the device over MQTT (QoS 1) to its own topic on the local broker."""
+    backend = stack.backend
+    backend.provision_devices([device_id])
+    fleet = MqttFleet(LOOPBACK, backend.mqtt_port, qos=1, credentials=broker_credentials(backend.broker_secret()))
+    fleet.connect(device_id)
+    now = time.time()
+    for n, payload in enumerate(payloads, start=1):
+        fleet.send(Emitted(device_id, n, payload, now))
+    deadline = time.monotonic() + 10
+    while fleet.counters.acked < len(payloads) and time.monotonic() < deadline:
+        fleet.poll(0.05)
+    fleet.close()
+    if fleet.counters.acked < len(payloads):
+        raise WaitTimeout(f"the broker on port {backend.mqtt_port} did not acknowledge the demo messages")
+
+
 def run_demo(stack: Stack, console: Console) -> bool:
-    """Send a valid, alert-worthy message and a malformed one; show where each ended up."""
+    """Publish a valid, alert-worthy message and a forged one over MQTT; show where each ended up."""
     outputs = stack.outputs()
     key = stack.client("secretsmanager").get_secret_value(SecretId=outputs.signing_secret_arn)["SecretString"]
     device_id = f"demo-{uuid.uuid4().hex[:8]}"
     ts = int(time.time() * 1000)
+    readings: dict[str, tuple[float | bool, str]] = {
+        "temperature": (58.5, "C"),
+        "humidity": (31.0, "%"),
+        "pressure": (1012.5, "hPa"),
+    }
     message = new_message(
         device_id=device_id,
         msg_id=1,
@@ -29,15 +55,21 @@ def run_demo(stack: Stack, console: Console) -> bool:
         device_type="environmental",
         firmware="1.0.0",
         site="demo",
-        readings={"temperature": (58.5, "C"), "humidity": (31.0, "%"), "pressure": (1012.5, "hPa")},
+        readings=readings,
         key=key.encode(),
     )
-    malformed = '{"schema_version": 1, "device_id": "' + device_id + '", "readings": '
-    stack.client("sqs").send_message_batch(
-        QueueUrl=outputs.ingest_queue_url,
-        Entries=[{"Id": "valid", "MessageBody": json.dumps(message)}, {"Id": "malformed", "MessageBody": malformed}],
+    forged = new_message(
+        device_id=device_id,
+        msg_id=2,
+        ts=ts,
+        device_type="environmental",
+        firmware="1.0.0",
+        site="demo",
+        readings=readings,
+        key=b"not-the-fleet-key",
     )
-    console.print(f"sent message {device_id}#1 (temperature 58.5 C) and one malformed record to the ingest queue")
+    publish(stack, device_id, [json.dumps(message).encode(), json.dumps(forged).encode()])
+    console.print(f"published {device_id}#1 (temperature 58.5 C) and a forged #2 to sensors/{device_id}/telemetry")
 
     stores = Stores.connect(outputs, stack.client)
     item = wait_for("the reading in DynamoDB", lambda: stores.reading(device_id, ts, 1), DEMO_TIMEOUT_S)
@@ -47,7 +79,7 @@ def run_demo(stack: Stack, console: Console) -> bool:
         DEMO_TIMEOUT_S,
     )
     quarantined = wait_for(
-        "the malformed record in the quarantine",
+        "the forged message in the quarantine",
         lambda: [q for q in stores.quarantined() if device_id in q["body"]],
         DEMO_TIMEOUT_S,
     )
@@ -56,7 +88,6 @@ def run_demo(stack: Stack, console: Console) -> bool:
         lambda: [a for a in stores.drain_alerts() if a["device_id"] == device_id],
         DEMO_TIMEOUT_S,
     )
-
     table = Table(title="Where the demo messages ended up")
     table.add_column("store")
     table.add_column("evidence")

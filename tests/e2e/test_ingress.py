@@ -171,3 +171,20 @@ def test_a_payload_the_rule_cannot_evaluate_goes_to_the_dlq_with_the_reason(stac
     (document,) = wait_for("the error action's message in the DLQ", find, WAIT_S)
     assert base64.b64decode(document["base64OriginalPayload"]).decode() == f"not json from {device}"
     assert "not JSON" in document["failures"][0]["errorMessage"]
+
+
+def test_sqs_mode_goes_through_the_queue_and_its_event_source_mapping(
+    stack: Stack, stores: Stores, signing_key: bytes
+) -> None:
+    backend = backend_of(stack)
+    outputs_file = backend.state_dir / "outputs.json"
+    backend.start_ingress(outputs_file, "sqs")
+    try:
+        assert (backend.run_dir / "ingress-mode").read_text() == "sqs"
+        device = f"pub-{uuid.uuid4().hex[:8]}"
+        backend.provision_devices([device])
+        message = signed(signing_key, device)
+        mosquitto_pub(stack, device, f"sensors/{device}/telemetry", json.dumps(message))
+        wait_for("the reading, via SQS", lambda: stores.reading(device, message["ts"], 1), WAIT_S)
+    finally:
+        backend.start_ingress(outputs_file, stack.ingress)

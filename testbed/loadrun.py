@@ -1,0 +1,94 @@
+"""One load step through the whole local pipeline, reconciled by message id.
+
+The simulator publishes a fleet for a while; then the step waits until every acknowledged
+message is stored (or a bounded wait ends) and measures loss and end-to-end latency
+(device timestamp -> stored_at).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from simulator.fleet import parse_fleet
+from simulator.run import RunConfig, broker_credentials, live_run
+from testbed.stack import Stack
+from testbed.stores import Stores
+
+DRAIN_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class StepResult:
+    offered_msg_s: float
+    acked: int
+    stored: int
+    lost: int
+    duplicates: int
+    stored_msg_s: float
+    p50_ms: float
+    p99_ms: float
+    drain_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def run_step(stack: Stack, devices: int, rate_msg_s: float, duration_s: float, seed: int = 1) -> StepResult:
+    """Offer `rate_msg_s` from `devices` devices for `duration_s`, then reconcile against DynamoDB."""
+    backend = stack.backend
+    prefix = f"ld{uuid.uuid4().hex[:6]}"
+    ids = [f"{prefix}-{n:05d}" for n in range(devices)]
+    backend.provision_devices(ids)
+    outputs = stack.outputs()
+    key = str(stack.client("secretsmanager").get_secret_value(SecretId=outputs.signing_secret_arn)["SecretString"])
+    fleet = parse_fleet(
+        {
+            "name": "load",
+            "devices": [
+                {"type": "environmental", "count": devices, "interval_s": devices / rate_msg_s, "id_prefix": prefix}
+            ],
+        }
+    )
+    started = time.time()
+    summary = live_run(
+        RunConfig(
+            fleet=fleet,
+            seed=seed,
+            key=key.encode(),
+            duration_s=duration_s,
+            qos=1,
+            port=backend.mqtt_port,
+            credentials=broker_credentials(backend.broker_secret()),
+            workers=1,
+        )
+    )
+    acked = {(d, m) for d, rec in summary["per_device"].items() for m in rec["acked"]}
+    stores = Stores.connect(outputs, stack.client)
+    sent_done = time.time()
+    items: list[dict[str, Any]] = []
+    while time.time() - sent_done < DRAIN_TIMEOUT_S:
+        items = [item for d in ids for item in stores.readings(d)]
+        if len(items) >= len(acked):
+            break
+        time.sleep(1.0)
+    drain_s = time.time() - sent_done
+    stored = [(i["device_id"]["S"], int(i["msg_id"]["N"])) for i in items]
+    latencies = np.array([int(i["stored_at"]["N"]) - int(i["ts"]["N"]) for i in items], dtype=float)
+    stored_at = np.array([int(i["stored_at"]["N"]) for i in items], dtype=float) / 1000
+    span = (stored_at.max() - max(started, stored_at.min())) if len(items) > 1 else duration_s
+    return StepResult(
+        offered_msg_s=rate_msg_s,
+        acked=len(acked),
+        stored=len(set(stored)),
+        lost=len(acked - set(stored)),
+        duplicates=len(stored) - len(set(stored)),
+        stored_msg_s=round(len(items) / max(span, 1e-3), 1),
+        p50_ms=round(float(np.percentile(latencies, 50)), 1) if items else 0.0,
+        p99_ms=round(float(np.percentile(latencies, 99)), 1) if items else 0.0,
+        drain_s=round(drain_s, 1),
+    )
