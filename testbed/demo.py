@@ -75,12 +75,12 @@ def run_demo(stack: Stack, console: Console) -> bool:
     item = wait_for("the reading in DynamoDB", lambda: stores.reading(device_id, ts, 1), DEMO_TIMEOUT_S)
     archived = wait_for(
         "the raw message in the archive bucket",
-        lambda: [m for m in stores.archived_messages() if m.get("device_id") == device_id],
+        lambda: [m for m in stores.archived_messages(since=ts / 1000 - 5) if m.get("device_id") == device_id],
         DEMO_TIMEOUT_S,
     )
     quarantined = wait_for(
         "the forged message in the quarantine",
-        lambda: [q for q in stores.quarantined() if device_id in q["body"]],
+        lambda: [q for q in stores.quarantined(since=ts / 1000 - 5) if device_id in q["body"]],
         DEMO_TIMEOUT_S,
     )
     alert = wait_for(

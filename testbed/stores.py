@@ -65,20 +65,22 @@ class Stores:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def _objects(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+    def _objects(self, prefix: str, since: float = 0.0) -> Iterator[tuple[str, bytes]]:
         paginator = self.s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.outputs.archive_bucket_name, Prefix=prefix):
             for obj in page.get("Contents", []):
+                if obj["LastModified"].timestamp() < since:
+                    continue
                 body = self.s3.get_object(Bucket=self.outputs.archive_bucket_name, Key=obj["Key"])["Body"].read()
                 yield obj["Key"], body
 
-    def archived_messages(self) -> list[dict[str, Any]]:
-        """Every archived line (one JSON message per line; GZIP on AWS is not handled here)."""
-        return [json.loads(line) for _, body in self._objects(RAW_PREFIX) for line in body.splitlines() if line]
+    def archived_messages(self, since: float = 0.0) -> list[dict[str, Any]]:
+        """Archived lines of objects written since `since` (epoch s); GZIP on AWS is not handled here."""
+        return [json.loads(line) for _, body in self._objects(RAW_PREFIX, since) for line in body.splitlines() if line]
 
-    def quarantined(self) -> list[dict[str, Any]]:
-        """Every quarantine document, with its object key."""
-        return [{**json.loads(body), "key": key} for key, body in self._objects(QUARANTINE_PREFIX)]
+    def quarantined(self, since: float = 0.0) -> list[dict[str, Any]]:
+        """Quarantine documents written since `since` (epoch s), with their object keys."""
+        return [{**json.loads(body), "key": key} for key, body in self._objects(QUARANTINE_PREFIX, since)]
 
     def drain_alerts(self, wait_s: int = 1) -> list[dict[str, Any]]:
         """Receive and delete what the alerts tap queue holds: SNS envelopes, parsed."""
