@@ -318,16 +318,16 @@ class RuleBridge:
         self._dead_letter(item, json.dumps(document).encode())
 
     def _dead_letter(self, item: _Item, body: bytes) -> None:
+        """Keep the message in the DLQ, retrying until it is there; only then acknowledge it."""
         attempt = 0
         while not self.stopping.is_set():
             try:
                 self.sqs.send_message(QueueUrl=self.config.dlq_url, MessageBody=body.decode(errors="replace"))
-                break
             except AWS_ERRORS as exc:
                 attempt += 1
                 logger.warning("DLQ send failed (attempt %d): %s", attempt, exc)
                 self.sleep(backoff(attempt))
-        else:
+                continue
+            self.metrics.add(dead_lettered=1)
+            self._ack([item])
             return
-        self.metrics.add(dead_lettered=1)
-        self._ack([item])

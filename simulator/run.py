@@ -56,8 +56,8 @@ def _emit_all(
     on_emit: Callable[[Emitted], None],
     on_offline: Callable[[Device], None] | None = None,
 ) -> None:
-    for _due, device in schedule.pop_due(now):
-        for emitted in device.tick(_due):
+    for due, device in schedule.pop_due(now):
+        for emitted in device.tick(due):
             on_emit(emitted)
         if on_offline is not None and device.offline(now):
             on_offline(device)
