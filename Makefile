@@ -13,7 +13,7 @@ CHECKOV_VERSION := 3.3.30
 TESTBED := $(PY) -m testbed --backend $(BACKEND)
 BUNDLE_SOURCES := $(shell find processor telemetry -name '*.py' 2>/dev/null) processor/requirements.txt
 
-.PHONY: help venvs build up down clean demo plan outputs test test-unit test-contract test-e2e lint bench-processor bench-simulator bench-ingress
+.PHONY: help venvs build up down clean demo plan outputs test test-unit test-contract test-e2e lint bench-processor bench-simulator bench-ingress simulate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -57,8 +57,12 @@ outputs: $(VENV)/.installed ## print the deployed stack's outputs
 plan: venvs build ## show what a new apply would change on the running stack
 	$(TESTBED) plan
 
-demo: venvs build ## the main job: bring the stack up and send a message through it
+demo: venvs build ## the main job: bring the stack up, send messages through it, run the smoke scenario
 	$(TESTBED) demo
+
+SCENARIO ?= smoke
+simulate: venvs build ## run a load scenario (SCENARIO=smoke|steady|burst|faults|soak|path.yaml) and report
+	$(TESTBED) simulate $(SCENARIO)
 
 bench-processor: venvs build ## processor records/s in-process and through the deployed function
 	$(TESTBED) bench-processor

@@ -28,6 +28,7 @@ class Recorder:
     ack_latency_s: list[float] = field(default_factory=list)
     published: int = 0
     first_send: float = float("inf")
+    sent_per_s: dict[int, int] = field(default_factory=dict)
     last_send: float = float("-inf")
 
     def generated(self, emitted: Emitted) -> None:
@@ -41,6 +42,8 @@ class Recorder:
     def sent(self, emitted: Emitted, at: float) -> None:
         """Handed to the MQTT client at `at`: how late against its due time."""
         self.lateness_s.append(at - emitted.due)
+        second = int(at)
+        self.sent_per_s[second] = self.sent_per_s.get(second, 0) + 1
         self.first_send = min(self.first_send, at)
         self.last_send = max(self.last_send, at)
 
@@ -65,6 +68,8 @@ class Recorder:
             self.first_send = min(self.first_send, other["first_send"])
             self.last_send = max(self.last_send, other["last_send"])
         self.lateness_s += other["lateness_s"]
+        for second, count in other["sent_per_s"].items():
+            self.sent_per_s[int(second)] = self.sent_per_s.get(int(second), 0) + count
         self.ack_latency_s += other["ack_latency_s"]
 
     def to_dict(self, raw: bool = False) -> dict[str, Any]:
@@ -75,6 +80,7 @@ class Recorder:
             "send_lateness_ms": percentiles(self.lateness_s),
             # from the first send to the last: a generator that falls behind stretches it
             "send_span_s": round(self.last_send - self.first_send, 3) if self.lateness_s else 0.0,
+            "sent_per_s": {str(k): v for k, v in sorted(self.sent_per_s.items())},
             "ack_latency_ms": percentiles(self.ack_latency_s),
             "per_device": {
                 device_id: {

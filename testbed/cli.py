@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -19,6 +20,8 @@ from testbed.build import BuildError, build
 from testbed.demo import run_demo
 from testbed.outputs import OutputsError, StackOutputs
 from testbed.processes import PortInUseError
+from testbed.scenario import ScenarioError, load_scenario
+from testbed.simulate import compare, run_scenario
 from testbed.stack import Stack
 from testbed.stores import WaitTimeout
 from testbed.terraform import TerraformError
@@ -26,7 +29,7 @@ from testbed.terraform import TerraformError
 logger = logging.getLogger("testbed")
 console = Console()
 
-EXPECTED_ERRORS = (BackendError, BuildError, OutputsError, PortInUseError, TerraformError, WaitTimeout)
+EXPECTED_ERRORS = (BackendError, BuildError, OutputsError, PortInUseError, ScenarioError, TerraformError, WaitTimeout)
 
 
 def _print_outputs(outputs: StackOutputs) -> None:
@@ -79,10 +82,55 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(stack: Stack, scenario_name: str) -> int:
+    scenario = load_scenario(scenario_name)
+    console.print(f"scenario [bold]{scenario.name}[/]: {scenario.description}")
+    folder = run_scenario(stack, scenario, console)
+    report = json.loads((folder / "report.json").read_text())
+    table = Table(title=f"{scenario.name}: {'PASSED' if report['passed'] else 'FAILED'}")
+    table.add_column("check")
+    table.add_column("result")
+    for name, ok in report["checks"].items():
+        table.add_row(name, "[green]ok[/]" if ok else "[red]FAILED[/]")
+    console.print(table)
+    keys = (
+        "published",
+        "acked",
+        "stored",
+        "quarantined",
+        "dead_lettered",
+        "duplicates_dropped",
+        "lost",
+        "alerts",
+        "throughput_msg_s",
+        "e2e_latency_ms",
+    )
+    console.print_json(json.dumps({k: report[k] for k in keys}))
+    print(folder)
+    return 0 if report["passed"] else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     stack = _stack(args)
     stack.up()
-    return 0 if run_demo(stack, console) else 1
+    run_demo(stack, console)
+    return _simulate(stack, "smoke")
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    stack.up()
+    return _simulate(stack, args.scenario)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    table = Table(title="Report comparison")
+    for column in ("", str(args.first), str(args.second)):
+        table.add_column(column)
+    for name, a, b in compare(args.first, args.second):
+        table.add_row(name, str(a), str(b))
+    console.print(table)
+    return 0
 
 
 def cmd_bench_processor(args: argparse.Namespace) -> int:
@@ -144,7 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     outputs.add_argument("--json", action="store_true")
     outputs.set_defaults(func=cmd_outputs)
     sub.add_parser("plan", help="show what a new apply would change").set_defaults(func=cmd_plan)
-    sub.add_parser("demo", help="up + one message through the pipeline").set_defaults(func=cmd_demo)
+    sub.add_parser("demo", help="up + messages through the pipeline + the smoke scenario").set_defaults(func=cmd_demo)
+    simulate = sub.add_parser("simulate", help="run a load scenario, reconcile, write a report")
+    simulate.add_argument("scenario", help="a shipped scenario name (testbed/scenarios) or a YAML path")
+    simulate.set_defaults(func=cmd_simulate)
+    comparison = sub.add_parser("compare", help="two reports side by side")
+    comparison.add_argument("first", type=Path)
+    comparison.add_argument("second", type=Path)
+    comparison.set_defaults(func=cmd_compare)
     bench = sub.add_parser("bench-processor", help="records/s through the processor, in-process and deployed")
     bench.add_argument("--in-process-only", action="store_true", help="skip the deployed function")
     bench.set_defaults(func=cmd_bench_processor)

@@ -1,0 +1,93 @@
+"""The run folder: report.json, a short report.md and PNG plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def plot_throughput(path: Path, sent_per_s: dict[str, int], stored_at_s: np.ndarray) -> None:
+    start = min([int(k) for k in sent_per_s] + ([int(stored_at_s.min())] if len(stored_at_s) else []), default=0)
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    if sent_per_s:
+        xs = sorted(int(k) for k in sent_per_s)
+        ax.plot([x - start for x in xs], [sent_per_s[str(x)] for x in xs], label="published")
+    if len(stored_at_s):
+        seconds, counts = np.unique(stored_at_s.astype(int), return_counts=True)
+        ax.plot(seconds - start, counts, label="stored")
+    ax.set_xlabel("seconds since the first send")
+    ax.set_ylabel("messages per second")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_latency(path: Path, latency_ms: np.ndarray, marks: dict[str, float]) -> None:
+    fig, (hist, cdf) = plt.subplots(1, 2, figsize=(10, 3.5))
+    if len(latency_ms):
+        hist.hist(latency_ms, bins=60)
+        values = np.sort(latency_ms)
+        cdf.plot(values, np.arange(1, len(values) + 1) / len(values))
+    for name, value in marks.items():
+        for ax in (hist, cdf):
+            ax.axvline(value, linestyle="--", linewidth=0.8)
+        cdf.annotate(f"{name} {value:.0f} ms", (value, 0.05 + 0.3 * list(marks).index(name)), fontsize=8)
+    hist.set_xlabel("end-to-end latency (ms): device timestamp -> stored")
+    hist.set_ylabel("messages")
+    cdf.set_xlabel("end-to-end latency (ms)")
+    cdf.set_ylabel("fraction of messages")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_lag(path: Path, stored_at_s: np.ndarray, latency_ms: np.ndarray) -> None:
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    if len(stored_at_s):
+        start = stored_at_s.min()
+        seconds = (stored_at_s - start).astype(int)
+        worst = np.zeros(seconds.max() + 1)
+        np.maximum.at(worst, seconds, latency_ms)
+        ax.plot(np.arange(len(worst)), worst / 1000)
+    ax.set_xlabel("seconds since the first store")
+    ax.set_ylabel("worst lag in that second (s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_markdown(path: Path, report: dict[str, Any]) -> None:
+    latency = report["e2e_latency_ms"]
+    lines = [
+        f"# Load run {report['run_id']}: {report['scenario']} - {'PASSED' if report['passed'] else 'FAILED'}",
+        "",
+        f"- started {report['started']}, {report['duration_s']} s, ingress `{report['ingress']}`",
+        f"- published {report['published']:,}, acknowledged {report['acked']:,}, stored {report['stored']:,}, "
+        f"quarantined {sum(report['quarantined'].values()):,} {report['quarantined']}, "
+        f"dead-lettered {report['dead_lettered']:,}, duplicates dropped {report['duplicates_dropped']:,}, "
+        f"**lost {report['lost']:,}**",
+        f"- sustained stored rate {report['throughput_msg_s']:,} msg/s; end-to-end latency p50 {latency['p50']} ms, "
+        f"p95 {latency['p95']} ms, p99 {latency['p99']} ms, max {latency['max']} ms",
+        f"- alerts {report['alerts']}: {json.dumps(report['alert_check'])}",
+        f"- emulator RSS {report['emulator_rss_mb']} MB",
+        "",
+        "| check | result |",
+        "|---|---|",
+        *(f"| {name} | {'ok' if ok else 'FAILED'} |" for name, ok in report["checks"].items()),
+        "",
+        "![throughput](throughput.png)",
+        "![latency](latency.png)",
+        "![lag](lag.png)",
+        "",
+    ]
+    if report["reconciliation"]["unexplained"]:
+        lines += ["## Unexplained", "", *(f"- {json.dumps(u)}" for u in report["reconciliation"]["unexplained"])]
+    path.write_text("\n".join(lines) + "\n")

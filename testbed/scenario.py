@@ -1,0 +1,61 @@
+"""Scenario files (YAML): which fleet, how long, at what rate, and what must hold for a pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from simulator.schedule import Constant, RateProfile
+from testbed.paths import ROOT
+
+SCENARIO_DIR = ROOT / "testbed" / "scenarios"
+
+
+class ScenarioError(ValueError):
+    """The scenario is missing or invalid; the message names the field."""
+
+
+class Expectations(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_lost: int = Field(default=0, ge=0)
+    max_unexplained: int = Field(default=0, ge=0)
+    max_p99_latency_ms: float | None = Field(default=None, gt=0)
+    min_throughput_msg_s: float | None = Field(default=None, ge=0)
+    alerts_ok: bool = True
+    max_emulator_rss_mb: float | None = Field(default=None, gt=0)
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    fleet: Path = Field(description="fleet file, relative to the repository")
+    seed: int = 1
+    duration_s: float = Field(gt=0, le=86_400)
+    profile: RateProfile = Field(default_factory=Constant)
+    qos: int = Field(default=1, ge=0, le=1)
+    workers: int = Field(default=1, ge=1, le=8)
+    drain_timeout_s: float = Field(default=120.0, gt=0)
+    expectations: Expectations = Expectations()
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """A shipped scenario by name (testbed/scenarios/<name>.yaml) or a path to a YAML file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SCENARIO_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        shipped = sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+        raise ScenarioError(f"no scenario {name_or_path!r}; shipped: {', '.join(shipped)}")
+    try:
+        scenario = Scenario.model_validate(yaml.safe_load(path.read_text()))
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ScenarioError(f"{path} is invalid: {details}") from None
+    if not (ROOT / scenario.fleet).exists():
+        raise ScenarioError(f"{path}: fleet file {scenario.fleet} does not exist")
+    return scenario

@@ -1,0 +1,230 @@
+"""`make simulate SCENARIO=...`: run a scenario against the local stack, reconcile, report."""
+
+from __future__ import annotations
+
+import base64
+import json
+import multiprocessing as mp
+import queue
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from processor.config import Settings
+from simulator.devices import build_devices
+from simulator.fleet import load_fleet
+from simulator.run import RunConfig, broker_credentials, live_run
+from simulator.summary import percentiles
+from testbed.paths import ROOT
+from testbed.reconcile import check_alerts, reconcile
+from testbed.report import plot_lag, plot_latency, plot_throughput, write_markdown
+from testbed.scenario import Scenario
+from testbed.stack import Stack
+from testbed.stores import Stores
+
+REPORTS_DIR = ROOT / "reports"
+
+
+def emulator_rss_mb(stack: Stack) -> float | None:
+    pid = getattr(stack.backend, "ministack", None)
+    pid = pid.pid() if pid is not None else None
+    if pid is None:
+        return None
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+def _publish_with_progress(config: RunConfig, console: Console) -> dict[str, Any]:
+    progress_queue: Any = mp.get_context("fork").Queue()
+    result: dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: result.update(live_run(config, progress_queue)), daemon=True)
+    counts: dict[int, tuple[int, int, int, int]] = {}
+    started = time.time()
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), TextColumn("{task.fields[stats]}"))
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("publishing", total=config.duration_s, stats="")
+        worker.start()
+        while worker.is_alive():
+            try:
+                index, *values = progress_queue.get(timeout=0.25)
+                counts[index] = (values[0], values[1], values[2], values[3])
+            except queue.Empty:
+                pass
+            connected, published, acked, errors = (sum(c[i] for c in counts.values()) for i in range(4))
+            elapsed = time.time() - started
+            bar.update(
+                task,
+                completed=min(elapsed, config.duration_s),
+                stats=(
+                    f"{connected:,} connected  {published:,} published  {published / max(elapsed, 1e-3):,.0f} msg/s  "
+                    f"{acked:,} acked  {errors:,} errors"
+                ),
+            )
+    return result
+
+
+def _wait_for_drain(
+    stores: Stores, device_ids: list[str], expected: int, timeout_s: float, console: Console
+) -> list[dict[str, Any]]:
+    """Poll the table until the devices' item count stops growing at the expected count (or times out)."""
+    deadline = time.time() + timeout_s
+    items: list[dict[str, Any]] = []
+    last, stable_since = -1, time.time()
+    with console.status("waiting for the pipeline to drain") as status:
+        while time.time() < deadline:
+            items = [i for d in device_ids for i in stores.readings(d)]
+            if len(items) != last:
+                last, stable_since = len(items), time.time()
+            status.update(f"stored {len(items):,} of ~{expected:,}")
+            if len(items) >= expected and time.time() - stable_since > 3:
+                return items
+            if time.time() - stable_since > 20:
+                break
+            time.sleep(2.0)
+    return items
+
+
+def _dead_letters(stack: Stack, device_ids: set[str]) -> list[str]:
+    """Original payloads of this run's messages in the DLQ (left there for the user to inspect)."""
+    sqs = stack.client("sqs")
+    url = stack.outputs().dlq_url
+    bodies: list[str] = []
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60, WaitTimeSeconds=1
+        ).get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            body = message["Body"]
+            try:
+                document = json.loads(body)
+                if isinstance(document, dict) and "base64OriginalPayload" in document:
+                    body = base64.b64decode(document["base64OriginalPayload"]).decode(errors="replace")
+            except ValueError:
+                pass
+            if any(f'"{d}"' in body for d in device_ids):
+                bodies.append(body)
+    return bodies
+
+
+def _plain_item(item: dict[str, Any]) -> dict[str, Any]:
+    readings = {k: (v["BOOL"] if "BOOL" in v else float(v["N"])) for k, v in item["readings"]["M"].items()}
+    return {
+        "device_id": item["device_id"]["S"],
+        "device_type": item["device_type"]["S"],
+        "ts": int(item["ts"]["N"]),
+        "msg_id": int(item["msg_id"]["N"]),
+        "stored_at": int(item["stored_at"]["N"]),
+        "readings": readings,
+    }
+
+
+def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir: Path = REPORTS_DIR) -> Path:
+    """Run, wait for the drain, reconcile, and write reports/<run id>/. Returns the folder."""
+    outputs = stack.outputs()
+    key = str(stack.client("secretsmanager").get_secret_value(SecretId=outputs.signing_secret_arn)["SecretString"])
+    fleet = load_fleet(ROOT / scenario.fleet)
+    device_ids = [d.device_id for d in build_devices(fleet, scenario.seed, key.encode())]
+    run_id = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{scenario.name}-{uuid.uuid4().hex[:4]}"
+    stack.backend.provision_devices(device_ids)
+    stores = Stores.connect(outputs, stack.client)
+    stores.drain_alerts(wait_s=0)
+    function = stack.client("lambda").get_function_configuration(FunctionName=outputs.processor_function_name)
+    settings = Settings.from_env(function["Environment"]["Variables"])
+    started = time.time()
+
+    summary = _publish_with_progress(
+        RunConfig(
+            fleet=fleet,
+            seed=scenario.seed,
+            key=key.encode(),
+            duration_s=scenario.duration_s,
+            profile=scenario.profile,
+            qos=scenario.qos,
+            port=stack.backend.mqtt_port,
+            workers=scenario.workers,
+            credentials=broker_credentials(stack.backend.broker_secret()),
+        ),
+        console,
+    )
+    acked = sum(len(set(r["acked"])) for r in summary["per_device"].values())
+    raw_items = _wait_for_drain(stores, device_ids, expected=acked, timeout_s=scenario.drain_timeout_s, console=console)
+    time.sleep(2)  # the last quarantine writes and alerts trail the readings
+    items = [_plain_item(i) for i in raw_items]
+    quarantined = [q for q in stores.quarantined(since=started - 5) if any(f'"{d}"' in q["body"] for d in device_ids)]
+    dead = _dead_letters(stack, set(device_ids))
+    alerts = [a for a in stores.drain_alerts() if a["device_id"] in set(device_ids)]
+
+    result = reconcile(summary, [(i["device_id"], i["msg_id"]) for i in items], quarantined, dead)
+    alert_check = check_alerts(items, alerts, settings.thresholds, settings.alert_cooldown_seconds)
+    latency = np.array([i["stored_at"] - i["ts"] for i in items], dtype=float)
+    stored_at = np.array([i["stored_at"] for i in items], dtype=float) / 1000
+    span = float(stored_at.max() - stored_at.min()) if len(items) > 1 else 0.0
+    latency_ms = percentiles(list(latency / 1000)) if items else percentiles([])
+    rss = emulator_rss_mb(stack)
+    expect = scenario.expectations
+    throughput = round(len(items) / span, 1) if span else 0.0
+    checks = {
+        f"lost <= {expect.max_lost}": len(result.lost) <= expect.max_lost,
+        f"unexplained <= {expect.max_unexplained}": len(result.unexplained) <= expect.max_unexplained,
+    }
+    if expect.max_p99_latency_ms is not None:
+        checks[f"p99 latency <= {expect.max_p99_latency_ms:g} ms"] = latency_ms["p99"] <= expect.max_p99_latency_ms
+    if expect.min_throughput_msg_s is not None:
+        checks[f"throughput >= {expect.min_throughput_msg_s:g} msg/s"] = throughput >= expect.min_throughput_msg_s
+    if expect.alerts_ok:
+        checks["alerts match breaches, cooldown held"] = bool(alert_check["ok"])
+    if expect.max_emulator_rss_mb is not None and rss is not None:
+        checks[f"emulator RSS <= {expect.max_emulator_rss_mb:g} MB"] = rss <= expect.max_emulator_rss_mb
+
+    report = {
+        "run_id": run_id,
+        "scenario": scenario.name,
+        "started": datetime.fromtimestamp(started, UTC).isoformat(),
+        "duration_s": scenario.duration_s,
+        "ingress": getattr(stack, "ingress", ""),
+        "published": summary["published"],
+        "acked": result.acked,
+        "stored": result.stored,
+        "quarantined": dict(result.quarantined),
+        "dead_lettered": result.dead_lettered,
+        "duplicates_dropped": result.duplicates_dropped,
+        "lost": len(result.lost),
+        "alerts": len(alerts),
+        "throughput_msg_s": throughput,
+        "e2e_latency_ms": latency_ms,
+        "send_lateness_ms": summary["send_lateness_ms"],
+        "emulator_rss_mb": rss,
+        "checks": checks,
+        "passed": all(checks.values()),
+        "reconciliation": result.as_dict(),
+        "alert_check": alert_check,
+    }
+    folder = reports_dir / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_throughput(folder / "throughput.png", summary["sent_per_s"], stored_at)
+    plot_latency(folder / "latency.png", latency, {k: latency_ms[k] for k in ("p50", "p95", "p99")})
+    plot_lag(folder / "lag.png", stored_at, latency)
+    write_markdown(folder / "report.md", report)
+    return folder
+
+
+def compare(first: Path, second: Path) -> list[tuple[str, Any, Any]]:
+    """The headline figures of two reports side by side."""
+    a, b = (json.loads((p / "report.json" if p.is_dir() else p).read_text()) for p in (first, second))
+    keys = ("scenario", "published", "acked", "stored", "lost", "duplicates_dropped", "alerts", "throughput_msg_s")
+    rows = [(k, a.get(k), b.get(k)) for k in keys]
+    rows += [(f"e2e p{p}", a["e2e_latency_ms"][f"p{p}"], b["e2e_latency_ms"][f"p{p}"]) for p in (50, 95, 99)]
+    rows.append(("passed", a["passed"], b["passed"]))
+    return rows
