@@ -225,15 +225,20 @@ def malformed(message: dict[str, Any], kind: str, key: bytes) -> bytes:
     raise ValueError(f"unknown malformed kind {kind!r}")
 
 
-def build_devices(fleet: Fleet, seed: int, key: bytes) -> list[Device]:
-    """Every device of the fleet, deterministically from the seed."""
+def build_devices(fleet: Fleet, seed: int, key: bytes, run_tag: str = "") -> list[Device]:
+    """Every device of the fleet, deterministically from the seed.
+
+    A run tag goes into the device ids (so runs of one fleet do not share devices, cooldowns or
+    items) but not into the random streams: the traces stay the same.
+    """
     devices: list[Device] = []
     index = 0
     for group in fleet.devices:
         prefix = group.id_prefix or group.type.replace("_", "")[:5]
         for n in range(group.count):
-            device_id = f"{prefix}-{n:05d}"
-            setup = random.Random(f"{seed}:{device_id}:setup")
+            base_id = f"{prefix}-{n:05d}"
+            device_id = f"{prefix}-{run_tag}-{n:05d}" if run_tag else base_id
+            setup = random.Random(f"{seed}:{base_id}:setup")
             skewed = setup.random() < fleet.faults.clock.device_fraction
             devices.append(
                 Device(
@@ -245,8 +250,8 @@ def build_devices(fleet: Fleet, seed: int, key: bytes) -> list[Device]:
                     site=fleet.sites[index % len(fleet.sites)],
                     site_index=index % len(fleet.sites),
                     firmware=setup.choice(group.firmware),
-                    model_rng=random.Random(f"{seed}:{device_id}:model"),
-                    fault_rng=random.Random(f"{seed}:{device_id}:faults"),
+                    model_rng=random.Random(f"{seed}:{base_id}:model"),
+                    fault_rng=random.Random(f"{seed}:{base_id}:faults"),
                     clock_offset_ms=setup.uniform(-1, 1) * fleet.faults.clock.offset_s * 1000 if skewed else 0.0,
                     clock_drift_ppm=setup.uniform(-1, 1) * fleet.faults.clock.drift_ppm if skewed else 0.0,
                 )

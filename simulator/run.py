@@ -42,6 +42,7 @@ class RunConfig:
     workers: int = 1
     credentials: Callable[[str], tuple[str, str]] | None = None
     drain_timeout_s: float = DRAIN_TIMEOUT_S
+    run_tag: str = ""
 
 
 def broker_credentials(secret: bytes) -> Callable[[str], tuple[str, str]]:
@@ -65,7 +66,7 @@ def _emit_all(
 
 def dry_run(config: RunConfig, out: Path, start: float = DRY_RUN_EPOCH) -> dict[str, Any]:
     """Write every publish of the run to a JSONL file, on a virtual clock; no broker."""
-    devices = build_devices(config.fleet, config.seed, config.key)
+    devices = build_devices(config.fleet, config.seed, config.key, config.run_tag)
     schedule = Schedule(devices, start, config.profile)
     recorder = Recorder()
     with out.open("w") as sink:
@@ -87,7 +88,7 @@ def _live_worker(
 ) -> dict[str, Any]:
     devices = [
         d
-        for d in build_devices(config.fleet, config.seed, config.key)
+        for d in build_devices(config.fleet, config.seed, config.key, config.run_tag)
         if device_ids is None or d.device_id in device_ids
     ]
     by_id = {d.device_id: d for d in devices}
@@ -166,7 +167,7 @@ def live_run(config: RunConfig, progress: Any = None) -> dict[str, Any]:
         recorder = Recorder()
         recorder.merge(result)
         return recorder.to_dict()
-    ids = [d.device_id for d in build_devices(config.fleet, config.seed, config.key)]
+    ids = [d.device_id for d in build_devices(config.fleet, config.seed, config.key, config.run_tag)]
     ctx = mp.get_context("fork")
     results: Any = ctx.Queue()
     workers = [

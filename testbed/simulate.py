@@ -72,8 +72,13 @@ def _publish_with_progress(config: RunConfig, console: Console) -> dict[str, Any
     return result
 
 
+def _run_items(stores: Stores, device_ids: list[str], since_ms: int) -> list[dict[str, Any]]:
+    """The devices' items stored by this run (device ids repeat across runs of one fleet)."""
+    return [i for d in device_ids for i in stores.readings(d) if int(i["stored_at"]["N"]) >= since_ms]
+
+
 def _wait_for_drain(
-    stores: Stores, device_ids: list[str], expected: int, timeout_s: float, console: Console
+    stores: Stores, device_ids: list[str], since_ms: int, expected: int, timeout_s: float, console: Console
 ) -> list[dict[str, Any]]:
     """Poll the table until the devices' item count stops growing at the expected count (or times out)."""
     deadline = time.time() + timeout_s
@@ -81,7 +86,7 @@ def _wait_for_drain(
     last, stable_since = -1, time.time()
     with console.status("waiting for the pipeline to drain") as status:
         while time.time() < deadline:
-            items = [i for d in device_ids for i in stores.readings(d)]
+            items = _run_items(stores, device_ids, since_ms)
             if len(items) != last:
                 last, stable_since = len(items), time.time()
             status.update(f"stored {len(items):,} of ~{expected:,}")
@@ -93,18 +98,24 @@ def _wait_for_drain(
     return items
 
 
-def _dead_letters(stack: Stack, device_ids: set[str]) -> list[str]:
+def _dead_letters(stack: Stack, device_ids: set[str], since_ms: int) -> list[str]:
     """Original payloads of this run's messages in the DLQ (left there for the user to inspect)."""
     sqs = stack.client("sqs")
     url = stack.outputs().dlq_url
     bodies: list[str] = []
     while True:
         messages = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60, WaitTimeSeconds=1
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=60,
+            WaitTimeSeconds=1,
+            AttributeNames=["SentTimestamp"],
         ).get("Messages", [])
         if not messages:
             break
         for message in messages:
+            if int(message.get("Attributes", {}).get("SentTimestamp", "0")) < since_ms:
+                continue
             body = message["Body"]
             try:
                 document = json.loads(body)
@@ -134,8 +145,9 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     outputs = stack.outputs()
     key = str(stack.client("secretsmanager").get_secret_value(SecretId=outputs.signing_secret_arn)["SecretString"])
     fleet = load_fleet(ROOT / scenario.fleet)
-    device_ids = [d.device_id for d in build_devices(fleet, scenario.seed, key.encode())]
-    run_id = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{scenario.name}-{uuid.uuid4().hex[:4]}"
+    run_tag = uuid.uuid4().hex[:4]
+    device_ids = [d.device_id for d in build_devices(fleet, scenario.seed, key.encode(), run_tag)]
+    run_id = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{scenario.name}-{run_tag}"
     stack.backend.provision_devices(device_ids)
     stores = Stores.connect(outputs, stack.client)
     stores.drain_alerts(wait_s=0)
@@ -154,15 +166,17 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
             port=stack.backend.mqtt_port,
             workers=scenario.workers,
             credentials=broker_credentials(stack.backend.broker_secret()),
+            run_tag=run_tag,
         ),
         console,
     )
     acked = sum(len(set(r["acked"])) for r in summary["per_device"].values())
-    raw_items = _wait_for_drain(stores, device_ids, expected=acked, timeout_s=scenario.drain_timeout_s, console=console)
+    since_ms = int(started * 1000) - 1000
+    raw_items = _wait_for_drain(stores, device_ids, since_ms, acked, scenario.drain_timeout_s, console)
     time.sleep(2)  # the last quarantine writes and alerts trail the readings
     items = [_plain_item(i) for i in raw_items]
     quarantined = [q for q in stores.quarantined(since=started - 5) if any(f'"{d}"' in q["body"] for d in device_ids)]
-    dead = _dead_letters(stack, set(device_ids))
+    dead = _dead_letters(stack, set(device_ids), since_ms)
     alerts = [a for a in stores.drain_alerts() if a["device_id"] in set(device_ids)]
 
     result = reconcile(summary, [(i["device_id"], i["msg_id"]) for i in items], quarantined, dead)
