@@ -13,7 +13,7 @@ CHECKOV_VERSION := 3.3.30
 TESTBED := $(PY) -m testbed --backend $(BACKEND)
 BUNDLE_SOURCES := $(shell find processor telemetry -name '*.py' 2>/dev/null) processor/requirements.txt
 
-.PHONY: help venvs build up down clean demo plan outputs test test-unit test-contract test-e2e lint bench-processor bench-simulator bench-ingress simulate
+.PHONY: help venvs build up down clean demo plan outputs test test-unit test-contract test-e2e lint bench-processor bench-simulator bench-ingress simulate bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ bench-simulator: $(VENV)/.installed ## simulator: 10k connections, QoS 0/1 msg/s
 
 bench-ingress: venvs build ## highest zero-loss end-to-end rate of the direct and sqs ingress modes
 	$(TESTBED) bench-ingress
+
+bench: venvs build ## highest zero-loss end-to-end rate, and the naive design's, in one run
+	$(TESTBED) bench
 
 lint: $(VENV)/.installed ## ruff and mypy
 	$(VENV)/bin/ruff check .

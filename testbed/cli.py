@@ -21,7 +21,7 @@ from testbed.demo import run_demo
 from testbed.outputs import OutputsError, StackOutputs
 from testbed.processes import PortInUseError
 from testbed.scenario import ScenarioError, load_scenario
-from testbed.simulate import compare, run_scenario
+from testbed.simulate import compare, emulator_rss_mb, run_scenario
 from testbed.stack import Stack
 from testbed.stores import WaitTimeout
 from testbed.terraform import TerraformError
@@ -171,7 +171,26 @@ def cmd_bench_ingress(args: argparse.Namespace) -> int:
         table.add_row(*(f"{v:,}" if isinstance(v, int | float) else str(v) for v in row.values()))
     console.print(table)
     print(json.dumps(rows))
-    stack.backend.start_ingress(stack.backend.state_dir / "outputs.json", stack.ingress)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    stack.up()
+    result = bench_ingress.bench(stack, duration_s=args.duration)
+    table = Table(title="End to end: the pipeline's design against the naive design (QoS 1, zero loss)")
+    for column in result["design_steps"][0]:
+        table.add_column(column, justify="right")
+    for row in result["design_steps"] + result["naive_steps"]:
+        table.add_row(*(f"{v:,}" if isinstance(v, int | float) else str(v) for v in row.values()))
+    console.print(table)
+    best, naive = result["best"], result["naive_best"]
+    console.print(
+        f"best zero-loss rate: {best['stored_msg_s'] if best else 'none'} msg/s "
+        f"(p99 {best['p99_ms'] if best else '-'} ms); naive design: {naive['stored_msg_s'] if naive else 'none'} "
+        f"msg/s; ratio {result['ratio']}x; emulator RSS {emulator_rss_mb(stack)} MB"
+    )
+    print(json.dumps(result))
     return 0
 
 
@@ -211,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     ingress_bench.add_argument("--modes", default="direct,sqs")
     ingress_bench.add_argument("--duration", type=float, default=20.0)
     ingress_bench.set_defaults(func=cmd_bench_ingress)
+    full_bench = sub.add_parser("bench", help="highest zero-loss rate of the design and of the naive design")
+    full_bench.add_argument("--duration", type=float, default=20.0)
+    full_bench.set_defaults(func=cmd_bench)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -23,6 +23,12 @@ DEFAULT_MQTT_PORT = 1883
 START_TIMEOUT_S = 30.0
 # ministack sizes its Lambda worker pool from RAM (~585 here); a bounded pool keeps memory sane.
 LAMBDA_ACCOUNT_CONCURRENCY = 32
+# Bridge arguments per ingress mode; `naive` (one invocation per message) exists for the benchmark.
+INGRESS_MODES = {
+    "direct": ["--mode", "direct"],
+    "sqs": ["--mode", "sqs"],
+    "naive": ["--mode", "direct", "--batch-size", "1", "--concurrency", "1"],
+}
 
 
 def mosquitto_binary() -> str:
@@ -141,33 +147,19 @@ class EmbeddedBackend(Backend):
 
     def start_ingress(self, outputs_file: Path, mode: str) -> None:
         """Start the rule bridge for this stack (restarted when the outputs or the mode changed)."""
-        target = self.run_dir / "outputs.json"
-        wanted = outputs_file.read_text() + mode
-        current = (
-            target.read_text() + (self.run_dir / "ingress-mode").read_text()
-            if target.exists() and (self.run_dir / "ingress-mode").exists()
-            else ""
-        )
+        if mode not in INGRESS_MODES:
+            raise BackendError(f"unknown INGRESS {mode!r}; choose one of {sorted(INGRESS_MODES)}")
+        target, mode_file = self.run_dir / "outputs.json", self.run_dir / "ingress-mode"
+        wanted = (outputs_file.read_text(), mode)
+        current = (target.read_text(), mode_file.read_text()) if target.exists() and mode_file.exists() else None
         if self.bridge.pid() is not None and current == wanted:
             logger.info("rule bridge already running (pid %d)", self.bridge.pid())
             return
         self.bridge.stop()
-        target.write_text(outputs_file.read_text())
-        (self.run_dir / "ingress-mode").write_text(mode)
-        cmd = [
-            sys.executable,
-            "-m",
-            "ingress",
-            "bridge",
-            "--outputs",
-            str(target),
-            "--mode",
-            mode,
-            "--broker",
-            f"{LOOPBACK}:{self.mqtt_port}",
-            "--secret-file",
-            str(self.state_dir / "broker-secret"),
-        ]
+        target.write_text(wanted[0])
+        mode_file.write_text(mode)
+        broker = ["--broker", f"{LOOPBACK}:{self.mqtt_port}", "--secret-file", str(self.state_dir / "broker-secret")]
+        cmd = [sys.executable, "-m", "ingress", "bridge", "--outputs", str(target), *broker, *INGRESS_MODES[mode]]
         proc = self.bridge.start(cmd, {**os.environ, **self.client_env()}, cwd=ROOT)
         time.sleep(0.5)
         if proc.poll() is not None:
