@@ -1,0 +1,49 @@
+"""A short scenario end to end: publish, drain, reconcile, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from testbed.scenario import load_scenario
+from testbed.simulate import compare, run_scenario
+from testbed.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_scenario_reconciles_exactly_and_writes_its_report(stack: Stack, tmp_path: Path) -> None:
+    scenario_file = tmp_path / "tiny.yaml"
+    scenario_file.write_text(
+        "name: tiny\nfleet: simulator/fleets/faults.yaml\nseed: 3\nduration_s: 8\n"
+        "expectations: {max_lost: 0, max_unexplained: 0}\n"
+    )
+    folder = run_scenario(stack, load_scenario(str(scenario_file)), Console(quiet=True), reports_dir=tmp_path)
+    report = json.loads((folder / "report.json").read_text())
+    for key in (
+        "scenario",
+        "started",
+        "duration_s",
+        "published",
+        "acked",
+        "stored",
+        "quarantined",
+        "duplicates_dropped",
+        "lost",
+        "alerts",
+        "throughput_msg_s",
+        "e2e_latency_ms",
+        "passed",
+    ):
+        assert key in report
+    assert report["passed"], report["checks"]
+    assert report["lost"] == 0 and report["acked"] > 200
+    accounted = report["stored"] + sum(report["quarantined"].values()) + report["dead_lettered"]
+    assert accounted >= report["acked"], "every acknowledged message is stored, quarantined or dead-lettered"
+    assert all((folder / name).stat().st_size > 1000 for name in ("throughput.png", "latency.png", "lag.png"))
+    assert "PASSED" in (folder / "report.md").read_text()
+    rows = dict((name, (a, b)) for name, a, b in compare(folder, folder))
+    assert rows["lost"] == (0, 0)
