@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     bridge.add_argument("--batch-size", type=int, default=100, help="direct mode: records per invocation")
     bridge.add_argument("--concurrency", type=int, default=4)
     bridge.add_argument("--max-receive-count", type=int, default=5, help="direct mode: deliveries before the DLQ")
+    bridge.add_argument("--metrics-file", type=Path, help="write the counters here once a second (JSON)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
         concurrency=args.concurrency,
         max_receive_count=args.max_receive_count,
+        metrics_file=args.metrics_file,
     )
     aws: Any = Config(
         retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=args.concurrency * 2, read_timeout=120

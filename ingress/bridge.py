@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
@@ -64,6 +65,7 @@ class BridgeConfig:
     concurrency: int = 4
     max_receive_count: int = 5
     buffer_limit: int = 5000
+    metrics_file: Path | None = None
 
 
 @dataclass
@@ -160,11 +162,15 @@ class RuleBridge:
         self.client.connect_async(self.config.host, self.config.port, keepalive=30)
         self.client.loop_start()
         next_metrics = time.monotonic() + METRICS_INTERVAL_S
+        next_snapshot = time.monotonic()
         try:
             while not self.stopping.is_set() and not (until and until()):
                 batch = self._collect()
                 if batch:
                     self._dispatch(batch)
+                if self.config.metrics_file is not None and time.monotonic() >= next_snapshot:
+                    next_snapshot = time.monotonic() + 1.0
+                    self._write_snapshot(self.config.metrics_file)
                 if time.monotonic() >= next_metrics:
                     next_metrics = time.monotonic() + METRICS_INTERVAL_S
                     logger.info("bridge metrics %s", json.dumps(self.metrics.snapshot()))
@@ -172,6 +178,12 @@ class RuleBridge:
             self.client.loop_stop()
             self.executor.shutdown(wait=True)
             self.client.disconnect()
+
+    def _write_snapshot(self, path: Path) -> None:
+        """The counters as JSON, replaced atomically, for live progress displays."""
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"at": time.time(), "queued": self.inbox.qsize(), **self.metrics.snapshot()}))
+        tmp.replace(path)
 
     def stop(self) -> None:
         self.stopping.set()

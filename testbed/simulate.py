@@ -43,12 +43,23 @@ def emulator_rss_mb(stack: Stack) -> float | None:
     return None
 
 
-def _publish_with_progress(config: RunConfig, console: Console) -> dict[str, Any]:
+def _bridge_counters(stack: Stack) -> dict[str, float]:
+    """The local rule bridge's counters (forwarded into the pipeline, mean lag), if it publishes them."""
+    path = getattr(stack.backend, "bridge_metrics_file", None)
+    try:
+        return dict(json.loads(path.read_text())) if path is not None else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _publish_with_progress(stack: Stack, config: RunConfig, console: Console) -> dict[str, Any]:
     progress_queue: Any = mp.get_context("fork").Queue()
     result: dict[str, Any] = {}
     worker = threading.Thread(target=lambda: result.update(live_run(config, progress_queue)), daemon=True)
     counts: dict[int, tuple[int, int, int, int]] = {}
     started = time.time()
+    before = _bridge_counters(stack)
+    bridge_start = before.get("forwarded", 0) + before.get("dead_lettered", 0)
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), TextColumn("{task.fields[stats]}"))
     with Progress(*columns, console=console) as bar:
         task = bar.add_task("publishing", total=config.duration_s, stats="")
@@ -61,12 +72,15 @@ def _publish_with_progress(config: RunConfig, console: Console) -> dict[str, Any
                 pass
             connected, published, acked, errors = (sum(c[i] for c in counts.values()) for i in range(4))
             elapsed = time.time() - started
+            bridge = _bridge_counters(stack)
+            into_pipeline = bridge.get("forwarded", 0) + bridge.get("dead_lettered", 0) - bridge_start
             bar.update(
                 task,
                 completed=min(elapsed, config.duration_s),
                 stats=(
                     f"{connected:,} connected  {published:,} published  {published / max(elapsed, 1e-3):,.0f} msg/s  "
-                    f"{acked:,} acked  {errors:,} errors"
+                    f"{acked:,} acked  {errors:,} errors  {into_pipeline:,.0f} into the pipeline  "
+                    f"{bridge.get('queued', 0):,.0f} queued in the bridge"
                 ),
             )
     return result
@@ -156,6 +170,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     started = time.time()
 
     summary = _publish_with_progress(
+        stack,
         RunConfig(
             fleet=fleet,
             seed=scenario.seed,

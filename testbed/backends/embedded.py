@@ -73,6 +73,10 @@ class EmbeddedBackend(Backend):
     def broker(self) -> BrokerConfig:
         return BrokerConfig(self.state_dir / "broker", self.mqtt_port, self.broker_secret())
 
+    @property
+    def bridge_metrics_file(self) -> Path:
+        return self.run_dir / "bridge-metrics.json"
+
     def broker_secret(self) -> bytes:
         return load_or_create_secret(self.state_dir / "broker-secret")
 
@@ -158,7 +162,14 @@ class EmbeddedBackend(Backend):
         self.bridge.stop()
         target.write_text(wanted[0])
         mode_file.write_text(mode)
-        broker = ["--broker", f"{LOOPBACK}:{self.mqtt_port}", "--secret-file", str(self.state_dir / "broker-secret")]
+        broker = [
+            "--broker",
+            f"{LOOPBACK}:{self.mqtt_port}",
+            "--secret-file",
+            str(self.state_dir / "broker-secret"),
+            "--metrics-file",
+            str(self.bridge_metrics_file),
+        ]
         cmd = [sys.executable, "-m", "ingress", "bridge", "--outputs", str(target), *broker, *INGRESS_MODES[mode]]
         proc = self.bridge.start(cmd, {**os.environ, **self.client_env()}, cwd=ROOT)
         time.sleep(0.5)
