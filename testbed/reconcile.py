@@ -70,6 +70,15 @@ def _outcome(tags: set[Fault], stored: bool, reasons: set[str], dead_lettered: b
     return "wrong" if stored or reasons or dead_lettered else "lost"
 
 
+def expected_stored(summary: dict[str, Any]) -> int:
+    """Acknowledged messages whose faults do not call for a rejection: they should all be stored."""
+    count = 0
+    for record in summary["per_device"].values():
+        faults = {int(k): {base_fault(t) for t in v} for k, v in record["faults"].items()}
+        count += sum(1 for m in set(record["acked"]) if not faults.get(m, set()) & EXPECTED_REJECTION.keys())
+    return count
+
+
 def reconcile(
     summary: dict[str, Any],
     stored: list[MessageId],

@@ -23,7 +23,7 @@ from simulator.fleet import load_fleet
 from simulator.run import RunConfig, broker_credentials, live_run
 from simulator.summary import percentiles
 from testbed.paths import ROOT
-from testbed.reconcile import check_alerts, reconcile
+from testbed.reconcile import check_alerts, expected_stored, reconcile
 from testbed.report import plot_lag, plot_latency, plot_throughput, write_markdown
 from testbed.scenario import Scenario
 from testbed.stack import Stack
@@ -91,25 +91,40 @@ def _run_items(stores: Stores, device_ids: list[str], since_ms: int) -> list[dic
     return [i for d in device_ids for i in stores.readings(d) if int(i["stored_at"]["N"]) >= since_ms]
 
 
+def _queues_empty(stack: Stack) -> bool:
+    """No message waiting in the bridge or in flight in the ingest queue."""
+    attributes = stack.client("sqs").get_queue_attributes(
+        QueueUrl=stack.outputs().ingest_queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    queued = int(_bridge_counters(stack).get("queued", 0))
+    return queued == 0 and all(int(v) == 0 for v in attributes.values())
+
+
 def _wait_for_drain(
-    stores: Stores, device_ids: list[str], since_ms: int, expected: int, timeout_s: float, console: Console
-) -> list[dict[str, Any]]:
-    """Poll the table until the devices' item count stops growing at the expected count (or times out)."""
+    stack: Stack,
+    stores: Stores,
+    device_ids: list[str],
+    since_ms: int,
+    expected: int,
+    timeout_s: float,
+    console: Console,
+) -> tuple[list[dict[str, Any]], bool]:
+    """Poll until the queues are empty and the expected readings are stored; (items, drained in time)."""
     deadline = time.time() + timeout_s
     items: list[dict[str, Any]] = []
-    last, stable_since = -1, time.time()
     with console.status("waiting for the pipeline to drain") as status:
         while time.time() < deadline:
             items = _run_items(stores, device_ids, since_ms)
-            if len(items) != last:
-                last, stable_since = len(items), time.time()
-            status.update(f"stored {len(items):,} of ~{expected:,}")
-            if len(items) >= expected and time.time() - stable_since > 3:
-                return items
-            if time.time() - stable_since > 20:
-                break
+            status.update(f"stored {len(items):,} of {expected:,} expected")
+            if len(items) >= expected and _queues_empty(stack):
+                return items, True
             time.sleep(2.0)
-    return items
+    console.print(
+        f"[bold red]error:[/] the pipeline did not drain within {timeout_s:.0f} s: "
+        f"{len(items):,} of {expected:,} expected readings stored"
+    )
+    return items, False
 
 
 def _dead_letters(stack: Stack, device_ids: set[str], since_ms: int) -> list[str]:
@@ -185,9 +200,11 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
         ),
         console,
     )
-    acked = sum(len(set(r["acked"])) for r in summary["per_device"].values())
+    expected = expected_stored(summary)
     since_ms = int(started * 1000) - 1000
-    raw_items = _wait_for_drain(stores, device_ids, since_ms, acked, scenario.drain_timeout_s, console)
+    raw_items, drained = _wait_for_drain(
+        stack, stores, device_ids, since_ms, expected, scenario.drain_timeout_s, console
+    )
     time.sleep(2)  # the last quarantine writes and alerts trail the readings
     items = [_plain_item(i) for i in raw_items]
     quarantined = [q for q in stores.quarantined(since=started - 5) if any(f'"{d}"' in q["body"] for d in device_ids)]
@@ -204,6 +221,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     expect = scenario.expectations
     throughput = round(len(items) / span, 1) if span else 0.0
     checks = {
+        f"drained within {scenario.drain_timeout_s:g} s": drained,
         f"lost <= {expect.max_lost}": len(result.lost) <= expect.max_lost,
         f"unexplained <= {expect.max_unexplained}": len(result.unexplained) <= expect.max_unexplained,
     }

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from processor.config import Threshold
-from testbed.reconcile import check_alerts, identify, reconcile
+from testbed.reconcile import check_alerts, expected_stored, identify, reconcile
 
 
 def summary(acked: dict[str, list[int]], faults: dict[str, dict[int, list[str]]] | None = None) -> dict[str, Any]:
@@ -120,3 +120,8 @@ def test_missed_alerts_extra_alerts_and_cooldown_violations_are_reported() -> No
     assert result["missed"] == ["b:threshold_high:temperature"]
     assert result["without_breach"] == ["c:threshold_high:temperature"]
     assert result["cooldown_violations"] == ["a:threshold_high:temperature"]
+
+
+def test_expected_stored_leaves_out_what_must_be_rejected() -> None:
+    s = summary({"a": [1, 2, 2, 3, 4]}, {"a": {2: ["duplicate"], 3: ["bad_signature"], 4: ["spike:co2"]}})
+    assert expected_stored(s) == 3
