@@ -73,6 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         window=args.window,
         clean_session=not args.persistent_session,
         workers=args.workers,
+        websocket_host=args.websocket_host,
         credentials=broker_credentials(args.broker_secret_file.read_bytes().strip())
         if args.broker_secret_file
         else None,
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--persistent-session", action="store_true", help="clean_session=false")
     run.add_argument("--workers", type=int, default=1, help="worker processes (each runs one event loop)")
     run.add_argument("--broker-secret-file", type=Path, help="local broker: device passwords derive from it")
+    run.add_argument("--websocket-host", help="MQTT over WebSocket (/mqtt) with this Host, e.g. an IoT endpoint")
     run.add_argument("--dry-run", type=Path, help="write the messages to this JSONL file instead")
     run.add_argument("--summary", type=Path, help="write the run summary (JSON) here")
     run.set_defaults(func=cmd_run)

@@ -43,6 +43,7 @@ class RunConfig:
     credentials: Callable[[str], tuple[str, str]] | None = None
     drain_timeout_s: float = DRAIN_TIMEOUT_S
     run_tag: str = ""
+    websocket_host: str | None = None
 
 
 def broker_credentials(secret: bytes) -> Callable[[str], tuple[str, str]]:
@@ -103,6 +104,7 @@ def _live_worker(
         on_send=recorder.sent,
         on_ack=recorder.acked,
         on_fail=recorder.failed,
+        websocket_host=config.websocket_host,
     )
     for device in devices:
         fleet.connect(device.device_id)

@@ -63,8 +63,11 @@ class MqttFleet:
         on_send: Callable[[Emitted, float], None] | None = None,
         on_ack: Callable[[Emitted, float], None] | None = None,
         on_fail: Callable[[Emitted], None] | None = None,
+        websocket_host: str | None = None,
     ) -> None:
         self.host, self.port, self.qos, self.window = host, port, qos, window
+        # MQTT over WebSocket (path /mqtt) with this Host header, as AWS IoT Core's endpoint takes it
+        self.websocket_host = websocket_host
         self.clean_session = clean_session
         self.credentials = credentials
         self.on_send = on_send or (lambda e, t: None)
@@ -87,7 +90,10 @@ class MqttFleet:
                     client_id=device_id,
                     clean_session=self.clean_session,
                     protocol=mqtt.MQTTv311,
+                    transport="websockets" if self.websocket_host else "tcp",
                 )
+            if self.websocket_host:
+                client.ws_set_options(path="/mqtt", headers={"Host": self.websocket_host})
             client.max_inflight_messages_set(self.window)
             client.max_queued_messages_set(0)
             if self.credentials is not None:

@@ -10,10 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from simulator.devices import Emitted
-from simulator.run import broker_credentials
 from simulator.transport import MqttFleet
 from telemetry import new_message
-from testbed.processes import LOOPBACK
 from testbed.stack import Stack
 from testbed.stores import Stores, WaitTimeout, wait_for
 
@@ -24,7 +22,10 @@ def publish(stack: Stack, device_id: str, payloads: list[bytes]) -> None:
     """Publish as the device over MQTT (QoS 1) to its own topic on the local broker."""
     backend = stack.backend
     backend.provision_devices([device_id])
-    fleet = MqttFleet(LOOPBACK, backend.mqtt_port, qos=1, credentials=broker_credentials(backend.broker_secret()))
+    target = backend.mqtt_target()
+    fleet = MqttFleet(
+        target.host, target.port, qos=1, credentials=target.credentials, websocket_host=target.websocket_host
+    )
     fleet.connect(device_id)
     now = time.time()
     for n, payload in enumerate(payloads, start=1):
@@ -34,7 +35,7 @@ def publish(stack: Stack, device_id: str, payloads: list[bytes]) -> None:
         fleet.poll(0.05)
     fleet.close()
     if fleet.counters.acked < len(payloads):
-        raise WaitTimeout(f"the broker on port {backend.mqtt_port} did not acknowledge the demo messages")
+        raise WaitTimeout(f"the broker on port {target.port} did not acknowledge the demo messages")
 
 
 def run_demo(stack: Stack, console: Console) -> bool:

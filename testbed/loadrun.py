@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from simulator.fleet import parse_fleet
-from simulator.run import RunConfig, broker_credentials, live_run
+from simulator.run import RunConfig, live_run
 from testbed.stack import Stack
 from testbed.stores import Stores
 
@@ -44,6 +44,7 @@ def run_step(stack: Stack, devices: int, rate_msg_s: float, duration_s: float, s
     prefix = f"ld{uuid.uuid4().hex[:6]}"
     ids = [f"{prefix}-{n:05d}" for n in range(devices)]
     backend.provision_devices(ids)
+    target = backend.mqtt_target()
     outputs = stack.outputs()
     key = str(stack.client("secretsmanager").get_secret_value(SecretId=outputs.signing_secret_arn)["SecretString"])
     fleet = parse_fleet(
@@ -62,8 +63,10 @@ def run_step(stack: Stack, devices: int, rate_msg_s: float, duration_s: float, s
             key=key.encode(),
             duration_s=duration_s,
             qos=1,
-            port=backend.mqtt_port,
-            credentials=broker_credentials(backend.broker_secret()),
+            host=target.host,
+            port=target.port,
+            credentials=target.credentials,
+            websocket_host=target.websocket_host,
             workers=1,
         )
     )

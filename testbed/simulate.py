@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from processor.config import Settings
 from simulator.devices import build_devices
 from simulator.fleet import load_fleet
-from simulator.run import RunConfig, broker_credentials, live_run
+from simulator.run import RunConfig, live_run
 from simulator.summary import percentiles
 from testbed.paths import ROOT
 from testbed.reconcile import check_alerts, expected_stored, reconcile
@@ -178,6 +178,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     device_ids = [d.device_id for d in build_devices(fleet, scenario.seed, key.encode(), run_tag)]
     run_id = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{scenario.name}-{run_tag}"
     stack.backend.provision_devices(device_ids)
+    target = stack.backend.mqtt_target()
     stores = Stores.connect(outputs, stack.client)
     stores.drain_alerts(wait_s=0)
     function = stack.client("lambda").get_function_configuration(FunctionName=outputs.processor_function_name)
@@ -193,9 +194,11 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
             duration_s=scenario.duration_s,
             profile=scenario.profile,
             qos=scenario.qos,
-            port=stack.backend.mqtt_port,
+            host=target.host,
+            port=target.port,
             workers=scenario.workers,
-            credentials=broker_credentials(stack.backend.broker_secret()),
+            credentials=target.credentials,
+            websocket_host=target.websocket_host,
             run_tag=run_tag,
         ),
         console,

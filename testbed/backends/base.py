@@ -6,12 +6,24 @@ import abc
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 DEFAULT_REGION = "us-east-1"
 # Emulators accept any credentials; these never reach AWS.
 EMULATOR_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+
+
+@dataclass(frozen=True)
+class MqttTarget:
+    """Where and how devices connect in the current ingress mode."""
+
+    host: str
+    port: int
+    websocket_host: str | None = None
+    credentials: Callable[[str], tuple[str, str]] | None = None
 
 
 class BackendError(RuntimeError):
@@ -48,6 +60,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def start_ingress(self, outputs_file: Path, mode: str) -> None:
         """Start the local ingress (rule bridge) for the deployed stack; running twice changes nothing."""
+
+    @abc.abstractmethod
+    def mqtt_target(self) -> MqttTarget:
+        """The device-facing MQTT endpoint of the current ingress."""
 
     @abc.abstractmethod
     def provision_devices(self, device_ids: list[str]) -> None:

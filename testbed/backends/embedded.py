@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingress.broker import BrokerConfig, load_or_create_secret
-from testbed.backends.base import Backend, BackendError, http_json
+from simulator.run import broker_credentials
+from testbed.backends.base import Backend, BackendError, MqttTarget, http_json
 from testbed.paths import MINISTACK_VENV, ROOT, STATE_ROOT
 from testbed.processes import LOOPBACK, ManagedProcess, PortInUseError, port_in_use, wait_for_port
 
@@ -28,6 +29,8 @@ INGRESS_MODES = {
     "direct": ["--mode", "direct"],
     "sqs": ["--mode", "sqs"],
     "naive": ["--mode", "direct", "--batch-size", "1", "--concurrency", "1"],
+    # ministack's own IoT Core: devices publish to its broker, the Terraform topic rule routes
+    "iot": [],
 }
 
 
@@ -72,6 +75,16 @@ class EmbeddedBackend(Backend):
     @property
     def broker(self) -> BrokerConfig:
         return BrokerConfig(self.state_dir / "broker", self.mqtt_port, self.broker_secret())
+
+    def ingress_mode(self) -> str:
+        path = self.run_dir / "ingress-mode"
+        return path.read_text() if path.exists() else "direct"
+
+    def mqtt_target(self) -> MqttTarget:
+        """Mosquitto with per-device credentials, or ministack's IoT broker over WebSocket (iot)."""
+        if self.ingress_mode() == "iot":
+            return MqttTarget(LOOPBACK, self.ministack_port, websocket_host=f"local.iot.{self.region}.amazonaws.com")
+        return MqttTarget(LOOPBACK, self.mqtt_port, credentials=broker_credentials(self.broker_secret()))
 
     @property
     def bridge_metrics_file(self) -> Path:
@@ -156,12 +169,14 @@ class EmbeddedBackend(Backend):
         target, mode_file = self.run_dir / "outputs.json", self.run_dir / "ingress-mode"
         wanted = (outputs_file.read_text(), mode)
         current = (target.read_text(), mode_file.read_text()) if target.exists() and mode_file.exists() else None
-        if self.bridge.pid() is not None and current == wanted:
+        if current == wanted and (mode == "iot" or self.bridge.pid() is not None):
             logger.info("rule bridge already running (pid %d)", self.bridge.pid())
             return
         self.bridge.stop()
         target.write_text(wanted[0])
         mode_file.write_text(mode)
+        if mode == "iot":
+            return
         broker = [
             "--broker",
             f"{LOOPBACK}:{self.mqtt_port}",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testbed.backends.base import Backend, BackendError, http_json
+from testbed.backends.base import Backend, BackendError, MqttTarget, http_json
 from testbed.paths import ROOT, STATE_ROOT
 
 DEFAULT_PORT = 4566
@@ -60,6 +60,9 @@ class LocalStackBackend(Backend):
             "the docker compose ingress (Mosquitto + rule bridge services) is not built yet; "
             "use the embedded backend for MQTT ingress"
         )
+
+    def mqtt_target(self) -> MqttTarget:
+        raise BackendError("the docker compose broker is not built yet")
 
     def provision_devices(self, device_ids: list[str]) -> None:
         raise BackendError("device credentials for the docker compose broker are not built yet")

@@ -188,3 +188,37 @@ def test_sqs_mode_goes_through_the_queue_and_its_event_source_mapping(
         wait_for("the reading, via SQS", lambda: stores.reading(device, message["ts"], 1), WAIT_S)
     finally:
         backend.start_ingress(outputs_file, stack.ingress)
+
+
+def test_iot_mode_uses_ministacks_broker_and_the_terraform_topic_rule(
+    stack: Stack, stores: Stores, signing_key: bytes
+) -> None:
+    backend = backend_of(stack)
+    outputs_file = backend.state_dir / "outputs.json"
+    backend.start_ingress(outputs_file, "iot")
+    try:
+        assert backend.bridge.pid() is None, "no local rule bridge: the emulator's IoT rule routes"
+        target = backend.mqtt_target()
+        assert target.port == backend.ministack_port and target.websocket_host
+        prefix = f"iot{uuid.uuid4().hex[:6]}"
+        fleet = parse_fleet({"devices": [{"type": "cold_chain", "count": 5, "interval_s": 0.5, "id_prefix": prefix}]})
+        summary = live_run(
+            RunConfig(
+                fleet=fleet,
+                seed=2,
+                key=signing_key,
+                duration_s=3,
+                qos=1,
+                port=target.port,
+                websocket_host=target.websocket_host,
+            )
+        )
+        acked = {(d, m) for d, rec in summary["per_device"].items() for m in rec["acked"]}
+        assert summary["failed"] == 0 and len(acked) >= 25
+
+        def stored() -> set[tuple[str, int]]:
+            return {(d, int(i["msg_id"]["N"])) for d in summary["per_device"] for i in stores.readings(d)}
+
+        assert wait_for("every message, via the emulator's topic rule", lambda: stored() == acked or None, WAIT_S)
+    finally:
+        backend.start_ingress(outputs_file, stack.ingress)
