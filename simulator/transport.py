@@ -46,7 +46,7 @@ class _Connection:
     connected: bool = False
     inflight: dict[int, Emitted] = field(default_factory=dict)
     pending: deque[Emitted] = field(default_factory=deque)
-    sock: socket.socket | None = None
+    sock: Any = None  # a socket, or paho's WebSocket wrapper around one (both have fileno())
 
 
 class MqttFleet:
@@ -115,7 +115,7 @@ class MqttFleet:
             logger.debug("connect %s failed: %s", device_id, exc)
             return
         sock = conn.client.socket()
-        if isinstance(sock, socket.socket):
+        if sock is not None:
             conn.sock = sock
             events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.client.want_write() else 0)
             self.selector.register(sock, events, conn)
@@ -178,7 +178,9 @@ class MqttFleet:
         for conn in self.connections.values():
             if conn.sock is not None:
                 conn.client.disconnect()
-                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                raw = conn.sock if isinstance(conn.sock, socket.socket) else getattr(conn.sock, "_socket", None)
+                if isinstance(raw, socket.socket):
+                    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self._close_socket(conn)
         for conn in self.connections.values():
             for emitted in [*conn.inflight.values(), *conn.pending]:
