@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     bridge.add_argument("--broker", default="127.0.0.1:1883", help="host:port")
     bridge.add_argument("--secret-file", type=Path, required=True, help="the broker secret (bridge credentials)")
     bridge.add_argument("--batch-size", type=int, default=100, help="direct mode: records per invocation")
+    bridge.add_argument("--flush-interval", type=float, default=0.05, help="seconds a partial batch may wait")
     bridge.add_argument("--concurrency", type=int, default=4)
     bridge.add_argument("--max-receive-count", type=int, default=5, help="direct mode: deliveries before the DLQ")
     bridge.add_argument("--metrics-file", type=Path, help="write the counters here once a second (JSON)")
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=args.concurrency,
         max_receive_count=args.max_receive_count,
         metrics_file=args.metrics_file,
+        flush_interval_s=args.flush_interval,
     )
     aws: Any = Config(
         retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=args.concurrency * 2, read_timeout=120
