@@ -15,14 +15,23 @@ import os
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from processor import handler
 from processor.config import Settings
 from processor.pipeline import Clients, Pipeline
 from telemetry import new_message
-from testbed.fakes import SIGNING_KEY, FakeDynamoDB, FakeFirehose, FakeS3, FakeSecrets, FakeSNS
+from testbed.fakes import (
+    SIGNING_KEY,
+    FakeDynamoDB,
+    FakeFirehose,
+    FakeLambdaContext,
+    FakeS3,
+    FakeSecrets,
+    FakeSNS,
+    fake_settings,
+    sqs_event,
+)
 from testbed.stack import Stack
 
 BATCH_SIZES = (10, 100, 1000)
@@ -34,14 +43,6 @@ READINGS: dict[str, tuple[float | bool, str]] = {
     "pressure": (1013.2, "hPa"),
     "co2": (612.0, "ppm"),
 }
-
-
-@dataclass
-class _Context:
-    function_name: str = "bench"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:bench"
-    aws_request_id: str = "bench"
 
 
 def bodies(count: int, key: bytes, devices: int = 200) -> list[str]:
@@ -65,22 +66,7 @@ def bodies(count: int, key: bytes, devices: int = 200) -> list[str]:
 
 def sqs_events(records: list[str], batch_size: int) -> Iterable[dict[str, Any]]:
     for start in range(0, len(records), batch_size):
-        yield {
-            "Records": [
-                {
-                    "messageId": f"{start + i}",
-                    "receiptHandle": "r",
-                    "body": body,
-                    "attributes": {},
-                    "messageAttributes": {},
-                    "md5OfBody": "",
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:bench",
-                    "awsRegion": "us-east-1",
-                }
-                for i, body in enumerate(records[start : start + batch_size])
-            ]
-        }
+        yield sqs_event(records[start : start + batch_size], first=start)
 
 
 def in_process(batch_size: int, settings: Settings) -> float:
@@ -101,7 +87,7 @@ def in_process(batch_size: int, settings: Settings) -> float:
         try:
             start = time.perf_counter()
             for event in events:
-                response = handler.lambda_handler(event, _Context())
+                response = handler.lambda_handler(event, FakeLambdaContext())
                 assert not response["batchItemFailures"]
             elapsed = time.perf_counter() - start
         finally:
@@ -130,26 +116,11 @@ def deployed(stack: Stack, batch_size: int) -> float:
     return len(records) / (time.perf_counter() - start)
 
 
-def bench_settings() -> Settings:
-    return Settings(
-        telemetry_table="t",
-        alert_state_table="a",
-        archive_stream="s",
-        archive_bucket="b",
-        alerts_topic_arn="arn:aws:sns:us-east-1:000000000000:alerts",
-        signing_secret_arn="arn:secret",
-        thresholds={},
-        alert_cooldown_seconds=300,
-        max_clock_skew_seconds=300,
-        telemetry_ttl_days=1,
-    )
-
-
 def run(stack: Stack | None) -> list[dict[str, Any]]:
     """One row per batch size: in-process and (when a stack is given) deployed records/s."""
     rows = []
     for size in BATCH_SIZES:
-        row: dict[str, Any] = {"batch_size": size, "in_process_rec_s": round(in_process(size, bench_settings()))}
+        row: dict[str, Any] = {"batch_size": size, "in_process_rec_s": round(in_process(size, fake_settings()))}
         if stack is not None:
             row["deployed_rec_s"] = round(deployed(stack, size))
         rows.append(row)

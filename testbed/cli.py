@@ -9,6 +9,7 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -43,6 +44,18 @@ def _print_outputs(outputs: StackOutputs) -> None:
 
 def _stack(args: argparse.Namespace) -> Stack:
     return Stack(get_backend(args.backend))
+
+
+def _print_rows(title: str, rows: list[dict[str, Any]], as_json: bool = True) -> None:
+    """A benchmark's rows as a table, then (for scripts) as one JSON line."""
+    table = Table(title=title)
+    for column in rows[0]:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*(f"{v:,}" if isinstance(v, int | float) else str(v) for v in row.values()))
+    console.print(table)
+    if as_json:
+        print(json.dumps(rows))
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -138,25 +151,13 @@ def cmd_bench_processor(args: argparse.Namespace) -> int:
     if stack is not None:
         stack.up()
     rows = bench_processor.run(stack)
-    table = Table(title="Processor throughput (records/s)")
-    for column in rows[0]:
-        table.add_column(column, justify="right")
-    for row in rows:
-        table.add_row(*(f"{v:,}" for v in row.values()))
-    console.print(table)
-    print(json.dumps(rows))
+    _print_rows("Processor throughput (records/s)", rows)
     return 0
 
 
 def cmd_bench_simulator(args: argparse.Namespace) -> int:
     rows = bench_simulator.run(duration_s=args.duration, workers=args.workers)
-    table = Table(title="Simulator against a private Mosquitto")
-    for column in rows[0]:
-        table.add_column(column, justify="right")
-    for row in rows:
-        table.add_row(*(f"{v:,}" if isinstance(v, int | float) else str(v) for v in row.values()))
-    console.print(table)
-    print(json.dumps(rows))
+    _print_rows("Simulator against a private Mosquitto", rows)
     return 0
 
 
@@ -164,13 +165,7 @@ def cmd_bench_ingress(args: argparse.Namespace) -> int:
     stack = _stack(args)
     stack.up()
     rows = bench_ingress.run(stack, tuple(args.modes.split(",")), duration_s=args.duration)
-    table = Table(title="Local ingress modes, end to end (MQTT -> DynamoDB), QoS 1")
-    for column in rows[0]:
-        table.add_column(column, justify="right")
-    for row in rows:
-        table.add_row(*(f"{v:,}" if isinstance(v, int | float) else str(v) for v in row.values()))
-    console.print(table)
-    print(json.dumps(rows))
+    _print_rows("Local ingress modes, end to end (MQTT -> DynamoDB), QoS 1", rows)
     return 0
 
 
@@ -178,12 +173,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     stack = _stack(args)
     stack.up()
     result = bench_ingress.bench(stack, duration_s=args.duration)
-    table = Table(title="End to end: the pipeline's design against the naive design (QoS 1, zero loss)")
-    for column in result["design_steps"][0]:
-        table.add_column(column, justify="right")
-    for row in result["design_steps"] + result["naive_steps"]:
-        table.add_row(*(f"{v:,}" if isinstance(v, int | float) else str(v) for v in row.values()))
-    console.print(table)
+    title = "End to end: the pipeline's design against the naive design (QoS 1, zero loss)"
+    _print_rows(title, result["design_steps"] + result["naive_steps"], as_json=False)
     best, naive = result["best"], result["naive_best"]
     console.print(
         f"best zero-loss rate: {best['stored_msg_s'] if best else 'none'} msg/s "

@@ -6,10 +6,13 @@ run the same code against the real emulator.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
+
+from processor.config import Settings, Threshold
 
 SIGNING_KEY = b"unit-test-signing-key"
 
@@ -122,3 +125,49 @@ class FakeSecrets:
         if self.previous is None:
             raise client_error("ResourceNotFoundException", "GetSecretValue")
         return {"SecretString": self.previous.decode()}
+
+
+@dataclass
+class FakeLambdaContext:
+    """The attributes of a Lambda context that Powertools reads."""
+
+    function_name: str = "processor"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:processor"
+    aws_request_id: str = "req-1"
+
+
+def sqs_event(bodies: Sequence[str], first: int = 0) -> dict[str, Any]:
+    """An SQS event as the event source mapping delivers it; record i has messageId `m<first + i>`."""
+    return {
+        "Records": [
+            {
+                "messageId": f"m{first + i}",
+                "receiptHandle": f"h{first + i}",
+                "body": body,
+                "attributes": {},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:ingest",
+                "awsRegion": "us-east-1",
+            }
+            for i, body in enumerate(bodies)
+        ]
+    }
+
+
+def fake_settings(thresholds: dict[str, dict[str, Threshold]] | None = None) -> Settings:
+    """Processor settings naming no real resource, for runs against the fakes above."""
+    return Settings(
+        telemetry_table="telemetry",
+        alert_state_table="alert-state",
+        archive_stream="archive",
+        archive_bucket="bucket",
+        alerts_topic_arn="arn:aws:sns:us-east-1:000000000000:alerts",
+        signing_secret_arn="arn:secret",
+        thresholds=thresholds or {},
+        alert_cooldown_seconds=300,
+        max_clock_skew_seconds=300,
+        telemetry_ttl_days=30,
+    )

@@ -10,7 +10,7 @@ import pytest
 
 from processor.config import Settings, parse_thresholds
 from telemetry import new_message
-from testbed.fakes import SIGNING_KEY
+from testbed.fakes import SIGNING_KEY, fake_settings
 
 THRESHOLDS = json.dumps(
     {
@@ -42,15 +42,4 @@ def make_message(
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(
-        telemetry_table="telemetry",
-        alert_state_table="alert-state",
-        archive_stream="archive",
-        archive_bucket="bucket",
-        alerts_topic_arn="arn:aws:sns:us-east-1:000000000000:alerts",
-        signing_secret_arn="arn:secret",
-        thresholds=parse_thresholds(THRESHOLDS),
-        alert_cooldown_seconds=300,
-        max_clock_skew_seconds=300,
-        telemetry_ttl_days=30,
-    )
+    return fake_settings(parse_thresholds(THRESHOLDS))

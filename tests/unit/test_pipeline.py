@@ -17,7 +17,16 @@ from processor import handler
 from processor.config import Settings
 from processor.pipeline import Clients, Pipeline
 from processor.types import RejectReason
-from testbed.fakes import FakeDynamoDB, FakeFirehose, FakeS3, FakeSecrets, FakeSNS, client_error
+from testbed.fakes import (
+    FakeDynamoDB,
+    FakeFirehose,
+    FakeLambdaContext,
+    FakeS3,
+    FakeSecrets,
+    FakeSNS,
+    client_error,
+    sqs_event,
+)
 from tests.conftest import make_message
 
 
@@ -39,37 +48,10 @@ def fakes() -> Fakes:
     return Fakes(FakeDynamoDB(), FakeFirehose(), FakeS3(), FakeSNS(), FakeSecrets())
 
 
-@dataclass
-class Context:
-    function_name: str = "processor"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:processor"
-    aws_request_id: str = "req-1"
-
-
-def sqs_event(bodies: list[str]) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": f"m{i}",
-                "receiptHandle": f"h{i}",
-                "body": body,
-                "attributes": {},
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:0:q",
-                "awsRegion": "us-east-1",
-            }
-            for i, body in enumerate(bodies)
-        ]
-    }
-
-
 def invoke(fakes: Fakes, settings: Settings, bodies: list[str]) -> dict[str, Any]:
     handler._pipeline = fakes.pipeline(settings)
     try:
-        return dict(handler.lambda_handler(sqs_event(bodies), Context()))
+        return dict(handler.lambda_handler(sqs_event(bodies), FakeLambdaContext()))
     finally:
         handler._pipeline = None
 
