@@ -1,4 +1,4 @@
-"""`make demo` (until load runs land): real messages over MQTT through the deployed pipeline, with evidence."""
+"""The first part of `make demo`: two real messages over MQTT through the deployed pipeline, with evidence."""
 
 from __future__ import annotations
 
