@@ -117,9 +117,11 @@ def test_mixed_batch_every_record_accounted_for(stack: Stack, stores: Stores, si
     docs = wait_for("2 quarantined", lambda: [d for d in [quarantined_for(stores, dev)] if len(d) == 2], WAIT_S)[0]
     assert sorted(d["reason"] for d in docs) == ["bad_signature", "schema_violation"]
     # other tests dead-letter on purpose: look for this test's device only (messages stay for them)
-    in_dlq = stack.client("sqs").receive_message(
+    sqs = stack.client("sqs")
+    response = sqs.receive_message(
         QueueUrl=stack.outputs().dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=1
-    ).get("Messages", [])
+    )
+    in_dlq = response.get("Messages", [])
     assert not [m for m in in_dlq if dev in m["Body"]], "rejected records never reach the DLQ"
 
 
