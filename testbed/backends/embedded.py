@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MINISTACK_PORT = 4566
 DEFAULT_MQTT_PORT = 1883
 START_TIMEOUT_S = 30.0
+MINISTACK_SAVE_TIMEOUT_S = 300.0
 # ministack sizes its Lambda worker pool from RAM (~585 here); a bounded pool keeps memory sane.
 LAMBDA_ACCOUNT_CONCURRENCY = 32
 # Bridge arguments per ingress mode; `naive` (one invocation per message) exists for the benchmark.
@@ -108,8 +109,10 @@ class EmbeddedBackend(Backend):
     def stop(self) -> None:
         self.bridge.stop()
         self.mosquitto.stop()
-        # SIGTERM lets ministack write its state (PERSIST_STATE saves on SIGTERM only).
-        self.ministack.stop(timeout_s=30)
+        # SIGTERM lets ministack write its state (PERSIST_STATE saves on SIGTERM only); after a long
+        # run that is gigabytes of JSON, so it gets minutes, not seconds.
+        logger.info("stopping ministack; it saves its state first")
+        self.ministack.stop(timeout_s=MINISTACK_SAVE_TIMEOUT_S)
 
     def _check_port(self, port: int, what: str) -> None:
         if port_in_use(port):
