@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from testbed import bench_ingress, bench_processor, bench_simulator
+from testbed import bench_ingress, bench_processor, bench_simulator, iot_things
 from testbed.backends import BackendError, get_backend
 from testbed.build import BuildError, build
 from testbed.demo import run_demo
@@ -185,6 +185,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _things_dir(stack: Stack, prefix: str) -> Path:
+    return stack.backend.state_dir / "things" / prefix
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    outputs = stack.outputs()
+    account = stack.client("sts").get_caller_identity()["Account"]
+    ids = [f"{args.prefix}-{n:05d}" for n in range(args.count)]
+    manifest = iot_things.provision(
+        stack.client("iot"),
+        ids,
+        _things_dir(stack, args.prefix),
+        policy_name=f"iot-pipeline-{outputs.environment_suffix}-{args.prefix}-device-policy",
+        region=outputs.region,
+        account=account,
+    )
+    endpoint = stack.client("iot").describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+    console.print(f"{len(ids)} thing(s) with certificates in {manifest.parent}; endpoint {endpoint}")
+    return 0
+
+
+def cmd_deprovision(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    removed = iot_things.deprovision(stack.client("iot"), _things_dir(stack, args.prefix))
+    console.print(f"removed {removed} thing(s), their certificates and the policy")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="testbed", description=__doc__)
     parser.add_argument(
@@ -224,6 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     full_bench = sub.add_parser("bench", help="highest zero-loss rate of the design and of the naive design")
     full_bench.add_argument("--duration", type=float, default=20.0)
     full_bench.set_defaults(func=cmd_bench)
+    things = sub.add_parser("provision", help="IoT things + certificates + a thing-scoped policy for N devices")
+    things.add_argument("--count", type=int, required=True)
+    things.add_argument("--prefix", default="device")
+    things.set_defaults(func=cmd_provision)
+    unthings = sub.add_parser("deprovision", help="remove the things, certificates and policy `provision` made")
+    unthings.add_argument("--prefix", default="device")
+    unthings.set_defaults(func=cmd_deprovision)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -1,0 +1,95 @@
+"""Provision and remove simulated devices in AWS IoT Core (or an emulator's IoT API).
+
+Each device becomes a thing with its own X.509 certificate; one policy, scoped with the thing
+name, lets a device connect only as itself and publish only to `sensors/<thing>/telemetry`.
+A manifest in the output folder records what was made, so removal deletes exactly that.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+def device_policy(region: str, account: str, partition: str = "aws") -> dict[str, Any]:
+    """Connect as your own thing name, publish to your own telemetry topic: nothing else."""
+    prefix = f"arn:{partition}:iot:{region}:{account}"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "iot:Connect",
+                "Resource": f"{prefix}:client/${{iot:Connection.Thing.ThingName}}",
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iot:Publish",
+                "Resource": f"{prefix}:topic/sensors/${{iot:Connection.Thing.ThingName}}/telemetry",
+            },
+        ],
+    }
+
+
+def provision(iot: Any, device_ids: list[str], out: Path, policy_name: str, region: str, account: str) -> Path:
+    """Create the policy (once), then a thing + active certificate + attachments per device."""
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / MANIFEST
+    manifest: dict[str, Any] = (
+        json.loads(manifest_path.read_text()) if manifest_path.exists() else {"policy": policy_name, "things": {}}
+    )
+    try:
+        iot.create_policy(policyName=policy_name, policyDocument=json.dumps(device_policy(region, account)))
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceAlreadyExistsException":
+            raise
+    for device_id in device_ids:
+        if device_id in manifest["things"]:
+            continue
+        iot.create_thing(thingName=device_id)
+        cert = iot.create_keys_and_certificate(setAsActive=True)
+        iot.attach_policy(policyName=policy_name, target=cert["certificateArn"])
+        iot.attach_thing_principal(thingName=device_id, principal=cert["certificateArn"])
+        (out / f"{device_id}.cert.pem").write_text(cert["certificatePem"])
+        key_file = out / f"{device_id}.private.key"
+        key_file.write_text(cert["keyPair"]["PrivateKey"])
+        key_file.chmod(0o600)
+        manifest["things"][device_id] = {
+            "certificateArn": cert["certificateArn"],
+            "certificateId": cert["certificateId"],
+        }
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    logger.info("%d thing(s) provisioned in %s", len(manifest["things"]), out)
+    return manifest_path
+
+
+def deprovision(iot: Any, out: Path) -> int:
+    """Delete every thing, certificate and the policy the manifest lists; returns the thing count."""
+    manifest_path = out / MANIFEST
+    if not manifest_path.exists():
+        return 0
+    manifest = json.loads(manifest_path.read_text())
+    for device_id, cert in manifest["things"].items():
+        arn = cert["certificateArn"]
+        iot.detach_thing_principal(thingName=device_id, principal=arn)
+        iot.detach_policy(policyName=manifest["policy"], target=arn)
+        iot.update_certificate(certificateId=cert["certificateId"], newStatus="INACTIVE")
+        iot.delete_certificate(certificateId=cert["certificateId"])
+        iot.delete_thing(thingName=device_id)
+        for suffix in (".cert.pem", ".private.key"):
+            (out / f"{device_id}{suffix}").unlink(missing_ok=True)
+    try:
+        iot.delete_policy(policyName=manifest["policy"])
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+    manifest_path.unlink()
+    return len(manifest["things"])
