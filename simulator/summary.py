@@ -99,6 +99,11 @@ class Recorder:
         return out
 
 
+def acked_ids(summary: dict[str, Any]) -> set[tuple[str, int]]:
+    """(device_id, msg_id) of every message the broker acknowledged, from a run summary."""
+    return {(device_id, msg_id) for device_id, rec in summary["per_device"].items() for msg_id in rec["acked"]}
+
+
 def percentiles(samples_s: list[float]) -> dict[str, float]:
     if not samples_s:
         return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}

@@ -49,25 +49,19 @@ def run_demo(stack: Stack, console: Console) -> bool:
         "humidity": (31.0, "%"),
         "pressure": (1012.5, "hPa"),
     }
-    message = new_message(
-        device_id=device_id,
-        msg_id=1,
-        ts=ts,
-        device_type="environmental",
-        firmware="1.0.0",
-        site="demo",
-        readings=readings,
-        key=key.encode(),
-    )
-    forged = new_message(
-        device_id=device_id,
-        msg_id=2,
-        ts=ts,
-        device_type="environmental",
-        firmware="1.0.0",
-        site="demo",
-        readings=readings,
-        key=b"not-the-fleet-key",
+    # msg 1 signed with the fleet's key, msg 2 forged: the same reading, another key
+    message, forged = (
+        new_message(
+            device_id=device_id,
+            msg_id=msg_id,
+            ts=ts,
+            device_type="environmental",
+            firmware="1.0.0",
+            site="demo",
+            readings=readings,
+            key=signing_key,
+        )
+        for msg_id, signing_key in ((1, key.encode()), (2, b"not-the-fleet-key"))
     )
     publish(stack, device_id, [json.dumps(message).encode(), json.dumps(forged).encode()])
     console.print(f"published {device_id}#1 (temperature 58.5 C) and a forged #2 to sensors/{device_id}/telemetry")

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from rich.console import Console
 
 from simulator.fleet import parse_fleet
 from simulator.run import RunConfig, live_run
+from simulator.summary import acked_ids, percentiles
+from testbed.simulate import wait_for_drain
 from testbed.stack import Stack
 from testbed.stores import Stores
 
@@ -70,18 +73,15 @@ def run_step(stack: Stack, devices: int, rate_msg_s: float, duration_s: float, s
             workers=1,
         )
     )
-    acked = {(d, m) for d, rec in summary["per_device"].items() for m in rec["acked"]}
+    acked = acked_ids(summary)
     stores = Stores.connect(outputs, stack.client)
     sent_done = time.time()
-    items: list[dict[str, Any]] = []
-    while time.time() - sent_done < DRAIN_TIMEOUT_S:
-        items = [item for d in ids for item in stores.readings(d)]
-        if len(items) >= len(acked):
-            break
-        time.sleep(1.0)
+    items, _ = wait_for_drain(
+        stack, stores, ids, int(started * 1000) - 1000, len(acked), DRAIN_TIMEOUT_S, Console(quiet=True), poll_s=1.0
+    )
     drain_s = time.time() - sent_done
     stored = [(i["device_id"]["S"], int(i["msg_id"]["N"])) for i in items]
-    latencies = np.array([int(i["stored_at"]["N"]) - int(i["ts"]["N"]) for i in items], dtype=float)
+    latency_ms = percentiles([(int(i["stored_at"]["N"]) - int(i["ts"]["N"])) / 1000 for i in items])
     stored_at = np.array([int(i["stored_at"]["N"]) for i in items], dtype=float) / 1000
     span = (stored_at.max() - max(started, stored_at.min())) if len(items) > 1 else duration_s
     return StepResult(
@@ -91,7 +91,7 @@ def run_step(stack: Stack, devices: int, rate_msg_s: float, duration_s: float, s
         lost=len(acked - set(stored)),
         duplicates=len(stored) - len(set(stored)),
         stored_msg_s=round(len(items) / max(span, 1e-3), 1),
-        p50_ms=round(float(np.percentile(latencies, 50)), 1) if items else 0.0,
-        p99_ms=round(float(np.percentile(latencies, 99)), 1) if items else 0.0,
+        p50_ms=latency_ms["p50"],
+        p99_ms=latency_ms["p99"],
         drain_s=round(drain_s, 1),
     )

@@ -86,7 +86,7 @@ def _publish_with_progress(stack: Stack, config: RunConfig, console: Console) ->
     return result
 
 
-def _run_items(stores: Stores, device_ids: list[str], since_ms: int) -> list[dict[str, Any]]:
+def run_items(stores: Stores, device_ids: list[str], since_ms: int) -> list[dict[str, Any]]:
     """The devices' items stored by this run (device ids repeat across runs of one fleet)."""
     return [i for d in device_ids for i in stores.readings(d) if int(i["stored_at"]["N"]) >= since_ms]
 
@@ -101,7 +101,7 @@ def _queues_empty(stack: Stack) -> bool:
     return queued == 0 and all(int(v) == 0 for v in attributes.values())
 
 
-def _wait_for_drain(
+def wait_for_drain(
     stack: Stack,
     stores: Stores,
     device_ids: list[str],
@@ -109,17 +109,18 @@ def _wait_for_drain(
     expected: int,
     timeout_s: float,
     console: Console,
+    poll_s: float = 2.0,
 ) -> tuple[list[dict[str, Any]], bool]:
     """Poll until the queues are empty and the expected readings are stored; (items, drained in time)."""
     deadline = time.time() + timeout_s
     items: list[dict[str, Any]] = []
     with console.status("waiting for the pipeline to drain") as status:
         while time.time() < deadline:
-            items = _run_items(stores, device_ids, since_ms)
+            items = run_items(stores, device_ids, since_ms)
             status.update(f"stored {len(items):,} of {expected:,} expected")
             if len(items) >= expected and _queues_empty(stack):
                 return items, True
-            time.sleep(2.0)
+            time.sleep(poll_s)
     console.print(
         f"[bold red]error:[/] the pipeline did not drain within {timeout_s:.0f} s: "
         f"{len(items):,} of {expected:,} expected readings stored"
@@ -205,7 +206,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     )
     expected = expected_stored(summary)
     since_ms = int(started * 1000) - 1000
-    raw_items, drained = _wait_for_drain(
+    raw_items, drained = wait_for_drain(
         stack, stores, device_ids, since_ms, expected, scenario.drain_timeout_s, console
     )
     time.sleep(2)  # the last quarantine writes and alerts trail the readings

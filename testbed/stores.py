@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -64,6 +64,10 @@ class Stores:
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def stored_ids(self, device_ids: Iterable[str]) -> list[tuple[str, int]]:
+        """(device_id, msg_id) of every item of these devices; a repeat would mean a duplicate item."""
+        return [(d, int(item["msg_id"]["N"])) for d in device_ids for item in self.readings(d)]
 
     def _objects(self, prefix: str, since: float = 0.0) -> Iterator[tuple[str, bytes]]:
         paginator = self.s3.get_paginator("list_objects_v2")

@@ -87,6 +87,11 @@ class EmbeddedBackend(Backend):
             return MqttTarget(LOOPBACK, self.ministack_port, websocket_host=f"local.iot.{self.region}.amazonaws.com")
         return MqttTarget(LOOPBACK, self.mqtt_port, credentials=broker_credentials(self.broker_secret()))
 
+    def _stop_bridge(self) -> None:
+        """Stop the bridge and drop its last counters, so nobody reads a stopped bridge's queue."""
+        self.bridge.stop()
+        self.bridge_metrics_file.unlink(missing_ok=True)
+
     @property
     def bridge_metrics_file(self) -> Path:
         return self.run_dir / "bridge-metrics.json"
@@ -107,7 +112,7 @@ class EmbeddedBackend(Backend):
         self._start_mosquitto()
 
     def stop(self) -> None:
-        self.bridge.stop()
+        self._stop_bridge()
         self.mosquitto.stop()
         # SIGTERM lets ministack write its state (PERSIST_STATE saves on SIGTERM only); after a long
         # run that is gigabytes of JSON, so it gets minutes, not seconds.
@@ -175,7 +180,7 @@ class EmbeddedBackend(Backend):
         if current == wanted and (mode == "iot" or self.bridge.pid() is not None):
             logger.info("rule bridge already running (pid %d)", self.bridge.pid())
             return
-        self.bridge.stop()
+        self._stop_bridge()
         target.write_text(wanted[0])
         mode_file.write_text(mode)
         if mode == "iot":

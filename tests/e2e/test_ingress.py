@@ -17,6 +17,7 @@ import pytest
 from ingress.broker import device_password
 from simulator.fleet import parse_fleet
 from simulator.run import RunConfig, broker_credentials, live_run
+from simulator.summary import acked_ids
 from telemetry import new_message
 from testbed.backends.embedded import EmbeddedBackend
 from testbed.processes import LOOPBACK
@@ -109,13 +110,14 @@ def test_the_simulators_messages_are_all_stored(stack: Stack, stores: Stores, si
             credentials=broker_credentials(backend.broker_secret()),
         )
     )
-    acked = {(d, m) for d, rec in summary["per_device"].items() for m in rec["acked"]}
+    acked = acked_ids(summary)
     assert summary["failed"] == 0 and len(acked) >= 60
 
-    def stored() -> set[tuple[str, int]]:
-        return {(d, int(i["msg_id"]["N"])) for d in summary["per_device"] for i in stores.readings(d)}
-
-    assert wait_for("every acknowledged message", lambda: stored() == acked or None, WAIT_S)
+    assert wait_for(
+        "every acknowledged message",
+        lambda: set(stores.stored_ids(summary["per_device"])) == acked or None,
+        WAIT_S,
+    )
 
 
 def test_killing_the_bridge_mid_stream_loses_and_duplicates_nothing(
@@ -146,14 +148,15 @@ def test_killing_the_bridge_mid_stream_loses_and_duplicates_nothing(
     backend.bridge.pid_file.unlink()
     backend.start_ingress(backend.state_dir / "outputs.json", stack.ingress)
     runner.join()
-    acked = {(d, m) for d, rec in result["per_device"].items() for m in rec["acked"]}
+    acked = acked_ids(result)
     assert result["failed"] == 0 and len(acked) > 300
 
-    def stored() -> list[tuple[str, int]]:
-        return [(d, int(i["msg_id"]["N"])) for d in devices for i in stores.readings(d)]
-
-    wait_for("every acknowledged message after the restart", lambda: set(stored()) == acked or None, WAIT_S)
-    assert len(stored()) == len(acked), "one item per message id"
+    wait_for(
+        "every acknowledged message after the restart",
+        lambda: set(stores.stored_ids(devices)) == acked or None,
+        WAIT_S,
+    )
+    assert len(stores.stored_ids(devices)) == len(acked), "one item per message id"
 
 
 def test_a_payload_the_rule_cannot_evaluate_goes_to_the_dlq_with_the_reason(stack: Stack) -> None:
@@ -213,12 +216,13 @@ def test_iot_mode_uses_ministacks_broker_and_the_terraform_topic_rule(
                 websocket_host=target.websocket_host,
             )
         )
-        acked = {(d, m) for d, rec in summary["per_device"].items() for m in rec["acked"]}
+        acked = acked_ids(summary)
         assert summary["failed"] == 0 and len(acked) >= 25
 
-        def stored() -> set[tuple[str, int]]:
-            return {(d, int(i["msg_id"]["N"])) for d in summary["per_device"] for i in stores.readings(d)}
-
-        assert wait_for("every message, via the emulator's topic rule", lambda: stored() == acked or None, WAIT_S)
+        assert wait_for(
+            "every message, via the emulator's topic rule",
+            lambda: set(stores.stored_ids(summary["per_device"])) == acked or None,
+            WAIT_S,
+        )
     finally:
         backend.start_ingress(outputs_file, stack.ingress)

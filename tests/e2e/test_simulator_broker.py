@@ -8,7 +8,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,6 +16,7 @@ from processor.validation import parse
 from simulator.fleet import parse_fleet
 from simulator.replay import replay
 from simulator.run import RunConfig, dry_run, live_run
+from simulator.summary import acked_ids
 from testbed.backends.embedded import mosquitto_binary
 from testbed.processes import LOOPBACK, free_port, wait_for_port
 
@@ -59,10 +59,6 @@ class Subscriber:
         self.proc.wait(timeout=5)
         lines = self.out.read_text().splitlines()
         return [tuple(line.split(" ", 1)) for line in lines if line]  # type: ignore[misc]
-
-
-def acked_ids(summary: dict[str, Any]) -> set[tuple[str, int]]:
-    return {(d, m) for d, rec in summary["per_device"].items() for m in rec["acked"]}
 
 
 def received_ids(lines: list[tuple[str, str]]) -> list[tuple[str, int]]:
