@@ -24,6 +24,7 @@ from simulator.plot import plot_day
 from simulator.replay import TraceError, replay
 from simulator.run import RunConfig, broker_credentials, dry_run, live_run
 from simulator.schedule import RateProfile
+from simulator.tls import DeviceCertificates, TlsError
 
 console = Console(stderr=True)
 KEY_ENV = "SIMULATOR_SIGNING_KEY"
@@ -74,6 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         clean_session=not args.persistent_session,
         workers=args.workers,
         websocket_host=args.websocket_host,
+        tls=DeviceCertificates(args.certs, args.ca_file) if args.certs else None,
         credentials=broker_credentials(args.broker_secret_file.read_bytes().strip())
         if args.broker_secret_file
         else None,
@@ -147,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--workers", type=int, default=1, help="worker processes (each runs one event loop)")
     run.add_argument("--broker-secret-file", type=Path, help="local broker: device passwords derive from it")
     run.add_argument("--websocket-host", help="MQTT over WebSocket (/mqtt) with this Host, e.g. an IoT endpoint")
+    run.add_argument("--certs", type=Path, help="TLS with per-device X.509 certificates from this folder (provision)")
+    run.add_argument("--ca-file", type=Path, help="the broker's CA certificate (default: the system trust store)")
     run.add_argument("--dry-run", type=Path, help="write the messages to this JSONL file instead")
     run.add_argument("--summary", type=Path, help="write the run summary (JSON) here")
     run.set_defaults(func=cmd_run)
@@ -166,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     try:
         return int(args.func(args))
-    except (FleetError, TraceError) as exc:
+    except (FleetError, TraceError, TlsError) as exc:
         console.print(f"[bold red]error:[/] {exc}")
         return 2
 

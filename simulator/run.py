@@ -16,6 +16,7 @@ from simulator.devices import Device, Emitted, build_devices, describe
 from simulator.fleet import Fleet
 from simulator.schedule import Constant, RateProfile, Schedule
 from simulator.summary import Recorder
+from simulator.tls import DeviceCertificates
 from simulator.transport import MqttFleet
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class RunConfig:
     drain_timeout_s: float = DRAIN_TIMEOUT_S
     run_tag: str = ""
     websocket_host: str | None = None
+    tls: DeviceCertificates | None = None
 
 
 def broker_credentials(secret: bytes) -> Callable[[str], tuple[str, str]]:
@@ -105,6 +107,7 @@ def _live_worker(
         on_ack=recorder.acked,
         on_fail=recorder.failed,
         websocket_host=config.websocket_host,
+        tls=config.tls,
     )
     for device in devices:
         fleet.connect(device.device_id)
@@ -163,6 +166,8 @@ def _worker_entry(
 
 def live_run(config: RunConfig, progress: Any = None) -> dict[str, Any]:
     """Publish the fleet to the broker in real time; split over worker processes if asked."""
+    if config.tls is not None:
+        config.tls.check([d.device_id for d in build_devices(config.fleet, config.seed, config.key, config.run_tag)])
     start = time.time() + 1.0
     if config.workers <= 1:
         result = _live_worker(config, None, progress, start)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import selectors
 import socket
+import ssl
 import struct
 import time
 import warnings
@@ -22,6 +23,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from simulator.devices import Emitted
+from simulator.tls import DeviceCertificates
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +66,14 @@ class MqttFleet:
         on_ack: Callable[[Emitted, float], None] | None = None,
         on_fail: Callable[[Emitted], None] | None = None,
         websocket_host: str | None = None,
+        tls: DeviceCertificates | None = None,
     ) -> None:
         self.host, self.port, self.qos, self.window = host, port, qos, window
         # MQTT over WebSocket (path /mqtt) with this Host header, as AWS IoT Core's endpoint takes it
         self.websocket_host = websocket_host
         self.clean_session = clean_session
+        # X.509 per device (AWS IoT Core's way); the TLS handshake happens inside connect()
+        self.tls = tls
         self.credentials = credentials
         self.on_send = on_send or (lambda e, t: None)
         self.on_ack = on_ack or (lambda e, t: None)
@@ -94,6 +99,8 @@ class MqttFleet:
                 )
             if self.websocket_host:
                 client.ws_set_options(path="/mqtt", headers={"Host": self.websocket_host})
+            if self.tls is not None:
+                client.tls_set_context(self.tls.context(device_id))
             client.max_inflight_messages_set(self.window)
             client.max_queued_messages_set(0)
             if self.credentials is not None:
@@ -155,6 +162,9 @@ class MqttFleet:
             conn: _Connection = key.data
             if events & selectors.EVENT_READ:
                 conn.client.loop_read()
+                # TLS may have decrypted more than one packet; the socket will not signal it again
+                while isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending():
+                    conn.client.loop_read()
             if events & selectors.EVENT_WRITE and conn.sock is not None:
                 conn.client.loop_write()
             self._flush(conn)

@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from simulator.devices import build_devices
+from simulator.fleet import FleetError, load_fleet
 from testbed import bench_ingress, bench_processor, bench_simulator, iot_things
 from testbed.backends import BackendError, get_backend
 from testbed.build import BuildError, build
@@ -30,7 +32,16 @@ from testbed.terraform import TerraformError
 logger = logging.getLogger("testbed")
 console = Console()
 
-EXPECTED_ERRORS = (BackendError, BuildError, OutputsError, PortInUseError, ScenarioError, TerraformError, WaitTimeout)
+EXPECTED_ERRORS = (
+    BackendError,
+    BuildError,
+    FleetError,
+    OutputsError,
+    PortInUseError,
+    ScenarioError,
+    TerraformError,
+    WaitTimeout,
+)
 
 
 def _print_outputs(outputs: StackOutputs) -> None:
@@ -193,7 +204,10 @@ def cmd_provision(args: argparse.Namespace) -> int:
     stack = _stack(args)
     outputs = stack.outputs()
     account = stack.client("sts").get_caller_identity()["Account"]
-    ids = [f"{args.prefix}-{n:05d}" for n in range(args.count)]
+    if args.fleet is not None:
+        ids = [d.device_id for d in build_devices(load_fleet(args.fleet), seed=1, key=b"")]
+    else:
+        ids = [f"{args.prefix}-{n:05d}" for n in range(args.count)]
     manifest = iot_things.provision(
         stack.client("iot"),
         ids,
@@ -254,8 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     full_bench.add_argument("--duration", type=float, default=20.0)
     full_bench.set_defaults(func=cmd_bench)
     things = sub.add_parser("provision", help="IoT things + certificates + a thing-scoped policy for N devices")
-    things.add_argument("--count", type=int, required=True)
-    things.add_argument("--prefix", default="device")
+    which = things.add_mutually_exclusive_group(required=True)
+    which.add_argument("--count", type=int, help="devices named <prefix>-00000, <prefix>-00001, ...")
+    which.add_argument("--fleet", type=Path, help="the devices of this fleet file, with the simulator's ids")
+    things.add_argument("--prefix", default="device", help="names the folder and the policy")
     things.set_defaults(func=cmd_provision)
     unthings = sub.add_parser("deprovision", help="remove the things, certificates and policy `provision` made")
     unthings.add_argument("--prefix", default="device")

@@ -23,9 +23,7 @@ def publish(stack: Stack, device_id: str, payloads: list[bytes]) -> None:
     backend = stack.backend
     backend.provision_devices([device_id])
     target = backend.mqtt_target()
-    fleet = MqttFleet(
-        target.host, target.port, qos=1, credentials=target.credentials, websocket_host=target.websocket_host
-    )
+    fleet = MqttFleet(target.host, target.port, qos=1, credentials=target.credentials, tls=target.tls)
     fleet.connect(device_id)
     now = time.time()
     for n, payload in enumerate(payloads, start=1):

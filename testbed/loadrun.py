@@ -69,7 +69,7 @@ def run_step(stack: Stack, devices: int, rate_msg_s: float, duration_s: float, s
             host=target.host,
             port=target.port,
             credentials=target.credentials,
-            websocket_host=target.websocket_host,
+            tls=target.tls,
             workers=1,
         )
     )

@@ -44,6 +44,22 @@ def wait_for_port(port: int, timeout_s: float, host: str = LOOPBACK) -> bool:
     return False
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses with a TCP socket listening on `port` (Linux /proc), to check loopback-only binds."""
+    found: set[str] = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        with contextlib.suppress(FileNotFoundError), open(table) as rows:
+            for row in list(rows)[1:]:
+                local, state = row.split()[1], row.split()[3]
+                address, _, hex_port = local.partition(":")
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    raw = bytes.fromhex(address)
+                    # the kernel prints each 32-bit word in host (little-endian) order
+                    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                    found.add(socket.inet_ntop(family, words))
+    return found
+
+
 class ManagedProcess:
     """A server this project started: its PID file, log file and the marker in its command line.
 

@@ -199,7 +199,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
             port=target.port,
             workers=scenario.workers,
             credentials=target.credentials,
-            websocket_host=target.websocket_host,
+            tls=target.tls,
             run_tag=run_tag,
         ),
         console,

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-import boto3
-
 from testbed.backends import Backend
 from testbed.build import build
 from testbed.outputs import StackOutputs
@@ -57,12 +55,5 @@ class Stack:
     def outputs(self) -> StackOutputs:
         return self.terraform.outputs()
 
-    def session(self) -> boto3.session.Session:
-        return boto3.session.Session(
-            aws_access_key_id=self.backend.client_env()["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=self.backend.client_env()["AWS_SECRET_ACCESS_KEY"],
-            region_name=self.backend.region,
-        )
-
     def client(self, service: str) -> Any:
-        return self.session().client(service, endpoint_url=self.backend.endpoint_url())  # type: ignore[call-overload]
+        return self.backend.client(service)

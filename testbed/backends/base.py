@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
+
+from simulator.tls import DeviceCertificates
+
 DEFAULT_REGION = "us-east-1"
 # Emulators accept any credentials; these never reach AWS.
 EMULATOR_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
@@ -22,8 +26,8 @@ class MqttTarget:
 
     host: str
     port: int
-    websocket_host: str | None = None
     credentials: Callable[[str], tuple[str, str]] | None = None
+    tls: DeviceCertificates | None = None
 
 
 class BackendError(RuntimeError):
@@ -81,6 +85,16 @@ class Backend(abc.ABC):
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
         }
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for this backend's endpoint."""
+        env = self.client_env()
+        session = boto3.session.Session(
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=self.region,
+        )
+        return session.client(service, endpoint_url=env["AWS_ENDPOINT_URL"])  # type: ignore[call-overload]
 
     def terraform_variables(self, lambda_zip: Path) -> dict[str, Any]:
         return {

@@ -8,11 +8,14 @@ import shutil
 import signal
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from ingress.broker import BrokerConfig, load_or_create_secret
 from simulator.run import broker_credentials
+from simulator.tls import IOT_MQTT_TLS_PORT, DeviceCertificates
+from testbed import iot_things
 from testbed.backends.base import Backend, BackendError, MqttTarget, http_json
 from testbed.paths import MINISTACK_VENV, ROOT, STATE_ROOT
 from testbed.processes import LOOPBACK, ManagedProcess, PortInUseError, port_in_use, wait_for_port
@@ -21,6 +24,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MINISTACK_PORT = 4566
 DEFAULT_MQTT_PORT = 1883
+# Runs ministack with its MQTT-over-TLS listener pinned to loopback (see the module).
+MINISTACK_LAUNCHER = Path(__file__).with_name("ministack_loopback.py")
+PORT_VARIABLES = {"ministack": "MINISTACK_PORT", "mosquitto": "MQTT_PORT", "IoT MQTT over TLS": "IOT_MQTT_PORT"}
+DEVICE_POLICY = "testbed-device-policy"
 START_TIMEOUT_S = 30.0
 MINISTACK_SAVE_TIMEOUT_S = 300.0
 # ministack sizes its Lambda worker pool from RAM (~585 here); a bounded pool keeps memory sane.
@@ -46,6 +53,7 @@ def mosquitto_binary() -> str:
 class EmbeddedBackend(Backend):
     ministack_port: int = DEFAULT_MINISTACK_PORT
     mqtt_port: int = DEFAULT_MQTT_PORT
+    iot_mqtt_port: int = IOT_MQTT_TLS_PORT
     state_dir: Path = STATE_ROOT / "embedded"
     name: str = "embedded"
 
@@ -54,6 +62,7 @@ class EmbeddedBackend(Backend):
         return cls(
             ministack_port=int(os.environ.get("MINISTACK_PORT", DEFAULT_MINISTACK_PORT)),
             mqtt_port=int(os.environ.get("MQTT_PORT", DEFAULT_MQTT_PORT)),
+            iot_mqtt_port=int(os.environ.get("IOT_MQTT_PORT", IOT_MQTT_TLS_PORT)),
             state_dir=Path(os.environ.get("EMBEDDED_STATE_DIR", STATE_ROOT / "embedded")).resolve(),
         )
 
@@ -82,10 +91,23 @@ class EmbeddedBackend(Backend):
         return path.read_text() if path.exists() else "direct"
 
     def mqtt_target(self) -> MqttTarget:
-        """Mosquitto with per-device credentials, or ministack's IoT broker over WebSocket (iot)."""
+        """Mosquitto with per-device credentials, or (iot) ministack's IoT Core over TLS with X.509, as on AWS."""
         if self.ingress_mode() == "iot":
-            return MqttTarget(LOOPBACK, self.ministack_port, websocket_host=f"local.iot.{self.region}.amazonaws.com")
+            return MqttTarget(LOOPBACK, self.iot_mqtt_port, tls=DeviceCertificates(self.things_dir, self.iot_ca_file()))
         return MqttTarget(LOOPBACK, self.mqtt_port, credentials=broker_credentials(self.broker_secret()))
+
+    @property
+    def things_dir(self) -> Path:
+        """Certificates of the devices provisioned through the emulator's IoT API."""
+        return self.state_dir / "iot-devices"
+
+    def iot_ca_file(self) -> Path:
+        """ministack's Local CA, which signs its broker's certificate (AWS's is Amazon Root CA 1)."""
+        path = self.state_dir / "iot-ca.pem"
+        if not path.exists():
+            with urllib.request.urlopen(f"{self.endpoint_url()}/_ministack/iot/ca.pem", timeout=10) as response:
+                path.write_bytes(response.read())
+        return path
 
     def _stop_bridge(self) -> None:
         """Stop the bridge and drop its last counters, so nobody reads a stopped bridge's queue."""
@@ -123,18 +145,18 @@ class EmbeddedBackend(Backend):
         if port_in_use(port):
             raise PortInUseError(
                 f"port {port} on {LOOPBACK} is already in use, so {what} cannot start there; "
-                f"stop whatever listens on it or choose another port "
-                f"({'MINISTACK_PORT' if what == 'ministack' else 'MQTT_PORT'}=...)"
+                f"stop whatever listens on it or choose another port ({PORT_VARIABLES[what]}=...)"
             )
 
     def _start_ministack(self) -> None:
         if self.ministack.pid() is not None:
             logger.info("ministack already running (pid %d)", self.ministack.pid())
             return
-        executable = MINISTACK_VENV / "bin" / "ministack"
-        if not executable.exists():
+        python = MINISTACK_VENV / "bin" / "python"
+        if not (MINISTACK_VENV / "bin" / "ministack").exists():
             raise BackendError(f"ministack is not installed in {MINISTACK_VENV} (run `make venvs`)")
         self._check_port(self.ministack_port, "ministack")
+        self._check_port(self.iot_mqtt_port, "IoT MQTT over TLS")
         env = {
             **os.environ,
             "GATEWAY_PORT": str(self.ministack_port),
@@ -146,13 +168,12 @@ class EmbeddedBackend(Backend):
             "S3_DATA_DIR": str(self.state_dir / "ministack/s3"),
             "TMPDIR": str(self.state_dir / "tmp"),
             "LAMBDA_ACCOUNT_CONCURRENCY": str(LAMBDA_ACCOUNT_CONCURRENCY),
-            # Its mTLS MQTT listener binds 0.0.0.0 (not configurable): off. IoT MQTT stays
-            # reachable over WebSocket on the gateway port, which listens on loopback only.
-            "IOT_MTLS_ENABLED": "0",
+            # IoT Core's MQTT over TLS with X.509 client certificates (the launcher keeps it on loopback)
+            "IOT_MTLS_PORT": str(self.iot_mqtt_port),
             "LOG_LEVEL": os.environ.get("MINISTACK_LOG_LEVEL", "WARNING"),
         }
         env.pop("AWS_ENDPOINT_URL", None)
-        proc = self.ministack.start([str(executable)], env)
+        proc = self.ministack.start([str(python), str(MINISTACK_LAUNCHER)], env)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self.healthy():
             if time.monotonic() > deadline or proc.poll() is not None:
@@ -200,7 +221,11 @@ class EmbeddedBackend(Backend):
             raise BackendError(f"the rule bridge exited at start; see {self.bridge.log_file}")
 
     def provision_devices(self, device_ids: list[str]) -> None:
-        """Add the devices to the broker's password file and have Mosquitto reload it (SIGHUP)."""
+        """iot: things with certificates through the IoT API. Otherwise: broker passwords (Mosquitto reloads)."""
+        if self.ingress_mode() == "iot":
+            account = self.client("sts").get_caller_identity()["Account"]
+            iot_things.provision(self.client("iot"), device_ids, self.things_dir, DEVICE_POLICY, self.region, account)
+            return
         broker = self.broker
         known = broker.known_devices()
         if set(device_ids) <= known:

@@ -23,7 +23,9 @@ TEST_VARIABLES = {"environment_suffix": "e2e", "processor_timeout_seconds": 5, "
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     state_dir: Path = tmp_path_factory.mktemp("embedded")
-    backend = EmbeddedBackend(ministack_port=free_port(), mqtt_port=free_port(), state_dir=state_dir)
+    backend = EmbeddedBackend(
+        ministack_port=free_port(), mqtt_port=free_port(), iot_mqtt_port=free_port(), state_dir=state_dir
+    )
     stack = Stack(backend, variables=TEST_VARIABLES)
     try:
         stack.up()

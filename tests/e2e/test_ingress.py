@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 
 from ingress.broker import device_password
+from simulator.devices import build_devices
 from simulator.fleet import parse_fleet
 from simulator.run import RunConfig, broker_credentials, live_run
 from simulator.summary import acked_ids
 from telemetry import new_message
 from testbed.backends.embedded import EmbeddedBackend
-from testbed.processes import LOOPBACK
+from testbed.processes import LOOPBACK, listening_addresses
 from testbed.stack import Stack
 from testbed.stores import Stores, wait_for
 
@@ -193,28 +194,28 @@ def test_sqs_mode_goes_through_the_queue_and_its_event_source_mapping(
         backend.start_ingress(outputs_file, stack.ingress)
 
 
+def test_every_server_the_stack_started_listens_on_loopback_only(stack: Stack) -> None:
+    backend = backend_of(stack)
+    for port in (backend.ministack_port, backend.mqtt_port, backend.iot_mqtt_port):
+        assert listening_addresses(port) == {LOOPBACK}, f"port {port}"
+
+
 def test_iot_mode_uses_ministacks_broker_and_the_terraform_topic_rule(
     stack: Stack, stores: Stores, signing_key: bytes
 ) -> None:
+    """Devices provisioned through the IoT API connect with their X.509 certificates over TLS, as on AWS."""
     backend = backend_of(stack)
     outputs_file = backend.state_dir / "outputs.json"
     backend.start_ingress(outputs_file, "iot")
     try:
         assert backend.bridge.pid() is None, "no local rule bridge: the emulator's IoT rule routes"
-        target = backend.mqtt_target()
-        assert target.port == backend.ministack_port and target.websocket_host
         prefix = f"iot{uuid.uuid4().hex[:6]}"
         fleet = parse_fleet({"devices": [{"type": "cold_chain", "count": 5, "interval_s": 0.5, "id_prefix": prefix}]})
+        backend.provision_devices([d.device_id for d in build_devices(fleet, 2, signing_key)])
+        target = backend.mqtt_target()
+        assert target.port == backend.iot_mqtt_port and target.tls is not None and target.credentials is None
         summary = live_run(
-            RunConfig(
-                fleet=fleet,
-                seed=2,
-                key=signing_key,
-                duration_s=3,
-                qos=1,
-                port=target.port,
-                websocket_host=target.websocket_host,
-            )
+            RunConfig(fleet=fleet, seed=2, key=signing_key, duration_s=3, qos=1, port=target.port, tls=target.tls)
         )
         acked = acked_ids(summary)
         assert summary["failed"] == 0 and len(acked) >= 25

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import ssl
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
+from simulator.summary import acked_ids
+from testbed.backends.embedded import EmbeddedBackend
 from testbed.iot_things import MANIFEST, deprovision, device_policy, provision
+from testbed.paths import ROOT
+from testbed.processes import LOOPBACK
 from testbed.stack import Stack
+from testbed.stores import Stores, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -39,3 +48,58 @@ def test_things_certificates_and_a_thing_scoped_policy_come_and_go(stack: Stack,
         with pytest.raises(ClientError):
             iot.describe_thing(thingName=device_id)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_provisioned_fleet_publishes_over_tls_with_its_certificates(
+    stack: Stack, stores: Stores, signing_key: bytes, tmp_path: Path
+) -> None:
+    """The user's path on AWS, against the emulator: provision the fleet, run it over X.509, remove it."""
+    backend = stack.backend
+    assert isinstance(backend, EmbeddedBackend)
+    prefix = f"x509{uuid.uuid4().hex[:6]}"
+    fleet_file = tmp_path / "fleet.yaml"
+    fleet_file.write_text(f"devices:\n  - {{type: power_meter, count: 3, interval_s: 0.5, id_prefix: {prefix}}}\n")
+    env = {
+        **os.environ,
+        "MINISTACK_PORT": str(backend.ministack_port),
+        "MQTT_PORT": str(backend.mqtt_port),
+        "IOT_MQTT_PORT": str(backend.iot_mqtt_port),
+        "EMBEDDED_STATE_DIR": str(backend.state_dir),
+        "SIMULATOR_SIGNING_KEY": signing_key.decode(),
+    }
+
+    def cli(*args: str) -> None:
+        subprocess.run([sys.executable, "-m", *args], env=env, check=True, cwd=ROOT, capture_output=True)
+
+    cli("testbed", "provision", "--fleet", str(fleet_file), "--prefix", prefix)
+    certs = backend.state_dir / "things" / prefix
+    summary_file = tmp_path / "summary.json"
+    cli(
+        "simulator",
+        "run",
+        "--fleet",
+        str(fleet_file),
+        "--duration",
+        "2",
+        "--broker",
+        f"{LOOPBACK}:{backend.iot_mqtt_port}",
+        "--certs",
+        str(certs),
+        "--ca-file",
+        str(backend.iot_ca_file()),
+        "--summary",
+        str(summary_file),
+    )
+    summary = json.loads(summary_file.read_text())
+    assert summary["failed"] == 0 and summary["acked"] == summary["published"] >= 3 * 4
+    acked = acked_ids(summary)
+    assert wait_for(
+        "the fleet's messages, via the emulator's topic rule",
+        lambda: set(stores.stored_ids(summary["per_device"])) == acked or None,
+        60,
+    )
+
+    cli("testbed", "deprovision", "--prefix", prefix)
+    assert not certs.exists() or not list(certs.iterdir())
+    with pytest.raises(ClientError):
+        stack.client("iot").describe_thing(thingName=f"{prefix}-00000")

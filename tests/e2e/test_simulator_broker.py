@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import shutil
 import subprocess
@@ -13,12 +14,15 @@ import pytest
 
 from processor.signature import verify
 from processor.validation import parse
+from simulator.devices import build_devices
 from simulator.fleet import parse_fleet
 from simulator.replay import replay
 from simulator.run import RunConfig, dry_run, live_run
 from simulator.summary import acked_ids
+from simulator.tls import DeviceCertificates, TlsError
 from testbed.backends.embedded import mosquitto_binary
 from testbed.processes import LOOPBACK, free_port, wait_for_port
+from tests.e2e.pki import TestCA
 
 pytestmark = pytest.mark.e2e
 KEY = b"fleet-key"
@@ -149,3 +153,93 @@ def test_replay_retimes_resigns_and_publishes_a_dry_run_trace(broker: int, tmp_p
             continue  # a recorded malformed payload, sent verbatim
         assert abs(message["ts"] / 1000 - started) < 10, "timestamps shifted to now"
         verify(parse(payload, now_ms=message["ts"], max_skew_ms=1000), (KEY,))
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int, TestCA]]:
+    """Mosquitto with a plain listener for the subscriber and a TLS one that requires a device certificate.
+
+    The certificate's common name becomes the username, and the ACL lets it publish only to its own
+    topic: the local twin of AWS IoT Core's X.509 authentication with a thing-scoped policy.
+    """
+    folder = tmp_path_factory.mktemp("mosquitto-tls")
+    ca = TestCA(folder / "ca")
+    server_cert, server_key = ca.issue("broker", folder / "server", server=True)
+    (folder / "acl").write_text("pattern write sensors/%u/telemetry\n")
+    plain, tls = free_port(), free_port()
+    config = folder / "mosquitto.conf"
+    config.write_text(
+        "per_listener_settings true\n"
+        f"listener {plain} {LOOPBACK}\nallow_anonymous true\n"
+        f"listener {tls} {LOOPBACK}\ncafile {ca.ca_file}\ncertfile {server_cert}\nkeyfile {server_key}\n"
+        "require_certificate true\nuse_identity_as_username true\n"
+        f"acl_file {folder / 'acl'}\n"
+        f"user {getpass.getuser()}\n"
+    )
+    proc = subprocess.Popen(
+        [mosquitto_binary(), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert wait_for_port(tls, 10), "mosquitto did not start"
+        yield plain, tls, ca
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+TLS_FLEET = {"devices": [{"type": "environmental", "count": 4, "interval_s": 0.5}]}
+
+
+def test_devices_publish_over_tls_with_their_own_certificates(
+    tls_broker: tuple[int, int, TestCA], tmp_path: Path
+) -> None:
+    plain, tls, ca = tls_broker
+    fleet = parse_fleet(TLS_FLEET)
+    certs = tmp_path / "things"
+    for device in build_devices(fleet, 1, KEY):
+        ca.issue(device.device_id, certs)
+    sub = Subscriber(plain, tmp_path / "sub.txt")
+    summary = live_run(
+        RunConfig(
+            fleet=fleet, seed=1, key=KEY, duration_s=3, qos=1, port=tls, tls=DeviceCertificates(certs, ca.ca_file)
+        )
+    )
+    received = received_ids(sub.stop())
+    assert summary["failed"] == 0 and summary["acked"] == summary["published"] >= 4 * 5
+    assert sorted(received) == sorted(acked_ids(summary)), "the broker let each certificate publish to its topic"
+
+
+def test_a_certificate_from_another_ca_is_refused(tls_broker: tuple[int, int, TestCA], tmp_path: Path) -> None:
+    _, tls, ca = tls_broker
+    fleet = parse_fleet(TLS_FLEET)
+    rogue = TestCA(tmp_path / "rogue", name="rogue CA")
+    for device in build_devices(fleet, 1, KEY):
+        rogue.issue(device.device_id, tmp_path / "things")
+    summary = live_run(
+        RunConfig(
+            fleet=fleet,
+            seed=1,
+            key=KEY,
+            duration_s=1,
+            qos=1,
+            port=tls,
+            drain_timeout_s=1,
+            tls=DeviceCertificates(tmp_path / "things", ca.ca_file),
+        )
+    )
+    assert summary["acked"] == 0 and summary["failed"] == summary["published"] > 0
+
+
+def test_a_device_without_a_certificate_is_named_before_anyone_connects(
+    tls_broker: tuple[int, int, TestCA], tmp_path: Path
+) -> None:
+    _, tls, ca = tls_broker
+    fleet = parse_fleet(TLS_FLEET)
+    devices = build_devices(fleet, 1, KEY)
+    for device in devices[:-1]:
+        ca.issue(device.device_id, tmp_path / "things")
+    config = RunConfig(
+        fleet=fleet, seed=1, key=KEY, duration_s=1, port=tls, tls=DeviceCertificates(tmp_path / "things", ca.ca_file)
+    )
+    with pytest.raises(TlsError, match=devices[-1].device_id):
+        live_run(config)
