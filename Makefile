@@ -1,4 +1,6 @@
-# Local development and CI entry points. BACKEND=embedded (default, no Docker) or localstack.
+# Local development and CI entry points.
+# BACKEND=embedded (default, no Docker), localstack or ministack-docker (docker compose).
+# TARGET=aws with deploy/destroy: the same infra/ on AWS (ENV=<suffix>, BACKEND_CONFIG=<S3 backend file>).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -11,9 +13,13 @@ PY := $(VENV)/bin/python
 MINISTACK_VERSION := 1.5.33
 CHECKOV_VERSION := 3.3.30
 TESTBED := $(PY) -m testbed --backend $(BACKEND)
+ENV ?= dev
+BACKEND_CONFIG ?= backend.s3.hcl
+FLEET ?= simulator/fleets/smoke.yaml
+DURATION ?= 60
 BUNDLE_SOURCES := $(shell find processor telemetry -name '*.py' 2>/dev/null) processor/requirements.txt
 
-.PHONY: help venvs build up down clean demo plan outputs test test-unit test-contract test-e2e lint bench-processor bench-simulator bench-ingress simulate bench
+.PHONY: help venvs build up down clean demo plan outputs test test-unit test-contract test-e2e lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -60,6 +66,17 @@ plan: venvs build ## show what a new apply would change on the running stack
 demo: venvs build ## the main job: bring the stack up, send messages through it, run the smoke scenario
 	$(TESTBED) demo
 
+load: venvs ## compose backends: the simulator container against the stack (FLEET=file DURATION=s)
+	$(TESTBED) load --fleet $(FLEET) --duration $(DURATION)
+
+deploy: venvs build ## TARGET=aws ENV=<suffix> BACKEND_CONFIG=<file>: infra/ on AWS, S3 state, IoT rule on
+	@test "$(TARGET)" = aws || { echo "make deploy needs TARGET=aws (a local stack is make up)"; exit 2; }
+	ENV=$(ENV) BACKEND_CONFIG=$(BACKEND_CONFIG) $(PY) -m testbed --backend aws up
+
+destroy: venvs ## TARGET=aws ENV=<suffix>: remove provisioned things and every deployed resource
+	@test "$(TARGET)" = aws || { echo "make destroy needs TARGET=aws (a local stack is make clean)"; exit 2; }
+	ENV=$(ENV) BACKEND_CONFIG=$(BACKEND_CONFIG) $(PY) -m testbed --backend aws destroy
+
 SCENARIO ?= smoke
 simulate: venvs build ## run a load scenario (SCENARIO=smoke|steady|burst|faults|soak|path.yaml) and report
 	$(TESTBED) simulate $(SCENARIO)
@@ -87,8 +104,8 @@ test-unit: $(VENV)/.installed ## unit tests (no stack)
 test-contract: venvs $(CHECKOV_VENV)/.installed build ## static contract tests (Terraform, checkov, docs)
 	$(PY) -m pytest tests/contract
 
-test-e2e: venvs build ## end-to-end tests on their own embedded stack (free ports)
-	$(PY) -m pytest tests/e2e
+test-e2e: venvs build ## end-to-end tests on their own stack (BACKEND=localstack needs a Docker engine)
+	BACKEND=$(BACKEND) $(PY) -m pytest tests/e2e
 
 test: venvs $(CHECKOV_VENV)/.installed build lint ## everything: lint, unit, contract and end-to-end tests
-	$(PY) -m pytest tests
+	BACKEND=$(BACKEND) $(PY) -m pytest tests

@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ from ingress.broker import BRIDGE_USER, device_password
 from ingress.rule import RuleError, parse_rule
 from testbed.outputs import StackOutputs
 
+HEALTHY_METRICS_AGE_S = 15.0
 
-def main(argv: list[str] | None = None) -> int:
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ingress", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     bridge = sub.add_parser("bridge", help="evaluate the stack's topic rule and forward matching messages")
@@ -32,7 +35,33 @@ def main(argv: list[str] | None = None) -> int:
     bridge.add_argument("--concurrency", type=int, default=4)
     bridge.add_argument("--max-receive-count", type=int, default=5, help="direct mode: deliveries before the DLQ")
     bridge.add_argument("--metrics-file", type=Path, help="write the counters here once a second (JSON)")
-    args = parser.parse_args(argv)
+    bridge.set_defaults(func=run_bridge)
+    health = sub.add_parser("health", help="exit 0 if a running bridge wrote its counters lately (health check)")
+    health.add_argument("--metrics-file", type=Path, required=True)
+    health.add_argument("--max-age", type=float, default=HEALTHY_METRICS_AGE_S, help="seconds")
+    health.set_defaults(func=check_health)
+    return parser
+
+
+def check_health(args: argparse.Namespace) -> int:
+    """The bridge rewrites its metrics file every second while it runs; a stale or missing file is unhealthy."""
+    try:
+        age = time.time() - args.metrics_file.stat().st_mtime
+    except FileNotFoundError:
+        print(f"unhealthy: {args.metrics_file} does not exist", file=sys.stderr)
+        return 1
+    if age > args.max_age:
+        print(f"unhealthy: {args.metrics_file} is {age:.0f} s old", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+def run_bridge(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     outputs = StackOutputs.from_terraform(json.loads(args.outputs.read_text()))

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 LOOPBACK = "127.0.0.1"
 BRIDGE_USER = "rule-bridge"
@@ -44,10 +44,13 @@ def load_or_create_secret(path: Path) -> bytes:
 class BrokerConfig:
     """The files of one local broker: mosquitto.conf, the password file and the ACL."""
 
-    def __init__(self, directory: Path, port: int, secret: bytes) -> None:
+    def __init__(self, directory: Path, port: int, secret: bytes, container_dir: PurePosixPath | None = None) -> None:
         self.directory = directory
         self.port = port
         self.secret = secret
+        # In a container (docker compose) the files are mounted here, and the broker listens on the
+        # container's network; the host publishes its port on 127.0.0.1 only.
+        self.container_dir = container_dir
         self.conf = directory / "mosquitto.conf"
         self.passwords = directory / "passwords"
         self.acl = directory / "acl"
@@ -65,15 +68,16 @@ class BrokerConfig:
         )
         for path in (self.passwords, self.acl):
             path.chmod(0o600)
+        seen = self.container_dir or self.directory
         self.conf.write_text(
-            f"listener {self.port} {LOOPBACK}\n"
-            "allow_anonymous false\n"
-            f"password_file {self.passwords}\n"
-            f"acl_file {self.acl}\n"
-            # stay the user who started the stack, so the files above stay readable and private
-            f"user {getpass.getuser()}\n"
-            "persistence true\n"
-            f"persistence_location {self.directory / 'data'}/\n"
+            (f"listener {self.port}\n" if self.container_dir else f"listener {self.port} {LOOPBACK}\n")
+            + "allow_anonymous false\n"
+            f"password_file {seen / 'passwords'}\n"
+            f"acl_file {seen / 'acl'}\n"
+            # stay the user who started the stack (compose runs the container as that user), so the
+            # files above stay readable and private
+             + ("" if self.container_dir else f"user {getpass.getuser()}\n") + "persistence true\n"
+            f"persistence_location {seen / 'data'}/\n"
             "max_queued_messages 1000000\n"
             "max_inflight_messages 1000\n"
             "max_connections -1\n"

@@ -20,6 +20,7 @@ from rich.live import Live
 from rich.table import Table
 
 from simulator.fleet import FleetError, load_fleet
+from simulator.limits import IOT_CORE_ACCOUNT_PUBLISHES_S, LimitError
 from simulator.plot import plot_day
 from simulator.replay import TraceError, replay
 from simulator.run import RunConfig, broker_credentials, dry_run, live_run
@@ -28,6 +29,7 @@ from simulator.tls import DeviceCertificates, TlsError
 
 console = Console(stderr=True)
 KEY_ENV = "SIMULATOR_SIGNING_KEY"
+AWS_IOT_DOMAIN = ".amazonaws.com"
 
 
 def _profile(text: str) -> Any:
@@ -76,6 +78,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         websocket_host=args.websocket_host,
         tls=DeviceCertificates(args.certs, args.ca_file) if args.certs else None,
+        iot_core_limits=args.iot_core_limits or args.broker[0].endswith(AWS_IOT_DOMAIN),
+        account_publish_limit=args.account_publish_limit,
         credentials=broker_credentials(args.broker_secret_file.read_bytes().strip())
         if args.broker_secret_file
         else None,
@@ -134,7 +138,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0 if summary["failed"] == 0 else 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="simulator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a fleet against a broker, or to a file with --dry-run")
@@ -151,6 +155,17 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--websocket-host", help="MQTT over WebSocket (/mqtt) with this Host, e.g. an IoT endpoint")
     run.add_argument("--certs", type=Path, help="TLS with per-device X.509 certificates from this folder (provision)")
     run.add_argument("--ca-file", type=Path, help="the broker's CA certificate (default: the system trust store)")
+    run.add_argument(
+        "--iot-core-limits",
+        action="store_true",
+        help="respect AWS IoT Core's publish quotas (automatic for *.amazonaws.com brokers)",
+    )
+    run.add_argument(
+        "--account-publish-limit",
+        type=float,
+        default=IOT_CORE_ACCOUNT_PUBLISHES_S,
+        help="the account's inbound publishes/s quota in its region",
+    )
     run.add_argument("--dry-run", type=Path, help="write the messages to this JSONL file instead")
     run.add_argument("--summary", type=Path, help="write the run summary (JSON) here")
     run.set_defaults(func=cmd_run)
@@ -166,11 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--qos", type=int, choices=(0, 1), default=1)
     rep.add_argument("--broker", type=_broker, default=("127.0.0.1", 1883), help="host:port")
     rep.set_defaults(func=cmd_replay)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
         return int(args.func(args))
-    except (FleetError, TraceError, TlsError) as exc:
+    except (FleetError, LimitError, TraceError, TlsError) as exc:
         console.print(f"[bold red]error:[/] {exc}")
         return 2
 

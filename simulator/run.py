@@ -14,6 +14,11 @@ from typing import Any
 from ingress.broker import device_password
 from simulator.devices import Device, Emitted, build_devices, describe
 from simulator.fleet import Fleet
+from simulator.limits import (
+    IOT_CORE_ACCOUNT_PUBLISHES_S,
+    IOT_CORE_PUBLISHES_PER_CONNECTION_S,
+    check_iot_core_limits,
+)
 from simulator.schedule import Constant, RateProfile, Schedule
 from simulator.summary import Recorder
 from simulator.tls import DeviceCertificates
@@ -46,6 +51,9 @@ class RunConfig:
     run_tag: str = ""
     websocket_host: str | None = None
     tls: DeviceCertificates | None = None
+    # AWS IoT Core's quotas: checked before the run, and each connection paced to its publish limit
+    iot_core_limits: bool = False
+    account_publish_limit: float = IOT_CORE_ACCOUNT_PUBLISHES_S
 
 
 def broker_credentials(secret: bytes) -> Callable[[str], tuple[str, str]]:
@@ -108,6 +116,7 @@ def _live_worker(
         on_fail=recorder.failed,
         websocket_host=config.websocket_host,
         tls=config.tls,
+        max_rate_per_connection=IOT_CORE_PUBLISHES_PER_CONNECTION_S if config.iot_core_limits else None,
     )
     for device in devices:
         fleet.connect(device.device_id)
@@ -166,6 +175,8 @@ def _worker_entry(
 
 def live_run(config: RunConfig, progress: Any = None) -> dict[str, Any]:
     """Publish the fleet to the broker in real time; split over worker processes if asked."""
+    if config.iot_core_limits:
+        check_iot_core_limits(config.fleet, config.profile, config.account_publish_limit)
     if config.tls is not None:
         config.tls.check([d.device_id for d in build_devices(config.fleet, config.seed, config.key, config.run_tag)])
     start = time.time() + 1.0

@@ -20,6 +20,9 @@ class Constant(_Profile):
     def multiplier(self, elapsed_s: float) -> float:
         return 1.0
 
+    def peak(self) -> float:
+        return 1.0
+
 
 class Ramp(_Profile):
     """From `start` to `end` times the fleet's nominal rate over `over_s` seconds."""
@@ -32,6 +35,9 @@ class Ramp(_Profile):
     def multiplier(self, elapsed_s: float) -> float:
         return self.start + (self.end - self.start) * min(1.0, elapsed_s / self.over_s)
 
+    def peak(self) -> float:
+        return max(self.start, self.end)
+
 
 class Step(_Profile):
     """Multiplier `levels[i]` from `every_s * i` seconds on."""
@@ -42,6 +48,9 @@ class Step(_Profile):
 
     def multiplier(self, elapsed_s: float) -> float:
         return self.levels[min(len(self.levels) - 1, int(elapsed_s // self.every_s))]
+
+    def peak(self) -> float:
+        return max(self.levels)
 
 
 class Burst(_Profile):
@@ -54,6 +63,9 @@ class Burst(_Profile):
 
     def multiplier(self, elapsed_s: float) -> float:
         return self.factor if elapsed_s % self.period_s < self.burst_s else 1.0
+
+    def peak(self) -> float:
+        return max(self.factor, 1.0)
 
 
 RateProfile = Annotated[Constant | Ramp | Step | Burst, Field(discriminator="kind")]

@@ -41,7 +41,7 @@ class Counters:
     connect_errors: int = 0
 
 
-@dataclass
+@dataclass(eq=False)
 class _Connection:
     device_id: str
     client: mqtt.Client
@@ -49,6 +49,8 @@ class _Connection:
     inflight: dict[int, Emitted] = field(default_factory=dict)
     pending: deque[Emitted] = field(default_factory=deque)
     sock: Any = None  # a socket, or paho's WebSocket wrapper around one (both have fileno())
+    tokens: float = 1.0  # publish budget under a per-connection rate limit
+    refilled: float = 0.0
 
 
 class MqttFleet:
@@ -67,6 +69,7 @@ class MqttFleet:
         on_fail: Callable[[Emitted], None] | None = None,
         websocket_host: str | None = None,
         tls: DeviceCertificates | None = None,
+        max_rate_per_connection: float | None = None,
     ) -> None:
         self.host, self.port, self.qos, self.window = host, port, qos, window
         # MQTT over WebSocket (path /mqtt) with this Host header, as AWS IoT Core's endpoint takes it
@@ -75,6 +78,9 @@ class MqttFleet:
         # X.509 per device (AWS IoT Core's way); the TLS handshake happens inside connect()
         self.tls = tls
         self.credentials = credentials
+        # A broker's per-connection publish quota (AWS IoT Core: 100/s); sends beyond it wait, counted as lateness.
+        self.max_rate = max_rate_per_connection
+        self._paced: set[_Connection] = set()
         self.on_send = on_send or (lambda e, t: None)
         self.on_ack = on_ack or (lambda e, t: None)
         self.on_fail = on_fail or (lambda e: None)
@@ -147,6 +153,9 @@ class MqttFleet:
 
     def _flush(self, conn: _Connection) -> None:
         while conn.pending and conn.connected and len(conn.inflight) < self.window:
+            if self.max_rate is not None and not self._take_token(conn):
+                self._paced.add(conn)
+                return
             emitted = conn.pending.popleft()
             info = conn.client.publish(emitted.topic, emitted.payload, qos=self.qos)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
@@ -156,8 +165,24 @@ class MqttFleet:
             conn.inflight[info.mid] = emitted
             self.on_send(emitted, time.time())
 
+    def _take_token(self, conn: _Connection) -> bool:
+        """Token bucket holding a tenth of a second's budget, so no second carries more than the rate."""
+        assert self.max_rate is not None
+        now = time.monotonic()
+        conn.tokens = min(max(1.0, self.max_rate / 10), conn.tokens + (now - conn.refilled) * self.max_rate)
+        conn.refilled = now
+        if conn.tokens < 1.0:
+            return False
+        conn.tokens -= 1.0
+        return True
+
     def poll(self, timeout: float) -> None:
         """Serve every ready socket once; run paho's housekeeping about once a second."""
+        if self._paced:
+            timeout = min(timeout, 1.0 / self.max_rate if self.max_rate else timeout)
+            paced, self._paced = self._paced, set()
+            for waiting in paced:
+                self._flush(waiting)
         for key, events in self.selector.select(timeout):
             conn: _Connection = key.data
             if events & selectors.EVENT_READ:

@@ -18,10 +18,11 @@ from rich.table import Table
 from simulator.devices import build_devices
 from simulator.fleet import FleetError, load_fleet
 from testbed import bench_ingress, bench_processor, bench_simulator, iot_things
-from testbed.backends import BackendError, get_backend
+from testbed.backends import BackendError, ComposeBackend, get_backend
 from testbed.build import BuildError, build
 from testbed.demo import run_demo
 from testbed.outputs import OutputsError, StackOutputs
+from testbed.paths import ROOT
 from testbed.processes import PortInUseError
 from testbed.scenario import ScenarioError, load_scenario
 from testbed.simulate import compare, emulator_rss_mb, run_scenario
@@ -75,7 +76,32 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    _print_outputs(_stack(args).up())
+    outputs = _stack(args).up()
+    if outputs is not None:
+        _print_outputs(outputs)
+    return 0
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    _stack(args).destroy()
+    console.print("destroyed: provisioned devices and every resource of infra/")
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    """The simulator as a compose service against the compose broker (make load BACKEND=localstack)."""
+    stack = _stack(args)
+    backend = stack.backend
+    if not isinstance(backend, ComposeBackend):
+        raise BackendError("`load` runs the simulator container of a compose backend; on this one use `make simulate`")
+    fleet = load_fleet(ROOT / args.fleet)
+    if backend.dry_run:
+        key = "<the stack's signing key>"
+    else:
+        outputs = stack.outputs()
+        key = str(stack.client("secretsmanager").get_secret_value(SecretId=outputs.signing_secret_arn)["SecretString"])
+    backend.provision_devices([d.device_id for d in build_devices(fleet, seed=1, key=b"")])
+    backend.run_simulator(args.fleet, args.duration, key)
     return 0
 
 
@@ -233,13 +259,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backend",
         default=os.environ.get("BACKEND", "embedded"),
-        help="embedded (default, no Docker) or localstack (docker compose)",
+        help="embedded (default, no Docker), localstack or ministack-docker (docker compose), or aws",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("build", help="build the processor zip (deterministic)").set_defaults(func=cmd_build)
     sub.add_parser("up", help="start the backend and deploy infra/").set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
+    load = sub.add_parser("load", help="compose backends: run the simulator container against the stack")
+    load.add_argument("--fleet", default="simulator/fleets/smoke.yaml", help="a fleet file, relative to the checkout")
+    load.add_argument("--duration", type=float, default=60.0, help="seconds")
+    load.set_defaults(func=cmd_load)
+    sub.add_parser(
+        "destroy", help="remove provisioned devices and every deployed resource (terraform destroy)"
+    ).set_defaults(func=cmd_destroy)
     sub.add_parser("clean", help="stop and remove all local state").set_defaults(func=cmd_clean)
     outputs = sub.add_parser("outputs", help="print the deployed stack's outputs")
     outputs.add_argument("--json", action="store_true")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from testbed import iot_things
 from testbed.backends import Backend
 from testbed.build import build
 from testbed.outputs import StackOutputs
@@ -28,21 +30,32 @@ class Stack:
 
     @cached_property
     def terraform(self) -> Terraform:
+        work_dir = self.backend.state_dir / "terraform"
+        infra_dir, backend_config = self.backend.terraform_setup(work_dir)
         return Terraform(
-            work_dir=self.backend.state_dir / "terraform",
+            work_dir=work_dir,
             variables={**self.backend.terraform_variables(LAMBDA_ZIP), **self.variables},
             env=self.backend.client_env(),
+            infra_dir=infra_dir,
+            backend_config=backend_config,
         )
 
-    def up(self) -> StackOutputs:
+    def up(self) -> StackOutputs | None:
         """Start the backend, build the bundle, apply infra/, start the ingress; idempotent."""
         self.backend.start()
+        outputs_file = self.backend.state_dir / "outputs.json"
+        if self.backend.dry_run:
+            print(f"terraform -chdir=infra apply  # with variables {self.variables_text()}")
+            self.backend.start_ingress(outputs_file, self.ingress)
+            return None
         build()
         self.terraform.apply()
-        outputs_file = self.backend.state_dir / "outputs.json"
         outputs_file.write_text(self.terraform.outputs_json())
         self.backend.start_ingress(outputs_file, self.ingress)
         return self.outputs()
+
+    def variables_text(self) -> str:
+        return json.dumps({**self.backend.terraform_variables(LAMBDA_ZIP), **self.variables}, sort_keys=True)
 
     def down(self) -> None:
         self.backend.stop()
@@ -51,6 +64,15 @@ class Stack:
         """Remove all local state of this backend (it must be stopped)."""
         self.backend.stop()
         shutil.rmtree(self.backend.state_dir, ignore_errors=True)
+
+    def destroy(self) -> None:
+        """Remove every provisioned device (things, certificates, policies), then all that infra/ deployed."""
+        self.backend.start()
+        iot = self.client("iot")
+        for manifest in sorted(self.backend.state_dir.glob(f"things/*/{iot_things.MANIFEST}")):
+            removed = iot_things.deprovision(iot, manifest.parent)
+            logger.info("removed %d thing(s) listed in %s", removed, manifest)
+        self.terraform.destroy()
 
     def outputs(self) -> StackOutputs:
         return self.terraform.outputs()

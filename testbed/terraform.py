@@ -8,7 +8,7 @@ import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,11 +91,18 @@ class Terraform:
     """One stack: infra/ applied with a given state file, data dir, variables and environment."""
 
     def __init__(
-        self, work_dir: Path, variables: Mapping[str, Any], env: Mapping[str, str], infra_dir: Path = INFRA_DIR
+        self,
+        work_dir: Path,
+        variables: Mapping[str, Any],
+        env: Mapping[str, str],
+        infra_dir: Path = INFRA_DIR,
+        backend_config: Sequence[str] | None = None,
     ) -> None:
         self.work_dir = work_dir
         self.infra_dir = infra_dir
         self.state_path = work_dir / "terraform.tfstate"
+        # `-backend-config` values: a local state file by default, the user's S3 settings on AWS
+        self.backend_config = list(backend_config) if backend_config else [f"path={self.state_path}"]
         self.var_file = work_dir / "terraform.tfvars.json"
         self.variables = dict(variables)
         self.env = {
@@ -122,9 +129,8 @@ class Terraform:
     def init(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.var_file.write_text(json.dumps(self.variables, indent=2, sort_keys=True) + "\n")
-        self.run(
-            "init", "-input=false", "-no-color", "-reconfigure", f"-backend-config=path={self.state_path}", capture=True
-        )
+        settings = [f"-backend-config={value}" for value in self.backend_config]
+        self.run("init", "-input=false", "-no-color", "-reconfigure", *settings, capture=True)
 
     def apply(self) -> None:
         self.init()

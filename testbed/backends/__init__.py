@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from testbed.backends.aws import AwsBackend
 from testbed.backends.base import Backend, BackendError
+from testbed.backends.compose import ComposeBackend, LocalStackBackend, MinistackDockerBackend
 from testbed.backends.embedded import EmbeddedBackend
-from testbed.backends.localstack import LocalStackBackend
 
-BACKENDS: dict[str, type[Backend]] = {"embedded": EmbeddedBackend, "localstack": LocalStackBackend}
+BACKENDS: dict[str, type[Backend]] = {
+    "embedded": EmbeddedBackend,
+    "localstack": LocalStackBackend,
+    "ministack-docker": MinistackDockerBackend,
+    "aws": AwsBackend,
+}
 
 
 def get_backend(name: str) -> Backend:
@@ -17,4 +23,14 @@ def get_backend(name: str) -> Backend:
         raise BackendError(f"unknown BACKEND {name!r}; choose one of {sorted(BACKENDS)}") from None
 
 
-__all__ = ["BACKENDS", "Backend", "BackendError", "EmbeddedBackend", "LocalStackBackend", "get_backend"]
+__all__ = [
+    "BACKENDS",
+    "AwsBackend",
+    "Backend",
+    "BackendError",
+    "ComposeBackend",
+    "EmbeddedBackend",
+    "LocalStackBackend",
+    "MinistackDockerBackend",
+    "get_backend",
+]

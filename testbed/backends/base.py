@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 
 from simulator.tls import DeviceCertificates
+from testbed.paths import INFRA_DIR
 
 DEFAULT_REGION = "us-east-1"
 # Emulators accept any credentials; these never reach AWS.
@@ -39,6 +40,8 @@ class Backend(abc.ABC):
     state_dir: Path
     region: str = DEFAULT_REGION
     mqtt_port: int
+    # Print what would run instead of running it (compose targets; see `DRY_RUN=1`).
+    dry_run: bool = False
 
     @classmethod
     @abc.abstractmethod
@@ -87,14 +90,18 @@ class Backend(abc.ABC):
         }
 
     def client(self, service: str) -> Any:
-        """A boto3 client for this backend's endpoint."""
+        """A boto3 client for this backend's endpoint (AWS: the default credential chain)."""
         env = self.client_env()
         session = boto3.session.Session(
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
             region_name=self.region,
         )
-        return session.client(service, endpoint_url=env["AWS_ENDPOINT_URL"])  # type: ignore[call-overload]
+        return session.client(service, endpoint_url=env.get("AWS_ENDPOINT_URL"))  # type: ignore[call-overload]
+
+    def terraform_setup(self, work_dir: Path) -> tuple[Path, list[str] | None]:
+        """The folder Terraform runs in and its `-backend-config` values (None: local state in work_dir)."""
+        return INFRA_DIR, None
 
     def terraform_variables(self, lambda_zip: Path) -> dict[str, Any]:
         return {

@@ -99,7 +99,7 @@ class EmbeddedBackend(Backend):
     @property
     def things_dir(self) -> Path:
         """Certificates of the devices provisioned through the emulator's IoT API."""
-        return self.state_dir / "iot-devices"
+        return self.state_dir / "things" / "runs"
 
     def iot_ca_file(self) -> Path:
         """ministack's Local CA, which signs its broker's certificate (AWS's is Amazon Root CA 1)."""

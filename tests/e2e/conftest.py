@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from processor.config import Settings
-from testbed.backends import EmbeddedBackend
+from testbed.backends import EmbeddedBackend, get_backend
 from testbed.processes import free_port
 from testbed.stack import Stack
 from testbed.stores import Stores
@@ -20,8 +22,32 @@ from testbed.stores import Stores
 TEST_VARIABLES = {"environment_suffix": "e2e", "processor_timeout_seconds": 5, "max_receive_count": 3}
 
 
+def docker_engine_reachable() -> str | None:
+    """None when a Docker engine answers, else why not (the reason a compose run is skipped)."""
+    try:
+        docker.from_env(timeout=5).ping()
+    except docker.errors.DockerException as exc:
+        return f"no Docker engine is reachable ({exc})"
+    return None
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The embedded backend on free ports, or (BACKEND=localstack|ministack-docker) that compose stack."""
+    name = os.environ.get("BACKEND", "embedded")
+    if name != "embedded":
+        if name not in ("localstack", "ministack-docker"):
+            pytest.fail(f"the end-to-end tests run on BACKEND=embedded, localstack or ministack-docker, not {name}")
+        reason = docker_engine_reachable()
+        if reason is not None:
+            pytest.skip(f"BACKEND={name}: {reason}")
+        compose = Stack(get_backend(name), variables=TEST_VARIABLES)
+        try:
+            compose.up()
+            yield compose
+        finally:
+            compose.down()
+        return
     state_dir: Path = tmp_path_factory.mktemp("embedded")
     backend = EmbeddedBackend(
         ministack_port=free_port(), mqtt_port=free_port(), iot_mqtt_port=free_port(), state_dir=state_dir

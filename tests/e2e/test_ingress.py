@@ -30,7 +30,8 @@ WAIT_S = 60.0
 
 
 def backend_of(stack: Stack) -> EmbeddedBackend:
-    assert isinstance(stack.backend, EmbeddedBackend)
+    if not isinstance(stack.backend, EmbeddedBackend):
+        pytest.skip(f"this test drives the embedded backend's processes, not {stack.backend.name}'s containers")
     return stack.backend
 
 

@@ -55,7 +55,8 @@ def test_a_provisioned_fleet_publishes_over_tls_with_its_certificates(
 ) -> None:
     """The user's path on AWS, against the emulator: provision the fleet, run it over X.509, remove it."""
     backend = stack.backend
-    assert isinstance(backend, EmbeddedBackend)
+    if not isinstance(backend, EmbeddedBackend):
+        pytest.skip("ministack's IoT broker is the embedded backend's (LocalStack's free edition has no IoT Core)")
     prefix = f"x509{uuid.uuid4().hex[:6]}"
     fleet_file = tmp_path / "fleet.yaml"
     fleet_file.write_text(f"devices:\n  - {{type: power_meter, count: 3, interval_s: 0.5, id_prefix: {prefix}}}\n")

@@ -1,0 +1,173 @@
+"""docker compose targets: LocalStack (or ministack's image) plus Mosquitto and the rule bridge as containers.
+
+For users with a Docker engine; these machines have none, so the commands are checked statically
+(`--dry-run` prints them instead of running them) and the end-to-end tests skip with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
+
+from ingress.broker import BrokerConfig, load_or_create_secret
+from simulator.run import broker_credentials
+from testbed.backends.base import Backend, BackendError, MqttTarget, http_json
+from testbed.paths import ROOT, STATE_ROOT
+
+logger = logging.getLogger(__name__)
+
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DEFAULT_EMULATOR_PORT = 4566
+DEFAULT_MQTT_PORT = 1883
+READY_TIMEOUT_S = 180.0
+# Where the broker's files appear inside the Mosquitto container (see docker-compose.yml).
+CONTAINER_BROKER_DIR = PurePosixPath("/mosquitto/config")
+INGRESS_MODES = ("direct", "sqs")
+
+
+@dataclass
+class ComposeBackend(Backend):
+    """One compose profile: `localstack` or `ministack`, each with Mosquitto and the bridge."""
+
+    profile: str = "localstack"
+    port: int = DEFAULT_EMULATOR_PORT
+    mqtt_port: int = DEFAULT_MQTT_PORT
+    state_dir: Path = STATE_ROOT / "localstack"
+    name: str = "localstack"
+    # Print the docker commands instead of running them (what `make ... DRY_RUN=1` shows).
+    dry_run: bool = False
+    executed: list[list[str]] = field(default_factory=list)
+
+    # The variable docker-compose.yml publishes the emulator's port with.
+    PORT_VARIABLE: ClassVar[str] = "LOCALSTACK_PORT"
+
+    @classmethod
+    def from_env(cls) -> ComposeBackend:
+        return cls(
+            port=int(os.environ.get(cls.PORT_VARIABLE, DEFAULT_EMULATOR_PORT)),
+            mqtt_port=int(os.environ.get("MQTT_PORT", DEFAULT_MQTT_PORT)),
+            state_dir=Path(os.environ.get("COMPOSE_STATE_DIR", cls().state_dir)).resolve(),
+            dry_run=os.environ.get("DRY_RUN", "") not in ("", "0"),
+        )
+
+    @property
+    def emulator_service(self) -> str:
+        return self.profile
+
+    def compose(self, *args: str) -> list[str]:
+        """A docker compose command; it runs in the checkout, so the file is named relative to it."""
+        return ["docker", "compose", "-f", COMPOSE_FILE.name, "--profile", self.profile, *args]
+
+    def compose_env(self) -> dict[str, str]:
+        """What docker-compose.yml interpolates: ports, the state folder, the user to run as."""
+        return {
+            self.PORT_VARIABLE: str(self.port),
+            "MQTT_PORT": str(self.mqtt_port),
+            "TESTBED_COMPOSE_STATE": str(self.state_dir),
+            "TESTBED_UID": str(os.getuid()),
+            "TESTBED_GID": str(os.getgid()),
+            "AWS_REGION": self.region,
+        }
+
+    def _run(self, cmd: list[str], extra_env: dict[str, str] | None = None) -> None:
+        self.executed.append(cmd)
+        if self.dry_run:
+            print(shlex.join(cmd))
+            return
+        if shutil.which("docker") is None:
+            raise BackendError(f"BACKEND={self.name} needs Docker with the compose plugin")
+        env = {**os.environ, **self.compose_env(), **(extra_env or {})}
+        if subprocess.run(cmd, env=env, cwd=ROOT).returncode != 0:
+            raise BackendError(f"`{shlex.join(cmd)}` failed")
+
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def healthy(self) -> bool:
+        health = http_json(f"{self.endpoint_url()}/_localstack/health")
+        return bool(health) and all(v in ("available", "running") for v in health.get("services", {}).values())
+
+    def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "run").mkdir(exist_ok=True)
+        self._run(self.compose("up", "-d", "--wait", self.emulator_service))
+        if self.dry_run:
+            return
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not self.healthy():
+            if time.monotonic() > deadline:
+                raise BackendError(f"{self.name} did not report its services ready within {READY_TIMEOUT_S:.0f} s")
+            time.sleep(2)
+
+    def stop(self) -> None:
+        """Remove the containers and the volumes this profile created."""
+        self._run(self.compose("--profile", "simulator", "down", "--volumes", "--remove-orphans"))
+
+    @property
+    def broker(self) -> BrokerConfig:
+        return BrokerConfig(self.state_dir / "broker", 1883, self.broker_secret(), container_dir=CONTAINER_BROKER_DIR)
+
+    def broker_secret(self) -> bytes:
+        return load_or_create_secret(self.state_dir / "broker-secret")
+
+    def start_ingress(self, outputs_file: Path, mode: str) -> None:
+        """Mosquitto and the rule bridge as compose services (built from the project's Dockerfile)."""
+        if mode not in INGRESS_MODES:
+            raise BackendError(f"INGRESS={mode} is not available on BACKEND={self.name}; choose one of {INGRESS_MODES}")
+        broker = self.broker
+        broker.write(broker.known_devices())
+        self._run(self.compose("up", "-d", "--wait", "--build", "mosquitto", "bridge"), {"INGRESS": mode})
+
+    def mqtt_target(self) -> MqttTarget:
+        return MqttTarget("127.0.0.1", self.mqtt_port, credentials=broker_credentials(self.broker_secret()))
+
+    def provision_devices(self, device_ids: list[str]) -> None:
+        """Add the devices to the password file; Mosquitto reloads it on SIGHUP."""
+        broker = self.broker
+        known = broker.known_devices()
+        if set(device_ids) <= known:
+            return
+        broker.write(known | set(device_ids))
+        self._run(self.compose("kill", "-s", "SIGHUP", "mosquitto"))
+        if not self.dry_run:
+            time.sleep(0.5)
+
+    def run_simulator(self, fleet: str, duration_s: float, signing_key: str) -> None:
+        """The simulator as a one-off container on the compose network (profile `simulator`)."""
+        self._run(
+            self.compose("--profile", "simulator", "run", "--rm", "--build", "simulator"),
+            # passed by name: compose reads the value from this environment, it is never on a command line
+            {"FLEET": fleet, "DURATION": f"{duration_s:g}", "SIMULATOR_SIGNING_KEY": signing_key},
+        )
+
+    def terraform_variables(self, lambda_zip: Path) -> dict[str, Any]:
+        variables = super().terraform_variables(lambda_zip)
+        if self.profile == "localstack":
+            # IoT Core is not part of LocalStack's free edition; the rule bridge evaluates the rule.
+            variables["enable_iot_rule"] = False
+        return variables
+
+
+@dataclass
+class LocalStackBackend(ComposeBackend):
+    """`BACKEND=localstack`."""
+
+
+@dataclass
+class MinistackDockerBackend(ComposeBackend):
+    """`BACKEND=ministack-docker`: ministack's own image, for containers without a LocalStack account."""
+
+    PORT_VARIABLE: ClassVar[str] = "MINISTACK_PORT"
+    profile: str = "ministack"
+    state_dir: Path = STATE_ROOT / "ministack-docker"
+    name: str = "ministack-docker"
+
+    def healthy(self) -> bool:
+        return http_json(f"{self.endpoint_url()}/_ministack/health") is not None
