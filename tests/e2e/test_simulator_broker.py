@@ -14,12 +14,13 @@ import pytest
 
 from processor.signature import verify
 from processor.validation import parse
-from simulator.devices import build_devices
+from simulator.devices import Emitted, build_devices
 from simulator.fleet import parse_fleet
 from simulator.replay import replay
 from simulator.run import RunConfig, dry_run, live_run
 from simulator.summary import acked_ids
 from simulator.tls import DeviceCertificates, TlsError
+from simulator.transport import MqttFleet
 from testbed.backends.embedded import mosquitto_binary
 from testbed.processes import LOOPBACK, free_port, wait_for_port
 from tests.e2e.pki import TestCA
@@ -243,3 +244,22 @@ def test_a_device_without_a_certificate_is_named_before_anyone_connects(
     )
     with pytest.raises(TlsError, match=devices[-1].device_id):
         live_run(config)
+
+
+def test_a_paced_connection_never_exceeds_its_publish_rate(broker: int) -> None:
+    """IoT Core's per-connection quota: a backlog of 100 leaves at the allowed rate, not at once."""
+    sent: list[float] = []
+    fleet = MqttFleet(LOOPBACK, broker, qos=1, max_rate_per_connection=50, on_send=lambda e, t: sent.append(t))
+    fleet.connect("paced-00000")
+    while fleet.connecting():
+        fleet.poll(0.01)
+    for n in range(100):
+        fleet.send(Emitted("paced-00000", n, b"{}", time.time()))
+    deadline = time.monotonic() + 10
+    while fleet.counters.acked < 100 and time.monotonic() < deadline:
+        fleet.poll(0.01)
+    fleet.close()
+    assert fleet.counters.acked == 100
+    assert sent[-1] - sent[0] >= (100 - 5) / 50 * 0.95, "the backlog is spread over about two seconds"
+    busiest = max(sum(1 for t in sent if start <= t < start + 1.0) for start in sent)
+    assert busiest <= 50 + 5, f"{busiest} sends in one second"

@@ -1,0 +1,40 @@
+"""The AWS target's settings, checked against the emulator's APIs (no AWS account here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from testbed.backends import AwsBackend, BackendError
+from testbed.backends.aws import check_state_bucket
+from testbed.paths import LAMBDA_ZIP
+from testbed.stack import Stack
+from testbed.terraform import Terraform
+
+pytestmark = pytest.mark.e2e
+
+
+def test_infra_with_the_aws_settings_plans_against_the_emulator(stack: Stack, tmp_path: Path) -> None:
+    """emulator=false (account lookups and credential checks on), the IoT rule on, a new environment."""
+    variables = AwsBackend(environment="awsplan").terraform_variables(LAMBDA_ZIP)
+    assert variables["emulator"] is False and variables["enable_iot_rule"] is True
+    terraform = Terraform(tmp_path / "terraform", variables, env=stack.backend.client_env())
+    terraform.init()
+    planned = terraform.changed_resources()
+    assert all(actions == ["create"] for actions in planned.values())
+    assert "aws_iot_topic_rule.telemetry[0]" in planned
+    assert "aws_lambda_function.processor" in planned
+    deployed = stack.terraform.run("state", "list", capture=True).stdout.split()
+    assert set(planned) == {address for address in deployed if not address.startswith("data.")}, "the same resources"
+
+
+def test_a_missing_state_bucket_is_named_and_an_existing_one_passes(stack: Stack, tmp_path: Path) -> None:
+    s3 = stack.client("s3")
+    config = tmp_path / "backend.s3.hcl"
+    with pytest.raises(
+        BackendError, match=r"state bucket 'tfstate-missing' \(from .*backend\.s3\.hcl\) does not exist"
+    ):
+        check_state_bucket(s3, "tfstate-missing", config)
+    s3.create_bucket(Bucket="tfstate-present")
+    check_state_bucket(s3, "tfstate-present", config)
