@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +72,18 @@ def provision(iot: Any, device_ids: list[str], out: Path, policy_name: str, regi
     return manifest_path
 
 
-def deprovision(iot: Any, out: Path) -> int:
-    """Delete every thing, certificate and the policy the manifest lists; returns the thing count."""
+def deprovision(iot: Any, out: Path, device_ids: Iterable[str] | None = None) -> int:
+    """Delete the manifest's things and certificates (all, or these), and the policy once none is left.
+
+    Returns how many things were removed.
+    """
     manifest_path = out / MANIFEST
     if not manifest_path.exists():
         return 0
     manifest = json.loads(manifest_path.read_text())
-    for device_id, cert in manifest["things"].items():
+    chosen = set(manifest["things"]) if device_ids is None else set(device_ids) & set(manifest["things"])
+    for device_id in sorted(chosen):
+        cert = manifest["things"].pop(device_id)
         arn = cert["certificateArn"]
         iot.detach_thing_principal(thingName=device_id, principal=arn)
         iot.detach_policy(policyName=manifest["policy"], target=arn)
@@ -86,10 +92,13 @@ def deprovision(iot: Any, out: Path) -> int:
         iot.delete_thing(thingName=device_id)
         for suffix in (".cert.pem", ".private.key"):
             (out / f"{device_id}{suffix}").unlink(missing_ok=True)
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    if manifest["things"]:
+        return len(chosen)
     try:
         iot.delete_policy(policyName=manifest["policy"])
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ResourceNotFoundException":
             raise
     manifest_path.unlink()
-    return len(manifest["things"])
+    return len(chosen)

@@ -80,6 +80,7 @@ def run_step(stack: Stack, devices: int, rate_msg_s: float, duration_s: float, s
         stack, stores, ids, int(started * 1000) - 1000, len(acked), DRAIN_TIMEOUT_S, Console(quiet=True), poll_s=1.0
     )
     drain_s = time.time() - sent_done
+    backend.release_devices(ids)
     stored = [(i["device_id"]["S"], int(i["msg_id"]["N"])) for i in items]
     latency_ms = percentiles([(int(i["stored_at"]["N"]) - int(i["ts"]["N"])) / 1000 for i in items])
     stored_at = np.array([int(i["stored_at"]["N"]) for i in items], dtype=float) / 1000

@@ -210,6 +210,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
         stack, stores, device_ids, since_ms, expected, scenario.drain_timeout_s, console
     )
     time.sleep(2)  # the last quarantine writes and alerts trail the readings
+    stack.backend.release_devices(device_ids)
     items = [_plain_item(i) for i in raw_items]
     quarantined = [q for q in stores.quarantined(since=started - 5) if any(f'"{d}"' in q["body"] for d in device_ids)]
     dead = _dead_letters(stack, set(device_ids), since_ms)

@@ -140,6 +140,10 @@ class AwsBackend(Backend):
         # Amazon Root CA 1 signs the ATS endpoint; the system trust store holds it.
         return MqttTarget(endpoint, IOT_MQTT_TLS_PORT, tls=DeviceCertificates(self.things_dir))
 
+    def release_devices(self, device_ids: list[str]) -> None:
+        """Delete the run's things and certificates, so runs do not pile up in the account."""
+        iot_things.deprovision(self.client("iot"), self.things_dir, device_ids)
+
     def provision_devices(self, device_ids: list[str]) -> None:
         account = self.client("sts").get_caller_identity()["Account"]
         iot_things.provision(

@@ -76,6 +76,10 @@ class Backend(abc.ABC):
     def provision_devices(self, device_ids: list[str]) -> None:
         """Give these devices broker credentials (the local twin of creating things)."""
 
+    @abc.abstractmethod
+    def release_devices(self, device_ids: list[str]) -> None:
+        """Undo `provision_devices` where devices are cloud resources (things); broker passwords stay."""
+
     def broker_secret(self) -> bytes:
         """The secret device broker passwords derive from."""
         raise BackendError(f"the {self.name} backend has no local broker credentials")

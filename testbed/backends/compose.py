@@ -139,6 +139,9 @@ class ComposeBackend(Backend):
         if not self.dry_run:
             time.sleep(0.5)
 
+    def release_devices(self, device_ids: list[str]) -> None:
+        """Broker passwords are cheap and runs may share devices: they stay until `make down`."""
+
     def run_simulator(self, fleet: str, duration_s: float, signing_key: str) -> None:
         """The simulator as a one-off container on the compose network (profile `simulator`)."""
         self._run(

@@ -220,6 +220,11 @@ class EmbeddedBackend(Backend):
         if proc.poll() is not None:
             raise BackendError(f"the rule bridge exited at start; see {self.bridge.log_file}")
 
+    def release_devices(self, device_ids: list[str]) -> None:
+        """iot: delete the run's things and certificates from the emulator's IoT registry; passwords stay."""
+        if self.ingress_mode() == "iot":
+            iot_things.deprovision(self.client("iot"), self.things_dir, device_ids)
+
     def provision_devices(self, device_ids: list[str]) -> None:
         """iot: things with certificates through the IoT API. Otherwise: broker passwords (Mosquitto reloads)."""
         if self.ingress_mode() == "iot":

@@ -38,3 +38,34 @@ def test_a_missing_state_bucket_is_named_and_an_existing_one_passes(stack: Stack
         check_state_bucket(s3, "tfstate-missing", config)
     s3.create_bucket(Bucket="tfstate-present")
     check_state_bucket(s3, "tfstate-present", config)
+
+
+def test_the_aws_target_checks_its_state_bucket_and_plans_with_the_s3_backend(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make deploy TARGET=aws` up to the plan, with the emulator standing in for AWS through AWS_ENDPOINT_URL.
+
+    The testbed itself sets no endpoint for AWS; the SDK and Terraform read this one from the environment,
+    as a user's would. The backend config adds what S3 on an emulator needs (path-style, its endpoint).
+    """
+    for name, value in stack.backend.client_env().items():
+        monkeypatch.setenv(name, value)
+    stack.client("s3").create_bucket(Bucket="tfstate-e2e")
+    endpoint = stack.backend.endpoint_url()
+    config = tmp_path / "backend.s3.hcl"
+    config.write_text(
+        'bucket = "tfstate-e2e"\nkey = "iot-pipeline/e2e.tfstate"\nregion = "us-east-1"\nuse_lockfile = true\n'
+        f'use_path_style = true\nskip_credentials_validation = true\nendpoints = {{ s3 = "{endpoint}" }}\n'
+    )
+    backend = AwsBackend(environment="awse2e", backend_config_file=config, state_dir=tmp_path / "aws-awse2e")
+    backend.start()
+    aws = Stack(backend)
+    aws.terraform.init()
+    plan = aws.terraform.plan_changes()
+    assert plan is not None and "aws_iot_topic_rule.telemetry[0] will be created" in plan
+    assert "iot-pipeline-awse2e-processor" in plan
+
+    missing = tmp_path / "missing.s3.hcl"
+    missing.write_text('bucket = "tfstate-nowhere"\nkey = "x.tfstate"\n')
+    with pytest.raises(BackendError, match=r"'tfstate-nowhere'.*does not exist"):
+        AwsBackend(environment="awse2e", backend_config_file=missing, state_dir=tmp_path / "other").start()

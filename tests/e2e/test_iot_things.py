@@ -43,7 +43,12 @@ def test_things_certificates_and_a_thing_scoped_policy_come_and_go(stack: Stack,
     assert document == device_policy("us-east-1", "000000000000")
     assert "topic/sensors/${iot:Connection.Thing.ThingName}/telemetry" in document["Statement"][1]["Resource"]
 
-    assert deprovision(iot, tmp_path) == 3
+    assert deprovision(iot, tmp_path, ["prov-00001", "not-ours"]) == 1, "a run releases only its own devices"
+    assert sorted(json.loads((tmp_path / MANIFEST).read_text())["things"]) == ["prov-00000", "prov-00002"]
+    assert iot.get_policy(policyName="test-device-policy"), "the policy stays while things use it"
+    with pytest.raises(ClientError):
+        iot.describe_thing(thingName="prov-00001")
+    assert deprovision(iot, tmp_path) == 2
     for device_id in ids:
         with pytest.raises(ClientError):
             iot.describe_thing(thingName=device_id)
