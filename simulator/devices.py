@@ -15,6 +15,7 @@ from typing import Any
 
 from simulator.fleet import DeviceGroup, Faults, Fleet
 from simulator.models import MODELS, Context, quantise, reading_pairs
+from simulator.payload import signed_message
 from telemetry.schema import DEVICE_TYPES, MAX_MESSAGE_BYTES, SCHEMA_VERSION, SENSORS, signed_payload
 
 TOPIC = "sensors/{device_id}/telemetry"
@@ -191,7 +192,7 @@ class Device:
             tags.append(f"malformed:{kind}")
             return Emitted(self.device_id, self.seq, malformed(message, kind, key), t, tuple(tags))
         # quantise() already gives integral values as ints, the canonical form of a number
-        payload = signed_payload(message, key, numbers_canonical=True)
+        payload = signed_message(message, key)
         return Emitted(self.device_id, self.seq, payload, t, tuple(tags))
 
 

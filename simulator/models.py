@@ -53,12 +53,14 @@ UNITS = {
 Readings = dict[str, float | bool]
 
 
-_DIGITS = {name: max(0, -math.floor(math.log10(step))) for name, step in RESOLUTION.items()}
+# (resolution, decimal digits) per sensor, looked up once per reading on the hot path
+_STEPS = {name: (step, max(0, -math.floor(math.log10(step)))) for name, step in RESOLUTION.items()}
 
 
 def quantise(name: str, value: float) -> float:
     """The value as the sensor reports it; integral results are ints (their canonical JSON form)."""
-    q = round(round(value / RESOLUTION[name]) * RESOLUTION[name], _DIGITS[name])
+    step, digits = _STEPS[name]
+    q = round(round(value / step) * step, digits)
     return int(q) if q.is_integer() else q
 
 

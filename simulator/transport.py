@@ -49,6 +49,7 @@ class _Connection:
     inflight: dict[int, Emitted] = field(default_factory=dict)
     pending: deque[Emitted] = field(default_factory=deque)
     sock: Any = None  # a socket, or paho's WebSocket wrapper around one (both have fileno())
+    write_watched: bool = False  # registered for EVENT_WRITE: its socket was full
     tokens: float = 1.0  # publish budget under a per-connection rate limit
     refilled: float = 0.0
 
@@ -81,6 +82,7 @@ class MqttFleet:
         # A broker's per-connection publish quota (AWS IoT Core: 100/s); sends beyond it wait, counted as lateness.
         self.max_rate = max_rate_per_connection
         self._paced: set[_Connection] = set()
+        self._unsent: set[_Connection] = set()
         self.on_send = on_send or (lambda e, t: None)
         self.on_ack = on_ack or (lambda e, t: None)
         self.on_fail = on_fail or (lambda e: None)
@@ -130,8 +132,9 @@ class MqttFleet:
         sock = conn.client.socket()
         if sock is not None:
             conn.sock = sock
-            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.client.want_write() else 0)
-            self.selector.register(sock, events, conn)
+            self.selector.register(sock, selectors.EVENT_READ, conn)
+            if conn.client.want_write():
+                self._unsent.add(conn)
 
     def disconnect(self, device_id: str) -> None:
         """Go offline as a device would: the connection drops; QoS 1 in flight stays in its session."""
@@ -183,6 +186,7 @@ class MqttFleet:
             paced, self._paced = self._paced, set()
             for waiting in paced:
                 self._flush(waiting)
+        self._write_unsent()
         for key, events in self.selector.select(timeout):
             conn: _Connection = key.data
             if events & selectors.EVENT_READ:
@@ -193,6 +197,7 @@ class MqttFleet:
             if events & selectors.EVENT_WRITE and conn.sock is not None:
                 conn.client.loop_write()
             self._flush(conn)
+        self._write_unsent()
         now = time.monotonic()
         if now >= self._next_misc:
             self._next_misc = now + MISC_INTERVAL_S
@@ -229,6 +234,7 @@ class MqttFleet:
         if conn.sock is not None:
             self.selector.unregister(conn.sock)
             conn.sock = None
+            conn.write_watched = False
         if conn.connected:
             conn.connected = False
             self.counters.connected -= 1
@@ -259,10 +265,25 @@ class MqttFleet:
             self.counters.acked += 1
             self.on_ack(emitted, time.time())
 
+    def _write_unsent(self) -> None:
+        """Write what was queued since the last pass, straight away.
+
+        A socket is nearly always writable, so asking the selector first would cost two epoll_ctl
+        calls per burst of publishes; only a socket that stays full is watched for writability.
+        """
+        unsent, self._unsent = self._unsent, set()
+        for conn in unsent:
+            if conn.sock is None:
+                continue
+            conn.client.loop_write()
+            if conn.sock is not None and conn.client.want_write() and not conn.write_watched:
+                conn.write_watched = True
+                self.selector.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
+
     def _want_write(self, client: mqtt.Client, conn: _Connection, sock: Any) -> None:
-        if conn.sock is not None:
-            self.selector.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
+        self._unsent.add(conn)
 
     def _done_writing(self, client: mqtt.Client, conn: _Connection, sock: Any) -> None:
-        if conn.sock is not None:
+        if conn.write_watched and conn.sock is not None:
+            conn.write_watched = False
             self.selector.modify(conn.sock, selectors.EVENT_READ, conn)

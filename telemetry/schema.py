@@ -165,8 +165,12 @@ def sign(message: dict[str, Any], key: bytes) -> str:
 
 def signed_payload(message: dict[str, Any], key: bytes, numbers_canonical: bool = False) -> bytes:
     """The wire bytes of a message: its canonical form with `sig` appended (one JSON encode)."""
-    canonical = canonical_bytes(message, numbers_canonical)
-    sig = hmac.new(key, canonical, hashlib.sha256).hexdigest()
+    return with_signature(canonical_bytes(message, numbers_canonical), key)
+
+
+def with_signature(canonical: bytes, key: bytes) -> bytes:
+    """Canonical bytes (a JSON object without `sig`) with their signature appended as the last field."""
+    sig = hmac.digest(key, canonical, "sha256").hex()  # the one-shot C path: no HMAC object per message
     return canonical[:-1] + b',"sig":"' + sig.encode() + b'"}'
 
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from processor.exceptions import RecordRejected, TransientFailure
 from processor.signature import KEY_CACHE_SECONDS, KeyRing, verify
 from processor.validation import parse
-from telemetry.schema import canonical_bytes, sign
+from simulator.payload import signed_message
+from telemetry.schema import canonical_bytes, new_message, sign, signed_payload
 from testbed.fakes import SIGNING_KEY, FakeSecrets, client_error
 from tests.conftest import make_message
 
@@ -73,3 +78,36 @@ def test_unreachable_secret_is_transient() -> None:
 
 def test_sign_is_hex_sha256() -> None:
     assert len(sign({"a": 1}, b"k")) == 64
+
+
+SIMPLE_TEXT = st.text(min_size=1, max_size=12)
+READING_VALUE = st.one_of(
+    st.booleans(),
+    st.integers(min_value=-(2**53), max_value=2**53),
+    st.floats(allow_nan=False, allow_infinity=False).filter(lambda v: not v.is_integer()),
+)
+
+
+@given(
+    device_id=SIMPLE_TEXT,
+    site=SIMPLE_TEXT,
+    msg_id=st.integers(min_value=0, max_value=2**31),
+    readings=st.dictionaries(SIMPLE_TEXT, st.tuples(READING_VALUE, SIMPLE_TEXT), min_size=1, max_size=8),
+)
+@hsettings(max_examples=500)
+def test_the_simulators_fast_payload_is_the_canonical_one(
+    device_id: str, site: str, msg_id: int, readings: dict[str, tuple[Any, str]]
+) -> None:
+    """Any values, however small or large, any text: the same bytes as the stdlib canonical form."""
+    message = new_message(
+        device_id=device_id,
+        msg_id=msg_id,
+        ts=1_767_225_600_000,
+        device_type="environmental",
+        firmware="1.0.0",
+        readings=readings,
+        key=SIGNING_KEY,
+        site=site,
+    )
+    del message["sig"]
+    assert signed_message(message, SIGNING_KEY) == signed_payload(message, SIGNING_KEY, numbers_canonical=True)

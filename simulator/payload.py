@@ -1,0 +1,36 @@
+"""The simulator's hot path to a message's signed wire bytes.
+
+Generating and signing is half of what a simulated publish costs, and most of that was the
+stdlib JSON encoder (~6.5 us a message; orjson ~0.6 us). orjson writes the very bytes of the
+canonical form (keys sorted, no whitespace, UTF-8) for everything a v1 message holds, except
+floats below 1e-4 or from 1e15 on, which Python writes as `1e-05` and orjson as `1e-5`. Those
+messages take the stdlib path, so the signature always covers the canonical bytes the
+processor recomputes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from telemetry.schema import signed_payload, with_signature
+
+# Magnitudes where orjson and Python's float repr agree digit for digit (checked by a test).
+EXACT_FLOAT_RANGE = (1e-4, 1e15)
+
+
+def _orjson_exact(readings: dict[str, dict[str, Any]]) -> bool:
+    low, high = EXACT_FLOAT_RANGE
+    for reading in readings.values():
+        value = reading["value"]
+        if type(value) is float and not low <= abs(value) < high:
+            return False
+    return True
+
+
+def signed_message(message: dict[str, Any], key: bytes) -> bytes:
+    """`telemetry.signed_payload(message, key, numbers_canonical=True)`, faster (same bytes)."""
+    if not _orjson_exact(message["readings"]):
+        return signed_payload(message, key, numbers_canonical=True)
+    return with_signature(orjson.dumps(message, option=orjson.OPT_SORT_KEYS), key)
