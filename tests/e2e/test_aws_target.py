@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from testbed.backends import AwsBackend, BackendError
 from testbed.backends.aws import check_state_bucket
@@ -69,3 +70,39 @@ def test_the_aws_target_checks_its_state_bucket_and_plans_with_the_s3_backend(
     missing.write_text('bucket = "tfstate-nowhere"\nkey = "x.tfstate"\n')
     with pytest.raises(BackendError, match=r"'tfstate-nowhere'.*does not exist"):
         AwsBackend(environment="awse2e", backend_config_file=missing, state_dir=tmp_path / "other").start()
+
+
+def test_destroy_removes_the_provisioned_things_and_every_resource(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make destroy TARGET=aws`'s path: S3 state, things with certificates, then terraform destroy.
+
+    Applied with emulator=true (path-style S3 on the emulator); the AWS settings are planned above.
+    """
+    for name, value in stack.backend.client_env().items():
+        monkeypatch.setenv(name, value)
+    stack.client("s3").create_bucket(Bucket="tfstate-destroy")
+    config = tmp_path / "backend.s3.hcl"
+    config.write_text(
+        'bucket = "tfstate-destroy"\nkey = "iot-pipeline/awsdestroy.tfstate"\nregion = "us-east-1"\n'
+        f"use_path_style = true\nskip_credentials_validation = true\n"
+        f'endpoints = {{ s3 = "{stack.backend.endpoint_url()}" }}\n'
+    )
+    backend = AwsBackend(environment="awsdestroy", backend_config_file=config, state_dir=tmp_path / "aws")
+    backend.start()
+    aws = Stack(backend, variables={"emulator": True})
+    aws.terraform.apply()
+    state = stack.client("s3").get_object(Bucket="tfstate-destroy", Key="iot-pipeline/awsdestroy.tfstate")
+    assert '"aws_lambda_function"' in state["Body"].read().decode(), "the state lives in the S3 bucket"
+    devices = ["awsdestroy-00000", "awsdestroy-00001"]
+    backend.provision_devices(devices)
+    iot = stack.client("iot")
+    assert all(iot.describe_thing(thingName=d) for d in devices)
+
+    aws.destroy()
+    for device in devices:
+        with pytest.raises(ClientError):
+            iot.describe_thing(thingName=device)
+    assert aws.terraform.run("state", "list", capture=True).stdout.split() == []
+    functions = stack.client("lambda").list_functions()["Functions"]
+    assert not [f for f in functions if "awsdestroy" in f["FunctionName"]]
