@@ -12,7 +12,7 @@ import shlex
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
@@ -43,7 +43,6 @@ class ComposeBackend(Backend):
     name: str = "localstack"
     # Print the docker commands instead of running them (what `make ... DRY_RUN=1` shows).
     dry_run: bool = False
-    executed: list[list[str]] = field(default_factory=list)
 
     # The variable docker-compose.yml publishes the emulator's port with.
     PORT_VARIABLE: ClassVar[str] = "LOCALSTACK_PORT"
@@ -77,7 +76,6 @@ class ComposeBackend(Backend):
         }
 
     def _run(self, cmd: list[str], extra_env: dict[str, str] | None = None) -> None:
-        self.executed.append(cmd)
         if self.dry_run:
             print(shlex.join(cmd))
             return
