@@ -53,15 +53,24 @@ UNITS = {
 Readings = dict[str, float | bool]
 
 
-# (resolution, decimal digits) per sensor, looked up once per reading on the hot path
-_STEPS = {name: (step, max(0, -math.floor(math.log10(step)))) for name, step in RESOLUTION.items()}
+def _exact_step(step: float) -> tuple[float, int, int]:
+    """A decimal step as (step, k, scale) with step == k / scale exactly, e.g. 0.5 -> (0.5, 5, 10)."""
+    scale = 10 ** max(0, -math.floor(math.log10(step)))
+    return step, round(step * scale), scale
+
+
+_STEPS = {name: _exact_step(step) for name, step in RESOLUTION.items()}
 
 
 def quantise(name: str, value: float) -> float:
-    """The value as the sensor reports it; integral results are ints (their canonical JSON form)."""
-    step, digits = _STEPS[name]
-    q = round(round(value / step) * step, digits)
-    return int(q) if q.is_integer() else q
+    """The value as the sensor reports it; integral results are ints (their canonical JSON form).
+
+    Integer arithmetic, then one correctly rounded division: the nearest float to the decimal
+    reading, with no second rounding pass (this runs for every reading of every message).
+    """
+    step, k, scale = _STEPS[name]
+    n = round(value / step) * k
+    return n // scale if n % scale == 0 else n / scale
 
 
 class OrnsteinUhlenbeck:
