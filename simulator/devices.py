@@ -90,7 +90,6 @@ class Device:
         ctx = Context(self.model_rng, self.group.interval_s, self.site_index)
         self.model = MODELS[self.device_type](ctx)
         self.sensors = tuple(self.group.sensors or DEVICE_TYPES[self.device_type].sensors)
-        self.topic = TOPIC.format(device_id=self.device_id)
 
     def next_interval(self, multiplier: float = 1.0) -> float:
         jitter = self.group.jitter

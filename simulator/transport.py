@@ -22,7 +22,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from simulator.devices import Emitted
+from simulator.devices import TOPIC, Emitted
 from simulator.tls import DeviceCertificates
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class Counters:
 class _Connection:
     device_id: str
     client: mqtt.Client
+    topic: str
     connected: bool = False
     inflight: dict[int, Emitted] = field(default_factory=dict)
     pending: deque[Emitted] = field(default_factory=deque)
@@ -113,7 +114,7 @@ class MqttFleet:
             client.max_queued_messages_set(0)
             if self.credentials is not None:
                 client.username_pw_set(*self.credentials(device_id))
-            conn = _Connection(device_id, client)
+            conn = _Connection(device_id, client, TOPIC.format(device_id=device_id))
             client.user_data_set(conn)
             client.on_connect = self._on_connect
             client.on_disconnect = self._on_disconnect
@@ -160,7 +161,7 @@ class MqttFleet:
                 self._paced.add(conn)
                 return
             emitted = conn.pending.popleft()
-            info = conn.client.publish(emitted.topic, emitted.payload, qos=self.qos)
+            info = conn.client.publish(conn.topic, emitted.payload, qos=self.qos)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 conn.pending.appendleft(emitted)
                 return
