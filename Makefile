@@ -22,7 +22,7 @@ BUNDLE_SOURCES := $(shell find processor telemetry -name '*.py' 2>/dev/null) pro
 .PHONY: help venvs build up down clean demo plan outputs test test-unit test-contract test-e2e lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -87,7 +87,7 @@ bench-processor: venvs build ## processor records/s in-process and through the d
 bench-simulator: $(VENV)/.installed ## simulator: 10k connections, QoS 0/1 msg/s against a private broker
 	$(TESTBED) bench-simulator
 
-bench-ingress: venvs build ## highest zero-loss end-to-end rate of the direct and sqs ingress modes
+bench-ingress: venvs build ## highest zero-loss end-to-end rate of each ingress mode (direct, sqs, iot)
 	$(TESTBED) bench-ingress
 
 bench: venvs build ## highest zero-loss end-to-end rate, and the naive design's, in one run

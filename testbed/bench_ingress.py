@@ -41,7 +41,7 @@ def best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def run(
-    stack: Stack, modes: tuple[str, ...] = ("direct", "sqs"), duration_s: float = 20.0, devices: int = 100
+    stack: Stack, modes: tuple[str, ...] = ("direct", "sqs", "iot"), duration_s: float = 20.0, devices: int = 100
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     try:

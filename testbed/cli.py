@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     sim_bench.add_argument("--workers", type=int, default=2)
     sim_bench.set_defaults(func=cmd_bench_simulator)
     ingress_bench = sub.add_parser("bench-ingress", help="highest zero-loss rate of each local ingress mode")
-    ingress_bench.add_argument("--modes", default="direct,sqs")
+    ingress_bench.add_argument("--modes", default="direct,sqs,iot", help="comma-separated ingress modes")
     ingress_bench.add_argument("--duration", type=float, default=20.0)
     ingress_bench.set_defaults(func=cmd_bench_ingress)
     full_bench = sub.add_parser("bench", help="highest zero-loss rate of the design and of the naive design")
