@@ -16,6 +16,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,48 +95,69 @@ class MqttFleet:
 
     def connect(self, device_id: str) -> None:
         """Open (or reopen) the device's connection; CONNACK arrives through `poll`."""
+        self.connect_many([device_id])
+
+    def connect_many(self, device_ids: list[str], parallel: int = 1) -> None:
+        """Open connections. With `parallel` > 1 the blocking part (TCP, TLS handshake, CONNECT) runs in
+        threads: against AWS IoT Core each handshake costs network round trips, so a serial fleet of
+        thousands would take minutes to come up."""
+        conns = [conn for conn in map(self._connection, device_ids) if conn.sock is None]
+        if parallel > 1 and len(conns) > 1:
+            with ThreadPoolExecutor(parallel, thread_name_prefix="mqtt-connect") as pool:
+                opened = list(pool.map(self._open, conns))
+        else:
+            opened = [self._open(conn) for conn in conns]
+        for conn, ok in zip(conns, opened, strict=True):
+            if not ok:
+                self.counters.connect_errors += 1
+                continue
+            sock = conn.client.socket()
+            if sock is not None:
+                conn.sock = sock
+                self.selector.register(sock, selectors.EVENT_READ, conn)
+                if conn.client.want_write():
+                    self._unsent.add(conn)
+
+    def _connection(self, device_id: str) -> _Connection:
         conn = self.connections.get(device_id)
-        if conn is None:
-            with warnings.catch_warnings():
-                # Version 1 callbacks are deprecated but cost ~15 us less per acknowledgement (see below).
-                warnings.simplefilter("ignore", DeprecationWarning)
-                client = mqtt.Client(
-                    callback_api_version=CallbackAPIVersion.VERSION1,
-                    client_id=device_id,
-                    clean_session=self.clean_session,
-                    protocol=mqtt.MQTTv311,
-                    transport="websockets" if self.websocket_host else "tcp",
-                )
-            if self.websocket_host:
-                client.ws_set_options(path="/mqtt", headers={"Host": self.websocket_host})
-            if self.tls is not None:
-                client.tls_set_context(self.tls.context(device_id))
-            client.max_inflight_messages_set(self.window)
-            client.max_queued_messages_set(0)
-            if self.credentials is not None:
-                client.username_pw_set(*self.credentials(device_id))
-            conn = _Connection(device_id, client, TOPIC.format(device_id=device_id))
-            client.user_data_set(conn)
-            client.on_connect = self._on_connect
-            client.on_disconnect = self._on_disconnect
-            client.on_publish = self._on_publish
-            client.on_socket_register_write = self._want_write
-            client.on_socket_unregister_write = self._done_writing
-            self.connections[device_id] = conn
-        if conn.sock is not None:
-            return
+        if conn is not None:
+            return conn
+        with warnings.catch_warnings():
+            # Version 1 callbacks are deprecated but cost ~15 us less per acknowledgement (see below).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            client = mqtt.Client(
+                callback_api_version=CallbackAPIVersion.VERSION1,
+                client_id=device_id,
+                clean_session=self.clean_session,
+                protocol=mqtt.MQTTv311,
+                transport="websockets" if self.websocket_host else "tcp",
+            )
+        if self.websocket_host:
+            client.ws_set_options(path="/mqtt", headers={"Host": self.websocket_host})
+        if self.tls is not None:
+            client.tls_set_context(self.tls.context(device_id))
+        client.max_inflight_messages_set(self.window)
+        client.max_queued_messages_set(0)
+        if self.credentials is not None:
+            client.username_pw_set(*self.credentials(device_id))
+        conn = _Connection(device_id, client, TOPIC.format(device_id=device_id))
+        client.user_data_set(conn)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_socket_register_write = self._want_write
+        client.on_socket_unregister_write = self._done_writing
+        self.connections[device_id] = conn
+        return conn
+
+    def _open(self, conn: _Connection) -> bool:
+        """paho's blocking connect; safe in a worker thread, since each client is touched by one thread."""
         try:
             conn.client.connect(self.host, self.port, keepalive=KEEPALIVE_S)
         except OSError as exc:
-            self.counters.connect_errors += 1
-            logger.debug("connect %s failed: %s", device_id, exc)
-            return
-        sock = conn.client.socket()
-        if sock is not None:
-            conn.sock = sock
-            self.selector.register(sock, selectors.EVENT_READ, conn)
-            if conn.client.want_write():
-                self._unsent.add(conn)
+            logger.debug("connect %s failed: %s", conn.device_id, exc)
+            return False
+        return True
 
     def disconnect(self, device_id: str) -> None:
         """Go offline as a device would: the connection drops; QoS 1 in flight stays in its session."""
