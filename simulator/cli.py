@@ -80,6 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         tls=DeviceCertificates(args.certs, args.ca_file) if args.certs else None,
         iot_core_limits=args.iot_core_limits or args.broker[0].endswith(AWS_IOT_DOMAIN),
         account_publish_limit=args.account_publish_limit,
+        pregenerate=args.pregenerate,
         credentials=broker_credentials(args.broker_secret_file.read_bytes().strip())
         if args.broker_secret_file
         else None,
@@ -165,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=IOT_CORE_ACCOUNT_PUBLISHES_S,
         help="the account's inbound publishes/s quota in its region",
+    )
+    run.add_argument(
+        "--pregenerate",
+        action="store_true",
+        help="generate the whole run before the clock starts (same messages), then only send: the most load",
     )
     run.add_argument("--dry-run", type=Path, help="write the messages to this JSONL file instead")
     run.add_argument("--summary", type=Path, help="write the run summary (JSON) here")

@@ -16,7 +16,7 @@ IOT_CORE_ACCOUNT_PUBLISHES_S = 20_000.0
 
 
 class LimitError(ValueError):
-    """The fleet's planned rate would exceed an IoT Core quota."""
+    """The run's plan exceeds a limit: an IoT Core quota, or what pre-generation may hold in memory."""
 
 
 def peak_rates(fleet: Fleet, profile: Constant | Ramp | Step | Burst) -> tuple[float, float]:

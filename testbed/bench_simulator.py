@@ -22,11 +22,12 @@ from testbed.backends.embedded import mosquitto_binary
 from testbed.processes import LOOPBACK, free_port, wait_for_port
 
 KEY = b"bench-signing-key"
-# (phase, devices, interval_s, qos, window): offered rate = devices / interval_s
+# (phase, devices, interval_s, qos, window, pregenerate): offered rate = devices / interval_s
 PHASES = (
-    ("connections", 10_000, 1.0, 0, 100),
-    ("qos0", 200, 0.004, 0, 200),
-    ("qos1", 200, 0.01, 1, 200),
+    ("connections", 10_000, 1.0, 0, 100, False),
+    ("qos0", 200, 0.004, 0, 200, False),
+    ("qos0-pregenerated", 200, 0.004, 0, 200, True),
+    ("qos1", 200, 0.01, 1, 200, False),
 )
 
 
@@ -70,7 +71,7 @@ def steady_rate(summary: dict[str, Any]) -> int:
 def run(duration_s: float = 20.0, workers: int = 2) -> list[dict[str, Any]]:
     rows = []
     with private_broker() as port:
-        for phase, devices, interval, qos, window in PHASES:
+        for phase, devices, interval, qos, window, pregenerate in PHASES:
             fleet = parse_fleet(
                 {
                     "name": phase,
@@ -95,6 +96,7 @@ def run(duration_s: float = 20.0, workers: int = 2) -> list[dict[str, Any]]:
                     port=port,
                     window=window,
                     workers=workers,
+                    pregenerate=pregenerate,
                 )
             )
             rows.append(

@@ -85,10 +85,16 @@ FLEET = {
 }
 
 
-@pytest.mark.parametrize("qos", [0, 1])
-def test_every_acknowledged_message_reaches_a_subscriber(broker: int, tmp_path: Path, qos: int) -> None:
+@pytest.mark.parametrize(("qos", "pregenerate"), [(0, False), (1, False), (0, True)])
+def test_every_acknowledged_message_reaches_a_subscriber(
+    broker: int, tmp_path: Path, qos: int, pregenerate: bool
+) -> None:
     sub = Subscriber(broker, tmp_path / "sub.txt")
-    summary = live_run(RunConfig(fleet=parse_fleet(FLEET), seed=1, key=KEY, duration_s=4, qos=qos, port=broker))
+    summary = live_run(
+        RunConfig(
+            fleet=parse_fleet(FLEET), seed=1, key=KEY, duration_s=4, qos=qos, port=broker, pregenerate=pregenerate
+        )
+    )
     received = received_ids(sub.stop())
     assert summary["failed"] == 0
     assert summary["acked"] == summary["published"] >= 25 * 4
@@ -96,10 +102,13 @@ def test_every_acknowledged_message_reaches_a_subscriber(broker: int, tmp_path: 
     assert summary["send_lateness_ms"]["p99"] < 1000
 
 
-def test_dropouts_reconnect_and_flush_their_backlog(broker: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize("pregenerate", [False, True], ids=["live", "pregenerated"])
+def test_dropouts_reconnect_and_flush_their_backlog(broker: int, tmp_path: Path, pregenerate: bool) -> None:
     fleet = parse_fleet({**FLEET, "faults": {"dropout": {"probability": 0.05, "duration_s": 1.5}}})
     sub = Subscriber(broker, tmp_path / "sub.txt")
-    summary = live_run(RunConfig(fleet=fleet, seed=2, key=KEY, duration_s=5, qos=1, port=broker))
+    summary = live_run(
+        RunConfig(fleet=fleet, seed=2, key=KEY, duration_s=5, qos=1, port=broker, pregenerate=pregenerate)
+    )
     received = received_ids(sub.stop())
     backlog = [
         (d, int(m))

@@ -12,7 +12,10 @@ from processor.signature import verify
 from processor.validation import parse
 from simulator.devices import EXPECTED_REJECTION, Emitted, Fault, build_devices
 from simulator.fleet import FleetError, load_fleet, parse_fleet
-from simulator.run import DRY_RUN_EPOCH, RunConfig, dry_run
+from simulator.limits import LimitError
+from simulator.run import DRY_RUN_EPOCH, RunConfig, _generation_lead_s, _pregenerate, dry_run
+from simulator.schedule import Schedule
+from simulator.summary import Recorder
 from testbed.paths import ROOT
 
 KEY = b"fleet-key"
@@ -122,3 +125,24 @@ def test_duplicates_repeat_the_bytes_and_out_of_order_arrives_late() -> None:
 def test_backlog_is_flushed_after_a_dropout() -> None:
     backlog = [e for e in emitted_by_fault() if Fault.BACKLOG.value in e.faults]
     assert backlog, "dropouts happened and their backlog was sent on reconnect"
+
+
+def test_a_pregenerated_run_holds_the_dry_runs_messages_and_its_dropouts(tmp_path: Path) -> None:
+    """Pre-generation changes when messages are made, not which: the same bytes as a dry run, same start."""
+    config = RunConfig(fleet=parse_fleet(FAULTY), seed=3, key=KEY, duration_s=120)
+    out = tmp_path / "dry.jsonl"
+    dry_run(config, out, start=DRY_RUN_EPOCH)
+    dry = [json.loads(line)["payload"].encode() for line in out.read_text().splitlines()]
+    devices = build_devices(config.fleet, config.seed, config.key)
+    events = _pregenerate(devices, Schedule(devices, DRY_RUN_EPOCH, config.profile), DRY_RUN_EPOCH + 120, Recorder())
+    sent = [item.payload for _, item, _ in events if isinstance(item, Emitted)]
+    assert sent == dry and len(sent) > 1000
+    dropouts = [(at, item, until) for at, item, until in events if isinstance(item, str)]
+    assert dropouts and all(until > at for at, _, until in dropouts), "devices go offline until a later time"
+    assert [at for at, _, _ in events] == sorted(at for at, _, _ in events), "in the order they fall due"
+
+
+def test_pregenerating_more_than_memory_allows_is_refused() -> None:
+    fleet = parse_fleet({"devices": [{"type": "power_meter", "count": 1000, "interval_s": 0.01}]})
+    with pytest.raises(LimitError, match=r"pre-generating ~3\d,\d{3},\d{3} messages would exceed 5,000,000"):
+        _generation_lead_s(RunConfig(fleet=fleet, seed=1, key=KEY, duration_s=360, pregenerate=True))
