@@ -26,7 +26,7 @@ KEY = b"bench-signing-key"
 PHASES = (
     ("connections", 10_000, 1.0, 0, 100, False),
     ("qos0", 200, 0.004, 0, 200, False),
-    ("qos0-pregenerated", 200, 0.004, 0, 200, True),
+    ("qos0-pregenerated", 240, 0.004, 0, 200, True),
     ("qos1", 200, 0.01, 1, 200, False),
 )
 
