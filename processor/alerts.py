@@ -8,7 +8,7 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from processor.config import Threshold
 from processor.types import Alert, Telemetry
@@ -87,7 +87,9 @@ class AlertPublisher:
     """Publishes an alert once per (device, rule, reading) and cooldown window.
 
     The window is claimed with a conditional write, so concurrent containers and redelivered
-    messages agree. A claim whose publish failed can be re-claimed by the same message only.
+    messages agree. A claim is leased until the claiming invocation's deadline: a copy of the same
+    message in another invocation meanwhile is suppressed, and only once the lease has passed (the
+    claimant died) or been released (its publish failed) may the same message claim again.
     """
 
     def __init__(self, dynamodb: Any, table: str, sns: Any, topic_arn: str, cooldown_seconds: int) -> None:
@@ -97,22 +99,27 @@ class AlertPublisher:
         self._topic_arn = topic_arn
         self._cooldown_ms = cooldown_seconds * 1000
 
-    def publish(self, alert: Alert) -> bool:
-        """Return True if published, False if suppressed by the cooldown. Errors propagate."""
+    def publish(self, alert: Alert, now_ms: int, lease_until_ms: int) -> bool:
+        """Return True if published, False if suppressed by the cooldown or a live claim. Errors propagate."""
         key = {"pk": {"S": f"{alert.device_id}#{alert.rule}#{alert.reading}"}}
         msg = {"S": str(alert.msg_id)}
         try:
             self._dynamodb.update_item(
                 TableName=self._table,
                 Key=key,
-                UpdateExpression="SET last_ts = :ts, last_msg = :msg, published = :no, expires_at = :exp",
+                UpdateExpression=(
+                    "SET last_ts = :ts, last_msg = :msg, published = :no, lease_until = :lease, expires_at = :exp"
+                ),
                 ConditionExpression=(
-                    "attribute_not_exists(pk) OR last_ts <= :cutoff OR (last_msg = :msg AND published = :no)"
+                    "attribute_not_exists(pk) OR last_ts <= :cutoff OR (last_msg = :msg AND published = :no"
+                    " AND (attribute_not_exists(lease_until) OR lease_until < :now))"
                 ),
                 ExpressionAttributeValues={
                     ":ts": {"N": str(alert.ts)},
                     ":msg": msg,
                     ":no": {"BOOL": False},
+                    ":now": {"N": str(now_ms)},
+                    ":lease": {"N": str(lease_until_ms)},
                     ":cutoff": {"N": str(alert.ts - self._cooldown_ms)},
                     ":exp": {"N": str(alert.ts // 1000 + 2 * self._cooldown_ms // 1000 + 86400)},
                 },
@@ -121,6 +128,34 @@ class AlertPublisher:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
             raise
+        try:
+            self._send(alert)
+        except Exception:
+            self._release(key, msg)
+            raise
+        self._dynamodb.update_item(
+            TableName=self._table,
+            Key=key,
+            UpdateExpression="SET published = :yes",
+            ConditionExpression="last_msg = :msg",
+            ExpressionAttributeValues={":yes": {"BOOL": True}, ":msg": msg},
+        )
+        return True
+
+    def _release(self, key: dict[str, Any], msg: dict[str, str]) -> None:
+        """After a failed publish: let this message's redelivery claim again without waiting for the lease."""
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="SET lease_until = :zero",
+                ConditionExpression="last_msg = :msg AND published = :no",
+                ExpressionAttributeValues={":zero": {"N": "0"}, ":msg": msg, ":no": {"BOOL": False}},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("could not release the alert claim (it expires with the lease): %s", exc)
+
+    def _send(self, alert: Alert) -> None:
         self._sns.publish(
             TopicArn=self._topic_arn,
             Subject=f"{alert.severity}: {alert.rule} {alert.reading}"[:100],
@@ -131,11 +166,3 @@ class AlertPublisher:
                 "rule": {"DataType": "String", "StringValue": alert.rule},
             },
         )
-        self._dynamodb.update_item(
-            TableName=self._table,
-            Key=key,
-            UpdateExpression="SET published = :yes",
-            ConditionExpression="last_msg = :msg",
-            ExpressionAttributeValues={":yes": {"BOOL": True}, ":msg": msg},
-        )
-        return True

@@ -70,7 +70,9 @@ def _emit_metrics(outcome: BatchOutcome) -> None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     records = event.get("Records", [])
     try:
-        outcome = get_pipeline().process([(r["messageId"], r["body"]) for r in records])
+        outcome = get_pipeline().process(
+            [(r["messageId"], r["body"]) for r in records], lease_s=context.get_remaining_time_in_millis() / 1000
+        )
     except TransientFailure as exc:
         logger.warning("batch deferred, every record will be retried: %s", exc)
         outcome = BatchOutcome(failed={r["messageId"] for r in records})

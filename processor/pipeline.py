@@ -29,6 +29,8 @@ from telemetry.schema import sort_key
 logger = logging.getLogger(__name__)
 
 AWS_ERRORS = (ClientError, BotoCoreError)
+# How long an alert claim lasts when no invocation deadline is known (in-process use, benchmarks).
+DEFAULT_LEASE_S = 60.0
 
 
 @dataclass
@@ -78,11 +80,16 @@ class Pipeline:
             settings.alert_cooldown_seconds,
         )
         self._detector = AnomalyDetector()
+        self._lease_until_ms = 0
 
-    def process(self, records: Sequence[tuple[str, str]]) -> BatchOutcome:
-        """Process (record id, body) pairs. Raises TransientFailure if no record can proceed."""
+    def process(self, records: Sequence[tuple[str, str]], lease_s: float = DEFAULT_LEASE_S) -> BatchOutcome:
+        """Process (record id, body) pairs. Raises TransientFailure if no record can proceed.
+
+        `lease_s` is how long this invocation may still run (its alert claims last that long).
+        """
         outcome = BatchOutcome()
         now_s = self._clock()
+        self._lease_until_ms = int((now_s + lease_s) * 1000)
         keys = self._keys.keys()
 
         # (device_id, msg_id) -> the record ids that carry this message in this batch
@@ -154,7 +161,7 @@ class Pipeline:
         for message in sorted(messages, key=lambda m: m.ts):
             for alert in evaluate(message, self.settings.thresholds, self._detector):
                 try:
-                    published = self._alerts.publish(alert)
+                    published = self._alerts.publish(alert, int(self._clock() * 1000), self._lease_until_ms)
                 except AWS_ERRORS as exc:
                     logger.warning("alert publish failed, record will be retried: %s", exc)
                     failed.add(message.key)

@@ -47,16 +47,28 @@ class FakeDynamoDB:
         pk = kwargs["Key"]["pk"]["S"]
         values = kwargs["ExpressionAttributeValues"]
         current = self.alert_state.get(pk)
-        if "last_ts" in kwargs["UpdateExpression"]:
+        same_unpublished = (
+            current is not None and current["last_msg"] == values[":msg"]["S"] and not current["published"]
+        )
+        if ":ts" in values:  # the claim
             allowed = (
                 current is None
                 or int(current["last_ts"]) <= int(values[":cutoff"]["N"])
-                or (current["last_msg"] == values[":msg"]["S"] and not current["published"])
+                or (same_unpublished and current["lease_until"] < int(values[":now"]["N"]))
             )
             if not allowed:
                 raise client_error("ConditionalCheckFailedException", "UpdateItem")
-            self.alert_state[pk] = {"last_ts": values[":ts"]["N"], "last_msg": values[":msg"]["S"], "published": False}
-        else:
+            self.alert_state[pk] = {
+                "last_ts": values[":ts"]["N"],
+                "last_msg": values[":msg"]["S"],
+                "published": False,
+                "lease_until": int(values[":lease"]["N"]),
+            }
+        elif ":zero" in values:  # the release after a failed publish
+            if not same_unpublished:
+                raise client_error("ConditionalCheckFailedException", "UpdateItem")
+            current["lease_until"] = 0  # type: ignore[index]
+        else:  # marked published
             if current is None or current["last_msg"] != values[":msg"]["S"]:
                 raise client_error("ConditionalCheckFailedException", "UpdateItem")
             current["published"] = True
@@ -129,12 +141,16 @@ class FakeSecrets:
 
 @dataclass
 class FakeLambdaContext:
-    """The attributes of a Lambda context that Powertools reads."""
+    """The attributes of a Lambda context that Powertools and the handler read."""
 
     function_name: str = "processor"
     memory_limit_in_mb: int = 512
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:processor"
     aws_request_id: str = "req-1"
+    remaining_ms: int = 30_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
 
 
 def sqs_event(bodies: Sequence[str], first: int = 0) -> dict[str, Any]:

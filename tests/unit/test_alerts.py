@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from processor.alerts import ANOMALY_MIN_SAMPLES, AlertPublisher, AnomalyDetector, evaluate
 from processor.config import Settings
+from processor.types import Alert
 from processor.validation import parse
 from testbed.fakes import FakeDynamoDB, FakeSNS
 from tests.conftest import make_message
@@ -49,16 +50,22 @@ def publisher(db: FakeDynamoDB, sns: FakeSNS) -> AlertPublisher:
     return AlertPublisher(db, "state", sns, "arn:topic", cooldown_seconds=300)
 
 
-def alert(msg_id: int, ts: int, settings: Settings) -> object:
+def alert(msg_id: int, ts: int, settings: Settings) -> Alert:
     return evaluate(telemetry(60, msg_id=msg_id, ts=ts), settings.thresholds, AnomalyDetector())[0]  # type: ignore[arg-type]
+
+
+def publish_at(pub: AlertPublisher, a: Alert, now_ms: int | None = None, lease_ms: int = 30_000) -> bool:
+    """Publish as an invocation running at `now_ms` (the alert's time by default) with `lease_ms` left."""
+    now_ms = a.ts if now_ms is None else now_ms
+    return pub.publish(a, now_ms, now_ms + lease_ms)
 
 
 def test_cooldown_suppresses_repeats_until_it_expires(settings: Settings) -> None:
     db, sns = FakeDynamoDB(), FakeSNS()
     pub = publisher(db, sns)
-    assert pub.publish(alert(1, NOW, settings))  # type: ignore[arg-type]
-    assert not pub.publish(alert(2, NOW + 60_000, settings))  # type: ignore[arg-type]
-    assert pub.publish(alert(3, NOW + 301_000, settings))  # type: ignore[arg-type]
+    assert publish_at(pub, alert(1, NOW, settings))
+    assert not publish_at(pub, alert(2, NOW + 60_000, settings))
+    assert publish_at(pub, alert(3, NOW + 301_000, settings))
     assert len(sns.published) == 2
     attrs = sns.published[0]["MessageAttributes"]
     assert {k: v["StringValue"] for k, v in attrs.items()} == {
@@ -71,8 +78,8 @@ def test_cooldown_suppresses_repeats_until_it_expires(settings: Settings) -> Non
 def test_redelivered_message_alerts_once(settings: Settings) -> None:
     db, sns = FakeDynamoDB(), FakeSNS()
     pub = publisher(db, sns)
-    assert pub.publish(alert(1, NOW, settings))  # type: ignore[arg-type]
-    assert not pub.publish(alert(1, NOW, settings))  # type: ignore[arg-type]
+    assert publish_at(pub, alert(1, NOW, settings))
+    assert not publish_at(pub, alert(1, NOW, settings))
     assert len(sns.published) == 1
 
 
@@ -80,7 +87,19 @@ def test_failed_publish_can_be_retried_by_the_same_message(settings: Settings) -
     db, sns = FakeDynamoDB(), FakeSNS(fail_next=1)
     pub = publisher(db, sns)
     with pytest.raises(ClientError):
-        pub.publish(alert(1, NOW, settings))  # type: ignore[arg-type]
-    assert not pub.publish(alert(2, NOW + 1, settings)), "another message is still cooled down"  # type: ignore[arg-type]
-    assert pub.publish(alert(1, NOW, settings))  # type: ignore[arg-type]
+        publish_at(pub, alert(1, NOW, settings))
+    assert not publish_at(pub, alert(2, NOW + 1, settings)), "another message is still cooled down"
+    assert publish_at(pub, alert(1, NOW, settings))
+    assert len(sns.published) == 1
+
+
+def test_a_copy_in_another_invocation_is_suppressed_while_the_claim_is_leased(settings: Settings) -> None:
+    """Two invocations with the same message at once (SQS delivers duplicates concurrently): one alert."""
+    db, sns = FakeDynamoDB(), FakeSNS()
+    pub = publisher(db, sns)
+    first = alert(1, NOW, settings)
+    key = f"{first.device_id}#{first.rule}#{first.reading}"
+    db.alert_state[key] = {"last_ts": str(NOW), "last_msg": "1", "published": False, "lease_until": NOW + 30_000}
+    assert not publish_at(pub, first, now_ms=NOW + 1_000), "the claimant may still be publishing"
+    assert publish_at(pub, first, now_ms=NOW + 31_000), "its lease passed: it died, so this copy publishes"
     assert len(sns.published) == 1
