@@ -225,6 +225,22 @@ def malformed(message: dict[str, Any], kind: str, key: bytes) -> bytes:
     raise ValueError(f"unknown malformed kind {kind!r}")
 
 
+def _id_parts(fleet: Fleet, run_tag: str) -> list[tuple[DeviceGroup, str, str]]:
+    """(group, n, base id, device id) for every device; the run tag goes into the id only."""
+    parts = []
+    for group in fleet.devices:
+        prefix = group.id_prefix or group.type.replace("_", "")[:5]
+        for n in range(group.count):
+            base_id = f"{prefix}-{n:05d}"
+            parts.append((group, base_id, f"{prefix}-{run_tag}-{n:05d}" if run_tag else base_id))
+    return parts
+
+
+def device_ids(fleet: Fleet, run_tag: str = "") -> list[str]:
+    """The ids `build_devices` gives, without building the devices' models (provisioning, checks)."""
+    return [device_id for _, _, device_id in _id_parts(fleet, run_tag)]
+
+
 def build_devices(fleet: Fleet, seed: int, key: bytes, run_tag: str = "") -> list[Device]:
     """Every device of the fleet, deterministically from the seed.
 
@@ -232,31 +248,25 @@ def build_devices(fleet: Fleet, seed: int, key: bytes, run_tag: str = "") -> lis
     items) but not into the random streams: the traces stay the same.
     """
     devices: list[Device] = []
-    index = 0
-    for group in fleet.devices:
-        prefix = group.id_prefix or group.type.replace("_", "")[:5]
-        for n in range(group.count):
-            base_id = f"{prefix}-{n:05d}"
-            device_id = f"{prefix}-{run_tag}-{n:05d}" if run_tag else base_id
-            setup = random.Random(f"{seed}:{base_id}:setup")
-            skewed = setup.random() < fleet.faults.clock.device_fraction
-            devices.append(
-                Device(
-                    device_id=device_id,
-                    device_type=group.type,
-                    group=group,
-                    faults=fleet.faults,
-                    key=key,
-                    site=fleet.sites[index % len(fleet.sites)],
-                    site_index=index % len(fleet.sites),
-                    firmware=setup.choice(group.firmware),
-                    model_rng=random.Random(f"{seed}:{base_id}:model"),
-                    fault_rng=random.Random(f"{seed}:{base_id}:faults"),
-                    clock_offset_ms=setup.uniform(-1, 1) * fleet.faults.clock.offset_s * 1000 if skewed else 0.0,
-                    clock_drift_ppm=setup.uniform(-1, 1) * fleet.faults.clock.drift_ppm if skewed else 0.0,
-                )
+    for index, (group, base_id, device_id) in enumerate(_id_parts(fleet, run_tag)):
+        setup = random.Random(f"{seed}:{base_id}:setup")
+        skewed = setup.random() < fleet.faults.clock.device_fraction
+        devices.append(
+            Device(
+                device_id=device_id,
+                device_type=group.type,
+                group=group,
+                faults=fleet.faults,
+                key=key,
+                site=fleet.sites[index % len(fleet.sites)],
+                site_index=index % len(fleet.sites),
+                firmware=setup.choice(group.firmware),
+                model_rng=random.Random(f"{seed}:{base_id}:model"),
+                fault_rng=random.Random(f"{seed}:{base_id}:faults"),
+                clock_offset_ms=setup.uniform(-1, 1) * fleet.faults.clock.offset_s * 1000 if skewed else 0.0,
+                clock_drift_ppm=setup.uniform(-1, 1) * fleet.faults.clock.drift_ppm if skewed else 0.0,
             )
-            index += 1
+        )
     return devices
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ingress.broker import device_password
-from simulator.devices import Device, Emitted, build_devices, describe
+from simulator.devices import Device, Emitted, build_devices, describe, device_ids
 from simulator.fleet import Fleet
 from simulator.limits import (
     IOT_CORE_ACCOUNT_PUBLISHES_S,
@@ -244,7 +244,7 @@ def live_run(config: RunConfig, progress: Any = None) -> dict[str, Any]:
     if config.iot_core_limits:
         check_iot_core_limits(config.fleet, config.profile, config.account_publish_limit)
     if config.tls is not None:
-        config.tls.check([d.device_id for d in build_devices(config.fleet, config.seed, config.key, config.run_tag)])
+        config.tls.check(device_ids(config.fleet, config.run_tag))
     lead_s = _generation_lead_s(config) if config.pregenerate else 0.0
     start = time.time() + 1.0
     if config.workers <= 1:
@@ -252,7 +252,7 @@ def live_run(config: RunConfig, progress: Any = None) -> dict[str, Any]:
         recorder = Recorder()
         recorder.merge(result)
         return recorder.to_dict()
-    ids = [d.device_id for d in build_devices(config.fleet, config.seed, config.key, config.run_tag)]
+    ids = device_ids(config.fleet, config.run_tag)
     ctx = mp.get_context("fork")
     results: Any = ctx.Queue()
     workers = [

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from simulator.devices import build_devices
+from simulator.devices import device_ids
 from simulator.fleet import FleetError, load_fleet
 from testbed import bench_ingress, bench_processor, bench_simulator, iot_things
 from testbed.backends import BackendError, ComposeBackend, get_backend
@@ -100,7 +100,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     else:
         outputs = stack.outputs()
         key = str(stack.client("secretsmanager").get_secret_value(SecretId=outputs.signing_secret_arn)["SecretString"])
-    backend.provision_devices([d.device_id for d in build_devices(fleet, seed=1, key=b"")])
+    backend.provision_devices(device_ids(fleet))
     backend.run_simulator(args.fleet, args.duration, key)
     return 0
 
@@ -231,7 +231,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     outputs = stack.outputs()
     account = stack.client("sts").get_caller_identity()["Account"]
     if args.fleet is not None:
-        ids = [d.device_id for d in build_devices(load_fleet(args.fleet), seed=1, key=b"")]
+        ids = device_ids(load_fleet(args.fleet))
     else:
         ids = [f"{args.prefix}-{n:05d}" for n in range(args.count)]
     manifest = iot_things.provision(

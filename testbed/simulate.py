@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from processor.config import Settings
-from simulator.devices import build_devices
+from simulator.devices import device_ids as fleet_device_ids
 from simulator.fleet import load_fleet
 from simulator.run import RunConfig, live_run
 from simulator.summary import percentiles
@@ -176,7 +176,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     key = str(stack.client("secretsmanager").get_secret_value(SecretId=outputs.signing_secret_arn)["SecretString"])
     fleet = load_fleet(ROOT / scenario.fleet)
     run_tag = uuid.uuid4().hex[:4]
-    device_ids = [d.device_id for d in build_devices(fleet, scenario.seed, key.encode(), run_tag)]
+    device_ids = fleet_device_ids(fleet, run_tag)
     run_id = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{scenario.name}-{run_tag}"
     stack.backend.provision_devices(device_ids)
     target = stack.backend.mqtt_target()

@@ -10,12 +10,14 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from ingress.broker import device_password
-from simulator.devices import build_devices
+from simulator.devices import device_ids
 from simulator.fleet import parse_fleet
 from simulator.run import RunConfig, broker_credentials, live_run
 from simulator.summary import acked_ids
@@ -27,6 +29,17 @@ from testbed.stores import Stores, wait_for
 
 pytestmark = pytest.mark.e2e
 WAIT_S = 60.0
+
+
+@contextmanager
+def ingress_mode(backend: EmbeddedBackend, stack: Stack, mode: str) -> Iterator[None]:
+    """Switch the stack's ingress to `mode` for the block, then back to the stack's own."""
+    outputs_file = backend.state_dir / "outputs.json"
+    backend.start_ingress(outputs_file, mode)
+    try:
+        yield
+    finally:
+        backend.start_ingress(outputs_file, stack.ingress)
 
 
 def backend_of(stack: Stack) -> EmbeddedBackend:
@@ -182,17 +195,13 @@ def test_sqs_mode_goes_through_the_queue_and_its_event_source_mapping(
     stack: Stack, stores: Stores, signing_key: bytes
 ) -> None:
     backend = backend_of(stack)
-    outputs_file = backend.state_dir / "outputs.json"
-    backend.start_ingress(outputs_file, "sqs")
-    try:
+    with ingress_mode(backend, stack, "sqs"):
         assert (backend.run_dir / "ingress-mode").read_text() == "sqs"
         device = f"pub-{uuid.uuid4().hex[:8]}"
         backend.provision_devices([device])
         message = signed(signing_key, device)
         mosquitto_pub(stack, device, f"sensors/{device}/telemetry", json.dumps(message))
         wait_for("the reading, via SQS", lambda: stores.reading(device, message["ts"], 1), WAIT_S)
-    finally:
-        backend.start_ingress(outputs_file, stack.ingress)
 
 
 def test_every_server_the_stack_started_listens_on_loopback_only(stack: Stack) -> None:
@@ -206,13 +215,11 @@ def test_iot_mode_uses_ministacks_broker_and_the_terraform_topic_rule(
 ) -> None:
     """Devices provisioned through the IoT API connect with their X.509 certificates over TLS, as on AWS."""
     backend = backend_of(stack)
-    outputs_file = backend.state_dir / "outputs.json"
-    backend.start_ingress(outputs_file, "iot")
-    try:
+    with ingress_mode(backend, stack, "iot"):
         assert backend.bridge.pid() is None, "no local rule bridge: the emulator's IoT rule routes"
         prefix = f"iot{uuid.uuid4().hex[:6]}"
         fleet = parse_fleet({"devices": [{"type": "cold_chain", "count": 5, "interval_s": 0.5, "id_prefix": prefix}]})
-        backend.provision_devices([d.device_id for d in build_devices(fleet, 2, signing_key)])
+        backend.provision_devices(device_ids(fleet))
         target = backend.mqtt_target()
         assert target.port == backend.iot_mqtt_port and target.tls is not None and target.credentials is None
         summary = live_run(
@@ -226,5 +233,3 @@ def test_iot_mode_uses_ministacks_broker_and_the_terraform_topic_rule(
             lambda: set(stores.stored_ids(summary["per_device"])) == acked or None,
             WAIT_S,
         )
-    finally:
-        backend.start_ingress(outputs_file, stack.ingress)

@@ -10,7 +10,7 @@ import pytest
 from processor.exceptions import RecordRejected
 from processor.signature import verify
 from processor.validation import parse
-from simulator.devices import EXPECTED_REJECTION, Emitted, Fault, build_devices
+from simulator.devices import EXPECTED_REJECTION, Emitted, Fault, build_devices, device_ids
 from simulator.fleet import FleetError, load_fleet, parse_fleet
 from simulator.limits import LimitError
 from simulator.run import DRY_RUN_EPOCH, RunConfig, _generation_lead_s, _pregenerate, dry_run
@@ -146,3 +146,9 @@ def test_pregenerating_more_than_memory_allows_is_refused() -> None:
     fleet = parse_fleet({"devices": [{"type": "power_meter", "count": 1000, "interval_s": 0.01}]})
     with pytest.raises(LimitError, match=r"pre-generating ~3\d,\d{3},\d{3} messages would exceed 5,000,000"):
         _generation_lead_s(RunConfig(fleet=fleet, seed=1, key=KEY, duration_s=360, pregenerate=True))
+
+
+def test_device_ids_are_the_ids_build_devices_gives() -> None:
+    fleet = parse_fleet(FAULTY)
+    for tag in ("", "r1"):
+        assert device_ids(fleet, tag) == [d.device_id for d in build_devices(fleet, seed=3, key=KEY, run_tag=tag)]
