@@ -229,18 +229,12 @@ def _things_dir(stack: Stack, prefix: str) -> Path:
 def cmd_provision(args: argparse.Namespace) -> int:
     stack = _stack(args)
     outputs = stack.outputs()
-    account = stack.client("sts").get_caller_identity()["Account"]
     if args.fleet is not None:
         ids = device_ids(load_fleet(args.fleet))
     else:
         ids = [f"{args.prefix}-{n:05d}" for n in range(args.count)]
-    manifest = iot_things.provision(
-        stack.client("iot"),
-        ids,
-        _things_dir(stack, args.prefix),
-        policy_name=f"iot-pipeline-{outputs.environment_suffix}-{args.prefix}-device-policy",
-        region=outputs.region,
-        account=account,
+    manifest = stack.backend.register_things(
+        ids, _things_dir(stack, args.prefix), f"iot-pipeline-{outputs.environment_suffix}-{args.prefix}-device-policy"
     )
     endpoint = stack.client("iot").describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
     console.print(f"{len(ids)} thing(s) with certificates in {manifest.parent}; endpoint {endpoint}")

@@ -90,14 +90,13 @@ class AwsBackend(Backend):
         """Check the credentials and the state bucket before Terraform runs."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
-            identity = self.client("sts").get_caller_identity()
+            self.client("sts").get_caller_identity()
         except (NoCredentialsError, ClientError, BotoCoreError) as exc:
             raise BackendError(
                 f"TARGET=aws needs AWS credentials (the default chain found none usable: {exc})"
             ) from None
         settings = read_backend_config(self.backend_config_file)
         check_state_bucket(self.client("s3"), settings["bucket"], self.backend_config_file)
-        (self.state_dir / "account").write_text(str(identity["Account"]))
 
     def stop(self) -> None:
         """Nothing runs locally; `destroy` removes what was deployed."""
@@ -145,12 +144,4 @@ class AwsBackend(Backend):
         iot_things.deprovision(self.client("iot"), self.things_dir, device_ids)
 
     def provision_devices(self, device_ids: list[str]) -> None:
-        account = self.client("sts").get_caller_identity()["Account"]
-        iot_things.provision(
-            self.client("iot"),
-            device_ids,
-            self.things_dir,
-            f"iot-pipeline-{self.environment}-runs-device-policy",
-            self.region,
-            account,
-        )
+        self.register_things(device_ids, self.things_dir, f"iot-pipeline-{self.environment}-runs-device-policy")

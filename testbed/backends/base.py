@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 
 from simulator.tls import DeviceCertificates
+from testbed import iot_things
 from testbed.paths import INFRA_DIR
 
 DEFAULT_REGION = "us-east-1"
@@ -102,6 +103,11 @@ class Backend(abc.ABC):
             region_name=self.region,
         )
         return session.client(service, endpoint_url=env.get("AWS_ENDPOINT_URL"))  # type: ignore[call-overload]
+
+    def register_things(self, device_ids: list[str], folder: Path, policy_name: str) -> Path:
+        """Things with their own certificates and the thing-scoped policy, through this backend's IoT API."""
+        account = self.client("sts").get_caller_identity()["Account"]
+        return iot_things.provision(self.client("iot"), device_ids, folder, policy_name, self.region, account)
 
     def terraform_setup(self, work_dir: Path) -> tuple[Path, list[str] | None]:
         """The folder Terraform runs in and its `-backend-config` values (None: local state in work_dir)."""

@@ -228,8 +228,7 @@ class EmbeddedBackend(Backend):
     def provision_devices(self, device_ids: list[str]) -> None:
         """iot: things with certificates through the IoT API. Otherwise: broker passwords (Mosquitto reloads)."""
         if self.ingress_mode() == "iot":
-            account = self.client("sts").get_caller_identity()["Account"]
-            iot_things.provision(self.client("iot"), device_ids, self.things_dir, DEVICE_POLICY, self.region, account)
+            self.register_things(device_ids, self.things_dir, DEVICE_POLICY)
             return
         broker = self.broker
         known = broker.known_devices()
