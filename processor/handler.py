@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 from typing import Any
 
 import boto3
@@ -17,6 +18,7 @@ from botocore.config import Config
 from processor.config import Settings
 from processor.exceptions import TransientFailure
 from processor.pipeline import BatchOutcome, Clients, Pipeline
+from processor.types import InboundRecord
 
 SERVICE = "telemetry-processor"
 NAMESPACE = "IotPipeline"
@@ -50,6 +52,17 @@ def get_pipeline() -> Pipeline:
     return _pipeline
 
 
+def arrival_ms(record: dict[str, Any], now_ms: int) -> int:
+    """When the record reached the queue: SQS `SentTimestamp` (the local bridge sets it to the MQTT
+    receive time), or now if it is missing or not a plausible past time in milliseconds.
+    """
+    try:
+        sent = int(record["attributes"]["SentTimestamp"])
+    except (KeyError, TypeError, ValueError):
+        return now_ms
+    return sent if 0 < sent <= now_ms else now_ms
+
+
 def _emit_metrics(outcome: BatchOutcome) -> None:
     metrics.add_metric(name="Accepted", unit=MetricUnit.Count, value=outcome.accepted)
     metrics.add_metric(name="Duplicates", unit=MetricUnit.Count, value=outcome.duplicates)
@@ -69,9 +82,11 @@ def _emit_metrics(outcome: BatchOutcome) -> None:
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     records = event.get("Records", [])
+    now_ms = int(time.time() * 1000)
     try:
         outcome = get_pipeline().process(
-            [(r["messageId"], r["body"]) for r in records], lease_s=context.get_remaining_time_in_millis() / 1000
+            [InboundRecord(r["messageId"], r["body"], arrival_ms(r, now_ms)) for r in records],
+            lease_s=context.get_remaining_time_in_millis() / 1000,
         )
     except TransientFailure as exc:
         logger.warning("batch deferred, every record will be retried: %s", exc)

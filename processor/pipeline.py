@@ -2,6 +2,7 @@
 
 Every record ends in exactly one of: accepted (stored and archived), duplicate of an accepted
 record in the same batch, quarantined with a reason, or failed (transient: SQS retries it).
+No record can take its neighbours with it: an unexpected exception costs only the records it touched.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from processor.alerts import AlertPublisher, AnomalyDetector, evaluate
 from processor.archive import FIREHOSE_MAX_RECORD_BYTES, Archiver
 from processor.config import Settings
-from processor.exceptions import RecordRejected
+from processor.exceptions import RecordRejected, TransientFailure
 from processor.quarantine import Quarantine
-from processor.signature import KeyRing, verify
+from processor.signature import KeyRing
 from processor.store import ReadingStore, to_item
-from processor.types import Rejection, RejectReason, Telemetry
+from processor.types import InboundRecord, ItemKey, Rejection, RejectReason, Telemetry
 from processor.validation import parse
-from telemetry.schema import sort_key
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Pipeline:
     ) -> None:
         self.settings = settings
         self._clock = clock
-        self._keys = KeyRing(clients.secretsmanager, settings.signing_secret_arn)
+        self._keys = KeyRing(clients.secretsmanager, settings.signing_secret_arn, clock)
         self._store = ReadingStore(clients.dynamodb, settings.telemetry_table, sleep)
         self._archiver = Archiver(clients.firehose, settings.archive_stream, sleep, max_archive_record_bytes)
         self._quarantine = Quarantine(clients.s3, settings.archive_bucket)
@@ -82,24 +82,22 @@ class Pipeline:
         self._detector = AnomalyDetector()
         self._lease_until_ms = 0
 
-    def process(self, records: Sequence[tuple[str, str]], lease_s: float = DEFAULT_LEASE_S) -> BatchOutcome:
-        """Process (record id, body) pairs. Raises TransientFailure if no record can proceed.
+    def process(self, records: Sequence[InboundRecord], lease_s: float = DEFAULT_LEASE_S) -> BatchOutcome:
+        """Process a batch. Raises TransientFailure if no record can proceed (no signing key).
 
         `lease_s` is how long this invocation may still run (its alert claims last that long).
         """
         outcome = BatchOutcome()
         now_s = self._clock()
         self._lease_until_ms = int((now_s + lease_s) * 1000)
-        keys = self._keys.keys()
+        self._keys.keys()
 
-        # (device_id, msg_id) -> the record ids that carry this message in this batch
-        carriers: dict[tuple[str, int], list[str]] = {}
+        # (device_id, sk) -> the record ids that carry this reading in this batch
+        carriers: dict[ItemKey, list[str]] = {}
         accepted: list[Telemetry] = []
-        for record_id, body in records:
-            try:
-                message = self._validate(body, now_s, keys)
-            except RecordRejected as rejected:
-                self._reject(Rejection(record_id, rejected.reason, rejected.detail, body), now_s, outcome)
+        for record_id, body, arrival_ms in records:
+            message = self._validate(record_id, body, arrival_ms, now_s, outcome)
+            if message is None:
                 continue
             ids = carriers.setdefault(message.key, [])
             if ids:
@@ -122,10 +120,28 @@ class Pipeline:
         outcome.lag_ms = [stored_at_ms - m.ts for m in accepted if m.key not in failed_keys]
         return outcome
 
-    def _validate(self, body: str, now_s: float, keys: tuple[bytes, ...]) -> Telemetry:
-        message = parse(body, now_ms=int(now_s * 1000), max_skew_ms=self.settings.max_clock_skew_seconds * 1000)
-        verify(message, keys)
-        return message
+    def _validate(
+        self, record_id: str, body: str, arrival_ms: int, now_s: float, outcome: BatchOutcome
+    ) -> Telemetry | None:
+        """The validated message, or None once the record is quarantined or marked for retry.
+
+        Whatever a record holds, it cannot fail its neighbours: an unexpected exception here is a
+        processor defect, and the record is quarantined as `internal_error` with it.
+        """
+        try:
+            message = parse(body, arrival_ms=arrival_ms, max_skew_ms=self.settings.max_clock_skew_seconds * 1000)
+            self._keys.authenticate(message)
+            return message
+        except RecordRejected as rejected:
+            self._reject(Rejection(record_id, rejected.reason, rejected.detail, body), now_s, outcome)
+        except TransientFailure as exc:
+            logger.warning("record %s will be retried: %s", record_id, exc)
+            outcome.failed.add(record_id)
+        except Exception as exc:
+            logger.exception("record %s met a processor defect; quarantined", record_id)
+            detail = f"{type(exc).__name__}: {exc}"
+            self._reject(Rejection(record_id, RejectReason.INTERNAL_ERROR, detail, body), now_s, outcome)
+        return None
 
     def _reject(self, rejection: Rejection, now_s: float, outcome: BatchOutcome) -> None:
         logger.info(
@@ -138,39 +154,64 @@ class Pipeline:
             logger.warning("quarantine write failed, record will be retried: %s", exc)
             outcome.failed.add(rejection.record_id)
             return
+        except Exception:
+            logger.exception("quarantine write failed unexpectedly, record %s will be retried", rejection.record_id)
+            outcome.failed.add(rejection.record_id)
+            return
         outcome.rejected[rejection.reason] += 1
 
-    def _store_all(self, accepted: list[Telemetry], stored_at_ms: int, expires_at: int) -> set[tuple[str, int]]:
-        by_item_key = {(m.device_id, sort_key(m.ts, m.msg_id)): m.key for m in accepted}
+    def _store_all(self, accepted: list[Telemetry], stored_at_ms: int, expires_at: int) -> set[ItemKey]:
+        """The keys not stored. An unexpected error costs only the records it touched a retry."""
+        failed: set[ItemKey] = set()
+        items = []
+        for m in accepted:
+            try:
+                items.append(to_item(m, stored_at_ms=stored_at_ms, expires_at_s=expires_at))
+            except Exception:
+                logger.exception("no DynamoDB item for %s, record will be retried", m.key)
+                failed.add(m.key)
         try:
-            failed = self._store.put(to_item(m, stored_at_ms=stored_at_ms, expires_at_s=expires_at) for m in accepted)
+            return failed | self._store.put(items)
         except AWS_ERRORS as exc:
             logger.warning("DynamoDB write failed, %d record(s) will be retried: %s", len(accepted), exc)
-            return {m.key for m in accepted}
-        return {by_item_key[k] for k in failed}
+        except Exception:
+            logger.exception("DynamoDB write failed unexpectedly, %d record(s) will be retried", len(accepted))
+        return {m.key for m in accepted}
 
-    def _archive_all(self, messages: list[Telemetry]) -> set[tuple[str, int]]:
+    def _archive_all(self, messages: list[Telemetry]) -> set[ItemKey]:
         try:
             return self._archiver.archive([(m.key, m.body) for m in messages])  # type: ignore[return-value]
         except AWS_ERRORS as exc:
             logger.warning("Firehose write failed, %d record(s) will be retried: %s", len(messages), exc)
-            return {m.key for m in messages}
+        except Exception:
+            logger.exception("Firehose write failed unexpectedly, %d record(s) will be retried", len(messages))
+        return {m.key for m in messages}
 
-    def _alert_all(self, messages: list[Telemetry], outcome: BatchOutcome) -> set[tuple[str, int]]:
-        failed: set[tuple[str, int]] = set()
+    def _alert_all(self, messages: list[Telemetry], outcome: BatchOutcome) -> set[ItemKey]:
+        """The keys of messages with an alert not published (retried; the cooldown claims stop repeats)."""
+        failed: set[ItemKey] = set()
         for message in sorted(messages, key=lambda m: m.ts):
-            for alert in evaluate(message, self.settings.thresholds, self._detector):
-                try:
-                    published = self._alerts.publish(alert, int(self._clock() * 1000), self._lease_until_ms)
-                except AWS_ERRORS as exc:
-                    logger.warning("alert publish failed, record will be retried: %s", exc)
+            try:
+                if not self._alert(message, outcome):
                     failed.add(message.key)
-                    continue
-                if published:
-                    outcome.alerts += 1
-                    logger.info(
-                        "alert", extra={"rule": alert.rule, "correlation_id": f"{alert.device_id}:{alert.msg_id}"}
-                    )
-                else:
-                    outcome.alerts_suppressed += 1
+            except Exception:
+                logger.exception("alerting failed unexpectedly, record %s will be retried", message.key)
+                failed.add(message.key)
         return failed
+
+    def _alert(self, message: Telemetry, outcome: BatchOutcome) -> bool:
+        """Publish every alert the message raises; False if a publish failed."""
+        ok = True
+        for alert in evaluate(message, self.settings.thresholds, self._detector):
+            try:
+                published = self._alerts.publish(alert, int(self._clock() * 1000), self._lease_until_ms)
+            except AWS_ERRORS as exc:
+                logger.warning("alert publish failed, record will be retried: %s", exc)
+                ok = False
+                continue
+            if published:
+                outcome.alerts += 1
+                logger.info("alert", extra={"rule": alert.rule, "correlation_id": f"{alert.device_id}:{alert.msg_id}"})
+            else:
+                outcome.alerts_suppressed += 1
+        return ok

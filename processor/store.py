@@ -10,8 +10,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from processor.retry import MAX_ATTEMPTS, backoff_delay
-from processor.types import Telemetry
-from telemetry.schema import SENSORS, sort_key
+from processor.types import ItemKey, Telemetry
+from telemetry.schema import SENSORS
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def to_item(message: Telemetry, *, stored_at_ms: int, expires_at_s: int) -> dict
     }
     item: dict[str, Any] = {
         "device_id": {"S": message.device_id},
-        "sk": {"S": sort_key(message.ts, message.msg_id)},
+        "sk": {"S": message.sk},
         "msg_id": {"N": str(message.msg_id)},
         "ts": {"N": str(message.ts)},
         "device_type": {"S": message.device_type},
@@ -52,9 +52,9 @@ class ReadingStore:
         self._table = table
         self._sleep = sleep
 
-    def put(self, items: Iterable[dict[str, Any]]) -> set[tuple[str, str]]:
+    def put(self, items: Iterable[dict[str, Any]]) -> set[ItemKey]:
         """Write the items; return the (device_id, sk) keys that still failed after retries."""
-        failed: set[tuple[str, str]] = set()
+        failed: set[ItemKey] = set()
         chunk: list[dict[str, Any]] = []
         for item in items:
             chunk.append(item)
@@ -65,7 +65,7 @@ class ReadingStore:
             failed |= self._write_chunk(chunk)
         return failed
 
-    def _write_chunk(self, items: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    def _write_chunk(self, items: list[dict[str, Any]]) -> set[ItemKey]:
         pending = [{"PutRequest": {"Item": item}} for item in items]
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:

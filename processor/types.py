@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
+
+from telemetry.schema import sort_key
+
+# (device_id, sk): the key of a stored reading.
+ItemKey = tuple[str, str]
 
 
 class RejectReason(StrEnum):
@@ -21,6 +26,18 @@ class RejectReason(StrEnum):
     OUT_OF_RANGE = "out_of_range"
     TIMESTAMP_SKEW = "timestamp_skew"
     BAD_SIGNATURE = "bad_signature"
+    # A defect of the processor met this record; kept so it neither blocks its batch nor is lost.
+    INTERNAL_ERROR = "internal_error"
+
+
+class InboundRecord(NamedTuple):
+    """One record of a batch. `arrival_ms` is when the message reached the queue (SQS SentTimestamp):
+    clock skew is judged against it, so a redelivery after a stall is not mistaken for a skewed clock.
+    """
+
+    record_id: str
+    body: str
+    arrival_ms: int
 
 
 @dataclass(frozen=True)
@@ -36,11 +53,17 @@ class Telemetry:
     readings: dict[str, float]
     raw: dict[str, Any] = field(repr=False)
     body: str = field(repr=False)
-    # (device_id, msg_id): the message's identity, used on every hot-path lookup.
-    key: tuple[str, int] = field(init=False, repr=False)
+    # The signed bytes (every field but `sig`), encoded once: checked against each accepted key.
+    canonical: bytes = field(repr=False)
+    # The DynamoDB sort key, and (device_id, sk), the stored item's key. Deduplication and the
+    # writers' failure reports use it: a reading that reuses a msg_id with another ts is a different item.
+    sk: str = field(init=False, repr=False)
+    key: ItemKey = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", (self.device_id, self.msg_id))
+        sk = sort_key(self.ts, self.msg_id)
+        object.__setattr__(self, "sk", sk)
+        object.__setattr__(self, "key", (self.device_id, sk))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ A message as a device publishes it::
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 from collections.abc import Callable, Mapping
@@ -130,6 +129,8 @@ JSON_SCHEMA: dict[str, Any] = {
         "sig": {"type": "string", "maxLength": 64},
     },
 }
+# JSON Schema draft-07 counts 1.0 as an integer; these fields must be JSON integers (`type(v) is int`).
+INTEGER_FIELDS = tuple(name for name, spec in JSON_SCHEMA["properties"].items() if spec.get("type") == "integer")
 
 
 _CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -160,7 +161,12 @@ def canonical_bytes(message: dict[str, Any], numbers_canonical: bool = False) ->
 
 def sign(message: dict[str, Any], key: bytes) -> str:
     """HMAC-SHA256 of the canonical form, hex encoded (the `sig` field)."""
-    return hmac.new(key, canonical_bytes(message), hashlib.sha256).hexdigest()
+    return signature(canonical_bytes(message), key)
+
+
+def signature(canonical: bytes, key: bytes) -> str:
+    """The `sig` of already canonical bytes: the one-shot C path, no HMAC object per message."""
+    return hmac.digest(key, canonical, "sha256").hex()
 
 
 def signed_payload(message: dict[str, Any], key: bytes, numbers_canonical: bool = False) -> bytes:
@@ -170,8 +176,7 @@ def signed_payload(message: dict[str, Any], key: bytes, numbers_canonical: bool 
 
 def with_signature(canonical: bytes, key: bytes) -> bytes:
     """Canonical bytes (a JSON object without `sig`) with their signature appended as the last field."""
-    sig = hmac.digest(key, canonical, "sha256").hex()  # the one-shot C path: no HMAC object per message
-    return canonical[:-1] + b',"sig":"' + sig.encode() + b'"}'
+    return canonical[:-1] + b',"sig":"' + signature(canonical, key).encode() + b'"}'
 
 
 def sort_key(ts_ms: int, msg_id: int) -> str:

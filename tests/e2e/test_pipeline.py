@@ -10,6 +10,7 @@ import pytest
 
 from processor.config import Settings
 from processor.pipeline import Clients, Pipeline
+from processor.types import InboundRecord
 from telemetry import new_message
 from testbed.stack import Stack
 from testbed.stores import Stores, wait_for
@@ -176,7 +177,8 @@ def test_throttled_writes_lose_and_duplicate_nothing(
     )
     # Small records so the batch spans several Firehose records and the flaky call matters.
     pipeline = Pipeline(deployed_settings, clients, sleep=lambda _: None, max_archive_record_bytes=4096)
-    outcome = pipeline.process([(f"r{i}", b) for i, b in enumerate(bodies)])
+    arrived = now_ms()
+    outcome = pipeline.process([InboundRecord(f"r{i}", b, arrived) for i, b in enumerate(bodies)])
     assert clients.firehose.flaky_calls == 0 and clients.dynamodb.flaky_calls == 0, "the failures were injected"
     assert outcome.failed == set() and outcome.accepted == 300
     stored = sorted(int(item["msg_id"]["N"]) for dev in devices for item in stores.readings(dev))

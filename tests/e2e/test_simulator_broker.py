@@ -162,7 +162,7 @@ def test_replay_retimes_resigns_and_publishes_a_dry_run_trace(broker: int, tmp_p
         except ValueError:
             continue  # a recorded malformed payload, sent verbatim
         assert abs(message["ts"] / 1000 - started) < 10, "timestamps shifted to now"
-        verify(parse(payload, now_ms=message["ts"], max_skew_ms=1000), (KEY,))
+        verify(parse(payload, arrival_ms=message["ts"], max_skew_ms=1000), (KEY,))
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ NOW = int(time.time() * 1000)
 
 def telemetry(temperature: float, msg_id: int = 1, ts: int = NOW, device_type: str = "environmental") -> object:
     message = make_message(msg_id=msg_id, ts=ts, readings={"temperature": (temperature, "C")}, device_type=device_type)
-    return parse(json.dumps(message), now_ms=NOW, max_skew_ms=10**9)
+    return parse(json.dumps(message), arrival_ms=NOW, max_skew_ms=10**9)
 
 
 def test_thresholds_per_device_type(settings: Settings) -> None:

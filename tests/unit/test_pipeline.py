@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,11 +14,15 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from processor import handler
+from processor import handler, validation
+from processor import pipeline as pipeline_module
 from processor.config import Settings
-from processor.pipeline import Clients, Pipeline
-from processor.types import RejectReason
+from processor.pipeline import BatchOutcome, Clients, Pipeline
+from processor.signature import KEY_REFRESH_MIN_SECONDS
+from processor.types import InboundRecord, RejectReason, Telemetry
+from telemetry.schema import sign
 from testbed.fakes import (
+    SIGNING_KEY,
     FakeDynamoDB,
     FakeFirehose,
     FakeLambdaContext,
@@ -29,6 +34,9 @@ from testbed.fakes import (
 )
 from tests.conftest import make_message
 
+# How long a message may sit in the queue (a stalled consumer) before it is processed.
+STALL_MS = 3_600_000
+
 
 @dataclass
 class Fakes:
@@ -38,9 +46,9 @@ class Fakes:
     sns: FakeSNS
     secrets: FakeSecrets
 
-    def pipeline(self, settings: Settings) -> Pipeline:
+    def pipeline(self, settings: Settings, clock: Callable[[], float] = time.time) -> Pipeline:
         clients = Clients(self.dynamodb, self.firehose, self.s3, self.sns, self.secrets)
-        return Pipeline(settings, clients, sleep=lambda _: None)
+        return Pipeline(settings, clients, clock=clock, sleep=lambda _: None)
 
 
 @pytest.fixture
@@ -49,11 +57,21 @@ def fakes() -> Fakes:
 
 
 def invoke(fakes: Fakes, settings: Settings, bodies: list[str]) -> dict[str, Any]:
+    return invoke_event(fakes, settings, sqs_event(bodies))
+
+
+def invoke_event(fakes: Fakes, settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
     handler._pipeline = fakes.pipeline(settings)
     try:
-        return dict(handler.lambda_handler(sqs_event(bodies), FakeLambdaContext()))
+        return dict(handler.lambda_handler(event, FakeLambdaContext()))
     finally:
         handler._pipeline = None
+
+
+def arriving_now(*pairs: tuple[str, str]) -> list[InboundRecord]:
+    """(record id, body) pairs as records that reached the queue just now."""
+    now_ms = int(time.time() * 1000)
+    return [InboundRecord(record_id, body, now_ms) for record_id, body in pairs]
 
 
 def failed_ids(response: dict[str, Any]) -> set[str]:
@@ -76,7 +94,7 @@ def test_mixed_batch(fakes: Fakes, settings: Settings) -> None:
 
 def test_duplicates_in_a_batch_are_stored_and_alerted_once(fakes: Fakes, settings: Settings) -> None:
     hot = json.dumps(make_message(msg_id=7, readings={"temperature": (60.0, "C")}))
-    outcome = fakes.pipeline(settings).process([("a", hot), ("b", hot), ("c", hot)])
+    outcome = fakes.pipeline(settings).process(arriving_now(("a", hot), ("b", hot), ("c", hot)))
     assert (outcome.accepted, outcome.duplicates, outcome.alerts) == (1, 2, 1)
     assert len(fakes.dynamodb.items) == 1 and len(fakes.firehose.lines()) == 1
 
@@ -84,8 +102,8 @@ def test_duplicates_in_a_batch_are_stored_and_alerted_once(fakes: Fakes, setting
 def test_redelivery_across_batches_stores_and_alerts_once(fakes: Fakes, settings: Settings) -> None:
     hot = json.dumps(make_message(msg_id=7, readings={"temperature": (60.0, "C")}))
     pipeline = fakes.pipeline(settings)
-    pipeline.process([("a", hot)])
-    pipeline.process([("a", hot)])
+    pipeline.process(arriving_now(("a", hot)))
+    pipeline.process(arriving_now(("a", hot)))
     assert len(fakes.dynamodb.items) == 1
     assert len(fakes.sns.published) == 1
 
@@ -137,7 +155,7 @@ def test_secret_outage_defers_the_whole_batch(fakes: Fakes, settings: Settings) 
 
 def test_lag_is_measured_from_device_time(fakes: Fakes, settings: Settings) -> None:
     ts = int(time.time() * 1000) - 2000
-    outcome = fakes.pipeline(settings).process([("a", json.dumps(make_message(ts=ts)))])
+    outcome = fakes.pipeline(settings).process(arriving_now(("a", json.dumps(make_message(ts=ts)))))
     assert 2000 <= outcome.lag_ms[0] < 10_000
 
 
@@ -176,3 +194,149 @@ def test_mixed_records_each_end_stored_or_quarantined(
     quarantined = {json.loads(doc)["record_id"] for doc in fakes.s3.objects.values()}
     for i in range(len(bodies)):
         assert (f"p{i}" in stored) != (f"m{i}" in quarantined), f"record {i} must end in exactly one place"
+
+
+def quarantined(fakes: Fakes) -> dict[str, str]:
+    """record id -> quarantine reason."""
+    docs = [json.loads(doc) for doc in fakes.s3.objects.values()]
+    return {d["record_id"]: d["reason"] for d in docs}
+
+
+def resigned(message: dict[str, Any], **changes: Any) -> str:
+    """The message with its fields changed and signed again, so only the change can reject it."""
+    message = {**message, **changes}
+    message.pop("sig")
+    message["sig"] = sign(message, SIGNING_KEY)
+    return json.dumps(message)
+
+
+def process_one_hostile(fakes: Fakes, settings: Settings, hostile: str) -> BatchOutcome:
+    """The hostile body between two valid neighbours, which must both be accepted."""
+    before, after = (json.dumps(make_message(device_id=f"n{i}")) for i in range(2))
+    outcome = fakes.pipeline(settings).process(arriving_now(("before", before), ("hostile", hostile), ("after", after)))
+    assert outcome.failed == set() and outcome.accepted == 2, "the neighbours are stored"
+    return outcome
+
+
+@pytest.mark.parametrize("sig", ["é" * 64, "\ud800", "ñ"])
+def test_non_ascii_signature_is_a_bad_signature(fakes: Fakes, settings: Settings, sig: str) -> None:
+    process_one_hostile(fakes, settings, json.dumps({**make_message(), "sig": sig}))
+    assert quarantined(fakes) == {"hostile": "bad_signature"}
+
+
+def test_integer_reading_too_large_for_a_float_is_out_of_range(fakes: Fakes, settings: Settings) -> None:
+    message = make_message()
+    readings = {"temperature": {"value": 10**400, "unit": "C"}}
+    process_one_hostile(fakes, settings, resigned(message, readings=readings))
+    assert quarantined(fakes) == {"hostile": "out_of_range"}
+
+
+@pytest.mark.parametrize("field", ["site", "firmware"])
+def test_lone_surrogate_in_a_string_is_invalid_encoding(fakes: Fakes, settings: Settings, field: str) -> None:
+    body = json.dumps({**make_message(), field: "\ud800"})
+    assert "\\ud800" in body, "sent as a JSON escape: the body itself is valid UTF-8"
+    process_one_hostile(fakes, settings, body)
+    assert quarantined(fakes) == {"hostile": "invalid_encoding"}
+
+
+@pytest.mark.parametrize("field", ["ts", "msg_id", "schema_version"])
+def test_integral_float_for_an_integer_field_is_rejected(fakes: Fakes, settings: Settings, field: str) -> None:
+    message = make_message()
+    process_one_hostile(fakes, settings, resigned(message, **{field: float(message[field])}))
+    expected = "unsupported_schema_version" if field == "schema_version" else "schema_violation"
+    assert quarantined(fakes) == {"hostile": expected}
+
+
+def test_unexpected_validation_error_quarantines_only_that_record(
+    fakes: Fakes, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def parse(body: str, **kwargs: Any) -> Telemetry:
+        if "boom" in body:
+            raise LookupError("boom")
+        return validation.parse(body, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "parse", parse)
+    process_one_hostile(fakes, settings, '{"boom": 1}')
+    assert quarantined(fakes) == {"hostile": "internal_error"}
+    (doc,) = (json.loads(d) for d in fakes.s3.objects.values())
+    assert doc["detail"] == "LookupError: boom"
+
+
+@pytest.mark.parametrize("stage", ["to_item", "evaluate"])
+def test_unexpected_error_in_a_later_stage_retries_only_that_record(
+    fakes: Fakes, settings: Settings, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    real = getattr(pipeline_module, stage)
+
+    def flaky(message: Telemetry, *args: Any, **kwargs: Any) -> Any:
+        if message.device_id == "bad":
+            raise RuntimeError("boom")
+        return real(message, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, stage, flaky)
+    bodies = [json.dumps(make_message(device_id=d)) for d in ("n0", "bad", "n1")]
+    outcome = fakes.pipeline(settings).process(arriving_now(*zip(["a", "b", "c"], bodies, strict=True)))
+    assert outcome.failed == {"b"} and outcome.accepted == 2
+
+
+def test_unexpected_archive_error_retries_the_batch_without_raising(fakes: Fakes, settings: Settings) -> None:
+    def broken(**_: Any) -> None:
+        raise RuntimeError("boom")
+
+    fakes.firehose.put_record_batch = broken  # type: ignore[method-assign,assignment]
+    bodies = [json.dumps(make_message(msg_id=i)) for i in range(2)]
+    outcome = fakes.pipeline(settings).process(arriving_now(("a", bodies[0]), ("b", bodies[1]), ("c", "{")))
+    assert outcome.failed == {"a", "b"} and quarantined(fakes) == {"c": "invalid_json"}
+
+
+def test_same_msg_id_with_another_timestamp_is_a_different_reading(fakes: Fakes, settings: Settings) -> None:
+    now = int(time.time() * 1000)
+    first, second = (json.dumps(make_message(msg_id=5, ts=now - d)) for d in (0, 1000))
+    outcome = fakes.pipeline(settings).process(arriving_now(("a", first), ("b", second)))
+    assert (outcome.accepted, outcome.duplicates) == (2, 0)
+    assert len(fakes.dynamodb.items) == 2 and len(fakes.firehose.lines()) == 2
+
+
+@pytest.mark.parametrize(("sent", "accepted"), [(True, True), (False, False)])
+def test_clock_skew_is_measured_from_arrival(fakes: Fakes, settings: Settings, sent: bool, accepted: bool) -> None:
+    """A message redelivered after a long stall is judged by when it arrived, not when it is processed."""
+    arrived = int(time.time() * 1000) - STALL_MS
+    event = sqs_event([json.dumps(make_message(ts=arrived))])
+    if sent:
+        event["Records"][0]["attributes"]["SentTimestamp"] = str(arrived)
+    assert failed_ids(invoke_event(fakes, settings, event)) == set()
+    assert (len(fakes.dynamodb.items) == 1) is accepted
+    assert quarantined(fakes) == ({} if accepted else {"m0": "timestamp_skew"})
+
+
+@pytest.mark.parametrize("sent", ["", "soon", "-5", "1e12", str(10**30)])
+def test_unusable_sent_timestamp_falls_back_to_now(fakes: Fakes, settings: Settings, sent: str) -> None:
+    event = sqs_event([json.dumps(make_message())])
+    event["Records"][0]["attributes"]["SentTimestamp"] = sent
+    assert failed_ids(invoke_event(fakes, settings, event)) == set()
+    assert len(fakes.dynamodb.items) == 1
+
+
+def test_a_rotated_key_is_accepted_before_the_cache_expires(fakes: Fakes, settings: Settings) -> None:
+    clock = [time.time()]
+    pipeline = fakes.pipeline(settings, clock=lambda: clock[0])
+    pipeline.process(arriving_now(("a", json.dumps(make_message(msg_id=1)))))
+    fakes.secrets.current, fakes.secrets.previous = b"new-key", SIGNING_KEY
+    clock[0] += KEY_REFRESH_MIN_SECONDS + 1
+    outcome = pipeline.process(arriving_now(("b", json.dumps(make_message(msg_id=2, key=b"new-key")))))
+    assert outcome.accepted == 1 and quarantined(fakes) == {}
+
+
+def test_an_early_key_reload_that_fails_retries_only_that_record(fakes: Fakes, settings: Settings) -> None:
+    clock = [time.time()]
+    pipeline = fakes.pipeline(settings, clock=lambda: clock[0])
+    pipeline.process(arriving_now(("a", json.dumps(make_message(msg_id=1)))))
+
+    def down(**_: Any) -> None:
+        raise client_error("InternalServiceError", "GetSecretValue")
+
+    fakes.secrets.get_secret_value = down  # type: ignore[method-assign,assignment]
+    clock[0] += KEY_REFRESH_MIN_SECONDS + 1
+    maybe_rotated = json.dumps(make_message(msg_id=2, key=b"new-key"))
+    outcome = pipeline.process(arriving_now(("b", maybe_rotated), ("c", json.dumps(make_message(msg_id=3)))))
+    assert outcome.failed == {"b"} and outcome.accepted == 1 and quarantined(fakes) == {}

@@ -12,7 +12,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from processor.exceptions import RecordRejected, TransientFailure
-from processor.signature import KEY_CACHE_SECONDS, KeyRing, verify
+from processor.signature import KEY_CACHE_SECONDS, KEY_REFRESH_MIN_SECONDS, KeyRing, verify
 from processor.validation import parse
 from simulator.payload import signed_message
 from telemetry.schema import canonical_bytes, new_message, sign, signed_payload
@@ -23,7 +23,7 @@ NOW = int(time.time() * 1000)
 
 
 def parsed(message: dict[str, object]) -> object:
-    return parse(json.dumps(message), now_ms=NOW, max_skew_ms=60_000)
+    return parse(json.dumps(message), arrival_ms=NOW, max_skew_ms=60_000)
 
 
 def test_canonical_form_ignores_key_order_whitespace_and_integral_floats() -> None:
@@ -67,11 +67,51 @@ def test_keys_are_fetched_once_per_cache_period() -> None:
     assert secrets.calls == 4
 
 
-def test_unreachable_secret_is_transient() -> None:
-    class Down:
-        def get_secret_value(self, **_: object) -> None:
-            raise client_error("InternalServiceError", "GetSecretValue")
+class Down:
+    """A Secrets Manager that is unavailable."""
 
+    def get_secret_value(self, **_: object) -> None:
+        raise client_error("InternalServiceError", "GetSecretValue")
+
+
+@pytest.mark.parametrize("sig", ["é" * 64, "\ud800", "0" * 63 + "é"])
+def test_a_non_ascii_signature_is_a_bad_signature(sig: str) -> None:
+    with pytest.raises(RecordRejected, match="bad_signature"):
+        verify(parsed({**make_message(ts=NOW), "sig": sig}), (SIGNING_KEY,))  # type: ignore[arg-type]
+
+
+def test_a_mismatch_reloads_the_keys_at_most_once_per_refresh_period() -> None:
+    secrets = FakeSecrets()
+    clock = [0.0]
+    ring = KeyRing(secrets, "arn", clock=lambda: clock[0])
+    ring.keys()
+    secrets.current, secrets.previous = b"new-key", SIGNING_KEY
+    clock[0] += KEY_REFRESH_MIN_SECONDS
+    ring.authenticate(parsed(make_message(ts=NOW, key=b"new-key")))  # type: ignore[arg-type]
+    assert secrets.calls == 4, "the rotated key was loaded long before the cache expired"
+    forged = parsed(make_message(ts=NOW, key=b"forged"))
+    for _ in range(3):
+        with pytest.raises(RecordRejected, match="bad_signature"):
+            ring.authenticate(forged)  # type: ignore[arg-type]
+    assert secrets.calls == 4, "forged messages reload the keys at most once per period"
+    clock[0] += KEY_REFRESH_MIN_SECONDS
+    with pytest.raises(RecordRejected, match="bad_signature"):
+        ring.authenticate(forged)  # type: ignore[arg-type]
+    assert secrets.calls == 6
+
+
+def test_unreachable_secret_on_an_early_reload_is_transient() -> None:
+    secrets = FakeSecrets()
+    clock = [0.0]
+    ring = KeyRing(secrets, "arn", clock=lambda: clock[0])
+    ring.keys()
+    secrets.get_secret_value = Down().get_secret_value  # type: ignore[method-assign,assignment]
+    clock[0] += KEY_REFRESH_MIN_SECONDS
+    with pytest.raises(TransientFailure):
+        ring.authenticate(parsed(make_message(ts=NOW, key=b"rotated-maybe")))  # type: ignore[arg-type]
+
+
+def test_unreachable_secret_is_transient() -> None:
     with pytest.raises(TransientFailure):
         KeyRing(Down(), "arn").keys()
 

@@ -99,7 +99,9 @@ def test_faulty_messages_are_rejected_with_the_expected_reason_and_clean_ones_ac
         expected = {EXPECTED_REJECTION[Fault(t)] for t in emitted.faults if t in EXPECTED_REJECTION}
         try:
             message = parse(
-                body, now_ms=json.loads(body)["ts"] if not expected else int(DRY_RUN_EPOCH * 1000), max_skew_ms=10**9
+                body,
+                arrival_ms=json.loads(body)["ts"] if not expected else int(DRY_RUN_EPOCH * 1000),
+                max_skew_ms=10**9,
             )
             verify(message, (KEY,))
         except RecordRejected as rejected:

@@ -10,7 +10,7 @@ import pytest
 from processor.exceptions import RecordRejected
 from processor.types import RejectReason
 from processor.validation import parse
-from telemetry.schema import MAX_MESSAGE_BYTES
+from telemetry.schema import MAX_MESSAGE_BYTES, sort_key
 from tests.conftest import make_message
 
 NOW = int(time.time() * 1000)
@@ -18,19 +18,19 @@ SKEW = 300_000
 
 
 def parse_dict(message: object) -> object:
-    return parse(json.dumps(message), now_ms=NOW, max_skew_ms=SKEW)
+    return parse(json.dumps(message), arrival_ms=NOW, max_skew_ms=SKEW)
 
 
 def reason_of(body: str) -> RejectReason:
     with pytest.raises(RecordRejected) as caught:
-        parse(body, now_ms=NOW, max_skew_ms=SKEW)
+        parse(body, arrival_ms=NOW, max_skew_ms=SKEW)
     return caught.value.reason
 
 
 def test_valid_message_is_parsed_and_normalised() -> None:
     message = make_message(ts=NOW, readings={"temperature": (71.6, "F"), "pressure": (101.3, "kPa")})
-    parsed = parse(json.dumps(message), now_ms=NOW, max_skew_ms=SKEW)
-    assert parsed.key == ("env-0001", 1)
+    parsed = parse(json.dumps(message), arrival_ms=NOW, max_skew_ms=SKEW)
+    assert parsed.key == ("env-0001", sort_key(NOW, 1))
     assert parsed.readings["temperature"] == pytest.approx(22.0)
     assert parsed.readings["pressure"] == pytest.approx(1013.0)
 
@@ -78,6 +78,13 @@ def mutated(**changes: object) -> str:
         ({"readings": {"humidity": {"value": -1, "unit": "%"}}}, RejectReason.OUT_OF_RANGE),
         ({"readings": {"humidity": {"value": True, "unit": "%"}}}, RejectReason.SCHEMA_VIOLATION),
         ({"readings": {"temperature": {"value": "20", "unit": "C"}}}, RejectReason.SCHEMA_VIOLATION),
+        ({"readings": {"temperature": {"value": 10**400, "unit": "C"}}}, RejectReason.OUT_OF_RANGE),
+        ({"readings": {"pressure": {"value": -(10**309), "unit": "Pa"}}}, RejectReason.OUT_OF_RANGE),
+        ({"ts": float(NOW)}, RejectReason.SCHEMA_VIOLATION),
+        ({"msg_id": 1.0}, RejectReason.SCHEMA_VIOLATION),
+        ({"schema_version": 1.0}, RejectReason.UNSUPPORTED_SCHEMA_VERSION),
+        ({"site": "\ud800"}, RejectReason.INVALID_ENCODING),
+        ({"firmware": "1.\udfff"}, RejectReason.INVALID_ENCODING),
     ],
 )
 def test_invalid_messages_name_their_reason(changes: dict[str, object], reason: RejectReason) -> None:
@@ -86,6 +93,14 @@ def test_invalid_messages_name_their_reason(changes: dict[str, object], reason: 
 
 def test_boolean_sensor_requires_boolean() -> None:
     ok = make_message(ts=NOW, device_type="cold_chain", readings={"door_open": (True, "bool")})
-    assert parse(json.dumps(ok), now_ms=NOW, max_skew_ms=SKEW).readings == {"door_open": 1.0}
+    assert parse(json.dumps(ok), arrival_ms=NOW, max_skew_ms=SKEW).readings == {"door_open": 1.0}
     bad = make_message(ts=NOW, device_type="cold_chain", readings={"door_open": (1, "bool")})
     assert reason_of(json.dumps(bad)) is RejectReason.SCHEMA_VIOLATION
+
+
+def test_skew_is_measured_from_arrival_not_from_processing() -> None:
+    """A redelivery long after it arrived is judged by when it arrived."""
+    arrived = NOW - 10 * SKEW
+    body = json.dumps(make_message(ts=arrived + SKEW // 2))
+    assert parse(body, arrival_ms=arrived, max_skew_ms=SKEW).ts == arrived + SKEW // 2
+    assert reason_of(body) is RejectReason.TIMESTAMP_SKEW, "measured from NOW it is skewed"

@@ -20,7 +20,7 @@ NOW = int(time.time() * 1000)
 
 
 def items(n: int) -> list[dict[str, object]]:
-    messages = [parse(json.dumps(make_message(msg_id=i, ts=NOW)), now_ms=NOW, max_skew_ms=1000) for i in range(n)]
+    messages = [parse(json.dumps(make_message(msg_id=i, ts=NOW)), arrival_ms=NOW, max_skew_ms=1000) for i in range(n)]
     return [to_item(m, stored_at_ms=NOW, expires_at_s=0) for m in messages]
 
 
