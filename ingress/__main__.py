@@ -13,13 +13,15 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
-from ingress.bridge import BridgeConfig, RuleBridge
+from ingress.bridge import DEFAULT_VISIBILITY_TIMEOUT_S, BridgeConfig, RuleBridge
 from ingress.broker import BRIDGE_USER, device_password
 from ingress.rule import RuleError, parse_rule
 from testbed.outputs import StackOutputs
 
 HEALTHY_METRICS_AGE_S = 15.0
+DEFAULT_MAX_RECEIVE_COUNT = 5
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument("--batch-size", type=int, default=100, help="direct mode: records per invocation")
     bridge.add_argument("--flush-interval", type=float, default=0.05, help="seconds a partial batch may wait")
     bridge.add_argument("--concurrency", type=int, default=4)
-    bridge.add_argument("--max-receive-count", type=int, default=5, help="direct mode: deliveries before the DLQ")
+    bridge.add_argument(
+        "--max-receive-count", type=int, help="direct mode: deliveries before the DLQ (default: the queue's policy)"
+    )
+    bridge.add_argument(
+        "--visibility-timeout", type=float, help="direct mode: longest wait between deliveries (default: the queue's)"
+    )
     bridge.add_argument("--metrics-file", type=Path, help="write the counters here once a second (JSON)")
     bridge.set_defaults(func=run_bridge)
     health = sub.add_parser("health", help="exit 0 if a running bridge wrote its counters lately (health check)")
@@ -61,6 +68,24 @@ def main(argv: list[str] | None = None) -> int:
     return int(args.func(args))
 
 
+def queue_redelivery(sqs: Any, queue_url: str) -> tuple[float, int]:
+    """The ingest queue's visibility timeout and redrive limit, which direct mode plays by."""
+    try:
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["VisibilityTimeout", "RedrivePolicy"]
+        )["Attributes"]
+        policy = json.loads(attributes.get("RedrivePolicy", "{}"))
+        return float(attributes["VisibilityTimeout"]), int(policy["maxReceiveCount"])
+    except (BotoCoreError, ClientError, KeyError, ValueError, TypeError) as exc:
+        logging.warning(
+            "could not read the ingest queue's redelivery settings (%s); using %g s and %d deliveries",
+            exc,
+            DEFAULT_VISIBILITY_TIMEOUT_S,
+            DEFAULT_MAX_RECEIVE_COUNT,
+        )
+        return DEFAULT_VISIBILITY_TIMEOUT_S, DEFAULT_MAX_RECEIVE_COUNT
+
+
 def run_bridge(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
@@ -70,6 +95,12 @@ def run_bridge(args: argparse.Namespace) -> int:
     except RuleError as exc:
         logging.error("cannot evaluate the stack's topic rule: %s", exc)
         return 2
+    aws: Any = Config(
+        retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=args.concurrency * 2, read_timeout=120
+    )
+    session = boto3.session.Session(region_name=outputs.region)
+    sqs = session.client("sqs", config=aws)
+    visibility_s, max_receive = queue_redelivery(sqs, outputs.ingest_queue_url)
     host, _, port = args.broker.rpartition(":")
     config = BridgeConfig(
         rule=rule,
@@ -84,15 +115,12 @@ def run_bridge(args: argparse.Namespace) -> int:
         function_name=outputs.processor_function_name,
         batch_size=args.batch_size,
         concurrency=args.concurrency,
-        max_receive_count=args.max_receive_count,
+        max_receive_count=args.max_receive_count or max_receive,
+        visibility_timeout_s=args.visibility_timeout or visibility_s,
         metrics_file=args.metrics_file,
         flush_interval_s=args.flush_interval,
     )
-    aws: Any = Config(
-        retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=args.concurrency * 2, read_timeout=120
-    )
-    session = boto3.session.Session(region_name=outputs.region)
-    runner = RuleBridge(config, session.client("sqs", config=aws), session.client("lambda", config=aws))
+    runner = RuleBridge(config, sqs, session.client("lambda", config=aws))
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     signal.signal(signal.SIGINT, lambda *_: runner.stop())
     runner.run()

@@ -11,16 +11,22 @@ batchItemFailures out):
   synchronously with batches, retries the records it reports failed with backoff, moves a
   record to the DLQ after the redrive limit, and bounds its concurrency.
 
-A payload the rule cannot evaluate goes to the DLQ as the rule's error action would send it.
+A message the rule cannot evaluate, or that SQS or Lambda refuse for good (too large, not
+UTF-8, characters SQS forbids), goes to the DLQ as the rule's error action would send it: no
+payload can stop the bridge. A dependency that is down (the emulator restarting or paused) is
+retried for as long as it takes, and the broker keeps everything unacknowledged meanwhile.
 """
 
 from __future__ import annotations
 
 import base64
+import heapq
+import itertools
 import json
 import logging
 import queue
 import random
+import re
 import threading
 import time
 import uuid
@@ -34,15 +40,39 @@ import paho.mqtt.client as mqtt
 from botocore.exceptions import BotoCoreError, ClientError
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingress.rule import Message, Rule, RuleEvaluationError
+from ingress.broker import IOT_MAX_PAYLOAD_BYTES
+from ingress.rule import Message, Rule
 
 logger = logging.getLogger(__name__)
 
 SEND_MESSAGE_BATCH_MAX = 10
+# The ingest queue's MaximumMessageSize (the provider's default), for one message and for a whole batch.
+SQS_MAX_MESSAGE_BYTES = 256 * 1024
+# A synchronous Invoke's request payload limit.
+LAMBDA_MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+# What an SQS event adds around each body (ids, attributes), counted against the invoke limit.
+SQS_RECORD_OVERHEAD_BYTES = 1024
+# Characters an SQS message body may hold (anything else: InvalidMessageContents).
+SQS_FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 5.0
+# The first redelivery of a record the processor failed, doubling up to the visibility timeout.
+REDELIVERY_BASE_S = 1.0
+DEFAULT_VISIBILITY_TIMEOUT_S = 30.0
 METRICS_INTERVAL_S = 10.0
 AWS_ERRORS = (ClientError, BotoCoreError)
+# The request can never succeed as sent: retrying it would spin forever.
+PERMANENT_SQS_ERRORS = frozenset(
+    {
+        "AWS.SimpleQueueService.BatchRequestTooLong",
+        "BatchRequestTooLong",
+        "InvalidMessageContents",
+        "MessageTooLong",
+        "InvalidParameterValue",
+        "AWS.SimpleQueueService.InvalidBatchEntryId",
+    }
+)
+PERMANENT_LAMBDA_ERRORS = frozenset({"RequestEntityTooLargeException", "InvalidRequestContentException"})
 
 Mode = Literal["sqs", "direct"]
 
@@ -64,17 +94,29 @@ class BridgeConfig:
     flush_interval_s: float = 0.05
     concurrency: int = 4
     max_receive_count: int = 5
+    # direct mode: how long a failed record waits at most before its next delivery, as in SQS
+    visibility_timeout_s: float = DEFAULT_VISIBILITY_TIMEOUT_S
+    # QoS 0 deliveries beyond this many waiting are dropped (QoS 1 is bounded by the broker's in-flight window)
     buffer_limit: int = 5000
     metrics_file: Path | None = None
+
+    @property
+    def retry_budget_s(self) -> float:
+        """How long SQS keeps redelivering a failed record before its redrive policy moves it."""
+        return self.visibility_timeout_s * max(self.max_receive_count - 1, 0)
 
 
 @dataclass
 class _Item:
     mid: int
+    qos: int
+    # the broker connection it arrived on: a packet id means nothing on any other connection
+    generation: int
     message: Message
-    output: bytes | None = None
+    body: str = ""
     record_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     attempts: int = 0
+    first_failed: float = 0.0
 
 
 @dataclass
@@ -83,8 +125,11 @@ class BridgeMetrics:
     forwarded: int = 0
     filtered: int = 0
     rule_errors: int = 0
+    action_errors: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    dropped_qos0: int = 0
+    reconnects: int = 0
     lag_ms_total: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -101,14 +146,52 @@ class BridgeMetrics:
                 "forwarded": self.forwarded,
                 "filtered": self.filtered,
                 "rule_errors": self.rule_errors,
+                "action_errors": self.action_errors,
                 "retried": self.retried,
                 "dead_lettered": self.dead_lettered,
+                "dropped_qos0": self.dropped_qos0,
+                "reconnects": self.reconnects,
                 "mean_lag_ms": round(self.lag_ms_total / done, 1) if done else 0.0,
             }
 
 
 def backoff(attempt: int) -> float:
     return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+
+
+def body_problem(output: bytes) -> str | None:
+    """Why SQS (and so the event the processor gets) cannot carry this payload, or None."""
+    if len(output) > SQS_MAX_MESSAGE_BYTES:
+        return f"payload of {len(output)} bytes exceeds SQS's {SQS_MAX_MESSAGE_BYTES} bytes"
+    try:
+        text = output.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"payload is not UTF-8 ({exc.reason} at byte {exc.start}); SQS carries text only"
+    bad = SQS_FORBIDDEN.search(text)
+    if bad is not None:
+        return f"payload holds character U+{ord(bad.group()):04X}, which SQS does not accept"
+    return None
+
+
+def _error_code(exc: Exception) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
+
+
+def chunks(items: list[_Item], max_count: int, max_bytes: int, overhead: int = 0) -> list[list[_Item]]:
+    """Split into requests under both a count and a size limit (one oversized item still gets its own)."""
+    out: list[list[_Item]] = []
+    current: list[_Item] = []
+    size = 0
+    for item in items:
+        item_size = len(item.body.encode()) + overhead
+        if current and (len(current) >= max_count or size + item_size > max_bytes):
+            out.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += item_size
+    if current:
+        out.append(current)
+    return out
 
 
 class RuleBridge:
@@ -122,7 +205,13 @@ class RuleBridge:
         self.lambda_client = lambda_client
         self.sleep = sleep
         self.metrics = BridgeMetrics()
-        self.inbox: queue.Queue[_Item] = queue.Queue(maxsize=config.buffer_limit)
+        # Unbounded: QoS 1 is bounded by the broker's in-flight window (it stops sending until we
+        # acknowledge), QoS 0 by `buffer_limit`; paho's network thread must never block on it.
+        self.inbox: queue.Queue[_Item] = queue.Queue()
+        self.redeliveries: list[tuple[float, int, _Item]] = []
+        self.redelivery_lock = threading.Lock()
+        self._sequence = itertools.count()
+        self.generation = 0
         self.stopping = threading.Event()
         self.executor = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="action")
         self.slots = threading.BoundedSemaphore(config.concurrency)
@@ -139,23 +228,37 @@ class RuleBridge:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
 
-    # MQTT side (paho's network thread)
+    # MQTT side (paho's network thread): never raises, never blocks
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
             logger.error("broker refused the bridge: %s", reason)
             return
+        if self.generation:
+            self.metrics.add(reconnects=1)
+        self.generation += 1
         client.subscribe(self.config.rule.topic_filter, qos=1)
-        logger.info("subscribed to %s", self.config.rule.topic_filter)
+        logger.info("subscribed to %s (connection %d)", self.config.rule.topic_filter, self.generation)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        item = _Item(msg.mid, Message(msg.topic, bytes(msg.payload), "", int(time.time() * 1000)))
-        # A full inbox blocks here, so the bridge stops reading and the broker holds the rest.
-        self.inbox.put(item)
-        self.metrics.add(received=1)
+        try:
+            if msg.qos == 0 and self.inbox.qsize() >= self.config.buffer_limit:
+                self.metrics.add(received=1, dropped_qos0=1)
+                return
+            message = Message(msg.topic, bytes(msg.payload), "", int(time.time() * 1000))
+            self.inbox.put_nowait(_Item(msg.mid, msg.qos, self.generation, message))
+            self.metrics.add(received=1)
+        except Exception:
+            logger.exception("could not take a message from the broker; it stays unacknowledged")
 
     def _ack(self, items: list[_Item]) -> None:
+        """PUBACK what was handled, on the connection it came from (QoS 0 has nothing to acknowledge).
+
+        After a reconnect the broker redelivers what was not acknowledged; acknowledging an old
+        packet id on the new connection could acknowledge a different message, so it is skipped.
+        """
         for item in items:
-            self.client.ack(item.mid, 1)
+            if item.qos and item.generation == self.generation:
+                self.client.ack(item.mid, item.qos)
 
     # dispatch (main thread)
     def run(self, until: Callable[[], bool] | None = None) -> None:
@@ -165,12 +268,16 @@ class RuleBridge:
         next_snapshot = time.monotonic()
         try:
             while not self.stopping.is_set() and not (until and until()):
-                batch = self._collect()
-                if batch:
-                    self._dispatch(batch)
-                if self.config.metrics_file is not None and time.monotonic() >= next_snapshot:
-                    next_snapshot = time.monotonic() + 1.0
-                    self._write_snapshot(self.config.metrics_file)
+                try:
+                    batch = self._collect()
+                    if batch:
+                        self._dispatch(batch)
+                    if self.config.metrics_file is not None and time.monotonic() >= next_snapshot:
+                        next_snapshot = time.monotonic() + 1.0
+                        self._write_snapshot(self.config.metrics_file)
+                except Exception:
+                    logger.exception("bridge loop error; continuing (unacknowledged messages stay with the broker)")
+                    self.sleep(BACKOFF_BASE_S)
                 if time.monotonic() >= next_metrics:
                     next_metrics = time.monotonic() + METRICS_INTERVAL_S
                     logger.info("bridge metrics %s", json.dumps(self.metrics.snapshot()))
@@ -182,7 +289,11 @@ class RuleBridge:
     def _write_snapshot(self, path: Path) -> None:
         """The counters as JSON, replaced atomically, for live progress displays."""
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"at": time.time(), "queued": self.inbox.qsize(), **self.metrics.snapshot()}))
+        with self.redelivery_lock:
+            waiting = len(self.redeliveries)
+        tmp.write_text(
+            json.dumps({"at": time.time(), "queued": self.inbox.qsize() + waiting, **self.metrics.snapshot()})
+        )
         tmp.replace(path)
 
     def stop(self) -> None:
@@ -190,10 +301,12 @@ class RuleBridge:
 
     def _collect(self) -> list[_Item]:
         limit = SEND_MESSAGE_BATCH_MAX if self.config.mode == "sqs" else self.config.batch_size
-        try:
-            batch = [self.inbox.get(timeout=0.2)]
-        except queue.Empty:
-            return []
+        batch = self._due_redeliveries(limit)
+        if not batch:
+            try:
+                batch = [self.inbox.get(timeout=0.2)]
+            except queue.Empty:
+                return []
         deadline = time.monotonic() + self.config.flush_interval_s
         while len(batch) < limit:
             remaining = deadline - time.monotonic()
@@ -205,22 +318,43 @@ class RuleBridge:
                 break
         return batch
 
+    def _due_redeliveries(self, limit: int) -> list[_Item]:
+        now = time.monotonic()
+        due: list[_Item] = []
+        with self.redelivery_lock:
+            while self.redeliveries and self.redeliveries[0][0] <= now and len(due) < limit:
+                due.append(heapq.heappop(self.redeliveries)[2])
+        return due
+
     def _dispatch(self, batch: list[_Item]) -> None:
         ready: list[_Item] = []
         filtered: list[_Item] = []
-        errors: list[tuple[_Item, str]] = []
         for item in batch:
-            try:
-                item.output = self.config.rule.apply(item.message)
-            except RuleEvaluationError as exc:
-                errors.append((item, str(exc)))
+            if item.attempts:  # a redelivery: the rule already ran
+                ready.append(item)
                 continue
-            (ready if item.output is not None else filtered).append(item)
+            if len(item.message.payload) > IOT_MAX_PAYLOAD_BYTES:
+                # the broker's packet limit leaves room for the topic; AWS IoT counts the payload alone
+                reason = f"payload of {len(item.message.payload)} bytes exceeds AWS IoT's {IOT_MAX_PAYLOAD_BYTES}"
+                self._error_action(item, "RuleEvaluation", reason)
+                continue
+            try:
+                output = self.config.rule.apply(item.message)
+            except Exception as exc:  # any failure of the rule on this payload is the payload's
+                self._error_action(item, "RuleEvaluation", f"{type(exc).__name__}: {exc}"[:500])
+                continue
+            if output is None:
+                filtered.append(item)
+                continue
+            problem = body_problem(output)
+            if problem is not None:
+                self._error_action(item, "SqsAction" if self.config.mode == "sqs" else "LambdaAction", problem)
+                continue
+            item.body = output.decode("utf-8")
+            ready.append(item)
         if filtered:
             self.metrics.add(filtered=len(filtered))
             self._ack(filtered)
-        for item, reason in errors:
-            self._error_action(item, reason)
         if ready:
             self.slots.acquire()
             future = self.executor.submit(self._act, ready)
@@ -230,11 +364,16 @@ class RuleBridge:
     def _act(self, items: list[_Item]) -> None:
         try:
             if self.config.mode == "sqs":
-                self._send_to_queue(items)
+                for chunk in chunks(items, SEND_MESSAGE_BATCH_MAX, SQS_MAX_MESSAGE_BYTES):
+                    self._send_to_queue(chunk)
             else:
-                self._invoke(items)
+                for chunk in chunks(
+                    items, self.config.batch_size, LAMBDA_MAX_SYNC_PAYLOAD_BYTES, SQS_RECORD_OVERHEAD_BYTES
+                ):
+                    self._invoke(chunk)
         except Exception:
-            logger.exception("action failed unexpectedly; %d message(s) stay unacknowledged", len(items))
+            logger.exception("action failed unexpectedly; %d message(s) will be delivered again", len(items))
+            self._failed_delivery(items)
 
     def _send_to_queue(self, items: list[_Item]) -> None:
         pending = list(items)
@@ -243,64 +382,102 @@ class RuleBridge:
             try:
                 response = self.sqs.send_message_batch(
                     QueueUrl=self.config.queue_url,
-                    Entries=[
-                        {"Id": str(i), "MessageBody": (it.output or b"").decode()} for i, it in enumerate(pending)
-                    ],
+                    Entries=[{"Id": str(i), "MessageBody": it.body} for i, it in enumerate(pending)],
                 )
-                failed = {int(f["Id"]) for f in response.get("Failed", [])}
             except AWS_ERRORS as exc:
-                logger.warning("SendMessageBatch failed (attempt %d): %s", attempt + 1, exc)
+                if _error_code(exc) in PERMANENT_SQS_ERRORS:
+                    self._refused(pending, "SqsAction", exc, self._send_to_queue)
+                    return
+                logger.warning("SendMessageBatch failed (attempt %d), retrying: %s", attempt + 1, exc)
                 failed = set(range(len(pending)))
-            done = [it for i, it in enumerate(pending) if i not in failed]
-            self._ack(done)
-            self._done(done)
+            else:
+                failed = set()
+                for entry in response.get("Failed", []):
+                    index = int(entry["Id"])
+                    if entry.get("SenderFault"):
+                        reason = f"SQS refused the message: {entry.get('Code')}: {entry.get('Message', '')}"
+                        self._error_action(pending[index], "SqsAction", reason)
+                    else:
+                        failed.add(index)
+                refused = {int(e["Id"]) for e in response.get("Failed", []) if e.get("SenderFault")}
+                done = [it for i, it in enumerate(pending) if i not in failed and i not in refused]
+                self._ack(done)
+                self._done(done)
             pending = [it for i, it in enumerate(pending) if i in failed]
             if pending:
                 self.metrics.add(retried=len(pending))
                 attempt += 1
                 self.sleep(backoff(attempt))
 
+    def _refused(self, items: list[_Item], action: str, exc: Exception, again: Callable[[list[_Item]], None]) -> None:
+        """A request refused for good: send each record on its own, so only the one at fault is an error."""
+        if len(items) > 1:
+            for item in items:
+                again([item])
+            return
+        self._error_action(items[0], action, f"{_error_code(exc)}: {exc}"[:500])
+
     def _invoke(self, items: list[_Item]) -> None:
-        pending = list(items)
+        """One delivery of these records to the processor, as the event source mapping makes it.
+
+        A processor that cannot be reached (the emulator restarting, paused, throttling) is not a
+        delivery: that is retried until it answers. A record it reports failed, or a function
+        error, is one delivery; it comes back later, as SQS would make it visible again.
+        """
         attempt = 0
-        while pending and not self.stopping.is_set():
-            event = {"Records": [self._sqs_record(it) for it in pending]}
+        while not self.stopping.is_set():
+            event = {"Records": [self._sqs_record(it) for it in items]}
             try:
                 response = self.lambda_client.invoke(
                     FunctionName=self.config.function_name,
                     InvocationType="RequestResponse",
                     Payload=json.dumps(event).encode(),
                 )
-                result = json.loads(response["Payload"].read() or b"{}")
+                payload = response["Payload"].read()
+            except AWS_ERRORS as exc:
+                if _error_code(exc) in PERMANENT_LAMBDA_ERRORS:
+                    self._refused(items, "LambdaAction", exc, self._invoke)
+                    return
+                attempt += 1
+                logger.warning("processor unreachable (attempt %d), retrying: %s", attempt, exc)
+                self.sleep(backoff(attempt))
+                continue
+            try:
+                result = json.loads(payload or b"{}")
                 if response.get("FunctionError"):
                     raise RuntimeError(f"processor error: {str(result)[:300]}")
                 failed_ids = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
-            except (*AWS_ERRORS, RuntimeError, ValueError) as exc:
-                logger.warning("processor invocation failed (attempt %d): %s", attempt + 1, exc)
-                failed_ids = {it.record_id for it in pending}
-            done = [it for it in pending if it.record_id not in failed_ids]
+            except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                logger.warning("processor invocation failed: %s", exc)
+                failed_ids = {it.record_id for it in items}
+            done = [it for it in items if it.record_id not in failed_ids]
             self._ack(done)
             self._done(done)
-            retry = []
-            for it in pending:
-                if it.record_id in failed_ids:
-                    it.attempts += 1
-                    if it.attempts >= self.config.max_receive_count:
-                        self._dead_letter(it, it.output or it.message.payload)
-                    else:
-                        retry.append(it)
-            pending = retry
-            if pending:
-                self.metrics.add(retried=len(pending))
-                attempt += 1
-                self.sleep(backoff(attempt))
+            self._failed_delivery([it for it in items if it.record_id in failed_ids])
+            return
+
+    def _failed_delivery(self, items: list[_Item]) -> None:
+        """Count a delivery; dead-letter after `max_receive_count` once SQS's retry time is spent, else redeliver."""
+        now = time.monotonic()
+        for item in items:
+            item.attempts += 1
+            item.first_failed = item.first_failed or now
+            spent = now - item.first_failed >= self.config.retry_budget_s
+            if item.attempts >= self.config.max_receive_count and spent:
+                self._dead_letter(item, item.body or item.message.payload.decode("utf-8", errors="replace"))
+                continue
+            delay = min(self.config.visibility_timeout_s, REDELIVERY_BASE_S * 2 ** (item.attempts - 1))
+            with self.redelivery_lock:
+                heapq.heappush(self.redeliveries, (now + delay, next(self._sequence), item))
+        if items:
+            self.metrics.add(retried=len(items))
 
     def _sqs_record(self, item: _Item) -> dict[str, Any]:
         """One record of an SQS event, as the event source mapping would deliver it."""
         return {
             "messageId": item.record_id,
             "receiptHandle": item.record_id,
-            "body": (item.output or b"").decode(errors="surrogateescape"),
+            "body": item.body,
             "attributes": {
                 "ApproximateReceiveCount": str(item.attempts + 1),
                 "SentTimestamp": str(item.message.received_ms),
@@ -317,24 +494,24 @@ class RuleBridge:
             now = time.time() * 1000
             self.metrics.add(forwarded=len(items), lag_ms_total=sum(now - it.message.received_ms for it in items))
 
-    def _error_action(self, item: _Item, reason: str) -> None:
+    def _error_action(self, item: _Item, failed_action: str, reason: str) -> None:
         """What the rule's error action sends: the original payload (base64) and the failure."""
         document = {
             "ruleName": self.config.rule_name,
             "topic": item.message.topic,
             "clientId": item.message.client_id,
             "base64OriginalPayload": base64.b64encode(item.message.payload).decode(),
-            "failures": [{"failedAction": "RuleEvaluation", "errorMessage": reason}],
+            "failures": [{"failedAction": failed_action, "errorMessage": reason}],
         }
-        self.metrics.add(rule_errors=1)
-        self._dead_letter(item, json.dumps(document).encode())
+        self.metrics.add(**{"rule_errors" if failed_action == "RuleEvaluation" else "action_errors": 1})
+        self._dead_letter(item, json.dumps(document))
 
-    def _dead_letter(self, item: _Item, body: bytes) -> None:
+    def _dead_letter(self, item: _Item, body: str) -> None:
         """Keep the message in the DLQ, retrying until it is there; only then acknowledge it."""
         attempt = 0
         while not self.stopping.is_set():
             try:
-                self.sqs.send_message(QueueUrl=self.config.dlq_url, MessageBody=body.decode(errors="replace"))
+                self.sqs.send_message(QueueUrl=self.config.dlq_url, MessageBody=body)
             except AWS_ERRORS as exc:
                 attempt += 1
                 logger.warning("DLQ send failed (attempt %d): %s", attempt, exc)

@@ -18,6 +18,14 @@ LOOPBACK = "127.0.0.1"
 BRIDGE_USER = "rule-bridge"
 PBKDF2_ITERATIONS = 101  # what mosquitto_passwd writes for its $7$ (PBKDF2-SHA512) hashes
 TELEMETRY_FILTER = "sensors/+/telemetry"
+# AWS IoT Core refuses a message payload over 128 KB and a topic over 256 bytes; the broker
+# refuses the same, the same way (it disconnects the client that sends a larger packet).
+IOT_MAX_PAYLOAD_BYTES = 128 * 1024
+IOT_MAX_TOPIC_BYTES = 256
+# fixed header (at most 5 bytes), topic length (2) and packet id (2)
+MAX_PACKET_BYTES = IOT_MAX_PAYLOAD_BYTES + IOT_MAX_TOPIC_BYTES + 9
+# Seconds between saves of the broker's state: a SIGKILL loses at most what arrived since.
+AUTOSAVE_INTERVAL_S = 1
 
 
 def device_password(secret: bytes, username: str) -> str:
@@ -72,11 +80,15 @@ class BrokerConfig:
         self.conf.write_text(
             (f"listener {self.port}\n" if self.container_dir else f"listener {self.port} {LOOPBACK}\n")
             + "allow_anonymous false\n"
+            # a client id is its username, so nobody can take over another's session (the bridge's above all)
+            "use_username_as_clientid true\n"
+            f"max_packet_size {MAX_PACKET_BYTES}\n"
             f"password_file {seen / 'passwords'}\n"
             f"acl_file {seen / 'acl'}\n"
             # stay the user who started the stack (compose runs the container as that user), so the
             # files above stay readable and private
              + ("" if self.container_dir else f"user {getpass.getuser()}\n") + "persistence true\n"
+            f"autosave_interval {AUTOSAVE_INTERVAL_S}\n"
             f"persistence_location {seen / 'data'}/\n"
             "max_queued_messages 1000000\n"
             "max_inflight_messages 1000\n"

@@ -61,10 +61,7 @@ class Rule:
 
     def apply(self, message: Message) -> bytes | None:
         """The rule's output payload, or None when WHERE is false. Raises RuleEvaluationError."""
-        try:
-            document = json.loads(message.payload)
-        except (ValueError, UnicodeDecodeError):
-            document = None
+        document = parse_json(message.payload)
         only_star = len(self.select) == 1 and self.select[0].expr is None
         if document is None and not only_star:
             raise RuleEvaluationError("payload is not JSON, so the SELECT cannot add fields to it")
@@ -86,6 +83,18 @@ class Rule:
 
 
 _MISSING = object()
+
+
+def parse_json(payload: bytes) -> Any:
+    """The payload as JSON the way AWS IoT's rules engine reads it (UTF-8 only), or None.
+
+    `json.loads` of bytes would guess UTF-16/32 from the first bytes and accept what AWS does not;
+    nesting deeper than the interpreter's recursion limit is not JSON a rule can evaluate either.
+    """
+    try:
+        return json.loads(payload.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:

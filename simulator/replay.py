@@ -120,4 +120,5 @@ def replay(path: Path, key: bytes, host: str, port: int, qos: int = 1, speed: fl
         if index == len(pending) and now > pending[-1].due + 30:
             break
     fleet.close()
+    recorder.connections(fleet.counters.reconnects, fleet.counters.connect_errors)
     return recorder.to_dict()

@@ -228,6 +228,7 @@ def _live_worker(
     while fleet.in_flight() and time.time() < drain_until:
         fleet.poll(TICK_S)
     fleet.close()
+    recorder.connections(fleet.counters.reconnects, fleet.counters.connect_errors)
     if progress is not None:
         progress.put((worker, 0, fleet.counters.published, fleet.counters.acked, fleet.counters.failed))
     return recorder.to_dict(raw=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,9 @@ class Recorder:
     first_send: float = float("inf")
     sent_per_s: dict[int, int] = field(default_factory=dict)
     last_send: float = float("-inf")
+    failed_by_cause: Counter[str] = field(default_factory=Counter)
+    reconnects: int = 0
+    connect_errors: int = 0
 
     def generated(self, emitted: Emitted) -> None:
         """The device produced this publish (whether or not it ever leaves the client)."""
@@ -51,8 +54,14 @@ class Recorder:
         self.devices[emitted.device_id].acked.append(emitted.msg_id)
         self.ack_latency_s.append(at - emitted.due)
 
-    def failed(self, emitted: Emitted) -> None:
+    def failed(self, emitted: Emitted, cause: str) -> None:
         self.devices[emitted.device_id].failed.append(emitted.msg_id)
+        self.failed_by_cause[cause] += 1
+
+    def connections(self, reconnects: int, connect_errors: int) -> None:
+        """What the connections went through: reconnects after a drop, refused or failed attempts."""
+        self.reconnects += reconnects
+        self.connect_errors += connect_errors
 
     def merge(self, other: dict[str, Any]) -> None:
         """Fold in a worker's `to_dict(raw=True)` output."""
@@ -71,12 +80,18 @@ class Recorder:
         for second, count in other["sent_per_s"].items():
             self.sent_per_s[int(second)] = self.sent_per_s.get(int(second), 0) + count
         self.ack_latency_s += other["ack_latency_s"]
+        self.failed_by_cause.update(other["failed_by_cause"])
+        self.reconnects += other["reconnects"]
+        self.connect_errors += other["connect_errors"]
 
     def to_dict(self, raw: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
             "published": self.published,
             "acked": sum(len(r.acked) for r in self.devices.values()),
             "failed": sum(len(r.failed) for r in self.devices.values()),
+            "failed_by_cause": dict(sorted(self.failed_by_cause.items())),
+            "reconnects": self.reconnects,
+            "connect_errors": self.connect_errors,
             "send_lateness_ms": percentiles(self.lateness_s),
             # from the first send to the last: a generator that falls behind stretches it
             "send_span_s": round(self.last_send - self.first_send, 3) if self.lateness_s else 0.0,

@@ -3,21 +3,25 @@
 Each device has its own paho client. The loop reads and writes their sockets when ready, and
 calls loop_misc (keepalive, QoS retries) about once a second per client. A device never has
 more than `window` messages in flight: beyond that its messages wait, and their lateness grows.
+A connection the broker drops (a restart, a crash) comes back by itself after a jittered,
+growing delay, as real devices do; paho then sends again what the broker had not acknowledged.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import selectors
 import socket
 import ssl
 import struct
 import time
 import warnings
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -31,6 +35,17 @@ logger = logging.getLogger(__name__)
 KEEPALIVE_S = 60
 MISC_INTERVAL_S = 1.0
 MAX_PENDING_PER_DEVICE = 10_000
+# An unplanned disconnect is retried after a random delay in [base, min(cap, base * 2^tries)].
+RECONNECT_BASE_S = 0.5
+RECONNECT_CAP_S = 10.0
+
+
+class FailureCause(StrEnum):
+    """Why a message never got the broker's acknowledgement (the run summary counts each)."""
+
+    QUEUE_FULL = "queue_full"  # more than MAX_PENDING_PER_DEVICE waiting on one device
+    DISCONNECTED = "disconnected"  # QoS 0, in flight when the connection dropped
+    UNACKED_AT_END = "unacked_at_end"  # still waiting when the run's drain time was up
 
 
 @dataclass
@@ -40,6 +55,8 @@ class Counters:
     failed: int = 0
     connected: int = 0
     connect_errors: int = 0
+    reconnects: int = 0
+    failed_by_cause: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(eq=False)
@@ -54,6 +71,9 @@ class _Connection:
     write_watched: bool = False  # registered for EVENT_WRITE: its socket was full
     tokens: float = 1.0  # publish budget under a per-connection rate limit
     refilled: float = 0.0
+    online: bool = True  # the device wants its connection (false while it is offline by plan)
+    dropped: bool = False  # lost its connection without asking: the next CONNACK is a reconnect
+    tries: int = 0  # reconnect attempts since the last successful connection
 
 
 class MqttFleet:
@@ -69,7 +89,7 @@ class MqttFleet:
         credentials: Callable[[str], tuple[str, str]] | None = None,
         on_send: Callable[[Emitted, float], None] | None = None,
         on_ack: Callable[[Emitted, float], None] | None = None,
-        on_fail: Callable[[Emitted], None] | None = None,
+        on_fail: Callable[[Emitted, str], None] | None = None,
         websocket_host: str | None = None,
         tls: DeviceCertificates | None = None,
         max_rate_per_connection: float | None = None,
@@ -87,11 +107,14 @@ class MqttFleet:
         self._unsent: set[_Connection] = set()
         self.on_send = on_send or (lambda e, t: None)
         self.on_ack = on_ack or (lambda e, t: None)
-        self.on_fail = on_fail or (lambda e: None)
+        self.on_fail = on_fail or (lambda e, cause: None)
         self.selector = selectors.DefaultSelector()
         self.connections: dict[str, _Connection] = {}
         self.counters = Counters()
         self._next_misc = time.monotonic() + MISC_INTERVAL_S
+        self._reconnect_at: dict[str, float] = {}  # device id -> when to try again (monotonic)
+        self._closing = False
+        self._jitter = random.Random()
 
     def connect(self, device_id: str) -> None:
         """Open (or reopen) the device's connection; CONNACK arrives through `poll`."""
@@ -102,6 +125,9 @@ class MqttFleet:
         threads: against AWS IoT Core each handshake costs network round trips, so a serial fleet of
         thousands would take minutes to come up."""
         conns = [conn for conn in map(self._connection, device_ids) if conn.sock is None]
+        for conn in conns:
+            conn.online = True
+            self._reconnect_at.pop(conn.device_id, None)
         if parallel > 1 and len(conns) > 1:
             with ThreadPoolExecutor(parallel, thread_name_prefix="mqtt-connect") as pool:
                 opened = list(pool.map(self._open, conns))
@@ -110,6 +136,7 @@ class MqttFleet:
         for conn, ok in zip(conns, opened, strict=True):
             if not ok:
                 self.counters.connect_errors += 1
+                self._retry_later(conn)
                 continue
             sock = conn.client.socket()
             if sock is not None:
@@ -162,7 +189,11 @@ class MqttFleet:
     def disconnect(self, device_id: str) -> None:
         """Go offline as a device would: the connection drops; QoS 1 in flight stays in its session."""
         conn = self.connections.get(device_id)
-        if conn is None or conn.sock is None:
+        if conn is None:
+            return
+        conn.online = False
+        self._reconnect_at.pop(device_id, None)
+        if conn.sock is None:
             return
         self._close_socket(conn)
         conn.client.disconnect()
@@ -171,8 +202,7 @@ class MqttFleet:
         """Queue a publish; it goes out as soon as the device is connected and under its window."""
         conn = self.connections[emitted.device_id]
         if len(conn.pending) >= MAX_PENDING_PER_DEVICE:
-            self.counters.failed += 1
-            self.on_fail(emitted)
+            self._fail(emitted, FailureCause.QUEUE_FULL)
             return
         conn.pending.append(emitted)
         self._flush(conn)
@@ -222,6 +252,10 @@ class MqttFleet:
             self._flush(conn)
         self._write_unsent()
         now = time.monotonic()
+        if self._reconnect_at:
+            due = [d for d, at in self._reconnect_at.items() if at <= now]
+            if due:
+                self.connect_many(due)
         if now >= self._next_misc:
             self._next_misc = now + MISC_INTERVAL_S
             for conn in self.connections.values():
@@ -238,6 +272,7 @@ class MqttFleet:
 
     def close(self) -> None:
         """Disconnect everyone; SO_LINGER 0 so thousands of sockets leave no TIME_WAIT behind."""
+        self._closing = True
         for conn in self.connections.values():
             if conn.sock is not None:
                 conn.client.disconnect()
@@ -247,11 +282,23 @@ class MqttFleet:
                 self._close_socket(conn)
         for conn in self.connections.values():
             for emitted in [*conn.inflight.values(), *conn.pending]:
-                self.counters.failed += 1
-                self.on_fail(emitted)
+                self._fail(emitted, FailureCause.UNACKED_AT_END)
             conn.inflight.clear()
             conn.pending.clear()
         self.selector.close()
+
+    def _fail(self, emitted: Emitted, cause: FailureCause) -> None:
+        self.counters.failed += 1
+        self.counters.failed_by_cause[cause.value] += 1
+        self.on_fail(emitted, cause.value)
+
+    def _retry_later(self, conn: _Connection) -> None:
+        """Schedule the next connection attempt of a device that wants to be online."""
+        if self._closing or not conn.online:
+            return
+        conn.tries += 1
+        delay = self._jitter.uniform(RECONNECT_BASE_S, min(RECONNECT_CAP_S, RECONNECT_BASE_S * 2**conn.tries))
+        self._reconnect_at[conn.device_id] = time.monotonic() + delay
 
     def _close_socket(self, conn: _Connection) -> None:
         if conn.sock is not None:
@@ -271,16 +318,22 @@ class MqttFleet:
             logger.warning("%s refused by the broker: %s", conn.device_id, reason)
             return
         conn.connected = True
+        conn.tries = 0
         self.counters.connected += 1
+        if conn.dropped:
+            conn.dropped = False
+            self.counters.reconnects += 1
 
     def _on_disconnect(self, client: mqtt.Client, conn: _Connection, reason: int) -> None:
         if conn.sock is not None:
             self._close_socket(conn)
         if self.qos == 0:
             for emitted in conn.inflight.values():
-                self.counters.failed += 1
-                self.on_fail(emitted)
+                self._fail(emitted, FailureCause.DISCONNECTED)
             conn.inflight.clear()
+        if conn.online and not self._closing:
+            conn.dropped = True
+            self._retry_later(conn)
 
     def _on_publish(self, client: mqtt.Client, conn: _Connection, mid: int) -> None:
         emitted = conn.inflight.pop(mid, None)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import getpass
 import json
 import shutil
+import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,6 +141,41 @@ def test_an_unreachable_broker_fails_every_message_and_says_so() -> None:
     )
     assert summary["published"] > 0
     assert summary["acked"] == 0 and summary["failed"] == summary["published"]
+    assert summary["failed_by_cause"] == {"unacked_at_end": summary["published"]}
+    assert summary["connect_errors"] >= 25, "every device kept trying, and each failed attempt is counted"
+
+
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_devices_reconnect_after_a_broker_restart_and_resend_what_was_not_acknowledged(
+    tmp_path: Path, signal_name: str
+) -> None:
+    port = free_port()
+    config = tmp_path / "mosquitto.conf"
+    config.write_text(f"listener {port} {LOOPBACK}\nallow_anonymous true\n")
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([mosquitto_binary(), "-c", str(config)], stderr=subprocess.DEVNULL)
+        assert wait_for_port(port, 10), "mosquitto did not start"
+        return proc
+
+    brokers = [start()]
+    result: dict[str, Any] = {}
+    run = RunConfig(fleet=parse_fleet(FLEET), seed=5, key=KEY, duration_s=8, qos=1, port=port)
+    runner = threading.Thread(target=lambda: result.update(live_run(run)))
+    try:
+        runner.start()
+        time.sleep(3)
+        brokers[0].send_signal(getattr(signal, signal_name))
+        brokers[0].wait(timeout=10)
+        time.sleep(1.5)
+        brokers.append(start())
+        runner.join(timeout=60)
+    finally:
+        for proc in brokers:
+            proc.terminate()
+            proc.wait(timeout=10)
+    assert result["reconnects"] == 25, "every device came back by itself"
+    assert result["failed"] == 0 and result["acked"] == result["published"] >= 25 * 6
 
 
 def test_replay_retimes_resigns_and_publishes_a_dry_run_trace(broker: int, tmp_path: Path) -> None:
