@@ -19,7 +19,7 @@ FLEET ?= simulator/fleets/smoke.yaml
 DURATION ?= 60
 BUNDLE_SOURCES := $(shell find processor telemetry -name '*.py' 2>/dev/null) processor/requirements.txt
 
-.PHONY: help venvs build up down clean demo plan outputs test test-unit test-contract test-e2e lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy
+.PHONY: help venvs build up down clean demo plan outputs test test-unit test-contract test-e2e lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy redrive
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -92,6 +92,9 @@ bench-ingress: venvs build ## highest zero-loss end-to-end rate of each ingress 
 
 bench: venvs build ## highest zero-loss end-to-end rate, and the naive design's, in one run
 	$(TESTBED) bench
+
+redrive: $(VENV)/.installed ## move what the dead-letter queue holds back to the ingest queue, with a count
+	$(TESTBED) redrive
 
 lint: $(VENV)/.installed ## ruff and mypy
 	$(VENV)/bin/ruff check .

@@ -15,6 +15,7 @@ from simulator.devices import Emitted
 class DeviceRecord:
     published: int = 0
     acked: list[int] = field(default_factory=list)
+    acked_due: list[float] = field(default_factory=list)  # when each acknowledged message was due (epoch s)
     failed: list[int] = field(default_factory=list)
     faults: dict[int, list[str]] = field(default_factory=dict)
 
@@ -51,7 +52,9 @@ class Recorder:
         self.last_send = max(self.last_send, at)
 
     def acked(self, emitted: Emitted, at: float) -> None:
-        self.devices[emitted.device_id].acked.append(emitted.msg_id)
+        record = self.devices[emitted.device_id]
+        record.acked.append(emitted.msg_id)
+        record.acked_due.append(round(emitted.due, 2))
         self.ack_latency_s.append(at - emitted.due)
 
     def failed(self, emitted: Emitted, cause: str) -> None:
@@ -69,6 +72,7 @@ class Recorder:
             mine = self.devices[device_id]
             mine.published += rec["published"]
             mine.acked += rec["acked"]
+            mine.acked_due += rec["acked_due"]
             mine.failed += rec["failed"]
             for msg_id, tags in rec["faults"].items():
                 mine.faults.setdefault(int(msg_id), []).extend(tags)
@@ -101,6 +105,7 @@ class Recorder:
                 device_id: {
                     "published": r.published,
                     "acked": r.acked,
+                    "acked_due": r.acked_due,
                     "failed": r.failed,
                     "faults": {str(k): v for k, v in r.faults.items()},
                 }

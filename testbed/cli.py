@@ -24,6 +24,7 @@ from testbed.demo import run_demo
 from testbed.outputs import OutputsError, StackOutputs
 from testbed.paths import ROOT
 from testbed.processes import PortInUseError
+from testbed.redrive import redrive
 from testbed.scenario import ScenarioError, load_scenario
 from testbed.simulate import compare, emulator_rss_mb, run_scenario
 from testbed.stack import Stack
@@ -222,6 +223,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_redrive(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    outputs = stack.outputs()
+    result = redrive(stack.client("sqs"), outputs.dlq_url, outputs.ingest_queue_url)
+    console.print(
+        f"moved {result.moved:,} record(s) from the DLQ back to the ingest queue; kept "
+        f"{result.kept_error_actions:,} rule error-action document(s) (payloads the rule or SQS refused) in the DLQ"
+    )
+    return 0
+
+
 def _things_dir(stack: Stack, prefix: str) -> Path:
     return stack.backend.state_dir / "things" / prefix
 
@@ -294,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     full_bench = sub.add_parser("bench", help="highest zero-loss rate of the design and of the naive design")
     full_bench.add_argument("--duration", type=float, default=20.0)
     full_bench.set_defaults(func=cmd_bench)
+    sub.add_parser("redrive", help="move dead-lettered records back to the ingest queue").set_defaults(func=cmd_redrive)
     things = sub.add_parser("provision", help="IoT things + certificates + a thing-scoped policy for N devices")
     which = things.add_mutually_exclusive_group(required=True)
     which.add_argument("--count", type=int, help="devices named <prefix>-00000, <prefix>-00001, ...")

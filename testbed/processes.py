@@ -111,9 +111,9 @@ class ManagedProcess:
             return False
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and self._alive(pid):
+        while time.monotonic() < deadline and self.alive(pid):
             time.sleep(0.1)
-        if self._alive(pid):
+        if self.alive(pid):
             logger.warning("%s (pid %d) ignored SIGTERM for %.0f s; killing it", self.name, pid, timeout_s)
             os.kill(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
@@ -121,7 +121,8 @@ class ManagedProcess:
         return True
 
     @staticmethod
-    def _alive(pid: int) -> bool:
+    def alive(pid: int) -> bool:
+        """True while the process runs; a dead child of ours is reaped, so it does not linger as a zombie."""
         with contextlib.suppress(ChildProcessError):
             done, _ = os.waitpid(pid, os.WNOHANG)
             if done == pid:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +14,37 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def plot_throughput(path: Path, sent_per_s: dict[str, int], stored_at_s: np.ndarray) -> None:
-    start = min([int(k) for k in sent_per_s] + ([int(stored_at_s.min())] if len(stored_at_s) else []), default=0)
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    if sent_per_s:
-        xs = sorted(int(k) for k in sent_per_s)
-        ax.plot([x - start for x in xs], [sent_per_s[str(x)] for x in xs], label="published")
+def per_second(stored_at_s: np.ndarray, first: int, last: int) -> np.ndarray:
+    """Items stored in each second from `first` to `last`: a second in which nothing was stored is a
+    zero, not a gap the line is drawn straight across (an outage must show as one)."""
+    counts = np.zeros(max(last - first + 1, 0), dtype=int)
     if len(stored_at_s):
-        seconds, counts = np.unique(stored_at_s.astype(int), return_counts=True)
-        ax.plot(seconds - start, counts, label="stored")
+        seconds = stored_at_s.astype(int) - first
+        inside = seconds[(seconds >= 0) & (seconds < len(counts))]
+        np.add.at(counts, inside, 1)
+    return counts
+
+
+def plot_throughput(
+    path: Path,
+    sent_per_s: dict[str, int],
+    stored_at_s: np.ndarray,
+    faults: Sequence[tuple[float, float, str]] = (),
+) -> None:
+    """Published and stored per second; each fault is a shaded span from its start until the part was back."""
+    sent = {int(k): v for k, v in sent_per_s.items()}
+    stored_seconds = [int(stored_at_s.min()), int(stored_at_s.max())] if len(stored_at_s) else []
+    bounds = list(sent) + stored_seconds
+    start, end = (min(bounds), max(bounds)) if bounds else (0, 0)
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    xs = np.arange(start, end + 1)
+    if sent:
+        ax.plot(xs - start, [sent.get(int(x), 0) for x in xs], label="published")
+    if len(stored_at_s):
+        ax.plot(xs - start, per_second(stored_at_s, start, end), label="stored")
+    for began, back, label in faults:
+        ax.axvspan(began - start, max(back, began + 0.5) - start, color="tab:red", alpha=0.15)
+        ax.annotate(label, (began - start, ax.get_ylim()[1] * 0.92), fontsize=7, rotation=90, va="top")
     ax.set_xlabel("seconds since the first send")
     ax.set_ylabel("messages per second")
     ax.legend()
@@ -76,6 +99,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         f"**lost {report['lost']:,}**",
         f"- sustained stored rate {report['throughput_msg_s']:,} msg/s; end-to-end latency p50 {latency['p50']} ms, "
         f"p95 {latency['p95']} ms, p99 {latency['p99']} ms, max {latency['max']} ms",
+        f"- publish failures {report['publish_failures']:,} {report['publish_failures_by_cause']}, "
+        f"acknowledged/published {report['acked_ratio']:.2%}, reconnects {report['reconnects']:,}",
         f"- alerts {report['alerts']}: {json.dumps(report['alert_check'])}",
         f"- emulator RSS {report['emulator_rss_mb']} MB",
         "",
@@ -88,6 +113,20 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         "![lag](lag.png)",
         "",
     ]
+    if report["faults_injected"]:
+        lines += [
+            "## Faults injected",
+            "",
+            "| at (s) | fault | down (s) | back after (s) | acked around | lost | duplicated | recovered after (s) |",
+            "|---|---|---|---|---|---|---|---|",
+            *(
+                f"| {f['at_s']:g} | {f['fault']} | {f['down_s']:g} | {f['back_after_s']} | {f['acked_around']:,} "
+                f"| {f['lost']:,} | {f['duplicated']:,} | {f['recovered_after_s']} |"
+                + (f" error: {f['error']}" if f["error"] else "")
+                for f in report["faults_injected"]
+            ),
+            "",
+        ]
     if report["reconciliation"]["unexplained"]:
         lines += ["## Unexplained", "", *(f"- {json.dumps(u)}" for u in report["reconciliation"]["unexplained"])]
     path.write_text("\n".join(lines) + "\n")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from simulator.schedule import Constant, RateProfile
+from testbed.faults import FaultSpec
 from testbed.paths import ROOT
 
 SCENARIO_DIR = ROOT / "testbed" / "scenarios"
@@ -26,6 +27,9 @@ class Expectations(BaseModel):
     min_throughput_msg_s: float | None = Field(default=None, ge=0)
     alerts_ok: bool = True
     max_emulator_rss_mb: float | None = Field(default=None, gt=0)
+    # A run in which messages never reached the broker must not pass unless the scenario says so.
+    max_publish_failures: int = Field(default=0, ge=0)
+    min_acked_ratio: float = Field(default=1.0, ge=0, le=1, description="acknowledged / published")
 
 
 class Scenario(BaseModel):
@@ -41,6 +45,14 @@ class Scenario(BaseModel):
     workers: int = Field(default=1, ge=1, le=8)
     drain_timeout_s: float = Field(default=120.0, gt=0)
     expectations: Expectations = Expectations()
+    faults: tuple[FaultSpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _faults_within_the_run(self) -> Scenario:
+        late = [f.label for f in self.faults if f.at_s >= self.duration_s]
+        if late:
+            raise ValueError(f"faults scheduled after the load ends ({self.duration_s:g} s): {', '.join(late)}")
+        return self
 
 
 def load_scenario(name_or_path: str) -> Scenario:

@@ -9,6 +9,7 @@ import queue
 import threading
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,11 @@ from simulator.devices import device_ids as fleet_device_ids
 from simulator.fleet import load_fleet
 from simulator.run import RunConfig, live_run
 from simulator.summary import percentiles
+from testbed.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting, throttle_processor
 from testbed.paths import ROOT
 from testbed.reconcile import check_alerts, expected_stored, reconcile
 from testbed.report import plot_lag, plot_latency, plot_throughput, write_markdown
-from testbed.scenario import Scenario
+from testbed.scenario import Scenario, ScenarioError
 from testbed.stack import Stack
 from testbed.stores import Stores
 
@@ -170,9 +172,54 @@ def _plain_item(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def fault_schedule(stack: Stack, specs: tuple[FaultSpec, ...], function_name: str) -> FaultSchedule:
+    """The scenario's faults, refused up front if this backend cannot inject one of them."""
+    targets = stack.backend.fault_targets()
+    unsupported = sorted({f.label for f in specs if f.target != "processor" and f.target not in targets})
+    if unsupported:
+        raise ScenarioError(
+            f"the {stack.backend.name} backend cannot inject {', '.join(unsupported)} "
+            f"(it can hit: {', '.join(targets) or 'nothing but the processor'}); run it on the embedded backend"
+        )
+
+    def inject(spec: FaultSpec) -> None:
+        if spec.target == "processor":
+            throttle_processor(stack.client("lambda"), function_name, spec.down_s)
+        else:
+            stack.backend.inject_fault(spec.target, spec.action, spec.down_s)
+
+    return FaultSchedule(list(specs), inject)
+
+
+def _archived_deliveries(stores: Stores, device_ids: set[str], since: float) -> Counter[tuple[str, int]]:
+    """How many times each message was archived: once per delivery the processor accepted."""
+    counts: Counter[tuple[str, int]] = Counter()
+    for line in stores.archived_messages(since):
+        if isinstance(line, dict) and line.get("device_id") in device_ids and isinstance(line.get("msg_id"), int):
+            counts[(line["device_id"], line["msg_id"])] += 1
+    return counts
+
+
+def _faults_report(
+    injected: list[InjectedFault],
+    summary: dict[str, Any],
+    lost: list[tuple[str, int]],
+    deliveries: Counter[tuple[str, int]],
+    stored_at: np.ndarray,
+) -> list[dict[str, Any]]:
+    acked_at = {
+        (device_id, msg_id): due
+        for device_id, record in summary["per_device"].items()
+        for msg_id, due in zip(record["acked"], record["acked_due"], strict=True)
+    }
+    stored_per_s = Counter(int(s) for s in stored_at)
+    return [fault_accounting(f, acked_at, set(lost), deliveries, stored_per_s) for f in injected]
+
+
 def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir: Path = REPORTS_DIR) -> Path:
     """Run, wait for the drain, reconcile, and write reports/<run id>/. Returns the folder."""
     outputs = stack.outputs()
+    faults = fault_schedule(stack, scenario.faults, outputs.processor_function_name)
     key = str(stack.client("secretsmanager").get_secret_value(SecretId=outputs.signing_secret_arn)["SecretString"])
     fleet = load_fleet(ROOT / scenario.fleet)
     run_tag = uuid.uuid4().hex[:4]
@@ -185,6 +232,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     function = stack.client("lambda").get_function_configuration(FunctionName=outputs.processor_function_name)
     settings = Settings.from_env(function["Environment"]["Variables"])
     started = time.time()
+    faults.start(at=started + 1.0)  # the simulator's clock starts about a second after it is called
 
     summary = _publish_with_progress(
         stack,
@@ -204,6 +252,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
         ),
         console,
     )
+    injected = faults.join()
     expected = expected_stored(summary)
     since_ms = int(started * 1000) - 1000
     raw_items, drained = wait_for_drain(
@@ -225,11 +274,19 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     rss = emulator_rss_mb(stack)
     expect = scenario.expectations
     throughput = round(len(items) / span, 1) if span else 0.0
+    acked_ratio = round(result.acked / summary["published"], 4) if summary["published"] else 0.0
     checks = {
         f"drained within {scenario.drain_timeout_s:g} s": drained,
         f"lost <= {expect.max_lost}": len(result.lost) <= expect.max_lost,
         f"unexplained <= {expect.max_unexplained}": len(result.unexplained) <= expect.max_unexplained,
+        f"publish failures <= {expect.max_publish_failures}": summary["failed"] <= expect.max_publish_failures,
+        f"acknowledged/published >= {expect.min_acked_ratio:g}": acked_ratio >= expect.min_acked_ratio,
     }
+    faults_report: list[dict[str, Any]] = []
+    if injected:
+        deliveries = _archived_deliveries(stores, set(device_ids), started - 5)
+        faults_report = _faults_report(injected, summary, result.lost, deliveries, stored_at)
+        checks["every fault injected and recovered"] = all(f["error"] is None for f in faults_report)
     if expect.max_p99_latency_ms is not None:
         checks[f"p99 latency <= {expect.max_p99_latency_ms:g} ms"] = latency_ms["p99"] <= expect.max_p99_latency_ms
     if expect.min_throughput_msg_s is not None:
@@ -247,6 +304,11 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
         "ingress": getattr(stack, "ingress", ""),
         "published": summary["published"],
         "acked": result.acked,
+        "acked_ratio": acked_ratio,
+        "publish_failures": summary["failed"],
+        "publish_failures_by_cause": summary["failed_by_cause"],
+        "reconnects": summary["reconnects"],
+        "connect_errors": summary["connect_errors"],
         "stored": result.stored,
         "quarantined": dict(result.quarantined),
         "dead_lettered": result.dead_lettered,
@@ -261,11 +323,13 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
         "passed": all(checks.values()),
         "reconciliation": result.as_dict(),
         "alert_check": alert_check,
+        "faults_injected": faults_report,
     }
     folder = reports_dir / run_id
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot_throughput(folder / "throughput.png", summary["sent_per_s"], stored_at)
+    marks = [(f["started"], f["started"] + f["back_after_s"], f["fault"]) for f in faults_report]
+    plot_throughput(folder / "throughput.png", summary["sent_per_s"], stored_at, marks)
     plot_latency(folder / "latency.png", latency, {k: latency_ms[k] for k in ("p50", "p95", "p99")})
     plot_lag(folder / "lag.png", stored_at, latency)
     write_markdown(folder / "report.md", report)

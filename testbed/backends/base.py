@@ -81,6 +81,17 @@ class Backend(abc.ABC):
     def release_devices(self, device_ids: list[str]) -> None:
         """Undo `provision_devices` where devices are cloud resources (things); broker passwords stay."""
 
+    def fault_targets(self) -> tuple[str, ...]:
+        """The parts of the stack `inject_fault` can hit; none where this project does not run them."""
+        return ()
+
+    def inject_fault(self, target: str, action: str, down_s: float) -> None:
+        """Kill, pause or restart one part of the stack, and bring it back; returns once it is back."""
+        raise BackendError(
+            f"the {self.name} backend does not inject faults into {target}: it does not run the parts as "
+            "its own processes (run fault scenarios on the embedded backend)"
+        )
+
     def broker_secret(self) -> bytes:
         """The secret device broker passwords derive from."""
         raise BackendError(f"the {self.name} backend has no local broker credentials")

@@ -220,6 +220,43 @@ class EmbeddedBackend(Backend):
         if proc.poll() is not None:
             raise BackendError(f"the rule bridge exited at start; see {self.bridge.log_file}")
 
+    def fault_targets(self) -> tuple[str, ...]:
+        """iot mode has no local broker or bridge: devices talk to the emulator itself."""
+        return ("emulator",) if self.ingress_mode() == "iot" else ("broker", "bridge", "emulator")
+
+    def inject_fault(self, target: str, action: str, down_s: float) -> None:
+        """kill: SIGKILL, `down_s` later a restart; pause: SIGSTOP for `down_s`; restart: SIGTERM (the
+        emulator saves its state), `down_s`, start. Only the server's own PID is signalled."""
+        if target not in self.fault_targets():
+            super().inject_fault(target, action, down_s)
+        processes = {"broker": self.mosquitto, "bridge": self.bridge, "emulator": self.ministack}
+        process = processes[target]
+        pid = process.pid()
+        if pid is None:
+            raise BackendError(f"the {target} is not running, so it cannot be hit by a {action}")
+        if action == "pause":
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                time.sleep(down_s)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            return
+        if action == "kill":
+            os.kill(pid, signal.SIGKILL)
+            while ManagedProcess.alive(pid):
+                time.sleep(0.05)
+        elif action == "restart":
+            process.stop(timeout_s=MINISTACK_SAVE_TIMEOUT_S)
+        else:
+            raise BackendError(f"unknown fault action {action!r}")
+        time.sleep(down_s)
+        if target == "broker":
+            self._start_mosquitto()
+        elif target == "bridge":
+            self.start_ingress(self.run_dir / "outputs.json", self.ingress_mode())
+        else:
+            self._start_ministack()
+
     def release_devices(self, device_ids: list[str]) -> None:
         """iot: delete the run's things and certificates from the emulator's IoT registry; passwords stay."""
         if self.ingress_mode() == "iot":

@@ -1,0 +1,151 @@
+"""Infrastructure faults a scenario schedules during its load, and what each one cost.
+
+A fault hits a part of the local stack (the broker, the rule bridge, the emulator) or the
+processor (throttled through the Lambda API) at a time into the run; the run's report then
+accounts for the messages around it: acknowledged, lost, duplicated, and how long until the
+pipeline stored at its earlier rate again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+logger = logging.getLogger(__name__)
+
+Target = Literal["broker", "bridge", "emulator", "processor"]
+Action = Literal["kill", "pause", "restart", "throttle"]
+# What each target can suffer. kill: SIGKILL, then a restart after `down_s`; pause: SIGSTOP for
+# `down_s`, then SIGCONT; restart: a graceful stop (state saved) and start; throttle: the
+# processor's reserved concurrency set to 0 for `down_s`.
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "broker": ("kill", "pause"),
+    "bridge": ("kill", "pause"),
+    "emulator": ("kill", "pause", "restart"),
+    "processor": ("throttle",),
+}
+# Seconds around a fault whose acknowledged messages are counted as "around it".
+AROUND_S = 5.0
+# Throughput has recovered once a second stores at least this share of the rate before the fault.
+RECOVERED_SHARE = 0.8
+
+
+class FaultSpec(BaseModel):
+    """One scheduled fault, as written in a scenario file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    at_s: float = Field(ge=0, description="seconds after the load starts")
+    target: Target
+    action: Action
+    down_s: float = Field(default=5.0, ge=0, le=600)
+
+    @model_validator(mode="after")
+    def _action_fits_target(self) -> FaultSpec:
+        if self.action not in ACTIONS[self.target]:
+            raise ValueError(f"a {self.target} can suffer {', '.join(ACTIONS[self.target])}, not {self.action}")
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"{self.target} {self.action}"
+
+
+class FaultError(RuntimeError):
+    """The backend cannot inject this fault (only the embedded backend runs the parts as processes)."""
+
+
+@dataclass
+class InjectedFault:
+    """When a fault began and when the part was back (epoch seconds), or why it could not be injected."""
+
+    spec: FaultSpec
+    started: float = 0.0
+    recovered: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class FaultSchedule:
+    """Runs the faults in a thread, each at its time after `start`, one after another."""
+
+    specs: list[FaultSpec]
+    inject: Callable[[FaultSpec], None]
+    done: list[InjectedFault] = field(default_factory=list)
+    _thread: threading.Thread | None = None
+
+    def start(self, at: float) -> None:
+        self._thread = threading.Thread(target=self._run, args=(at,), name="faults", daemon=True)
+        self._thread.start()
+
+    def _run(self, at: float) -> None:
+        for spec in sorted(self.specs, key=lambda s: s.at_s):
+            delay = at + spec.at_s - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            fault = InjectedFault(spec, started=time.time())
+            logger.info("injecting %s for %g s", spec.label, spec.down_s)
+            try:
+                self.inject(spec)
+            except Exception as exc:  # the report says which fault failed and why; the run goes on
+                logger.exception("could not inject %s", spec.label)
+                fault.error = f"{type(exc).__name__}: {exc}"
+            fault.recovered = time.time()
+            self.done.append(fault)
+
+    def join(self) -> list[InjectedFault]:
+        if self._thread is not None:
+            self._thread.join()
+        return self.done
+
+
+def throttle_processor(lambda_client: Any, function_name: str, down_s: float) -> None:
+    """No invocation of the processor succeeds for `down_s` (reserved concurrency 0), then back."""
+    lambda_client.put_function_concurrency(FunctionName=function_name, ReservedConcurrentExecutions=0)
+    try:
+        time.sleep(down_s)
+    finally:
+        lambda_client.delete_function_concurrency(FunctionName=function_name)
+
+
+def fault_accounting(
+    fault: InjectedFault,
+    acked_at: dict[tuple[str, int], float],
+    lost: set[tuple[str, int]],
+    deliveries: dict[tuple[str, int], int],
+    stored_per_s: dict[int, int],
+) -> dict[str, Any]:
+    """What one fault cost: messages acknowledged around it, how many of those were lost or
+    delivered more than once, and the seconds until the stored rate was back.
+
+    `acked_at`: when each acknowledged message was due; `deliveries`: how many times the
+    pipeline received each message; `stored_per_s`: items stored in each epoch second.
+    """
+    window = (fault.started - AROUND_S, fault.recovered + AROUND_S)
+    around = {m for m, at in acked_at.items() if window[0] <= at <= window[1]}
+    before = [stored_per_s.get(s, 0) for s in range(int(fault.started) - 10, int(fault.started))]
+    baseline = sorted(before)[len(before) // 2] if before else 0
+    recovery: float | None = None
+    last = max(stored_per_s, default=int(fault.started))
+    for second in range(int(fault.started), last + 1):
+        if stored_per_s.get(second, 0) >= RECOVERED_SHARE * baseline and second >= int(fault.recovered):
+            recovery = round(second - fault.started, 1)
+            break
+    return {
+        "fault": fault.spec.label,
+        "at_s": fault.spec.at_s,
+        "down_s": fault.spec.down_s,
+        "started": round(fault.started, 3),
+        "back_after_s": round(fault.recovered - fault.started, 1),
+        "error": fault.error,
+        "acked_around": len(around),
+        "lost": len(around & lost),
+        "duplicated": sum(1 for m in around if deliveries.get(m, 0) > 1),
+        "recovered_after_s": recovery,
+    }

@@ -1,0 +1,48 @@
+"""The chaos scenario, shortened: a steady fleet while the broker, the bridge, the emulator and the
+processor fail under it in turn. Nothing acknowledged may be lost, and the report accounts for it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from rich.console import Console
+
+from testbed.backends.embedded import EmbeddedBackend
+from testbed.scenario import load_scenario
+from testbed.simulate import run_scenario
+from testbed.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+SHORT_FAULTS = [
+    {"at_s": 8, "target": "broker", "action": "kill", "down_s": 3},
+    {"at_s": 22, "target": "bridge", "action": "kill", "down_s": 3},
+    {"at_s": 36, "target": "emulator", "action": "pause", "down_s": 8},
+    {"at_s": 52, "target": "emulator", "action": "restart", "down_s": 1},
+    {"at_s": 68, "target": "processor", "action": "throttle", "down_s": 5},
+]
+
+
+def test_the_chaos_scenario_loses_nothing_through_every_fault(stack: Stack, tmp_path: Path) -> None:
+    if not isinstance(stack.backend, EmbeddedBackend):
+        pytest.skip("faults are injected into the embedded backend's own processes")
+    chaos = load_scenario("chaos").model_dump(mode="json")
+    chaos.update(duration_s=80, drain_timeout_s=240, faults=SHORT_FAULTS)
+    scenario_file = tmp_path / "chaos-short.yaml"
+    scenario_file.write_text(yaml.safe_dump(chaos))
+
+    folder = run_scenario(stack, load_scenario(str(scenario_file)), Console(quiet=True), reports_dir=tmp_path)
+    report = json.loads((folder / "report.json").read_text())
+
+    assert report["passed"], report["checks"]
+    assert report["lost"] == 0 and report["publish_failures"] == 0 and report["acked_ratio"] == 1.0
+    assert report["reconnects"] >= 200, "every device came back after the broker's SIGKILL"
+    faults = report["faults_injected"]
+    assert [f["fault"] for f in faults] == [f"{f['target']} {f['action']}" for f in SHORT_FAULTS]
+    for fault in faults:
+        assert fault["error"] is None and fault["lost"] == 0, fault
+        assert fault["acked_around"] > 0, fault
+    assert "Faults injected" in (folder / "report.md").read_text()

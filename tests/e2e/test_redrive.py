@@ -1,0 +1,45 @@
+"""`testbed redrive`: dead-lettered records go back through the pipeline; error-action documents stay."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from telemetry import new_message
+from testbed.redrive import redrive
+from testbed.stack import Stack
+from testbed.stores import Stores, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_redrive_moves_records_back_and_keeps_what_the_rule_refused(
+    stack: Stack, stores: Stores, signing_key: bytes
+) -> None:
+    device = f"redrive-{uuid.uuid4().hex[:6]}"
+    message = new_message(
+        device_id=device,
+        msg_id=7,
+        ts=int(time.time() * 1000),
+        device_type="power_meter",
+        firmware="3.0.1",
+        readings={"voltage": (230.0, "V")},
+        key=signing_key,
+    )
+    refused = {
+        "ruleName": "r",
+        "topic": f"sensors/{device}/telemetry",
+        "base64OriginalPayload": "AA==",
+        "failures": [{"failedAction": "RuleEvaluation", "errorMessage": "payload is not JSON"}],
+    }
+    sqs, outputs = stack.client("sqs"), stack.outputs()
+    for body in (json.dumps(message), json.dumps(refused)):
+        sqs.send_message(QueueUrl=outputs.dlq_url, MessageBody=body)
+
+    result = redrive(sqs, outputs.dlq_url, outputs.ingest_queue_url)
+
+    assert result.moved >= 1 and result.kept_error_actions >= 1
+    wait_for("the redriven reading", lambda: stores.reading(device, message["ts"], 7), 60)

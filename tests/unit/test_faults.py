@@ -1,0 +1,45 @@
+"""Fault accounting and the throughput series: what the report says about each fault."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from testbed.backends import get_backend
+from testbed.faults import FaultSpec, InjectedFault, fault_accounting
+from testbed.report import per_second
+from testbed.scenario import ScenarioError
+from testbed.simulate import fault_schedule
+from testbed.stack import Stack
+
+KILL = FaultSpec(at_s=10, target="broker", action="kill", down_s=3)
+
+
+def test_a_fault_counts_the_messages_around_it_and_when_storage_recovered() -> None:
+    fault = InjectedFault(KILL, started=1000.0, recovered=1003.0)
+    acked_at = {("d", n): 990.0 + n for n in range(30)}  # one a second, 990 to 1019
+    stored = {s: 10 for s in range(985, 1000)} | {1000: 2, 1001: 0, 1002: 0, 1003: 3, 1004: 9, 1005: 10}
+    out = fault_accounting(fault, acked_at, {("d", 11)}, {("d", 12): 2, ("d", 1): 2}, stored)
+    assert out["acked_around"] == 14  # due 995 .. 1008
+    assert out["lost"] == 1 and out["duplicated"] == 1
+    assert out["recovered_after_s"] == 4.0  # 1004 is the first second back at 80% of the rate before
+    assert out["back_after_s"] == 3.0 and out["fault"] == "broker kill"
+
+
+def test_a_fault_after_which_storage_never_recovered_says_so() -> None:
+    fault = InjectedFault(KILL, started=1000.0, recovered=1001.0)
+    out = fault_accounting(fault, {}, set(), {}, {s: 10 for s in range(990, 1000)})
+    assert out["recovered_after_s"] is None
+
+
+def test_a_second_without_stores_is_a_zero_not_a_gap() -> None:
+    stored = np.array([100.1, 100.5, 101.2, 104.9])
+    assert per_second(stored, 100, 105).tolist() == [2, 1, 0, 0, 1, 0]
+
+
+def test_a_backend_that_cannot_inject_a_fault_refuses_the_scenario_up_front() -> None:
+    stack = Stack(get_backend("localstack"))
+    with pytest.raises(ScenarioError, match=r"localstack backend cannot inject broker kill"):
+        fault_schedule(stack, (KILL,), "processor")
+    throttle = FaultSpec(at_s=1, target="processor", action="throttle")
+    assert fault_schedule(stack, (throttle,), "processor").specs == [throttle]
