@@ -1,5 +1,11 @@
+locals {
+  archive_stream_name = "${local.name}-archive"
+  # Built from the name, not read from the stream: the role it trusts is created before it.
+  archive_stream_arn = "arn:${local.partition}:firehose:${var.region}:${local.account_id}:deliverystream/${local.archive_stream_name}"
+}
+
 resource "aws_kinesis_firehose_delivery_stream" "archive" {
-  name        = "${local.name}-archive"
+  name        = local.archive_stream_name
   destination = "extended_s3"
 
   server_side_encryption {
@@ -25,6 +31,8 @@ resource "aws_kinesis_firehose_delivery_stream" "archive" {
   }
 }
 
+# Firehose passes the stream's account as the external id (AWS's documented trust policy); the
+# stream's ARN is checked where Firehose supplies it (IfExists): AWS does not document it here.
 data "aws_iam_policy_document" "firehose_assume" {
   statement {
     actions = ["sts:AssumeRole"]
@@ -36,6 +44,11 @@ data "aws_iam_policy_document" "firehose_assume" {
       test     = "StringEquals"
       variable = "sts:ExternalId"
       values   = [local.account_id]
+    }
+    condition {
+      test     = "ArnLikeIfExists"
+      variable = "aws:SourceArn"
+      values   = [local.archive_stream_arn]
     }
   }
 }

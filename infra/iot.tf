@@ -4,6 +4,8 @@ locals {
   iot_topic_filter = "sensors/+/telemetry"
   iot_rule_sql     = "SELECT *, topic(2) AS device_id FROM '${local.iot_topic_filter}'"
   iot_rule_name    = replace("${local.name}_telemetry", "-", "_")
+  # Built from the name, not read from the rule: the role it trusts is created before it.
+  iot_rule_arn = "arn:${local.partition}:iot:${var.region}:${local.account_id}:rule/${local.iot_rule_name}"
 }
 
 resource "aws_iot_topic_rule" "telemetry" {
@@ -30,12 +32,23 @@ resource "aws_iot_topic_rule" "telemetry" {
   }
 }
 
+# Only IoT, running this stack's rule in this account, assumes the role (AWS's documented trust policy).
 data "aws_iam_policy_document" "iot_assume" {
   statement {
     actions = ["sts:AssumeRole"]
     principals {
       type        = "Service"
       identifiers = ["iot.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = [local.iot_rule_arn]
     }
   }
 }

@@ -34,10 +34,11 @@ data "aws_iam_policy_document" "kms" {
       type        = "Service"
       identifiers = ["logs.${var.region}.amazonaws.com"]
     }
+    # The log group's ARN is the encryption context: only this stack's log group, in this account.
     condition {
-      test     = "ArnLike"
+      test     = "ArnEquals"
       variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${local.partition}:logs:${var.region}:${local.account_id}:log-group:*"]
+      values   = ["arn:${local.partition}:logs:${var.region}:${local.account_id}:log-group:${local.log_group_name}"]
     }
   }
 
@@ -49,8 +50,23 @@ data "aws_iam_policy_document" "kms" {
       type        = "Service"
       identifiers = ["cloudwatch.amazonaws.com"]
     }
+    # Confused-deputy protection: only this account's alarms of this stack, only for the ops topic.
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["arn:${local.partition}:cloudwatch:${var.region}:${local.account_id}:alarm:${local.name}-*"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:aws:sns:topicArn"
+      values   = [local.ops_topic_arn]
+    }
   }
-
 }
 
 resource "aws_kms_key" "main" {

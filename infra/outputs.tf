@@ -28,11 +28,15 @@ output "alerts_topic_arn" {
 }
 
 output "alerts_tap_queue_url" {
-  value = aws_sqs_queue.alerts_tap.id
+  value = aws_sqs_queue.tap["alerts"].id
 }
 
 output "ops_topic_arn" {
   value = aws_sns_topic.ops.arn
+}
+
+output "ops_tap_queue_url" {
+  value = aws_sqs_queue.tap["ops"].id
 }
 
 output "ingest_queue_url" {

@@ -1,5 +1,8 @@
 locals {
-  function_name = "${local.name}-processor"
+  function_name  = "${local.name}-processor"
+  log_group_name = "/aws/lambda/${local.function_name}"
+  # Built from names, not read from the function: the role it trusts is created before it.
+  function_arn = "arn:${local.partition}:lambda:${var.region}:${local.account_id}:function:${local.function_name}"
 
   # Exactly the keys processor/config.py reads; names come from resources, tunables from variables.
   processor_environment = {
@@ -18,7 +21,7 @@ locals {
 
 resource "aws_cloudwatch_log_group" "processor" {
   #checkov:skip=CKV_AWS_338:Retention is a variable (default 30 days): a testbed's logs are not kept for a year.
-  name              = "/aws/lambda/${local.function_name}"
+  name              = local.log_group_name
   retention_in_days = var.log_retention_days
   kms_key_id        = aws_kms_key.main.arn
 }
@@ -58,12 +61,24 @@ resource "aws_lambda_event_source_mapping" "ingest" {
   }
 }
 
+# Only Lambda, acting for this account (as in AWS's Lambda samples), assumes the role; the function's
+# ARN is checked where Lambda supplies it (IfExists): AWS does not document it for execution roles.
 data "aws_iam_policy_document" "lambda_assume" {
   statement {
     actions = ["sts:AssumeRole"]
     principals {
       type        = "Service"
       identifiers = ["lambda.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+    condition {
+      test     = "ArnLikeIfExists"
+      variable = "aws:SourceArn"
+      values   = [local.function_arn]
     }
   }
 }
@@ -126,10 +141,20 @@ data "aws_iam_policy_document" "processor" {
     resources = [aws_secretsmanager_secret.signing_key.arn]
   }
 
+  # Only through the services that encrypt with the key on its behalf, never as a direct KMS call.
   statement {
     sid       = "UseProjectKey"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.main.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values = [
+        "dynamodb.${var.region}.amazonaws.com", "firehose.${var.region}.amazonaws.com",
+        "lambda.${var.region}.amazonaws.com", "s3.${var.region}.amazonaws.com",
+        "secretsmanager.${var.region}.amazonaws.com", "sns.${var.region}.amazonaws.com",
+      ]
+    }
   }
 }
 

@@ -22,6 +22,7 @@ class StackOutputs:
     alerts_topic_arn: str
     alerts_tap_queue_url: str
     ops_topic_arn: str
+    ops_tap_queue_url: str
     ingest_queue_url: str
     ingest_queue_arn: str
     dlq_url: str

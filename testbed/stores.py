@@ -87,18 +87,30 @@ class Stores:
         return [{**json.loads(body), "key": key} for key, body in self._objects(QUARANTINE_PREFIX, since)]
 
     def drain_alerts(self, wait_s: int = 1) -> list[dict[str, Any]]:
-        """Receive and delete what the alerts tap queue holds: SNS envelopes, parsed."""
-        alerts: list[dict[str, Any]] = []
+        """Receive and delete what the alerts tap queue holds: the alerts, with their SNS attributes."""
+        return [
+            {**json.loads(envelope["Message"]), "attributes": envelope.get("MessageAttributes", {})}
+            for envelope in self._drain(self.outputs.alerts_tap_queue_url, wait_s)
+        ]
+
+    def drain_alarms(self, wait_s: int = 1) -> list[dict[str, Any]]:
+        """Receive and delete what the ops tap queue holds: alarm state changes as CloudWatch sends them."""
+        return [
+            {**json.loads(envelope["Message"]), "topic_arn": envelope["TopicArn"]}
+            for envelope in self._drain(self.outputs.ops_tap_queue_url, wait_s)
+        ]
+
+    def _drain(self, queue_url: str, wait_s: int) -> list[dict[str, Any]]:
+        """Receive and delete every SNS envelope a tap queue holds, parsed."""
+        envelopes: list[dict[str, Any]] = []
         while True:
-            messages = self.sqs.receive_message(
-                QueueUrl=self.outputs.alerts_tap_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s
-            ).get("Messages", [])
+            messages = self.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s).get(
+                "Messages", []
+            )
             if not messages:
-                return alerts
-            for message in messages:
-                envelope = json.loads(message["Body"])
-                alerts.append({**json.loads(envelope["Message"]), "attributes": envelope.get("MessageAttributes", {})})
+                return envelopes
+            envelopes += [json.loads(message["Body"]) for message in messages]
             self.sqs.delete_message_batch(
-                QueueUrl=self.outputs.alerts_tap_queue_url,
+                QueueUrl=queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
             )

@@ -26,6 +26,7 @@ from testbed.backends.embedded import EmbeddedBackend
 from testbed.processes import LOOPBACK, listening_addresses
 from testbed.stack import Stack
 from testbed.stores import Stores, wait_for
+from tests.e2e import mqtt_cli
 
 pytestmark = pytest.mark.e2e
 WAIT_S = 60.0
@@ -50,29 +51,8 @@ def backend_of(stack: Stack) -> EmbeddedBackend:
 
 def mosquitto_pub(stack: Stack, user: str, topic: str, payload: str, password: str | None = None) -> None:
     backend = backend_of(stack)
-    secret = backend.broker_secret()
-    subprocess.run(
-        [
-            "mosquitto_pub",
-            "-h",
-            LOOPBACK,
-            "-p",
-            str(backend.mqtt_port),
-            "-q",
-            "1",
-            "-u",
-            user,
-            "-P",
-            password or device_password(secret, user),
-            "-t",
-            topic,
-            "-m",
-            payload,
-        ],
-        check=True,
-        capture_output=True,
-        timeout=10,
-    )
+    password = password or device_password(backend.broker_secret(), user)
+    mqtt_cli.mosquitto_pub(LOOPBACK, backend.mqtt_port, user, password, topic, payload)
 
 
 def signed(signing_key: bytes, device_id: str, msg_id: int = 1) -> dict[str, Any]:
