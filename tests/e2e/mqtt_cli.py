@@ -17,15 +17,17 @@ def mosquitto_pub(
 
     mosquitto_pub has no option to read a password from stdin or a file of its own, but it reads
     default options from $XDG_CONFIG_HOME/mosquitto_pub: `-P` goes there, in a private folder.
-    The payload goes through stdin (`-s`), so any bytes and any size get through.
+    The payload goes through stdin (`-s`), so any bytes and any size get through; an empty one is
+    `-n` (mosquitto_pub refuses an empty stdin).
     """
+    data = payload.encode() if isinstance(payload, str) else payload
     with tempfile.TemporaryDirectory() as config_home:  # created 0700
         fd = os.open(Path(config_home) / OPTIONS_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as options:
             options.write(f"-P {password}\n")
         subprocess.run(
-            ["mosquitto_pub", "-h", host, "-p", str(port), "-q", "1", "-u", user, "-t", topic, "-s"],
-            input=payload.encode() if isinstance(payload, str) else payload,
+            ["mosquitto_pub", "-h", host, "-p", str(port), "-q", "1", "-u", user, "-t", topic, "-s" if data else "-n"],
+            input=data,
             env={**os.environ, "XDG_CONFIG_HOME": config_home},
             check=check,
             capture_output=True,

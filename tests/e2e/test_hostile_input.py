@@ -1,0 +1,122 @@
+"""The hostile-input corpus, published with mosquitto_pub as real devices through the running stack
+in both bridge modes: each payload ends where the corpus says (quarantined with its reason, in
+the DLQ through the rule's error action, or refused by the broker), none is stored, a valid
+message sent after them is stored, and the bridge is still the process it was."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from ingress.broker import device_password
+from testbed.processes import LOOPBACK
+from testbed.stack import Stack
+from testbed.stores import Stores, wait_for
+from tests.e2e import mqtt_cli
+from tests.e2e.hostile_corpus import CASES, DEAD_LETTERED, REFUSED, Case, base
+from tests.e2e.test_ingress import backend_of, ingress_mode
+
+pytestmark = pytest.mark.e2e
+WAIT_S = 90.0
+
+
+def dead_letters(stack: Stack, since_ms: int) -> list[dict[str, Any]]:
+    """Every error-action document in the DLQ since `since_ms` (made visible again for later readers)."""
+    sqs, url = stack.client("sqs"), stack.outputs().dlq_url
+    documents: list[dict[str, Any]] = []
+    handles: list[str] = []
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30, AttributeNames=["SentTimestamp"]
+        ).get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            handles.append(message["ReceiptHandle"])
+            if int(message["Attributes"]["SentTimestamp"]) >= since_ms:
+                document = json.loads(message["Body"])
+                if isinstance(document, dict) and "base64OriginalPayload" in document:
+                    documents.append(document)
+    for handle in handles:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
+    return documents
+
+
+def outcomes(
+    stack: Stack, stores: Stores, devices: dict[str, Case], payloads: dict[str, bytes], since: float
+) -> dict[str, set[str]]:
+    """Where each device's hostile payload ended up."""
+    found: dict[str, set[str]] = {device: set() for device in devices}
+    for document in stores.quarantined(since=since - 5):
+        for device in devices:
+            if f'"device_id":"{device}"' in document["body"]:
+                found[device].add(f"quarantined:{document['reason']}")
+    for document in dead_letters(stack, int(since * 1000) - 1000):
+        for device, case in devices.items():
+            if document["topic"] == case.topic(device) and (
+                base64.b64decode(document["base64OriginalPayload"]) == payloads[device]
+            ):
+                found[device].add(DEAD_LETTERED)
+    return found
+
+
+@pytest.mark.parametrize("mode", ["direct", "sqs"])
+def test_every_hostile_payload_ends_where_it_should_and_nothing_breaks(
+    stack: Stack, stores: Stores, signing_key: bytes, mode: str
+) -> None:
+    backend = backend_of(stack)
+    run = uuid.uuid4().hex[:6]
+    devices = {f"hx{run}-{n:02d}": case for n, case in enumerate(CASES)}
+    backend.provision_devices([*devices, f"hx{run}-valid"])
+    secret = backend.broker_secret()
+    with ingress_mode(backend, stack, mode):
+        bridge_pid = backend.bridge.pid()
+        started = time.time()
+        payloads: dict[str, bytes] = {}
+        for device, case in devices.items():
+            payloads[device] = case.build(device, signing_key)
+            mqtt_cli.mosquitto_pub(
+                LOOPBACK,
+                backend.mqtt_port,
+                device,
+                device_password(secret, device),
+                case.topic(device),
+                payloads[device],
+                check=case.outcome != REFUSED,
+            )
+        valid_device = f"hx{run}-valid"
+        valid = base(valid_device, signing_key)
+        mqtt_cli.mosquitto_pub(
+            LOOPBACK,
+            backend.mqtt_port,
+            valid_device,
+            device_password(secret, valid_device),
+            f"sensors/{valid_device}/telemetry",
+            json.dumps(valid).encode(),
+        )
+        wait_for("the valid message after the corpus", lambda: stores.reading(valid_device, valid["ts"], 1), WAIT_S)
+
+        expected = {device: {case.outcome} - {REFUSED} for device, case in devices.items()}
+        found: dict[str, set[str]] = {}
+
+        def settled() -> bool:
+            found.update(outcomes(stack, stores, devices, payloads, started))
+            return found == expected
+
+        try:
+            wait_for("every hostile payload where the corpus says", settled, WAIT_S, interval_s=3)
+        except TimeoutError:
+            wrong = {
+                f"{devices[d].name}": (sorted(expected[d]), sorted(found[d]))
+                for d in devices
+                if found[d] != expected[d]
+            }
+            pytest.fail(f"{len(wrong)} payload(s) ended elsewhere (expected, found): {wrong}")
+        assert all(stores.readings(device) == [] for device in devices), "no hostile payload is ever stored"
+        assert stores.readings("victim") == []
+        assert backend.bridge.pid() == bridge_pid, "no payload killed the bridge"
