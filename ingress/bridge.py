@@ -42,6 +42,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ingress.broker import IOT_MAX_PAYLOAD_BYTES
 from ingress.rule import Message, Rule
+from telemetry.schema import ARRIVAL_ATTRIBUTE
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ BACKOFF_CAP_S = 5.0
 REDELIVERY_BASE_S = 1.0
 DEFAULT_VISIBILITY_TIMEOUT_S = 30.0
 METRICS_INTERVAL_S = 10.0
+MAX_BACKOFF_EXPONENT = 16
 AWS_ERRORS = (ClientError, BotoCoreError)
 # The request can never succeed as sent: retrying it would spin forever.
 PERMANENT_SQS_ERRORS = frozenset(
@@ -117,6 +119,8 @@ class _Item:
     record_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     attempts: int = 0
     first_failed: float = 0.0
+    # acknowledged to the broker or dead-lettered: nothing may act on it again
+    settled: bool = False
 
 
 @dataclass
@@ -130,6 +134,7 @@ class BridgeMetrics:
     dead_lettered: int = 0
     dropped_qos0: int = 0
     reconnects: int = 0
+    sessions_lost: int = 0
     lag_ms_total: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -151,12 +156,14 @@ class BridgeMetrics:
                 "dead_lettered": self.dead_lettered,
                 "dropped_qos0": self.dropped_qos0,
                 "reconnects": self.reconnects,
+                "sessions_lost": self.sessions_lost,
                 "mean_lag_ms": round(self.lag_ms_total / done, 1) if done else 0.0,
             }
 
 
 def backoff(attempt: int) -> float:
-    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+    """Full jitter up to a cap; the exponent stops growing once past the cap (2**1024 is no float)."""
+    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(attempt, MAX_BACKOFF_EXPONENT)))
 
 
 def body_problem(output: bytes) -> str | None:
@@ -177,13 +184,19 @@ def _error_code(exc: Exception) -> str:
     return str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
 
 
-def chunks(items: list[_Item], max_count: int, max_bytes: int, overhead: int = 0) -> list[list[_Item]]:
-    """Split into requests under both a count and a size limit (one oversized item still gets its own)."""
+def chunks(
+    items: list[_Item], max_count: int, max_bytes: int, overhead: int = 0, escaped: bool = False
+) -> list[list[_Item]]:
+    """Split into requests under both a count and a size limit (one oversized item still gets its own).
+
+    `escaped`: the bodies travel as JSON strings inside the request (an invoke's event), where
+    escaping can double their size.
+    """
     out: list[list[_Item]] = []
     current: list[_Item] = []
     size = 0
     for item in items:
-        item_size = len(item.body.encode()) + overhead
+        item_size = len(json.dumps(item.body) if escaped else item.body.encode()) + overhead
         if current and (len(current) >= max_count or size + item_size > max_bytes):
             out.append(current)
             current, size = [], 0
@@ -212,6 +225,7 @@ class RuleBridge:
         self.redelivery_lock = threading.Lock()
         self._sequence = itertools.count()
         self.generation = 0
+        self.subscribed = threading.Event()
         self.stopping = threading.Event()
         self.executor = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="action")
         self.slots = threading.BoundedSemaphore(config.concurrency)
@@ -227,6 +241,7 @@ class RuleBridge:
         self.client.max_inflight_messages_set(1000)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
 
     # MQTT side (paho's network thread): never raises, never blocks
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -235,6 +250,10 @@ class RuleBridge:
             return
         if self.generation:
             self.metrics.add(reconnects=1)
+            if not flags.session_present:
+                # whatever the broker had queued for the bridge is gone: say so, loudly
+                logger.error("the broker lost the bridge's session; messages queued in it are lost")
+                self.metrics.add(sessions_lost=1)
         self.generation += 1
         client.subscribe(self.config.rule.topic_filter, qos=1)
         logger.info("subscribed to %s (connection %d)", self.config.rule.topic_filter, self.generation)
@@ -257,6 +276,9 @@ class RuleBridge:
         packet id on the new connection could acknowledge a different message, so it is skipped.
         """
         for item in items:
+            if item.settled:
+                continue
+            item.settled = True
             if item.qos and item.generation == self.generation:
                 self.client.ack(item.mid, item.qos)
 
@@ -368,12 +390,17 @@ class RuleBridge:
                     self._send_to_queue(chunk)
             else:
                 for chunk in chunks(
-                    items, self.config.batch_size, LAMBDA_MAX_SYNC_PAYLOAD_BYTES, SQS_RECORD_OVERHEAD_BYTES
+                    items,
+                    self.config.batch_size,
+                    LAMBDA_MAX_SYNC_PAYLOAD_BYTES,
+                    SQS_RECORD_OVERHEAD_BYTES,
+                    escaped=True,
                 ):
                     self._invoke(chunk)
         except Exception:
-            logger.exception("action failed unexpectedly; %d message(s) will be delivered again", len(items))
-            self._failed_delivery(items)
+            unsettled = [it for it in items if not it.settled]
+            logger.exception("action failed unexpectedly; %d message(s) will be delivered again", len(unsettled))
+            self._failed_delivery(unsettled)
 
     def _send_to_queue(self, items: list[_Item]) -> None:
         pending = list(items)
@@ -460,6 +487,8 @@ class RuleBridge:
         """Count a delivery; dead-letter after `max_receive_count` once SQS's retry time is spent, else redeliver."""
         now = time.monotonic()
         for item in items:
+            if item.settled:
+                continue
             item.attempts += 1
             item.first_failed = item.first_failed or now
             spent = now - item.first_failed >= self.config.retry_budget_s
@@ -482,7 +511,9 @@ class RuleBridge:
                 "ApproximateReceiveCount": str(item.attempts + 1),
                 "SentTimestamp": str(item.message.received_ms),
             },
-            "messageAttributes": {},
+            "messageAttributes": {
+                ARRIVAL_ATTRIBUTE: {"stringValue": str(item.message.received_ms), "dataType": "Number"}
+            },
             "md5OfBody": "",
             "eventSource": "aws:sqs",
             "eventSourceARN": "local-rule-bridge",
@@ -511,7 +542,13 @@ class RuleBridge:
         attempt = 0
         while not self.stopping.is_set():
             try:
-                self.sqs.send_message(QueueUrl=self.config.dlq_url, MessageBody=body)
+                self.sqs.send_message(
+                    QueueUrl=self.config.dlq_url,
+                    MessageBody=body,
+                    MessageAttributes={
+                        ARRIVAL_ATTRIBUTE: {"DataType": "Number", "StringValue": str(item.message.received_ms)}
+                    },
+                )
             except AWS_ERRORS as exc:
                 attempt += 1
                 logger.warning("DLQ send failed (attempt %d): %s", attempt, exc)

@@ -9,6 +9,7 @@ Anything else is a `RuleError` at start that names the unsupported part.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Callable
@@ -79,7 +80,7 @@ class Rule:
                 value = item.expr(message, document)
                 if value is not _MISSING:
                     out[item.alias or "value"] = value
-        return json.dumps(out, separators=(",", ":")).encode()
+        return json.dumps(out, separators=(",", ":"), allow_nan=False).encode()
 
 
 _MISSING = object()
@@ -89,12 +90,27 @@ def parse_json(payload: bytes) -> Any:
     """The payload as JSON the way AWS IoT's rules engine reads it (UTF-8 only), or None.
 
     `json.loads` of bytes would guess UTF-16/32 from the first bytes and accept what AWS does not;
-    nesting deeper than the interpreter's recursion limit is not JSON a rule can evaluate either.
+    NaN, Infinity and numbers beyond a double (1e400) are not JSON (RFC 8259); nesting deeper than
+    the interpreter's recursion limit is not JSON a rule can evaluate either.
     """
     try:
-        return json.loads(payload.decode("utf-8"))
+        return _STRICT_JSON.decode(payload.decode("utf-8"))
     except (ValueError, RecursionError):
         return None
+
+
+def _not_json(token: str) -> Any:
+    raise ValueError(f"{token} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is beyond a double")
+    return value
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite)
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:

@@ -19,6 +19,7 @@ from processor.config import Settings
 from processor.exceptions import TransientFailure
 from processor.pipeline import BatchOutcome, Clients, Pipeline
 from processor.types import InboundRecord
+from telemetry.schema import ARRIVAL_ATTRIBUTE
 
 SERVICE = "telemetry-processor"
 NAMESPACE = "IotPipeline"
@@ -53,14 +54,20 @@ def get_pipeline() -> Pipeline:
 
 
 def arrival_ms(record: dict[str, Any], now_ms: int) -> int:
-    """When the record reached the queue: SQS `SentTimestamp` (the local bridge sets it to the MQTT
-    receive time), or now if it is missing or not a plausible past time in milliseconds.
+    """When the record first entered the pipeline: the `ArrivalTimestamp` attribute a redrive from
+    the DLQ keeps, else SQS `SentTimestamp` (the local bridge sets it to the MQTT receive time),
+    else now; a value that is not a plausible past time in milliseconds is ignored.
     """
-    try:
-        sent = int(record["attributes"]["SentTimestamp"])
-    except (KeyError, TypeError, ValueError):
-        return now_ms
-    return sent if 0 < sent <= now_ms else now_ms
+    attribute = (record.get("messageAttributes") or {}).get(ARRIVAL_ATTRIBUTE)
+    first = attribute.get("stringValue") if isinstance(attribute, dict) else None
+    for value in (first, (record.get("attributes") or {}).get("SentTimestamp")):
+        try:
+            at = int(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if 0 < at <= now_ms:
+            return at
+    return now_ms
 
 
 def _emit_metrics(outcome: BatchOutcome) -> None:

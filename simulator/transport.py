@@ -38,6 +38,7 @@ MAX_PENDING_PER_DEVICE = 10_000
 # An unplanned disconnect is retried after a random delay in [base, min(cap, base * 2^tries)].
 RECONNECT_BASE_S = 0.5
 RECONNECT_CAP_S = 10.0
+MAX_RECONNECT_EXPONENT = 16
 
 
 class FailureCause(StrEnum):
@@ -192,6 +193,7 @@ class MqttFleet:
         if conn is None:
             return
         conn.online = False
+        conn.dropped, conn.tries = False, 0
         self._reconnect_at.pop(device_id, None)
         if conn.sock is None:
             return
@@ -297,7 +299,8 @@ class MqttFleet:
         if self._closing or not conn.online:
             return
         conn.tries += 1
-        delay = self._jitter.uniform(RECONNECT_BASE_S, min(RECONNECT_CAP_S, RECONNECT_BASE_S * 2**conn.tries))
+        growth = 2 ** min(conn.tries, MAX_RECONNECT_EXPONENT)  # past the cap it need not grow (nor overflow)
+        delay = self._jitter.uniform(RECONNECT_BASE_S, min(RECONNECT_CAP_S, RECONNECT_BASE_S * growth))
         self._reconnect_at[conn.device_id] = time.monotonic() + delay
 
     def _close_socket(self, conn: _Connection) -> None:

@@ -23,6 +23,9 @@ SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 16 * 1024
 MAX_READINGS = 32
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+# SQS message attribute: when the message first entered the pipeline (epoch ms). Set by the local
+# bridge and kept through the DLQ and a redrive, so clock skew is measured from the first arrival.
+ARRIVAL_ATTRIBUTE = "ArrivalTimestamp"
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,13 @@ ACTIONS: dict[str, tuple[str, ...]] = {
 AROUND_S = 5.0
 # Throughput has recovered once a second stores at least this share of the rate before the fault.
 RECOVERED_SHARE = 0.8
+# Why a fault can lose data no part of this project can keep: the report says so beside the count.
+KNOWN_LOSS = {
+    ("emulator", "kill"): (
+        "ministack keeps its state in memory and saves it only on a graceful stop or a snapshot "
+        "(`make up` takes one): a SIGKILL loses every item, queue message and object written since"
+    ),
+}
 
 
 class FaultSpec(BaseModel):
@@ -148,4 +155,5 @@ def fault_accounting(
         "lost": len(around & lost),
         "duplicated": sum(1 for m in around if deliveries.get(m, 0) > 1),
         "recovered_after_s": recovery,
+        "known_loss": KNOWN_LOSS.get((fault.spec.target, fault.spec.action)),
     }

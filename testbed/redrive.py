@@ -13,6 +13,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from telemetry.schema import ARRIVAL_ATTRIBUTE
+
 logger = logging.getLogger(__name__)
 
 RECEIVE_MAX = 10
@@ -35,13 +37,25 @@ def is_error_action(body: str) -> bool:
     return isinstance(document, dict) and "base64OriginalPayload" in document and "failures" in document
 
 
+def first_arrival(message: dict[str, Any]) -> str:
+    """When the record first entered the pipeline: its arrival attribute, else when it was first sent."""
+    attribute = message.get("MessageAttributes", {}).get(ARRIVAL_ATTRIBUTE, {})
+    return str(attribute.get("StringValue") or message["Attributes"]["SentTimestamp"])
+
+
 def redrive(sqs: Any, dlq_url: str, ingest_url: str) -> RedriveResult:
     """Move every dead-lettered record back to the ingest queue; a record is deleted from the DLQ
-    only once the ingest queue has it, so a failure midway loses nothing."""
+    only once the ingest queue has it, so a failure midway loses nothing. Its first arrival time
+    goes with it: the processor measures clock skew from then, not from the redrive."""
     result = RedriveResult()
     while True:
         messages = sqs.receive_message(
-            QueueUrl=dlq_url, MaxNumberOfMessages=RECEIVE_MAX, VisibilityTimeout=PASS_VISIBILITY_S, WaitTimeSeconds=1
+            QueueUrl=dlq_url,
+            MaxNumberOfMessages=RECEIVE_MAX,
+            VisibilityTimeout=PASS_VISIBILITY_S,
+            WaitTimeSeconds=1,
+            AttributeNames=["SentTimestamp"],
+            MessageAttributeNames=[ARRIVAL_ATTRIBUTE],
         ).get("Messages", [])
         if not messages:
             return result
@@ -49,7 +63,10 @@ def redrive(sqs: Any, dlq_url: str, ingest_url: str) -> RedriveResult:
             if is_error_action(message["Body"]):
                 result.kept_error_actions += 1
                 continue
-            sqs.send_message(QueueUrl=ingest_url, MessageBody=message["Body"])
+            arrival = {"DataType": "Number", "StringValue": first_arrival(message)}
+            sqs.send_message(
+                QueueUrl=ingest_url, MessageBody=message["Body"], MessageAttributes={ARRIVAL_ATTRIBUTE: arrival}
+            )
             sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
             result.moved += 1
         logger.info("redrive: %d moved, %d error-action documents kept so far", result.moved, result.kept_error_actions)

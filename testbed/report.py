@@ -77,8 +77,10 @@ def plot_lag(path: Path, stored_at_s: np.ndarray, latency_ms: np.ndarray) -> Non
     if len(stored_at_s):
         start = stored_at_s.min()
         seconds = (stored_at_s - start).astype(int)
-        worst = np.zeros(seconds.max() + 1)
+        worst = np.full(seconds.max() + 1, -np.inf)
         np.maximum.at(worst, seconds, latency_ms)
+        # a second in which nothing was stored has no lag to show: a gap, not a zero
+        worst[np.isinf(worst)] = np.nan
         ax.plot(np.arange(len(worst)), worst / 1000)
     ax.set_xlabel("seconds since the first store")
     ax.set_ylabel("worst lag in that second (s)")
@@ -123,6 +125,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
                 f"| {f['at_s']:g} | {f['fault']} | {f['down_s']:g} | {f['back_after_s']} | {f['acked_around']:,} "
                 f"| {f['lost']:,} | {f['duplicated']:,} | {f['recovered_after_s']} |"
                 + (f" error: {f['error']}" if f["error"] else "")
+                + (f" Known loss: {f['known_loss']}." if f["known_loss"] and f["lost"] else "")
                 for f in report["faults_injected"]
             ),
             "",

@@ -52,6 +52,8 @@ class Stack:
         self.terraform.apply()
         outputs_file.write_text(self.terraform.outputs_json())
         self.backend.start_ingress(outputs_file, self.ingress)
+        # what was just deployed survives an emulator crash
+        self.backend.snapshot()
         return self.outputs()
 
     def variables_text(self) -> str:

@@ -81,6 +81,10 @@ class Backend(abc.ABC):
     def release_devices(self, device_ids: list[str]) -> None:
         """Undo `provision_devices` where devices are cloud resources (things); broker passwords stay."""
 
+    def snapshot(self) -> None:
+        """Make the emulator keep what it holds now (an emulator that saves only on a graceful stop)."""
+        return None
+
     def fault_targets(self) -> tuple[str, ...]:
         """The parts of the stack `inject_fault` can hit; none where this project does not run them."""
         return ()

@@ -168,6 +168,7 @@ class EmbeddedBackend(Backend):
             "S3_DATA_DIR": str(self.state_dir / "ministack/s3"),
             "TMPDIR": str(self.state_dir / "tmp"),
             "LAMBDA_ACCOUNT_CONCURRENCY": str(LAMBDA_ACCOUNT_CONCURRENCY),
+            "MINISTACK_SNAPSHOT_MARKER": str(self.snapshot_marker),
             # IoT Core's MQTT over TLS with X.509 client certificates (the launcher keeps it on loopback)
             "IOT_MTLS_PORT": str(self.iot_mqtt_port),
             "LOG_LEVEL": os.environ.get("MINISTACK_LOG_LEVEL", "WARNING"),
@@ -219,6 +220,29 @@ class EmbeddedBackend(Backend):
         time.sleep(0.5)
         if proc.poll() is not None:
             raise BackendError(f"the rule bridge exited at start; see {self.bridge.log_file}")
+
+    @property
+    def snapshot_marker(self) -> Path:
+        """Where the launcher writes when its last snapshot began (see ministack_loopback.py)."""
+        return self.run_dir / "ministack-snapshot-at"
+
+    def snapshot(self) -> None:
+        """ministack saves only on SIGTERM; the launcher saves on SIGUSR1 without stopping. Returns once saved."""
+        pid = self.ministack.pid()
+        if pid is None:
+            return
+        marker = self.snapshot_marker
+        asked = time.time()
+        os.kill(pid, signal.SIGUSR1)
+        deadline = time.monotonic() + MINISTACK_SAVE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                if float(marker.read_text()) >= asked:
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise BackendError(f"ministack did not save its state within {MINISTACK_SAVE_TIMEOUT_S:.0f} s")
 
     def fault_targets(self) -> tuple[str, ...]:
         """iot mode has no local broker or bridge: devices talk to the emulator itself."""

@@ -3,17 +3,26 @@
 Runs under ministack's own venv (stdlib + ministack only). ministack honours BIND_HOST for its
 gateway, but binds its MQTT-over-TLS listener (port 8883, IOT_MTLS_PORT) to 0.0.0.0 with no
 setting to change it. The testbed never listens beyond loopback, so this launcher rewrites a
-wildcard bind to BIND_HOST before ministack starts; nothing else about ministack changes.
+wildcard bind to BIND_HOST before ministack starts.
+
+ministack saves its state only on a graceful stop, so a SIGKILL loses everything since it
+started, the deployed stack included. SIGUSR1 (which would otherwise kill it unsaved) makes it
+save now, exactly as its shutdown does, and then write the time into $MINISTACK_SNAPSHOT_MARKER.
 """
 
 from __future__ import annotations
 
 import asyncio.base_events
 import os
+import signal
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
+from ministack import app  # type: ignore[import-not-found]
 from ministack.app import main as ministack_main  # type: ignore[import-not-found]
+from ministack.core.persistence import save_all  # type: ignore[import-not-found]
 
 WILDCARDS = {"0.0.0.0", "::", ""}
 
@@ -30,8 +39,20 @@ def _pin_binds(bind_host: str) -> None:
     asyncio.base_events.BaseEventLoop.create_server = create_server  # type: ignore[method-assign]
 
 
+def _save_on_sigusr1(marker: Path) -> None:
+    def save(signum: int, frame: Any) -> None:
+        started = time.time()
+        save_all(app._build_persistence_save_dict())
+        marker.write_text(f"{started}\n")
+
+    signal.signal(signal.SIGUSR1, save)
+
+
 def main() -> int:
     _pin_binds(os.environ.get("BIND_HOST", "127.0.0.1"))
+    marker = os.environ.get("MINISTACK_SNAPSHOT_MARKER")
+    if os.environ.get("PERSIST_STATE") == "1" and marker:
+        _save_on_sigusr1(Path(marker))
     sys.argv[0] = "ministack"
     return int(ministack_main() or 0)
 

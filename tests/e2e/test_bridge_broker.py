@@ -24,7 +24,14 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingress.bridge import BridgeConfig, RuleBridge
-from ingress.broker import BRIDGE_USER, IOT_MAX_PAYLOAD_BYTES, MAX_PACKET_BYTES, BrokerConfig, device_password
+from ingress.broker import (
+    AUTOSAVE_INTERVAL_S,
+    BRIDGE_USER,
+    IOT_MAX_PAYLOAD_BYTES,
+    MAX_PACKET_BYTES,
+    BrokerConfig,
+    device_password,
+)
 from ingress.rule import parse_rule
 from testbed.backends.embedded import mosquitto_binary
 from testbed.processes import LOOPBACK, free_port, wait_for_port
@@ -100,7 +107,7 @@ class FakeSqs:
                     failed.append({"Id": entry["Id"], "SenderFault": True, "Code": code, "Message": code})
         return {"Successful": [], "Failed": failed}
 
-    def send_message(self, QueueUrl: str, MessageBody: str) -> dict[str, Any]:
+    def send_message(self, QueueUrl: str, MessageBody: str, **attributes: Any) -> dict[str, Any]:
         with self.lock:
             self.dead.append(MessageBody)
         return {}
@@ -167,8 +174,7 @@ def start_bridge(broker: Broker, sqs: FakeSqs, lam: FakeLambda, mode: str = "sqs
     bridge = RuleBridge(config, sqs, lam)
     thread = threading.Thread(target=bridge.run, daemon=True)
     thread.start()
-    wait_until("the bridge's subscription", lambda: bridge.generation > 0)
-    time.sleep(0.3)  # SUBACK
+    assert bridge.subscribed.wait(WAIT_S), "the bridge's subscription"
     return RunningBridge(bridge, thread)
 
 
@@ -266,7 +272,7 @@ def test_a_device_cannot_take_over_the_bridges_session(
     bridge, sqs, _ = running
     intruder = device(broker, "dev-2", client_id=BRIDGE_USER)  # a device's password, the bridge's client id
     try:
-        time.sleep(1)
+        time.sleep(3)  # a taken-over bridge reconnects after 1 s and counts it
         assert bridge.bridge.metrics.reconnects == 0, "the broker must not hand the bridge's session to a device"
         publish(broker, valid(3))
         wait_until("a message through the untouched bridge", lambda: delivered(sqs, 3))
@@ -331,6 +337,7 @@ def test_direct_mode_waits_out_an_unreachable_processor_without_dead_lettering(b
         for n in range(5):
             publish(broker, valid(200 + n))
         wait_until("several failed attempts", lambda: lam.calls >= 5)
+        time.sleep(2 * bridge.bridge.config.retry_budget_s + 0.5)  # down for longer than SQS would have kept them
         lam.down = False
         wait_until("every message once the processor is back", lambda: len(lam.bodies) == 5)
         assert not sqs.dead, "an unreachable processor is not a delivery"
@@ -340,9 +347,9 @@ def test_direct_mode_waits_out_an_unreachable_processor_without_dead_lettering(b
 
 def test_direct_mode_dead_letters_a_failing_record_only_after_sqs_would(broker: Broker) -> None:
     sqs, lam = FakeSqs(), FakeLambda(fail=lambda body: json.loads(body)["msg_id"] == 300)
-    started = time.monotonic()
     bridge = start_bridge(broker, sqs, lam, mode="direct", max_receive_count=3, visibility_timeout_s=1.5)
     try:
+        started = time.monotonic()
         publish(broker, valid(300))
         publish(broker, valid(301))
         wait_until("the failing record in the DLQ", lambda: bool(sqs.dead))
@@ -370,5 +377,21 @@ def test_a_broker_crash_loses_nothing_the_bridge_held_and_the_bridge_follows_the
         wait_until(
             "every message, the ones held across the crash too", lambda: all(delivered(sqs, n) for n in range(400, 406))
         )
+    finally:
+        bridge.stop()
+
+
+def test_what_the_broker_saved_survives_its_sigkill_while_the_bridge_is_away(broker: Broker) -> None:
+    """The broker alone holds these (the bridge is stopped): only its autosave keeps them."""
+    sqs = FakeSqs()
+    start_bridge(broker, sqs, FakeLambda()).stop()  # the bridge's persistent session exists
+    for n in range(500, 505):
+        publish(broker, valid(n))
+    time.sleep(AUTOSAVE_INTERVAL_S + 1)
+    broker.stop(signal.SIGKILL)
+    broker.start(["dev-1", "dev-2"])
+    bridge = start_bridge(broker, sqs, FakeLambda())
+    try:
+        wait_until("every message the broker saved", lambda: all(delivered(sqs, n) for n in range(500, 505)))
     finally:
         bridge.stop()

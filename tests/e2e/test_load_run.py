@@ -37,10 +37,14 @@ def test_a_scenario_reconciles_exactly_and_writes_its_report(stack: Stack, tmp_p
         "throughput_msg_s",
         "e2e_latency_ms",
         "passed",
+        "acked_ratio",
+        "publish_failures_by_cause",
+        "reconnects",
+        "faults_injected",
     ):
         assert key in report
-    assert report["passed"], report["checks"]
-    assert report["lost"] == 0 and report["acked"] > 200
+    assert report["passed"], [name for name, ok in report["checks"].items() if not ok]
+    assert report["lost"] == 0 and report["acked"] > 200 and report["acked_ratio"] == 1.0
     accounted = report["stored"] + sum(report["quarantined"].values()) + report["dead_lettered"]
     assert accounted >= report["acked"], "every acknowledged message is stored, quarantined or dead-lettered"
     assert all((folder / name).stat().st_size > 1000 for name in ("throughput.png", "latency.png", "lag.png"))

@@ -24,6 +24,13 @@ def test_a_fault_counts_the_messages_around_it_and_when_storage_recovered() -> N
     assert out["lost"] == 1 and out["duplicated"] == 1
     assert out["recovered_after_s"] == 4.0  # 1004 is the first second back at 80% of the rate before
     assert out["back_after_s"] == 3.0 and out["fault"] == "broker kill"
+    assert out["known_loss"] is None, "nothing excuses a loss in a broker kill"
+
+
+def test_an_emulator_kill_names_the_loss_the_emulator_cannot_avoid() -> None:
+    kill = FaultSpec(at_s=1, target="emulator", action="kill", down_s=0)
+    out = fault_accounting(InjectedFault(kill, started=10.0, recovered=12.0), {}, set(), {}, {})
+    assert "saves it only on a graceful stop" in out["known_loss"]
 
 
 def test_a_fault_after_which_storage_never_recovered_says_so() -> None:

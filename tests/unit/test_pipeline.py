@@ -20,7 +20,7 @@ from processor.config import Settings
 from processor.pipeline import BatchOutcome, Clients, Pipeline
 from processor.signature import KEY_REFRESH_MIN_SECONDS
 from processor.types import InboundRecord, RejectReason, Telemetry
-from telemetry.schema import sign
+from telemetry.schema import ARRIVAL_ATTRIBUTE, sign
 from testbed.fakes import (
     SIGNING_KEY,
     FakeDynamoDB,
@@ -307,6 +307,15 @@ def test_clock_skew_is_measured_from_arrival(fakes: Fakes, settings: Settings, s
     assert failed_ids(invoke_event(fakes, settings, event)) == set()
     assert (len(fakes.dynamodb.items) == 1) is accepted
     assert quarantined(fakes) == ({} if accepted else {"m0": "timestamp_skew"})
+
+
+def test_a_redriven_record_is_judged_by_its_first_arrival(fakes: Fakes, settings: Settings) -> None:
+    """A redrive from the DLQ is sent anew (a fresh SentTimestamp) but keeps the first arrival in an attribute."""
+    arrived = int(time.time() * 1000) - STALL_MS
+    event = sqs_event([json.dumps(make_message(ts=arrived))])
+    event["Records"][0]["messageAttributes"] = {ARRIVAL_ATTRIBUTE: {"stringValue": str(arrived), "dataType": "Number"}}
+    assert failed_ids(invoke_event(fakes, settings, event)) == set()
+    assert len(fakes.dynamodb.items) == 1 and quarantined(fakes) == {}
 
 
 @pytest.mark.parametrize("sent", ["", "soon", "-5", "1e12", str(10**30)])

@@ -37,6 +37,17 @@ def test_select_star_with_added_fields() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [b'{"v": NaN}', b'{"v": -Infinity}', b'{"v": 1e400}', '{"a": 1}'.encode("utf-16"), b"[" * 100_000],
+    ids=["nan", "infinity", "beyond-a-double", "utf-16", "deep-nesting"],
+)
+def test_what_is_not_strict_json_is_an_error_for_the_rule(payload: bytes) -> None:
+    """AWS IoT reads RFC 8259 JSON as UTF-8; the rule cannot add fields to anything else."""
+    with pytest.raises(RuleEvaluationError, match="not JSON"):
+        run("SELECT *, topic(2) AS device_id FROM 'topic/subtopic'", payload)
+
+
 def test_the_stacks_own_rule_takes_the_device_id_from_the_topic() -> None:
     sql = "SELECT *, topic(2) AS device_id FROM 'sensors/+/telemetry'"
     out = run(sql, b'{"device_id": "spoofed", "msg_id": 1}', topic="sensors/dev-1/telemetry")

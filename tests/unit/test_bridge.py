@@ -1,0 +1,56 @@
+"""The bridge's bookkeeping without a broker: what is settled is never acted on again."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ingress.bridge import BridgeConfig, RuleBridge, _Item, backoff
+from ingress.rule import Message, parse_rule
+
+
+class OneGoodCall:
+    """A processor that answers once, then breaks in a way the bridge does not expect."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def invoke(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls > 1:
+            raise RuntimeError("unexpected")
+        return {"Payload": type("Body", (), {"read": lambda self: json.dumps({"batchItemFailures": []}).encode()})()}
+
+
+def bridge(lambda_client: Any) -> RuleBridge:
+    config = BridgeConfig(
+        rule=parse_rule("SELECT * FROM 'sensors/+/telemetry'"),
+        rule_name="r",
+        mode="direct",
+        host="127.0.0.1",
+        port=1,
+        username="u",
+        password="p",
+        queue_url="q",
+        dlq_url="d",
+        function_name="f",
+        batch_size=10,
+    )
+    return RuleBridge(config, sqs=None, lambda_client=lambda_client, sleep=lambda s: None)
+
+
+def items(count: int) -> list[_Item]:
+    return [_Item(n + 1, 1, 0, Message("sensors/d/telemetry", b"{}"), body="{}") for n in range(count)]
+
+
+def test_an_unexpected_error_redelivers_only_what_was_not_handled_yet() -> None:
+    runner = bridge(OneGoodCall())
+    batch = items(15)  # two invocations: 10, then 5 that fail unexpectedly
+    runner._act(batch)
+    redelivered = {item.mid for _, _, item in runner.redeliveries}
+    assert redelivered == {11, 12, 13, 14, 15}, "the first 10 were acknowledged; they must not come back"
+    assert all(item.settled for item in batch[:10]) and runner.metrics.forwarded == 10
+
+
+def test_backoff_never_overflows_however_long_an_outage_lasts() -> None:
+    assert 0 <= backoff(5000) <= 5.0
