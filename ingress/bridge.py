@@ -75,6 +75,10 @@ PERMANENT_SQS_ERRORS = frozenset(
     }
 )
 PERMANENT_LAMBDA_ERRORS = frozenset({"RequestEntityTooLargeException", "InvalidRequestContentException"})
+# The stack itself is wrong (function gone, no permission): waited out like an outage, but said loudly.
+CONFIGURATION_ERRORS = frozenset(
+    {"ResourceNotFoundException", "AccessDeniedException", "KMSAccessDeniedException", "AccessDenied"}
+)
 
 Mode = Literal["sqs", "direct"]
 
@@ -466,7 +470,12 @@ class RuleBridge:
                     self._refused(items, "LambdaAction", exc, self._invoke)
                     return
                 attempt += 1
-                logger.warning("processor unreachable (attempt %d), retrying: %s", attempt, exc)
+                if _error_code(exc) in CONFIGURATION_ERRORS:
+                    logger.error(
+                        "the stack refuses the invocation (attempt %d); fix it, messages wait: %s", attempt, exc
+                    )
+                else:
+                    logger.warning("processor unreachable (attempt %d), retrying: %s", attempt, exc)
                 self.sleep(backoff(attempt))
                 continue
             try:

@@ -80,22 +80,31 @@ class InjectedFault:
 
 @dataclass
 class FaultSchedule:
-    """Runs the faults in a thread, each at its time after `start`, one after another."""
+    """Runs the faults in a thread, each at its time after `start`, one after another.
+
+    Not a daemon: a run that is interrupted (Ctrl-C, an error) cancels what has not started and
+    waits for the fault in progress to bring its part back (a paused broker gets its SIGCONT).
+    """
 
     specs: list[FaultSpec]
     inject: Callable[[FaultSpec], None]
     done: list[InjectedFault] = field(default_factory=list)
     _thread: threading.Thread | None = None
+    _cancelled: threading.Event = field(default_factory=threading.Event)
 
     def start(self, at: float) -> None:
-        self._thread = threading.Thread(target=self._run, args=(at,), name="faults", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(at,), name="faults")
         self._thread.start()
+
+    def cancel(self) -> None:
+        """No further fault starts; the one in progress still ends as scheduled."""
+        self._cancelled.set()
+        self.join()
 
     def _run(self, at: float) -> None:
         for spec in sorted(self.specs, key=lambda s: s.at_s):
-            delay = at + spec.at_s - time.time()
-            if delay > 0:
-                time.sleep(delay)
+            if self._cancelled.wait(max(0.0, at + spec.at_s - time.time())):
+                return
             fault = InjectedFault(spec, started=time.time())
             logger.info("injecting %s for %g s", spec.label, spec.down_s)
             try:

@@ -47,7 +47,7 @@ def plot_throughput(
         ax.annotate(label, (began - start, ax.get_ylim()[1] * 0.92), fontsize=7, rotation=90, va="top")
     ax.set_xlabel("seconds since the first send")
     ax.set_ylabel("messages per second")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: the fault labels sit at the top
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

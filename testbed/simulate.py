@@ -233,25 +233,28 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     settings = Settings.from_env(function["Environment"]["Variables"])
     started = time.time()
     faults.start(at=started + 1.0)  # the simulator's clock starts about a second after it is called
-
-    summary = _publish_with_progress(
-        stack,
-        RunConfig(
-            fleet=fleet,
-            seed=scenario.seed,
-            key=key.encode(),
-            duration_s=scenario.duration_s,
-            profile=scenario.profile,
-            qos=scenario.qos,
-            host=target.host,
-            port=target.port,
-            workers=scenario.workers,
-            credentials=target.credentials,
-            tls=target.tls,
-            run_tag=run_tag,
-        ),
-        console,
-    )
+    try:
+        summary = _publish_with_progress(
+            stack,
+            RunConfig(
+                fleet=fleet,
+                seed=scenario.seed,
+                key=key.encode(),
+                duration_s=scenario.duration_s,
+                profile=scenario.profile,
+                qos=scenario.qos,
+                host=target.host,
+                port=target.port,
+                workers=scenario.workers,
+                credentials=target.credentials,
+                tls=target.tls,
+                run_tag=run_tag,
+            ),
+            console,
+        )
+    except BaseException:
+        faults.cancel()
+        raise
     injected = faults.join()
     expected = expected_stored(summary)
     since_ms = int(started * 1000) - 1000

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 from testbed.backends import get_backend
-from testbed.faults import FaultSpec, InjectedFault, fault_accounting
+from testbed.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting
 from testbed.report import per_second
 from testbed.scenario import ScenarioError
 from testbed.simulate import fault_schedule
@@ -50,3 +52,18 @@ def test_a_backend_that_cannot_inject_a_fault_refuses_the_scenario_up_front() ->
         fault_schedule(stack, (KILL,), "processor")
     throttle = FaultSpec(at_s=1, target="processor", action="throttle")
     assert fault_schedule(stack, (throttle,), "processor").specs == [throttle]
+
+
+def test_a_cancelled_schedule_starts_no_further_fault_but_finishes_the_current_one() -> None:
+    started: list[str] = []
+
+    def inject(spec: FaultSpec) -> None:
+        started.append(spec.label)
+        time.sleep(0.3)
+
+    later = FaultSpec(at_s=30, target="bridge", action="kill")
+    schedule = FaultSchedule([FaultSpec(at_s=0, target="broker", action="pause"), later], inject)
+    schedule.start(at=time.time())
+    time.sleep(0.1)
+    schedule.cancel()
+    assert started == ["broker pause"] and [f.spec.label for f in schedule.done] == ["broker pause"]
