@@ -395,3 +395,24 @@ def test_what_the_broker_saved_survives_its_sigkill_while_the_bridge_is_away(bro
         wait_until("every message the broker saved", lambda: all(delivered(sqs, n) for n in range(500, 505)))
     finally:
         bridge.stop()
+
+
+def test_a_qos0_flood_into_a_stalled_bridge_is_dropped_and_counted_not_blocking_it(broker: Broker) -> None:
+    """paho's network thread must never wait on the bridge: QoS 0 beyond the buffer is dropped (as
+    QoS 0 allows), QoS 1 stays with the broker until the bridge can take it."""
+    stalled = threading.Event()
+    stalled.set()
+    sqs = FakeSqs(batch_error=lambda bodies: EndpointConnectionError(endpoint_url="x") if stalled.is_set() else None)
+    bridge = start_bridge(broker, sqs, FakeLambda(), buffer_limit=5, concurrency=1)
+    try:
+        client = device(broker)
+        for n in range(600, 650):
+            client.publish("sensors/dev-1/telemetry", valid(n), qos=0)
+        client.publish("sensors/dev-1/telemetry", valid(700), qos=1).wait_for_publish(5)
+        wait_until("the QoS 0 overflow counted", lambda: bridge.bridge.metrics.dropped_qos0 > 0)
+        stalled.clear()
+        wait_until("the QoS 1 message once the bridge can act", lambda: delivered(sqs, 700))
+        assert bridge.bridge.metrics.reconnects == 0
+        client.disconnect()
+    finally:
+        bridge.stop()

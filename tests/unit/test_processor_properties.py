@@ -87,8 +87,10 @@ def _mutate(draw: st.DrawFn, message: dict[str, Any]) -> None:
     elif change == "float":
         current = message.get(field)
         # an earlier mutation may have made it too large for a float: then any float will do
-        integral = isinstance(current, int) and abs(current) < 2**53
-        message[field] = float(current) if integral else draw(st.floats())
+        if isinstance(current, int) and abs(current) < 2**53:
+            message[field] = float(current)
+        else:
+            message[field] = draw(st.floats())
     elif change == "text":
         message[draw(st.sampled_from(TEXT_FIELDS))] = draw(ANY_TEXT)
     elif change == "value":
