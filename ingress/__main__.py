@@ -18,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ingress.bridge import DEFAULT_VISIBILITY_TIMEOUT_S, BridgeConfig, RuleBridge
 from ingress.broker import BRIDGE_USER, device_password
 from ingress.rule import RuleError, parse_rule
+from simulator.help import HelpWithDefaults
 from testbed.outputs import StackOutputs
 
 HEALTHY_METRICS_AGE_S = 15.0
@@ -25,8 +26,8 @@ DEFAULT_MAX_RECEIVE_COUNT = 5
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ingress", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = HelpWithDefaults(prog="ingress", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=HelpWithDefaults)
     bridge = sub.add_parser("bridge", help="evaluate the stack's topic rule and forward matching messages")
     bridge.add_argument("--outputs", type=Path, required=True, help="`terraform output -json` of the stack")
     bridge.add_argument("--mode", choices=("sqs", "direct"), default="direct")

@@ -20,7 +20,8 @@ from rich.live import Live
 from rich.table import Table
 
 from simulator.fleet import FleetError, load_fleet
-from simulator.limits import IOT_CORE_ACCOUNT_PUBLISHES_S, LimitError
+from simulator.help import HelpWithDefaults
+from simulator.limits import IOT_CORE_ACCOUNT_PUBLISHES_S, LimitError, is_aws_iot
 from simulator.plot import plot_day
 from simulator.replay import TraceError, replay
 from simulator.run import RunConfig, broker_credentials, dry_run, live_run
@@ -29,7 +30,6 @@ from simulator.tls import DeviceCertificates, TlsError
 
 console = Console(stderr=True)
 KEY_ENV = "SIMULATOR_SIGNING_KEY"
-AWS_IOT_DOMAIN = ".amazonaws.com"
 
 
 def _profile(text: str) -> Any:
@@ -78,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         websocket_host=args.websocket_host,
         tls=DeviceCertificates(args.certs, args.ca_file) if args.certs else None,
-        iot_core_limits=args.iot_core_limits or args.broker[0].endswith(AWS_IOT_DOMAIN),
+        iot_core_limits=args.iot_core_limits or is_aws_iot(args.broker[0]),
         account_publish_limit=args.account_publish_limit,
         pregenerate=args.pregenerate,
         credentials=broker_credentials(args.broker_secret_file.read_bytes().strip())
@@ -140,8 +140,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="simulator", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = HelpWithDefaults(prog="simulator", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=HelpWithDefaults)
     run = sub.add_parser("run", help="run a fleet against a broker, or to a file with --dry-run")
     run.add_argument("--fleet", type=Path, required=True, help="fleet file (YAML)")
     run.add_argument("--seed", type=int, default=1)

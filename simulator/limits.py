@@ -13,6 +13,12 @@ from simulator.schedule import Burst, Constant, Ramp, Step
 IOT_CORE_PUBLISHES_PER_CONNECTION_S = 100.0
 # Inbound publish requests per second per account: the default in the larger regions (adjustable).
 IOT_CORE_ACCOUNT_PUBLISHES_S = 20_000.0
+AWS_IOT_DOMAIN = ".amazonaws.com"
+
+
+def is_aws_iot(host: str) -> bool:
+    """A broker on AWS itself: its quotas apply whatever the run asked for."""
+    return host.endswith(AWS_IOT_DOMAIN)
 
 
 class LimitError(ValueError):

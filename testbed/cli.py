@@ -17,6 +17,7 @@ from rich.table import Table
 
 from simulator.devices import device_ids
 from simulator.fleet import FleetError, load_fleet
+from simulator.help import HelpWithDefaults
 from testbed import bench_ingress, bench_processor, bench_simulator, iot_things
 from testbed.backends import BackendError, ComposeBackend, get_backend
 from testbed.build import BuildError, build
@@ -163,7 +164,9 @@ def _simulate(stack: Stack, scenario_name: str) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     stack = _stack(args)
-    stack.up()
+    outputs = stack.up()
+    if outputs is not None:
+        _print_outputs(outputs)
     run_demo(stack, console)
     return _simulate(stack, "smoke")
 
@@ -260,15 +263,15 @@ def cmd_deprovision(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="testbed", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    parser = HelpWithDefaults(prog="testbed", description=__doc__)
     parser.add_argument(
         "--backend",
         default=os.environ.get("BACKEND", "embedded"),
         help="embedded (default, no Docker), localstack or ministack-docker (docker compose), or aws",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=HelpWithDefaults)
     sub.add_parser("build", help="build the processor zip (deterministic)").set_defaults(func=cmd_build)
     sub.add_parser("up", help="start the backend and deploy infra/").set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
@@ -316,7 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     unthings = sub.add_parser("deprovision", help="remove the things, certificates and policy `provision` made")
     unthings.add_argument("--prefix", default="device")
     unthings.set_defaults(func=cmd_deprovision)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(message)s",

@@ -1,0 +1,21 @@
+"""The project's command lines: every --help shows each option's default."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+class HelpWithDefaults(argparse.ArgumentParser):
+    """An ArgumentParser (and, as `parser_class`, its subcommands) whose help names each default,
+    an option declared without help text included."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(**kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        if action.help is None and action.option_strings and action.default not in (None, argparse.SUPPRESS):
+            action.help = "(default: %(default)s)"  # the formatter adds it only to options with help text
+        return action
