@@ -17,8 +17,20 @@ from processor.config import Settings, Threshold
 SIGNING_KEY = b"unit-test-signing-key"
 
 
-def client_error(code: str, operation: str) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": code}}, operation)
+def client_error(code: str, operation: str, message: str | None = None) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message or code}}, operation)
+
+
+# (UpdateExpression, ConditionExpression) of the alert publisher's writes, the only ones FakeDynamoDB
+# evaluates. Copied, not imported from processor.alerts: an edited expression must fail against the
+# fake, which evaluates exactly these (tests/unit/test_alerts.py checks the real semantics with moto).
+_ALERT_CLAIM = (
+    "SET last_ts = :ts, last_msg = :msg, published = :no, lease_until = :lease, expires_at = :exp",
+    "attribute_not_exists(pk) OR last_ts <= :cutoff OR (last_msg = :msg AND published = :no"
+    " AND (attribute_not_exists(lease_until) OR lease_until < :now))",
+)
+_ALERT_RELEASE = ("SET lease_until = :zero", "last_msg = :msg AND published = :no")
+_ALERT_PUBLISHED = ("SET published = :yes", "last_msg = :msg")
 
 
 @dataclass
@@ -44,13 +56,16 @@ class FakeDynamoDB:
         return {"UnprocessedItems": {table: unprocessed} if unprocessed else {}}
 
     def update_item(self, **kwargs: Any) -> dict[str, Any]:
+        """The alert publisher's three conditional writes, evaluated as DynamoDB would; any other
+        expression is refused, so a changed condition fails here instead of being ignored."""
+        expressions = (kwargs["UpdateExpression"], kwargs["ConditionExpression"])
         pk = kwargs["Key"]["pk"]["S"]
         values = kwargs["ExpressionAttributeValues"]
         current = self.alert_state.get(pk)
         same_unpublished = (
             current is not None and current["last_msg"] == values[":msg"]["S"] and not current["published"]
         )
-        if ":ts" in values:  # the claim
+        if expressions == _ALERT_CLAIM:
             allowed = (
                 current is None
                 or int(current["last_ts"]) <= int(values[":cutoff"]["N"])
@@ -64,26 +79,42 @@ class FakeDynamoDB:
                 "published": False,
                 "lease_until": int(values[":lease"]["N"]),
             }
-        elif ":zero" in values:  # the release after a failed publish
+        elif expressions == _ALERT_RELEASE:
             if not same_unpublished:
                 raise client_error("ConditionalCheckFailedException", "UpdateItem")
             current["lease_until"] = 0  # type: ignore[index]
-        else:  # marked published
+        elif expressions == _ALERT_PUBLISHED:
             if current is None or current["last_msg"] != values[":msg"]["S"]:
                 raise client_error("ConditionalCheckFailedException", "UpdateItem")
             current["published"] = True
+        else:
+            raise NotImplementedError(f"FakeDynamoDB cannot evaluate {expressions}: test it against moto")
         return {}
+
+
+# Firehose's own limits, written out here rather than imported from processor.archive, so a wrong
+# constant there fails against the fake as it would against AWS.
+_FIREHOSE_MAX_BATCH_RECORDS = 500
+_FIREHOSE_MAX_RECORD_BYTES = 1_024_000
+_FIREHOSE_MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
 class FakeFirehose:
+    """PutRecordBatch that refuses a whole call over AWS's limits, with AWS's error codes, and
+    otherwise stores every record (the first `fail_first` are reported failed, as when throttled)."""
+
     records: list[bytes] = field(default_factory=list)
     fail_first: int = 0  # records reported failed on the next call(s)
     calls: int = 0
 
     def put_record_batch(self, DeliveryStreamName: str, Records: list[dict[str, bytes]]) -> dict[str, Any]:
         self.calls += 1
-        assert len(Records) <= 500
+        sizes = [len(record["Data"]) for record in Records]
+        if not 1 <= len(Records) <= _FIREHOSE_MAX_BATCH_RECORDS or max(sizes) > _FIREHOSE_MAX_RECORD_BYTES:
+            raise client_error("ValidationException", "PutRecordBatch", "records or a record's data too long")
+        if sum(sizes) > _FIREHOSE_MAX_BATCH_BYTES:
+            raise client_error("InvalidArgumentException", "PutRecordBatch", "Records size exceeds 4 MB limit")
         responses = []
         for record in Records:
             if self.fail_first:

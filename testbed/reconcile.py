@@ -7,10 +7,13 @@ Pure functions over plain data, so the logic is tested with hand-made cases.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
+from processor.config import Threshold
 from simulator.devices import EXPECTED_REJECTION, Fault
 
 MessageId = tuple[str, int]
@@ -116,6 +119,7 @@ def reconcile(
                 result.lost.append(ident)
             elif outcome == "wrong":
                 found = sorted(reasons[ident]) + (["stored"] if ident in stored_set else [])
+                found += ["dead_lettered"] if ident in in_dlq else []
                 result.unexplained.append(
                     {"id": f"{device_id}:{msg_id}", "faults": sorted(t.value for t in tags), "found": found}
                 )
@@ -125,44 +129,94 @@ def reconcile(
     return result
 
 
+BreachKey = tuple[str, str, str]  # (device_id, rule, reading)
+
+
+@dataclass
+class Episode:
+    """Consecutive readings of one device's sensor beyond the same threshold."""
+
+    rule: str
+    start: int
+    end: int
+    readings: int = 1
+
+
+def _rule_broken(bound: Threshold | None, value: float | bool) -> str | None:
+    """The threshold rule a reading breaks, if any; booleans have no thresholds."""
+    if bound is None or isinstance(value, bool):
+        return None
+    if bound.maximum is not None and value > bound.maximum:
+        return "threshold_high"
+    if bound.minimum is not None and value < bound.minimum:
+        return "threshold_low"
+    return None
+
+
+def breach_episodes(
+    stored_items: list[dict[str, Any]], thresholds: dict[str, dict[str, Threshold]]
+) -> dict[BreachKey, list[Episode]]:
+    """Every episode per (device, rule, reading), in time order: a reading of that device's sensor
+    within bounds, or beyond the other bound, ends it, so a later breach is a new episode to alert."""
+    episodes: dict[BreachKey, list[Episode]] = defaultdict(list)
+    ongoing: dict[tuple[str, str], Episode] = {}
+    for item in sorted(stored_items, key=lambda i: i["ts"]):
+        rules = thresholds.get(item["device_type"], {})
+        for reading, value in item["readings"].items():
+            series = (item["device_id"], reading)
+            rule = _rule_broken(rules.get(reading), value)
+            episode = ongoing.get(series)
+            if rule is None:
+                ongoing.pop(series, None)
+            elif episode is not None and episode.rule == rule:
+                episode.end = item["ts"]
+                episode.readings += 1
+            else:
+                ongoing[series] = Episode(rule, item["ts"], item["ts"])
+                episodes[(item["device_id"], rule, reading)].append(ongoing[series])
+    return episodes
+
+
 def check_alerts(
     stored_items: list[dict[str, Any]],
     alerts: list[dict[str, Any]],
-    thresholds: dict[str, dict[str, Any]],
+    thresholds: dict[str, dict[str, Threshold]],
     cooldown_s: float,
 ) -> dict[str, Any]:
-    """Threshold alerts against the stored readings: every breach episode alerted, no alert without
-    a breach, and no two alerts of one (device, rule, reading) closer than the cooldown."""
-    breaches: dict[tuple[str, str, str], list[int]] = defaultdict(list)
-    for item in stored_items:
-        rules = thresholds.get(item["device_type"], {})
-        for reading, value in item["readings"].items():
-            bound = rules.get(reading)
-            if bound is None or isinstance(value, bool):
-                continue
-            if bound.maximum is not None and value > bound.maximum:
-                breaches[(item["device_id"], "threshold_high", reading)].append(item["ts"])
-            elif bound.minimum is not None and value < bound.minimum:
-                breaches[(item["device_id"], "threshold_low", reading)].append(item["ts"])
-    raised: dict[tuple[str, str, str], list[int]] = defaultdict(list)
-    for alert in alerts:
+    """Threshold alerts against the stored readings: every breach episode alerted unless the previous
+    alert of its (device, rule, reading) is within the cooldown of all of it, every alert on a
+    breaching reading, and no two alerts of one (device, rule, reading) closer than the cooldown."""
+    episodes = breach_episodes(stored_items, thresholds)
+    raised: dict[BreachKey, list[int]] = defaultdict(list)
+    for alert in sorted(alerts, key=lambda a: a["ts"]):
         if alert["rule"].startswith("threshold"):
             raised[(alert["device_id"], alert["rule"], alert["reading"])].append(alert["ts"])
     cooldown_ms = cooldown_s * 1000
-    missed = [key for key in breaches if key not in raised]
-    without_breach = [key for key in raised if key not in breaches]
-    too_close = [
-        key
+    missed = []
+    for key, runs in episodes.items():
+        times = raised.get(key, [])
+        for run in runs:
+            first_at_or_after = bisect_left(times, run.start)
+            alerted = first_at_or_after < len(times) and times[first_at_or_after] <= run.end
+            cooled = first_at_or_after > 0 and run.end - times[first_at_or_after - 1] < cooldown_ms
+            if not (alerted or cooled):
+                missed.append(f"{':'.join(key)}@{run.start}")
+    without_breach = [
+        f"{':'.join(key)}@{ts}"
         for key, times in raised.items()
-        if any(b - a < cooldown_ms for a, b in zip(sorted(times), sorted(times)[1:], strict=False))
+        for ts in times
+        if not any(run.start <= ts <= run.end for run in episodes.get(key, []))
     ]
+    too_close = [":".join(key) for key, times in raised.items() if any(b - a < cooldown_ms for a, b in pairwise(times))]
+    breaching = sum(run.readings for runs in episodes.values() for run in runs)
+    threshold_alerts = sum(len(t) for t in raised.values())
     return {
-        "breach_episodes": len(breaches),
-        "threshold_alerts": sum(len(t) for t in raised.values()),
+        "breach_episodes": sum(len(runs) for runs in episodes.values()),
+        "threshold_alerts": threshold_alerts,
         "anomaly_alerts": sum(1 for a in alerts if a["rule"] == "anomaly"),
-        "suppressed_by_cooldown": sum(len(t) for t in breaches.values()) - sum(len(t) for t in raised.values()),
-        "missed": [":".join(k) for k in missed],
-        "without_breach": [":".join(k) for k in without_breach],
-        "cooldown_violations": [":".join(k) for k in too_close],
+        "suppressed_by_cooldown": breaching - threshold_alerts,
+        "missed": sorted(missed),
+        "without_breach": sorted(without_breach),
+        "cooldown_violations": too_close,
         "ok": not (missed or without_breach or too_close),
     }

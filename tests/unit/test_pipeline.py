@@ -137,6 +137,23 @@ def test_archive_failure_retries_records_without_losing_them(fakes: Fakes, setti
     assert len(fakes.dynamodb.items) == 2 and len(fakes.firehose.lines()) == 2
 
 
+@pytest.mark.parametrize("failing", ["dynamodb", "firehose"])
+def test_a_record_whose_write_failed_alerts_only_when_its_retry_succeeds(
+    fakes: Fakes, settings: Settings, failing: str
+) -> None:
+    """Alerts are for accepted records: one not stored or not archived is retried, may end in the
+    DLQ, and must not have alerted meanwhile."""
+    hot = json.dumps(make_message(msg_id=1, readings={"temperature": (60.0, "C")}))
+    pipeline = fakes.pipeline(settings)
+    fakes.dynamodb.unprocess_first = 10**6 if failing == "dynamodb" else 0
+    fakes.firehose.fail_first = 10**6 if failing == "firehose" else 0
+    outcome = pipeline.process(arriving_now(("a", hot)))
+    assert (outcome.failed, outcome.alerts, fakes.sns.published) == ({"a"}, 0, [])
+    fakes.dynamodb.unprocess_first = fakes.firehose.fail_first = 0
+    outcome = pipeline.process(arriving_now(("a", hot)))
+    assert (outcome.failed, outcome.alerts, len(fakes.sns.published)) == (set(), 1, 1)
+
+
 def test_quarantine_failure_retries_the_rejected_record(fakes: Fakes, settings: Settings) -> None:
     fakes.s3.fail = True
     assert failed_ids(invoke(fakes, settings, ["{", json.dumps(make_message())])) == {"m0"}
@@ -247,6 +264,12 @@ def test_integral_float_for_an_integer_field_is_rejected(fakes: Fakes, settings:
     assert quarantined(fakes) == {"hostile": expected}
 
 
+def test_a_deeply_nested_body_is_invalid_json_not_an_internal_error(fakes: Fakes, settings: Settings) -> None:
+    """The decoder gives up on deep nesting with RecursionError: the body's fault, not the processor's."""
+    process_one_hostile(fakes, settings, "[" * 8000 + "]" * 8000)
+    assert quarantined(fakes) == {"hostile": "invalid_json"}
+
+
 def test_unexpected_validation_error_quarantines_only_that_record(
     fakes: Fakes, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -287,6 +310,16 @@ def test_unexpected_archive_error_retries_the_batch_without_raising(fakes: Fakes
     bodies = [json.dumps(make_message(msg_id=i)) for i in range(2)]
     outcome = fakes.pipeline(settings).process(arriving_now(("a", bodies[0]), ("b", bodies[1]), ("c", "{")))
     assert outcome.failed == {"a", "b"} and quarantined(fakes) == {"c": "invalid_json"}
+
+
+def test_two_devices_sharing_a_msg_id_and_ts_are_two_readings(fakes: Fakes, settings: Settings) -> None:
+    """Message ids count per device: deduplication must not take one device's reading for another's."""
+    now = int(time.time() * 1000)
+    bodies = [json.dumps(make_message(device_id=d, msg_id=5, ts=now)) for d in ("env-a", "env-b")]
+    outcome = fakes.pipeline(settings).process(arriving_now(*zip(["a", "b"], bodies, strict=True)))
+    assert (outcome.accepted, outcome.duplicates) == (2, 0)
+    assert sorted(device for device, _ in fakes.dynamodb.items) == ["env-a", "env-b"]
+    assert sorted(json.loads(line)["device_id"] for line in fakes.firehose.lines()) == ["env-a", "env-b"]
 
 
 def test_same_msg_id_with_another_timestamp_is_a_different_reading(fakes: Fakes, settings: Settings) -> None:

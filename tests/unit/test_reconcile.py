@@ -79,6 +79,24 @@ def test_a_faulty_message_that_was_stored_is_unexplained() -> None:
     assert r.faults["bad_signature"] == {"missed": 1}
 
 
+def test_a_faulty_message_quarantined_for_the_wrong_reason_is_unexplained() -> None:
+    """Being quarantined (or dead-lettered, which only invalid JSON may be) is not enough: the
+    reason must be the one its fault calls for."""
+    s = summary({"a": [1, 2, 3]}, {"a": {1: ["bad_signature"], 2: ["malformed:oversized"], 3: ["bad_signature"]}})
+    quarantine = [
+        {"reason": "schema_violation", "body": body("a", 1)},
+        {"reason": "internal_error", "body": body("a", 2)},
+    ]
+    r = reconcile(s, [], quarantine, [body("a", 3)])
+    assert not r.ok
+    assert r.unexplained == [
+        {"id": "a:1", "faults": ["bad_signature"], "found": ["schema_violation"]},
+        {"id": "a:2", "faults": ["malformed:oversized"], "found": ["internal_error"]},
+        {"id": "a:3", "faults": ["bad_signature"], "found": ["dead_lettered"]},
+    ]
+    assert r.faults == {"bad_signature": {"missed": 2}, "malformed:oversized": {"missed": 1}}
+
+
 def test_a_clean_message_quarantined_is_unexplained_unless_its_clock_was_skewed() -> None:
     quarantine = [{"reason": "timestamp_skew", "body": body("a", 1)}]
     assert not reconcile(summary({"a": [1]}), [], quarantine, []).ok
@@ -114,12 +132,41 @@ def test_a_stuck_high_sensor_alerts_once_per_cooldown() -> None:
 
 
 def test_missed_alerts_extra_alerts_and_cooldown_violations_are_reported() -> None:
-    items = [item("a", 0, 60.0), item("b", 0, 60.0)]
-    result = check_alerts(items, [alert("a", 0), alert("a", 10_000), alert("c", 0)], THRESHOLDS, cooldown_s=300)
+    items = [item("a", 0, 60.0), item("a", 10_000, 60.0), item("b", 0, 60.0), item("b", 5_000, 20.0)]
+    alerts = [alert("a", 0), alert("a", 10_000), alert("b", 5_000), alert("c", 0)]
+    result = check_alerts(items, alerts, THRESHOLDS, cooldown_s=300)
     assert not result["ok"]
-    assert result["missed"] == ["b:threshold_high:temperature"]
-    assert result["without_breach"] == ["c:threshold_high:temperature"]
+    assert result["missed"] == ["b:threshold_high:temperature@0"]
+    assert result["without_breach"] == ["b:threshold_high:temperature@5000", "c:threshold_high:temperature@0"]
     assert result["cooldown_violations"] == ["a:threshold_high:temperature"]
+
+
+def episodes(*runs: tuple[int, int]) -> list[dict[str, Any]]:
+    """Device a too hot for each (first s, last s) run, within bounds the second before and after."""
+    items = []
+    for first, last in runs:
+        items += [item("a", (first - 1) * 1000, 20.0), item("a", (last + 1) * 1000, 20.0)]
+        items += [item("a", t * 1000, 60.0) for t in range(first, last + 1)]
+    return items
+
+
+def test_every_breach_episode_needs_its_alert_unless_the_last_one_is_still_cooling_down() -> None:
+    result = check_alerts(episodes((0, 10), (600, 610)), [alert("a", 0)], THRESHOLDS, cooldown_s=300)
+    assert not result["ok"] and result["missed"] == ["a:threshold_high:temperature@600000"]
+    assert result["breach_episodes"] == 2
+    result = check_alerts(episodes((0, 10), (600, 610)), [alert("a", 0), alert("a", 600_000)], THRESHOLDS, 300)
+    assert result["ok"], result
+    assert check_alerts(episodes((0, 10), (100, 110)), [alert("a", 0)], THRESHOLDS, 300)["ok"], "still cooling down"
+    result = check_alerts(episodes((0, 10), (100, 400)), [alert("a", 0)], THRESHOLDS, cooldown_s=300)
+    assert result["missed"] == ["a:threshold_high:temperature@100000"], "it outlasted the cooldown, unalerted"
+
+
+def test_a_breach_of_the_other_bound_is_an_episode_of_its_own() -> None:
+    thresholds = {"environmental": {"temperature": Threshold(-10.0, 45.0, "critical")}}
+    items = [item("a", 0, 60.0), item("a", 1000, -20.0), item("a", 2000, 60.0)]
+    alerts = [alert("a", 0), {**alert("a", 1000), "rule": "threshold_low"}]
+    result = check_alerts(items, alerts, thresholds, cooldown_s=300)
+    assert result["breach_episodes"] == 3 and result["ok"], "the second high episode is within the cooldown"
 
 
 def test_expected_stored_leaves_out_what_must_be_rejected() -> None:

@@ -74,6 +74,28 @@ class Down:
         raise client_error("InternalServiceError", "GetSecretValue")
 
 
+class PreviousFails(FakeSecrets):
+    """AWSCURRENT is served; fetching AWSPREVIOUS fails with `code`."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(previous=b"old-key")
+        self.code = code
+
+    def get_secret_value(self, SecretId: str, VersionStage: str) -> dict[str, Any]:
+        if VersionStage == "AWSPREVIOUS":
+            raise client_error(self.code, "GetSecretValue")
+        return super().get_secret_value(SecretId=SecretId, VersionStage=VersionStage)
+
+
+def test_only_a_missing_previous_version_is_skipped() -> None:
+    """No AWSPREVIOUS (never rotated) leaves the current key alone; any other error fetching it is an
+    outage, retried, so messages still signed with the previous key are not quarantined meanwhile."""
+    assert KeyRing(PreviousFails("ResourceNotFoundException"), "arn").keys() == (SIGNING_KEY,)
+    for code in ("InternalServiceError", "ThrottlingException", "AccessDeniedException"):
+        with pytest.raises(TransientFailure, match="AWSPREVIOUS"):
+            KeyRing(PreviousFails(code), "arn").keys()
+
+
 @pytest.mark.parametrize("sig", ["é" * 64, "\ud800", "0" * 63 + "é"])
 def test_a_non_ascii_signature_is_a_bad_signature(sig: str) -> None:
     with pytest.raises(RecordRejected, match="bad_signature"):

@@ -40,6 +40,9 @@ def test_valid_message_is_parsed_and_normalised() -> None:
     [
         ("{not json", RejectReason.INVALID_JSON),
         ('{"a": NaN}', RejectReason.INVALID_JSON),
+        # Nested deeper than the interpreter's recursion limit, yet within the size limit.
+        ("[" * 8000 + "]" * 8000, RejectReason.INVALID_JSON),
+        ('{"a":' * 2500 + "1" + "}" * 2500, RejectReason.INVALID_JSON),
         ("[1, 2]", RejectReason.SCHEMA_VIOLATION),
         ('"\udcff"', RejectReason.INVALID_ENCODING),
         ("x" * (MAX_MESSAGE_BYTES + 1), RejectReason.TOO_LARGE),

@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+from botocore.exceptions import ClientError
 
 from processor.archive import FIREHOSE_MAX_RECORD_BYTES, Archiver, pack_lines
 from processor.quarantine import quarantine_document, quarantine_key
@@ -81,6 +82,34 @@ def test_archiver_retries_only_failed_records() -> None:
     archived = [json.loads(line)["i"] for line in firehose.lines()]
     assert sorted(archived) == list(range(3000)), "nothing lost, nothing archived twice"
     assert all(len(r) <= FIREHOSE_MAX_RECORD_BYTES for r in firehose.records)
+
+
+def test_fake_firehose_refuses_what_aws_refuses() -> None:
+    """The archiver's tests below mean something only if the fake enforces AWS's limits."""
+    firehose = FakeFirehose()
+    for records, code in [
+        ([b"x"] * 501, "ValidationException"),
+        ([b"x" * (1_024_000 + 1)], "ValidationException"),
+        ([b"x" * 1_000_000] * 5, "InvalidArgumentException"),
+    ]:
+        with pytest.raises(ClientError) as caught:
+            firehose.put_record_batch(DeliveryStreamName="s", Records=[{"Data": r} for r in records])
+        assert caught.value.response["Error"]["Code"] == code
+    assert firehose.records == []
+
+
+def test_archiver_keeps_each_call_within_500_records() -> None:
+    firehose = FakeFirehose()
+    lines = [((i,), json.dumps({"i": i})) for i in range(1001)]
+    assert Archiver(firehose, "s", sleep=lambda _: None, max_record_bytes=1).archive(lines) == set()
+    assert (len(firehose.records), firehose.calls) == (1001, 3)
+
+
+def test_archiver_keeps_each_call_within_4_mib() -> None:
+    firehose = FakeFirehose()
+    lines = [((i,), json.dumps({"i": i, "pad": "x" * 900_000})) for i in range(10)]
+    assert Archiver(firehose, "s", sleep=lambda _: None).archive(lines) == set()
+    assert len(firehose.records) == 10 and firehose.calls == 3, "4 records of 900 KB per call at most"
 
 
 def test_archiver_reports_keys_of_records_that_keep_failing() -> None:
