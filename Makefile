@@ -19,7 +19,7 @@ FLEET ?= simulator/fleets/smoke.yaml
 DURATION ?= 60
 BUNDLE_SOURCES := $(shell find processor telemetry -name '*.py' 2>/dev/null) processor/requirements.txt
 
-.PHONY: help venvs build up down clean demo plan outputs test test-unit test-contract test-e2e lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy redrive
+.PHONY: help venvs build up down clean demo plan outputs test test-unit test-contract test-e2e lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy redrive logs
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -92,6 +92,9 @@ bench-ingress: venvs build ## highest zero-loss end-to-end rate of each ingress 
 
 bench: venvs build ## highest zero-loss end-to-end rate, and the naive design's, in one run
 	$(TESTBED) bench
+
+logs: $(VENV)/.installed ## the processor's log lines of the last 10 minutes (its CloudWatch log group)
+	$(TESTBED) logs
 
 redrive: $(VENV)/.installed ## move what the dead-letter queue holds back to the ingest queue, with a count
 	$(TESTBED) redrive

@@ -16,6 +16,8 @@ locals {
     ALERT_COOLDOWN_SECONDS = tostring(var.alert_cooldown_seconds)
     MAX_CLOCK_SKEW_SECONDS = tostring(var.max_clock_skew_seconds)
     TELEMETRY_TTL_DAYS     = tostring(var.telemetry_ttl_days)
+    # Powertools would otherwise take LOG_LEVEL from wherever the function runs (an emulator's own)
+    POWERTOOLS_LOG_LEVEL = var.processor_log_level
   }
 }
 

@@ -125,3 +125,14 @@ variable "kms_deletion_window_days" {
   type        = number
   default     = 7
 }
+
+variable "processor_log_level" {
+  description = "The processor's log level (Powertools)."
+  type        = string
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.processor_log_level)
+    error_message = "processor_log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+}

@@ -21,6 +21,8 @@ ENVIRONMENT_KEYS = (
     "MAX_CLOCK_SKEW_SECONDS",
     "TELEMETRY_TTL_DAYS",
 )
+# Set by infra/ for the libraries the processor uses, which read them themselves.
+LIBRARY_ENVIRONMENT_KEYS = ("POWERTOOLS_LOG_LEVEL",)
 
 
 @dataclass(frozen=True)

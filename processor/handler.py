@@ -89,6 +89,8 @@ def _emit_metrics(outcome: BatchOutcome) -> None:
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     records = event.get("Records", [])
+    if not records:  # Powertools refuses an event with no records; there is nothing to fail
+        return {"batchItemFailures": []}
     now_ms = int(time.time() * 1000)
     try:
         outcome = get_pipeline().process(

@@ -29,7 +29,7 @@ from testbed.redrive import redrive
 from testbed.scenario import ScenarioError, load_scenario
 from testbed.simulate import compare, emulator_rss_mb, run_scenario
 from testbed.stack import Stack
-from testbed.stores import WaitTimeout
+from testbed.stores import WaitTimeout, processor_logs
 from testbed.terraform import TerraformError
 
 logger = logging.getLogger("testbed")
@@ -226,6 +226,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_logs(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    group = stack.outputs().processor_log_group_name
+    for event in processor_logs(stack.client("logs"), group, since_s=args.since * 60, limit=args.limit):
+        print(event)
+    return 0
+
+
 def cmd_redrive(args: argparse.Namespace) -> int:
     stack = _stack(args)
     outputs = stack.outputs()
@@ -309,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     full_bench = sub.add_parser("bench", help="highest zero-loss rate of the design and of the naive design")
     full_bench.add_argument("--duration", type=float, default=20.0)
     full_bench.set_defaults(func=cmd_bench)
+    logs = sub.add_parser("logs", help="the processor's log lines (its CloudWatch log group), oldest first")
+    logs.add_argument("--since", type=float, default=10.0, help="minutes back")
+    logs.add_argument("--limit", type=int, default=200, help="lines at most (the latest)")
+    logs.set_defaults(func=cmd_logs)
     sub.add_parser("redrive", help="move dead-lettered records back to the ingest queue").set_defaults(func=cmd_redrive)
     things = sub.add_parser("provision", help="IoT things + certificates + a thing-scoped policy for N devices")
     which = things.add_mutually_exclusive_group(required=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -14,6 +15,39 @@ from testbed.outputs import StackOutputs
 T = TypeVar("T")
 RAW_PREFIX = "raw/"
 QUARANTINE_PREFIX = "quarantine/"
+UTC_SECOND = "%Y-%m-%dT%H:%M:%SZ"
+# FilterLogEvents returns at most this many events per call.
+LOGS_PAGE_MAX = 10_000
+
+
+def _event_id(event: dict[str, Any]) -> Any:
+    """AWS names each event; ministack does not, so its time, stream and text stand in."""
+    return event.get("eventId") or (event["timestamp"], event.get("logStreamName"), event["message"])
+
+
+def processor_logs(logs: Any, group: str, since_s: float, limit: int) -> list[str]:
+    """The latest `limit` lines of a log group written in the last `since_s` seconds, oldest first,
+    each prefixed with its UTC time.
+
+    FilterLogEvents returns the oldest events of the window first, a page at a time: AWS pages
+    with `nextToken`; ministack returns one page of at most 10,000 without a token, so the next
+    page starts at the last timestamp seen (events already seen are skipped).
+    """
+    kwargs: dict[str, Any] = {"logGroupName": group, "startTime": int((time.time() - since_s) * 1000)}
+    latest: deque[tuple[int, str]] = deque(maxlen=limit)
+    seen: set[Any] = set()
+    while True:
+        page = logs.filter_log_events(**kwargs)
+        events = [e for e in page.get("events", []) if _event_id(e) not in seen]
+        seen.update(_event_id(e) for e in events)
+        latest.extend((e["timestamp"], e["message"].rstrip("\n")) for e in events)
+        if page.get("nextToken"):
+            kwargs["nextToken"] = page["nextToken"]
+        elif len(page.get("events", [])) >= LOGS_PAGE_MAX and events:
+            kwargs["startTime"] = events[-1]["timestamp"]
+        else:
+            break
+    return [f"{time.strftime(UTC_SECOND, time.gmtime(at / 1000))} {message}" for at, message in latest]
 
 
 class WaitTimeout(TimeoutError):

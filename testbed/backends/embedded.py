@@ -32,6 +32,8 @@ START_TIMEOUT_S = 30.0
 MINISTACK_SAVE_TIMEOUT_S = 300.0
 # ministack sizes its Lambda worker pool from RAM (~585 here); a bounded pool keeps memory sane.
 LAMBDA_ACCOUNT_CONCURRENCY = 32
+# What ministack names its unpacked copies of a function's bundle under TMPDIR.
+MINISTACK_LAMBDA_COPY_PREFIX = "ministack-lambda-"
 # Bridge arguments per ingress mode; `naive` (one invocation per message) exists for the benchmark.
 INGRESS_MODES = {
     "direct": ["--mode", "direct"],
@@ -148,10 +150,35 @@ class EmbeddedBackend(Backend):
                 f"stop whatever listens on it or choose another port ({PORT_VARIABLES[what]}=...)"
             )
 
+    @property
+    def state_port_file(self) -> Path:
+        """The port the emulator's state was made on: its queue URLs (and Terraform's ids) carry it."""
+        return self.state_dir / "ministack" / "port"
+
+    def _check_state_port(self) -> None:
+        recorded = self.state_port_file.read_text().strip() if self.state_port_file.exists() else None
+        if recorded and recorded != str(self.ministack_port):
+            raise BackendError(
+                f"this stack's state was made with MINISTACK_PORT={recorded} and its queue URLs carry that port "
+                f"(the emulator would restore queues that nothing can reach on {self.ministack_port}): "
+                f"start it with MINISTACK_PORT={recorded}, or `make clean` to begin anew on {self.ministack_port}"
+            )
+        self.state_port_file.parent.mkdir(parents=True, exist_ok=True)
+        self.state_port_file.write_text(f"{self.ministack_port}\n")
+
+    def _clean_stale_lambda_copies(self) -> None:
+        """ministack unpacks the bundle for its workers under TMPDIR and leaves it at exit; with the
+        emulator stopped, nothing uses those copies."""
+        for folder in (self.state_dir / "tmp").glob(f"{MINISTACK_LAMBDA_COPY_PREFIX}*"):
+            shutil.rmtree(folder, ignore_errors=True)
+
     def _start_ministack(self) -> None:
-        if self.ministack.pid() is not None:
-            logger.info("ministack already running (pid %d)", self.ministack.pid())
+        pid = self.ministack.pid()
+        if pid is not None:
+            logger.info("ministack already running (pid %d)", pid)
             return
+        self._check_state_port()
+        self._clean_stale_lambda_copies()
         python = MINISTACK_VENV / "bin" / "python"
         if not (MINISTACK_VENV / "bin" / "ministack").exists():
             raise BackendError(f"ministack is not installed in {MINISTACK_VENV} (run `make venvs`)")
@@ -180,10 +207,27 @@ class EmbeddedBackend(Backend):
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise BackendError(f"ministack did not become healthy; see {self.ministack.log_file}")
             time.sleep(0.2)
+        self._rearm_event_source_mappings()
+
+    def _rearm_event_source_mappings(self) -> None:
+        """After a restart with state, disable and re-enable every event source mapping.
+
+        A mapping restored from state has been seen reporting `Enabled` while its queue's messages
+        sat unconsumed for minutes; re-enabling starts its poller afresh.
+        """
+        lambda_client = self.client("lambda")
+        mappings = lambda_client.list_event_source_mappings().get("EventSourceMappings", [])
+        for mapping in mappings:
+            if mapping.get("State") in ("Enabled", "Enabling"):
+                lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
+                lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)
+        if mappings:
+            logger.info("re-armed %d event source mapping(s) after the emulator started", len(mappings))
 
     def _start_mosquitto(self) -> None:
-        if self.mosquitto.pid() is not None:
-            logger.info("mosquitto already running (pid %d)", self.mosquitto.pid())
+        pid = self.mosquitto.pid()
+        if pid is not None:
+            logger.info("mosquitto already running (pid %d)", pid)
             return
         self._check_port(self.mqtt_port, "mosquitto")
         broker = self.broker
@@ -199,8 +243,12 @@ class EmbeddedBackend(Backend):
         target, mode_file = self.run_dir / "outputs.json", self.run_dir / "ingress-mode"
         wanted = (outputs_file.read_text(), mode)
         current = (target.read_text(), mode_file.read_text()) if target.exists() and mode_file.exists() else None
-        if current == wanted and (mode == "iot" or self.bridge.pid() is not None):
-            logger.info("rule bridge already running (pid %d)", self.bridge.pid())
+        if current == wanted and mode == "iot":
+            logger.info("ingress iot: devices publish to the emulator's IoT Core; there is no bridge to start")
+            return
+        pid = self.bridge.pid()
+        if current == wanted and pid is not None:
+            logger.info("rule bridge already running (pid %d)", pid)
             return
         self._stop_bridge()
         target.write_text(wanted[0])

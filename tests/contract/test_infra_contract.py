@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from processor.config import ENVIRONMENT_KEYS
+from processor.config import ENVIRONMENT_KEYS, LIBRARY_ENVIRONMENT_KEYS
 from testbed.outputs import StackOutputs
 from testbed.paths import ROOT
 from tests.contract.conftest import blocks, locals_
@@ -79,7 +79,7 @@ def lambda_environment() -> dict[str, str]:
 
 
 def test_lambda_environment_is_exactly_what_the_processor_reads() -> None:
-    assert set(lambda_environment()) == set(ENVIRONMENT_KEYS)
+    assert set(lambda_environment()) == set(ENVIRONMENT_KEYS) | set(LIBRARY_ENVIRONMENT_KEYS)
     source = "\n".join(p.read_text() for p in (ROOT / "processor").glob("*.py"))
     read = set(re.findall(r'env(?:iron)?(?:\.get\(|\[)"([A-Z][A-Z0-9_]+)"', source))
     assert read == set(ENVIRONMENT_KEYS), "config.py reads exactly ENVIRONMENT_KEYS, nothing else does"

@@ -382,3 +382,8 @@ def test_an_early_key_reload_that_fails_retries_only_that_record(fakes: Fakes, s
     maybe_rotated = json.dumps(make_message(msg_id=2, key=b"new-key"))
     outcome = pipeline.process(arriving_now(("b", maybe_rotated), ("c", json.dumps(make_message(msg_id=3)))))
     assert outcome.failed == {"b"} and outcome.accepted == 1 and quarantined(fakes) == {}
+
+
+@pytest.mark.parametrize("event", [{"Records": []}, {}], ids=["no-records", "no-records-key"])
+def test_an_event_without_records_fails_nothing(fakes: Fakes, settings: Settings, event: dict[str, Any]) -> None:
+    assert invoke_event(fakes, settings, event) == {"batchItemFailures": []}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from testbed import terraform
-from testbed.backends import EmbeddedBackend
+from testbed.backends import BackendError, EmbeddedBackend
+from testbed.backends.embedded import MINISTACK_LAMBDA_COPY_PREFIX
 from testbed.build import build
 from testbed.processes import LOOPBACK, ManagedProcess, PortInUseError, free_port
 
@@ -68,3 +70,49 @@ def test_stop_ends_only_the_process_it_started(tmp_path: Path) -> None:
     process.pid_file.write_text(f"{os.getpid()}\n")  # a PID that is not ours
     assert process.pid() is None
     assert not process.stop(), "a PID without our marker is never signalled"
+
+
+class RaisingHandler(logging.Handler):
+    """Formats every record the way rich's handler does: a bad format string raises to the caller."""
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        record.getMessage()
+        return True
+
+
+def test_iot_ingress_starts_again_and_again_with_no_bridge(tmp_path: Path) -> None:
+    backend = EmbeddedBackend(state_dir=tmp_path)
+    backend.run_dir.mkdir(parents=True)
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text("{}")
+    handler, log = RaisingHandler(), logging.getLogger("testbed")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)  # as the CLI logs
+    try:
+        for _ in range(2):  # the second start finds the mode and outputs unchanged and no bridge
+            backend.start_ingress(outputs, "iot")
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    assert backend.ingress_mode() == "iot" and backend.bridge.pid() is None
+
+
+def test_state_made_on_another_emulator_port_is_refused_by_name(tmp_path: Path) -> None:
+    backend = EmbeddedBackend(ministack_port=free_port(), state_dir=tmp_path)
+    backend.state_port_file.parent.mkdir(parents=True)
+    backend.state_port_file.write_text("4566\n")
+    with pytest.raises(BackendError, match=r"made with MINISTACK_PORT=4566 .* `make clean`"):
+        backend.start()
+    assert backend.ministack.pid() is None, "nothing was started"
+
+
+def test_a_stopped_emulators_bundle_copies_are_removed_before_it_starts_again(tmp_path: Path) -> None:
+    backend = EmbeddedBackend(state_dir=tmp_path)
+    stale = tmp_path / "tmp" / f"{MINISTACK_LAMBDA_COPY_PREFIX}processor-x1"
+    stale.mkdir(parents=True)
+    (stale / "handler.py").write_text("")
+    other = tmp_path / "tmp" / "something-else"
+    other.mkdir()
+    backend._clean_stale_lambda_copies()
+    assert not stale.exists() and other.exists()

@@ -1,0 +1,99 @@
+"""What a user meets starting and stopping the stack again and again: every `up` exits 0 in every
+ingress mode on a stack with state, an emulator restart leaves the queue's event source mapping
+delivering, and the processor's log lines can be read."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+import pytest
+from rich.console import Console
+from rich.logging import RichHandler
+
+from telemetry import new_message
+from testbed.backends.embedded import EmbeddedBackend
+from testbed.fakes import sqs_event
+from testbed.stack import Stack
+from testbed.stores import Stores, processor_logs, wait_for
+from tests.e2e.conftest import TEST_VARIABLES, send
+
+pytestmark = pytest.mark.e2e
+
+
+def embedded(stack: Stack) -> EmbeddedBackend:
+    if not isinstance(stack.backend, EmbeddedBackend):
+        pytest.skip("restarts of the embedded backend's own processes")
+    return stack.backend
+
+
+def key_of(message: dict[str, Any]) -> tuple[str, int, int]:
+    return message["device_id"], message["ts"], message["msg_id"]
+
+
+def reading(signing_key: bytes) -> dict[str, Any]:
+    return new_message(
+        device_id=f"restart-{uuid.uuid4().hex[:6]}",
+        msg_id=1,
+        ts=int(time.time() * 1000),
+        device_type="power_meter",
+        firmware="3.0.1",
+        readings={"voltage": (230.0, "V")},
+        key=signing_key,
+    )
+
+
+def test_the_queues_mapping_delivers_after_an_emulator_restart(
+    stack: Stack, stores: Stores, signing_key: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = embedded(stack)
+    with caplog.at_level(logging.INFO, logger="testbed"):
+        backend.inject_fault("emulator", "restart", 0)
+    assert "re-armed 1 event source mapping(s)" in caplog.text
+    message = reading(signing_key)
+    send(stack, [json.dumps(message)])
+    wait_for(
+        "a reading through the queue's mapping", lambda: stores.reading(message["device_id"], message["ts"], 1), 90
+    )
+
+
+def test_the_processors_log_lines_are_readable(stack: Stack, stores: Stores, signing_key: bytes) -> None:
+    """Invoked as the bridge invokes it: its Powertools lines land in its CloudWatch log group."""
+    message = reading(signing_key)
+    event = sqs_event([json.dumps(message)])
+    response = stack.client("lambda").invoke(
+        FunctionName=stack.outputs().processor_function_name, Payload=json.dumps(event).encode()
+    )
+    assert json.loads(response["Payload"].read()) == {"batchItemFailures": []}
+    group = stack.outputs().processor_log_group_name
+    logs = stack.client("logs")
+    try:
+        lines = wait_for(
+            "the processor's log lines",
+            lambda: [line for line in processor_logs(logs, group, 600, 500) if "batch processed" in line],
+            30,
+        )
+    except TimeoutError:
+        pytest.fail(f"no 'batch processed' line in {group}; its latest: {processor_logs(logs, group, 600, 15)}")
+    assert lines[-1][:4].isdigit(), "each line starts with its UTC time"
+
+
+def test_up_and_down_again_in_every_ingress_mode(stack: Stack) -> None:
+    """As `make down` / `make up` run them: the CLI's rich log handler raises on a bad log call."""
+    backend = embedded(stack)
+    log = logging.getLogger("testbed")
+    handler, level = RichHandler(console=Console(quiet=True)), log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        for mode in ("iot", "iot", "sqs", stack.ingress):  # iot twice: a second up found no bridge and crashed
+            again = Stack(backend, variables=TEST_VARIABLES, ingress=mode)
+            again.down()
+            again.up()
+            assert backend.ingress_mode() == mode and backend.healthy()
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
