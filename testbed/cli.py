@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
@@ -229,9 +230,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     stack = _stack(args)
     group = stack.outputs().processor_log_group_name
-    for event in processor_logs(stack.client("logs"), group, since_s=args.since * 60, limit=args.limit):
-        print(event)
+    try:
+        lines = processor_logs(stack.client("logs"), group, since_s=args.since * 60, limit=args.limit)
+    except (BotoCoreError, ClientError) as exc:
+        raise BackendError(f"cannot read the log group {group} (is the stack up?): {exc}") from exc
+    for line in lines:
+        print(line)
     return 0
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
@@ -319,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     full_bench.set_defaults(func=cmd_bench)
     logs = sub.add_parser("logs", help="the processor's log lines (its CloudWatch log group), oldest first")
     logs.add_argument("--since", type=float, default=10.0, help="minutes back")
-    logs.add_argument("--limit", type=int, default=200, help="lines at most (the latest)")
+    logs.add_argument("--limit", type=positive_int, default=200, help="lines at most (the latest)")
     logs.set_defaults(func=cmd_logs)
     sub.add_parser("redrive", help="move dead-lettered records back to the ingest queue").set_defaults(func=cmd_redrive)
     things = sub.add_parser("provision", help="IoT things + certificates + a thing-scoped policy for N devices")

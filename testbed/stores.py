@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 from telemetry.schema import sort_key
 from testbed.outputs import StackOutputs
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 RAW_PREFIX = "raw/"
 QUARANTINE_PREFIX = "quarantine/"
@@ -31,22 +33,33 @@ def processor_logs(logs: Any, group: str, since_s: float, limit: int) -> list[st
 
     FilterLogEvents returns the oldest events of the window first, a page at a time: AWS pages
     with `nextToken`; ministack returns one page of at most 10,000 without a token, so the next
-    page starts at the last timestamp seen (events already seen are skipped).
+    page starts at the last timestamp of the previous one (its events at that very millisecond,
+    already seen, are skipped).
     """
-    kwargs: dict[str, Any] = {"logGroupName": group, "startTime": int((time.time() - since_s) * 1000)}
+    kwargs: dict[str, Any] = {
+        "logGroupName": group,
+        "startTime": int((time.time() - since_s) * 1000),
+        "limit": LOGS_PAGE_MAX,
+    }
     latest: deque[tuple[int, str]] = deque(maxlen=limit)
-    seen: set[Any] = set()
+    boundary: set[Any] = set()  # the events of the last page's last millisecond
     while True:
         page = logs.filter_log_events(**kwargs)
-        events = [e for e in page.get("events", []) if _event_id(e) not in seen]
-        seen.update(_event_id(e) for e in events)
+        events = [e for e in page.get("events", []) if _event_id(e) not in boundary]
         latest.extend((e["timestamp"], e["message"].rstrip("\n")) for e in events)
-        if page.get("nextToken"):
-            kwargs["nextToken"] = page["nextToken"]
-        elif len(page.get("events", [])) >= LOGS_PAGE_MAX and events:
-            kwargs["startTime"] = events[-1]["timestamp"]
-        else:
+        token = page.get("nextToken")
+        if token and token != kwargs.get("nextToken"):
+            kwargs["nextToken"] = token
+            continue
+        if len(page.get("events", [])) < LOGS_PAGE_MAX or token:
             break
+        last = page["events"][-1]["timestamp"]
+        if not events:  # a whole page inside one millisecond: step past it rather than loop
+            logger.warning("more than %d log events at %d ms; some of them are skipped", LOGS_PAGE_MAX, last)
+            kwargs["startTime"], boundary = last + 1, set()
+            continue
+        kwargs["startTime"] = last
+        boundary = {_event_id(e) for e in page["events"] if e["timestamp"] == last}
     return [f"{time.strftime(UTC_SECOND, time.gmtime(at / 1000))} {message}" for at, message in latest]
 
 

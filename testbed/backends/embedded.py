@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -11,6 +12,8 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ingress.broker import BrokerConfig, load_or_create_secret
 from simulator.run import broker_credentials
@@ -32,6 +35,8 @@ START_TIMEOUT_S = 30.0
 MINISTACK_SAVE_TIMEOUT_S = 300.0
 # ministack sizes its Lambda worker pool from RAM (~585 here); a bounded pool keeps memory sane.
 LAMBDA_ACCOUNT_CONCURRENCY = 32
+# The port in a queue URL of ministack's saved SQS state.
+QUEUE_URL_PORT = re.compile(r"http://localhost:(\d+)/")
 # What ministack names its unpacked copies of a function's bundle under TMPDIR.
 MINISTACK_LAMBDA_COPY_PREFIX = "ministack-lambda-"
 # Bridge arguments per ingress mode; `naive` (one invocation per message) exists for the benchmark.
@@ -155,16 +160,22 @@ class EmbeddedBackend(Backend):
         """The port the emulator's state was made on: its queue URLs (and Terraform's ids) carry it."""
         return self.state_dir / "ministack" / "port"
 
+    def _state_port(self) -> str | None:
+        """The recorded port, or for state from before it was recorded, the port in its queue URLs."""
+        if self.state_port_file.exists():
+            return self.state_port_file.read_text().strip() or None
+        queues = self.state_dir / "ministack" / "state" / "sqs.json"
+        found = QUEUE_URL_PORT.search(queues.read_text(errors="replace")) if queues.exists() else None
+        return found.group(1) if found else None
+
     def _check_state_port(self) -> None:
-        recorded = self.state_port_file.read_text().strip() if self.state_port_file.exists() else None
+        recorded = self._state_port()
         if recorded and recorded != str(self.ministack_port):
             raise BackendError(
                 f"this stack's state was made with MINISTACK_PORT={recorded} and its queue URLs carry that port "
                 f"(the emulator would restore queues that nothing can reach on {self.ministack_port}): "
                 f"start it with MINISTACK_PORT={recorded}, or `make clean` to begin anew on {self.ministack_port}"
             )
-        self.state_port_file.parent.mkdir(parents=True, exist_ok=True)
-        self.state_port_file.write_text(f"{self.ministack_port}\n")
 
     def _clean_stale_lambda_copies(self) -> None:
         """ministack unpacks the bundle for its workers under TMPDIR and leaves it at exit; with the
@@ -173,17 +184,17 @@ class EmbeddedBackend(Backend):
             shutil.rmtree(folder, ignore_errors=True)
 
     def _start_ministack(self) -> None:
+        self._check_state_port()
         pid = self.ministack.pid()
         if pid is not None:
             logger.info("ministack already running (pid %d)", pid)
             return
-        self._check_state_port()
-        self._clean_stale_lambda_copies()
         python = MINISTACK_VENV / "bin" / "python"
         if not (MINISTACK_VENV / "bin" / "ministack").exists():
             raise BackendError(f"ministack is not installed in {MINISTACK_VENV} (run `make venvs`)")
         self._check_port(self.ministack_port, "ministack")
         self._check_port(self.iot_mqtt_port, "IoT MQTT over TLS")
+        self._clean_stale_lambda_copies()
         env = {
             **os.environ,
             "GATEWAY_PORT": str(self.ministack_port),
@@ -207,22 +218,46 @@ class EmbeddedBackend(Backend):
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise BackendError(f"ministack did not become healthy; see {self.ministack.log_file}")
             time.sleep(0.2)
-        self._rearm_event_source_mappings()
+        self.state_port_file.parent.mkdir(parents=True, exist_ok=True)
+        self.state_port_file.write_text(f"{self.ministack_port}\n")
+        self._report_queues()
 
-    def _rearm_event_source_mappings(self) -> None:
-        """After a restart with state, disable and re-enable every event source mapping.
+    def _report_queues(self) -> None:
+        """Say what each queue feeding the processor holds after the emulator started.
 
-        A mapping restored from state has been seen reporting `Enabled` while its queue's messages
-        sat unconsumed for minutes; re-enabling starts its poller afresh.
+        ministack restores a message that was in flight when it stopped with its visibility timer
+        running: it reappears only when that timer ends (minutes, by default), which looks like a
+        stalled event source mapping unless it is said.
         """
-        lambda_client = self.client("lambda")
-        mappings = lambda_client.list_event_source_mappings().get("EventSourceMappings", [])
-        for mapping in mappings:
-            if mapping.get("State") in ("Enabled", "Enabling"):
-                lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
-                lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)
-        if mappings:
-            logger.info("re-armed %d event source mapping(s) after the emulator started", len(mappings))
+        try:
+            lambda_client, sqs = self.client("lambda"), self.client("sqs")
+            pages = lambda_client.get_paginator("list_event_source_mappings").paginate()
+            mappings = [m for page in pages for m in page.get("EventSourceMappings", [])]
+            for mapping in mappings:
+                if ":sqs:" not in mapping.get("EventSourceArn", ""):
+                    continue
+                name = mapping["EventSourceArn"].rsplit(":", 1)[-1]
+                url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+                attributes = sqs.get_queue_attributes(
+                    QueueUrl=url,
+                    AttributeNames=[
+                        "ApproximateNumberOfMessages",
+                        "ApproximateNumberOfMessagesNotVisible",
+                        "VisibilityTimeout",
+                    ],
+                )["Attributes"]
+                logger.info(
+                    "queue %s -> %s (%s): %s waiting, %s in flight from before the start (they come back "
+                    "within its visibility timeout of %s s)",
+                    name,
+                    mapping.get("FunctionArn", "").rsplit(":", 1)[-1],
+                    mapping.get("State"),
+                    attributes.get("ApproximateNumberOfMessages"),
+                    attributes.get("ApproximateNumberOfMessagesNotVisible"),
+                    attributes.get("VisibilityTimeout"),
+                )
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("could not read the queues' state after the start: %s", exc)
 
     def _start_mosquitto(self) -> None:
         pid = self.mosquitto.pid()
@@ -289,6 +324,8 @@ class EmbeddedBackend(Backend):
                     return
             except (OSError, ValueError):
                 pass
+            if not ManagedProcess.alive(pid):
+                raise BackendError(f"ministack exited while saving its state; see {self.ministack.log_file}")
             time.sleep(0.1)
         raise BackendError(f"ministack did not save its state within {MINISTACK_SAVE_TIMEOUT_S:.0f} s")
 

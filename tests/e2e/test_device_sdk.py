@@ -14,6 +14,7 @@ from awsiot import mqtt_connection_builder
 
 from simulator.tls import CERT_SUFFIX, KEY_SUFFIX
 from telemetry import new_message
+from testbed.backends.embedded import EmbeddedBackend
 from testbed.stack import Stack
 from testbed.stores import Stores, wait_for
 from tests.e2e.test_ingress import backend_of, ingress_mode
@@ -29,33 +30,39 @@ def test_the_aws_iot_device_sdk_publishes_through_the_local_iot_core(
     with ingress_mode(backend, stack, "iot"):
         device = f"sdk-{uuid.uuid4().hex[:6]}"
         backend.provision_devices([device])
-        connection = mqtt_connection_builder.mtls_from_path(
-            endpoint="localhost",
-            port=backend.iot_mqtt_port,
-            cert_filepath=str(backend.things_dir / f"{device}{CERT_SUFFIX}"),
-            pri_key_filepath=str(backend.things_dir / f"{device}{KEY_SUFFIX}"),
-            ca_filepath=str(backend.iot_ca_file()),
-            client_id=device,
-            clean_session=True,
-            keep_alive_secs=30,
-        )
-        connection.connect().result(TIMEOUT_S)
         try:
-            message = new_message(
-                device_id=device,
-                msg_id=1,
-                ts=int(time.time() * 1000),
-                device_type="environmental",
-                firmware="2.1.0",
-                readings={"temperature": (22.5, "C")},
-                key=signing_key,
-            )
-            published, _ = connection.publish(
-                topic=f"sensors/{device}/telemetry", payload=json.dumps(message), qos=mqtt.QoS.AT_LEAST_ONCE
-            )
-            published.result(TIMEOUT_S)  # the PUBACK
+            publish_and_check(backend, stores, device, signing_key)
         finally:
-            connection.disconnect().result(TIMEOUT_S)
-        item = wait_for("the SDK's reading", lambda: stores.reading(device, message["ts"], 1), 90)
-        assert float(item["readings"]["M"]["temperature"]["N"]) == 22.5
-        backend.release_devices([device])
+            backend.release_devices([device])
+
+
+def publish_and_check(backend: EmbeddedBackend, stores: Stores, device: str, signing_key: bytes) -> None:
+    connection = mqtt_connection_builder.mtls_from_path(
+        endpoint="localhost",
+        port=backend.iot_mqtt_port,
+        cert_filepath=str(backend.things_dir / f"{device}{CERT_SUFFIX}"),
+        pri_key_filepath=str(backend.things_dir / f"{device}{KEY_SUFFIX}"),
+        ca_filepath=str(backend.iot_ca_file()),
+        client_id=device,
+        clean_session=True,
+        keep_alive_secs=30,
+    )
+    connection.connect().result(TIMEOUT_S)
+    try:
+        message = new_message(
+            device_id=device,
+            msg_id=1,
+            ts=int(time.time() * 1000),
+            device_type="environmental",
+            firmware="2.1.0",
+            readings={"temperature": (22.5, "C")},
+            key=signing_key,
+        )
+        published, _ = connection.publish(
+            topic=f"sensors/{device}/telemetry", payload=json.dumps(message), qos=mqtt.QoS.AT_LEAST_ONCE
+        )
+        published.result(TIMEOUT_S)  # the PUBACK
+    finally:
+        connection.disconnect().result(TIMEOUT_S)
+    item = wait_for("the SDK's reading", lambda: stores.reading(device, message["ts"], 1), 90)
+    assert float(item["readings"]["M"]["temperature"]["N"]) == 22.5

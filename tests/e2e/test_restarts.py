@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -46,18 +47,17 @@ def reading(signing_key: bytes) -> dict[str, Any]:
     )
 
 
-def test_the_queues_mapping_delivers_after_an_emulator_restart(
+def test_after_an_emulator_restart_the_queue_is_reported_and_its_mapping_delivers(
     stack: Stack, stores: Stores, signing_key: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     backend = embedded(stack)
     with caplog.at_level(logging.INFO, logger="testbed"):
         backend.inject_fault("emulator", "restart", 0)
-    assert "re-armed 1 event source mapping(s)" in caplog.text
+    queue = stack.outputs().ingest_queue_url.rsplit("/", 1)[-1]
+    assert re.search(rf"queue {queue} -> \S+ \(Enabled\): \d+ waiting, \d+ in flight from before", caplog.text)
     message = reading(signing_key)
     send(stack, [json.dumps(message)])
-    wait_for(
-        "a reading through the queue's mapping", lambda: stores.reading(message["device_id"], message["ts"], 1), 90
-    )
+    wait_for("a reading through the queue's mapping", lambda: stores.reading(*key_of(message)), 90)
 
 
 def test_the_processors_log_lines_are_readable(stack: Stack, stores: Stores, signing_key: bytes) -> None:

@@ -116,3 +116,25 @@ def test_a_stopped_emulators_bundle_copies_are_removed_before_it_starts_again(tm
     other.mkdir()
     backend._clean_stale_lambda_copies()
     assert not stale.exists() and other.exists()
+
+
+def test_state_from_before_the_port_was_recorded_is_judged_by_its_queue_urls(tmp_path: Path) -> None:
+    backend = EmbeddedBackend(ministack_port=free_port(), state_dir=tmp_path)
+    queues = tmp_path / "ministack" / "state" / "sqs.json"
+    queues.parent.mkdir(parents=True)
+    queues.write_text('{"payload": {"url": "http://localhost:4566/000000000000/ingest"}}')
+    with pytest.raises(BackendError, match=r"made with MINISTACK_PORT=4566"):
+        backend.start()
+
+
+def test_a_failed_start_records_no_port(tmp_path: Path) -> None:
+    busy = socket.socket()
+    busy.bind((LOOPBACK, 0))
+    busy.listen()
+    try:
+        backend = EmbeddedBackend(ministack_port=busy.getsockname()[1], state_dir=tmp_path)
+        with pytest.raises(PortInUseError):
+            backend.start()
+    finally:
+        busy.close()
+    assert not backend.state_port_file.exists(), "a retry on another port must not be refused"
