@@ -5,7 +5,6 @@ signed message at QoS 1, and the topic rule stores it."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
@@ -13,10 +12,10 @@ from awscrt import mqtt
 from awsiot import mqtt_connection_builder
 
 from simulator.tls import CERT_SUFFIX, KEY_SUFFIX
-from telemetry import new_message
 from testbed.backends.embedded import EmbeddedBackend
 from testbed.stack import Stack
 from testbed.stores import Stores, wait_for
+from tests.conftest import make_message
 from tests.e2e.test_ingress import backend_of, ingress_mode
 
 pytestmark = pytest.mark.e2e
@@ -49,15 +48,7 @@ def publish_and_check(backend: EmbeddedBackend, stores: Stores, device: str, sig
     )
     connection.connect().result(TIMEOUT_S)
     try:
-        message = new_message(
-            device_id=device,
-            msg_id=1,
-            ts=int(time.time() * 1000),
-            device_type="environmental",
-            firmware="2.1.0",
-            readings={"temperature": (22.5, "C")},
-            key=signing_key,
-        )
+        message = make_message(device_id=device, readings={"temperature": (22.5, "C")}, key=signing_key)
         published, _ = connection.publish(
             topic=f"sensors/{device}/telemetry", payload=json.dumps(message), qos=mqtt.QoS.AT_LEAST_ONCE
         )

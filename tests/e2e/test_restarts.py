@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 import uuid
 from typing import Any
 
@@ -15,11 +14,11 @@ import pytest
 from rich.console import Console
 from rich.logging import RichHandler
 
-from telemetry import new_message
 from testbed.backends.embedded import EmbeddedBackend
 from testbed.fakes import sqs_event
 from testbed.stack import Stack
 from testbed.stores import Stores, processor_logs, wait_for
+from tests.conftest import make_message
 from tests.e2e.conftest import TEST_VARIABLES, send
 
 pytestmark = pytest.mark.e2e
@@ -36,15 +35,7 @@ def key_of(message: dict[str, Any]) -> tuple[str, int, int]:
 
 
 def reading(signing_key: bytes) -> dict[str, Any]:
-    return new_message(
-        device_id=f"restart-{uuid.uuid4().hex[:6]}",
-        msg_id=1,
-        ts=int(time.time() * 1000),
-        device_type="power_meter",
-        firmware="3.0.1",
-        readings={"voltage": (230.0, "V")},
-        key=signing_key,
-    )
+    return make_message(device_id=f"restart-{uuid.uuid4().hex[:6]}", key=signing_key)
 
 
 def test_after_an_emulator_restart_the_queue_is_reported_and_its_mapping_delivers(
