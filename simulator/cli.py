@@ -11,6 +11,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         iot_core_limits=args.iot_core_limits or is_aws_iot(args.broker[0]),
         account_publish_limit=args.account_publish_limit,
         pregenerate=args.pregenerate,
-        credentials=broker_credentials(args.broker_secret_file.read_bytes().strip())
-        if args.broker_secret_file
-        else None,
+        credentials=_credentials(args),
     )
     if args.dry_run:
         summary = dry_run(config, args.dry_run)
@@ -133,8 +132,15 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _credentials(args: argparse.Namespace) -> Callable[[str], tuple[str, str]] | None:
+    """Device passwords on the local broker, derived from its secret file (none for other brokers)."""
+    return broker_credentials(args.broker_secret_file.read_bytes().strip()) if args.broker_secret_file else None
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
-    summary = replay(args.trace, _signing_key(), args.broker[0], args.broker[1], args.qos, args.speed)
+    summary = replay(
+        args.trace, _signing_key(), args.broker[0], args.broker[1], args.qos, args.speed, _credentials(args)
+    )
     console.print_json(json.dumps({k: v for k, v in summary.items() if k != "per_device"}))
     return 0 if summary["failed"] == 0 else 1
 
@@ -186,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--speed", type=float, default=1.0, help="2 = twice as fast")
     rep.add_argument("--qos", type=int, choices=(0, 1), default=1)
     rep.add_argument("--broker", type=_broker, default=("127.0.0.1", 1883), help="host:port")
+    rep.add_argument("--broker-secret-file", type=Path, help="local broker: device passwords derive from it")
     rep.set_defaults(func=cmd_replay)
     return parser
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,13 +99,32 @@ def retimed(records: list[dict[str, Any]], key: bytes, now_s: float, speed: floa
     return sorted(out, key=lambda e: e.due)
 
 
-def replay(path: Path, key: bytes, host: str, port: int, qos: int = 1, speed: float = 1.0) -> dict[str, Any]:
-    """Publish the trace in real time (scaled by `speed`); returns the run summary."""
+def replay(
+    path: Path,
+    key: bytes,
+    host: str,
+    port: int,
+    qos: int = 1,
+    speed: float = 1.0,
+    credentials: Callable[[str], tuple[str, str]] | None = None,
+) -> dict[str, Any]:
+    """Publish the trace in real time (scaled by `speed`); returns the run summary.
+
+    `credentials`: each device's username and password, for a broker that wants them (the local one).
+    """
     records = list(read_trace(path))
     if not records:
         raise TraceError(f"{path} holds no messages")
     recorder = Recorder()
-    fleet = MqttFleet(host, port, qos, on_send=recorder.sent, on_ack=recorder.acked, on_fail=recorder.failed)
+    fleet = MqttFleet(
+        host,
+        port,
+        qos,
+        credentials=credentials,
+        on_send=recorder.sent,
+        on_ack=recorder.acked,
+        on_fail=recorder.failed,
+    )
     pending = retimed(records, key, time.time() + 1.0, speed)
     for device_id in {e.device_id for e in pending}:
         fleet.connect(device_id)

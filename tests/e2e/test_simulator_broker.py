@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 
+from ingress.broker import BrokerConfig
 from processor.signature import verify
 from processor.validation import parse
 from simulator.devices import Emitted, build_devices
 from simulator.fleet import parse_fleet
 from simulator.replay import replay
-from simulator.run import RunConfig, dry_run, live_run
+from simulator.run import RunConfig, broker_credentials, dry_run, live_run
 from simulator.summary import acked_ids
 from simulator.tls import DeviceCertificates, TlsError
 from simulator.transport import MqttFleet
@@ -310,3 +311,20 @@ def test_a_paced_connection_never_exceeds_its_publish_rate(broker: int) -> None:
     assert sent[-1] - sent[0] >= (100 - 5) / 50 * 0.95, "the backlog is spread over about two seconds"
     busiest = max(sum(1 for t in sent if start <= t < start + 1.0) for start in sent)
     assert busiest <= 50 + 5, f"{busiest} sends in one second"
+
+
+def test_replay_reaches_the_local_broker_with_device_passwords(tmp_path: Path) -> None:
+    """The stack's own Mosquitto refuses anonymous devices: replay signs in as each of them."""
+    trace = tmp_path / "trace.jsonl"
+    fleet = parse_fleet({"devices": [{"type": "cold_chain", "count": 2, "interval_s": 1.0, "id_prefix": "rp"}]})
+    dry_run(RunConfig(fleet=fleet, seed=8, key=KEY, duration_s=3), trace)
+    secret, port = b"replay-secret", free_port()
+    config = BrokerConfig(tmp_path / "broker", port, secret).write(["rp-00000", "rp-00001"])
+    proc = subprocess.Popen([mosquitto_binary(), "-c", str(config)], stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for_port(port, 10), "mosquitto did not start"
+        summary = replay(trace, KEY, LOOPBACK, port, speed=5.0, credentials=broker_credentials(secret))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert summary["acked"] == summary["published"] == len(trace.read_text().splitlines())
