@@ -9,11 +9,14 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from ingress.broker import BrokerConfig
 from processor.signature import verify
@@ -30,6 +33,7 @@ from testbed.processes import LOOPBACK, free_port, wait_for_port
 from tests.e2e.pki import TestCA
 
 pytestmark = pytest.mark.e2e
+MARKER_WAIT_S = 10.0
 KEY = b"fleet-key"
 
 
@@ -50,24 +54,43 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 class Subscriber:
-    """mosquitto_sub (a third-party client) recording every payload on sensors/+/telemetry."""
+    """mosquitto_sub (a third-party client) recording every payload on sensors/+/telemetry.
+
+    It also follows a marker topic of its own: a marker seen in its output proves the subscription
+    is in place (at start) and that everything published before it has arrived (at stop).
+    """
 
     def __init__(self, port: int, out: Path) -> None:
         binary = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
-        self.out = out
+        self.port, self.out, self.marker = port, out, f"marker/{uuid.uuid4().hex}"
+        topics = ["-t", "sensors/+/telemetry", "-t", self.marker]
         self.proc = subprocess.Popen(
-            [binary, "-h", LOOPBACK, "-p", str(port), "-q", "1", "-t", "sensors/+/telemetry", "-F", "%t %p"],
+            [binary, "-h", LOOPBACK, "-p", str(port), "-q", "1", *topics, "-F", "%t %p"],
             stdout=out.open("w"),
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(0.5)
+        self._wait_for_marker("start")
+
+    def _wait_for_marker(self, name: str) -> None:
+        publisher = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+        publisher.connect(LOOPBACK, self.port)
+        publisher.loop_start()
+        try:
+            deadline = time.monotonic() + MARKER_WAIT_S
+            while f"{self.marker} {name}" not in self.out.read_text():
+                assert time.monotonic() < deadline, f"mosquitto_sub never saw the {name} marker"
+                publisher.publish(self.marker, name, qos=1).wait_for_publish(5)
+                time.sleep(0.05)
+        finally:
+            publisher.disconnect()
+            publisher.loop_stop()
 
     def stop(self) -> list[tuple[str, str]]:
-        time.sleep(0.5)
+        self._wait_for_marker("stop")
         self.proc.terminate()
         self.proc.wait(timeout=5)
         lines = self.out.read_text().splitlines()
-        return [tuple(line.split(" ", 1)) for line in lines if line]  # type: ignore[misc]
+        return [tuple(line.split(" ", 1)) for line in lines if line and not line.startswith(self.marker)]  # type: ignore[misc]
 
 
 def received_ids(lines: list[tuple[str, str]]) -> list[tuple[str, int]]:
