@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -186,6 +186,12 @@ def body_problem(output: bytes) -> str | None:
 
 def _error_code(exc: Exception) -> str:
     return str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
+
+
+def _log_failure(future: Future[None]) -> None:
+    """A background error action that failed leaves its message unacknowledged: say why."""
+    if future.exception() is not None:
+        logger.error("error action failed; the message stays with the broker", exc_info=future.exception())
 
 
 def chunks(
@@ -362,19 +368,19 @@ class RuleBridge:
             if len(item.message.payload) > IOT_MAX_PAYLOAD_BYTES:
                 # the broker's packet limit leaves room for the topic; AWS IoT counts the payload alone
                 reason = f"payload of {len(item.message.payload)} bytes exceeds AWS IoT's {IOT_MAX_PAYLOAD_BYTES}"
-                self._error_action(item, "RuleEvaluation", reason)
+                self._refuse(item, "RuleEvaluation", reason)
                 continue
             try:
                 output = self.config.rule.apply(item.message)
             except Exception as exc:  # any failure of the rule on this payload is the payload's
-                self._error_action(item, "RuleEvaluation", f"{type(exc).__name__}: {exc}"[:500])
+                self._refuse(item, "RuleEvaluation", f"{type(exc).__name__}: {exc}"[:500])
                 continue
             if output is None:
                 filtered.append(item)
                 continue
             problem = body_problem(output)
             if problem is not None:
-                self._error_action(item, "SqsAction" if self.config.mode == "sqs" else "LambdaAction", problem)
+                self._refuse(item, "SqsAction" if self.config.mode == "sqs" else "LambdaAction", problem)
                 continue
             item.body = output.decode("utf-8")
             ready.append(item)
@@ -385,6 +391,11 @@ class RuleBridge:
             self.slots.acquire()
             future = self.executor.submit(self._act, ready)
             future.add_done_callback(lambda _: self.slots.release())
+
+    def _refuse(self, item: _Item, failed_action: str, reason: str) -> None:
+        """The error action, on a worker thread: a DLQ that is down must not stop the dispatch loop."""
+        future = self.executor.submit(self._error_action, item, failed_action, reason)
+        future.add_done_callback(_log_failure)
 
     # actions (worker threads)
     def _act(self, items: list[_Item]) -> None:
