@@ -54,6 +54,7 @@ class Stack:
         self.backend.start_ingress(outputs_file, self.ingress)
         # what was just deployed survives an emulator crash
         self.backend.snapshot()
+        self.backend.verify_delivery()
         return self.outputs()
 
     def variables_text(self) -> str:

@@ -85,6 +85,10 @@ class Backend(abc.ABC):
         """Make the emulator keep what it holds now (an emulator that saves only on a graceful stop)."""
         return None
 
+    def verify_delivery(self) -> list[str]:
+        """What does not deliver to the processor (an emulator's stalled poller), named; empty when all does."""
+        return []
+
     def fault_targets(self) -> tuple[str, ...]:
         """The parts of the stack `inject_fault` can hit; none where this project does not run them."""
         return ()

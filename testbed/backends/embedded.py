@@ -12,6 +12,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -35,6 +36,9 @@ START_TIMEOUT_S = 30.0
 MINISTACK_SAVE_TIMEOUT_S = 300.0
 # ministack sizes its Lambda worker pool from RAM (~585 here); a bounded pool keeps memory sane.
 LAMBDA_ACCOUNT_CONCURRENCY = 32
+# How long `up` waits for a queue with waiting messages to see one taken by its mapping.
+DELIVERY_CHECK_S = 20.0
+DELIVERY_POLL_S = 1.0
 # The port in a queue URL of ministack's saved SQS state.
 QUEUE_URL_PORT = re.compile(r"http://localhost:(\d+)/")
 # What ministack names its unpacked copies of a function's bundle under TMPDIR.
@@ -222,6 +226,33 @@ class EmbeddedBackend(Backend):
         self.state_port_file.write_text(f"{self.ministack_port}\n")
         self._report_queues()
 
+    def _queues_feeding_the_processor(self) -> list[tuple[dict[str, Any], str, str]]:
+        """(mapping, queue name, queue URL) of every SQS event source mapping."""
+        lambda_client, sqs = self.client("lambda"), self.client("sqs")
+        pages = lambda_client.get_paginator("list_event_source_mappings").paginate()
+        found = []
+        for mapping in (m for page in pages for m in page.get("EventSourceMappings", [])):
+            if ":sqs:" in mapping.get("EventSourceArn", ""):
+                name = mapping["EventSourceArn"].rsplit(":", 1)[-1]
+                found.append((mapping, name, sqs.get_queue_url(QueueName=name)["QueueUrl"]))
+        return found
+
+    def _queue_counts(self, url: str) -> dict[str, str]:
+        return dict(
+            self.client("sqs").get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "VisibilityTimeout",
+                ],
+            )["Attributes"]
+        )
+
+    def _waiting_and_taken(self, url: str) -> tuple[int, int]:
+        counts = self._queue_counts(url)
+        return int(counts["ApproximateNumberOfMessages"]), int(counts["ApproximateNumberOfMessagesNotVisible"])
+
     def _report_queues(self) -> None:
         """Say what each queue feeding the processor holds after the emulator started.
 
@@ -230,34 +261,53 @@ class EmbeddedBackend(Backend):
         stalled event source mapping unless it is said.
         """
         try:
-            lambda_client, sqs = self.client("lambda"), self.client("sqs")
-            pages = lambda_client.get_paginator("list_event_source_mappings").paginate()
-            mappings = [m for page in pages for m in page.get("EventSourceMappings", [])]
-            for mapping in mappings:
-                if ":sqs:" not in mapping.get("EventSourceArn", ""):
-                    continue
-                name = mapping["EventSourceArn"].rsplit(":", 1)[-1]
-                url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-                attributes = sqs.get_queue_attributes(
-                    QueueUrl=url,
-                    AttributeNames=[
-                        "ApproximateNumberOfMessages",
-                        "ApproximateNumberOfMessagesNotVisible",
-                        "VisibilityTimeout",
-                    ],
-                )["Attributes"]
+            for mapping, name, url in self._queues_feeding_the_processor():
+                counts = self._queue_counts(url)
                 logger.info(
                     "queue %s -> %s (%s): %s waiting, %s in flight from before the start (they come back "
                     "within its visibility timeout of %s s)",
                     name,
                     mapping.get("FunctionArn", "").rsplit(":", 1)[-1],
                     mapping.get("State"),
-                    attributes.get("ApproximateNumberOfMessages"),
-                    attributes.get("ApproximateNumberOfMessagesNotVisible"),
-                    attributes.get("VisibilityTimeout"),
+                    counts.get("ApproximateNumberOfMessages"),
+                    counts.get("ApproximateNumberOfMessagesNotVisible"),
+                    counts.get("VisibilityTimeout"),
                 )
         except (BotoCoreError, ClientError) as exc:
             logger.warning("could not read the queues' state after the start: %s", exc)
+
+    def verify_delivery(self, wait_s: float = DELIVERY_CHECK_S) -> list[str]:
+        """A queue feeding the processor that holds waiting messages must see one taken within
+        `wait_s`; returns (and logs) each that does not, by name."""
+        problems: list[str] = []
+        try:
+            for mapping, name, url in self._queues_feeding_the_processor():
+                before = self._queue_counts(url)
+                waiting, taken = (
+                    int(before["ApproximateNumberOfMessages"]),
+                    int(before["ApproximateNumberOfMessagesNotVisible"]),
+                )
+                if waiting == 0:
+                    continue
+                deadline = time.monotonic() + wait_s
+                while time.monotonic() < deadline:
+                    time.sleep(DELIVERY_POLL_S)
+                    now = self._queue_counts(url)
+                    if (
+                        int(now["ApproximateNumberOfMessages"]) < waiting
+                        or int(now["ApproximateNumberOfMessagesNotVisible"]) > taken
+                    ):
+                        break
+                else:
+                    problems.append(
+                        f"queue {name} holds {waiting} waiting message(s) and its event source mapping "
+                        f"({mapping.get('State')}) took none in {wait_s:g} s"
+                    )
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("could not check that the queues deliver: %s", exc)
+        for problem in problems:
+            logger.warning("%s: `make down && make up` restarts the emulator and its pollers", problem)
+        return problems
 
     def _start_mosquitto(self) -> None:
         pid = self.mosquitto.pid()

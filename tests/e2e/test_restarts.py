@@ -88,3 +88,22 @@ def test_up_and_down_again_in_every_ingress_mode(stack: Stack) -> None:
     finally:
         log.removeHandler(handler)
         log.setLevel(level)
+
+
+def test_up_names_a_queue_whose_mapping_takes_nothing(stack: Stack, stores: Stores, signing_key: bytes) -> None:
+    backend = embedded(stack)
+    lambda_client = stack.client("lambda")
+    (mapping,) = [
+        m for m in lambda_client.list_event_source_mappings()["EventSourceMappings"] if ":sqs:" in m["EventSourceArn"]
+    ]
+    queue = mapping["EventSourceArn"].rsplit(":", 1)[-1]
+    message = reading(signing_key)
+    lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)  # a poller that takes nothing
+    try:
+        send(stack, [json.dumps(message)])
+        (problem,) = backend.verify_delivery(wait_s=5)
+        assert f"queue {queue} holds 1 waiting message(s)" in problem
+    finally:
+        lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)
+    assert backend.verify_delivery(wait_s=60) == [], "once it delivers, nothing is named"
+    wait_for("the reading it then delivered", lambda: stores.reading(*key_of(message)), 90)
