@@ -35,6 +35,7 @@ from ingress.broker import (
 from ingress.rule import parse_rule
 from testbed.backends.embedded import mosquitto_binary
 from testbed.processes import LOOPBACK, free_port, wait_for_port
+from testbed.stores import wait_for
 
 pytestmark = pytest.mark.e2e
 SECRET = b"broker-secret-for-tests"
@@ -43,11 +44,8 @@ WAIT_S = 20.0
 
 
 def wait_until(what: str, condition: Callable[[], bool], timeout_s: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    """The project's wait_for, polled fast: these waits are on in-process counters and a local broker."""
+    wait_for(what, condition, timeout_s, interval_s=0.05)
 
 
 @dataclass
