@@ -49,6 +49,7 @@ class Stack:
             self.backend.start_ingress(outputs_file, self.ingress)
             return None
         build()
+        self.terraform.rehome_queues(self.backend.endpoint_url())
         self.terraform.apply()
         outputs_file.write_text(self.terraform.outputs_json())
         self.backend.start_ingress(outputs_file, self.ingress)

@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from testbed.outputs import StackOutputs
 from testbed.paths import INFRA_DIR, STATE_ROOT
@@ -20,6 +21,8 @@ logger = logging.getLogger(__name__)
 AWS_PROVIDER = "hashicorp/aws"
 # Machines of this kind ship the provider in a filesystem mirror; elsewhere the registry is used.
 MIRROR_GLOBS = ("/*/registry.terraform.io", "/*/*/registry.terraform.io")
+# An emulator's queue URL (the aws_sqs_queue id) names the emulator's own host and port.
+EMULATOR_HOSTS = frozenset({"127.0.0.1", "localhost"})
 
 
 class TerraformError(RuntimeError):
@@ -135,6 +138,41 @@ class Terraform:
     def apply(self) -> None:
         self.init()
         self.run("apply", "-input=false", "-auto-approve", "-no-color", f"-var-file={self.var_file}")
+
+    def moved_queues(self, endpoint_url: str) -> dict[str, str]:
+        """Address -> the queue's URL on `endpoint_url`, for each queue whose id names an emulator on
+        another port (a queue on AWS names AWS, and is never moved)."""
+        if not self.state_path.exists():
+            return {}
+        state = json.loads(self.state_path.read_text())
+        endpoint = urlsplit(endpoint_url)
+        moved = {}
+        for resource in state.get("resources", []):
+            if resource.get("mode") != "managed" or resource.get("type") != "aws_sqs_queue":
+                continue
+            prefix = f"{resource['module']}." if resource.get("module") else ""
+            for instance in resource.get("instances", []):
+                url = urlsplit(instance["attributes"]["id"])
+                if url.hostname not in EMULATOR_HOSTS or url.port == endpoint.port:
+                    continue
+                key = instance.get("index_key")
+                index = "" if key is None else f"[{json.dumps(key)}]"
+                address = f"{prefix}aws_sqs_queue.{resource['name']}{index}"
+                moved[address] = url._replace(netloc=endpoint.netloc).geturl()
+        return moved
+
+    def rehome_queues(self, endpoint_url: str) -> list[str]:
+        """Re-import each queue whose URL names the emulator's former port, so the outputs and the IoT
+        rule's action (applied next) carry the port it listens on now; the queues and their messages
+        stay as they are."""
+        moved = self.moved_queues(endpoint_url)
+        if moved:
+            self.init()
+        for address, url in moved.items():
+            self.run("state", "rm", address, capture=True)
+            self.run("import", "-input=false", "-no-color", f"-var-file={self.var_file}", address, url, capture=True)
+            logger.info("%s now at %s", address, url)
+        return list(moved)
 
     def plan_changes(self) -> str | None:
         """None if a plan shows no changes, else the plan text."""

@@ -40,7 +40,7 @@ LAMBDA_ACCOUNT_CONCURRENCY = 32
 DELIVERY_CHECK_S = 20.0
 DELIVERY_POLL_S = 1.0
 # The port in a queue URL of ministack's saved SQS state.
-QUEUE_URL_PORT = re.compile(r"http://localhost:(\d+)/")
+QUEUE_URL_PORT = re.compile(r"http://(?:localhost|127\.0\.0\.1):(\d+)/")
 # What ministack names its unpacked copies of a function's bundle under TMPDIR.
 MINISTACK_LAMBDA_COPY_PREFIX = "ministack-lambda-"
 # Bridge arguments per ingress mode; `naive` (one invocation per message) exists for the benchmark.
@@ -161,7 +161,7 @@ class EmbeddedBackend(Backend):
 
     @property
     def state_port_file(self) -> Path:
-        """The port the emulator's state was made on: its queue URLs (and Terraform's ids) carry it."""
+        """The port the emulator last served on: its queue URLs (and Terraform's ids) carry it."""
         return self.state_dir / "ministack" / "port"
 
     def _state_port(self) -> str | None:
@@ -172,13 +172,13 @@ class EmbeddedBackend(Backend):
         found = QUEUE_URL_PORT.search(queues.read_text(errors="replace")) if queues.exists() else None
         return found.group(1) if found else None
 
-    def _check_state_port(self) -> None:
+    def _note_state_port(self) -> None:
         recorded = self._state_port()
         if recorded and recorded != str(self.ministack_port):
-            raise BackendError(
-                f"this stack's state was made with MINISTACK_PORT={recorded} and its queue URLs carry that port "
-                f"(the emulator would restore queues that nothing can reach on {self.ministack_port}): "
-                f"start it with MINISTACK_PORT={recorded}, or `make clean` to begin anew on {self.ministack_port}"
+            logger.info(
+                "this stack's state was made with MINISTACK_PORT=%s: its queues now have URLs on %d",
+                recorded,
+                self.ministack_port,
             )
 
     def _clean_stale_lambda_copies(self) -> None:
@@ -188,7 +188,6 @@ class EmbeddedBackend(Backend):
             shutil.rmtree(folder, ignore_errors=True)
 
     def _start_ministack(self) -> None:
-        self._check_state_port()
         pid = self.ministack.pid()
         if pid is not None:
             logger.info("ministack already running (pid %d)", pid)
@@ -222,6 +221,7 @@ class EmbeddedBackend(Backend):
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise BackendError(f"ministack did not become healthy; see {self.ministack.log_file}")
             time.sleep(0.2)
+        self._note_state_port()
         self.state_port_file.parent.mkdir(parents=True, exist_ok=True)
         self.state_port_file.write_text(f"{self.ministack_port}\n")
         self._report_queues()

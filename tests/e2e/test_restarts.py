@@ -1,6 +1,6 @@
 """What a user meets starting and stopping the stack again and again: every `up` exits 0 in every
-ingress mode on a stack with state, an emulator restart leaves the queue's event source mapping
-delivering, and the processor's log lines can be read."""
+ingress mode on a stack with state, an emulator restart (on its own port or another) leaves the
+queue's event source mapping delivering, and the processor's log lines can be read."""
 
 from __future__ import annotations
 
@@ -8,18 +8,23 @@ import json
 import logging
 import re
 import uuid
+from functools import partial
 from typing import Any
 
 import pytest
 from rich.console import Console
 from rich.logging import RichHandler
 
+from ingress.broker import device_password
 from testbed.backends.embedded import EmbeddedBackend
 from testbed.fakes import sqs_event
+from testbed.processes import LOOPBACK, free_port
 from testbed.stack import Stack
 from testbed.stores import Stores, processor_logs, wait_for
 from tests.conftest import make_message
+from tests.e2e import mqtt_cli
 from tests.e2e.conftest import TEST_VARIABLES, send
+from tests.e2e.test_device_sdk import publish_and_check
 
 pytestmark = pytest.mark.e2e
 
@@ -107,3 +112,55 @@ def test_up_names_a_queue_whose_mapping_takes_nothing(stack: Stack, stores: Stor
         lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)
     assert backend.verify_delivery(wait_s=60) == [], "once it delivers, nothing is named"
     wait_for("the reading it then delivered", lambda: stores.reading(*key_of(message)), 90)
+
+
+def test_state_made_on_another_emulator_port_moves_its_queues_and_delivers_in_every_ingress_mode(
+    stack: Stack, signing_key: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Queue URLs carry the emulator's port: after a move, the queues (and a message waiting in one),
+    Terraform's ids, the outputs and the IoT rule's action all name the new port, and every ingress
+    path delivers."""
+    backend = embedded(stack)
+    first_port = backend.ministack_port
+    waiting = reading(signing_key)
+    (mapping,) = [
+        m
+        for m in stack.client("lambda").list_event_source_mappings()["EventSourceMappings"]
+        if ":sqs:" in m["EventSourceArn"]
+    ]
+    stack.client("lambda").update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
+    send(stack, [json.dumps(waiting)])  # still on the queue when the emulator stops
+    Stack(backend, variables=TEST_VARIABLES, ingress=stack.ingress).down()
+    backend.ministack_port = free_port()
+    try:
+        moved = Stack(backend, variables=TEST_VARIABLES, ingress=stack.ingress)
+        with caplog.at_level(logging.INFO, logger="testbed"):
+            moved.up()
+        assert f"made with MINISTACK_PORT={first_port}: its queues now have URLs on {backend.ministack_port}" in (
+            caplog.text
+        )
+        outputs = moved.outputs()
+        assert f":{backend.ministack_port}/" in outputs.ingest_queue_url
+        rule = moved.client("iot").get_topic_rule(ruleName=outputs.iot_rule_name)["rule"]
+        assert [a["sqs"]["queueUrl"] for a in rule["actions"]] == [outputs.ingest_queue_url]
+        moved.client("lambda").update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)
+        stores = Stores.connect(outputs, moved.client)
+        wait_for("the reading that waited on the queue", lambda: stores.reading(*key_of(waiting)), 90)
+        outputs_file = backend.state_dir / "outputs.json"
+        for mode in ("direct", "sqs", "iot"):
+            backend.start_ingress(outputs_file, mode)
+            device = f"port-{mode}-{uuid.uuid4().hex[:6]}"
+            backend.provision_devices([device])
+            if mode == "iot":
+                publish_and_check(backend, stores, device, signing_key)
+                continue
+            message = make_message(device_id=device, key=signing_key)
+            password = device_password(backend.broker_secret(), device)
+            mqtt_cli.mosquitto_pub(
+                LOOPBACK, backend.mqtt_port, device, password, f"sensors/{device}/telemetry", json.dumps(message)
+            )
+            wait_for(f"a reading through {mode} ingress", partial(stores.reading, *key_of(message)), 90)
+    finally:
+        Stack(backend, variables=TEST_VARIABLES, ingress=stack.ingress).down()
+        backend.ministack_port = first_port
+        Stack(backend, variables=TEST_VARIABLES, ingress=stack.ingress).up()

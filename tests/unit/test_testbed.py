@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from testbed import terraform
-from testbed.backends import BackendError, EmbeddedBackend
+from testbed.backends import EmbeddedBackend
 from testbed.backends.embedded import MINISTACK_LAMBDA_COPY_PREFIX
 from testbed.build import build
 from testbed.processes import LOOPBACK, ManagedProcess, PortInUseError, free_port
@@ -98,13 +99,13 @@ def test_iot_ingress_starts_again_and_again_with_no_bridge(tmp_path: Path) -> No
     assert backend.ingress_mode() == "iot" and backend.bridge.pid() is None
 
 
-def test_state_made_on_another_emulator_port_is_refused_by_name(tmp_path: Path) -> None:
-    backend = EmbeddedBackend(ministack_port=free_port(), state_dir=tmp_path)
+def test_state_made_on_another_emulator_port_is_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    backend = EmbeddedBackend(ministack_port=4600, state_dir=tmp_path)
     backend.state_port_file.parent.mkdir(parents=True)
     backend.state_port_file.write_text("4566\n")
-    with pytest.raises(BackendError, match=r"made with MINISTACK_PORT=4566 .* `make clean`"):
-        backend.start()
-    assert backend.ministack.pid() is None, "nothing was started"
+    with caplog.at_level(logging.INFO, logger="testbed"):
+        backend._note_state_port()
+    assert "made with MINISTACK_PORT=4566: its queues now have URLs on 4600" in caplog.text
 
 
 def test_a_stopped_emulators_bundle_copies_are_removed_before_it_starts_again(tmp_path: Path) -> None:
@@ -119,12 +120,11 @@ def test_a_stopped_emulators_bundle_copies_are_removed_before_it_starts_again(tm
 
 
 def test_state_from_before_the_port_was_recorded_is_judged_by_its_queue_urls(tmp_path: Path) -> None:
-    backend = EmbeddedBackend(ministack_port=free_port(), state_dir=tmp_path)
+    backend = EmbeddedBackend(ministack_port=4600, state_dir=tmp_path)
     queues = tmp_path / "ministack" / "state" / "sqs.json"
     queues.parent.mkdir(parents=True)
-    queues.write_text('{"payload": {"url": "http://localhost:4566/000000000000/ingest"}}')
-    with pytest.raises(BackendError, match=r"made with MINISTACK_PORT=4566"):
-        backend.start()
+    queues.write_text('{"payload": {"url": "http://127.0.0.1:4566/000000000000/ingest"}}')
+    assert backend._state_port() == "4566"
 
 
 def test_a_failed_start_records_no_port(tmp_path: Path) -> None:
@@ -137,4 +137,29 @@ def test_a_failed_start_records_no_port(tmp_path: Path) -> None:
             backend.start()
     finally:
         busy.close()
-    assert not backend.state_port_file.exists(), "a retry on another port must not be refused"
+    assert not backend.state_port_file.exists(), "no state was made on a port that never served"
+
+
+def test_only_queues_on_an_emulators_former_port_are_moved(tmp_path: Path) -> None:
+    def queue(name: str, url: str, index_key: str | None = None) -> dict[str, object]:
+        instance: dict[str, object] = {"attributes": {"id": url, "url": url}}
+        if index_key is not None:
+            instance["index_key"] = index_key
+        return {"mode": "managed", "type": "aws_sqs_queue", "name": name, "instances": [instance]}
+
+    state = {
+        "resources": [
+            queue("ingest", "http://127.0.0.1:4566/000000000000/ingest"),
+            queue("tap", "http://localhost:4566/000000000000/ops-tap", index_key="ops"),
+            queue("dlq", "http://127.0.0.1:4600/000000000000/dlq"),
+            queue("aws", "https://sqs.eu-west-1.amazonaws.com/123456789012/ingest"),
+            {"mode": "data", "type": "aws_sqs_queue", "name": "read", "instances": []},
+        ]
+    }
+    (tmp_path / "terraform.tfstate").write_text(json.dumps(state))
+    stack = terraform.Terraform(work_dir=tmp_path, variables={}, env={})
+    assert stack.moved_queues("http://127.0.0.1:4600") == {
+        "aws_sqs_queue.ingest": "http://127.0.0.1:4600/000000000000/ingest",
+        'aws_sqs_queue.tap["ops"]': "http://127.0.0.1:4600/000000000000/ops-tap",
+    }
+    assert terraform.Terraform(work_dir=tmp_path / "none", variables={}, env={}).moved_queues("http://x:1") == {}
