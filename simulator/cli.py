@@ -20,14 +20,15 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from simulator.fleet import FleetError, load_fleet
+from simulator.exceptions import SimulatorError
+from simulator.fleet import load_fleet
 from simulator.help import HelpWithDefaults
-from simulator.limits import IOT_CORE_ACCOUNT_PUBLISHES_S, LimitError, is_aws_iot
+from simulator.limits import IOT_CORE_ACCOUNT_PUBLISHES_S, is_aws_iot
 from simulator.plot import plot_day
-from simulator.replay import TraceError, replay
+from simulator.replay import replay
 from simulator.run import RunConfig, broker_credentials, dry_run, live_run
 from simulator.schedule import RateProfile
-from simulator.tls import DeviceCertificates, TlsError
+from simulator.tls import DeviceCertificates
 
 console = Console(stderr=True)
 KEY_ENV = "SIMULATOR_SIGNING_KEY"
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     try:
         return int(args.func(args))
-    except (FleetError, LimitError, TraceError, TlsError) as exc:
+    except SimulatorError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         return 2
 

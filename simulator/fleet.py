@@ -11,6 +11,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from simulator.exceptions import SimulatorError
 from telemetry.schema import DEVICE_TYPES
 
 DeviceTypeName = Literal["environmental", "vibration", "power_meter", "cold_chain"]
@@ -19,7 +20,7 @@ MALFORMED_KINDS: tuple[MalformedKind, ...] = ("invalid_json", "wrong_type", "mis
 MAX_DEVICES = 100_000
 
 
-class FleetError(ValueError):
+class FleetError(SimulatorError):
     """The fleet file is missing or invalid; the message names the field."""
 
 

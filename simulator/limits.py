@@ -6,6 +6,7 @@ fixed; the account's inbound rate is adjustable and differs by region, so it can
 
 from __future__ import annotations
 
+from simulator.exceptions import SimulatorError
 from simulator.fleet import Fleet
 from simulator.schedule import Burst, Constant, Ramp, Step
 
@@ -21,7 +22,7 @@ def is_aws_iot(host: str) -> bool:
     return host.endswith(AWS_IOT_DOMAIN)
 
 
-class LimitError(ValueError):
+class LimitError(SimulatorError):
     """The run's plan exceeds a limit: an IoT Core quota, or what pre-generation may hold in memory."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.devices import Emitted
+from simulator.exceptions import SimulatorError
 from simulator.summary import Recorder
 from simulator.transport import MqttFleet
 from telemetry.schema import signed_payload
@@ -21,7 +22,7 @@ from telemetry.schema import signed_payload
 TICK_S = 0.01
 
 
-class TraceError(ValueError):
+class TraceError(SimulatorError):
     """The trace file cannot be replayed; the message names the line."""
 
 

@@ -10,13 +10,15 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from simulator.exceptions import SimulatorError
+
 CERT_SUFFIX = ".cert.pem"
 KEY_SUFFIX = ".private.key"
 # AWS IoT Core's MQTT port for X.509 client certificates.
 IOT_MQTT_TLS_PORT = 8883
 
 
-class TlsError(ValueError):
+class TlsError(SimulatorError):
     """A device has no usable certificate, or the CA file is missing."""
 
 

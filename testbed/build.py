@@ -10,6 +10,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from testbed.exceptions import TestbedError
 from testbed.paths import BUILD_DIR, LAMBDA_ZIP, ROOT
 
 logger = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 NATIVE_SUFFIXES = (".so", ".pyd", ".dylib")
 
 
-class BuildError(Exception):
+class BuildError(TestbedError):
     """The bundle cannot be built as a single pure-Python zip."""
 
 

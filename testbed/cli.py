@@ -17,35 +17,27 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from simulator.devices import device_ids
-from simulator.fleet import FleetError, load_fleet
+from simulator.exceptions import SimulatorError
+from simulator.fleet import load_fleet
 from simulator.help import HelpWithDefaults
 from testbed import bench_ingress, bench_processor, bench_simulator, iot_things
 from testbed.backends import BackendError, ComposeBackend, get_backend
-from testbed.build import BuildError, build
+from testbed.build import build
 from testbed.demo import run_demo
-from testbed.outputs import OutputsError, StackOutputs
+from testbed.exceptions import TestbedError
+from testbed.outputs import StackOutputs
 from testbed.paths import ROOT
-from testbed.processes import PortInUseError
 from testbed.redrive import redrive
-from testbed.scenario import ScenarioError, load_scenario
+from testbed.scenario import load_scenario
 from testbed.simulate import compare, emulator_rss_mb, run_scenario
 from testbed.stack import Stack
-from testbed.stores import WaitTimeout, processor_logs
-from testbed.terraform import TerraformError
+from testbed.stores import processor_logs
 
 logger = logging.getLogger("testbed")
 console = Console()
 
-EXPECTED_ERRORS = (
-    BackendError,
-    BuildError,
-    FleetError,
-    OutputsError,
-    PortInUseError,
-    ScenarioError,
-    TerraformError,
-    WaitTimeout,
-)
+# What a user can cause and fix: reported as one line; anything else is a bug and shows its traceback.
+EXPECTED_ERRORS = (TestbedError, SimulatorError)
 
 
 def _print_outputs(outputs: StackOutputs) -> None:

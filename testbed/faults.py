@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from testbed.exceptions import TestbedError
+
 logger = logging.getLogger(__name__)
 
 Target = Literal["broker", "bridge", "emulator", "processor"]
@@ -64,7 +66,7 @@ class FaultSpec(BaseModel):
         return f"{self.target} {self.action}"
 
 
-class FaultError(RuntimeError):
+class FaultError(TestbedError):
     """The backend cannot inject this fault (only the embedded backend runs the parts as processes)."""
 
 

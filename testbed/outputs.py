@@ -6,8 +6,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from testbed.exceptions import TestbedError
 
-class OutputsError(Exception):
+
+class OutputsError(TestbedError):
     """The deployed stack does not provide an output the tools need."""
 
 

@@ -12,13 +12,15 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from testbed.exceptions import TestbedError
+
 logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 CMDLINE_RETRIES = 50
 
 
-class PortInUseError(RuntimeError):
+class PortInUseError(TestbedError):
     """A port the stack needs is taken by another program."""
 
 

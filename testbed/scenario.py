@@ -8,13 +8,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from simulator.schedule import Constant, RateProfile
+from testbed.exceptions import TestbedError
 from testbed.faults import FaultSpec
 from testbed.paths import ROOT
 
 SCENARIO_DIR = ROOT / "testbed" / "scenarios"
 
 
-class ScenarioError(ValueError):
+class ScenarioError(TestbedError, ValueError):
     """The scenario is missing or invalid; the message names the field."""
 
 

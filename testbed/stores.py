@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from telemetry.schema import sort_key
+from testbed.exceptions import TestbedError
 from testbed.outputs import StackOutputs
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def processor_logs(logs: Any, group: str, since_s: float, limit: int) -> list[st
     return [f"{time.strftime(UTC_SECOND, time.gmtime(at / 1000))} {message}" for at, message in latest]
 
 
-class WaitTimeout(TimeoutError):
+class WaitTimeout(TestbedError, TimeoutError):
     """What was awaited did not appear in time."""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from testbed.exceptions import TestbedError
 from testbed.outputs import StackOutputs
 from testbed.paths import INFRA_DIR, STATE_ROOT
 
@@ -25,7 +26,7 @@ MIRROR_GLOBS = ("/*/registry.terraform.io", "/*/*/registry.terraform.io")
 EMULATOR_HOSTS = frozenset({"127.0.0.1", "localhost"})
 
 
-class TerraformError(RuntimeError):
+class TerraformError(TestbedError):
     """A Terraform command failed; the message carries its output."""
 
 

@@ -15,6 +15,7 @@ import boto3
 
 from simulator.tls import DeviceCertificates
 from testbed import iot_things
+from testbed.exceptions import TestbedError
 from testbed.paths import INFRA_DIR
 
 DEFAULT_REGION = "us-east-1"
@@ -32,7 +33,7 @@ class MqttTarget:
     tls: DeviceCertificates | None = None
 
 
-class BackendError(RuntimeError):
+class BackendError(TestbedError):
     """A backend cannot start or is not reachable."""
 
 
