@@ -1,7 +1,9 @@
-"""In-memory stand-ins for the AWS clients the processor uses: unit tests and the in-process benchmark.
+"""In-memory stand-ins for the AWS clients the processor uses, for the in-process benchmark (which
+measures the processor's own cost, not an emulator's), and the Lambda event and context shapes.
 
-They implement only the calls and response shapes the processor relies on; the end-to-end tests
-run the same code against the real emulator.
+The unit tests run against moto (tests/unit/moto_aws.py) except for Firehose: moto's PutRecordBatch
+enforces none of AWS's limits, so `FakeFirehose` serves the unit tests too. Each double implements
+only the calls the benchmark's workload makes, and refuses what AWS refuses of them.
 """
 
 from __future__ import annotations
@@ -21,75 +23,24 @@ def client_error(code: str, operation: str, message: str | None = None) -> Clien
     return ClientError({"Error": {"Code": code, "Message": message or code}}, operation)
 
 
-# (UpdateExpression, ConditionExpression) of the alert publisher's writes, the only ones FakeDynamoDB
-# evaluates. Copied, not imported from processor.alerts: an edited expression must fail against the
-# fake, which evaluates exactly these (tests/unit/test_alerts.py checks the real semantics with moto).
-_ALERT_CLAIM = (
-    "SET last_ts = :ts, last_msg = :msg, published = :no, lease_until = :lease, expires_at = :exp",
-    "attribute_not_exists(pk) OR last_ts <= :cutoff OR (last_msg = :msg AND published = :no"
-    " AND (attribute_not_exists(lease_until) OR lease_until < :now))",
-)
-_ALERT_RELEASE = ("SET lease_until = :zero", "last_msg = :msg AND published = :no")
-_ALERT_PUBLISHED = ("SET published = :yes", "last_msg = :msg")
+# DynamoDB's limit (moto does not enforce it either), written out rather than imported from
+# processor.store, so a wrong constant there fails against the doubles as it would against AWS.
+BATCH_WRITE_MAX_REQUESTS = 25
 
 
-@dataclass
 class FakeDynamoDB:
-    items: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    alert_state: dict[str, dict[str, Any]] = field(default_factory=dict)
-    unprocess_first: int = 0  # items left unprocessed on the next call(s)
-    throttle_calls: int = 0  # whole calls that raise ThrottlingException
-    batch_calls: int = 0
+    """BatchWriteItem within AWS's request limit, keeping nothing: the benchmark reads nothing back.
+
+    No UpdateItem: the benchmark's messages raise no alert, so the alert publisher's conditional
+    writes never run (an alert would fail the run loudly rather than be measured against a table
+    that does not evaluate their conditions).
+    """
 
     def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-        self.batch_calls += 1
-        if self.throttle_calls:
-            self.throttle_calls -= 1
-            raise client_error("ThrottlingException", "BatchWriteItem")
-        ((table, requests),) = RequestItems.items()
-        assert len(requests) <= 25
-        unprocessed = requests[: self.unprocess_first]
-        self.unprocess_first = max(0, self.unprocess_first - len(unprocessed))
-        for request in requests[len(unprocessed) :]:
-            item = request["PutRequest"]["Item"]
-            self.items[(item["device_id"]["S"], item["sk"]["S"])] = item
-        return {"UnprocessedItems": {table: unprocessed} if unprocessed else {}}
-
-    def update_item(self, **kwargs: Any) -> dict[str, Any]:
-        """The alert publisher's three conditional writes, evaluated as DynamoDB would; any other
-        expression is refused, so a changed condition fails here instead of being ignored."""
-        expressions = (kwargs["UpdateExpression"], kwargs["ConditionExpression"])
-        pk = kwargs["Key"]["pk"]["S"]
-        values = kwargs["ExpressionAttributeValues"]
-        current = self.alert_state.get(pk)
-        same_unpublished = (
-            current is not None and current["last_msg"] == values[":msg"]["S"] and not current["published"]
-        )
-        if expressions == _ALERT_CLAIM:
-            allowed = (
-                current is None
-                or int(current["last_ts"]) <= int(values[":cutoff"]["N"])
-                or (same_unpublished and current["lease_until"] < int(values[":now"]["N"]))
-            )
-            if not allowed:
-                raise client_error("ConditionalCheckFailedException", "UpdateItem")
-            self.alert_state[pk] = {
-                "last_ts": values[":ts"]["N"],
-                "last_msg": values[":msg"]["S"],
-                "published": False,
-                "lease_until": int(values[":lease"]["N"]),
-            }
-        elif expressions == _ALERT_RELEASE:
-            if not same_unpublished:
-                raise client_error("ConditionalCheckFailedException", "UpdateItem")
-            current["lease_until"] = 0  # type: ignore[index]
-        elif expressions == _ALERT_PUBLISHED:
-            if current is None or current["last_msg"] != values[":msg"]["S"]:
-                raise client_error("ConditionalCheckFailedException", "UpdateItem")
-            current["published"] = True
-        else:
-            raise NotImplementedError(f"FakeDynamoDB cannot evaluate {expressions}: test it against moto")
-        return {}
+        ((_, requests),) = RequestItems.items()
+        if not 1 <= len(requests) <= BATCH_WRITE_MAX_REQUESTS:
+            raise client_error("ValidationException", "BatchWriteItem", "1 to 25 write requests per call")
+        return {"UnprocessedItems": {}}
 
 
 # Firehose's own limits, written out here rather than imported from processor.archive, so a wrong
@@ -130,44 +81,14 @@ class FakeFirehose:
         return [line for data in self.records for line in data.splitlines()]
 
 
-@dataclass
-class FakeS3:
-    objects: dict[str, bytes] = field(default_factory=dict)
-    fail: bool = False
-
-    def put_object(self, Bucket: str, Key: str, Body: bytes, ContentType: str) -> dict[str, Any]:
-        if self.fail:
-            raise client_error("SlowDown", "PutObject")
-        self.objects[Key] = Body
-        return {}
-
-
-@dataclass
-class FakeSNS:
-    published: list[dict[str, Any]] = field(default_factory=list)
-    fail_next: int = 0
-
-    def publish(self, **kwargs: Any) -> dict[str, Any]:
-        if self.fail_next:
-            self.fail_next -= 1
-            raise client_error("Throttling", "Publish")
-        self.published.append(kwargs)
-        return {"MessageId": str(len(self.published))}
-
-
-@dataclass
 class FakeSecrets:
-    current: bytes = SIGNING_KEY
-    previous: bytes | None = None
-    calls: int = 0
+    """The signing secret as created and never rotated, for the benchmark: AWSCURRENT holds
+    `SIGNING_KEY` and there is no AWSPREVIOUS, as Secrets Manager answers."""
 
     def get_secret_value(self, SecretId: str, VersionStage: str) -> dict[str, Any]:
-        self.calls += 1
-        if VersionStage == "AWSCURRENT":
-            return {"SecretString": self.current.decode()}
-        if self.previous is None:
+        if VersionStage != "AWSCURRENT":
             raise client_error("ResourceNotFoundException", "GetSecretValue")
-        return {"SecretString": self.previous.decode()}
+        return {"SecretString": SIGNING_KEY.decode()}
 
 
 @dataclass
@@ -205,7 +126,8 @@ def sqs_event(bodies: Sequence[str], first: int = 0) -> dict[str, Any]:
 
 
 def fake_settings(thresholds: dict[str, dict[str, Threshold]] | None = None) -> Settings:
-    """Processor settings naming no real resource, for runs against the fakes above."""
+    """Processor settings for in-process runs: the benchmark's doubles, and the unit tests' moto
+    account, which creates what they name."""
     return Settings(
         telemetry_table="telemetry",
         alert_state_table="alert-state",

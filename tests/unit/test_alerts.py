@@ -5,20 +5,17 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from processor.alerts import ANOMALY_MIN_SAMPLES, AlertPublisher, AnomalyDetector, evaluate
 from processor.config import Settings
 from processor.types import Alert
 from processor.validation import parse
-from testbed.fakes import FakeSNS
 from tests.conftest import make_message
+from tests.unit.moto_aws import MotoAws
 
 NOW = int(time.time() * 1000)
 
@@ -50,24 +47,11 @@ def test_anomaly_needs_history_then_flags_outliers() -> None:
     assert detector.observe("other", "t", 40.0) is None, "state is per device"
 
 
-@pytest.fixture
-def db() -> Iterator[Any]:
+def publisher(aws: MotoAws) -> AlertPublisher:
     """The alert-state table in moto, which evaluates the publisher's condition expressions as DynamoDB does."""
-    with mock_aws():
-        client = boto3.client(
-            "dynamodb", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
-        )
-        client.create_table(
-            TableName="state",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield client
-
-
-def publisher(db: Any, sns: FakeSNS) -> AlertPublisher:
-    return AlertPublisher(db, "state", sns, "arn:topic", cooldown_seconds=300)
+    return AlertPublisher(
+        aws.dynamodb, aws.settings.alert_state_table, aws.sns, aws.settings.alerts_topic_arn, cooldown_seconds=300
+    )
 
 
 def alert(msg_id: int, ts: int, settings: Settings) -> Alert:
@@ -80,53 +64,50 @@ def publish_at(pub: AlertPublisher, a: Alert, now_ms: int | None = None, lease_m
     return pub.publish(a, now_ms, now_ms + lease_ms)
 
 
-def test_cooldown_suppresses_repeats_until_it_expires(settings: Settings, db: Any) -> None:
-    sns = FakeSNS()
-    pub = publisher(db, sns)
+def test_cooldown_suppresses_repeats_until_it_expires(settings: Settings, aws: MotoAws) -> None:
+    pub = publisher(aws)
     assert publish_at(pub, alert(1, NOW, settings))
     assert not publish_at(pub, alert(2, NOW + 60_000, settings))
     assert publish_at(pub, alert(3, NOW + 300_000, settings)), "a full cooldown later"
-    assert len(sns.published) == 2
-    attrs = sns.published[0]["MessageAttributes"]
-    assert {k: v["StringValue"] for k, v in attrs.items()} == {
+    assert [a["msg_id"] for a in aws.alerts()] == [1, 3]
+    attrs = aws.alerts()[0]["attributes"]
+    assert {k: v["Value"] for k, v in attrs.items()} == {
         "severity": "critical",
         "device_type": "environmental",
         "rule": "threshold_high",
     }
 
 
-def test_redelivered_message_alerts_once(settings: Settings, db: Any) -> None:
-    sns = FakeSNS()
-    pub = publisher(db, sns)
+def test_redelivered_message_alerts_once(settings: Settings, aws: MotoAws) -> None:
+    pub = publisher(aws)
     assert publish_at(pub, alert(1, NOW, settings))
     assert not publish_at(pub, alert(1, NOW, settings))
     assert not publish_at(pub, alert(1, NOW, settings), now_ms=NOW + 60_000), "published: the lease is moot"
-    assert len(sns.published) == 1
+    assert len(aws.alerts()) == 1
 
 
-def test_failed_publish_can_be_retried_by_the_same_message(settings: Settings, db: Any) -> None:
-    sns = FakeSNS(fail_next=1)
-    pub = publisher(db, sns)
+def test_failed_publish_can_be_retried_by_the_same_message(settings: Settings, aws: MotoAws) -> None:
+    aws.sns.fail("Publish", "Throttled")
+    pub = publisher(aws)
     with pytest.raises(ClientError):
         publish_at(pub, alert(1, NOW, settings))
     assert not publish_at(pub, alert(2, NOW + 1, settings)), "another message is still cooled down"
     assert publish_at(pub, alert(1, NOW, settings))
-    assert len(sns.published) == 1
+    assert [a["msg_id"] for a in aws.alerts()] == [1]
 
 
-def test_a_copy_in_another_invocation_is_suppressed_while_the_claim_is_leased(settings: Settings, db: Any) -> None:
+def test_a_copy_in_another_invocation_is_suppressed_while_the_claim_is_leased(settings: Settings, aws: MotoAws) -> None:
     """Two invocations with the same message at once (SQS delivers duplicates concurrently): one alert."""
-    sns = FakeSNS()
-    pub = publisher(db, sns)
+    pub = publisher(aws)
     first = alert(1, NOW, settings)
-    claim = {  # what a claimant that died before publishing leaves
+    claim: dict[str, Any] = {  # what a claimant that died before publishing leaves
         "pk": {"S": f"{first.device_id}#{first.rule}#{first.reading}"},
         "last_ts": {"N": str(NOW)},
         "last_msg": {"S": "1"},
         "published": {"BOOL": False},
         "lease_until": {"N": str(NOW + 30_000)},
     }
-    db.put_item(TableName="state", Item=claim)
+    aws.clients.dynamodb.put_item(TableName=aws.settings.alert_state_table, Item=claim)
     assert not publish_at(pub, first, now_ms=NOW + 1_000), "the claimant may still be publishing"
     assert publish_at(pub, first, now_ms=NOW + 31_000), "its lease passed: it died, so this copy publishes"
-    assert len(sns.published) == 1
+    assert len(aws.alerts()) == 1

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -16,52 +14,24 @@ from hypothesis import strategies as st
 
 from processor import handler, validation
 from processor import pipeline as pipeline_module
-from processor.config import Settings
-from processor.pipeline import BatchOutcome, Clients, Pipeline
+from processor.pipeline import BatchOutcome
 from processor.signature import KEY_REFRESH_MIN_SECONDS
 from processor.types import InboundRecord, RejectReason, Telemetry
 from telemetry.schema import ARRIVAL_ATTRIBUTE, sign
-from testbed.fakes import (
-    SIGNING_KEY,
-    FakeDynamoDB,
-    FakeFirehose,
-    FakeLambdaContext,
-    FakeS3,
-    FakeSecrets,
-    FakeSNS,
-    client_error,
-    sqs_event,
-)
+from testbed.fakes import SIGNING_KEY, FakeLambdaContext, sqs_event
 from tests.conftest import make_message
+from tests.unit.moto_aws import MotoAws
 
 # How long a message may sit in the queue (a stalled consumer) before it is processed.
 STALL_MS = 3_600_000
 
 
-@dataclass
-class Fakes:
-    dynamodb: FakeDynamoDB
-    firehose: FakeFirehose
-    s3: FakeS3
-    sns: FakeSNS
-    secrets: FakeSecrets
-
-    def pipeline(self, settings: Settings, clock: Callable[[], float] = time.time) -> Pipeline:
-        clients = Clients(self.dynamodb, self.firehose, self.s3, self.sns, self.secrets)
-        return Pipeline(settings, clients, clock=clock, sleep=lambda _: None)
+def invoke(aws: MotoAws, bodies: list[str]) -> dict[str, Any]:
+    return invoke_event(aws, sqs_event(bodies))
 
 
-@pytest.fixture
-def fakes() -> Fakes:
-    return Fakes(FakeDynamoDB(), FakeFirehose(), FakeS3(), FakeSNS(), FakeSecrets())
-
-
-def invoke(fakes: Fakes, settings: Settings, bodies: list[str]) -> dict[str, Any]:
-    return invoke_event(fakes, settings, sqs_event(bodies))
-
-
-def invoke_event(fakes: Fakes, settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
-    handler._pipeline = fakes.pipeline(settings)
+def invoke_event(aws: MotoAws, event: dict[str, Any]) -> dict[str, Any]:
+    handler._pipeline = aws.pipeline()
     try:
         return dict(handler.lambda_handler(event, FakeLambdaContext()))
     finally:
@@ -78,125 +48,117 @@ def failed_ids(response: dict[str, Any]) -> set[str]:
     return {f["itemIdentifier"] for f in response["batchItemFailures"]}
 
 
-def test_mixed_batch(fakes: Fakes, settings: Settings) -> None:
+def test_mixed_batch(aws: MotoAws) -> None:
     valid = json.dumps(make_message(msg_id=1))
     hot = json.dumps(make_message(msg_id=2, readings={"temperature": (60.0, "C")}))
     forged = json.dumps(make_message(msg_id=3, key=b"forged"))
     bodies = [valid, hot, forged, "{oops", valid]
-    response = invoke(fakes, settings, bodies)
+    response = invoke(aws, bodies)
     assert failed_ids(response) == set()
-    assert len(fakes.dynamodb.items) == 2
-    assert len(fakes.firehose.lines()) == 2 and len(fakes.firehose.records) == 1
-    reasons = sorted(json.loads(b)["reason"] for b in fakes.s3.objects.values())
-    assert reasons == ["bad_signature", "invalid_json"]
-    assert [json.loads(p["Message"])["msg_id"] for p in fakes.sns.published] == [2]
+    assert len(aws.readings()) == 2
+    assert len(aws.firehose.lines()) == 2 and len(aws.firehose.records) == 1
+    assert sorted(quarantined(aws).values()) == ["bad_signature", "invalid_json"]
+    assert [alert["msg_id"] for alert in aws.alerts()] == [2]
 
 
-def test_duplicates_in_a_batch_are_stored_and_alerted_once(fakes: Fakes, settings: Settings) -> None:
+def test_duplicates_in_a_batch_are_stored_and_alerted_once(aws: MotoAws) -> None:
     hot = json.dumps(make_message(msg_id=7, readings={"temperature": (60.0, "C")}))
-    outcome = fakes.pipeline(settings).process(arriving_now(("a", hot), ("b", hot), ("c", hot)))
+    outcome = aws.pipeline().process(arriving_now(("a", hot), ("b", hot), ("c", hot)))
     assert (outcome.accepted, outcome.duplicates, outcome.alerts) == (1, 2, 1)
-    assert len(fakes.dynamodb.items) == 1 and len(fakes.firehose.lines()) == 1
+    assert len(aws.readings()) == 1 and len(aws.firehose.lines()) == 1
 
 
-def test_redelivery_across_batches_stores_and_alerts_once(fakes: Fakes, settings: Settings) -> None:
+def test_redelivery_across_batches_stores_and_alerts_once(aws: MotoAws) -> None:
     hot = json.dumps(make_message(msg_id=7, readings={"temperature": (60.0, "C")}))
-    pipeline = fakes.pipeline(settings)
+    pipeline = aws.pipeline()
     pipeline.process(arriving_now(("a", hot)))
     pipeline.process(arriving_now(("a", hot)))
-    assert len(fakes.dynamodb.items) == 1
-    assert len(fakes.sns.published) == 1
+    assert len(aws.readings()) == 1
+    assert len(aws.alerts()) == 1
 
 
-def test_transient_store_failure_retries_just_those_records(fakes: Fakes, settings: Settings) -> None:
-    fakes.dynamodb.unprocess_first = 10**6
+def test_transient_store_failure_retries_just_those_records(aws: MotoAws) -> None:
+    aws.dynamodb.leave_unprocessed(None)
     bodies = [json.dumps(make_message(msg_id=i)) for i in range(3)] + ["not json"]
-    response = invoke(fakes, settings, bodies)
+    response = invoke(aws, bodies)
     assert failed_ids(response) == {"m0", "m1", "m2"}, "the poison record is quarantined, not retried"
-    assert fakes.firehose.records == [], "nothing is archived before it is stored"
-    fakes.dynamodb.unprocess_first = 0
-    assert failed_ids(invoke(fakes, settings, bodies[:3])) == set()
-    assert len(fakes.dynamodb.items) == 3 and len(fakes.firehose.lines()) == 3
+    assert aws.firehose.records == [], "nothing is archived before it is stored"
+    aws.dynamodb.recover()
+    assert failed_ids(invoke(aws, bodies[:3])) == set()
+    assert len(aws.readings()) == 3 and len(aws.firehose.lines()) == 3
 
 
-def test_partial_failures_lose_and_duplicate_nothing(fakes: Fakes, settings: Settings) -> None:
-    fakes.dynamodb.unprocess_first, fakes.dynamodb.throttle_calls, fakes.firehose.fail_first = 7, 1, 1
+def test_partial_failures_lose_and_duplicate_nothing(aws: MotoAws) -> None:
+    aws.dynamodb.leave_unprocessed(7)
+    aws.dynamodb.fail("BatchWriteItem", "ThrottlingException")
+    aws.firehose.fail_first = 1
     bodies = [json.dumps(make_message(device_id=f"d{i % 5}", msg_id=i)) for i in range(100)]
-    assert failed_ids(invoke(fakes, settings, bodies)) == set()
-    assert len(fakes.dynamodb.items) == 100
-    lines = [json.loads(line)["msg_id"] for line in fakes.firehose.lines()]
+    assert failed_ids(invoke(aws, bodies)) == set()
+    assert len(aws.readings()) == 100
+    lines = [json.loads(line)["msg_id"] for line in aws.firehose.lines()]
     assert sorted(lines) == list(range(100))
 
 
-def test_archive_failure_retries_records_without_losing_them(fakes: Fakes, settings: Settings) -> None:
-    fakes.firehose.fail_first = 10**6
+def test_archive_failure_retries_records_without_losing_them(aws: MotoAws) -> None:
+    aws.firehose.fail_first = 10**6
     bodies = [json.dumps(make_message(msg_id=i)) for i in range(2)]
-    assert failed_ids(invoke(fakes, settings, [*bodies, "{"])) == {"m0", "m1"}
-    fakes.firehose.fail_first = 0
-    assert failed_ids(invoke(fakes, settings, bodies)) == set()
-    assert len(fakes.dynamodb.items) == 2 and len(fakes.firehose.lines()) == 2
+    assert failed_ids(invoke(aws, [*bodies, "{"])) == {"m0", "m1"}
+    aws.firehose.fail_first = 0
+    assert failed_ids(invoke(aws, bodies)) == set()
+    assert len(aws.readings()) == 2 and len(aws.firehose.lines()) == 2
 
 
 @pytest.mark.parametrize("failing", ["dynamodb", "firehose"])
-def test_a_record_whose_write_failed_alerts_only_when_its_retry_succeeds(
-    fakes: Fakes, settings: Settings, failing: str
-) -> None:
+def test_a_record_whose_write_failed_alerts_only_when_its_retry_succeeds(aws: MotoAws, failing: str) -> None:
     """Alerts are for accepted records: one not stored or not archived is retried, may end in the
     DLQ, and must not have alerted meanwhile."""
     hot = json.dumps(make_message(msg_id=1, readings={"temperature": (60.0, "C")}))
-    pipeline = fakes.pipeline(settings)
-    fakes.dynamodb.unprocess_first = 10**6 if failing == "dynamodb" else 0
-    fakes.firehose.fail_first = 10**6 if failing == "firehose" else 0
+    pipeline = aws.pipeline()
+    aws.dynamodb.leave_unprocessed(None if failing == "dynamodb" else 0)
+    aws.firehose.fail_first = 10**6 if failing == "firehose" else 0
     outcome = pipeline.process(arriving_now(("a", hot)))
-    assert (outcome.failed, outcome.alerts, fakes.sns.published) == ({"a"}, 0, [])
-    fakes.dynamodb.unprocess_first = fakes.firehose.fail_first = 0
+    assert (outcome.failed, outcome.alerts, aws.alerts()) == ({"a"}, 0, [])
+    aws.dynamodb.recover()
+    aws.firehose.fail_first = 0
     outcome = pipeline.process(arriving_now(("a", hot)))
-    assert (outcome.failed, outcome.alerts, len(fakes.sns.published)) == (set(), 1, 1)
+    assert (outcome.failed, outcome.alerts, len(aws.alerts())) == (set(), 1, 1)
 
 
-def test_quarantine_failure_retries_the_rejected_record(fakes: Fakes, settings: Settings) -> None:
-    fakes.s3.fail = True
-    assert failed_ids(invoke(fakes, settings, ["{", json.dumps(make_message())])) == {"m0"}
+def test_quarantine_failure_retries_the_rejected_record(aws: MotoAws) -> None:
+    aws.s3.fail("PutObject", "SlowDown", times=None)
+    assert failed_ids(invoke(aws, ["{", json.dumps(make_message())])) == {"m0"}
+    assert quarantined(aws) == {}
 
 
-def test_secret_outage_defers_the_whole_batch(fakes: Fakes, settings: Settings) -> None:
-    class Down:
-        def get_secret_value(self, **_: object) -> None:
-            raise client_error("InternalServiceError", "GetSecretValue")
-
-    fakes.secrets = Down()  # type: ignore[assignment]
+def test_secret_outage_defers_the_whole_batch(aws: MotoAws) -> None:
+    aws.secrets.fail("GetSecretValue", "InternalServiceError", times=None)
     with pytest.raises(BatchProcessingError):
-        invoke(fakes, settings, [json.dumps(make_message())])
-    assert fakes.dynamodb.items == {}
+        invoke(aws, [json.dumps(make_message())])
+    assert aws.readings() == []
 
 
-def test_lag_is_measured_from_device_time(fakes: Fakes, settings: Settings) -> None:
+def test_lag_is_measured_from_device_time(aws: MotoAws) -> None:
     ts = int(time.time() * 1000) - 2000
-    outcome = fakes.pipeline(settings).process(arriving_now(("a", json.dumps(make_message(ts=ts)))))
+    outcome = aws.pipeline().process(arriving_now(("a", json.dumps(make_message(ts=ts)))))
     assert 2000 <= outcome.lag_ms[0] < 10_000
 
 
 @hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.binary(max_size=300), min_size=1, max_size=12))
-def test_any_bytes_end_stored_or_quarantined_and_the_handler_never_raises(
-    fakes: Fakes, settings: Settings, payloads: list[bytes]
-) -> None:
-    fakes.s3.objects.clear()
+def test_any_bytes_end_stored_or_quarantined_and_the_handler_never_raises(aws: MotoAws, payloads: list[bytes]) -> None:
+    aws.start_example()
     bodies = [p.decode("utf-8", "surrogateescape") for p in payloads]
-    response = invoke(fakes, settings, bodies)
+    response = invoke(aws, bodies)
     assert failed_ids(response) == set()
-    quarantined = {json.loads(doc)["record_id"]: json.loads(doc)["reason"] for doc in fakes.s3.objects.values()}
-    assert set(quarantined) == {f"m{i}" for i in range(len(bodies))}
-    assert set(quarantined.values()) <= {r.value for r in RejectReason}
+    reasons = quarantined(aws)
+    assert set(reasons) == {f"m{i}" for i in range(len(bodies))}
+    assert set(reasons.values()) <= {r.value for r in RejectReason}
 
 
 @hsettings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(["valid", "mutated", "junk"]), min_size=1, max_size=10), st.randoms())
-def test_mixed_records_each_end_stored_or_quarantined(
-    fakes: Fakes, settings: Settings, kinds: list[str], rnd: Any
-) -> None:
-    fakes.s3.objects.clear()
-    fakes.dynamodb.items.clear()
+def test_mixed_records_each_end_stored_or_quarantined(aws: MotoAws, kinds: list[str], rnd: Any) -> None:
+    aws.start_example()
     bodies = []
     for i, kind in enumerate(kinds):
         body = json.dumps(make_message(device_id=f"p{i}", msg_id=i))
@@ -206,17 +168,16 @@ def test_mixed_records_each_end_stored_or_quarantined(
         elif kind == "junk":
             body = "".join(rnd.choice('ab{}[]",:0') for _ in range(rnd.randrange(40)))
         bodies.append(body)
-    assert failed_ids(invoke(fakes, settings, bodies)) == set()
-    stored = {k[0] for k in fakes.dynamodb.items}
-    quarantined = {json.loads(doc)["record_id"] for doc in fakes.s3.objects.values()}
+    assert failed_ids(invoke(aws, bodies)) == set()
+    stored = {item["device_id"]["S"] for item in aws.dynamodb.written}
+    rejected = quarantined(aws)
     for i in range(len(bodies)):
-        assert (f"p{i}" in stored) != (f"m{i}" in quarantined), f"record {i} must end in exactly one place"
+        assert (f"p{i}" in stored) != (f"m{i}" in rejected), f"record {i} must end in exactly one place"
 
 
-def quarantined(fakes: Fakes) -> dict[str, str]:
-    """record id -> quarantine reason."""
-    docs = [json.loads(doc) for doc in fakes.s3.objects.values()]
-    return {d["record_id"]: d["reason"] for d in docs}
+def quarantined(aws: MotoAws) -> dict[str, str]:
+    """record id -> quarantine reason, read back from the bucket."""
+    return {doc["record_id"]: doc["reason"] for doc in aws.quarantined()}
 
 
 def resigned(message: dict[str, Any], **changes: Any) -> str:
@@ -227,51 +188,51 @@ def resigned(message: dict[str, Any], **changes: Any) -> str:
     return json.dumps(message)
 
 
-def process_one_hostile(fakes: Fakes, settings: Settings, hostile: str) -> BatchOutcome:
+def process_one_hostile(aws: MotoAws, hostile: str) -> BatchOutcome:
     """The hostile body between two valid neighbours, which must both be accepted."""
     before, after = (json.dumps(make_message(device_id=f"n{i}")) for i in range(2))
-    outcome = fakes.pipeline(settings).process(arriving_now(("before", before), ("hostile", hostile), ("after", after)))
+    outcome = aws.pipeline().process(arriving_now(("before", before), ("hostile", hostile), ("after", after)))
     assert outcome.failed == set() and outcome.accepted == 2, "the neighbours are stored"
     return outcome
 
 
 @pytest.mark.parametrize("sig", ["é" * 64, "\ud800", "ñ"])
-def test_non_ascii_signature_is_a_bad_signature(fakes: Fakes, settings: Settings, sig: str) -> None:
-    process_one_hostile(fakes, settings, json.dumps({**make_message(), "sig": sig}))
-    assert quarantined(fakes) == {"hostile": "bad_signature"}
+def test_non_ascii_signature_is_a_bad_signature(aws: MotoAws, sig: str) -> None:
+    process_one_hostile(aws, json.dumps({**make_message(), "sig": sig}))
+    assert quarantined(aws) == {"hostile": "bad_signature"}
 
 
-def test_integer_reading_too_large_for_a_float_is_out_of_range(fakes: Fakes, settings: Settings) -> None:
+def test_integer_reading_too_large_for_a_float_is_out_of_range(aws: MotoAws) -> None:
     message = make_message()
     readings = {"temperature": {"value": 10**400, "unit": "C"}}
-    process_one_hostile(fakes, settings, resigned(message, readings=readings))
-    assert quarantined(fakes) == {"hostile": "out_of_range"}
+    process_one_hostile(aws, resigned(message, readings=readings))
+    assert quarantined(aws) == {"hostile": "out_of_range"}
 
 
 @pytest.mark.parametrize("field", ["site", "firmware"])
-def test_lone_surrogate_in_a_string_is_invalid_encoding(fakes: Fakes, settings: Settings, field: str) -> None:
+def test_lone_surrogate_in_a_string_is_invalid_encoding(aws: MotoAws, field: str) -> None:
     body = json.dumps({**make_message(), field: "\ud800"})
     assert "\\ud800" in body, "sent as a JSON escape: the body itself is valid UTF-8"
-    process_one_hostile(fakes, settings, body)
-    assert quarantined(fakes) == {"hostile": "invalid_encoding"}
+    process_one_hostile(aws, body)
+    assert quarantined(aws) == {"hostile": "invalid_encoding"}
 
 
 @pytest.mark.parametrize("field", ["ts", "msg_id", "schema_version"])
-def test_integral_float_for_an_integer_field_is_rejected(fakes: Fakes, settings: Settings, field: str) -> None:
+def test_integral_float_for_an_integer_field_is_rejected(aws: MotoAws, field: str) -> None:
     message = make_message()
-    process_one_hostile(fakes, settings, resigned(message, **{field: float(message[field])}))
+    process_one_hostile(aws, resigned(message, **{field: float(message[field])}))
     expected = "unsupported_schema_version" if field == "schema_version" else "schema_violation"
-    assert quarantined(fakes) == {"hostile": expected}
+    assert quarantined(aws) == {"hostile": expected}
 
 
-def test_a_deeply_nested_body_is_invalid_json_not_an_internal_error(fakes: Fakes, settings: Settings) -> None:
+def test_a_deeply_nested_body_is_invalid_json_not_an_internal_error(aws: MotoAws) -> None:
     """The decoder gives up on deep nesting with RecursionError: the body's fault, not the processor's."""
-    process_one_hostile(fakes, settings, "[" * 8000 + "]" * 8000)
-    assert quarantined(fakes) == {"hostile": "invalid_json"}
+    process_one_hostile(aws, "[" * 8000 + "]" * 8000)
+    assert quarantined(aws) == {"hostile": "invalid_json"}
 
 
 def test_unexpected_validation_error_quarantines_only_that_record(
-    fakes: Fakes, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    aws: MotoAws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def parse(body: str, **kwargs: Any) -> Telemetry:
         if "boom" in body:
@@ -279,15 +240,15 @@ def test_unexpected_validation_error_quarantines_only_that_record(
         return validation.parse(body, **kwargs)
 
     monkeypatch.setattr(pipeline_module, "parse", parse)
-    process_one_hostile(fakes, settings, '{"boom": 1}')
-    assert quarantined(fakes) == {"hostile": "internal_error"}
-    (doc,) = (json.loads(d) for d in fakes.s3.objects.values())
+    process_one_hostile(aws, '{"boom": 1}')
+    assert quarantined(aws) == {"hostile": "internal_error"}
+    (doc,) = aws.quarantined()
     assert doc["detail"] == "LookupError: boom"
 
 
 @pytest.mark.parametrize("stage", ["to_item", "evaluate"])
 def test_unexpected_error_in_a_later_stage_retries_only_that_record(
-    fakes: Fakes, settings: Settings, monkeypatch: pytest.MonkeyPatch, stage: str
+    aws: MotoAws, monkeypatch: pytest.MonkeyPatch, stage: str
 ) -> None:
     real = getattr(pipeline_module, stage)
 
@@ -298,92 +259,88 @@ def test_unexpected_error_in_a_later_stage_retries_only_that_record(
 
     monkeypatch.setattr(pipeline_module, stage, flaky)
     bodies = [json.dumps(make_message(device_id=d)) for d in ("n0", "bad", "n1")]
-    outcome = fakes.pipeline(settings).process(arriving_now(*zip(["a", "b", "c"], bodies, strict=True)))
+    outcome = aws.pipeline().process(arriving_now(*zip(["a", "b", "c"], bodies, strict=True)))
     assert outcome.failed == {"b"} and outcome.accepted == 2
 
 
-def test_unexpected_archive_error_retries_the_batch_without_raising(fakes: Fakes, settings: Settings) -> None:
+def test_unexpected_archive_error_retries_the_batch_without_raising(aws: MotoAws) -> None:
     def broken(**_: Any) -> None:
         raise RuntimeError("boom")
 
-    fakes.firehose.put_record_batch = broken  # type: ignore[method-assign,assignment]
+    aws.firehose.put_record_batch = broken  # type: ignore[method-assign,assignment]
     bodies = [json.dumps(make_message(msg_id=i)) for i in range(2)]
-    outcome = fakes.pipeline(settings).process(arriving_now(("a", bodies[0]), ("b", bodies[1]), ("c", "{")))
-    assert outcome.failed == {"a", "b"} and quarantined(fakes) == {"c": "invalid_json"}
+    outcome = aws.pipeline().process(arriving_now(("a", bodies[0]), ("b", bodies[1]), ("c", "{")))
+    assert outcome.failed == {"a", "b"} and quarantined(aws) == {"c": "invalid_json"}
 
 
-def test_two_devices_sharing_a_msg_id_and_ts_are_two_readings(fakes: Fakes, settings: Settings) -> None:
+def test_two_devices_sharing_a_msg_id_and_ts_are_two_readings(aws: MotoAws) -> None:
     """Message ids count per device: deduplication must not take one device's reading for another's."""
     now = int(time.time() * 1000)
     bodies = [json.dumps(make_message(device_id=d, msg_id=5, ts=now)) for d in ("env-a", "env-b")]
-    outcome = fakes.pipeline(settings).process(arriving_now(*zip(["a", "b"], bodies, strict=True)))
+    outcome = aws.pipeline().process(arriving_now(*zip(["a", "b"], bodies, strict=True)))
     assert (outcome.accepted, outcome.duplicates) == (2, 0)
-    assert sorted(device for device, _ in fakes.dynamodb.items) == ["env-a", "env-b"]
-    assert sorted(json.loads(line)["device_id"] for line in fakes.firehose.lines()) == ["env-a", "env-b"]
+    assert sorted(device for device, _ in aws.readings()) == ["env-a", "env-b"]
+    assert sorted(json.loads(line)["device_id"] for line in aws.firehose.lines()) == ["env-a", "env-b"]
 
 
-def test_same_msg_id_with_another_timestamp_is_a_different_reading(fakes: Fakes, settings: Settings) -> None:
+def test_same_msg_id_with_another_timestamp_is_a_different_reading(aws: MotoAws) -> None:
     now = int(time.time() * 1000)
     first, second = (json.dumps(make_message(msg_id=5, ts=now - d)) for d in (0, 1000))
-    outcome = fakes.pipeline(settings).process(arriving_now(("a", first), ("b", second)))
+    outcome = aws.pipeline().process(arriving_now(("a", first), ("b", second)))
     assert (outcome.accepted, outcome.duplicates) == (2, 0)
-    assert len(fakes.dynamodb.items) == 2 and len(fakes.firehose.lines()) == 2
+    assert len(aws.readings()) == 2 and len(aws.firehose.lines()) == 2
 
 
 @pytest.mark.parametrize(("sent", "accepted"), [(True, True), (False, False)])
-def test_clock_skew_is_measured_from_arrival(fakes: Fakes, settings: Settings, sent: bool, accepted: bool) -> None:
+def test_clock_skew_is_measured_from_arrival(aws: MotoAws, sent: bool, accepted: bool) -> None:
     """A message redelivered after a long stall is judged by when it arrived, not when it is processed."""
     arrived = int(time.time() * 1000) - STALL_MS
     event = sqs_event([json.dumps(make_message(ts=arrived))])
     if sent:
         event["Records"][0]["attributes"]["SentTimestamp"] = str(arrived)
-    assert failed_ids(invoke_event(fakes, settings, event)) == set()
-    assert (len(fakes.dynamodb.items) == 1) is accepted
-    assert quarantined(fakes) == ({} if accepted else {"m0": "timestamp_skew"})
+    assert failed_ids(invoke_event(aws, event)) == set()
+    assert (len(aws.readings()) == 1) is accepted
+    assert quarantined(aws) == ({} if accepted else {"m0": "timestamp_skew"})
 
 
-def test_a_redriven_record_is_judged_by_its_first_arrival(fakes: Fakes, settings: Settings) -> None:
+def test_a_redriven_record_is_judged_by_its_first_arrival(aws: MotoAws) -> None:
     """A redrive from the DLQ is sent anew (a fresh SentTimestamp) but keeps the first arrival in an attribute."""
     arrived = int(time.time() * 1000) - STALL_MS
     event = sqs_event([json.dumps(make_message(ts=arrived))])
     event["Records"][0]["messageAttributes"] = {ARRIVAL_ATTRIBUTE: {"stringValue": str(arrived), "dataType": "Number"}}
-    assert failed_ids(invoke_event(fakes, settings, event)) == set()
-    assert len(fakes.dynamodb.items) == 1 and quarantined(fakes) == {}
+    assert failed_ids(invoke_event(aws, event)) == set()
+    assert len(aws.readings()) == 1 and quarantined(aws) == {}
 
 
 @pytest.mark.parametrize("sent", ["", "soon", "-5", "1e12", str(10**30)])
-def test_unusable_sent_timestamp_falls_back_to_now(fakes: Fakes, settings: Settings, sent: str) -> None:
+def test_unusable_sent_timestamp_falls_back_to_now(aws: MotoAws, sent: str) -> None:
     event = sqs_event([json.dumps(make_message())])
     event["Records"][0]["attributes"]["SentTimestamp"] = sent
-    assert failed_ids(invoke_event(fakes, settings, event)) == set()
-    assert len(fakes.dynamodb.items) == 1
+    assert failed_ids(invoke_event(aws, event)) == set()
+    assert len(aws.readings()) == 1
 
 
-def test_a_rotated_key_is_accepted_before_the_cache_expires(fakes: Fakes, settings: Settings) -> None:
+def test_a_rotated_key_is_accepted_before_the_cache_expires(aws: MotoAws) -> None:
     clock = [time.time()]
-    pipeline = fakes.pipeline(settings, clock=lambda: clock[0])
+    pipeline = aws.pipeline(clock=lambda: clock[0])
     pipeline.process(arriving_now(("a", json.dumps(make_message(msg_id=1)))))
-    fakes.secrets.current, fakes.secrets.previous = b"new-key", SIGNING_KEY
+    aws.rotate_key(b"new-key")
     clock[0] += KEY_REFRESH_MIN_SECONDS + 1
     outcome = pipeline.process(arriving_now(("b", json.dumps(make_message(msg_id=2, key=b"new-key")))))
-    assert outcome.accepted == 1 and quarantined(fakes) == {}
+    assert outcome.accepted == 1 and quarantined(aws) == {}
 
 
-def test_an_early_key_reload_that_fails_retries_only_that_record(fakes: Fakes, settings: Settings) -> None:
+def test_an_early_key_reload_that_fails_retries_only_that_record(aws: MotoAws) -> None:
     clock = [time.time()]
-    pipeline = fakes.pipeline(settings, clock=lambda: clock[0])
+    pipeline = aws.pipeline(clock=lambda: clock[0])
     pipeline.process(arriving_now(("a", json.dumps(make_message(msg_id=1)))))
-
-    def down(**_: Any) -> None:
-        raise client_error("InternalServiceError", "GetSecretValue")
-
-    fakes.secrets.get_secret_value = down  # type: ignore[method-assign,assignment]
+    aws.secrets.fail("GetSecretValue", "InternalServiceError", times=None)
     clock[0] += KEY_REFRESH_MIN_SECONDS + 1
     maybe_rotated = json.dumps(make_message(msg_id=2, key=b"new-key"))
     outcome = pipeline.process(arriving_now(("b", maybe_rotated), ("c", json.dumps(make_message(msg_id=3)))))
-    assert outcome.failed == {"b"} and outcome.accepted == 1 and quarantined(fakes) == {}
+    assert outcome.failed == {"b"} and outcome.accepted == 1 and quarantined(aws) == {}
 
 
 @pytest.mark.parametrize("event", [{"Records": []}, {}], ids=["no-records", "no-records-key"])
-def test_an_event_without_records_fails_nothing(fakes: Fakes, settings: Settings, event: dict[str, Any]) -> None:
-    assert invoke_event(fakes, settings, event) == {"batchItemFailures": []}
+def test_an_event_without_records_fails_nothing(aws: MotoAws, event: dict[str, Any]) -> None:
+    assert invoke_event(aws, event) == {"batchItemFailures": []}

@@ -13,14 +13,16 @@ import json
 import time
 from typing import Any
 
-from hypothesis import given
+import pytest
+from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from processor.pipeline import Clients, Pipeline
+from processor.config import Settings
 from processor.types import InboundRecord, RejectReason
 from telemetry.schema import DEVICE_TYPES, SENSORS, new_message, sign
-from testbed.fakes import SIGNING_KEY, FakeDynamoDB, FakeFirehose, FakeS3, FakeSecrets, FakeSNS, fake_settings
+from testbed.fakes import SIGNING_KEY, fake_settings
+from tests.unit.moto_aws import MotoAws
 
 SETTINGS = fake_settings()
 SKEW_MS = SETTINGS.max_clock_skew_seconds * 1000
@@ -124,28 +126,30 @@ def hostile_bodies(draw: st.DrawFn) -> str:
     return json.dumps(message)
 
 
-def _pipeline() -> tuple[Pipeline, FakeDynamoDB, FakeS3]:
-    dynamodb, s3 = FakeDynamoDB(), FakeS3()
-    clients = Clients(dynamodb, FakeFirehose(), s3, FakeSNS(), FakeSecrets())
-    return Pipeline(SETTINGS, clients, sleep=lambda _: None), dynamodb, s3
+@pytest.fixture
+def settings() -> Settings:
+    """No alert thresholds: these batches are about validation, not alerting."""
+    return SETTINGS
 
 
-@hsettings(max_examples=MAX_EXAMPLES, deadline=None)
+@hsettings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     valid=valid_messages(st.just(VALID_DEVICE)),
     hostile=st.lists(hostile_bodies(), min_size=1, max_size=8),
     position=st.integers(0, 8),
 )
-def test_hostile_records_never_fail_their_neighbours(valid: dict[str, Any], hostile: list[str], position: int) -> None:
+def test_hostile_records_never_fail_their_neighbours(
+    aws: MotoAws, valid: dict[str, Any], hostile: list[str], position: int
+) -> None:
+    aws.start_example()
     bodies = [*hostile]
     position = min(position, len(bodies))
     bodies.insert(position, json.dumps(valid))
-    pipeline, dynamodb, s3 = _pipeline()
 
-    outcome = pipeline.process([InboundRecord(f"r{i}", body, ARRIVAL_MS) for i, body in enumerate(bodies)])
+    outcome = aws.pipeline().process([InboundRecord(f"r{i}", body, ARRIVAL_MS) for i, body in enumerate(bodies)])
 
-    assert outcome.failed == set(), "nothing is retried: every fake dependency is up"
+    assert outcome.failed == set(), "nothing is retried: every AWS dependency is up"
     assert RejectReason.INTERNAL_ERROR not in outcome.rejected, "every hostile record has a specific reason"
     assert outcome.accepted + outcome.duplicates + outcome.rejected.total() == len(bodies)
-    assert any(device == VALID_DEVICE for device, _ in dynamodb.items), "the valid message is stored"
-    assert f"r{position}" not in {json.loads(doc)["record_id"] for doc in s3.objects.values()}
+    assert any(item["device_id"]["S"] == VALID_DEVICE for item in aws.dynamodb.written), "the valid message is stored"
+    assert f"r{position}" not in {doc["record_id"] for doc in aws.quarantined()}

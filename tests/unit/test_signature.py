@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,8 +17,9 @@ from processor.signature import KEY_CACHE_SECONDS, KEY_REFRESH_MIN_SECONDS, KeyR
 from processor.validation import parse
 from simulator.payload import signed_message
 from telemetry.schema import canonical_bytes, new_message, sign, signed_payload
-from testbed.fakes import SIGNING_KEY, FakeSecrets, client_error
+from testbed.fakes import SIGNING_KEY
 from tests.conftest import make_message
+from tests.unit.moto_aws import MotoAws
 
 NOW = int(time.time() * 1000)
 
@@ -49,51 +51,38 @@ def test_forged_and_tampered_messages_are_rejected() -> None:
         verify(parsed(tampered), (SIGNING_KEY,))  # type: ignore[arg-type]
 
 
-def test_previous_key_is_accepted_during_rotation() -> None:
-    ring = KeyRing(FakeSecrets(current=b"new-key", previous=SIGNING_KEY), "arn")
+def key_ring(aws: MotoAws, clock: Callable[[], float] = time.monotonic) -> KeyRing:
+    return KeyRing(aws.secrets, aws.settings.signing_secret_arn, clock=clock)
+
+
+def test_previous_key_is_accepted_during_rotation(aws: MotoAws) -> None:
+    aws.rotate_key(b"new-key")
+    ring = key_ring(aws)
     verify(parsed(make_message(ts=NOW, key=SIGNING_KEY)), ring.keys())  # type: ignore[arg-type]
     verify(parsed(make_message(ts=NOW, key=b"new-key")), ring.keys())  # type: ignore[arg-type]
 
 
-def test_keys_are_fetched_once_per_cache_period() -> None:
-    secrets = FakeSecrets()
+def test_keys_are_fetched_once_per_cache_period(aws: MotoAws) -> None:
     clock = [0.0]
-    ring = KeyRing(secrets, "arn", clock=lambda: clock[0])
+    ring = key_ring(aws, clock=lambda: clock[0])
     for _ in range(5):
         ring.keys()
-    assert secrets.calls == 2  # AWSCURRENT + AWSPREVIOUS, once
+    assert aws.secrets.calls["GetSecretValue"] == 2  # AWSCURRENT + AWSPREVIOUS, once
     clock[0] += KEY_CACHE_SECONDS + 1
     ring.keys()
-    assert secrets.calls == 4
+    assert aws.secrets.calls["GetSecretValue"] == 4
 
 
-class Down:
-    """A Secrets Manager that is unavailable."""
-
-    def get_secret_value(self, **_: object) -> None:
-        raise client_error("InternalServiceError", "GetSecretValue")
-
-
-class PreviousFails(FakeSecrets):
-    """AWSCURRENT is served; fetching AWSPREVIOUS fails with `code`."""
-
-    def __init__(self, code: str) -> None:
-        super().__init__(previous=b"old-key")
-        self.code = code
-
-    def get_secret_value(self, SecretId: str, VersionStage: str) -> dict[str, Any]:
-        if VersionStage == "AWSPREVIOUS":
-            raise client_error(self.code, "GetSecretValue")
-        return super().get_secret_value(SecretId=SecretId, VersionStage=VersionStage)
-
-
-def test_only_a_missing_previous_version_is_skipped() -> None:
-    """No AWSPREVIOUS (never rotated) leaves the current key alone; any other error fetching it is an
-    outage, retried, so messages still signed with the previous key are not quarantined meanwhile."""
-    assert KeyRing(PreviousFails("ResourceNotFoundException"), "arn").keys() == (SIGNING_KEY,)
+def test_only_a_missing_previous_version_is_skipped(aws: MotoAws) -> None:
+    """No AWSPREVIOUS (never rotated: Secrets Manager answers ResourceNotFoundException) leaves the
+    current key alone; any other error fetching it is an outage, retried, so messages still signed
+    with the previous key are not quarantined meanwhile."""
+    assert key_ring(aws).keys() == (SIGNING_KEY,)
+    aws.rotate_key(b"new-key")
     for code in ("InternalServiceError", "ThrottlingException", "AccessDeniedException"):
+        aws.secrets.fail("GetSecretValue", code, times=None, VersionStage="AWSPREVIOUS")
         with pytest.raises(TransientFailure, match="AWSPREVIOUS"):
-            KeyRing(PreviousFails(code), "arn").keys()
+            key_ring(aws).keys()
 
 
 @pytest.mark.parametrize("sig", ["é" * 64, "\ud800", "0" * 63 + "é"])
@@ -102,40 +91,39 @@ def test_a_non_ascii_signature_is_a_bad_signature(sig: str) -> None:
         verify(parsed({**make_message(ts=NOW), "sig": sig}), (SIGNING_KEY,))  # type: ignore[arg-type]
 
 
-def test_a_mismatch_reloads_the_keys_at_most_once_per_refresh_period() -> None:
-    secrets = FakeSecrets()
+def test_a_mismatch_reloads_the_keys_at_most_once_per_refresh_period(aws: MotoAws) -> None:
     clock = [0.0]
-    ring = KeyRing(secrets, "arn", clock=lambda: clock[0])
+    ring = key_ring(aws, clock=lambda: clock[0])
     ring.keys()
-    secrets.current, secrets.previous = b"new-key", SIGNING_KEY
+    aws.rotate_key(b"new-key")
     clock[0] += KEY_REFRESH_MIN_SECONDS
     ring.authenticate(parsed(make_message(ts=NOW, key=b"new-key")))  # type: ignore[arg-type]
-    assert secrets.calls == 4, "the rotated key was loaded long before the cache expired"
+    assert aws.secrets.calls["GetSecretValue"] == 4, "the rotated key was loaded long before the cache expired"
     forged = parsed(make_message(ts=NOW, key=b"forged"))
     for _ in range(3):
         with pytest.raises(RecordRejected, match="bad_signature"):
             ring.authenticate(forged)  # type: ignore[arg-type]
-    assert secrets.calls == 4, "forged messages reload the keys at most once per period"
+    assert aws.secrets.calls["GetSecretValue"] == 4, "forged messages reload the keys at most once per period"
     clock[0] += KEY_REFRESH_MIN_SECONDS
     with pytest.raises(RecordRejected, match="bad_signature"):
         ring.authenticate(forged)  # type: ignore[arg-type]
-    assert secrets.calls == 6
+    assert aws.secrets.calls["GetSecretValue"] == 6
 
 
-def test_unreachable_secret_on_an_early_reload_is_transient() -> None:
-    secrets = FakeSecrets()
+def test_unreachable_secret_on_an_early_reload_is_transient(aws: MotoAws) -> None:
     clock = [0.0]
-    ring = KeyRing(secrets, "arn", clock=lambda: clock[0])
+    ring = key_ring(aws, clock=lambda: clock[0])
     ring.keys()
-    secrets.get_secret_value = Down().get_secret_value  # type: ignore[method-assign,assignment]
+    aws.secrets.fail("GetSecretValue", "InternalServiceError", times=None)
     clock[0] += KEY_REFRESH_MIN_SECONDS
     with pytest.raises(TransientFailure):
         ring.authenticate(parsed(make_message(ts=NOW, key=b"rotated-maybe")))  # type: ignore[arg-type]
 
 
-def test_unreachable_secret_is_transient() -> None:
+def test_unreachable_secret_is_transient(aws: MotoAws) -> None:
+    aws.secrets.fail("GetSecretValue", "InternalServiceError", times=None)
     with pytest.raises(TransientFailure):
-        KeyRing(Down(), "arn").keys()
+        key_ring(aws).keys()
 
 
 def test_sign_is_hex_sha256() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 import pytest
 from botocore.exceptions import ClientError
@@ -14,8 +15,9 @@ from processor.retry import BACKOFF_CAP_SECONDS, MAX_ATTEMPTS, backoff_delay
 from processor.store import ReadingStore, to_item
 from processor.types import Rejection, RejectReason
 from processor.validation import parse
-from testbed.fakes import FakeDynamoDB, FakeFirehose
+from testbed.fakes import FakeFirehose
 from tests.conftest import make_message
+from tests.unit.moto_aws import MotoAws
 
 NOW = int(time.time() * 1000)
 
@@ -25,34 +27,39 @@ def items(n: int) -> list[dict[str, object]]:
     return [to_item(m, stored_at_ms=NOW, expires_at_s=0) for m in messages]
 
 
-def test_store_writes_in_chunks_of_25() -> None:
-    db = FakeDynamoDB()
-    assert ReadingStore(db, "t", sleep=lambda _: None).put(items(60)) == set()
-    assert len(db.items) == 60
-    assert db.batch_calls == 3
+def store(aws: MotoAws, sleep: Callable[[float], None] = lambda _: None) -> ReadingStore:
+    return ReadingStore(aws.dynamodb, aws.settings.telemetry_table, sleep=sleep)
 
 
-def test_store_retries_unprocessed_items_and_throttling() -> None:
-    db = FakeDynamoDB(unprocess_first=30, throttle_calls=1)
+def test_store_writes_in_chunks_of_25(aws: MotoAws) -> None:
+    """Chunks of 25 exactly: the proxy refuses more per call, as DynamoDB does."""
+    assert store(aws).put(items(60)) == set()
+    assert len(aws.readings()) == 60
+    assert aws.dynamodb.calls["BatchWriteItem"] == 3
+
+
+def test_store_retries_unprocessed_items_and_throttling(aws: MotoAws) -> None:
+    aws.dynamodb.leave_unprocessed(30)
+    aws.dynamodb.fail("BatchWriteItem", "ThrottlingException")
     sleeps: list[float] = []
-    assert ReadingStore(db, "t", sleep=sleeps.append).put(items(40)) == set()
-    assert len(db.items) == 40
+    assert store(aws, sleep=sleeps.append).put(items(40)) == set()
+    assert len(aws.readings()) == 40
     assert sleeps, "retries back off"
 
 
-def test_store_reports_what_stays_unprocessed() -> None:
-    db = FakeDynamoDB(unprocess_first=10**6)
-    failed = ReadingStore(db, "t", sleep=lambda _: None).put(items(3))
+def test_store_reports_what_stays_unprocessed(aws: MotoAws) -> None:
+    aws.dynamodb.leave_unprocessed(None)
+    failed = store(aws).put(items(3))
     assert len(failed) == 3
-    assert db.batch_calls == MAX_ATTEMPTS
+    assert aws.dynamodb.calls["BatchWriteItem"] == MAX_ATTEMPTS
+    assert aws.readings() == []
 
 
-def test_redelivered_message_lands_on_the_same_item() -> None:
-    db = FakeDynamoDB()
-    store = ReadingStore(db, "t", sleep=lambda _: None)
-    store.put(items(5))
-    store.put(items(5))
-    assert len(db.items) == 5
+def test_redelivered_message_lands_on_the_same_item(aws: MotoAws) -> None:
+    readings = store(aws)
+    readings.put(items(5))
+    readings.put(items(5))
+    assert len(aws.readings()) == 5
 
 
 def test_backoff_is_bounded_and_grows() -> None:
