@@ -11,6 +11,8 @@ import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from telemetry.schema import SENSORS
+
 DAY_S = 86_400.0
 # Sensor resolution: what the hardware reports is quantised to these steps.
 RESOLUTION = {
@@ -30,25 +32,8 @@ RESOLUTION = {
     "battery": 1.0,
     "rssi": 1.0,
 }
-UNITS = {
-    "temperature": "C",
-    "humidity": "%",
-    "pressure": "hPa",
-    "co2": "ppm",
-    "vibration_rms": "mm/s",
-    "vibration_peak": "mm/s",
-    "bearing_temperature": "C",
-    "running": "bool",
-    "voltage": "V",
-    "current": "A",
-    "power_factor": "1",
-    "energy": "kWh",
-    "door_open": "bool",
-    "latitude": "deg",
-    "longitude": "deg",
-    "battery": "%",
-    "rssi": "dBm",
-}
+# Each reading is reported in the canonical unit its schema gives it.
+UNITS = {name: sensor.unit for name, sensor in SENSORS.items()}
 
 Readings = dict[str, float | bool]
 

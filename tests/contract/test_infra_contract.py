@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from processor.config import ENVIRONMENT_KEYS, LIBRARY_ENVIRONMENT_KEYS
+from telemetry.schema import DEVICE_TYPES
 from testbed.outputs import StackOutputs
 from testbed.paths import ROOT
 from tests.contract.conftest import blocks, locals_
@@ -172,3 +173,10 @@ def test_git_ignores_local_state() -> None:
         text=True,
     ).stdout.split()
     assert len(ignored) == 4
+
+
+def test_the_deployed_alert_thresholds_name_known_device_types_and_their_sensors() -> None:
+    (thresholds,) = [body["default"] for name, _, body in blocks("variable") if name == "alert_thresholds"]
+    assert thresholds and set(thresholds) <= set(DEVICE_TYPES)
+    for device_type, rules in thresholds.items():
+        assert set(rules) <= set(DEVICE_TYPES[device_type].sensors), device_type
