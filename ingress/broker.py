@@ -14,10 +14,11 @@ import os
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
+from telemetry.topics import TELEMETRY_FILTER, telemetry_topic
+
 LOOPBACK = "127.0.0.1"
 BRIDGE_USER = "rule-bridge"
 PBKDF2_ITERATIONS = 101  # what mosquitto_passwd writes for its $7$ (PBKDF2-SHA512) hashes
-TELEMETRY_FILTER = "sensors/+/telemetry"
 # AWS IoT Core refuses a message payload over 128 KB and a topic over 256 bytes; the broker
 # refuses the same, the same way (it disconnects the client that sends a larger packet).
 IOT_MAX_PAYLOAD_BYTES = 128 * 1024
@@ -72,7 +73,7 @@ class BrokerConfig:
         self.acl.write_text(
             f"user {BRIDGE_USER}\ntopic read {TELEMETRY_FILTER}\n\n"
             "# every other user is a device: it may publish to its own telemetry topic only\n"
-            "pattern write sensors/%u/telemetry\n"
+            f"pattern write {telemetry_topic('%u')}\n"
         )
         for path in (self.passwords, self.acl):
             path.chmod(0o600)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processor.types import RejectReason
+from telemetry.reasons import RejectReason
 
 
 class RecordRejected(Exception):

@@ -23,8 +23,9 @@ from processor.exceptions import RecordRejected, TransientFailure
 from processor.quarantine import Quarantine
 from processor.signature import KeyRing
 from processor.store import ReadingStore, to_item
-from processor.types import InboundRecord, ItemKey, Rejection, RejectReason, Telemetry
+from processor.types import InboundRecord, ItemKey, Rejection, Telemetry
 from processor.validation import parse
+from telemetry.reasons import RejectReason
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from processor.exceptions import RecordRejected, TransientFailure
-from processor.types import RejectReason, Telemetry
+from processor.types import Telemetry
+from telemetry.reasons import RejectReason
 from telemetry.schema import signature
 
 logger = logging.getLogger(__name__)

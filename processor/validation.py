@@ -9,7 +9,8 @@ from typing import Any
 import fastjsonschema
 
 from processor.exceptions import RecordRejected
-from processor.types import RejectReason, Telemetry
+from processor.types import Telemetry
+from telemetry.reasons import RejectReason
 from telemetry.schema import (
     DEVICE_TYPES,
     INTEGER_FIELDS,

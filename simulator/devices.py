@@ -16,9 +16,10 @@ from typing import Any
 from simulator.fleet import DeviceGroup, Faults, Fleet
 from simulator.models import MODELS, Context, quantise, reading_pairs
 from simulator.payload import signed_message
+from telemetry.reasons import RejectReason
 from telemetry.schema import DEVICE_TYPES, MAX_MESSAGE_BYTES, SCHEMA_VERSION, SENSORS, signed_payload
+from telemetry.topics import telemetry_topic
 
-TOPIC = "sensors/{device_id}/telemetry"
 BAD_KEY = b"not-the-fleet-key"
 
 
@@ -40,11 +41,11 @@ class Fault(StrEnum):
 
 # What the processor must answer for each fault that makes a message unacceptable.
 EXPECTED_REJECTION = {
-    Fault.BAD_SIGNATURE: "bad_signature",
-    Fault.INVALID_JSON: "invalid_json",
-    Fault.WRONG_TYPE: "schema_violation",
-    Fault.MISSING_FIELD: "schema_violation",
-    Fault.OVERSIZED: "too_large",
+    Fault.BAD_SIGNATURE: RejectReason.BAD_SIGNATURE,
+    Fault.INVALID_JSON: RejectReason.INVALID_JSON,
+    Fault.WRONG_TYPE: RejectReason.SCHEMA_VIOLATION,
+    Fault.MISSING_FIELD: RejectReason.SCHEMA_VIOLATION,
+    Fault.OVERSIZED: RejectReason.TOO_LARGE,
 }
 
 
@@ -60,7 +61,7 @@ class Emitted:
 
     @property
     def topic(self) -> str:
-        return TOPIC.format(device_id=self.device_id)
+        return telemetry_topic(self.device_id)
 
 
 @dataclass

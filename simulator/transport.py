@@ -27,8 +27,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from simulator.devices import TOPIC, Emitted
+from simulator.devices import Emitted
 from simulator.tls import DeviceCertificates
+from telemetry.topics import telemetry_topic
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class MqttFleet:
         client.max_queued_messages_set(0)
         if self.credentials is not None:
             client.username_pw_set(*self.credentials(device_id))
-        conn = _Connection(device_id, client, TOPIC.format(device_id=device_id))
+        conn = _Connection(device_id, client, telemetry_topic(device_id))
         client.user_data_set(conn)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

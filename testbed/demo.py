@@ -12,6 +12,7 @@ from rich.table import Table
 from simulator.devices import Emitted
 from simulator.transport import MqttFleet
 from telemetry import new_message
+from telemetry.topics import telemetry_topic
 from testbed.stack import Stack
 from testbed.stores import Stores, WaitTimeout, wait_for
 
@@ -62,7 +63,7 @@ def run_demo(stack: Stack, console: Console) -> bool:
         for msg_id, signing_key in ((1, key.encode()), (2, b"not-the-fleet-key"))
     )
     publish(stack, device_id, [json.dumps(message).encode(), json.dumps(forged).encode()])
-    console.print(f"published {device_id}#1 (temperature 58.5 C) and a forged #2 to sensors/{device_id}/telemetry")
+    console.print(f"published {device_id}#1 (temperature 58.5 C) and a forged #2 to {telemetry_topic(device_id)}")
 
     stores = Stores.connect(outputs, stack.client)
     item = wait_for("the reading in DynamoDB", lambda: stores.reading(device_id, ts, 1), DEMO_TIMEOUT_S)

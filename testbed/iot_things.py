@@ -15,6 +15,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from telemetry.topics import telemetry_topic
+
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
@@ -34,7 +36,7 @@ def device_policy(region: str, account: str, partition: str = "aws") -> dict[str
             {
                 "Effect": "Allow",
                 "Action": "iot:Publish",
-                "Resource": f"{prefix}:topic/sensors/${{iot:Connection.Thing.ThingName}}/telemetry",
+                "Resource": f"{prefix}:topic/{telemetry_topic('${iot:Connection.Thing.ThingName}')}",
             },
         ],
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -11,6 +12,16 @@ import pytest
 from processor.config import Settings, parse_thresholds
 from telemetry import new_message
 from testbed.fakes import SIGNING_KEY, fake_settings
+
+# `make mutation` runs the property tests once per mutant: it caps their examples so a run takes
+# minutes, not hours (a mutant that survives a capped run is still listed for a look).
+EXAMPLES_CAP = int(os.environ.get("PROPERTY_EXAMPLES_CAP") or 0)
+
+
+def examples(wanted: int) -> int:
+    """A property test's example count: `wanted`, or fewer under PROPERTY_EXAMPLES_CAP."""
+    return min(wanted, EXAMPLES_CAP) if EXAMPLES_CAP > 0 else wanted
+
 
 THRESHOLDS = json.dumps(
     {

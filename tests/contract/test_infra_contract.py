@@ -11,6 +11,7 @@ import pytest
 
 from processor.config import ENVIRONMENT_KEYS, LIBRARY_ENVIRONMENT_KEYS
 from telemetry.schema import DEVICE_TYPES
+from telemetry.topics import DEVICE_ID_LEVEL, TELEMETRY_FILTER, telemetry_topic
 from testbed.outputs import StackOutputs
 from testbed.paths import ROOT
 from tests.contract.conftest import blocks, locals_
@@ -180,3 +181,10 @@ def test_the_deployed_alert_thresholds_name_known_device_types_and_their_sensors
     assert thresholds and set(thresholds) <= set(DEVICE_TYPES)
     for device_type, rules in thresholds.items():
         assert set(rules) <= set(DEVICE_TYPES[device_type].sensors), device_type
+
+
+def test_the_topic_rule_reads_the_telemetry_topic_and_its_device_id_level() -> None:
+    values = locals_()
+    assert values["iot_topic_filter"] == TELEMETRY_FILTER
+    assert f"topic({DEVICE_ID_LEVEL}) AS device_id" in values["iot_rule_sql"]
+    assert telemetry_topic("dev-1").split("/")[DEVICE_ID_LEVEL - 1] == "dev-1"

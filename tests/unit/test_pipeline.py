@@ -16,10 +16,11 @@ from processor import handler, validation
 from processor import pipeline as pipeline_module
 from processor.pipeline import BatchOutcome
 from processor.signature import KEY_REFRESH_MIN_SECONDS
-from processor.types import InboundRecord, RejectReason, Telemetry
+from processor.types import InboundRecord, Telemetry
+from telemetry.reasons import RejectReason
 from telemetry.schema import ARRIVAL_ATTRIBUTE, sign
 from testbed.fakes import SIGNING_KEY, FakeLambdaContext, sqs_event
-from tests.conftest import make_message
+from tests.conftest import examples, make_message
 from tests.unit.moto_aws import MotoAws
 
 # How long a message may sit in the queue (a stalled consumer) before it is processed.
@@ -143,7 +144,7 @@ def test_lag_is_measured_from_device_time(aws: MotoAws) -> None:
     assert 2000 <= outcome.lag_ms[0] < 10_000
 
 
-@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.binary(max_size=300), min_size=1, max_size=12))
 def test_any_bytes_end_stored_or_quarantined_and_the_handler_never_raises(aws: MotoAws, payloads: list[bytes]) -> None:
     aws.start_example()
@@ -155,7 +156,7 @@ def test_any_bytes_end_stored_or_quarantined_and_the_handler_never_raises(aws: M
     assert set(reasons.values()) <= {r.value for r in RejectReason}
 
 
-@hsettings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(["valid", "mutated", "junk"]), min_size=1, max_size=10), st.randoms())
 def test_mixed_records_each_end_stored_or_quarantined(aws: MotoAws, kinds: list[str], rnd: Any) -> None:
     aws.start_example()

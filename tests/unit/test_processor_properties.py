@@ -19,16 +19,18 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from processor.config import Settings
-from processor.types import InboundRecord, RejectReason
+from processor.types import InboundRecord
+from telemetry.reasons import RejectReason
 from telemetry.schema import DEVICE_TYPES, SENSORS, new_message, sign
 from testbed.fakes import SIGNING_KEY, fake_settings
+from tests.conftest import examples
 from tests.unit.moto_aws import MotoAws
 
 SETTINGS = fake_settings()
 SKEW_MS = SETTINGS.max_clock_skew_seconds * 1000
 ARRIVAL_MS = int(time.time() * 1000)
 VALID_DEVICE = "valid-device"  # hostile device ids start with "h": never the same reading
-MAX_EXAMPLES = 200
+MAX_EXAMPLES = examples(200)
 
 # Any code point, lone surrogates (which `json.dumps` sends as `\udxxx` escapes) often among them.
 ANY_CHAR = st.one_of(st.characters(exclude_categories=()), st.integers(0xD800, 0xDFFF).map(chr))

@@ -18,7 +18,7 @@ from processor.validation import parse
 from simulator.payload import signed_message
 from telemetry.schema import canonical_bytes, new_message, sign, signed_payload
 from testbed.fakes import SIGNING_KEY
-from tests.conftest import make_message
+from tests.conftest import examples, make_message
 from tests.unit.moto_aws import MotoAws
 
 NOW = int(time.time() * 1000)
@@ -144,7 +144,7 @@ READING_VALUE = st.one_of(
     msg_id=st.integers(min_value=0, max_value=2**31),
     readings=st.dictionaries(SIMPLE_TEXT, st.tuples(READING_VALUE, SIMPLE_TEXT), min_size=1, max_size=8),
 )
-@hsettings(max_examples=500)
+@hsettings(max_examples=examples(500))
 def test_the_simulators_fast_payload_is_the_canonical_one(
     device_id: str, site: str, msg_id: int, readings: dict[str, tuple[Any, str]]
 ) -> None:

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from processor.exceptions import RecordRejected
-from processor.types import RejectReason
 from processor.validation import parse
+from telemetry.reasons import RejectReason
 from telemetry.schema import MAX_MESSAGE_BYTES, sort_key
 from tests.conftest import make_message
 

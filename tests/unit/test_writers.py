@@ -13,8 +13,9 @@ from processor.archive import FIREHOSE_MAX_RECORD_BYTES, Archiver, pack_lines
 from processor.quarantine import quarantine_document, quarantine_key
 from processor.retry import BACKOFF_CAP_SECONDS, MAX_ATTEMPTS, backoff_delay
 from processor.store import ReadingStore, to_item
-from processor.types import Rejection, RejectReason
+from processor.types import Rejection
 from processor.validation import parse
+from telemetry.reasons import RejectReason
 from testbed.fakes import FakeFirehose
 from tests.conftest import make_message
 from tests.unit.moto_aws import MotoAws

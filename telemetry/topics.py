@@ -1,0 +1,17 @@
+"""The MQTT topic a device publishes its telemetry to. One level is the device's own id, so the
+local broker's ACL and IoT Core's policy can let each device write only its own topic, and the
+topic rule can take the device id from it (`topic(2)` in its SQL)."""
+
+from __future__ import annotations
+
+# Which level of the topic (1-based, as IoT SQL's topic(n) counts) holds the device id.
+DEVICE_ID_LEVEL = 2
+
+
+def telemetry_topic(device_id: str) -> str:
+    """The topic of one device; a wildcard or a placeholder (`+`, `%u`, a policy variable) in place
+    of the id gives the filter or pattern that matches every device's."""
+    return f"sensors/{device_id}/telemetry"
+
+
+TELEMETRY_FILTER = telemetry_topic("+")
