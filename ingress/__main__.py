@@ -16,10 +16,11 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ingress.bridge import DEFAULT_VISIBILITY_TIMEOUT_S, BridgeConfig, RuleBridge
-from ingress.broker import BRIDGE_USER, device_password
+from ingress.broker import BRIDGE_USER
 from ingress.rule import RuleError, parse_rule
-from simulator.help import HelpWithDefaults
-from testbed.outputs import StackOutputs
+from telemetry.cli_help import HelpWithDefaults
+from telemetry.credentials import device_password
+from telemetry.outputs import StackOutputs
 
 HEALTHY_METRICS_AGE_S = 15.0
 DEFAULT_MAX_RECEIVE_COUNT = 5
@@ -90,7 +91,11 @@ def queue_redelivery(sqs: Any, queue_url: str) -> tuple[float, int]:
 def run_bridge(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
-    outputs = StackOutputs.from_terraform(json.loads(args.outputs.read_text()))
+    try:
+        outputs = StackOutputs.from_terraform(json.loads(args.outputs.read_text()))
+    except (OSError, ValueError) as exc:  # missing, unreadable, not JSON, or without an output it needs
+        logging.error("cannot read the stack's outputs from %s: %s", args.outputs, exc)
+        return 2
     try:
         rule = parse_rule(outputs.iot_rule_sql)
     except RuleError as exc:

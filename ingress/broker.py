@@ -9,11 +9,11 @@ from __future__ import annotations
 import base64
 import getpass
 import hashlib
-import hmac
 import os
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
+from telemetry.credentials import device_password
 from telemetry.topics import TELEMETRY_FILTER, telemetry_topic
 
 LOOPBACK = "127.0.0.1"
@@ -27,11 +27,6 @@ IOT_MAX_TOPIC_BYTES = 256
 MAX_PACKET_BYTES = IOT_MAX_PAYLOAD_BYTES + IOT_MAX_TOPIC_BYTES + 9
 # Seconds between saves of the broker's state: a SIGKILL loses at most what arrived since.
 AUTOSAVE_INTERVAL_S = 1
-
-
-def device_password(secret: bytes, username: str) -> str:
-    """A device's broker password, derived from the stack's broker secret (nothing to store per device)."""
-    return hmac.new(secret, username.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def password_entry(username: str, password: str, salt: bytes | None = None) -> str:

@@ -22,13 +22,14 @@ from rich.table import Table
 
 from simulator.exceptions import SimulatorError
 from simulator.fleet import load_fleet
-from simulator.help import HelpWithDefaults
 from simulator.limits import IOT_CORE_ACCOUNT_PUBLISHES_S, is_aws_iot
 from simulator.plot import plot_day
 from simulator.replay import replay
-from simulator.run import RunConfig, broker_credentials, dry_run, live_run
+from simulator.run import RunConfig, dry_run, live_run
 from simulator.schedule import RateProfile
 from simulator.tls import DeviceCertificates
+from telemetry.cli_help import HelpWithDefaults
+from telemetry.credentials import broker_credentials
 
 console = Console(stderr=True)
 KEY_ENV = "SIMULATOR_SIGNING_KEY"

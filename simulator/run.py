@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingress.broker import device_password
 from simulator.devices import Device, Emitted, build_devices, describe, device_ids
 from simulator.fleet import Fleet
 from simulator.limits import (
@@ -70,11 +69,6 @@ class RunConfig:
     account_publish_limit: float = IOT_CORE_ACCOUNT_PUBLISHES_S
     # Generate the whole run before the clock starts, so sending is all the hot loop does (see module)
     pregenerate: bool = False
-
-
-def broker_credentials(secret: bytes) -> Callable[[str], tuple[str, str]]:
-    """Username and password of each device on the local broker (see ingress/broker.py)."""
-    return lambda device_id: (device_id, device_password(secret, device_id))
 
 
 def _emit_all(

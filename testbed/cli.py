@@ -19,13 +19,13 @@ from rich.table import Table
 from simulator.devices import device_ids
 from simulator.exceptions import SimulatorError
 from simulator.fleet import load_fleet
-from simulator.help import HelpWithDefaults
+from telemetry.cli_help import HelpWithDefaults
+from telemetry.outputs import OutputsError, StackOutputs
 from testbed import bench_ingress, bench_processor, bench_simulator, iot_things
 from testbed.backends import BackendError, ComposeBackend, get_backend
 from testbed.build import build
 from testbed.demo import run_demo
 from testbed.exceptions import TestbedError
-from testbed.outputs import StackOutputs
 from testbed.paths import ROOT
 from testbed.redrive import redrive
 from testbed.scenario import load_scenario
@@ -37,7 +37,7 @@ logger = logging.getLogger("testbed")
 console = Console()
 
 # What a user can cause and fix: reported as one line; anything else is a bug and shows its traceback.
-EXPECTED_ERRORS = (TestbedError, SimulatorError)
+EXPECTED_ERRORS = (TestbedError, SimulatorError, OutputsError)
 
 
 def _print_outputs(outputs: StackOutputs) -> None:

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from telemetry.outputs import StackOutputs
 from testbed import iot_things
 from testbed.backends import Backend
 from testbed.build import build
-from testbed.outputs import StackOutputs
 from testbed.paths import LAMBDA_ZIP
 from testbed.terraform import Terraform
 

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from telemetry.outputs import StackOutputs
 from telemetry.schema import sort_key
 from testbed.exceptions import TestbedError
-from testbed.outputs import StackOutputs
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

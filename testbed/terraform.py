@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from telemetry.outputs import StackOutputs
 from testbed.exceptions import TestbedError
-from testbed.outputs import StackOutputs
 from testbed.paths import INFRA_DIR, STATE_ROOT
 
 logger = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from processor.config import ENVIRONMENT_KEYS, LIBRARY_ENVIRONMENT_KEYS
+from telemetry.outputs import StackOutputs
 from telemetry.schema import DEVICE_TYPES
 from telemetry.topics import DEVICE_ID_LEVEL, TELEMETRY_FILTER, telemetry_topic
-from testbed.outputs import StackOutputs
 from testbed.paths import ROOT
 from tests.contract.conftest import blocks, locals_
 from tests.contract.services import services_in_docs, services_in_infra

@@ -30,9 +30,9 @@ from ingress.broker import (
     IOT_MAX_PAYLOAD_BYTES,
     MAX_PACKET_BYTES,
     BrokerConfig,
-    device_password,
 )
 from ingress.rule import parse_rule
+from telemetry.credentials import device_password
 from testbed.backends.embedded import mosquitto_binary
 from testbed.processes import LOOPBACK, free_port, wait_for_port
 from testbed.stores import wait_for

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ingress.broker import device_password
+from telemetry.credentials import device_password
 from testbed.processes import LOOPBACK
 from testbed.stack import Stack
 from testbed.stores import Stores, wait_for

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from ingress.broker import device_password
 from simulator.devices import device_ids
 from simulator.fleet import parse_fleet
-from simulator.run import RunConfig, broker_credentials, live_run
+from simulator.run import RunConfig, live_run
 from simulator.summary import acked_ids
 from telemetry import new_message
+from telemetry.credentials import broker_credentials, device_password
 from testbed.backends.embedded import EmbeddedBackend
 from testbed.processes import LOOPBACK, listening_addresses
 from testbed.stack import Stack

@@ -13,7 +13,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingress.broker import BRIDGE_USER, BrokerConfig, device_password
+from ingress.broker import BRIDGE_USER, BrokerConfig
+from telemetry.credentials import device_password
 from telemetry.topics import TELEMETRY_FILTER
 from testbed.backends.embedded import mosquitto_binary
 from testbed.processes import LOOPBACK, free_port, wait_for_port

@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 from rich.logging import RichHandler
 
-from ingress.broker import device_password
+from telemetry.credentials import device_password
 from testbed.backends.embedded import EmbeddedBackend
 from testbed.fakes import sqs_event
 from testbed.processes import LOOPBACK, free_port

@@ -24,10 +24,11 @@ from processor.validation import parse
 from simulator.devices import Emitted, build_devices
 from simulator.fleet import parse_fleet
 from simulator.replay import replay
-from simulator.run import RunConfig, broker_credentials, dry_run, live_run
+from simulator.run import RunConfig, dry_run, live_run
 from simulator.summary import acked_ids
 from simulator.tls import DeviceCertificates, TlsError
 from simulator.transport import MqttFleet
+from telemetry.credentials import broker_credentials
 from testbed.backends.embedded import mosquitto_binary
 from testbed.processes import LOOPBACK, free_port, wait_for_port
 from tests.e2e.pki import TestCA

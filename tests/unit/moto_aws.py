@@ -36,8 +36,8 @@ from mypy_boto3_sqs import SQSClient
 from processor.config import Settings
 from processor.pipeline import Clients, Pipeline
 from processor.quarantine import QUARANTINE_PREFIX
+from telemetry.outputs import StackOutputs
 from testbed.fakes import BATCH_WRITE_MAX_REQUESTS, SIGNING_KEY, FakeFirehose, client_error
-from testbed.outputs import StackOutputs
 from testbed.stores import Stores
 
 REGION = "us-east-1"

@@ -12,6 +12,7 @@ import pytest
 import simulator
 import testbed
 from simulator.exceptions import SimulatorError
+from telemetry.outputs import OutputsError
 from testbed.cli import EXPECTED_ERRORS
 from testbed.exceptions import TestbedError
 
@@ -35,5 +36,5 @@ def test_every_error_a_package_defines_derives_from_its_base(package: object, ba
     assert [cls.__qualname__ for cls in defined if not issubclass(cls, base)] == []
 
 
-def test_the_testbed_cli_reports_both_packages_errors() -> None:
-    assert set(EXPECTED_ERRORS) == {TestbedError, SimulatorError}
+def test_the_testbed_cli_reports_both_packages_errors_and_the_outputs_contracts() -> None:
+    assert set(EXPECTED_ERRORS) == {TestbedError, SimulatorError, OutputsError}

@@ -1,4 +1,4 @@
-"""The project's command lines: every --help shows each option's default."""
+"""The project's command lines (simulator, ingress, testbed): every --help shows each option's default."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The stack outputs contract: `terraform output -json` parsed into one typed object."""
+"""The stack outputs contract: `terraform output -json` parsed into one typed object, read by the
+testbed, the rule bridge and the tests alike."""
 
 from __future__ import annotations
 
@@ -6,10 +7,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from testbed.exceptions import TestbedError
 
-
-class OutputsError(TestbedError):
+class OutputsError(ValueError):
     """The deployed stack does not provide an output the tools need."""
 
 

@@ -1,0 +1,40 @@
+"""The import graph points one way: telemetry/ (the shared contracts) imports no other part; each
+service (processor/, simulator/, ingress/) imports only telemetry/; testbed/, the CLI behind the
+Makefile, is imported by no part. A new import against that order fails here."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from testbed.paths import ROOT
+
+PARTS = ("telemetry", "processor", "simulator", "ingress", "testbed")
+MAY_IMPORT = {
+    "telemetry": set(),
+    "processor": {"telemetry"},
+    "simulator": {"telemetry"},
+    "ingress": {"telemetry"},
+    "testbed": {"telemetry", "processor", "simulator", "ingress"},
+}
+
+
+def imported_parts(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        found |= {name.split(".")[0] for name in names} & set(PARTS)
+    return found
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_a_part_imports_only_the_parts_below_it(part: str) -> None:
+    wrong = {
+        str(path.relative_to(ROOT)): sorted(imported_parts(path) - MAY_IMPORT[part] - {part})
+        for path in sorted((ROOT / part).rglob("*.py"))
+    }
+    assert {path: parts for path, parts in wrong.items() if parts} == {}
