@@ -103,8 +103,7 @@ def in_process(batch_size: int, settings: Settings) -> float:
 def deployed(stack: Stack, batch_size: int) -> float:
     """Records/s through the deployed function, invoked synchronously one batch at a time."""
     outputs = stack.outputs()
-    key = stack.client("secretsmanager").get_secret_value(SecretId=outputs.signing_secret_arn)["SecretString"]
-    records = bodies(DEPLOYED_RECORDS, str(key).encode())
+    records = bodies(DEPLOYED_RECORDS, stack.signing_key())
     lam = stack.client("lambda")
     events = list(sqs_events(records, batch_size))
     lam.invoke(FunctionName=outputs.processor_function_name, Payload=json.dumps({"Records": []}).encode())

@@ -22,14 +22,14 @@ from simulator.fleet import load_fleet
 from telemetry.cli_help import HelpWithDefaults
 from telemetry.outputs import OutputsError, StackOutputs
 from testbed import bench_ingress, bench_processor, bench_simulator, iot_things
-from testbed.backends import BackendError, ComposeBackend, get_backend
+from testbed.backends import BackendError, get_backend
 from testbed.build import build
 from testbed.demo import run_demo
 from testbed.exceptions import TestbedError
 from testbed.paths import ROOT
 from testbed.redrive import redrive
 from testbed.scenario import load_scenario
-from testbed.simulate import compare, emulator_rss_mb, run_scenario
+from testbed.simulate import compare, run_scenario
 from testbed.stack import Stack
 from testbed.stores import processor_logs
 
@@ -87,14 +87,12 @@ def cmd_load(args: argparse.Namespace) -> int:
     """The simulator as a compose service against the compose broker (make load BACKEND=localstack)."""
     stack = _stack(args)
     backend = stack.backend
-    if not isinstance(backend, ComposeBackend):
-        raise BackendError("`load` runs the simulator container of a compose backend; on this one use `make simulate`")
+    if not backend.simulator_container:
+        raise BackendError(
+            f"`load` runs the simulator container of a compose backend; on {backend.name} use `make simulate`"
+        )
     fleet = load_fleet(ROOT / args.fleet)
-    if backend.dry_run:
-        key = "<the stack's signing key>"
-    else:
-        outputs = stack.outputs()
-        key = str(stack.client("secretsmanager").get_secret_value(SecretId=outputs.signing_secret_arn)["SecretString"])
+    key = "<the stack's signing key>" if backend.dry_run else stack.signing_key().decode()
     backend.provision_devices(device_ids(fleet))
     backend.run_simulator(args.fleet, args.duration, key)
     return 0
@@ -213,7 +211,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     console.print(
         f"best zero-loss rate: {best['stored_msg_s'] if best else 'none'} msg/s "
         f"(p99 {best['p99_ms'] if best else '-'} ms); naive design: {naive['stored_msg_s'] if naive else 'none'} "
-        f"msg/s; ratio {result['ratio']}x; emulator RSS {emulator_rss_mb(stack)} MB"
+        f"msg/s; ratio {result['ratio']}x; emulator RSS {stack.backend.emulator_rss_mb()} MB"
     )
     print(json.dumps(result))
     return 0

@@ -40,7 +40,7 @@ def publish(stack: Stack, device_id: str, payloads: list[bytes]) -> None:
 def run_demo(stack: Stack, console: Console) -> bool:
     """Publish a valid, alert-worthy message and a forged one over MQTT; show where each ended up."""
     outputs = stack.outputs()
-    key = stack.client("secretsmanager").get_secret_value(SecretId=outputs.signing_secret_arn)["SecretString"]
+    key = stack.signing_key()
     device_id = f"demo-{uuid.uuid4().hex[:8]}"
     ts = int(time.time() * 1000)
     readings: dict[str, tuple[float | bool, str]] = {
@@ -60,7 +60,7 @@ def run_demo(stack: Stack, console: Console) -> bool:
             readings=readings,
             key=signing_key,
         )
-        for msg_id, signing_key in ((1, key.encode()), (2, b"not-the-fleet-key"))
+        for msg_id, signing_key in ((1, key), (2, b"not-the-fleet-key"))
     )
     publish(stack, device_id, [json.dumps(message).encode(), json.dumps(forged).encode()])
     console.print(f"published {device_id}#1 (temperature 58.5 C) and a forged #2 to {telemetry_topic(device_id)}")

@@ -49,7 +49,7 @@ def run_step(stack: Stack, devices: int, rate_msg_s: float, duration_s: float, s
     backend.provision_devices(ids)
     target = backend.mqtt_target()
     outputs = stack.outputs()
-    key = str(stack.client("secretsmanager").get_secret_value(SecretId=outputs.signing_secret_arn)["SecretString"])
+    key = stack.signing_key()
     fleet = parse_fleet(
         {
             "name": "load",
@@ -63,7 +63,7 @@ def run_step(stack: Stack, devices: int, rate_msg_s: float, duration_s: float, s
         RunConfig(
             fleet=fleet,
             seed=seed,
-            key=key.encode(),
+            key=key,
             duration_s=duration_s,
             qos=1,
             host=target.host,

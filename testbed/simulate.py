@@ -35,33 +35,13 @@ from testbed.stores import Stores
 REPORTS_DIR = ROOT / "reports"
 
 
-def emulator_rss_mb(stack: Stack) -> float | None:
-    pid = getattr(stack.backend, "ministack", None)
-    pid = pid.pid() if pid is not None else None
-    if pid is None:
-        return None
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return None
-
-
-def _bridge_counters(stack: Stack) -> dict[str, float]:
-    """The local rule bridge's counters (forwarded into the pipeline, mean lag), if it publishes them."""
-    path = getattr(stack.backend, "bridge_metrics_file", None)
-    try:
-        return dict(json.loads(path.read_text())) if path is not None else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def _publish_with_progress(stack: Stack, config: RunConfig, console: Console) -> dict[str, Any]:
     progress_queue: Any = mp.get_context("fork").Queue()
     result: dict[str, Any] = {}
     worker = threading.Thread(target=lambda: result.update(live_run(config, progress_queue)), daemon=True)
     counts: dict[int, tuple[int, int, int, int]] = {}
     started = time.time()
-    before = _bridge_counters(stack)
+    before = stack.backend.ingress_counters()
     bridge_start = before.get("forwarded", 0) + before.get("dead_lettered", 0)
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), TextColumn("{task.fields[stats]}"))
     with Progress(*columns, console=console) as bar:
@@ -75,7 +55,7 @@ def _publish_with_progress(stack: Stack, config: RunConfig, console: Console) ->
                 pass
             connected, published, acked, errors = (sum(c[i] for c in counts.values()) for i in range(4))
             elapsed = time.time() - started
-            bridge = _bridge_counters(stack)
+            bridge = stack.backend.ingress_counters()
             into_pipeline = bridge.get("forwarded", 0) + bridge.get("dead_lettered", 0) - bridge_start
             bar.update(
                 task,
@@ -100,7 +80,7 @@ def _queues_empty(stack: Stack) -> bool:
         QueueUrl=stack.outputs().ingest_queue_url,
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
-    queued = int(_bridge_counters(stack).get("queued", 0))
+    queued = int(stack.backend.ingress_counters().get("queued", 0))
     return queued == 0 and all(int(v) == 0 for v in attributes.values())
 
 
@@ -221,7 +201,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     """Run, wait for the drain, reconcile, and write reports/<run id>/. Returns the folder."""
     outputs = stack.outputs()
     faults = fault_schedule(stack, scenario.faults, outputs.processor_function_name)
-    key = str(stack.client("secretsmanager").get_secret_value(SecretId=outputs.signing_secret_arn)["SecretString"])
+    key = stack.signing_key()
     fleet = load_fleet(ROOT / scenario.fleet)
     run_tag = uuid.uuid4().hex[:4]
     device_ids = fleet_device_ids(fleet, run_tag)
@@ -240,7 +220,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
             RunConfig(
                 fleet=fleet,
                 seed=scenario.seed,
-                key=key.encode(),
+                key=key,
                 duration_s=scenario.duration_s,
                 profile=scenario.profile,
                 qos=scenario.qos,
@@ -276,7 +256,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     stored_at = np.array([i["stored_at"] for i in items], dtype=float) / 1000
     span = float(stored_at.max() - stored_at.min()) if len(items) > 1 else 0.0
     latency_ms = percentiles(list(latency / 1000)) if items else percentiles([])
-    rss = emulator_rss_mb(stack)
+    rss = stack.backend.emulator_rss_mb()
     expect = scenario.expectations
     throughput = round(len(items) / span, 1) if span else 0.0
     # acknowledgements per publish (a duplicate send is a publish of its own, acknowledged on its own)

@@ -83,3 +83,8 @@ class Stack:
 
     def client(self, service: str) -> Any:
         return self.backend.client(service)
+
+    def signing_key(self) -> bytes:
+        """The current device signing key, from the deployed secret."""
+        secret = self.client("secretsmanager").get_secret_value(SecretId=self.outputs().signing_secret_arn)
+        return str(secret["SecretString"]).encode()

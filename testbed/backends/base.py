@@ -9,7 +9,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 
@@ -44,6 +44,8 @@ class Backend(abc.ABC):
     mqtt_port: int
     # Print what would run instead of running it (compose targets; see `DRY_RUN=1`).
     dry_run: bool = False
+    # Runs the simulator as a container next to the stack (`make load`).
+    simulator_container: ClassVar[bool] = False
 
     @classmethod
     @abc.abstractmethod
@@ -100,6 +102,19 @@ class Backend(abc.ABC):
             f"the {self.name} backend does not inject faults into {target}: it does not run the parts as "
             "its own processes (run fault scenarios on the embedded backend)"
         )
+
+    def ingress_counters(self) -> dict[str, float]:
+        """The local rule bridge's counters (received, forwarded, queued, mean lag); none where no
+        bridge of this project runs or it publishes none."""
+        return {}
+
+    def emulator_rss_mb(self) -> float | None:
+        """The emulator's resident memory, where it runs as a local process of this project."""
+        return None
+
+    def run_simulator(self, fleet: str, duration_s: float, signing_key: str) -> None:
+        """The simulator as a container next to the stack (the compose backends)."""
+        raise BackendError(f"the {self.name} backend has no simulator container: use `make simulate`")
 
     def broker_secret(self) -> bytes:
         """The secret device broker passwords derive from."""

@@ -46,6 +46,7 @@ class ComposeBackend(Backend):
 
     # The variable docker-compose.yml publishes the emulator's port with.
     PORT_VARIABLE: ClassVar[str] = "LOCALSTACK_PORT"
+    simulator_container: ClassVar[bool] = True
 
     @classmethod
     def from_env(cls) -> ComposeBackend:

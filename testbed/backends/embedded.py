@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -158,6 +159,21 @@ class EmbeddedBackend(Backend):
                 f"port {port} on {LOOPBACK} is already in use, so {what} cannot start there; "
                 f"stop whatever listens on it or choose another port ({PORT_VARIABLES[what]}=...)"
             )
+
+    def ingress_counters(self) -> dict[str, float]:
+        try:
+            return dict(json.loads(self.bridge_metrics_file.read_text()))
+        except (OSError, ValueError):  # no bridge (iot mode), or it has not written yet
+            return {}
+
+    def emulator_rss_mb(self) -> float | None:
+        pid = self.ministack.pid()
+        if pid is None:
+            return None
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return None
 
     @property
     def state_port_file(self) -> Path:

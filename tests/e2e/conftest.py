@@ -68,8 +68,7 @@ def stores(stack: Stack) -> Stores:
 
 @pytest.fixture(scope="session")
 def signing_key(stack: Stack) -> bytes:
-    secret = stack.client("secretsmanager").get_secret_value(SecretId=stack.outputs().signing_secret_arn)
-    return str(secret["SecretString"]).encode()
+    return stack.signing_key()
 
 
 @pytest.fixture(scope="session")

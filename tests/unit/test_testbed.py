@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed import terraform
+from testbed import cli, terraform
 from testbed.backends import EmbeddedBackend
 from testbed.backends.embedded import MINISTACK_LAMBDA_COPY_PREFIX
 from testbed.build import build
@@ -163,3 +163,16 @@ def test_only_queues_on_an_emulators_former_port_are_moved(tmp_path: Path) -> No
         'aws_sqs_queue.tap["ops"]': "http://127.0.0.1:4600/000000000000/ops-tap",
     }
     assert terraform.Terraform(work_dir=tmp_path / "none", variables={}, env={}).moved_queues("http://x:1") == {}
+
+
+def test_load_is_refused_by_name_on_a_backend_without_a_simulator_container(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--backend", "embedded", "load"]) == 1
+    assert "`load` runs the simulator container of a compose backend; on embedded" in capsys.readouterr().out
+
+
+def test_a_backend_without_a_local_bridge_or_emulator_reports_nothing_rather_than_guessing(tmp_path: Path) -> None:
+    backend = EmbeddedBackend(state_dir=tmp_path)  # nothing started
+    assert backend.ingress_counters() == {} and backend.emulator_rss_mb() is None
+    backend.run_dir.mkdir(parents=True)
+    backend.bridge_metrics_file.write_text('{"forwarded": 3}')
+    assert backend.ingress_counters() == {"forwarded": 3}
