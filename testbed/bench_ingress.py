@@ -22,9 +22,7 @@ NAIVE = "naive"
 
 def step_up(stack: Stack, mode: str, rates: tuple[int, ...], duration_s: float, devices: int) -> list[dict[str, Any]]:
     """Run each rate in turn until one loses messages or its p99 exceeds the bound."""
-    outputs_file = stack.backend.state_dir / "outputs.json"
-    outputs_file.write_text(stack.terraform.outputs_json())
-    stack.backend.start_ingress(outputs_file, mode)
+    stack.use_ingress(mode)
     rows = []
     for rate in rates:
         step = run_step(stack, devices, rate, duration_s)
@@ -48,7 +46,7 @@ def run(
         for mode in modes:
             rows += step_up(stack, mode, RATES, duration_s, devices)
     finally:
-        stack.backend.start_ingress(stack.backend.state_dir / "outputs.json", stack.ingress)
+        stack.use_ingress(stack.ingress)
     return rows
 
 
@@ -58,7 +56,7 @@ def bench(stack: Stack, duration_s: float = 20.0, devices: int = 200) -> dict[st
         design = step_up(stack, "direct", BENCH_RATES, duration_s, devices)
         naive = step_up(stack, NAIVE, NAIVE_RATES, duration_s, min(devices, 50))
     finally:
-        stack.backend.start_ingress(stack.backend.state_dir / "outputs.json", stack.ingress)
+        stack.use_ingress(stack.ingress)
     top, naive_top = best(design), best(naive)
     ratio = round(top["stored_msg_s"] / naive_top["stored_msg_s"], 1) if top and naive_top else None
     return {"design_steps": design, "naive_steps": naive, "best": top, "naive_best": naive_top, "ratio": ratio}

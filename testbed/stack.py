@@ -8,6 +8,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from telemetry.outputs import StackOutputs
@@ -40,23 +41,31 @@ class Stack:
             backend_config=backend_config,
         )
 
+    @property
+    def outputs_file(self) -> Path:
+        """`terraform output -json` of the last apply: what the bridge and the compose services read."""
+        return self.backend.state_dir / "outputs.json"
+
     def up(self) -> StackOutputs | None:
         """Start the backend, build the bundle, apply infra/, start the ingress; idempotent."""
         self.backend.start()
-        outputs_file = self.backend.state_dir / "outputs.json"
         if self.backend.dry_run:
             print(f"terraform -chdir=infra apply  # with variables {self.variables_text()}")
-            self.backend.start_ingress(outputs_file, self.ingress)
+            self.backend.start_ingress(self.outputs_file, self.ingress)
             return None
         build()
         self.terraform.rehome_queues(self.backend.endpoint_url())
         self.terraform.apply()
-        outputs_file.write_text(self.terraform.outputs_json())
-        self.backend.start_ingress(outputs_file, self.ingress)
+        self.outputs_file.write_text(self.terraform.outputs_json())
+        self.backend.start_ingress(self.outputs_file, self.ingress)
         # what was just deployed survives an emulator crash
         self.backend.snapshot()
         self.backend.verify_delivery()
         return self.outputs()
+
+    def use_ingress(self, mode: str) -> None:
+        """Route devices through `mode` (a benchmark or a test compares them); `self.ingress` goes back."""
+        self.backend.start_ingress(self.outputs_file, mode)
 
     def variables_text(self) -> str:
         return json.dumps({**self.backend.terraform_variables(LAMBDA_ZIP), **self.variables}, sort_keys=True)

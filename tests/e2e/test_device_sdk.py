@@ -26,7 +26,7 @@ def test_the_aws_iot_device_sdk_publishes_through_the_local_iot_core(
     stack: Stack, stores: Stores, signing_key: bytes
 ) -> None:
     backend = backend_of(stack)
-    with ingress_mode(backend, stack, "iot"):
+    with ingress_mode(stack, "iot"):
         device = f"sdk-{uuid.uuid4().hex[:6]}"
         backend.provision_devices([device])
         try:

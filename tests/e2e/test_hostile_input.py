@@ -74,7 +74,7 @@ def test_every_hostile_payload_ends_where_it_should_and_nothing_breaks(
     devices = {f"hx{run}-{n:02d}": case for n, case in enumerate(CASES)}
     backend.provision_devices([*devices, f"hx{run}-valid"])
     secret = backend.broker_secret()
-    with ingress_mode(backend, stack, mode):
+    with ingress_mode(stack, mode):
         bridge_pid = backend.bridge.pid()
         started = time.time()
         payloads: dict[str, bytes] = {}

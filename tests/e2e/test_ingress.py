@@ -33,14 +33,13 @@ WAIT_S = 60.0
 
 
 @contextmanager
-def ingress_mode(backend: EmbeddedBackend, stack: Stack, mode: str) -> Iterator[None]:
+def ingress_mode(stack: Stack, mode: str) -> Iterator[None]:
     """Switch the stack's ingress to `mode` for the block, then back to the stack's own."""
-    outputs_file = backend.state_dir / "outputs.json"
-    backend.start_ingress(outputs_file, mode)
+    stack.use_ingress(mode)
     try:
         yield
     finally:
-        backend.start_ingress(outputs_file, stack.ingress)
+        stack.use_ingress(stack.ingress)
 
 
 def backend_of(stack: Stack) -> EmbeddedBackend:
@@ -141,7 +140,7 @@ def test_killing_the_bridge_mid_stream_loses_and_duplicates_nothing(
     os.kill(pid, signal.SIGKILL)  # a crash: no chance to finish or acknowledge anything
     time.sleep(2)
     backend.bridge.pid_file.unlink()
-    backend.start_ingress(backend.state_dir / "outputs.json", stack.ingress)
+    stack.use_ingress(stack.ingress)
     runner.join()
     acked = acked_ids(result)
     assert result["failed"] == 0 and len(acked) > 300
@@ -175,7 +174,7 @@ def test_sqs_mode_goes_through_the_queue_and_its_event_source_mapping(
     stack: Stack, stores: Stores, signing_key: bytes
 ) -> None:
     backend = backend_of(stack)
-    with ingress_mode(backend, stack, "sqs"):
+    with ingress_mode(stack, "sqs"):
         assert (backend.run_dir / "ingress-mode").read_text() == "sqs"
         device = f"pub-{uuid.uuid4().hex[:8]}"
         backend.provision_devices([device])
@@ -195,7 +194,7 @@ def test_iot_mode_uses_ministacks_broker_and_the_terraform_topic_rule(
 ) -> None:
     """Devices provisioned through the IoT API connect with their X.509 certificates over TLS, as on AWS."""
     backend = backend_of(stack)
-    with ingress_mode(backend, stack, "iot"):
+    with ingress_mode(stack, "iot"):
         assert backend.bridge.pid() is None, "no local rule bridge: the emulator's IoT rule routes"
         prefix = f"iot{uuid.uuid4().hex[:6]}"
         fleet = parse_fleet({"devices": [{"type": "cold_chain", "count": 5, "interval_s": 0.5, "id_prefix": prefix}]})

@@ -146,9 +146,8 @@ def test_state_made_on_another_emulator_port_moves_its_queues_and_delivers_in_ev
         moved.client("lambda").update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)
         stores = Stores.connect(outputs, moved.client)
         wait_for("the reading that waited on the queue", lambda: stores.reading(*key_of(waiting)), 90)
-        outputs_file = backend.state_dir / "outputs.json"
         for mode in ("direct", "sqs", "iot"):
-            backend.start_ingress(outputs_file, mode)
+            moved.use_ingress(mode)
             device = f"port-{mode}-{uuid.uuid4().hex[:6]}"
             backend.provision_devices([device])
             if mode == "iot":
