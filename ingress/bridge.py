@@ -25,7 +25,6 @@ import itertools
 import json
 import logging
 import queue
-import random
 import re
 import threading
 import time
@@ -42,6 +41,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ingress.broker import IOT_MAX_PAYLOAD_BYTES
 from ingress.rule import Message, Rule
+from telemetry.backoff import backoff_s
 from telemetry.schema import ARRIVAL_ATTRIBUTE
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,6 @@ BACKOFF_CAP_S = 5.0
 REDELIVERY_BASE_S = 1.0
 DEFAULT_VISIBILITY_TIMEOUT_S = 30.0
 METRICS_INTERVAL_S = 10.0
-MAX_BACKOFF_EXPONENT = 16
 AWS_ERRORS = (ClientError, BotoCoreError)
 # The request can never succeed as sent: retrying it would spin forever.
 PERMANENT_SQS_ERRORS = frozenset(
@@ -166,8 +165,8 @@ class BridgeMetrics:
 
 
 def backoff(attempt: int) -> float:
-    """Full jitter up to a cap; the exponent stops growing once past the cap (2**1024 is no float)."""
-    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(attempt, MAX_BACKOFF_EXPONENT)))
+    """Before retry `attempt` of a call to AWS: full jitter up to the cap."""
+    return backoff_s(attempt, BACKOFF_BASE_S, BACKOFF_CAP_S)
 
 
 def body_problem(output: bytes) -> str | None:

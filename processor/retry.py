@@ -1,8 +1,10 @@
-"""Exponential backoff with full jitter, shared by the writers that retry partial failures."""
+"""The writers' retry policy for partial failures: how many attempts, and the backoff between them."""
 
 from __future__ import annotations
 
 import random
+
+from telemetry.backoff import backoff_s
 
 BACKOFF_BASE_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 2.0
@@ -11,5 +13,4 @@ MAX_ATTEMPTS = 6
 
 def backoff_delay(attempt: int, rng: random.Random | None = None) -> float:
     """Seconds to wait before retry number `attempt` (1-based)."""
-    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
-    return (rng or random).uniform(0, ceiling)
+    return backoff_s(attempt - 1, BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, rng)

@@ -29,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from simulator.devices import Emitted
 from simulator.tls import DeviceCertificates
+from telemetry.backoff import backoff_s
 from telemetry.topics import telemetry_topic
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ MAX_PENDING_PER_DEVICE = 10_000
 # An unplanned disconnect is retried after a random delay in [base, min(cap, base * 2^tries)].
 RECONNECT_BASE_S = 0.5
 RECONNECT_CAP_S = 10.0
-MAX_RECONNECT_EXPONENT = 16
 
 
 class FailureCause(StrEnum):
@@ -300,8 +300,7 @@ class MqttFleet:
         if self._closing or not conn.online:
             return
         conn.tries += 1
-        growth = 2 ** min(conn.tries, MAX_RECONNECT_EXPONENT)  # past the cap it need not grow (nor overflow)
-        delay = self._jitter.uniform(RECONNECT_BASE_S, min(RECONNECT_CAP_S, RECONNECT_BASE_S * growth))
+        delay = backoff_s(conn.tries, RECONNECT_BASE_S, RECONNECT_CAP_S, self._jitter, floor_s=RECONNECT_BASE_S)
         self._reconnect_at[conn.device_id] = time.monotonic() + delay
 
     def _close_socket(self, conn: _Connection) -> None:
