@@ -24,6 +24,7 @@ from simulator.limits import (
     IOT_CORE_PUBLISHES_PER_CONNECTION_S,
     LimitError,
     check_iot_core_limits,
+    is_aws_iot,
 )
 from simulator.schedule import Constant, RateProfile, Schedule
 from simulator.summary import Recorder
@@ -44,6 +45,16 @@ PREGENERATE_SAMPLE_MESSAGES = 2_000
 Event = tuple[float, Emitted | str, float]
 # Virtual start of dry runs, so the same seed gives the same bytes on every machine and day.
 DRY_RUN_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+@dataclass(frozen=True)
+class MqttTarget:
+    """Where and how devices connect: a broker, with per-device credentials or certificates."""
+
+    host: str
+    port: int
+    credentials: Callable[[str], tuple[str, str]] | None = None
+    tls: DeviceCertificates | None = None
 
 
 @dataclass
@@ -69,6 +80,18 @@ class RunConfig:
     account_publish_limit: float = IOT_CORE_ACCOUNT_PUBLISHES_S
     # Generate the whole run before the clock starts, so sending is all the hot loop does (see module)
     pregenerate: bool = False
+
+    @classmethod
+    def for_target(cls, target: MqttTarget, **settings: Any) -> RunConfig:
+        """A run against `target`, IoT Core's quotas applied when it is AWS IoT Core."""
+        return cls(
+            host=target.host,
+            port=target.port,
+            credentials=target.credentials,
+            tls=target.tls,
+            iot_core_limits=is_aws_iot(target.host),
+            **settings,
+        )
 
 
 def _emit_all(

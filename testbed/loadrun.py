@@ -60,18 +60,7 @@ def run_step(stack: Stack, devices: int, rate_msg_s: float, duration_s: float, s
     )
     started = time.time()
     summary = live_run(
-        RunConfig(
-            fleet=fleet,
-            seed=seed,
-            key=key,
-            duration_s=duration_s,
-            qos=1,
-            host=target.host,
-            port=target.port,
-            credentials=target.credentials,
-            tls=target.tls,
-            workers=1,
-        )
+        RunConfig.for_target(target, fleet=fleet, seed=seed, key=key, duration_s=duration_s, qos=1, workers=1)
     )
     acked = acked_ids(summary)
     stores = Stores.connect(outputs, stack.client)

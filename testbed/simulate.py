@@ -21,7 +21,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from processor.config import Settings
 from simulator.devices import device_ids as fleet_device_ids
 from simulator.fleet import load_fleet
-from simulator.limits import is_aws_iot
 from simulator.run import RunConfig, live_run
 from simulator.summary import percentiles
 from testbed.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting, throttle_processor
@@ -217,20 +216,16 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     try:
         summary = _publish_with_progress(
             stack,
-            RunConfig(
+            RunConfig.for_target(
+                target,
                 fleet=fleet,
                 seed=scenario.seed,
                 key=key,
                 duration_s=scenario.duration_s,
                 profile=scenario.profile,
                 qos=scenario.qos,
-                host=target.host,
-                port=target.port,
                 workers=scenario.workers,
-                credentials=target.credentials,
-                tls=target.tls,
                 run_tag=run_tag,
-                iot_core_limits=is_aws_iot(target.host),
             ),
             console,
         )

@@ -15,9 +15,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from simulator.run import MqttTarget
 from simulator.tls import IOT_MQTT_TLS_PORT, DeviceCertificates
 from testbed import iot_things
-from testbed.backends.base import DEFAULT_REGION, Backend, BackendError, MqttTarget
+from testbed.backends.base import DEFAULT_REGION, Backend, BackendError
 from testbed.paths import INFRA_DIR, STATE_ROOT
 
 BACKEND_OVERRIDE = 'terraform {\n  backend "s3" {}\n}\n'

@@ -6,14 +6,12 @@ import abc
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import boto3
 
-from simulator.tls import DeviceCertificates
+from simulator.run import MqttTarget
 from testbed import iot_things
 from testbed.exceptions import TestbedError
 from testbed.paths import INFRA_DIR
@@ -21,16 +19,6 @@ from testbed.paths import INFRA_DIR
 DEFAULT_REGION = "us-east-1"
 # Emulators accept any credentials; these never reach AWS.
 EMULATOR_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
-
-
-@dataclass(frozen=True)
-class MqttTarget:
-    """Where and how devices connect in the current ingress mode."""
-
-    host: str
-    port: int
-    credentials: Callable[[str], tuple[str, str]] | None = None
-    tls: DeviceCertificates | None = None
 
 
 class BackendError(TestbedError):

@@ -17,8 +17,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 from ingress.broker import BrokerConfig, load_or_create_secret
+from simulator.run import MqttTarget
 from telemetry.credentials import broker_credentials
-from testbed.backends.base import Backend, BackendError, MqttTarget, http_json
+from testbed.backends.base import Backend, BackendError, http_json
 from testbed.paths import ROOT, STATE_ROOT
 
 logger = logging.getLogger(__name__)

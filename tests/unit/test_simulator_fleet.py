@@ -13,9 +13,10 @@ from processor.validation import parse
 from simulator.devices import EXPECTED_REJECTION, Emitted, Fault, build_devices, device_ids
 from simulator.fleet import FleetError, load_fleet, parse_fleet
 from simulator.limits import LimitError
-from simulator.run import DRY_RUN_EPOCH, RunConfig, _generation_lead_s, _pregenerate, dry_run
+from simulator.run import DRY_RUN_EPOCH, MqttTarget, RunConfig, _generation_lead_s, _pregenerate, dry_run
 from simulator.schedule import Schedule
 from simulator.summary import Recorder
+from telemetry.credentials import broker_credentials
 from testbed.paths import ROOT
 
 KEY = b"fleet-key"
@@ -154,3 +155,13 @@ def test_device_ids_are_the_ids_build_devices_gives() -> None:
     fleet = parse_fleet(FAULTY)
     for tag in ("", "r1"):
         assert device_ids(fleet, tag) == [d.device_id for d in build_devices(fleet, seed=3, key=KEY, run_tag=tag)]
+
+
+def test_a_run_for_a_target_connects_as_it_says_and_applies_iot_cores_quotas_only_there() -> None:
+    credentials = broker_credentials(b"secret")
+    local = RunConfig.for_target(
+        MqttTarget("127.0.0.1", 1884, credentials=credentials), fleet=parse_fleet(FAULTY), seed=1, key=KEY, duration_s=1
+    )
+    assert (local.host, local.port, local.credentials, local.iot_core_limits) == ("127.0.0.1", 1884, credentials, False)
+    aws = MqttTarget("a1b2c3-ats.iot.eu-west-1.amazonaws.com", 8883)
+    assert RunConfig.for_target(aws, fleet=parse_fleet(FAULTY), seed=1, key=KEY, duration_s=1).iot_core_limits
