@@ -19,7 +19,7 @@ FLEET ?= simulator/fleets/smoke.yaml
 DURATION ?= 60
 BUNDLE_SOURCES := $(shell find processor telemetry -name '*.py' 2>/dev/null) processor/requirements.txt
 
-.PHONY: help venvs build up down clean demo plan outputs test test-unit test-contract test-e2e lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy redrive logs
+.PHONY: help venvs build up down clean demo plan outputs test test-unit test-contract test-e2e mutation lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy redrive logs
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -112,6 +112,11 @@ test-contract: venvs $(CHECKOV_VENV)/.installed build ## static contract tests (
 
 test-e2e: venvs build ## end-to-end tests on their own stack (BACKEND=localstack needs a Docker engine)
 	BACKEND=$(BACKEND) $(PY) -m pytest tests/e2e
+
+mutation: $(VENV)/.installed ## mutation testing of processor/, the rule, the bridge and reconcile, judged by its budget
+	PROPERTY_EXAMPLES_CAP=20 $(PY) -m mutmut run
+	mkdir -p reports
+	$(PY) -m tests.mutation_budget --json reports/mutation.json
 
 test: venvs $(CHECKOV_VENV)/.installed build lint ## everything: lint, unit, contract and end-to-end tests
 	BACKEND=$(BACKEND) $(PY) -m pytest tests

@@ -107,3 +107,42 @@ def test_skew_is_measured_from_arrival_not_from_processing() -> None:
     body = json.dumps(make_message(ts=arrived + SKEW // 2))
     assert parse(body, arrival_ms=arrived, max_skew_ms=SKEW).ts == arrived + SKEW // 2
     assert reason_of(body) is RejectReason.TIMESTAMP_SKEW, "measured from NOW it is skewed"
+
+
+def detail_of(body: str, arrival_ms: int = NOW) -> str:
+    with pytest.raises(RecordRejected) as caught:
+        parse(body, arrival_ms=arrival_ms, max_skew_ms=SKEW)
+    return caught.value.detail
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ("x" * (MAX_MESSAGE_BYTES + 1), f"{MAX_MESSAGE_BYTES + 1} bytes > {MAX_MESSAGE_BYTES}"),
+        ("[1, 2]", "message is not a JSON object"),
+        ("{not json", "Expecting property name"),
+        ('"\udcff"', "surrogate"),
+        (mutated(schema_version=2), "schema_version 2"),
+        (mutated(msg_id="7"), "data.msg_id must be integer"),
+        (mutated(msg_id=1.5), "data.msg_id must be integer"),
+        (mutated(device_type="toaster"), "'toaster' not in ['cold_chain', 'environmental'"),
+        (mutated(extra=1), "must not contain {'extra'} properties"),
+        (mutated(ts=NOW + 600_000), "is +600 s from its arrival"),
+        (mutated(ts=NOW - 900_000), "is -900 s from its arrival"),
+        (mutated(site="\ud800"), "surrogate"),
+    ],
+)
+def test_a_rejection_says_what_was_wrong(body: str, detail: str) -> None:
+    """The detail is what a user reads in the quarantine next to the reason code."""
+    assert detail in detail_of(body)
+
+
+def test_the_limits_are_inclusive_at_their_boundaries() -> None:
+    assert reason_of("x" * MAX_MESSAGE_BYTES) is RejectReason.INVALID_JSON, "exactly the limit is not too large"
+    for ts in (NOW + SKEW, NOW - SKEW):
+        assert parse(mutated(ts=ts), arrival_ms=NOW, max_skew_ms=SKEW).ts == ts
+
+
+def test_the_site_is_carried_when_given() -> None:
+    assert parse(mutated(site="dock-3"), arrival_ms=NOW, max_skew_ms=SKEW).site == "dock-3"
+    assert parse(mutated(site=None), arrival_ms=NOW, max_skew_ms=SKEW).site is None

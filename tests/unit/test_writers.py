@@ -138,3 +138,26 @@ def test_quarantine_keeps_reason_and_original_bytes() -> None:
 def test_quarantine_keeps_text_bodies_verbatim(body: str) -> None:
     doc = quarantine_document(Rejection("r", RejectReason.SCHEMA_VIOLATION, "x", body), 0)
     assert (doc["body"], doc["body_encoding"]) == (body, "utf-8")
+
+
+def test_the_stored_item_is_the_message_in_dynamodbs_attribute_types() -> None:
+    message = make_message(
+        device_id="cc-1",
+        msg_id=7,
+        ts=int(time.time() * 1000),
+        device_type="cold_chain",
+        readings={"door_open": (True, "bool"), "latitude": (52.1234567891, "deg"), "battery": (80, "%")},
+    )
+    parsed = parse(json.dumps({**message, "site": "dock-3"}), arrival_ms=message["ts"], max_skew_ms=300_000)
+    assert to_item(parsed, stored_at_ms=1_000, expires_at_s=2) == {
+        "device_id": {"S": "cc-1"},
+        "sk": {"S": parsed.sk},
+        "msg_id": {"N": "7"},
+        "ts": {"N": str(message["ts"])},
+        "device_type": {"S": "cold_chain"},
+        "firmware": {"S": message["firmware"]},
+        "readings": {"M": {"door_open": {"BOOL": True}, "latitude": {"N": "52.123457"}, "battery": {"N": "80.0"}}},
+        "stored_at": {"N": "1000"},
+        "expires_at": {"N": "2"},
+        "site": {"S": "dock-3"},
+    }
