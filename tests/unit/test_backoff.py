@@ -11,7 +11,7 @@ def test_the_ceiling_doubles_per_attempt_up_to_the_cap() -> None:
     rng = random.Random(1)
     for attempt, ceiling in ((0, 0.1), (1, 0.2), (3, 0.8), (6, 5.0), (40, 5.0)):
         draws = [backoff_s(attempt, 0.1, 5.0, rng) for _ in range(400)]
-        assert 0 <= min(draws) and max(draws) <= ceiling
+        assert min(draws) >= 0 and max(draws) <= ceiling
         assert max(draws) > 0.9 * ceiling, "draws reach up to the ceiling: jitter, not a fixed delay"
 
 
