@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from processor.config import Settings, Threshold
 
 SIGNING_KEY = b"unit-test-signing-key"
+ARCHIVE_STREAM = "archive"
 
 
 def client_error(code: str, operation: str, message: str | None = None) -> ClientError:
@@ -52,15 +53,19 @@ _FIREHOSE_MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 @dataclass
 class FakeFirehose:
-    """PutRecordBatch that refuses a whole call over AWS's limits, with AWS's error codes, and
-    otherwise stores every record (the first `fail_first` are reported failed, as when throttled)."""
+    """PutRecordBatch to its one delivery stream that refuses a whole call over AWS's limits, or to
+    another stream, with AWS's error codes, and otherwise stores every record (the first
+    `fail_first` are reported failed, as when throttled)."""
 
+    stream: str = ARCHIVE_STREAM
     records: list[bytes] = field(default_factory=list)
     fail_first: int = 0  # records reported failed on the next call(s)
     calls: int = 0
 
     def put_record_batch(self, DeliveryStreamName: str, Records: list[dict[str, bytes]]) -> dict[str, Any]:
         self.calls += 1
+        if DeliveryStreamName != self.stream:
+            raise client_error("ResourceNotFoundException", "PutRecordBatch", f"{DeliveryStreamName} not found")
         sizes = [len(record["Data"]) for record in Records]
         if not 1 <= len(Records) <= _FIREHOSE_MAX_BATCH_RECORDS or max(sizes) > _FIREHOSE_MAX_RECORD_BYTES:
             raise client_error("ValidationException", "PutRecordBatch", "records or a record's data too long")
@@ -131,7 +136,7 @@ def fake_settings(thresholds: dict[str, dict[str, Threshold]] | None = None) -> 
     return Settings(
         telemetry_table="telemetry",
         alert_state_table="alert-state",
-        archive_stream="archive",
+        archive_stream=ARCHIVE_STREAM,
         archive_bucket="bucket",
         alerts_topic_arn="arn:aws:sns:us-east-1:000000000000:alerts",
         signing_secret_arn="arn:secret",

@@ -59,6 +59,8 @@ def test_mixed_batch(aws: MotoAws) -> None:
     assert len(aws.readings()) == 2
     assert len(aws.firehose.lines()) == 2 and len(aws.firehose.records) == 1
     assert sorted(quarantined(aws).values()) == ["bad_signature", "invalid_json"]
+    details = {doc["reason"]: doc["detail"] for doc in aws.quarantined()}
+    assert details["invalid_json"].startswith("Expecting property name") and details["bad_signature"]
     assert [alert["msg_id"] for alert in aws.alerts()] == [2]
 
 

@@ -85,7 +85,7 @@ def test_embedded_newlines_cannot_split_a_line() -> None:
 def test_archiver_retries_only_failed_records() -> None:
     firehose = FakeFirehose(fail_first=1)
     lines = [((i,), json.dumps({"i": i, "pad": "x" * 1000})) for i in range(3000)]
-    failed = Archiver(firehose, "s", sleep=lambda _: None).archive(lines)
+    failed = Archiver(firehose, firehose.stream, sleep=lambda _: None).archive(lines)
     assert failed == set()
     archived = [json.loads(line)["i"] for line in firehose.lines()]
     assert sorted(archived) == list(range(3000)), "nothing lost, nothing archived twice"
@@ -101,7 +101,7 @@ def test_fake_firehose_refuses_what_aws_refuses() -> None:
         ([b"x" * 1_000_000] * 5, "InvalidArgumentException"),
     ]:
         with pytest.raises(ClientError) as caught:
-            firehose.put_record_batch(DeliveryStreamName="s", Records=[{"Data": r} for r in records])
+            firehose.put_record_batch(DeliveryStreamName=firehose.stream, Records=[{"Data": r} for r in records])
         assert caught.value.response["Error"]["Code"] == code
     assert firehose.records == []
 
@@ -109,20 +109,20 @@ def test_fake_firehose_refuses_what_aws_refuses() -> None:
 def test_archiver_keeps_each_call_within_500_records() -> None:
     firehose = FakeFirehose()
     lines = [((i,), json.dumps({"i": i})) for i in range(1001)]
-    assert Archiver(firehose, "s", sleep=lambda _: None, max_record_bytes=1).archive(lines) == set()
+    assert Archiver(firehose, firehose.stream, sleep=lambda _: None, max_record_bytes=1).archive(lines) == set()
     assert (len(firehose.records), firehose.calls) == (1001, 3)
 
 
 def test_archiver_keeps_each_call_within_4_mib() -> None:
     firehose = FakeFirehose()
     lines = [((i,), json.dumps({"i": i, "pad": "x" * 900_000})) for i in range(10)]
-    assert Archiver(firehose, "s", sleep=lambda _: None).archive(lines) == set()
+    assert Archiver(firehose, firehose.stream, sleep=lambda _: None).archive(lines) == set()
     assert len(firehose.records) == 10 and firehose.calls == 3, "4 records of 900 KB per call at most"
 
 
 def test_archiver_reports_keys_of_records_that_keep_failing() -> None:
     firehose = FakeFirehose(fail_first=10**6)
-    assert Archiver(firehose, "s", sleep=lambda _: None).archive([("a", "{}"), ("b", "{}")]) == {"a", "b"}
+    assert Archiver(firehose, firehose.stream, sleep=lambda _: None).archive([("a", "{}"), ("b", "{}")]) == {"a", "b"}
 
 
 def test_quarantine_keeps_reason_and_original_bytes() -> None:
