@@ -21,17 +21,20 @@ from simulator.exceptions import SimulatorError
 from simulator.fleet import load_fleet
 from telemetry.cli_help import HelpWithDefaults
 from telemetry.outputs import OutputsError, StackOutputs
-from testbed import bench_ingress, bench_processor, bench_simulator, iot_things
-from testbed.backends import BackendError, get_backend
-from testbed.build import build
-from testbed.demo import run_demo
+from testbed.bench import ingress_rate as bench_ingress
+from testbed.bench import processor_rate as bench_processor
+from testbed.bench import simulator_rate as bench_simulator
 from testbed.exceptions import TestbedError
+from testbed.lifecycle import iot_things
+from testbed.lifecycle.backends import BackendError, get_backend
+from testbed.lifecycle.build import build
+from testbed.lifecycle.stack import Stack
 from testbed.paths import ROOT
-from testbed.redrive import redrive
-from testbed.scenario import load_scenario
-from testbed.simulate import compare, run_scenario
-from testbed.stack import Stack
-from testbed.stores import processor_logs
+from testbed.runs.demo import run_demo
+from testbed.runs.redrive import redrive
+from testbed.runs.runner import compare, run_scenario
+from testbed.runs.scenario import load_scenario
+from testbed.runs.stores import processor_logs
 
 logger = logging.getLogger("testbed")
 console = Console()
@@ -299,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("plan", help="show what a new apply would change").set_defaults(func=cmd_plan)
     sub.add_parser("demo", help="up + messages through the pipeline + the smoke scenario").set_defaults(func=cmd_demo)
     simulate = sub.add_parser("simulate", help="run a load scenario, reconcile, write a report")
-    simulate.add_argument("scenario", help="a shipped scenario name (testbed/scenarios) or a YAML path")
+    simulate.add_argument("scenario", help="a shipped scenario name (testbed/runs/scenarios) or a YAML path")
     simulate.set_defaults(func=cmd_simulate)
     comparison = sub.add_parser("compare", help="two reports side by side")
     comparison.add_argument("first", type=Path)

@@ -11,7 +11,7 @@ import pytest
 
 from processor.config import Settings, parse_thresholds
 from telemetry import new_message
-from testbed.fakes import SIGNING_KEY, fake_settings
+from testbed.bench.fakes import SIGNING_KEY, fake_settings
 
 # `make mutation` runs the property tests once per mutant: it caps their examples so a run takes
 # minutes, not hours (a mutant that survives a capped run is still listed for a look).

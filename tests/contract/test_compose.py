@@ -16,7 +16,7 @@ import yaml
 from ingress.__main__ import build_parser as ingress_parser
 from simulator.cli import KEY_ENV
 from simulator.cli import build_parser as simulator_parser
-from testbed.backends.compose import (
+from testbed.lifecycle.backends.compose import (
     COMPOSE_FILE,
     CONTAINER_BROKER_DIR,
     DEFAULT_EMULATOR_PORT,

@@ -47,3 +47,12 @@ def test_each_readme_command_parses(program: str, args: list[str]) -> None:
         PARSERS[program]().parse_args(args)
     except SystemExit as exc:
         pytest.fail(f"python -m {program} {' '.join(args)}: the command line refuses it (exit {exc.code})")
+
+
+def test_every_project_path_the_readme_names_exists() -> None:
+    """Paths in backticks that start with a part's folder (`testbed/runs/report.py`, `infra/`): a
+    moved or renamed file fails here instead of leaving the README pointing at nothing."""
+    folders = "infra|processor|telemetry|simulator|ingress|testbed|tests"
+    named = set(re.findall(rf"`((?:{folders})/[\w./-]*)`", (ROOT / "README.md").read_text()))
+    assert len(named) > 10, "the README names the project's files"
+    assert sorted(path for path in named if not (ROOT / path.rstrip("/")).exists()) == []

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from testbed.lifecycle.terraform import terraform_binary, write_cli_config
 from testbed.paths import INFRA_DIR, ROOT
-from testbed.terraform import terraform_binary, write_cli_config
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 

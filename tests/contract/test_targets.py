@@ -15,10 +15,10 @@ from botocore.stub import Stubber
 from simulator.fleet import parse_fleet
 from simulator.limits import IOT_CORE_PUBLISHES_PER_CONNECTION_S, LimitError, check_iot_core_limits, peak_rates
 from simulator.schedule import Burst, Constant
-from testbed.backends import AwsBackend, BackendError
-from testbed.backends.aws import BACKEND_OVERRIDE, check_state_bucket, read_backend_config
+from testbed.lifecycle.backends import AwsBackend, BackendError
+from testbed.lifecycle.backends.aws import BACKEND_OVERRIDE, check_state_bucket, read_backend_config
+from testbed.lifecycle.terraform import Terraform
 from testbed.paths import INFRA_DIR, ROOT
-from testbed.terraform import Terraform
 
 README = (ROOT / "README.md").read_text()
 

@@ -13,10 +13,10 @@ import docker
 import pytest
 
 from processor.config import Settings
-from testbed.backends import EmbeddedBackend, get_backend
-from testbed.processes import free_port
-from testbed.stack import Stack
-from testbed.stores import Stores
+from testbed.lifecycle.backends import EmbeddedBackend, get_backend
+from testbed.lifecycle.processes import free_port
+from testbed.lifecycle.stack import Stack
+from testbed.runs.stores import Stores
 
 # Short timeouts so a record reported failed is redelivered within seconds (visibility = 6 x timeout).
 TEST_VARIABLES = {"environment_suffix": "e2e", "processor_timeout_seconds": 5, "max_receive_count": 3}

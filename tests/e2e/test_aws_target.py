@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from testbed.backends import AwsBackend, BackendError
-from testbed.backends.aws import check_state_bucket
+from testbed.lifecycle.backends import AwsBackend, BackendError
+from testbed.lifecycle.backends.aws import check_state_bucket
+from testbed.lifecycle.stack import Stack
+from testbed.lifecycle.terraform import Terraform
 from testbed.paths import LAMBDA_ZIP
-from testbed.stack import Stack
-from testbed.terraform import Terraform
 
 pytestmark = pytest.mark.e2e
 

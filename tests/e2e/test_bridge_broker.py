@@ -33,9 +33,9 @@ from ingress.broker import (
 )
 from ingress.rule import parse_rule
 from telemetry.credentials import device_password
-from testbed.backends.embedded import mosquitto_binary
-from testbed.processes import LOOPBACK, free_port, wait_for_port
-from testbed.stores import wait_for
+from testbed.lifecycle.backends.embedded import mosquitto_binary
+from testbed.lifecycle.processes import LOOPBACK, free_port, wait_for_port
+from testbed.runs.stores import wait_for
 
 pytestmark = pytest.mark.e2e
 SECRET = b"broker-secret-for-tests"

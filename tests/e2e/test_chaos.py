@@ -11,10 +11,10 @@ import pytest
 import yaml
 from rich.console import Console
 
-from testbed.backends.embedded import EmbeddedBackend
-from testbed.scenario import load_scenario
-from testbed.simulate import run_scenario
-from testbed.stack import Stack
+from testbed.lifecycle.backends.embedded import EmbeddedBackend
+from testbed.lifecycle.stack import Stack
+from testbed.runs.runner import run_scenario
+from testbed.runs.scenario import load_scenario
 
 pytestmark = pytest.mark.e2e
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from telemetry.credentials import device_password
-from testbed.processes import LOOPBACK
-from testbed.stack import Stack
-from testbed.stores import Stores, wait_for
+from testbed.lifecycle.processes import LOOPBACK
+from testbed.lifecycle.stack import Stack
+from testbed.runs.stores import Stores, wait_for
 from tests.e2e import mqtt_cli
 from tests.e2e.hostile_corpus import CASES, DEAD_LETTERED, REFUSED, Case, base, victim
 from tests.e2e.test_ingress import backend_of, ingress_mode

@@ -22,10 +22,10 @@ from simulator.run import RunConfig, live_run
 from simulator.summary import acked_ids
 from telemetry import new_message
 from telemetry.credentials import broker_credentials, device_password
-from testbed.backends.embedded import EmbeddedBackend
-from testbed.processes import LOOPBACK, listening_addresses
-from testbed.stack import Stack
-from testbed.stores import Stores, wait_for
+from testbed.lifecycle.backends.embedded import EmbeddedBackend
+from testbed.lifecycle.processes import LOOPBACK, listening_addresses
+from testbed.lifecycle.stack import Stack
+from testbed.runs.stores import Stores, wait_for
 from tests.e2e import mqtt_cli
 
 pytestmark = pytest.mark.e2e

@@ -14,12 +14,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from simulator.summary import acked_ids
-from testbed.backends.embedded import EmbeddedBackend
-from testbed.iot_things import MANIFEST, deprovision, device_policy, provision
+from testbed.lifecycle.backends.embedded import EmbeddedBackend
+from testbed.lifecycle.iot_things import MANIFEST, deprovision, device_policy, provision
+from testbed.lifecycle.processes import LOOPBACK
+from testbed.lifecycle.stack import Stack
 from testbed.paths import ROOT
-from testbed.processes import LOOPBACK
-from testbed.stack import Stack
-from testbed.stores import Stores, wait_for
+from testbed.runs.stores import Stores, wait_for
 
 pytestmark = pytest.mark.e2e
 

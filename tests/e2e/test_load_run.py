@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from testbed.scenario import load_scenario
-from testbed.simulate import compare, run_scenario
-from testbed.stack import Stack
+from testbed.lifecycle.stack import Stack
+from testbed.runs.runner import compare, run_scenario
+from testbed.runs.scenario import load_scenario
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,8 @@ from processor.config import Settings
 from processor.pipeline import Clients, Pipeline
 from processor.types import InboundRecord
 from telemetry import new_message
-from testbed.stack import Stack
-from testbed.stores import Stores, wait_for
+from testbed.lifecycle.stack import Stack
+from testbed.runs.stores import Stores, wait_for
 from tests.e2e.conftest import as_json, now_ms, send
 
 pytestmark = pytest.mark.e2e

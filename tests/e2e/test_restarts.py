@@ -16,11 +16,11 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from telemetry.credentials import device_password
-from testbed.backends.embedded import EmbeddedBackend
-from testbed.fakes import sqs_event
-from testbed.processes import LOOPBACK, free_port
-from testbed.stack import Stack
-from testbed.stores import Stores, processor_logs, wait_for
+from testbed.bench.fakes import sqs_event
+from testbed.lifecycle.backends.embedded import EmbeddedBackend
+from testbed.lifecycle.processes import LOOPBACK, free_port
+from testbed.lifecycle.stack import Stack
+from testbed.runs.stores import Stores, processor_logs, wait_for
 from tests.conftest import make_message
 from tests.e2e import mqtt_cli
 from tests.e2e.conftest import TEST_VARIABLES, send

@@ -4,7 +4,7 @@ Moto evaluates key schemas, condition expressions, secret version stages and SNS
 as AWS does, so a test of the processor meets AWS's semantics rather than a fake's reading of them.
 A proxy adds only what a test needs on purpose (throttling, unprocessed items, an outage) and the
 one limit moto leaves out (25 requests per BatchWriteItem). Firehose stays the hand fake in
-testbed/fakes.py: moto's PutRecordBatch enforces none of AWS's limits. The property tests keep the
+testbed/bench/fakes.py: moto's PutRecordBatch enforces none of AWS's limits. The property tests keep the
 quarantine in memory (`MemoryBucket`): at ~3 ms a request, moto's S3 would add tens of seconds.
 """
 
@@ -37,8 +37,8 @@ from processor.config import Settings
 from processor.pipeline import Clients, Pipeline
 from processor.quarantine import QUARANTINE_PREFIX
 from telemetry.outputs import StackOutputs
-from testbed.fakes import BATCH_WRITE_MAX_REQUESTS, SIGNING_KEY, FakeFirehose, client_error
-from testbed.stores import Stores
+from testbed.bench.fakes import BATCH_WRITE_MAX_REQUESTS, SIGNING_KEY, FakeFirehose, client_error
+from testbed.runs.stores import Stores
 
 REGION = "us-east-1"
 # AWS's limit, written out rather than imported from processor/: a wrong constant there must fail here.
@@ -253,7 +253,7 @@ class MotoAws:
 
 
 def _outputs(settings: Settings, tap_url: str) -> StackOutputs:
-    """The stack outputs the readers in testbed/stores.py use; the others name nothing in a unit test."""
+    """The stack outputs the readers in testbed/runs/stores.py use; the others name nothing in a unit test."""
     unused: dict[str, Any] = dict.fromkeys((f.name for f in dataclasses.fields(StackOutputs)), "")
     return StackOutputs(
         **{

@@ -17,7 +17,7 @@ from testbed.cli import EXPECTED_ERRORS
 from testbed.exceptions import TestbedError
 
 # Runs inside the emulator's own venv, where it imports ministack.
-EMULATOR_SIDE = {"testbed.backends.ministack_loopback"}
+EMULATOR_SIDE = {"testbed.lifecycle.backends.ministack_loopback"}
 
 
 @pytest.mark.parametrize(("package", "base"), [(simulator, SimulatorError), (testbed, TestbedError)])

@@ -7,12 +7,12 @@ import time
 import numpy as np
 import pytest
 
-from testbed.backends import get_backend
-from testbed.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting
-from testbed.report import per_second
-from testbed.scenario import ScenarioError
-from testbed.simulate import fault_schedule
-from testbed.stack import Stack
+from testbed.lifecycle.backends import get_backend
+from testbed.lifecycle.stack import Stack
+from testbed.runs.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting
+from testbed.runs.report import per_second
+from testbed.runs.runner import fault_schedule
+from testbed.runs.scenario import ScenarioError
 
 KILL = FaultSpec(at_s=10, target="broker", action="kill", down_s=3)
 

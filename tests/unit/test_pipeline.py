@@ -19,7 +19,7 @@ from processor.signature import KEY_REFRESH_MIN_SECONDS
 from processor.types import InboundRecord, Telemetry
 from telemetry.reasons import RejectReason
 from telemetry.schema import ARRIVAL_ATTRIBUTE, sign
-from testbed.fakes import SIGNING_KEY, FakeLambdaContext, sqs_event
+from testbed.bench.fakes import SIGNING_KEY, FakeLambdaContext, sqs_event
 from tests.conftest import examples, make_message
 from tests.unit.moto_aws import MotoAws
 

@@ -22,7 +22,7 @@ from processor.config import Settings
 from processor.types import InboundRecord
 from telemetry.reasons import RejectReason
 from telemetry.schema import DEVICE_TYPES, SENSORS, new_message, sign
-from testbed.fakes import SIGNING_KEY, fake_settings
+from testbed.bench.fakes import SIGNING_KEY, fake_settings
 from tests.conftest import examples
 from tests.unit.moto_aws import MotoAws
 

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from processor.config import Threshold
-from testbed.reconcile import check_alerts, expected_stored, identify, reconcile
+from testbed.runs.reconcile import check_alerts, expected_stored, identify, reconcile
 
 
 def summary(acked: dict[str, list[int]], faults: dict[str, dict[int, list[str]]] | None = None) -> dict[str, Any]:

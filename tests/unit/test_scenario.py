@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.scenario import SCENARIO_DIR, ScenarioError, load_scenario
+from testbed.runs.scenario import SCENARIO_DIR, ScenarioError, load_scenario
 
 
 def test_shipped_scenarios_load() -> None:

@@ -17,7 +17,7 @@ from processor.signature import KEY_CACHE_SECONDS, KEY_REFRESH_MIN_SECONDS, KeyR
 from processor.validation import parse
 from simulator.payload import signed_message
 from telemetry.schema import canonical_bytes, new_message, sign, signed_payload
-from testbed.fakes import SIGNING_KEY
+from testbed.bench.fakes import SIGNING_KEY
 from tests.conftest import examples, make_message
 from tests.unit.moto_aws import MotoAws
 

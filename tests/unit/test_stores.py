@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from testbed.stores import LOGS_PAGE_MAX, processor_logs
+from testbed.runs.stores import LOGS_PAGE_MAX, processor_logs
 
 
 class MinistackLogs:

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from testbed import cli, terraform
-from testbed.backends import EmbeddedBackend
-from testbed.backends.embedded import MINISTACK_LAMBDA_COPY_PREFIX
-from testbed.build import build
-from testbed.processes import LOOPBACK, ManagedProcess, PortInUseError, free_port
+from testbed import cli
+from testbed.lifecycle import terraform
+from testbed.lifecycle.backends import EmbeddedBackend
+from testbed.lifecycle.backends.embedded import MINISTACK_LAMBDA_COPY_PREFIX
+from testbed.lifecycle.build import build
+from testbed.lifecycle.processes import LOOPBACK, ManagedProcess, PortInUseError, free_port
 
 
 def test_bundle_is_deterministic_and_pure_python(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from processor.store import ReadingStore, to_item
 from processor.types import Rejection
 from processor.validation import parse
 from telemetry.reasons import RejectReason
-from testbed.fakes import FakeFirehose
+from testbed.bench.fakes import FakeFirehose
 from tests.conftest import make_message
 from tests.unit.moto_aws import MotoAws
 

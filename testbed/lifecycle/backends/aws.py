@@ -17,8 +17,8 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from simulator.run import MqttTarget
 from simulator.tls import IOT_MQTT_TLS_PORT, DeviceCertificates
-from testbed import iot_things
-from testbed.backends.base import DEFAULT_REGION, Backend, BackendError
+from testbed.lifecycle import iot_things
+from testbed.lifecycle.backends.base import DEFAULT_REGION, Backend, BackendError
 from testbed.paths import INFRA_DIR, STATE_ROOT
 
 BACKEND_OVERRIDE = 'terraform {\n  backend "s3" {}\n}\n'

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from testbed.loadrun import run_step
-from testbed.stack import Stack
+from testbed.lifecycle.stack import Stack
+from testbed.runs.loadrun import run_step
 
 RATES = (250, 500, 1000, 1500, 2000, 3000)
 BENCH_RATES = (1000, 1500, 2000, 2500, 3000, 4000, 5000)

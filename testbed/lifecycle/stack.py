@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from telemetry.outputs import StackOutputs
-from testbed import iot_things
-from testbed.backends import Backend
-from testbed.build import build
+from testbed.lifecycle import iot_things
+from testbed.lifecycle.backends import Backend
+from testbed.lifecycle.build import build
+from testbed.lifecycle.terraform import Terraform
 from testbed.paths import LAMBDA_ZIP
-from testbed.terraform import Terraform
 
 logger = logging.getLogger(__name__)
 

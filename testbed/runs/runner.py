@@ -23,13 +23,13 @@ from simulator.devices import device_ids as fleet_device_ids
 from simulator.fleet import load_fleet
 from simulator.run import RunConfig, live_run
 from simulator.summary import percentiles
-from testbed.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting, throttle_processor
+from testbed.lifecycle.stack import Stack
 from testbed.paths import ROOT
-from testbed.reconcile import check_alerts, expected_stored, reconcile
-from testbed.report import plot_lag, plot_latency, plot_throughput, write_markdown
-from testbed.scenario import Scenario, ScenarioError
-from testbed.stack import Stack
-from testbed.stores import Stores
+from testbed.runs.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting, throttle_processor
+from testbed.runs.reconcile import check_alerts, expected_stored, reconcile
+from testbed.runs.report import plot_lag, plot_latency, plot_throughput, write_markdown
+from testbed.runs.scenario import Scenario, ScenarioError
+from testbed.runs.stores import Stores
 
 REPORTS_DIR = ROOT / "reports"
 

@@ -9,10 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from simulator.schedule import Constant, RateProfile
 from testbed.exceptions import TestbedError
-from testbed.faults import FaultSpec
 from testbed.paths import ROOT
+from testbed.runs.faults import FaultSpec
 
-SCENARIO_DIR = ROOT / "testbed" / "scenarios"
+SCENARIO_DIR = Path(__file__).with_name("scenarios")
 
 
 class ScenarioError(TestbedError, ValueError):
@@ -57,7 +57,7 @@ class Scenario(BaseModel):
 
 
 def load_scenario(name_or_path: str) -> Scenario:
-    """A shipped scenario by name (testbed/scenarios/<name>.yaml) or a path to a YAML file."""
+    """A shipped scenario by name (testbed/runs/scenarios/<name>.yaml) or a path to a YAML file."""
     path = Path(name_or_path)
     if not path.suffix:
         path = SCENARIO_DIR / f"{name_or_path}.yaml"

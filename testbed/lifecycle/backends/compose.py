@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from ingress.broker import BrokerConfig, load_or_create_secret
 from simulator.run import MqttTarget
 from telemetry.credentials import broker_credentials
-from testbed.backends.base import Backend, BackendError, http_json
+from testbed.lifecycle.backends.base import Backend, BackendError, http_json
 from testbed.paths import ROOT, STATE_ROOT
 
 logger = logging.getLogger(__name__)

@@ -21,10 +21,10 @@ from ingress.broker import BrokerConfig, load_or_create_secret
 from simulator.run import MqttTarget
 from simulator.tls import IOT_MQTT_TLS_PORT, DeviceCertificates
 from telemetry.credentials import broker_credentials
-from testbed import iot_things
-from testbed.backends.base import Backend, BackendError, http_json
+from testbed.lifecycle import iot_things
+from testbed.lifecycle.backends.base import Backend, BackendError, http_json
+from testbed.lifecycle.processes import LOOPBACK, ManagedProcess, PortInUseError, port_in_use, wait_for_port
 from testbed.paths import MINISTACK_VENV, ROOT, STATE_ROOT
-from testbed.processes import LOOPBACK, ManagedProcess, PortInUseError, port_in_use, wait_for_port
 
 logger = logging.getLogger(__name__)
 

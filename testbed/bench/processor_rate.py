@@ -1,6 +1,6 @@
 """Processor benchmark: records/s through the handler in-process and through the deployed function.
 
-In-process, every AWS client the workload calls is an in-memory double (testbed/fakes.py), so the
+In-process, every AWS client the workload calls is an in-memory double (testbed/bench/fakes.py), so the
 figure is the handler's own cost on one core. Deployed, the function is invoked synchronously on
 the emulator with SQS-shaped batches, so the figure includes the emulator's Lambda worker,
 DynamoDB, Firehose and S3.
@@ -22,7 +22,7 @@ from processor import handler
 from processor.config import Settings
 from processor.pipeline import Clients, Pipeline
 from telemetry import new_message
-from testbed.fakes import (
+from testbed.bench.fakes import (
     SIGNING_KEY,
     FakeDynamoDB,
     FakeFirehose,
@@ -31,7 +31,7 @@ from testbed.fakes import (
     fake_settings,
     sqs_event,
 )
-from testbed.stack import Stack
+from testbed.lifecycle.stack import Stack
 
 BATCH_SIZES = (10, 100, 1000)
 IN_PROCESS_RECORDS = 30_000

@@ -18,8 +18,8 @@ from typing import Any
 
 from simulator.fleet import parse_fleet
 from simulator.run import RunConfig, live_run
-from testbed.backends.embedded import mosquitto_binary
-from testbed.processes import LOOPBACK, free_port, wait_for_port
+from testbed.lifecycle.backends.embedded import mosquitto_binary
+from testbed.lifecycle.processes import LOOPBACK, free_port, wait_for_port
 
 KEY = b"bench-signing-key"
 # (phase, devices, interval_s, qos, window, pregenerate): offered rate = devices / interval_s

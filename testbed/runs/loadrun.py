@@ -18,9 +18,9 @@ from rich.console import Console
 from simulator.fleet import parse_fleet
 from simulator.run import RunConfig, live_run
 from simulator.summary import acked_ids, percentiles
-from testbed.simulate import wait_for_drain
-from testbed.stack import Stack
-from testbed.stores import Stores
+from testbed.lifecycle.stack import Stack
+from testbed.runs.runner import wait_for_drain
+from testbed.runs.stores import Stores
 
 DRAIN_TIMEOUT_S = 120.0
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from testbed.backends.aws import AwsBackend
-from testbed.backends.base import Backend, BackendError
-from testbed.backends.compose import ComposeBackend, LocalStackBackend, MinistackDockerBackend
-from testbed.backends.embedded import EmbeddedBackend
+from testbed.lifecycle.backends.aws import AwsBackend
+from testbed.lifecycle.backends.base import Backend, BackendError
+from testbed.lifecycle.backends.compose import ComposeBackend, LocalStackBackend, MinistackDockerBackend
+from testbed.lifecycle.backends.embedded import EmbeddedBackend
 
 BACKENDS: dict[str, type[Backend]] = {
     "embedded": EmbeddedBackend,

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 import boto3
 
 from simulator.run import MqttTarget
-from testbed import iot_things
 from testbed.exceptions import TestbedError
+from testbed.lifecycle import iot_things
 from testbed.paths import INFRA_DIR
 
 DEFAULT_REGION = "us-east-1"

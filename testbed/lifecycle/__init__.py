@@ -1,0 +1,1 @@
+"""The stack's lifecycle: backends, Terraform, the Lambda build, local processes, IoT things."""
