@@ -93,6 +93,14 @@ class BrokerConfig:
         )
         return self.conf
 
+    def add_devices(self, device_ids: Iterable[str]) -> bool:
+        """Give these devices credentials too; True if the files changed (the broker must reload)."""
+        known = self.known_devices()
+        if set(device_ids) <= known:
+            return False
+        self.write(known | set(device_ids))
+        return True
+
     def known_devices(self) -> set[str]:
         if not self.passwords.exists():
             return set()

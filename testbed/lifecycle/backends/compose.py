@@ -130,11 +130,8 @@ class ComposeBackend(Backend):
 
     def provision_devices(self, device_ids: list[str]) -> None:
         """Add the devices to the password file; Mosquitto reloads it on SIGHUP."""
-        broker = self.broker
-        known = broker.known_devices()
-        if set(device_ids) <= known:
+        if not self.broker.add_devices(device_ids):
             return
-        broker.write(known | set(device_ids))
         self._run(self.compose("kill", "-s", "SIGHUP", "mosquitto"))
         if not self.dry_run:
             time.sleep(0.5)

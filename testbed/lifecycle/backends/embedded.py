@@ -443,11 +443,8 @@ class EmbeddedBackend(Backend):
         if self.ingress_mode() == "iot":
             self.register_things(device_ids, self.things_dir, DEVICE_POLICY)
             return
-        broker = self.broker
-        known = broker.known_devices()
-        if set(device_ids) <= known:
+        if not self.broker.add_devices(device_ids):
             return
-        broker.write(known | set(device_ids))
         pid = self.mosquitto.pid()
         if pid is not None:
             os.kill(pid, signal.SIGHUP)
