@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import multiprocessing as mp
 import queue
@@ -73,14 +72,9 @@ def run_items(stores: Stores, device_ids: list[str], since_ms: int) -> list[dict
     return [i for d in device_ids for i in stores.readings(d) if int(i["stored_at"]["N"]) >= since_ms]
 
 
-def _queues_empty(stack: Stack) -> bool:
+def _queues_empty(stack: Stack, stores: Stores) -> bool:
     """No message waiting in the bridge or in flight in the ingest queue."""
-    attributes = stack.client("sqs").get_queue_attributes(
-        QueueUrl=stack.outputs().ingest_queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    queued = int(stack.backend.ingress_counters().get("queued", 0))
-    return queued == 0 and all(int(v) == 0 for v in attributes.values())
+    return int(stack.backend.ingress_counters().get("queued", 0)) == 0 and stores.ingest_queue_depth() == 0
 
 
 def wait_for_drain(
@@ -100,7 +94,7 @@ def wait_for_drain(
         while time.time() < deadline:
             items = run_items(stores, device_ids, since_ms)
             status.update(f"stored {len(items):,} of {expected:,} expected")
-            if len(items) >= expected and _queues_empty(stack):
+            if len(items) >= expected and _queues_empty(stack, stores):
                 return items, True
             time.sleep(poll_s)
     console.print(
@@ -108,36 +102,6 @@ def wait_for_drain(
         f"{len(items):,} of {expected:,} expected readings stored"
     )
     return items, False
-
-
-def _dead_letters(stack: Stack, device_ids: set[str], since_ms: int) -> list[str]:
-    """Original payloads of this run's messages in the DLQ (left there for the user to inspect)."""
-    sqs = stack.client("sqs")
-    url = stack.outputs().dlq_url
-    bodies: list[str] = []
-    while True:
-        messages = sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=10,
-            VisibilityTimeout=60,
-            WaitTimeSeconds=1,
-            AttributeNames=["SentTimestamp"],
-        ).get("Messages", [])
-        if not messages:
-            break
-        for message in messages:
-            if int(message.get("Attributes", {}).get("SentTimestamp", "0")) < since_ms:
-                continue
-            body = message["Body"]
-            try:
-                document = json.loads(body)
-                if isinstance(document, dict) and "base64OriginalPayload" in document:
-                    body = base64.b64decode(document["base64OriginalPayload"]).decode(errors="replace")
-            except ValueError:
-                pass
-            if any(f'"{d}"' in body for d in device_ids):
-                bodies.append(body)
-    return bodies
 
 
 def _plain_item(item: dict[str, Any]) -> dict[str, Any]:
@@ -242,7 +206,11 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     stack.backend.release_devices(device_ids)
     items = [_plain_item(i) for i in raw_items]
     quarantined = [q for q in stores.quarantined(since=started - 5) if any(f'"{d}"' in q["body"] for d in device_ids)]
-    dead = _dead_letters(stack, set(device_ids), since_ms)
+    dead = [
+        letter.payload
+        for letter in stores.dead_letters(since_ms)
+        if any(f'"{d}"' in letter.payload for d in device_ids)
+    ]
     alerts = [a for a in stores.drain_alerts() if a["device_id"] in set(device_ids)]
 
     result = reconcile(summary, [(i["device_id"], i["msg_id"]) for i in items], quarantined, dead)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import time
@@ -80,6 +82,36 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float, interva
         time.sleep(interval_s)
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """One message of the dead-letter queue: a record the processor failed too often (its body is
+    the message), or a rule error action's document (the original payload base64-encoded inside)."""
+
+    body: str
+    sent_ms: int
+    document: dict[str, Any] | None  # the error action's document, if the body is one
+
+    @property
+    def payload(self) -> str:
+        """What the device sent, as text."""
+        if self.document is None:
+            return self.body
+        try:
+            return base64.b64decode(self.document["base64OriginalPayload"], validate=True).decode(errors="replace")
+        except (binascii.Error, TypeError, ValueError):
+            return self.body
+
+
+def _dead_letter(message: dict[str, Any]) -> DeadLetter:
+    body = message["Body"]
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    document = parsed if isinstance(parsed, dict) and "base64OriginalPayload" in parsed else None
+    return DeadLetter(body, int(message.get("Attributes", {}).get("SentTimestamp", "0")), document)
+
+
 @dataclass
 class Stores:
     outputs: StackOutputs
@@ -116,6 +148,30 @@ class Stores:
     def stored_ids(self, device_ids: Iterable[str]) -> list[tuple[str, int]]:
         """(device_id, msg_id) of every item of these devices; a repeat would mean a duplicate item."""
         return [(d, int(item["msg_id"]["N"])) for d in device_ids for item in self.readings(d)]
+
+    def dead_letters(self, since_ms: int = 0) -> list[DeadLetter]:
+        """What the dead-letter queue holds that arrived since `since_ms`; every message is made
+        visible again, so it stays for the user to inspect or redrive."""
+        url, found, handles = self.outputs.dlq_url, [], []
+        while True:
+            messages = self.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30, AttributeNames=["SentTimestamp"]
+            ).get("Messages", [])
+            if not messages:
+                break
+            handles += [message["ReceiptHandle"] for message in messages]
+            found += [letter for letter in map(_dead_letter, messages) if letter.sent_ms >= since_ms]
+        for handle in handles:
+            self.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
+        return found
+
+    def ingest_queue_depth(self) -> int:
+        """Messages in the ingest queue, waiting or in flight to the processor."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.outputs.ingest_queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return sum(int(value) for value in attributes.values())
 
     def _objects(self, prefix: str, since: float = 0.0) -> Iterator[tuple[str, bytes]]:
         paginator = self.s3.get_paginator("list_objects_v2")

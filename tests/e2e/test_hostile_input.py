@@ -9,7 +9,6 @@ import base64
 import json
 import time
 import uuid
-from typing import Any
 
 import pytest
 
@@ -25,28 +24,6 @@ pytestmark = pytest.mark.e2e
 WAIT_S = 90.0
 
 
-def dead_letters(stack: Stack, since_ms: int) -> list[dict[str, Any]]:
-    """Every error-action document in the DLQ since `since_ms` (made visible again for later readers)."""
-    sqs, url = stack.client("sqs"), stack.outputs().dlq_url
-    documents: list[dict[str, Any]] = []
-    handles: list[str] = []
-    while True:
-        messages = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30, AttributeNames=["SentTimestamp"]
-        ).get("Messages", [])
-        if not messages:
-            break
-        for message in messages:
-            handles.append(message["ReceiptHandle"])
-            if int(message["Attributes"]["SentTimestamp"]) >= since_ms:
-                document = json.loads(message["Body"])
-                if isinstance(document, dict) and "base64OriginalPayload" in document:
-                    documents.append(document)
-    for handle in handles:
-        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
-    return documents
-
-
 def outcomes(
     stack: Stack, stores: Stores, devices: dict[str, Case], payloads: dict[str, bytes], since: float
 ) -> dict[str, set[str]]:
@@ -56,7 +33,8 @@ def outcomes(
         for device in devices:
             if f'"device_id":"{device}"' in document["body"]:
                 found[device].add(f"quarantined:{document['reason']}")
-    for document in dead_letters(stack, int(since * 1000) - 1000):
+    documents = [letter.document for letter in stores.dead_letters(int(since * 1000) - 1000) if letter.document]
+    for document in documents:
         for device, case in devices.items():
             if document["topic"] == case.topic(device) and (
                 base64.b64decode(document["base64OriginalPayload"]) == payloads[device]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import json
 import time
 from typing import Any
 
 from testbed.runs.stores import LOGS_PAGE_MAX, processor_logs
+from tests.unit.moto_aws import MotoAws
 
 
 class MinistackLogs:
@@ -40,3 +44,20 @@ def test_a_page_inside_one_millisecond_neither_loops_nor_hides_what_follows() ->
     logs = MinistackLogs([*crowded, (start + 5, "after 1"), (start + 6, "after 2")])
     lines = processor_logs(logs, "g", since_s=120, limit=2)
     assert [line.split(" ", 1)[1] for line in lines] == ["after 1", "after 2"]
+
+
+def test_dead_letters_are_read_decoded_and_left_in_the_queue(aws: MotoAws) -> None:
+    sqs = aws.clients.sqs
+    url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+    stores = dataclasses.replace(aws.stores, outputs=dataclasses.replace(aws.stores.outputs, dlq_url=url))
+    document = {
+        "topic": "sensors/d1/telemetry",
+        "base64OriginalPayload": base64.b64encode(b'{"device_id":"d1"}').decode(),
+    }
+    for body in ('{"device_id":"d0"}', json.dumps(document), json.dumps({**document, "base64OriginalPayload": "%%"})):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    letters = stores.dead_letters()
+    assert [letter.payload for letter in letters] == ['{"device_id":"d0"}', '{"device_id":"d1"}', letters[2].body]
+    assert [letter.document is not None for letter in letters] == [False, True, True]
+    assert len(stores.dead_letters()) == 3, "read again: every message stayed in the queue"
+    assert stores.dead_letters(since_ms=letters[-1].sent_ms + 60_000) == []
