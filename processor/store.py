@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -42,6 +43,38 @@ def to_item(message: Telemetry, *, stored_at_ms: int, expires_at_s: int) -> dict
     if message.site:
         item["site"] = {"S": message.site}
     return item
+
+
+@dataclass(frozen=True)
+class StoredReading:
+    """A stored item read back (`from_item`): what `to_item` wrote, in Python types."""
+
+    device_id: str
+    sk: str
+    msg_id: int
+    ts: int
+    device_type: str
+    firmware: str
+    readings: dict[str, float | bool]
+    stored_at_ms: int
+    expires_at_s: int
+    site: str | None = None
+
+
+def from_item(item: dict[str, Any]) -> StoredReading:
+    """The inverse of `to_item`, for whatever reads the table (the testbed's reports, the tests)."""
+    return StoredReading(
+        device_id=item["device_id"]["S"],
+        sk=item["sk"]["S"],
+        msg_id=int(item["msg_id"]["N"]),
+        ts=int(item["ts"]["N"]),
+        device_type=item["device_type"]["S"],
+        firmware=item["firmware"]["S"],
+        readings={k: v["BOOL"] if "BOOL" in v else float(v["N"]) for k, v in item["readings"]["M"].items()},
+        stored_at_ms=int(item["stored_at"]["N"]),
+        expires_at_s=int(item["expires_at"]["N"]),
+        site=item["site"]["S"] if "site" in item else None,
+    )
 
 
 class ReadingStore:

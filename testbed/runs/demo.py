@@ -87,8 +87,7 @@ def run_demo(stack: Stack, console: Console) -> bool:
     table.add_column("evidence")
     table.add_row(
         f"DynamoDB {outputs.telemetry_table_name}",
-        f"sk={item['sk']['S']} temperature={item['readings']['M']['temperature']['N']} "
-        f"lag={int(item['stored_at']['N']) - ts} ms",
+        f"sk={item.sk} temperature={item.readings['temperature']} lag={item.stored_at_ms - ts} ms",
     )
     table.add_row(
         f"S3 {outputs.archive_bucket_name}/raw/", f"{len(archived)} archived line(s), msg_id={archived[0]['msg_id']}"

@@ -70,9 +70,9 @@ def run_step(stack: Stack, devices: int, rate_msg_s: float, duration_s: float, s
     )
     drain_s = time.time() - sent_done
     backend.release_devices(ids)
-    stored = [(i["device_id"]["S"], int(i["msg_id"]["N"])) for i in items]
-    latency_ms = percentiles([(int(i["stored_at"]["N"]) - int(i["ts"]["N"])) / 1000 for i in items])
-    stored_at = np.array([int(i["stored_at"]["N"]) for i in items], dtype=float) / 1000
+    stored = [(i.device_id, i.msg_id) for i in items]
+    latency_ms = percentiles([(i.stored_at_ms - i.ts) / 1000 for i in items])
+    stored_at = np.array([i.stored_at_ms for i in items], dtype=float) / 1000
     span = (stored_at.max() - max(started, stored_at.min())) if len(items) > 1 else duration_s
     return StepResult(
         offered_msg_s=rate_msg_s,

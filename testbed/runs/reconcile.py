@@ -14,6 +14,7 @@ from itertools import pairwise
 from typing import Any
 
 from processor.config import Threshold
+from processor.store import StoredReading
 from simulator.devices import EXPECTED_REJECTION, Fault
 
 MessageId = tuple[str, int]
@@ -154,31 +155,31 @@ def _rule_broken(bound: Threshold | None, value: float | bool) -> str | None:
 
 
 def breach_episodes(
-    stored_items: list[dict[str, Any]], thresholds: dict[str, dict[str, Threshold]]
+    stored_items: list[StoredReading], thresholds: dict[str, dict[str, Threshold]]
 ) -> dict[BreachKey, list[Episode]]:
     """Every episode per (device, rule, reading), in time order: a reading of that device's sensor
     within bounds, or beyond the other bound, ends it, so a later breach is a new episode to alert."""
     episodes: dict[BreachKey, list[Episode]] = defaultdict(list)
     ongoing: dict[tuple[str, str], Episode] = {}
-    for item in sorted(stored_items, key=lambda i: i["ts"]):
-        rules = thresholds.get(item["device_type"], {})
-        for reading, value in item["readings"].items():
-            series = (item["device_id"], reading)
+    for item in sorted(stored_items, key=lambda i: i.ts):
+        rules = thresholds.get(item.device_type, {})
+        for reading, value in item.readings.items():
+            series = (item.device_id, reading)
             rule = _rule_broken(rules.get(reading), value)
             episode = ongoing.get(series)
             if rule is None:
                 ongoing.pop(series, None)
             elif episode is not None and episode.rule == rule:
-                episode.end = item["ts"]
+                episode.end = item.ts
                 episode.readings += 1
             else:
-                ongoing[series] = Episode(rule, item["ts"], item["ts"])
-                episodes[(item["device_id"], rule, reading)].append(ongoing[series])
+                ongoing[series] = Episode(rule, item.ts, item.ts)
+                episodes[(item.device_id, rule, reading)].append(ongoing[series])
     return episodes
 
 
 def check_alerts(
-    stored_items: list[dict[str, Any]],
+    stored_items: list[StoredReading],
     alerts: list[dict[str, Any]],
     thresholds: dict[str, dict[str, Threshold]],
     cooldown_s: float,

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from processor.config import Settings
+from processor.store import StoredReading
 from simulator.devices import device_ids as fleet_device_ids
 from simulator.fleet import load_fleet
 from simulator.run import RunConfig, live_run
@@ -67,9 +68,9 @@ def _publish_with_progress(stack: Stack, config: RunConfig, console: Console) ->
     return result
 
 
-def run_items(stores: Stores, device_ids: list[str], since_ms: int) -> list[dict[str, Any]]:
+def run_items(stores: Stores, device_ids: list[str], since_ms: int) -> list[StoredReading]:
     """The devices' items stored by this run (device ids repeat across runs of one fleet)."""
-    return [i for d in device_ids for i in stores.readings(d) if int(i["stored_at"]["N"]) >= since_ms]
+    return [i for d in device_ids for i in stores.readings(d) if i.stored_at_ms >= since_ms]
 
 
 def _queues_empty(stack: Stack, stores: Stores) -> bool:
@@ -86,10 +87,10 @@ def wait_for_drain(
     timeout_s: float,
     console: Console,
     poll_s: float = 2.0,
-) -> tuple[list[dict[str, Any]], bool]:
+) -> tuple[list[StoredReading], bool]:
     """Poll until the queues are empty and the expected readings are stored; (items, drained in time)."""
     deadline = time.time() + timeout_s
-    items: list[dict[str, Any]] = []
+    items: list[StoredReading] = []
     with console.status("waiting for the pipeline to drain") as status:
         while time.time() < deadline:
             items = run_items(stores, device_ids, since_ms)
@@ -102,18 +103,6 @@ def wait_for_drain(
         f"{len(items):,} of {expected:,} expected readings stored"
     )
     return items, False
-
-
-def _plain_item(item: dict[str, Any]) -> dict[str, Any]:
-    readings = {k: (v["BOOL"] if "BOOL" in v else float(v["N"])) for k, v in item["readings"]["M"].items()}
-    return {
-        "device_id": item["device_id"]["S"],
-        "device_type": item["device_type"]["S"],
-        "ts": int(item["ts"]["N"]),
-        "msg_id": int(item["msg_id"]["N"]),
-        "stored_at": int(item["stored_at"]["N"]),
-        "readings": readings,
-    }
 
 
 def fault_schedule(stack: Stack, specs: tuple[FaultSpec, ...], function_name: str) -> FaultSchedule:
@@ -199,12 +188,9 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     injected = faults.join()
     expected = expected_stored(summary)
     since_ms = int(started * 1000) - 1000
-    raw_items, drained = wait_for_drain(
-        stack, stores, device_ids, since_ms, expected, scenario.drain_timeout_s, console
-    )
+    items, drained = wait_for_drain(stack, stores, device_ids, since_ms, expected, scenario.drain_timeout_s, console)
     time.sleep(2)  # the last quarantine writes and alerts trail the readings
     stack.backend.release_devices(device_ids)
-    items = [_plain_item(i) for i in raw_items]
     quarantined = [q for q in stores.quarantined(since=started - 5) if any(f'"{d}"' in q["body"] for d in device_ids)]
     dead = [
         letter.payload
@@ -213,10 +199,10 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     ]
     alerts = [a for a in stores.drain_alerts() if a["device_id"] in set(device_ids)]
 
-    result = reconcile(summary, [(i["device_id"], i["msg_id"]) for i in items], quarantined, dead)
+    result = reconcile(summary, [(i.device_id, i.msg_id) for i in items], quarantined, dead)
     alert_check = check_alerts(items, alerts, settings.thresholds, settings.alert_cooldown_seconds)
-    latency = np.array([i["stored_at"] - i["ts"] for i in items], dtype=float)
-    stored_at = np.array([i["stored_at"] for i in items], dtype=float) / 1000
+    latency = np.array([i.stored_at_ms - i.ts for i in items], dtype=float)
+    stored_at = np.array([i.stored_at_ms for i in items], dtype=float) / 1000
     span = float(stored_at.max() - stored_at.min()) if len(items) > 1 else 0.0
     latency_ms = percentiles(list(latency / 1000)) if items else percentiles([])
     rss = stack.backend.emulator_rss_mb()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from processor.store import StoredReading, from_item
 from telemetry.outputs import StackOutputs
 from telemetry.schema import sort_key
 from testbed.exceptions import TestbedError
@@ -123,16 +124,16 @@ class Stores:
     def connect(cls, outputs: StackOutputs, client: Callable[[str], Any]) -> Stores:
         return cls(outputs, client("dynamodb"), client("s3"), client("sqs"))
 
-    def reading(self, device_id: str, ts: int, msg_id: int) -> dict[str, Any] | None:
+    def reading(self, device_id: str, ts: int, msg_id: int) -> StoredReading | None:
         item = self.dynamodb.get_item(
             TableName=self.outputs.telemetry_table_name,
             Key={"device_id": {"S": device_id}, "sk": {"S": sort_key(ts, msg_id)}},
             ConsistentRead=True,
         ).get("Item")
-        return item if item else None
+        return from_item(item) if item else None
 
-    def readings(self, device_id: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+    def readings(self, device_id: str) -> list[StoredReading]:
+        items: list[StoredReading] = []
         kwargs: dict[str, Any] = {
             "TableName": self.outputs.telemetry_table_name,
             "KeyConditionExpression": "device_id = :d",
@@ -140,14 +141,14 @@ class Stores:
         }
         while True:
             page = self.dynamodb.query(**kwargs)
-            items += page["Items"]
+            items += map(from_item, page["Items"])
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def stored_ids(self, device_ids: Iterable[str]) -> list[tuple[str, int]]:
         """(device_id, msg_id) of every item of these devices; a repeat would mean a duplicate item."""
-        return [(d, int(item["msg_id"]["N"])) for d in device_ids for item in self.readings(d)]
+        return [(d, item.msg_id) for d in device_ids for item in self.readings(d)]
 
     def dead_letters(self, since_ms: int = 0) -> list[DeadLetter]:
         """What the dead-letter queue holds that arrived since `since_ms`; every message is made

@@ -56,4 +56,4 @@ def publish_and_check(backend: EmbeddedBackend, stores: Stores, device: str, sig
     finally:
         connection.disconnect().result(TIMEOUT_S)
     item = wait_for("the SDK's reading", lambda: stores.reading(device, message["ts"], 1), 90)
-    assert float(item["readings"]["M"]["temperature"]["N"]) == 22.5
+    assert item.readings["temperature"] == 22.5

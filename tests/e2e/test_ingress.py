@@ -72,7 +72,7 @@ def test_a_third_party_client_message_is_stored(stack: Stack, stores: Stores, si
     message = signed(signing_key, device)
     mosquitto_pub(stack, device, f"sensors/{device}/telemetry", json.dumps(message))
     item = wait_for("the reading", lambda: stores.reading(device, message["ts"], 1), WAIT_S)
-    assert float(item["readings"]["M"]["voltage"]["N"]) == 231.5
+    assert item.readings["voltage"] == 231.5
 
 
 def test_a_device_cannot_publish_to_another_devices_topic(stack: Stack, stores: Stores, signing_key: bytes) -> None:

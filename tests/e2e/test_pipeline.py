@@ -45,10 +45,10 @@ def test_valid_message_is_stored_and_archived(stack: Stack, stores: Stores, sign
     msg = message(signing_key, dev, temperature=71.6)
     send(stack, [as_json(msg)])
     item = wait_for("the reading", lambda: stores.reading(dev, msg["ts"], 1), WAIT_S)
-    assert item["device_type"]["S"] == "environmental"
-    assert float(item["readings"]["M"]["temperature"]["N"]) == 71.6
-    assert int(item["stored_at"]["N"]) >= msg["ts"]
-    assert int(item["expires_at"]["N"]) > msg["ts"] // 1000
+    assert item.device_type == "environmental"
+    assert item.readings["temperature"] == 71.6
+    assert item.stored_at_ms >= msg["ts"]
+    assert item.expires_at_s > msg["ts"] // 1000
     archived = wait_for(
         "the archived line", lambda: [m for m in stores.archived_messages() if m["device_id"] == dev], WAIT_S
     )
@@ -181,7 +181,7 @@ def test_throttled_writes_lose_and_duplicate_nothing(
     outcome = pipeline.process([InboundRecord(f"r{i}", b, arrived) for i, b in enumerate(bodies)])
     assert clients.firehose.flaky_calls == 0 and clients.dynamodb.flaky_calls == 0, "the failures were injected"
     assert outcome.failed == set() and outcome.accepted == 300
-    stored = sorted(int(item["msg_id"]["N"]) for dev in devices for item in stores.readings(dev))
+    stored = sorted(item.msg_id for dev in devices for item in stores.readings(dev))
     assert stored == list(range(300))
     archived = sorted(m["msg_id"] for m in stores.archived_messages() if m["device_id"] in devices)
     assert archived == list(range(300)), "every message archived exactly once"

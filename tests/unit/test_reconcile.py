@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 from processor.config import Threshold
+from processor.store import StoredReading
+from telemetry.schema import sort_key
 from testbed.runs.reconcile import check_alerts, expected_stored, identify, reconcile
 
 
@@ -114,8 +116,8 @@ def test_identify_reads_broken_bodies() -> None:
     assert identify("garbage") is None
 
 
-def item(device: str, ts: int, temperature: float) -> dict[str, Any]:
-    return {"device_id": device, "device_type": "environmental", "ts": ts, "readings": {"temperature": temperature}}
+def item(device: str, ts: int, temperature: float) -> StoredReading:
+    return StoredReading(device, sort_key(ts, 1), 1, ts, "environmental", "1.0.0", {"temperature": temperature}, ts, 0)
 
 
 def alert(device: str, ts: int) -> dict[str, Any]:
@@ -141,7 +143,7 @@ def test_missed_alerts_extra_alerts_and_cooldown_violations_are_reported() -> No
     assert result["cooldown_violations"] == ["a:threshold_high:temperature"]
 
 
-def episodes(*runs: tuple[int, int]) -> list[dict[str, Any]]:
+def episodes(*runs: tuple[int, int]) -> list[StoredReading]:
     """Device a too hot for each (first s, last s) run, within bounds the second before and after."""
     items = []
     for first, last in runs:

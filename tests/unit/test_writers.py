@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 from processor.archive import FIREHOSE_MAX_RECORD_BYTES, Archiver, pack_lines
 from processor.quarantine import quarantine_document, quarantine_key
 from processor.retry import BACKOFF_CAP_SECONDS, MAX_ATTEMPTS, backoff_delay
-from processor.store import ReadingStore, to_item
+from processor.store import ReadingStore, StoredReading, from_item, to_item
 from processor.types import Rejection
 from processor.validation import parse
 from telemetry.reasons import RejectReason
@@ -161,3 +161,20 @@ def test_the_stored_item_is_the_message_in_dynamodbs_attribute_types() -> None:
         "expires_at": {"N": "2"},
         "site": {"S": "dock-3"},
     }
+
+
+def test_a_stored_item_reads_back_as_what_was_written() -> None:
+    message = make_message(device_type="cold_chain", readings={"door_open": (False, "bool"), "battery": (55, "%")})
+    parsed = parse(json.dumps(message), arrival_ms=message["ts"], max_skew_ms=300_000)
+    assert from_item(to_item(parsed, stored_at_ms=5, expires_at_s=6)) == StoredReading(
+        device_id=parsed.device_id,
+        sk=parsed.sk,
+        msg_id=parsed.msg_id,
+        ts=parsed.ts,
+        device_type="cold_chain",
+        firmware=parsed.firmware,
+        readings={"door_open": False, "battery": 55.0},
+        stored_at_ms=5,
+        expires_at_s=6,
+        site=parsed.site,
+    )
