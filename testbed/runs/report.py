@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+
+from simulator.summary import percentiles
+from testbed.runs.reconcile import Reconciliation
+from testbed.runs.scenario import Scenario
 
 
 def per_second(stored_at_s: np.ndarray, first: int, last: int) -> np.ndarray:
@@ -87,6 +93,124 @@ def plot_lag(path: Path, stored_at_s: np.ndarray, latency_ms: np.ndarray) -> Non
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a scenario run measured: the input of its checks and of its report."""
+
+    run_id: str
+    scenario: Scenario
+    ingress: str
+    started: float  # epoch s
+    summary: dict[str, Any]  # the simulator's run summary
+    result: Reconciliation
+    alert_check: dict[str, Any]
+    alerts: int
+    drained: bool
+    stored_at_s: np.ndarray  # when each reading of the run was stored
+    latency_ms: np.ndarray  # device timestamp to stored, per reading
+    emulator_rss_mb: float | None
+    faults: list[dict[str, Any]]  # one entry per injected fault
+
+    @property
+    def latency_percentiles(self) -> dict[str, float]:
+        return percentiles(list(self.latency_ms / 1000)) if len(self.latency_ms) else percentiles([])
+
+    @property
+    def throughput_msg_s(self) -> float:
+        span = float(self.stored_at_s.max() - self.stored_at_s.min()) if len(self.stored_at_s) > 1 else 0.0
+        return round(len(self.stored_at_s) / span, 1) if span else 0.0
+
+    @property
+    def acked_ratio(self) -> float:
+        """Acknowledgements per publish (a duplicate send is a publish of its own, acknowledged on its own)."""
+        published = self.summary["published"]
+        return float(self.summary["acked"] / published) if published else 0.0
+
+
+def checks(outcome: RunOutcome) -> dict[str, bool]:
+    """Each of the scenario's expectations, named as the report shows it, and whether it held."""
+    expect, summary, result = outcome.scenario.expectations, outcome.summary, outcome.result
+    held = {
+        f"drained within {outcome.scenario.drain_timeout_s:g} s": outcome.drained,
+        f"lost <= {expect.max_lost}": len(result.lost) <= expect.max_lost,
+        f"unexplained <= {expect.max_unexplained}": len(result.unexplained) <= expect.max_unexplained,
+        f"publish failures <= {expect.max_publish_failures}": summary["failed"] <= expect.max_publish_failures,
+        f"acknowledged/published >= {expect.min_acked_ratio:g}": outcome.acked_ratio >= expect.min_acked_ratio,
+    }
+    if outcome.faults or outcome.scenario.faults:
+        planned = len(outcome.scenario.faults)
+        held[f"all {planned} faults injected"] = len(outcome.faults) == planned and all(
+            f["error"] is None for f in outcome.faults
+        )
+        held["stored throughput recovered after every fault"] = all(
+            f["recovered_after_s"] is not None for f in outcome.faults
+        )
+    if expect.max_p99_latency_ms is not None:
+        held[f"p99 latency <= {expect.max_p99_latency_ms:g} ms"] = (
+            outcome.latency_percentiles["p99"] <= expect.max_p99_latency_ms
+        )
+    if expect.min_throughput_msg_s is not None:
+        held[f"throughput >= {expect.min_throughput_msg_s:g} msg/s"] = (
+            outcome.throughput_msg_s >= expect.min_throughput_msg_s
+        )
+    if expect.alerts_ok:
+        held["alerts match breaches, cooldown held"] = bool(outcome.alert_check["ok"])
+    if expect.max_emulator_rss_mb is not None and outcome.emulator_rss_mb is not None:
+        held[f"emulator RSS <= {expect.max_emulator_rss_mb:g} MB"] = (
+            outcome.emulator_rss_mb <= expect.max_emulator_rss_mb
+        )
+    return held
+
+
+def report_of(outcome: RunOutcome) -> dict[str, Any]:
+    """report.json: the headline figures, every check, and the reconciliation behind them."""
+    summary, result = outcome.summary, outcome.result
+    held = checks(outcome)
+    return {
+        "run_id": outcome.run_id,
+        "scenario": outcome.scenario.name,
+        "started": datetime.fromtimestamp(outcome.started, UTC).isoformat(),
+        "duration_s": outcome.scenario.duration_s,
+        "ingress": outcome.ingress,
+        "published": summary["published"],
+        "acked": result.acked,
+        "acked_ratio": round(outcome.acked_ratio, 6),
+        "publish_failures": summary["failed"],
+        "publish_failures_by_cause": summary["failed_by_cause"],
+        "reconnects": summary["reconnects"],
+        "connect_errors": summary["connect_errors"],
+        "stored": result.stored,
+        "quarantined": dict(result.quarantined),
+        "dead_lettered": result.dead_lettered,
+        "duplicates_dropped": result.duplicates_dropped,
+        "lost": len(result.lost),
+        "alerts": outcome.alerts,
+        "throughput_msg_s": outcome.throughput_msg_s,
+        "e2e_latency_ms": outcome.latency_percentiles,
+        "send_lateness_ms": summary["send_lateness_ms"],
+        "emulator_rss_mb": outcome.emulator_rss_mb,
+        "checks": held,
+        "passed": all(held.values()),
+        "reconciliation": result.as_dict(),
+        "alert_check": outcome.alert_check,
+        "faults_injected": outcome.faults,
+    }
+
+
+def write_report(folder: Path, outcome: RunOutcome) -> dict[str, Any]:
+    """report.json, report.md and the three plots of one run, in `folder`; returns the report."""
+    report = report_of(outcome)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    marks = [(f["started"], f["started"] + f["back_after_s"], f["fault"]) for f in outcome.faults]
+    plot_throughput(folder / "throughput.png", outcome.summary["sent_per_s"], outcome.stored_at_s, marks)
+    latency = report["e2e_latency_ms"]
+    plot_latency(folder / "latency.png", outcome.latency_ms, {k: latency[k] for k in ("p50", "p95", "p99")})
+    plot_lag(folder / "lag.png", outcome.stored_at_s, outcome.latency_ms)
+    write_markdown(folder / "report.md", report)
+    return report
 
 
 def write_markdown(path: Path, report: dict[str, Any]) -> None:

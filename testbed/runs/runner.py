@@ -22,12 +22,11 @@ from processor.store import StoredReading
 from simulator.devices import device_ids as fleet_device_ids
 from simulator.fleet import load_fleet
 from simulator.run import RunConfig, live_run
-from simulator.summary import percentiles
 from testbed.lifecycle.stack import Stack
 from testbed.paths import ROOT
 from testbed.runs.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting, throttle_processor
 from testbed.runs.reconcile import check_alerts, expected_stored, reconcile
-from testbed.runs.report import plot_lag, plot_latency, plot_throughput, write_markdown
+from testbed.runs.report import RunOutcome, write_report
 from testbed.runs.scenario import Scenario, ScenarioError
 from testbed.runs.stores import Stores
 
@@ -200,79 +199,28 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     alerts = [a for a in stores.drain_alerts() if a["device_id"] in set(device_ids)]
 
     result = reconcile(summary, [(i.device_id, i.msg_id) for i in items], quarantined, dead)
-    alert_check = check_alerts(items, alerts, settings.thresholds, settings.alert_cooldown_seconds)
-    latency = np.array([i.stored_at_ms - i.ts for i in items], dtype=float)
     stored_at = np.array([i.stored_at_ms for i in items], dtype=float) / 1000
-    span = float(stored_at.max() - stored_at.min()) if len(items) > 1 else 0.0
-    latency_ms = percentiles(list(latency / 1000)) if items else percentiles([])
-    rss = stack.backend.emulator_rss_mb()
-    expect = scenario.expectations
-    throughput = round(len(items) / span, 1) if span else 0.0
-    # acknowledgements per publish (a duplicate send is a publish of its own, acknowledged on its own)
-    acked_ratio = summary["acked"] / summary["published"] if summary["published"] else 0.0
-    checks = {
-        f"drained within {scenario.drain_timeout_s:g} s": drained,
-        f"lost <= {expect.max_lost}": len(result.lost) <= expect.max_lost,
-        f"unexplained <= {expect.max_unexplained}": len(result.unexplained) <= expect.max_unexplained,
-        f"publish failures <= {expect.max_publish_failures}": summary["failed"] <= expect.max_publish_failures,
-        f"acknowledged/published >= {expect.min_acked_ratio:g}": acked_ratio >= expect.min_acked_ratio,
-    }
     faults_report: list[dict[str, Any]] = []
     if injected:
         deliveries = _archived_deliveries(stores, set(device_ids), started - 5)
         faults_report = _faults_report(injected, summary, result.lost, deliveries, stored_at)
-        checks[f"all {len(scenario.faults)} faults injected"] = len(faults_report) == len(scenario.faults) and all(
-            f["error"] is None for f in faults_report
-        )
-        checks["stored throughput recovered after every fault"] = all(
-            f["recovered_after_s"] is not None for f in faults_report
-        )
-    if expect.max_p99_latency_ms is not None:
-        checks[f"p99 latency <= {expect.max_p99_latency_ms:g} ms"] = latency_ms["p99"] <= expect.max_p99_latency_ms
-    if expect.min_throughput_msg_s is not None:
-        checks[f"throughput >= {expect.min_throughput_msg_s:g} msg/s"] = throughput >= expect.min_throughput_msg_s
-    if expect.alerts_ok:
-        checks["alerts match breaches, cooldown held"] = bool(alert_check["ok"])
-    if expect.max_emulator_rss_mb is not None and rss is not None:
-        checks[f"emulator RSS <= {expect.max_emulator_rss_mb:g} MB"] = rss <= expect.max_emulator_rss_mb
-
-    report = {
-        "run_id": run_id,
-        "scenario": scenario.name,
-        "started": datetime.fromtimestamp(started, UTC).isoformat(),
-        "duration_s": scenario.duration_s,
-        "ingress": getattr(stack, "ingress", ""),
-        "published": summary["published"],
-        "acked": result.acked,
-        "acked_ratio": round(acked_ratio, 6),
-        "publish_failures": summary["failed"],
-        "publish_failures_by_cause": summary["failed_by_cause"],
-        "reconnects": summary["reconnects"],
-        "connect_errors": summary["connect_errors"],
-        "stored": result.stored,
-        "quarantined": dict(result.quarantined),
-        "dead_lettered": result.dead_lettered,
-        "duplicates_dropped": result.duplicates_dropped,
-        "lost": len(result.lost),
-        "alerts": len(alerts),
-        "throughput_msg_s": throughput,
-        "e2e_latency_ms": latency_ms,
-        "send_lateness_ms": summary["send_lateness_ms"],
-        "emulator_rss_mb": rss,
-        "checks": checks,
-        "passed": all(checks.values()),
-        "reconciliation": result.as_dict(),
-        "alert_check": alert_check,
-        "faults_injected": faults_report,
-    }
+    outcome = RunOutcome(
+        run_id=run_id,
+        scenario=scenario,
+        ingress=stack.ingress,
+        started=started,
+        summary=summary,
+        result=result,
+        alert_check=check_alerts(items, alerts, settings.thresholds, settings.alert_cooldown_seconds),
+        alerts=len(alerts),
+        drained=drained,
+        stored_at_s=stored_at,
+        latency_ms=np.array([i.stored_at_ms - i.ts for i in items], dtype=float),
+        emulator_rss_mb=stack.backend.emulator_rss_mb(),
+        faults=faults_report,
+    )
     folder = reports_dir / run_id
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    marks = [(f["started"], f["started"] + f["back_after_s"], f["fault"]) for f in faults_report]
-    plot_throughput(folder / "throughput.png", summary["sent_per_s"], stored_at, marks)
-    plot_latency(folder / "latency.png", latency, {k: latency_ms[k] for k in ("p50", "p95", "p99")})
-    plot_lag(folder / "lag.png", stored_at, latency)
-    write_markdown(folder / "report.md", report)
+    write_report(folder, outcome)
     return folder
 
 
