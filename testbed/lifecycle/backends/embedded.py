@@ -46,12 +46,32 @@ QUEUE_URL_PORT = re.compile(r"http://(?:localhost|127\.0\.0\.1):(\d+)/")
 # What ministack names its unpacked copies of a function's bundle under TMPDIR.
 MINISTACK_LAMBDA_COPY_PREFIX = "ministack-lambda-"
 # Bridge arguments per ingress mode; `naive` (one invocation per message) exists for the benchmark.
+
+
+@dataclass(frozen=True)
+class LocalIngress:
+    """How devices reach the pipeline in one ingress mode: which broker they connect to, how they
+    get credentials there, and the rule bridge's arguments (None: no bridge, the emulator routes)."""
+
+    mode: str
+    bridge_args: tuple[str, ...] | None
+    # the parts a fault scenario may hit in this mode
+    fault_targets: tuple[str, ...] = ("broker", "bridge", "emulator")
+
+    @property
+    def on_iot_core(self) -> bool:
+        """Devices publish to the emulator's IoT Core over mTLS, and its topic rule routes."""
+        return self.bridge_args is None
+
+
 INGRESS_MODES = {
-    "direct": ["--mode", "direct"],
-    "sqs": ["--mode", "sqs"],
-    "naive": ["--mode", "direct", "--batch-size", "1", "--concurrency", "1"],
-    # ministack's own IoT Core: devices publish to its broker, the Terraform topic rule routes
-    "iot": [],
+    ingress.mode: ingress
+    for ingress in (
+        LocalIngress("direct", ("--mode", "direct")),
+        LocalIngress("sqs", ("--mode", "sqs")),
+        LocalIngress("naive", ("--mode", "direct", "--batch-size", "1", "--concurrency", "1")),
+        LocalIngress("iot", None, fault_targets=("emulator",)),
+    )
 }
 
 
@@ -103,9 +123,19 @@ class EmbeddedBackend(Backend):
         path = self.run_dir / "ingress-mode"
         return path.read_text() if path.exists() else "direct"
 
+    @property
+    def ingress(self) -> LocalIngress:
+        mode = self.ingress_mode()
+        if mode not in INGRESS_MODES:
+            raise BackendError(
+                f"{self.run_dir / 'ingress-mode'} names no ingress mode ({mode[:40]!r}): "
+                "`make up INGRESS=...` rewrites it"
+            )
+        return INGRESS_MODES[mode]
+
     def mqtt_target(self) -> MqttTarget:
         """Mosquitto with per-device credentials, or (iot) ministack's IoT Core over TLS with X.509, as on AWS."""
-        if self.ingress_mode() == "iot":
+        if self.ingress.on_iot_core:
             return MqttTarget(LOOPBACK, self.iot_mqtt_port, tls=DeviceCertificates(self.things_dir, self.iot_ca_file()))
         return MqttTarget(LOOPBACK, self.mqtt_port, credentials=broker_credentials(self.broker_secret()))
 
@@ -345,7 +375,8 @@ class EmbeddedBackend(Backend):
         target, mode_file = self.run_dir / "outputs.json", self.run_dir / "ingress-mode"
         wanted = (outputs_file.read_text(), mode)
         current = (target.read_text(), mode_file.read_text()) if target.exists() and mode_file.exists() else None
-        if current == wanted and mode == "iot":
+        ingress = INGRESS_MODES[mode]
+        if current == wanted and ingress.on_iot_core:
             logger.info("ingress iot: devices publish to the emulator's IoT Core; there is no bridge to start")
             return
         pid = self.bridge.pid()
@@ -355,7 +386,7 @@ class EmbeddedBackend(Backend):
         self._stop_bridge()
         target.write_text(wanted[0])
         mode_file.write_text(mode)
-        if mode == "iot":
+        if ingress.bridge_args is None:
             return
         broker = [
             "--broker",
@@ -365,7 +396,7 @@ class EmbeddedBackend(Backend):
             "--metrics-file",
             str(self.bridge_metrics_file),
         ]
-        cmd = [sys.executable, "-m", "ingress", "bridge", "--outputs", str(target), *broker, *INGRESS_MODES[mode]]
+        cmd = [sys.executable, "-m", "ingress", "bridge", "--outputs", str(target), *broker, *ingress.bridge_args]
         proc = self.bridge.start(cmd, {**os.environ, **self.client_env()}, cwd=ROOT)
         time.sleep(0.5)
         if proc.poll() is not None:
@@ -398,7 +429,7 @@ class EmbeddedBackend(Backend):
 
     def fault_targets(self) -> tuple[str, ...]:
         """iot mode has no local broker or bridge: devices talk to the emulator itself."""
-        return ("emulator",) if self.ingress_mode() == "iot" else ("broker", "bridge", "emulator")
+        return self.ingress.fault_targets
 
     def inject_fault(self, target: str, action: str, down_s: float) -> None:
         """kill: SIGKILL, `down_s` later a restart; pause: SIGSTOP for `down_s`; restart: SIGTERM (the
@@ -435,12 +466,12 @@ class EmbeddedBackend(Backend):
 
     def release_devices(self, device_ids: list[str]) -> None:
         """iot: delete the run's things and certificates from the emulator's IoT registry; passwords stay."""
-        if self.ingress_mode() == "iot":
+        if self.ingress.on_iot_core:
             iot_things.deprovision(self.client("iot"), self.things_dir, device_ids)
 
     def provision_devices(self, device_ids: list[str]) -> None:
         """iot: things with certificates through the IoT API. Otherwise: broker passwords (Mosquitto reloads)."""
-        if self.ingress_mode() == "iot":
+        if self.ingress.on_iot_core:
             self.register_things(device_ids, self.things_dir, DEVICE_POLICY)
             return
         if not self.broker.add_devices(device_ids):

@@ -14,7 +14,7 @@ import pytest
 
 from testbed import cli
 from testbed.lifecycle import terraform
-from testbed.lifecycle.backends import EmbeddedBackend
+from testbed.lifecycle.backends import BackendError, EmbeddedBackend
 from testbed.lifecycle.backends.embedded import MINISTACK_LAMBDA_COPY_PREFIX
 from testbed.lifecycle.build import build
 from testbed.lifecycle.processes import LOOPBACK, ManagedProcess, PortInUseError, free_port
@@ -177,3 +177,16 @@ def test_a_backend_without_a_local_bridge_or_emulator_reports_nothing_rather_tha
     backend.run_dir.mkdir(parents=True)
     backend.bridge_metrics_file.write_text('{"forwarded": 3}')
     assert backend.ingress_counters() == {"forwarded": 3}
+
+
+def test_each_ingress_mode_says_how_devices_connect_and_a_corrupt_mode_file_is_named(tmp_path: Path) -> None:
+    backend = EmbeddedBackend(state_dir=tmp_path)
+    assert backend.ingress.mode == "direct", "no mode file: the default"
+    backend.run_dir.mkdir(parents=True)
+    (backend.run_dir / "ingress-mode").write_text("iot")
+    assert backend.ingress.on_iot_core and backend.fault_targets() == ("emulator",)
+    (backend.run_dir / "ingress-mode").write_text("sqs")
+    assert not backend.ingress.on_iot_core and backend.fault_targets() == ("broker", "bridge", "emulator")
+    (backend.run_dir / "ingress-mode").write_text("\x00garbage")
+    with pytest.raises(BackendError, match="names no ingress mode"):
+        backend.mqtt_target()
