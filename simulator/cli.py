@@ -25,7 +25,7 @@ from simulator.fleet import load_fleet
 from simulator.limits import IOT_CORE_ACCOUNT_PUBLISHES_S, is_aws_iot
 from simulator.plot import plot_day
 from simulator.replay import replay
-from simulator.run import RunConfig, dry_run, live_run
+from simulator.run import RunConfig, WorkerProgress, dry_run, live_run
 from simulator.schedule import RateProfile
 from simulator.tls import DeviceCertificates
 from telemetry.cli_help import HelpWithDefaults
@@ -56,8 +56,8 @@ def _signing_key() -> bytes:
     return key.encode()
 
 
-def _progress_table(rows: dict[int, tuple[int, int, int, int]], started: float) -> Table:
-    connected, published, acked, errors = (sum(r[i] for r in rows.values()) for i in range(4))
+def _progress_table(rows: dict[int, WorkerProgress], started: float) -> Table:
+    _, connected, published, acked, errors = WorkerProgress.total(rows.values())
     elapsed = max(time.time() - started, 1e-3)
     table = Table(show_header=True)
     for column in ("connected", "published", "msg/s", "acked", "errors"):
@@ -91,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"wrote {summary['published']:,} messages to {args.dry_run}")
     else:
         progress: Any = mp.get_context("fork").Queue()
-        rows: dict[int, tuple[int, int, int, int]] = {}
+        rows: dict[int, WorkerProgress] = {}
         done = threading.Event()
         started = time.time()
         result: dict[str, Any] = {}
@@ -105,8 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         with Live(_progress_table(rows, started), console=console, refresh_per_second=4) as live:
             while not done.is_set():
                 try:
-                    worker, *counts = progress.get(timeout=0.25)
-                    rows[worker] = (counts[0], counts[1], counts[2], counts[3])
+                    report = WorkerProgress(*progress.get(timeout=0.25))
+                    rows[report.worker] = report
                 except queue.Empty:
                     pass
                 live.update(_progress_table(rows, started))

@@ -12,10 +12,10 @@ import logging
 import multiprocessing as mp
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from simulator.devices import Device, Emitted, build_devices, describe, device_ids
 from simulator.fleet import Fleet
@@ -45,6 +45,24 @@ PREGENERATE_SAMPLE_MESSAGES = 2_000
 Event = tuple[float, Emitted | str, float]
 # Virtual start of dry runs, so the same seed gives the same bytes on every machine and day.
 DRY_RUN_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+class WorkerProgress(NamedTuple):
+    """What one worker reports four times a second while it runs (its last report says 0 connected)."""
+
+    worker: int
+    connected: int
+    published: int
+    acked: int
+    errors: int  # publishes that failed, and connection attempts refused
+
+    @staticmethod
+    def total(latest: Iterable[WorkerProgress]) -> WorkerProgress:
+        """The fleet's figures: the sum of each worker's latest report."""
+        rows = list(latest)
+        return WorkerProgress(
+            -1, *(sum(getattr(r, f) for r in rows) for f in ("connected", "published", "acked", "errors"))
+        )
 
 
 @dataclass(frozen=True)
@@ -231,7 +249,7 @@ def _live_worker(
         if progress is not None and now >= next_report:
             next_report = now + 0.25
             progress.put(
-                (
+                WorkerProgress(
                     worker,
                     fleet.counters.connected,
                     fleet.counters.published,
@@ -247,7 +265,7 @@ def _live_worker(
     fleet.close()
     recorder.connections(fleet.counters.reconnects, fleet.counters.connect_errors)
     if progress is not None:
-        progress.put((worker, 0, fleet.counters.published, fleet.counters.acked, fleet.counters.failed))
+        progress.put(WorkerProgress(worker, 0, fleet.counters.published, fleet.counters.acked, fleet.counters.failed))
     return recorder.to_dict(raw=True)
 
 

@@ -21,7 +21,7 @@ from processor.config import Settings
 from processor.store import StoredReading
 from simulator.devices import device_ids as fleet_device_ids
 from simulator.fleet import load_fleet
-from simulator.run import RunConfig, live_run
+from simulator.run import RunConfig, WorkerProgress, live_run
 from testbed.lifecycle.stack import Stack
 from testbed.paths import ROOT
 from testbed.runs.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting, throttle_processor
@@ -37,7 +37,7 @@ def _publish_with_progress(stack: Stack, config: RunConfig, console: Console) ->
     progress_queue: Any = mp.get_context("fork").Queue()
     result: dict[str, Any] = {}
     worker = threading.Thread(target=lambda: result.update(live_run(config, progress_queue)), daemon=True)
-    counts: dict[int, tuple[int, int, int, int]] = {}
+    counts: dict[int, WorkerProgress] = {}
     started = time.time()
     before = stack.backend.ingress_counters()
     bridge_start = before.get("forwarded", 0) + before.get("dead_lettered", 0)
@@ -47,11 +47,11 @@ def _publish_with_progress(stack: Stack, config: RunConfig, console: Console) ->
         worker.start()
         while worker.is_alive():
             try:
-                index, *values = progress_queue.get(timeout=0.25)
-                counts[index] = (values[0], values[1], values[2], values[3])
+                report = WorkerProgress(*progress_queue.get(timeout=0.25))
+                counts[report.worker] = report
             except queue.Empty:
                 pass
-            connected, published, acked, errors = (sum(c[i] for c in counts.values()) for i in range(4))
+            _, connected, published, acked, errors = WorkerProgress.total(counts.values())
             elapsed = time.time() - started
             bridge = stack.backend.ingress_counters()
             into_pipeline = bridge.get("forwarded", 0) + bridge.get("dead_lettered", 0) - bridge_start

@@ -13,7 +13,15 @@ from processor.validation import parse
 from simulator.devices import EXPECTED_REJECTION, Emitted, Fault, build_devices, device_ids
 from simulator.fleet import FleetError, load_fleet, parse_fleet
 from simulator.limits import LimitError
-from simulator.run import DRY_RUN_EPOCH, MqttTarget, RunConfig, _generation_lead_s, _pregenerate, dry_run
+from simulator.run import (
+    DRY_RUN_EPOCH,
+    MqttTarget,
+    RunConfig,
+    WorkerProgress,
+    _generation_lead_s,
+    _pregenerate,
+    dry_run,
+)
 from simulator.schedule import Schedule
 from simulator.summary import Recorder
 from telemetry.credentials import broker_credentials
@@ -165,3 +173,9 @@ def test_a_run_for_a_target_connects_as_it_says_and_applies_iot_cores_quotas_onl
     assert (local.host, local.port, local.credentials, local.iot_core_limits) == ("127.0.0.1", 1884, credentials, False)
     aws = MqttTarget("a1b2c3-ats.iot.eu-west-1.amazonaws.com", 8883)
     assert RunConfig.for_target(aws, fleet=parse_fleet(FAULTY), seed=1, key=KEY, duration_s=1).iot_core_limits
+
+
+def test_the_fleets_progress_is_the_sum_of_each_workers_latest_report() -> None:
+    latest = {0: WorkerProgress(0, 10, 100, 90, 1), 1: WorkerProgress(1, 5, 50, 50, 0)}
+    assert WorkerProgress.total(latest.values())[1:] == (15, 150, 140, 1)
+    assert WorkerProgress.total([])[1:] == (0, 0, 0, 0)
