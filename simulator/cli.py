@@ -27,6 +27,7 @@ from simulator.plot import plot_day
 from simulator.replay import replay
 from simulator.run import RunConfig, WorkerProgress, dry_run, live_run
 from simulator.schedule import RateProfile
+from simulator.summary import RunSummary
 from simulator.tls import DeviceCertificates
 from telemetry.cli_help import HelpWithDefaults
 from telemetry.credentials import broker_credentials
@@ -94,11 +95,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         rows: dict[int, WorkerProgress] = {}
         done = threading.Event()
         started = time.time()
-        result: dict[str, Any] = {}
+        results: list[RunSummary] = []
+        errors: list[BaseException] = []
 
         def work() -> None:
-            result.update(live_run(config, progress))
-            done.set()
+            try:
+                results.append(live_run(config, progress))
+            except BaseException as exc:  # re-raised below, in the main thread, where the CLI reports it
+                errors.append(exc)
+            finally:
+                done.set()
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
@@ -111,8 +117,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                     pass
                 live.update(_progress_table(rows, started))
         thread.join()
-        summary = result
-    summary = {
+        if errors:
+            raise errors[0]
+        summary = results[0]
+    output = {
         "fleet": config.fleet.name,
         "seed": args.seed,
         "qos": args.qos,
@@ -120,11 +128,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         "devices": config.fleet.device_count,
         **summary,
     }
-    text = json.dumps(summary, indent=None if args.summary else 2)
+    text = json.dumps(output, indent=None if args.summary else 2)
     if args.summary:
         args.summary.write_text(text + "\n")
         console.print(f"summary: {args.summary}")
-    brief = {k: v for k, v in summary.items() if k != "per_device"}
+    brief = {k: v for k, v in output.items() if k != "per_device"}
     console.print_json(json.dumps(brief))
     return 0
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from simulator.devices import Emitted
 from simulator.exceptions import SimulatorError
-from simulator.summary import Recorder
+from simulator.summary import Recorder, RunSummary
 from simulator.transport import MqttFleet
 from telemetry.schema import signed_payload
 
@@ -108,7 +108,7 @@ def replay(
     qos: int = 1,
     speed: float = 1.0,
     credentials: Callable[[str], tuple[str, str]] | None = None,
-) -> dict[str, Any]:
+) -> RunSummary:
     """Publish the trace in real time (scaled by `speed`); returns the run summary.
 
     `credentials`: each device's username and password, for a broker that wants them (the local one).

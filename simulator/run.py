@@ -27,7 +27,7 @@ from simulator.limits import (
     is_aws_iot,
 )
 from simulator.schedule import Constant, RateProfile, Schedule
-from simulator.summary import Recorder
+from simulator.summary import RawRunSummary, Recorder, RunSummary
 from simulator.tls import DeviceCertificates
 from simulator.transport import MqttFleet
 
@@ -126,7 +126,7 @@ def _emit_all(
             on_offline(device)
 
 
-def dry_run(config: RunConfig, out: Path, start: float = DRY_RUN_EPOCH) -> dict[str, Any]:
+def dry_run(config: RunConfig, out: Path, start: float = DRY_RUN_EPOCH) -> RunSummary:
     """Write every publish of the run to a JSONL file, on a virtual clock; no broker."""
     devices = build_devices(config.fleet, config.seed, config.key, config.run_tag)
     schedule = Schedule(devices, start, config.profile)
@@ -186,7 +186,7 @@ def _generation_lead_s(config: RunConfig) -> float:
 
 def _live_worker(
     config: RunConfig, device_ids: set[str] | None, progress: Any, start: float, worker: int = 0, lead_s: float = 0.0
-) -> dict[str, Any]:
+) -> RawRunSummary:
     devices = [
         d
         for d in build_devices(config.fleet, config.seed, config.key, config.run_tag)
@@ -275,7 +275,7 @@ def _worker_entry(
     results.put(_live_worker(config, device_ids, progress, start, worker, lead_s))
 
 
-def live_run(config: RunConfig, progress: Any = None) -> dict[str, Any]:
+def live_run(config: RunConfig, progress: Any = None) -> RunSummary:
     """Publish the fleet to the broker in real time; split over worker processes if asked."""
     if config.iot_core_limits:
         check_iot_core_limits(config.fleet, config.profile, config.account_publish_limit)

@@ -4,11 +4,47 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 
 from simulator.devices import Emitted
+
+
+class DeviceSummary(TypedDict):
+    """One device's part of a run summary: msg_ids published, acknowledged, failed, and their faults."""
+
+    published: int
+    acked: list[int]
+    acked_due: list[float]
+    failed: list[int]
+    faults: dict[str, list[str]]  # msg_id (as JSON keys are text) -> the fault tags it carried
+
+
+class RunSummary(TypedDict):
+    """What a run sent and what came of it: the contract between the simulator and whatever
+    reconciles, reports or benchmarks a run (also its JSON output)."""
+
+    published: int
+    acked: int
+    failed: int
+    failed_by_cause: dict[str, int]
+    reconnects: int
+    connect_errors: int
+    send_lateness_ms: dict[str, float]
+    send_span_s: float
+    sent_per_s: dict[str, int]
+    ack_latency_ms: dict[str, float]
+    per_device: dict[str, DeviceSummary]
+
+
+class RawRunSummary(RunSummary, total=False):
+    """A worker's summary with the samples a merge needs (`Recorder.merge`)."""
+
+    first_send: float
+    last_send: float
+    lateness_s: list[float]
+    ack_latency_s: list[float]
 
 
 @dataclass
@@ -66,7 +102,7 @@ class Recorder:
         self.reconnects += reconnects
         self.connect_errors += connect_errors
 
-    def merge(self, other: dict[str, Any]) -> None:
+    def merge(self, other: RawRunSummary) -> None:
         """Fold in a worker's `to_dict(raw=True)` output."""
         for device_id, rec in other["per_device"].items():
             mine = self.devices[device_id]
@@ -88,8 +124,8 @@ class Recorder:
         self.reconnects += other["reconnects"]
         self.connect_errors += other["connect_errors"]
 
-    def to_dict(self, raw: bool = False) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def to_dict(self, raw: bool = False) -> RawRunSummary:
+        out: RawRunSummary = {
             "published": self.published,
             "acked": sum(len(r.acked) for r in self.devices.values()),
             "failed": sum(len(r.failed) for r in self.devices.values()),
@@ -119,7 +155,7 @@ class Recorder:
         return out
 
 
-def acked_ids(summary: dict[str, Any]) -> set[tuple[str, int]]:
+def acked_ids(summary: RunSummary) -> set[tuple[str, int]]:
     """(device_id, msg_id) of every message the broker acknowledged, from a run summary."""
     return {(device_id, msg_id) for device_id, rec in summary["per_device"].items() for msg_id in rec["acked"]}
 

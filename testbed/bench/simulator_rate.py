@@ -18,6 +18,7 @@ from typing import Any
 
 from simulator.fleet import parse_fleet
 from simulator.run import RunConfig, live_run
+from simulator.summary import RunSummary
 from testbed.lifecycle.backends.embedded import mosquitto_binary
 from testbed.lifecycle.processes import LOOPBACK, free_port, wait_for_port
 
@@ -58,7 +59,7 @@ def workers_cpu_s() -> float:
     return sum(u.ru_utime + u.ru_stime for u in usages)
 
 
-def steady_rate(summary: dict[str, Any]) -> int:
+def steady_rate(summary: RunSummary) -> int:
     """Median sends per second, leaving out the ramp-up and drain seconds at either end.
 
     Workers start when their own connections are up, so the whole run's span would count their

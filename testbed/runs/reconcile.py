@@ -16,6 +16,7 @@ from typing import Any
 from processor.config import Threshold
 from processor.store import StoredReading
 from simulator.devices import EXPECTED_REJECTION, Fault
+from simulator.summary import RunSummary
 
 MessageId = tuple[str, int]
 _DEVICE = re.compile(r'"device_id"\s*:\s*"([^"]+)"')
@@ -74,7 +75,7 @@ def _outcome(tags: set[Fault], stored: bool, reasons: set[str], dead_lettered: b
     return "wrong" if stored or reasons or dead_lettered else "lost"
 
 
-def expected_stored(summary: dict[str, Any]) -> int:
+def expected_stored(summary: RunSummary) -> int:
     """Acknowledged messages whose faults do not call for a rejection: they should all be stored."""
     count = 0
     for record in summary["per_device"].values():
@@ -84,7 +85,7 @@ def expected_stored(summary: dict[str, Any]) -> int:
 
 
 def reconcile(
-    summary: dict[str, Any],
+    summary: RunSummary,
     stored: list[MessageId],
     quarantined: list[dict[str, Any]],
     dead_lettered: list[str],

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from simulator.summary import percentiles
+from simulator.summary import RunSummary, percentiles
 from testbed.runs.reconcile import Reconciliation
 from testbed.runs.scenario import Scenario
 
@@ -103,7 +103,7 @@ class RunOutcome:
     scenario: Scenario
     ingress: str
     started: float  # epoch s
-    summary: dict[str, Any]  # the simulator's run summary
+    summary: RunSummary
     result: Reconciliation
     alert_check: dict[str, Any]
     alerts: int

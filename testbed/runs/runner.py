@@ -22,6 +22,7 @@ from processor.store import StoredReading
 from simulator.devices import device_ids as fleet_device_ids
 from simulator.fleet import load_fleet
 from simulator.run import RunConfig, WorkerProgress, live_run
+from simulator.summary import RunSummary
 from testbed.lifecycle.stack import Stack
 from testbed.paths import ROOT
 from testbed.runs.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting, throttle_processor
@@ -33,10 +34,18 @@ from testbed.runs.stores import Stores
 REPORTS_DIR = ROOT / "reports"
 
 
-def _publish_with_progress(stack: Stack, config: RunConfig, console: Console) -> dict[str, Any]:
+def _publish_with_progress(stack: Stack, config: RunConfig, console: Console) -> RunSummary:
     progress_queue: Any = mp.get_context("fork").Queue()
-    result: dict[str, Any] = {}
-    worker = threading.Thread(target=lambda: result.update(live_run(config, progress_queue)), daemon=True)
+    results: list[RunSummary] = []
+    failures: list[BaseException] = []
+
+    def publish() -> None:
+        try:
+            results.append(live_run(config, progress_queue))
+        except BaseException as exc:  # re-raised below, in the caller's thread
+            failures.append(exc)
+
+    worker = threading.Thread(target=publish, daemon=True)
     counts: dict[int, WorkerProgress] = {}
     started = time.time()
     before = stack.backend.ingress_counters()
@@ -64,7 +73,9 @@ def _publish_with_progress(stack: Stack, config: RunConfig, console: Console) ->
                     f"{bridge.get('queued', 0):,.0f} queued in the bridge"
                 ),
             )
-    return result
+    if failures:
+        raise failures[0]
+    return results[0]
 
 
 def run_items(stores: Stores, device_ids: list[str], since_ms: int) -> list[StoredReading]:
@@ -134,7 +145,7 @@ def _archived_deliveries(stores: Stores, device_ids: set[str], since: float) -> 
 
 def _faults_report(
     injected: list[InjectedFault],
-    summary: dict[str, Any],
+    summary: RunSummary,
     lost: list[tuple[str, int]],
     deliveries: Counter[tuple[str, int]],
     stored_at: np.ndarray,

@@ -19,7 +19,7 @@ import pytest
 from simulator.devices import device_ids
 from simulator.fleet import parse_fleet
 from simulator.run import RunConfig, live_run
-from simulator.summary import acked_ids
+from simulator.summary import RunSummary, acked_ids
 from telemetry import new_message
 from telemetry.credentials import broker_credentials, device_password
 from testbed.lifecycle.backends.embedded import EmbeddedBackend
@@ -131,8 +131,8 @@ def test_killing_the_bridge_mid_stream_loses_and_duplicates_nothing(
         port=backend.mqtt_port,
         credentials=broker_credentials(backend.broker_secret()),
     )
-    result: dict[str, Any] = {}
-    runner = threading.Thread(target=lambda: result.update(live_run(config)))
+    results: list[RunSummary] = []
+    runner = threading.Thread(target=lambda: results.append(live_run(config)))
     runner.start()
     time.sleep(3)
     pid = backend.bridge.pid()
@@ -142,6 +142,7 @@ def test_killing_the_bridge_mid_stream_loses_and_duplicates_nothing(
     backend.bridge.pid_file.unlink()
     stack.use_ingress(stack.ingress)
     runner.join()
+    (result,) = results
     acked = acked_ids(result)
     assert result["failed"] == 0 and len(acked) > 300
 

@@ -10,6 +10,7 @@ import pytest
 from processor.exceptions import RecordRejected
 from processor.signature import verify
 from processor.validation import parse
+from simulator import cli as simulator_cli
 from simulator.devices import EXPECTED_REJECTION, Emitted, Fault, build_devices, device_ids
 from simulator.fleet import FleetError, load_fleet, parse_fleet
 from simulator.limits import LimitError
@@ -25,6 +26,7 @@ from simulator.run import (
 from simulator.schedule import Schedule
 from simulator.summary import Recorder
 from telemetry.credentials import broker_credentials
+from testbed.lifecycle.processes import free_port
 from testbed.paths import ROOT
 
 KEY = b"fleet-key"
@@ -179,3 +181,25 @@ def test_the_fleets_progress_is_the_sum_of_each_workers_latest_report() -> None:
     latest = {0: WorkerProgress(0, 10, 100, 90, 1), 1: WorkerProgress(1, 5, 50, 50, 0)}
     assert WorkerProgress.total(latest.values())[1:] == (15, 150, 140, 1)
     assert WorkerProgress.total([])[1:] == (0, 0, 0, 0)
+
+
+@pytest.mark.timeout(60)
+def test_a_run_the_cli_cannot_start_is_reported_not_left_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run's own checks raise in its worker thread; the CLI must still end, with the reason."""
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("devices:\n  - type: environmental\n    count: 1\n    interval_s: 0.001\n")
+    monkeypatch.setenv("SIMULATOR_SIGNING_KEY", "k")
+    argv = [
+        "run",
+        "--fleet",
+        str(fleet),
+        "--duration",
+        "1",
+        "--iot-core-limits",
+        "--broker",
+        f"127.0.0.1:{free_port()}",
+    ]
+    assert simulator_cli.main(argv) == 2
+    assert "publishes/s per connection" in " ".join(capsys.readouterr().err.split())

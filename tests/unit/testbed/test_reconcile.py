@@ -7,22 +7,37 @@ from typing import Any
 
 from processor.config import Threshold
 from processor.store import StoredReading
+from simulator.summary import DeviceSummary, RunSummary
 from telemetry.schema import sort_key
 from testbed.runs.reconcile import check_alerts, expected_stored, identify, reconcile
 
 
-def summary(acked: dict[str, list[int]], faults: dict[str, dict[int, list[str]]] | None = None) -> dict[str, Any]:
+def summary(acked: dict[str, list[int]], faults: dict[str, dict[int, list[str]]] | None = None) -> RunSummary:
+    """A run in which each device's `acked` msg_ids were published and acknowledged, with `faults`."""
     faults = faults or {}
-    return {
-        "per_device": {
-            d: {
-                "published": len(ids),
-                "acked": ids,
-                "failed": [],
-                "faults": {str(k): v for k, v in faults.get(d, {}).items()},
-            }
-            for d, ids in acked.items()
+    per_device: dict[str, DeviceSummary] = {
+        d: {
+            "published": len(ids),
+            "acked": ids,
+            "acked_due": [],
+            "failed": [],
+            "faults": {str(k): v for k, v in faults.get(d, {}).items()},
         }
+        for d, ids in acked.items()
+    }
+    published = sum(len(ids) for ids in acked.values())
+    return {
+        "published": published,
+        "acked": published,
+        "failed": 0,
+        "failed_by_cause": {},
+        "reconnects": 0,
+        "connect_errors": 0,
+        "send_lateness_ms": {},
+        "send_span_s": 0.0,
+        "sent_per_s": {},
+        "ack_latency_ms": {},
+        "per_device": per_device,
     }
 
 
