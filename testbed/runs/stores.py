@@ -10,9 +10,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from processor.store import StoredReading, from_item
+
+if TYPE_CHECKING:  # the stubs are a development dependency
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 from telemetry.outputs import StackOutputs
 from telemetry.schema import sort_key
 from testbed.exceptions import TestbedError
@@ -103,7 +109,7 @@ class DeadLetter:
             return self.body
 
 
-def _dead_letter(message: dict[str, Any]) -> DeadLetter:
+def _dead_letter(message: MessageTypeDef) -> DeadLetter:
     body = message["Body"]
     try:
         parsed = json.loads(body)
@@ -116,9 +122,9 @@ def _dead_letter(message: dict[str, Any]) -> DeadLetter:
 @dataclass
 class Stores:
     outputs: StackOutputs
-    dynamodb: Any
-    s3: Any
-    sqs: Any
+    dynamodb: DynamoDBClient
+    s3: S3Client
+    sqs: SQSClient
 
     @classmethod
     def connect(cls, outputs: StackOutputs, client: Callable[[str], Any]) -> Stores:
