@@ -38,3 +38,16 @@ def test_a_part_imports_only_the_parts_below_it(part: str) -> None:
         for path in sorted((ROOT / part).rglob("*.py"))
     }
     assert {path: parts for path, parts in wrong.items() if parts} == {}
+
+
+def test_the_cli_module_is_imported_only_by_its_entry_point() -> None:
+    """testbed/cli.py sits on top: nothing in the project imports it but `python -m testbed`."""
+    importers = []
+    for path in sorted(ROOT.glob("*/**/*.py")):
+        if path.parts[len(ROOT.parts)] in PARTS and path != ROOT / "testbed" / "__main__.py":
+            tree = ast.parse(path.read_text(), str(path))
+            modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+            names = {f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+            if "testbed.cli" in modules | names:
+                importers.append(str(path.relative_to(ROOT)))
+    assert importers == []
