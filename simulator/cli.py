@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing as mp
 import os
-import queue
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,9 +22,8 @@ from simulator.fleet import load_fleet
 from simulator.limits import IOT_CORE_ACCOUNT_PUBLISHES_S, is_aws_iot
 from simulator.plot import plot_day
 from simulator.replay import replay
-from simulator.run import RunConfig, WorkerProgress, dry_run, live_run
+from simulator.run import RunConfig, WorkerProgress, dry_run, live_run_with_progress
 from simulator.schedule import RateProfile
-from simulator.summary import RunSummary
 from simulator.tls import DeviceCertificates
 from telemetry.cli_help import HelpWithDefaults
 from telemetry.credentials import broker_credentials
@@ -57,8 +53,8 @@ def _signing_key() -> bytes:
     return key.encode()
 
 
-def _progress_table(rows: dict[int, WorkerProgress], started: float) -> Table:
-    _, connected, published, acked, errors = WorkerProgress.total(rows.values())
+def _progress_table(total: WorkerProgress, started: float) -> Table:
+    _, connected, published, acked, errors = total
     elapsed = max(time.time() - started, 1e-3)
     table = Table(show_header=True)
     for column in ("connected", "published", "msg/s", "acked", "errors"):
@@ -91,35 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = dry_run(config, args.dry_run)
         console.print(f"wrote {summary['published']:,} messages to {args.dry_run}")
     else:
-        progress: Any = mp.get_context("fork").Queue()
-        rows: dict[int, WorkerProgress] = {}
-        done = threading.Event()
         started = time.time()
-        results: list[RunSummary] = []
-        errors: list[BaseException] = []
-
-        def work() -> None:
-            try:
-                results.append(live_run(config, progress))
-            except BaseException as exc:  # re-raised below, in the main thread, where the CLI reports it
-                errors.append(exc)
-            finally:
-                done.set()
-
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
-        with Live(_progress_table(rows, started), console=console, refresh_per_second=4) as live:
-            while not done.is_set():
-                try:
-                    report = WorkerProgress(*progress.get(timeout=0.25))
-                    rows[report.worker] = report
-                except queue.Empty:
-                    pass
-                live.update(_progress_table(rows, started))
-        thread.join()
-        if errors:
-            raise errors[0]
-        summary = results[0]
+        with Live(_progress_table(WorkerProgress.total([]), started), console=console, refresh_per_second=4) as live:
+            summary = live_run_with_progress(config, lambda total: live.update(_progress_table(total, started)))
     output = {
         "fleet": config.fleet.name,
         "seed": args.seed,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing as mp
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -305,3 +307,32 @@ def live_run(config: RunConfig, progress: Any = None) -> RunSummary:
     for worker in workers:
         worker.join()
     return recorder.to_dict()
+
+
+def live_run_with_progress(config: RunConfig, on_progress: Callable[[WorkerProgress], None]) -> RunSummary:
+    """`live_run` on a thread of its own, calling `on_progress` with the fleet's totals about four
+    times a second until it ends; an error of the run is raised here, in the caller's thread."""
+    reports: Any = mp.get_context("fork").Queue()
+    results: list[RunSummary] = []
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(live_run(config, reports))
+        except BaseException as exc:  # re-raised below
+            failures.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    latest: dict[int, WorkerProgress] = {}
+    while runner.is_alive():
+        try:
+            report = WorkerProgress(*reports.get(timeout=0.25))
+            latest[report.worker] = report
+        except queue.Empty:
+            pass
+        on_progress(WorkerProgress.total(latest.values()))
+    runner.join()
+    if failures:
+        raise failures[0]
+    return results[0]

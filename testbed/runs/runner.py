@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
-import queue
-import threading
 import time
 import uuid
 from collections import Counter
@@ -21,7 +18,7 @@ from processor.config import Settings
 from processor.store import StoredReading
 from simulator.devices import device_ids as fleet_device_ids
 from simulator.fleet import load_fleet
-from simulator.run import RunConfig, WorkerProgress, live_run
+from simulator.run import RunConfig, WorkerProgress, live_run_with_progress
 from simulator.summary import RunSummary
 from testbed.lifecycle.stack import Stack
 from testbed.paths import ROOT
@@ -35,32 +32,15 @@ REPORTS_DIR = ROOT / "reports"
 
 
 def _publish_with_progress(stack: Stack, config: RunConfig, console: Console) -> RunSummary:
-    progress_queue: Any = mp.get_context("fork").Queue()
-    results: list[RunSummary] = []
-    failures: list[BaseException] = []
-
-    def publish() -> None:
-        try:
-            results.append(live_run(config, progress_queue))
-        except BaseException as exc:  # re-raised below, in the caller's thread
-            failures.append(exc)
-
-    worker = threading.Thread(target=publish, daemon=True)
-    counts: dict[int, WorkerProgress] = {}
     started = time.time()
     before = stack.backend.ingress_counters()
     bridge_start = before.get("forwarded", 0) + before.get("dead_lettered", 0)
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), TextColumn("{task.fields[stats]}"))
     with Progress(*columns, console=console) as bar:
         task = bar.add_task("publishing", total=config.duration_s, stats="")
-        worker.start()
-        while worker.is_alive():
-            try:
-                report = WorkerProgress(*progress_queue.get(timeout=0.25))
-                counts[report.worker] = report
-            except queue.Empty:
-                pass
-            _, connected, published, acked, errors = WorkerProgress.total(counts.values())
+
+        def show(total: WorkerProgress) -> None:
+            _, connected, published, acked, errors = total
             elapsed = time.time() - started
             bridge = stack.backend.ingress_counters()
             into_pipeline = bridge.get("forwarded", 0) + bridge.get("dead_lettered", 0) - bridge_start
@@ -73,9 +53,8 @@ def _publish_with_progress(stack: Stack, config: RunConfig, console: Console) ->
                     f"{bridge.get('queued', 0):,.0f} queued in the bridge"
                 ),
             )
-    if failures:
-        raise failures[0]
-    return results[0]
+
+        return live_run_with_progress(config, show)
 
 
 def run_items(stores: Stores, device_ids: list[str], since_ms: int) -> list[StoredReading]:
