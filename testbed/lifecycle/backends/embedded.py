@@ -45,7 +45,6 @@ DELIVERY_POLL_S = 1.0
 QUEUE_URL_PORT = re.compile(r"http://(?:localhost|127\.0\.0\.1):(\d+)/")
 # What ministack names its unpacked copies of a function's bundle under TMPDIR.
 MINISTACK_LAMBDA_COPY_PREFIX = "ministack-lambda-"
-# Bridge arguments per ingress mode; `naive` (one invocation per message) exists for the benchmark.
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,7 @@ class LocalIngress:
         return self.bridge_args is None
 
 
+# `naive` (one invocation per message) exists for the benchmark.
 INGRESS_MODES = {
     ingress.mode: ingress
     for ingress in (
