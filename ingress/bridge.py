@@ -29,11 +29,11 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Unpack
 
 import paho.mqtt.client as mqtt
 from botocore.exceptions import BotoCoreError, ClientError
@@ -43,6 +43,10 @@ from ingress.broker import IOT_MAX_PAYLOAD_BYTES
 from ingress.rule import Message, Rule
 from telemetry.backoff import backoff_s
 from telemetry.schema import ARRIVAL_ATTRIBUTE
+
+if TYPE_CHECKING:
+    from mypy_boto3_lambda.type_defs import InvocationRequestTypeDef
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestTypeDef, SendMessageRequestTypeDef
 
 logger = logging.getLogger(__name__)
 
@@ -216,11 +220,29 @@ def chunks(
     return out
 
 
+class QueueSender(Protocol):
+    """The SQS calls the bridge makes: the rule's SqsAction, and the error action's DLQ."""
+
+    def send_message_batch(self, **kwargs: Unpack[SendMessageBatchRequestTypeDef]) -> Mapping[str, Any]: ...
+
+    def send_message(self, **kwargs: Unpack[SendMessageRequestTypeDef]) -> Mapping[str, Any]: ...
+
+
+class FunctionInvoker(Protocol):
+    """The Lambda call the bridge makes in direct mode, as the event source mapping would."""
+
+    def invoke(self, **kwargs: Unpack[InvocationRequestTypeDef]) -> Mapping[str, Any]: ...
+
+
 class RuleBridge:
     """Subscribe, evaluate the rule, act in batches, acknowledge after the action succeeded."""
 
     def __init__(
-        self, config: BridgeConfig, sqs: Any, lambda_client: Any, sleep: Callable[[float], None] = time.sleep
+        self,
+        config: BridgeConfig,
+        sqs: QueueSender,
+        lambda_client: FunctionInvoker,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
         self.sqs = sqs

@@ -11,7 +11,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from processor.config import Threshold
-from processor.types import Alert, Telemetry
+from processor.types import Alert, DynamoDBWriter, Publisher, Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,9 @@ class AlertPublisher:
     claimant died) or been released (its publish failed) may the same message claim again.
     """
 
-    def __init__(self, dynamodb: Any, table: str, sns: Any, topic_arn: str, cooldown_seconds: int) -> None:
+    def __init__(
+        self, dynamodb: DynamoDBWriter, table: str, sns: Publisher, topic_arn: str, cooldown_seconds: int
+    ) -> None:
         self._dynamodb = dynamodb
         self._table = table
         self._sns = sns

@@ -6,11 +6,11 @@ import logging
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from botocore.exceptions import ClientError
 
 from processor.retry import MAX_ATTEMPTS, backoff_delay
+from processor.types import FirehoseWriter
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Archiver:
 
     def __init__(
         self,
-        client: Any,
+        client: FirehoseWriter,
         stream: str,
         sleep: Callable[[float], None] = time.sleep,
         max_record_bytes: int = FIREHOSE_MAX_RECORD_BYTES,

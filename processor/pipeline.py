@@ -12,7 +12,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -23,7 +22,17 @@ from processor.exceptions import RecordRejected, TransientFailure
 from processor.quarantine import Quarantine
 from processor.signature import KeyRing
 from processor.store import ReadingStore, to_item
-from processor.types import InboundRecord, ItemKey, Rejection, Telemetry
+from processor.types import (
+    DynamoDBWriter,
+    FirehoseWriter,
+    InboundRecord,
+    ItemKey,
+    ObjectWriter,
+    Publisher,
+    Rejection,
+    SecretReader,
+    Telemetry,
+)
 from processor.validation import parse
 from telemetry.reasons import RejectReason
 
@@ -49,11 +58,11 @@ class BatchOutcome:
 
 @dataclass(frozen=True)
 class Clients:
-    dynamodb: Any
-    firehose: Any
-    s3: Any
-    sns: Any
-    secretsmanager: Any
+    dynamodb: DynamoDBWriter
+    firehose: FirehoseWriter
+    s3: ObjectWriter
+    sns: Publisher
+    secretsmanager: SecretReader
 
 
 class Pipeline:

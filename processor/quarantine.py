@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from processor.types import Rejection
+from processor.types import ObjectWriter, Rejection
 
 QUARANTINE_PREFIX = "quarantine/"
 
@@ -37,7 +37,7 @@ def quarantine_document(rejection: Rejection, now_s: float) -> dict[str, Any]:
 
 
 class Quarantine:
-    def __init__(self, client: Any, bucket: str) -> None:
+    def __init__(self, client: ObjectWriter, bucket: str) -> None:
         self._client = client
         self._bucket = bucket
 

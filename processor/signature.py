@@ -6,12 +6,11 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from botocore.exceptions import ClientError
 
 from processor.exceptions import RecordRejected, TransientFailure
-from processor.types import Telemetry
+from processor.types import SecretReader, Telemetry
 from telemetry.reasons import RejectReason
 from telemetry.schema import signature
 
@@ -30,7 +29,9 @@ class KeyRing:
     (at most once per `KEY_REFRESH_MIN_SECONDS`) when a message matches none of them.
     """
 
-    def __init__(self, secrets_client: Any, secret_id: str, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, secrets_client: SecretReader, secret_id: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._client = secrets_client
         self._secret_id = secret_id
         self._clock = clock

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from processor.retry import MAX_ATTEMPTS, backoff_delay
-from processor.types import ItemKey, Telemetry
+from processor.types import DynamoDBWriter, ItemKey, Telemetry
 from telemetry.schema import SENSORS
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import WriteRequestTypeDef
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +83,7 @@ def from_item(item: dict[str, Any]) -> StoredReading:
 class ReadingStore:
     """BatchWriteItem in chunks of 25; a redelivered message overwrites its own item."""
 
-    def __init__(self, client: Any, table: str, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, client: DynamoDBWriter, table: str, sleep: Callable[[float], None] = time.sleep) -> None:
         self._client = client
         self._table = table
         self._sleep = sleep
@@ -99,7 +102,7 @@ class ReadingStore:
         return failed
 
     def _write_chunk(self, items: list[dict[str, Any]]) -> set[ItemKey]:
-        pending = [{"PutRequest": {"Item": item}} for item in items]
+        pending: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in items]
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 response = self._client.batch_write_item(RequestItems={self._table: pending})
@@ -113,4 +116,8 @@ class ReadingStore:
             if attempt < MAX_ATTEMPTS:
                 self._sleep(backoff_delay(attempt))
         logger.warning("%d item(s) unprocessed after %d attempts", len(pending), MAX_ATTEMPTS)
-        return {(r["PutRequest"]["Item"]["device_id"]["S"], r["PutRequest"]["Item"]["sk"]["S"]) for r in pending}
+        return {_item_key(r["PutRequest"]["Item"]) for r in pending}
+
+
+def _item_key(item: Mapping[str, Any]) -> ItemKey:
+    return (item["device_id"]["S"], item["sk"]["S"])

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Unpack
 
 from telemetry.reasons import RejectReason
 from telemetry.schema import sort_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import BatchWriteItemInputTypeDef, UpdateItemInputTypeDef
+    from mypy_boto3_firehose.type_defs import PutRecordBatchInputTypeDef
+    from mypy_boto3_s3.type_defs import PutObjectRequestTypeDef
+    from mypy_boto3_secretsmanager.type_defs import GetSecretValueRequestTypeDef
+    from mypy_boto3_sns.type_defs import PublishInputTypeDef
 
 # (device_id, sk): the key of a stored reading.
 ItemKey = tuple[str, str]
@@ -71,3 +79,30 @@ class Alert:
     value: float
     severity: str
     message: str
+
+
+# The slice of each AWS client the processor calls, with the requests typed as boto3-stubs types
+# them: a boto3 client, a moto proxy and a benchmark double all satisfy these, and mypy checks the
+# processor's requests against AWS's shapes. Responses stay mappings: the doubles answer with dicts.
+
+
+class DynamoDBWriter(Protocol):
+    def batch_write_item(self, **kwargs: Unpack[BatchWriteItemInputTypeDef]) -> Mapping[str, Any]: ...
+
+    def update_item(self, **kwargs: Unpack[UpdateItemInputTypeDef]) -> Mapping[str, Any]: ...
+
+
+class FirehoseWriter(Protocol):
+    def put_record_batch(self, **kwargs: Unpack[PutRecordBatchInputTypeDef]) -> Mapping[str, Any]: ...
+
+
+class ObjectWriter(Protocol):
+    def put_object(self, **kwargs: Unpack[PutObjectRequestTypeDef]) -> Mapping[str, Any]: ...
+
+
+class Publisher(Protocol):
+    def publish(self, **kwargs: Unpack[PublishInputTypeDef]) -> Mapping[str, Any]: ...
+
+
+class SecretReader(Protocol):
+    def get_secret_value(self, **kwargs: Unpack[GetSecretValueRequestTypeDef]) -> Mapping[str, Any]: ...

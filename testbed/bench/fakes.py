@@ -10,11 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from botocore.exceptions import ClientError
 
 from processor.config import Settings, Threshold
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import BatchWriteItemInputTypeDef, UpdateItemInputTypeDef
+    from mypy_boto3_firehose.type_defs import PutRecordBatchInputTypeDef
+    from mypy_boto3_s3.type_defs import PutObjectRequestTypeDef
+    from mypy_boto3_secretsmanager.type_defs import GetSecretValueRequestTypeDef
+    from mypy_boto3_sns.type_defs import PublishInputTypeDef
 
 SIGNING_KEY = b"unit-test-signing-key"
 ARCHIVE_STREAM = "archive"
@@ -32,16 +39,19 @@ BATCH_WRITE_MAX_REQUESTS = 25
 class FakeDynamoDB:
     """BatchWriteItem within AWS's request limit, keeping nothing: the benchmark reads nothing back.
 
-    No UpdateItem: the benchmark's messages raise no alert, so the alert publisher's conditional
-    writes never run (an alert would fail the run loudly rather than be measured against a table
-    that does not evaluate their conditions).
+    UpdateItem refuses: the benchmark's messages raise no alert, so the alert publisher's
+    conditional writes never run (an alert fails the run loudly rather than be measured against a
+    table that does not evaluate their conditions).
     """
 
-    def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-        ((_, requests),) = RequestItems.items()
+    def batch_write_item(self, **kwargs: Unpack[BatchWriteItemInputTypeDef]) -> dict[str, Any]:
+        ((_, requests),) = kwargs["RequestItems"].items()
         if not 1 <= len(requests) <= BATCH_WRITE_MAX_REQUESTS:
             raise client_error("ValidationException", "BatchWriteItem", "1 to 25 write requests per call")
         return {"UnprocessedItems": {}}
+
+    def update_item(self, **kwargs: Unpack[UpdateItemInputTypeDef]) -> dict[str, Any]:
+        raise NotImplementedError(f"the benchmark's workload raises no alert; UpdateItem on {kwargs['TableName']}")
 
 
 # Firehose's own limits, written out here rather than imported from processor.archive, so a wrong
@@ -49,6 +59,13 @@ class FakeDynamoDB:
 _FIREHOSE_MAX_BATCH_RECORDS = 500
 _FIREHOSE_MAX_RECORD_BYTES = 1_024_000
 _FIREHOSE_MAX_BATCH_BYTES = 4 * 1024 * 1024
+
+
+def _blob(data: object) -> bytes:
+    """A record's bytes: the processor sends bytes, never the file objects boto3 would also read."""
+    if not isinstance(data, bytes | bytearray):
+        raise TypeError(f"record data must be bytes, not {type(data).__name__}")
+    return bytes(data)
 
 
 @dataclass
@@ -62,22 +79,23 @@ class FakeFirehose:
     fail_first: int = 0  # records reported failed on the next call(s)
     calls: int = 0
 
-    def put_record_batch(self, DeliveryStreamName: str, Records: list[dict[str, bytes]]) -> dict[str, Any]:
+    def put_record_batch(self, **kwargs: Unpack[PutRecordBatchInputTypeDef]) -> dict[str, Any]:
         self.calls += 1
-        if DeliveryStreamName != self.stream:
-            raise client_error("ResourceNotFoundException", "PutRecordBatch", f"{DeliveryStreamName} not found")
-        sizes = [len(record["Data"]) for record in Records]
-        if not 1 <= len(Records) <= _FIREHOSE_MAX_BATCH_RECORDS or max(sizes) > _FIREHOSE_MAX_RECORD_BYTES:
+        stream, records = kwargs["DeliveryStreamName"], [_blob(record["Data"]) for record in kwargs["Records"]]
+        if stream != self.stream:
+            raise client_error("ResourceNotFoundException", "PutRecordBatch", f"{stream} not found")
+        sizes = [len(data) for data in records]
+        if not 1 <= len(records) <= _FIREHOSE_MAX_BATCH_RECORDS or max(sizes) > _FIREHOSE_MAX_RECORD_BYTES:
             raise client_error("ValidationException", "PutRecordBatch", "records or a record's data too long")
         if sum(sizes) > _FIREHOSE_MAX_BATCH_BYTES:
             raise client_error("InvalidArgumentException", "PutRecordBatch", "Records size exceeds 4 MB limit")
         responses = []
-        for record in Records:
+        for data in records:
             if self.fail_first:
                 self.fail_first -= 1
                 responses.append({"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "slow down"})
             else:
-                self.records.append(record["Data"])
+                self.records.append(data)
                 responses.append({"RecordId": str(len(self.records))})
         failed = sum(1 for r in responses if "ErrorCode" in r)
         return {"FailedPutCount": failed, "RequestResponses": responses}
@@ -90,10 +108,24 @@ class FakeSecrets:
     """The signing secret as created and never rotated, for the benchmark: AWSCURRENT holds
     `SIGNING_KEY` and there is no AWSPREVIOUS, as Secrets Manager answers."""
 
-    def get_secret_value(self, SecretId: str, VersionStage: str) -> dict[str, Any]:
-        if VersionStage != "AWSCURRENT":
+    def get_secret_value(self, **kwargs: Unpack[GetSecretValueRequestTypeDef]) -> dict[str, Any]:
+        if kwargs.get("VersionStage", "AWSCURRENT") != "AWSCURRENT":
             raise client_error("ResourceNotFoundException", "GetSecretValue")
         return {"SecretString": SIGNING_KEY.decode()}
+
+
+class UnusedBucket:
+    """The quarantine bucket of a workload that rejects nothing: a PutObject fails the run loudly."""
+
+    def put_object(self, **kwargs: Unpack[PutObjectRequestTypeDef]) -> dict[str, Any]:
+        raise NotImplementedError(f"the benchmark's workload quarantines nothing; PutObject {kwargs['Key']}")
+
+
+class UnusedTopic:
+    """The alerts topic of a workload that raises no alert: a Publish fails the run loudly."""
+
+    def publish(self, **kwargs: Unpack[PublishInputTypeDef]) -> dict[str, Any]:
+        raise NotImplementedError(f"the benchmark's workload raises no alert; Publish {kwargs['Message']}")
 
 
 @dataclass

@@ -28,6 +28,8 @@ from testbed.bench.fakes import (
     FakeFirehose,
     FakeLambdaContext,
     FakeSecrets,
+    UnusedBucket,
+    UnusedTopic,
     fake_settings,
     sqs_event,
 )
@@ -74,7 +76,7 @@ def in_process(batch_size: int, settings: Settings) -> float:
     events = list(sqs_events(records, batch_size))
     # Every message is valid, with readings that never vary, and `fake_settings()` sets no threshold:
     # nothing is quarantined (no S3) and nothing alerts (no SNS, no conditional writes in DynamoDB).
-    clients = Clients(FakeDynamoDB(), FakeFirehose(), s3=None, sns=None, secretsmanager=FakeSecrets())
+    clients = Clients(FakeDynamoDB(), FakeFirehose(), UnusedBucket(), UnusedTopic(), FakeSecrets())
     handler._pipeline = Pipeline(settings, clients, sleep=lambda _: None)
     # A Lambda holds one event at a time; keep the prepared 30k records out of the GC's scans.
     gc.collect()

@@ -16,11 +16,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import paho.mqtt.client as mqtt
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+from mypy_boto3_lambda.type_defs import InvocationRequestTypeDef
+from mypy_boto3_sqs.type_defs import SendMessageBatchRequestTypeDef, SendMessageRequestTypeDef
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingress.bridge import BridgeConfig, RuleBridge
@@ -91,13 +93,14 @@ class FakeSqs:
     batch_error: Callable[[list[str]], Exception | None] = lambda bodies: None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
-        error = self.batch_error([e["MessageBody"] for e in Entries])
+    def send_message_batch(self, **kwargs: Unpack[SendMessageBatchRequestTypeDef]) -> dict[str, Any]:
+        entries = kwargs["Entries"]
+        error = self.batch_error([e["MessageBody"] for e in entries])
         if error is not None:
             raise error
         failed = []
         with self.lock:
-            for entry in Entries:
+            for entry in entries:
                 code = self.refuse(entry["MessageBody"])
                 if code is None:
                     self.sent.append(entry["MessageBody"])
@@ -105,9 +108,9 @@ class FakeSqs:
                     failed.append({"Id": entry["Id"], "SenderFault": True, "Code": code, "Message": code})
         return {"Successful": [], "Failed": failed}
 
-    def send_message(self, QueueUrl: str, MessageBody: str, **attributes: Any) -> dict[str, Any]:
+    def send_message(self, **kwargs: Unpack[SendMessageRequestTypeDef]) -> dict[str, Any]:
         with self.lock:
-            self.dead.append(MessageBody)
+            self.dead.append(kwargs["MessageBody"])
         return {}
 
     def error_documents(self) -> list[dict[str, Any]]:
@@ -125,12 +128,14 @@ class FakeLambda:
     calls: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def invoke(self, FunctionName: str, InvocationType: str, Payload: bytes) -> dict[str, Any]:
+    def invoke(self, **kwargs: Unpack[InvocationRequestTypeDef]) -> dict[str, Any]:
         with self.lock:
             self.calls += 1
         if self.down:
             raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
-        records = json.loads(Payload)["Records"]
+        payload = kwargs.get("Payload")
+        assert isinstance(payload, bytes), "the bridge sends the event as bytes"
+        records = json.loads(payload)["Records"]
         failures = [{"itemIdentifier": r["messageId"]} for r in records if self.fail(r["body"])]
         with self.lock:
             self.bodies += [r["body"] for r in records if not self.fail(r["body"])]

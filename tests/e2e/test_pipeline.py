@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import Any, Unpack
 
 import pytest
+from mypy_boto3_dynamodb.type_defs import BatchWriteItemInputTypeDef
+from mypy_boto3_firehose.type_defs import PutRecordBatchInputTypeDef
 
 from processor.config import Settings
 from processor.pipeline import Clients, Pipeline
@@ -132,11 +134,11 @@ class FlakyDynamoDB:
     def __init__(self, real: Any, flaky_calls: int) -> None:
         self.real, self.flaky_calls = real, flaky_calls
 
-    def batch_write_item(self, RequestItems: dict[str, list[Any]]) -> dict[str, Any]:
+    def batch_write_item(self, **kwargs: Unpack[BatchWriteItemInputTypeDef]) -> dict[str, Any]:
         if not self.flaky_calls:
-            return dict(self.real.batch_write_item(RequestItems=RequestItems))
+            return dict(self.real.batch_write_item(**kwargs))
         self.flaky_calls -= 1
-        ((table, requests),) = RequestItems.items()
+        ((table, requests),) = kwargs["RequestItems"].items()
         half = len(requests) // 2
         self.real.batch_write_item(RequestItems={table: requests[:half]})
         return {"UnprocessedItems": {table: requests[half:]}}
@@ -151,16 +153,17 @@ class FlakyFirehose:
     def __init__(self, real: Any, flaky_calls: int) -> None:
         self.real, self.flaky_calls = real, flaky_calls
 
-    def put_record_batch(self, DeliveryStreamName: str, Records: list[Any]) -> dict[str, Any]:
-        if not self.flaky_calls or len(Records) < 2:
-            return dict(self.real.put_record_batch(DeliveryStreamName=DeliveryStreamName, Records=Records))
+    def put_record_batch(self, **kwargs: Unpack[PutRecordBatchInputTypeDef]) -> dict[str, Any]:
+        stream, records = kwargs["DeliveryStreamName"], list(kwargs["Records"])
+        if not self.flaky_calls or len(records) < 2:
+            return dict(self.real.put_record_batch(DeliveryStreamName=stream, Records=records))
         self.flaky_calls -= 1
-        self.real.put_record_batch(DeliveryStreamName=DeliveryStreamName, Records=Records[::2])
+        self.real.put_record_batch(DeliveryStreamName=stream, Records=records[::2])
         responses = [
             {"RecordId": "ok"} if i % 2 == 0 else {"ErrorCode": "ServiceUnavailableException"}
-            for i in range(len(Records))
+            for i in range(len(records))
         ]
-        return {"FailedPutCount": len(Records) // 2, "RequestResponses": responses}
+        return {"FailedPutCount": len(records) // 2, "RequestResponses": responses}
 
 
 def test_throttled_writes_lose_and_duplicate_nothing(
@@ -168,9 +171,11 @@ def test_throttled_writes_lose_and_duplicate_nothing(
 ) -> None:
     devices = [device() for _ in range(4)]
     bodies = [as_json(message(signing_key, devices[i % 4], msg_id=i)) for i in range(300)]
+    flaky_dynamodb = FlakyDynamoDB(stack.client("dynamodb"), flaky_calls=5)
+    flaky_firehose = FlakyFirehose(stack.client("firehose"), flaky_calls=1)
     clients = Clients(
-        dynamodb=FlakyDynamoDB(stack.client("dynamodb"), flaky_calls=5),
-        firehose=FlakyFirehose(stack.client("firehose"), flaky_calls=1),
+        dynamodb=flaky_dynamodb,
+        firehose=flaky_firehose,
         s3=stack.client("s3"),
         sns=stack.client("sns"),
         secretsmanager=stack.client("secretsmanager"),
@@ -179,7 +184,7 @@ def test_throttled_writes_lose_and_duplicate_nothing(
     pipeline = Pipeline(deployed_settings, clients, sleep=lambda _: None, max_archive_record_bytes=4096)
     arrived = now_ms()
     outcome = pipeline.process([InboundRecord(f"r{i}", b, arrived) for i, b in enumerate(bodies)])
-    assert clients.firehose.flaky_calls == 0 and clients.dynamodb.flaky_calls == 0, "the failures were injected"
+    assert flaky_firehose.flaky_calls == 0 and flaky_dynamodb.flaky_calls == 0, "the failures were injected"
     assert outcome.failed == set() and outcome.accepted == 300
     stored = sorted(item.msg_id for dev in devices for item in stores.readings(dev))
     assert stored == list(range(300))

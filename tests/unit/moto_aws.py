@@ -179,12 +179,14 @@ class MemoryBucket:
     bucket: str
     objects: dict[str, bytes] = field(default_factory=dict)
 
-    def put_object(self, Bucket: str, Key: str, Body: bytes, ContentType: str) -> dict[str, Any]:
-        if Bucket != self.bucket:
+    def put_object(self, **kwargs: Unpack[PutObjectRequestTypeDef]) -> dict[str, Any]:
+        key, body = kwargs["Key"], kwargs.get("Body")
+        if kwargs["Bucket"] != self.bucket:
             raise client_error("NoSuchBucket", "PutObject", "The specified bucket does not exist")
-        if len(Key.encode()) > S3_MAX_KEY_BYTES:
+        if len(key.encode()) > S3_MAX_KEY_BYTES:
             raise client_error("KeyTooLongError", "PutObject", "Your key is too long")
-        self.objects[Key] = Body
+        assert isinstance(body, bytes), "the processor puts bytes"
+        self.objects[key] = body
         return {}
 
     def documents(self) -> list[dict[str, Any]]:

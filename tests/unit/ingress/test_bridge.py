@@ -22,6 +22,16 @@ class OneGoodCall:
         return {"Payload": type("Body", (), {"read": lambda self: json.dumps({"batchItemFailures": []}).encode()})()}
 
 
+class NoQueue:
+    """Direct mode's SQS, here for the DLQ only: these tests refuse nothing, so it is never called."""
+
+    def send_message_batch(self, **kwargs: Any) -> dict[str, Any]:
+        raise AssertionError("direct mode sends no batch to SQS")
+
+    def send_message(self, **kwargs: Any) -> dict[str, Any]:
+        raise AssertionError(f"nothing here is dead-lettered: {kwargs}")
+
+
 def bridge(lambda_client: Any) -> RuleBridge:
     config = BridgeConfig(
         rule=parse_rule("SELECT * FROM 'sensors/+/telemetry'"),
@@ -36,7 +46,7 @@ def bridge(lambda_client: Any) -> RuleBridge:
         function_name="f",
         batch_size=10,
     )
-    return RuleBridge(config, sqs=None, lambda_client=lambda_client, sleep=lambda s: None)
+    return RuleBridge(config, sqs=NoQueue(), lambda_client=lambda_client, sleep=lambda s: None)
 
 
 def items(count: int) -> list[_Item]:
