@@ -10,6 +10,7 @@ import base64
 import getpass
 import hashlib
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
@@ -27,6 +28,17 @@ IOT_MAX_TOPIC_BYTES = 256
 MAX_PACKET_BYTES = IOT_MAX_PAYLOAD_BYTES + IOT_MAX_TOPIC_BYTES + 9
 # Seconds between saves of the broker's state: a SIGKILL loses at most what arrived since.
 AUTOSAVE_INTERVAL_S = 1
+# Where packages put the broker outside PATH: Debian/Ubuntu, then Homebrew on Apple silicon and on Intel.
+MOSQUITTO_LOCATIONS = ("/usr/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+MOSQUITTO_INSTALL = "Debian/Ubuntu: sudo apt-get install mosquitto mosquitto-clients; macOS: brew install mosquitto"
+
+
+def find_mosquitto() -> str | None:
+    """The broker binary: on PATH, else where Debian's or Homebrew's package puts it."""
+    for candidate in (shutil.which("mosquitto"), *MOSQUITTO_LOCATIONS):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
 
 
 def password_entry(username: str, password: str, salt: bytes | None = None) -> str:

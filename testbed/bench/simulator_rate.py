@@ -20,7 +20,7 @@ from simulator.fleet import parse_fleet
 from simulator.run import RunConfig, live_run
 from simulator.summary import RunSummary
 from testbed.lifecycle.backends.embedded import mosquitto_binary
-from testbed.lifecycle.processes import LOOPBACK, free_port, wait_for_port
+from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
 
 KEY = b"bench-signing-key"
 # (phase, devices, interval_s, qos, window, pregenerate): offered rate = devices / interval_s

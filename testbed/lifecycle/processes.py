@@ -6,59 +6,36 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from testbed.exceptions import TestbedError
+import psutil
 
 logger = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
 CMDLINE_RETRIES = 50
 
 
-class PortInUseError(TestbedError):
-    """A port the stack needs is taken by another program."""
+def listening_sockets(pid: int) -> set[tuple[str, int]]:
+    """The (address, port) pairs process `pid` and its children listen on, to check loopback-only binds.
 
-
-def port_in_use(port: int, host: str = LOOPBACK) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
-
-
-def free_port() -> int:
-    """A port the kernel considers free right now (for tests that run their own stack)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout_s: float, host: str = LOOPBACK) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if port_in_use(port, host):
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def listening_addresses(port: int) -> set[str]:
-    """The local addresses with a TCP socket listening on `port` (Linux /proc), to check loopback-only binds."""
-    found: set[str] = set()
-    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
-        with contextlib.suppress(FileNotFoundError), open(table) as rows:
-            for row in list(rows)[1:]:
-                local, state = row.split()[1], row.split()[3]
-                address, _, hex_port = local.partition(":")
-                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
-                    raw = bytes.fromhex(address)
-                    # the kernel prints each 32-bit word in host (little-endian) order
-                    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-                    found.add(socket.inet_ntop(family, words))
+    Asked of those processes (psutil), which needs no privileges on Linux or macOS.
+    """
+    found: set[tuple[str, int]] = set()
+    try:
+        parent = psutil.Process(pid)
+        family = [parent, *parent.children(recursive=True)]
+    except psutil.Error:
+        return found
+    for process in family:
+        with contextlib.suppress(psutil.Error):
+            found |= {
+                (c.laddr.ip, c.laddr.port)
+                for c in process.net_connections(kind="tcp")
+                if c.status == psutil.CONN_LISTEN
+            }
     return found
 
 
@@ -78,15 +55,16 @@ class ManagedProcess:
         """The PID if the recorded process is still alive and still ours."""
         try:
             pid = int(self.pid_file.read_text().strip())
+            process = psutil.Process(pid)
             # A process caught between fork and exec shows an empty command line for a moment.
             for _ in range(CMDLINE_RETRIES):
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                cmdline = process.cmdline()
                 if cmdline:
                     break
                 time.sleep(0.01)
-        except (OSError, ValueError):
+        except (OSError, ValueError, psutil.Error):
             return None
-        return pid if self.marker in cmdline.replace(b"\0", b" ").decode(errors="replace") else None
+        return pid if self.marker in " ".join(cmdline) else None
 
     def start(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
         """Start detached; the caller polls the returned handle while it waits for readiness."""
@@ -130,10 +108,6 @@ class ManagedProcess:
             if done == pid:
                 return False
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
             return False
-        stat = Path(f"/proc/{pid}/stat")
-        with contextlib.suppress(OSError):
-            return stat.read_text().split(") ", 1)[1][0] != "Z"
-        return False

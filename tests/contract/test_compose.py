@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import subprocess
@@ -12,18 +13,20 @@ from typing import Any
 
 import pytest
 import yaml
+from rich.console import Console
 
 from ingress.__main__ import build_parser as ingress_parser
 from simulator.cli import KEY_ENV
 from simulator.cli import build_parser as simulator_parser
+from testbed import cli
 from testbed.lifecycle.backends.compose import (
     COMPOSE_FILE,
     CONTAINER_BROKER_DIR,
-    DEFAULT_EMULATOR_PORT,
     ComposeBackend,
     LocalStackBackend,
     MinistackDockerBackend,
 )
+from testbed.lifecycle.ports import DEFAULT_EMULATOR_PORT
 from testbed.paths import MINISTACK_VENV, ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -201,3 +204,22 @@ def test_the_backend_drives_its_own_profile(backend: ComposeBackend) -> None:
         f"127.0.0.1:${{{'LOCALSTACK' if backend.profile == 'localstack' else 'MINISTACK'}_PORT:-4566}}:4566"
         in (services()[backend.emulator_service]["ports"])
     )
+
+
+def test_without_an_answering_engine_up_names_the_engine_and_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A docker CLI with no engine behind it (these machines, a stopped Docker Desktop) is told
+    apart from a missing CLI, before any compose command runs."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    monkeypatch.setenv("COMPOSE_STATE_DIR", str(tmp_path / "state"))
+    printed = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=printed, width=1000))
+    assert cli.main(["--backend", "localstack", "up"]) == 1
+    out = printed.getvalue()
+    assert "BACKEND=localstack needs a running Docker engine" in out
+    if shutil.which("docker"):
+        assert f"no Docker engine answers at unix://{tmp_path}/no-engine.sock" in out
+        assert "BACKEND=embedded, which needs no Docker" in out
+    else:
+        assert "the docker CLI is not installed" in out

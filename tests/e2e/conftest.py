@@ -9,26 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
 
 from processor.config import Settings
 from testbed.lifecycle.backends import EmbeddedBackend, get_backend
-from testbed.lifecycle.processes import free_port
+from testbed.lifecycle.backends.compose import docker_engine_problem
+from testbed.lifecycle.ports import free_port
 from testbed.lifecycle.stack import Stack
 from testbed.runs.stores import Stores
 
 # Short timeouts so a record reported failed is redelivered within seconds (visibility = 6 x timeout).
 TEST_VARIABLES = {"environment_suffix": "e2e", "processor_timeout_seconds": 5, "max_receive_count": 3}
-
-
-def docker_engine_reachable() -> str | None:
-    """None when a Docker engine answers, else why not (the reason a compose run is skipped)."""
-    try:
-        docker.from_env(timeout=5).ping()
-    except docker.errors.DockerException as exc:
-        return f"no Docker engine is reachable ({exc})"
-    return None
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +29,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if name != "embedded":
         if name not in ("localstack", "ministack-docker"):
             pytest.fail(f"the end-to-end tests run on BACKEND=embedded, localstack or ministack-docker, not {name}")
-        reason = docker_engine_reachable()
+        reason = docker_engine_problem()
         if reason is not None:
             # asked for by name: a run that skips everything must not look like one that passed
             pytest.fail(f"BACKEND={name} was asked for, but {reason}", pytrace=False)

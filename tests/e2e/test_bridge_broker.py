@@ -36,7 +36,7 @@ from ingress.broker import (
 from ingress.rule import parse_rule
 from telemetry.credentials import device_password
 from testbed.lifecycle.backends.embedded import mosquitto_binary
-from testbed.lifecycle.processes import LOOPBACK, free_port, wait_for_port
+from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
 from testbed.runs.stores import wait_for
 
 pytestmark = pytest.mark.e2e

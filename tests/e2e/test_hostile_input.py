@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from telemetry.credentials import device_password
-from testbed.lifecycle.processes import LOOPBACK
+from testbed.lifecycle.ports import LOOPBACK
 from testbed.lifecycle.stack import Stack
 from testbed.runs.stores import Stores, wait_for
 from tests.e2e import mqtt_cli

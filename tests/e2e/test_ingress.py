@@ -23,7 +23,8 @@ from simulator.summary import RunSummary, acked_ids
 from telemetry import new_message
 from telemetry.credentials import broker_credentials, device_password
 from testbed.lifecycle.backends.embedded import EmbeddedBackend
-from testbed.lifecycle.processes import LOOPBACK, listening_addresses
+from testbed.lifecycle.ports import LOOPBACK
+from testbed.lifecycle.processes import listening_sockets
 from testbed.lifecycle.stack import Stack
 from testbed.runs.stores import Stores, wait_for
 from tests.e2e import mqtt_cli
@@ -186,8 +187,16 @@ def test_sqs_mode_goes_through_the_queue_and_its_event_source_mapping(
 
 def test_every_server_the_stack_started_listens_on_loopback_only(stack: Stack) -> None:
     backend = backend_of(stack)
-    for port in (backend.ministack_port, backend.mqtt_port, backend.iot_mqtt_port):
-        assert listening_addresses(port) == {LOOPBACK}, f"port {port}"
+    servers = {
+        backend.ministack: {backend.ministack_port, backend.iot_mqtt_port},
+        backend.mosquitto: {backend.mqtt_port},
+    }
+    for process, ports in servers.items():
+        pid = process.pid()
+        assert pid is not None, f"{process.name} runs"
+        sockets = listening_sockets(pid)
+        assert ports <= {port for _, port in sockets}, f"{process.name} listens on {sorted(ports)}: {sockets}"
+        assert {address for address, _ in sockets} == {LOOPBACK}, f"{process.name} listens beyond loopback: {sockets}"
 
 
 def test_iot_mode_uses_ministacks_broker_and_the_terraform_topic_rule(

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from simulator.summary import acked_ids
 from testbed.lifecycle.backends.embedded import EmbeddedBackend
 from testbed.lifecycle.iot_things import MANIFEST, deprovision, device_policy, provision
-from testbed.lifecycle.processes import LOOPBACK
+from testbed.lifecycle.ports import LOOPBACK
 from testbed.lifecycle.stack import Stack
 from testbed.paths import ROOT
 from testbed.runs.stores import Stores, wait_for

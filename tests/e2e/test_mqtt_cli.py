@@ -17,7 +17,7 @@ from ingress.broker import BRIDGE_USER, BrokerConfig
 from telemetry.credentials import device_password
 from telemetry.topics import TELEMETRY_FILTER
 from testbed.lifecycle.backends.embedded import mosquitto_binary
-from testbed.lifecycle.processes import LOOPBACK, free_port, wait_for_port
+from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
 from tests.e2e import mqtt_cli
 
 pytestmark = pytest.mark.e2e

@@ -18,7 +18,7 @@ from rich.logging import RichHandler
 from telemetry.credentials import device_password
 from testbed.bench.fakes import sqs_event
 from testbed.lifecycle.backends.embedded import EmbeddedBackend
-from testbed.lifecycle.processes import LOOPBACK, free_port
+from testbed.lifecycle.ports import LOOPBACK, free_port
 from testbed.lifecycle.stack import Stack
 from testbed.runs.stores import Stores, processor_logs, wait_for
 from tests.conftest import make_message

@@ -12,25 +12,48 @@ import shlex
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
+
+import docker
 
 from ingress.broker import BrokerConfig, load_or_create_secret
 from simulator.run import MqttTarget
 from telemetry.credentials import broker_credentials
 from testbed.lifecycle.backends.base import Backend, BackendError, http_json
+from testbed.lifecycle.ports import DEFAULT_EMULATOR_PORT, DEFAULT_MQTT_PORT
 from testbed.paths import ROOT, STATE_ROOT
 
 logger = logging.getLogger(__name__)
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-DEFAULT_EMULATOR_PORT = 4566
-DEFAULT_MQTT_PORT = 1883
 READY_TIMEOUT_S = 180.0
+ENGINE_PING_TIMEOUT_S = 5
 # Where the broker's files appear inside the Mosquitto container (see docker-compose.yml).
 CONTAINER_BROKER_DIR = PurePosixPath("/mosquitto/config")
 INGRESS_MODES = ("direct", "sqs")
+
+
+def docker_engine_problem() -> str | None:
+    """None when a Docker engine answers a ping and compose is installed, else what is wrong and the fix.
+
+    The engine is asked, not the PATH: a docker CLI with no engine behind it (a stopped Docker
+    Desktop, a CI runner without the daemon) is the usual case, and names a different fix.
+    """
+    if shutil.which("docker") is None:
+        return "the docker CLI is not installed (https://docs.docker.com/engine/install/); or use BACKEND=embedded"
+    try:
+        docker.from_env(timeout=ENGINE_PING_TIMEOUT_S).ping()
+    except docker.errors.DockerException as exc:
+        where = os.environ.get("DOCKER_HOST", "the default socket")
+        return (
+            f"no Docker engine answers at {where} ({exc}): start Docker Desktop or the docker service "
+            "(sudo systemctl start docker), or use BACKEND=embedded, which needs no Docker"
+        )
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0:
+        return "the docker compose plugin is missing (https://docs.docker.com/compose/install/)"
+    return None
 
 
 @dataclass
@@ -44,6 +67,7 @@ class ComposeBackend(Backend):
     name: str = "localstack"
     # Print the docker commands instead of running them (what `make ... DRY_RUN=1` shows).
     dry_run: bool = False
+    _engine_checked: bool = field(default=False, init=False, repr=False)
 
     # The variable docker-compose.yml publishes the emulator's port with.
     PORT_VARIABLE: ClassVar[str] = "LOCALSTACK_PORT"
@@ -81,8 +105,11 @@ class ComposeBackend(Backend):
         if self.dry_run:
             print(shlex.join(cmd))
             return
-        if shutil.which("docker") is None:
-            raise BackendError(f"BACKEND={self.name} needs Docker with the compose plugin")
+        if not self._engine_checked:
+            problem = docker_engine_problem()
+            if problem is not None:
+                raise BackendError(f"BACKEND={self.name} needs a running Docker engine: {problem}")
+            self._engine_checked = True
         env = {**os.environ, **self.compose_env(), **(extra_env or {})}
         if subprocess.run(cmd, env=env, cwd=ROOT).returncode != 0:
             raise BackendError(f"`{shlex.join(cmd)}` failed")

@@ -15,21 +15,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ingress.broker import BrokerConfig, load_or_create_secret
+from ingress.broker import MOSQUITTO_INSTALL, BrokerConfig, find_mosquitto, load_or_create_secret
 from simulator.run import MqttTarget
 from simulator.tls import IOT_MQTT_TLS_PORT, DeviceCertificates
 from telemetry.credentials import broker_credentials
 from testbed.lifecycle import iot_things
 from testbed.lifecycle.backends.base import Backend, BackendError, http_json
-from testbed.lifecycle.processes import LOOPBACK, ManagedProcess, PortInUseError, port_in_use, wait_for_port
+from testbed.lifecycle.ports import (
+    DEFAULT_EMULATOR_PORT,
+    DEFAULT_MQTT_PORT,
+    LOOPBACK,
+    PortInUseError,
+    port_in_use,
+    wait_for_port,
+)
+from testbed.lifecycle.processes import ManagedProcess
 from testbed.paths import MINISTACK_VENV, ROOT, STATE_ROOT
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MINISTACK_PORT = 4566
-DEFAULT_MQTT_PORT = 1883
 # Runs ministack with its MQTT-over-TLS listener pinned to loopback (see the module).
 MINISTACK_LAUNCHER = Path(__file__).with_name("ministack_loopback.py")
 PORT_VARIABLES = {"ministack": "MINISTACK_PORT", "mosquitto": "MQTT_PORT", "IoT MQTT over TLS": "IOT_MQTT_PORT"}
@@ -76,15 +83,15 @@ INGRESS_MODES = {
 
 
 def mosquitto_binary() -> str:
-    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    raise BackendError("mosquitto is not installed (Debian/Ubuntu: apt-get install mosquitto)")
+    binary = find_mosquitto()
+    if binary is None:
+        raise BackendError(f"mosquitto is not installed ({MOSQUITTO_INSTALL})")
+    return binary
 
 
 @dataclass
 class EmbeddedBackend(Backend):
-    ministack_port: int = DEFAULT_MINISTACK_PORT
+    ministack_port: int = DEFAULT_EMULATOR_PORT
     mqtt_port: int = DEFAULT_MQTT_PORT
     iot_mqtt_port: int = IOT_MQTT_TLS_PORT
     state_dir: Path = STATE_ROOT / "embedded"
@@ -93,7 +100,7 @@ class EmbeddedBackend(Backend):
     @classmethod
     def from_env(cls) -> EmbeddedBackend:
         return cls(
-            ministack_port=int(os.environ.get("MINISTACK_PORT", DEFAULT_MINISTACK_PORT)),
+            ministack_port=int(os.environ.get("MINISTACK_PORT", DEFAULT_EMULATOR_PORT)),
             mqtt_port=int(os.environ.get("MQTT_PORT", DEFAULT_MQTT_PORT)),
             iot_mqtt_port=int(os.environ.get("IOT_MQTT_PORT", IOT_MQTT_TLS_PORT)),
             state_dir=Path(os.environ.get("EMBEDDED_STATE_DIR", STATE_ROOT / "embedded")).resolve(),
@@ -201,10 +208,10 @@ class EmbeddedBackend(Backend):
         pid = self.ministack.pid()
         if pid is None:
             return None
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-        return None
+        try:
+            return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+        except psutil.Error:  # it exited since
+            return None
 
     @property
     def state_port_file(self) -> Path:

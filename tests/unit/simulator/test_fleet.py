@@ -26,7 +26,7 @@ from simulator.run import (
 from simulator.schedule import Schedule
 from simulator.summary import Recorder
 from telemetry.credentials import broker_credentials
-from testbed.lifecycle.processes import free_port
+from testbed.lifecycle.ports import free_port
 from testbed.paths import ROOT
 
 KEY = b"fleet-key"

@@ -17,7 +17,8 @@ from testbed.lifecycle import terraform
 from testbed.lifecycle.backends import BackendError, EmbeddedBackend
 from testbed.lifecycle.backends.embedded import MINISTACK_LAMBDA_COPY_PREFIX
 from testbed.lifecycle.build import build
-from testbed.lifecycle.processes import LOOPBACK, ManagedProcess, PortInUseError, free_port
+from testbed.lifecycle.ports import LOOPBACK, PortInUseError, free_port
+from testbed.lifecycle.processes import ManagedProcess
 
 
 def test_bundle_is_deterministic_and_pure_python(tmp_path: Path) -> None:
