@@ -19,10 +19,13 @@ FLEET ?= simulator/fleets/smoke.yaml
 DURATION ?= 60
 BUNDLE_SOURCES := $(shell find processor telemetry -name '*.py' 2>/dev/null) processor/requirements.txt
 
-.PHONY: help venvs build up down clean demo plan outputs test test-unit test-contract test-e2e mutation lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy redrive logs
+.PHONY: help doctor venvs build up down clean demo plan outputs test test-unit test-contract test-e2e mutation lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy redrive logs
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+doctor: ## check this machine first (Python, Terraform and its provider source, Mosquitto, ports, disk, Docker)
+	@$(PYTHON) -m testbed.operate.doctor --backend $(BACKEND) $(DOCTOR_FLAGS)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,7 +51,7 @@ build/processor.zip: $(VENV)/.installed $(BUNDLE_SOURCES)
 
 build: build/processor.zip ## build the processor Lambda zip (deterministic)
 
-up: venvs build ## start the local stack and deploy infra/ (idempotent)
+up: doctor venvs build ## start the local stack and deploy infra/ (idempotent)
 	$(TESTBED) up
 
 down: $(VENV)/.installed ## stop what `make up` started (state is saved)
@@ -63,7 +66,7 @@ outputs: $(VENV)/.installed ## print the deployed stack's outputs
 plan: venvs build ## show what a new apply would change on the running stack
 	$(TESTBED) plan
 
-demo: venvs build ## the main job: bring the stack up, send messages through it, run the smoke scenario
+demo: doctor venvs build ## the main job: bring the stack up, send messages through it, run the smoke scenario
 	$(TESTBED) demo
 
 load: venvs ## compose backends: the simulator container against the stack (FLEET=file DURATION=s)
@@ -118,5 +121,6 @@ mutation: $(VENV)/.installed ## mutation testing of processor/, the rule, the br
 	mkdir -p reports
 	$(PY) -m tests.mutation_budget --json reports/mutation.json
 
-test: venvs $(CHECKOV_VENV)/.installed build lint ## everything: lint, unit, contract and end-to-end tests
+test: DOCTOR_FLAGS := --tests
+test: doctor venvs $(CHECKOV_VENV)/.installed build lint ## everything: lint, unit, contract and end-to-end tests
 	BACKEND=$(BACKEND) $(PY) -m pytest tests

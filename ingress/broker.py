@@ -34,7 +34,10 @@ MOSQUITTO_INSTALL = "Debian/Ubuntu: sudo apt-get install mosquitto mosquitto-cli
 
 
 def find_mosquitto() -> str | None:
-    """The broker binary: on PATH, else where Debian's or Homebrew's package puts it."""
+    """The broker binary: `$MOSQUITTO`, else on PATH, else where Debian's or Homebrew's package puts it."""
+    configured = os.environ.get("MOSQUITTO")
+    if configured:
+        return configured if Path(configured).is_file() else None
     for candidate in (shutil.which("mosquitto"), *MOSQUITTO_LOCATIONS):
         if candidate and Path(candidate).is_file():
             return candidate

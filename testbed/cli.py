@@ -29,6 +29,7 @@ from testbed.lifecycle import iot_things
 from testbed.lifecycle.backends import BackendError, get_backend
 from testbed.lifecycle.build import build
 from testbed.lifecycle.stack import Stack
+from testbed.operate import doctor
 from testbed.paths import ROOT
 from testbed.runs.demo import run_demo
 from testbed.runs.redrive import redrive
@@ -66,6 +67,10 @@ def _print_rows(title: str, rows: list[dict[str, Any]], as_json: bool = True) ->
     console.print(table)
     if as_json:
         print(json.dumps(rows))
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    return doctor.main(["--backend", args.backend, *(["--tests"] if args.tests else [])])
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -285,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=HelpWithDefaults)
+    checkup = sub.add_parser("doctor", help="check this machine: Python, Terraform, Mosquitto, ports, disk, Docker")
+    checkup.add_argument("--tests", action="store_true", help="what the tests need (test tools; no fixed ports)")
+    checkup.set_defaults(func=cmd_doctor)
     sub.add_parser("build", help="build the processor zip (deterministic)").set_defaults(func=cmd_build)
     sub.add_parser("up", help="start the backend and deploy infra/").set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
