@@ -34,7 +34,7 @@ from testbed.paths import ROOT
 from testbed.runs.demo import run_demo
 from testbed.runs.redrive import redrive
 from testbed.runs.runner import compare, run_scenario
-from testbed.runs.scenario import load_scenario
+from testbed.runs.scenario import Scenario, load_scenario
 from testbed.runs.stores import processor_logs
 
 logger = logging.getLogger("testbed")
@@ -133,8 +133,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulate(stack: Stack, scenario_name: str) -> int:
-    scenario = load_scenario(scenario_name)
+def _simulate(stack: Stack, scenario: Scenario) -> int:
     console.print(f"scenario [bold]{scenario.name}[/]: {scenario.description}")
     folder = run_scenario(stack, scenario, console)
     report = json.loads((folder / "report.json").read_text())
@@ -167,13 +166,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if outputs is not None:
         _print_outputs(outputs)
     run_demo(stack, console)
-    return _simulate(stack, "smoke")
+    return _simulate(stack, load_scenario("smoke"))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.scenario)  # a wrong name or file fails before anything starts
     stack = _stack(args)
     stack.up()
-    return _simulate(stack, args.scenario)
+    return _simulate(stack, scenario)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -203,8 +203,11 @@ def cmd_bench_simulator(args: argparse.Namespace) -> int:
 
 def cmd_bench_ingress(args: argparse.Namespace) -> int:
     stack = _stack(args)
+    modes = tuple(args.modes.split(","))
+    for mode in modes:
+        stack.backend.check_ingress(mode)
     stack.up()
-    rows = bench_ingress.run(stack, tuple(args.modes.split(",")), duration_s=args.duration)
+    rows = bench_ingress.run(stack, modes, duration_s=args.duration)
     _print_rows("Local ingress modes, end to end (MQTT -> DynamoDB), QoS 1", rows)
     return 0
 

@@ -48,6 +48,7 @@ class Stack:
 
     def up(self) -> StackOutputs | None:
         """Start the backend, build the bundle, apply infra/, start the ingress; idempotent."""
+        self.backend.check_ingress(self.ingress)
         self.backend.start()
         if self.backend.dry_run:
             print(f"terraform -chdir=infra apply  # with variables {self.variables_text()}")

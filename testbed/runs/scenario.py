@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from simulator.fleet import FleetError, load_fleet
 from simulator.schedule import Constant, RateProfile
 from testbed.exceptions import TestbedError
 from testbed.paths import ROOT
@@ -69,6 +70,8 @@ def load_scenario(name_or_path: str) -> Scenario:
     except ValidationError as exc:
         details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ScenarioError(f"{path} is invalid: {details}") from None
-    if not (ROOT / scenario.fleet).exists():
-        raise ScenarioError(f"{path}: fleet file {scenario.fleet} does not exist")
+    try:
+        load_fleet(ROOT / scenario.fleet)
+    except FleetError as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
     return scenario

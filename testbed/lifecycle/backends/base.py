@@ -34,6 +34,15 @@ class Backend(abc.ABC):
     dry_run: bool = False
     # Runs the simulator as a container next to the stack (`make load`).
     simulator_container: ClassVar[bool] = False
+    # The local ingress modes `start_ingress` takes; empty when the ingress is fixed (AWS IoT Core).
+    ingress_modes: ClassVar[tuple[str, ...]] = ()
+
+    def check_ingress(self, mode: str) -> None:
+        """Refuse an ingress mode this backend lacks, before anything is started for it."""
+        if self.ingress_modes and mode not in self.ingress_modes:
+            raise BackendError(
+                f"INGRESS={mode} is not available on BACKEND={self.name}; choose one of {', '.join(self.ingress_modes)}"
+            )
 
     @classmethod
     @abc.abstractmethod

@@ -72,6 +72,7 @@ class ComposeBackend(Backend):
     # The variable docker-compose.yml publishes the emulator's port with.
     PORT_VARIABLE: ClassVar[str] = "LOCALSTACK_PORT"
     simulator_container: ClassVar[bool] = True
+    ingress_modes: ClassVar[tuple[str, ...]] = INGRESS_MODES
 
     @classmethod
     def from_env(cls) -> ComposeBackend:
@@ -146,8 +147,7 @@ class ComposeBackend(Backend):
 
     def start_ingress(self, outputs_file: Path, mode: str) -> None:
         """Mosquitto and the rule bridge as compose services (built from the project's Dockerfile)."""
-        if mode not in INGRESS_MODES:
-            raise BackendError(f"INGRESS={mode} is not available on BACKEND={self.name}; choose one of {INGRESS_MODES}")
+        self.check_ingress(mode)
         broker = self.broker
         broker.write(broker.known_devices())
         self._run(self.compose("up", "-d", "--wait", "--build", "mosquitto", "bridge"), {"INGRESS": mode})

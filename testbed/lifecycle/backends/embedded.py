@@ -13,7 +13,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 from botocore.exceptions import BotoCoreError, ClientError
@@ -96,6 +96,7 @@ class EmbeddedBackend(Backend):
     iot_mqtt_port: int = IOT_MQTT_TLS_PORT
     state_dir: Path = STATE_ROOT / "embedded"
     name: str = "embedded"
+    ingress_modes: ClassVar[tuple[str, ...]] = tuple(INGRESS_MODES)
 
     @classmethod
     def from_env(cls) -> EmbeddedBackend:
@@ -377,8 +378,7 @@ class EmbeddedBackend(Backend):
 
     def start_ingress(self, outputs_file: Path, mode: str) -> None:
         """Start the rule bridge for this stack (restarted when the outputs or the mode changed)."""
-        if mode not in INGRESS_MODES:
-            raise BackendError(f"unknown INGRESS {mode!r}; choose one of {sorted(INGRESS_MODES)}")
+        self.check_ingress(mode)
         target, mode_file = self.run_dir / "outputs.json", self.run_dir / "ingress-mode"
         wanted = (outputs_file.read_text(), mode)
         current = (target.read_text(), mode_file.read_text()) if target.exists() and mode_file.exists() else None

@@ -27,7 +27,7 @@ def test_invalid_scenario_names_the_field(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match=r"duration_s: .*greater than 0.*qos"):
         load_scenario(str(path))
     path.write_text("name: x\nfleet: nowhere.yaml\nduration_s: 5\n")
-    with pytest.raises(ScenarioError, match=r"fleet file nowhere\.yaml does not exist"):
+    with pytest.raises(ScenarioError, match=r"bad\.yaml: cannot read fleet file .*nowhere\.yaml: No such file"):
         load_scenario(str(path))
 
 

@@ -1,0 +1,63 @@
+"""A wrong name on the command line is refused before anything starts: no emulator, no state, no apply."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from testbed import cli
+
+
+@pytest.fixture
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, io.StringIO]:
+    """The embedded backend's state in a folder that must stay absent, and the CLI's printed output."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("EMBEDDED_STATE_DIR", str(state))
+    printed = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=printed, width=1000))
+    return state, printed
+
+
+def test_an_unknown_scenario_is_named_with_the_shipped_ones(run: tuple[Path, io.StringIO]) -> None:
+    state, printed = run
+    assert cli.main(["simulate", "nosuch"]) == 1
+    assert "no scenario 'nosuch'; shipped: burst, chaos, faults, smoke, soak, steady" in printed.getvalue()
+    assert not state.exists(), "nothing was started"
+
+
+def test_a_scenario_whose_fleet_is_broken_is_refused_before_the_stack_starts(
+    run: tuple[Path, io.StringIO], tmp_path: Path
+) -> None:
+    state, printed = run
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("devices: [unclosed\n")
+    scenario = tmp_path / "broken.yaml"
+    scenario.write_text(f"name: broken\nfleet: {fleet}\nduration_s: 5\n")
+    assert cli.main(["simulate", str(scenario)]) == 1
+    assert f"{scenario}: {fleet} is not valid YAML" in printed.getvalue()
+    assert not state.exists()
+
+
+def test_an_unknown_ingress_mode_is_refused_before_the_stack_starts(
+    run: tuple[Path, io.StringIO], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, printed = run
+    monkeypatch.setenv("INGRESS", "carrier-pigeon")
+    assert cli.main(["up"]) == 1
+    assert (
+        "INGRESS=carrier-pigeon is not available on BACKEND=embedded; choose one of direct, sqs, naive, iot"
+        in printed.getvalue()
+    )
+    assert not state.exists()
+
+
+def test_a_benchmark_of_an_unknown_ingress_mode_is_refused_before_the_stack_starts(
+    run: tuple[Path, io.StringIO],
+) -> None:
+    state, printed = run
+    assert cli.main(["bench-ingress", "--modes", "direct,bogus"]) == 1
+    assert "INGRESS=bogus is not available on BACKEND=embedded" in printed.getvalue()
+    assert not state.exists()
