@@ -140,8 +140,9 @@ def _simulate(stack: Stack, scenario: Scenario) -> int:
     table = Table(title=f"{scenario.name}: {'PASSED' if report['passed'] else 'FAILED'}")
     table.add_column("check")
     table.add_column("result")
+    table.add_column("measured")
     for name, ok in report["checks"].items():
-        table.add_row(name, "[green]ok[/]" if ok else "[red]FAILED[/]")
+        table.add_row(name, "[green]ok[/]" if ok else "[red]FAILED[/]", report["measured"][name])
     console.print(table)
     keys = (
         "published",

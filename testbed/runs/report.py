@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+from xml.etree import ElementTree
 
 import matplotlib
 
@@ -36,6 +37,7 @@ def plot_throughput(
     sent_per_s: dict[str, int],
     stored_at_s: np.ndarray,
     faults: Sequence[tuple[float, float, str]] = (),
+    title: str = "",
 ) -> None:
     """Published and stored per second; each fault is a shaded span from its start until the part was back."""
     sent = {int(k): v for k, v in sent_per_s.items()}
@@ -51,34 +53,43 @@ def plot_throughput(
     for began, back, label in faults:
         ax.axvspan(began - start, max(back, began + 0.5) - start, color="tab:red", alpha=0.15)
         ax.annotate(label, (began - start, ax.get_ylim()[1] * 0.92), fontsize=7, rotation=90, va="top")
-    ax.set_xlabel("seconds since the first send")
-    ax.set_ylabel("messages per second")
+    ax.set_title(f"{title}: published and stored per second".lstrip(": "), fontsize=10)
+    ax.set_xlabel("time since the first send (s)")
+    ax.set_ylabel("messages per second (msg/s)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: the fault labels sit at the top
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def plot_latency(path: Path, latency_ms: np.ndarray, marks: dict[str, float]) -> None:
+def plot_latency(path: Path, latency_ms: np.ndarray, marks: dict[str, float], title: str = "") -> None:
+    """Histogram and CDF on a log axis: a 60 ms median and a 14 s tail are both readable on one."""
     fig, (hist, cdf) = plt.subplots(1, 2, figsize=(10, 3.5))
-    if len(latency_ms):
-        hist.hist(latency_ms, bins=60)
-        values = np.sort(latency_ms)
+    positive = latency_ms[latency_ms > 0]
+    if len(positive):
+        low, high = float(positive.min()), float(positive.max())
+        hist.hist(positive, bins=np.geomspace(low, max(high, low * 1.01), 60))
+        values = np.sort(positive)
         cdf.plot(values, np.arange(1, len(values) + 1) / len(values))
+        for ax in (hist, cdf):
+            ax.set_xscale("log")
     for name, value in marks.items():
+        if value <= 0:
+            continue
         for ax in (hist, cdf):
             ax.axvline(value, linestyle="--", linewidth=0.8)
         cdf.annotate(f"{name} {value:.0f} ms", (value, 0.05 + 0.3 * list(marks).index(name)), fontsize=8)
-    hist.set_xlabel("end-to-end latency (ms): device timestamp -> stored")
-    hist.set_ylabel("messages")
-    cdf.set_xlabel("end-to-end latency (ms)")
-    cdf.set_ylabel("fraction of messages")
+    fig.suptitle(f"{title}: end-to-end latency, device timestamp to stored".lstrip(": "), fontsize=10)
+    hist.set_xlabel("latency (ms, log scale)")
+    hist.set_ylabel("messages (count)")
+    cdf.set_xlabel("latency (ms, log scale)")
+    cdf.set_ylabel("fraction of messages (0-1)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def plot_lag(path: Path, stored_at_s: np.ndarray, latency_ms: np.ndarray) -> None:
+def plot_lag(path: Path, stored_at_s: np.ndarray, latency_ms: np.ndarray, title: str = "") -> None:
     fig, ax = plt.subplots(figsize=(8, 3.5))
     if len(stored_at_s):
         start = stored_at_s.min()
@@ -88,7 +99,8 @@ def plot_lag(path: Path, stored_at_s: np.ndarray, latency_ms: np.ndarray) -> Non
         # a second in which nothing was stored has no lag to show: a gap, not a zero
         worst[np.isinf(worst)] = np.nan
         ax.plot(np.arange(len(worst)), worst / 1000)
-    ax.set_xlabel("seconds since the first store")
+    ax.set_title(f"{title}: worst lag per second".lstrip(": "), fontsize=10)
+    ax.set_xlabel("time since the first store (s)")
     ax.set_ylabel("worst lag in that second (s)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -129,37 +141,69 @@ class RunOutcome:
         return float(self.summary["acked"] / published) if published else 0.0
 
 
-def checks(outcome: RunOutcome) -> dict[str, bool]:
-    """Each of the scenario's expectations, named as the report shows it, and whether it held."""
+class Check(NamedTuple):
+    """One expectation of a scenario: whether it held, and what the run measured against it."""
+
+    held: bool
+    measured: str
+
+
+def _ids(ids: Sequence[str], shown: int = 10) -> str:
+    return ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
+
+
+def checks(outcome: RunOutcome) -> dict[str, Check]:
+    """Each of the scenario's expectations, named as the report shows it, whether it held and why."""
     expect, summary, result = outcome.scenario.expectations, outcome.summary, outcome.result
+    lost = [f"{d}:{m}" for d, m in result.lost]
+    unexplained = [str(u.get("id")) for u in result.unexplained]
     held = {
-        f"drained within {outcome.scenario.drain_timeout_s:g} s": outcome.drained,
-        f"lost <= {expect.max_lost}": len(result.lost) <= expect.max_lost,
-        f"unexplained <= {expect.max_unexplained}": len(result.unexplained) <= expect.max_unexplained,
-        f"publish failures <= {expect.max_publish_failures}": summary["failed"] <= expect.max_publish_failures,
-        f"acknowledged/published >= {expect.min_acked_ratio:g}": outcome.acked_ratio >= expect.min_acked_ratio,
+        f"drained within {outcome.scenario.drain_timeout_s:g} s": Check(
+            outcome.drained, "every message accounted for" if outcome.drained else "still arriving at the timeout"
+        ),
+        f"lost <= {expect.max_lost}": Check(
+            len(lost) <= expect.max_lost, f"{len(lost)} lost" + (f": {_ids(lost)}" if lost else "")
+        ),
+        f"unexplained <= {expect.max_unexplained}": Check(
+            len(unexplained) <= expect.max_unexplained,
+            f"{len(unexplained)} unexplained" + (f": {_ids(unexplained)}" if unexplained else ""),
+        ),
+        f"publish failures <= {expect.max_publish_failures}": Check(
+            summary["failed"] <= expect.max_publish_failures,
+            f"{summary['failed']} failed publishes {dict(summary['failed_by_cause'])}",
+        ),
+        f"acknowledged/published >= {expect.min_acked_ratio:g}": Check(
+            outcome.acked_ratio >= expect.min_acked_ratio,
+            f"{outcome.acked_ratio:.2%} ({summary['acked']:,} of {summary['published']:,})",
+        ),
     }
     if outcome.faults or outcome.scenario.faults:
         planned = len(outcome.scenario.faults)
-        held[f"all {planned} faults injected"] = len(outcome.faults) == planned and all(
-            f["error"] is None for f in outcome.faults
+        errors = [f"{f['fault']}: {f['error']}" for f in outcome.faults if f["error"] is not None]
+        held[f"all {planned} faults injected"] = Check(
+            len(outcome.faults) == planned and not errors,
+            f"{len(outcome.faults)} of {planned} injected" + (f"; {'; '.join(errors)}" if errors else ""),
         )
-        held["stored throughput recovered after every fault"] = all(
-            f["recovered_after_s"] is not None for f in outcome.faults
+        stuck = [f["fault"] for f in outcome.faults if f["recovered_after_s"] is None]
+        held["stored throughput recovered after every fault"] = Check(
+            not stuck, f"not recovered after: {', '.join(stuck)}" if stuck else "recovered after each"
         )
     if expect.max_p99_latency_ms is not None:
-        held[f"p99 latency <= {expect.max_p99_latency_ms:g} ms"] = (
-            outcome.latency_percentiles["p99"] <= expect.max_p99_latency_ms
+        p99 = outcome.latency_percentiles["p99"]
+        held[f"p99 latency <= {expect.max_p99_latency_ms:g} ms"] = Check(
+            p99 <= expect.max_p99_latency_ms, f"p99 {p99:g} ms"
         )
     if expect.min_throughput_msg_s is not None:
-        held[f"throughput >= {expect.min_throughput_msg_s:g} msg/s"] = (
-            outcome.throughput_msg_s >= expect.min_throughput_msg_s
+        held[f"throughput >= {expect.min_throughput_msg_s:g} msg/s"] = Check(
+            outcome.throughput_msg_s >= expect.min_throughput_msg_s, f"{outcome.throughput_msg_s:g} msg/s"
         )
     if expect.alerts_ok:
-        held["alerts match breaches, cooldown held"] = bool(outcome.alert_check["ok"])
+        held["alerts match breaches, cooldown held"] = Check(
+            bool(outcome.alert_check["ok"]), json.dumps(outcome.alert_check)[:500]
+        )
     if expect.max_emulator_rss_mb is not None and outcome.emulator_rss_mb is not None:
-        held[f"emulator RSS <= {expect.max_emulator_rss_mb:g} MB"] = (
-            outcome.emulator_rss_mb <= expect.max_emulator_rss_mb
+        held[f"emulator RSS <= {expect.max_emulator_rss_mb:g} MB"] = Check(
+            outcome.emulator_rss_mb <= expect.max_emulator_rss_mb, f"{outcome.emulator_rss_mb:g} MB"
         )
     return held
 
@@ -191,8 +235,9 @@ def report_of(outcome: RunOutcome) -> dict[str, Any]:
         "e2e_latency_ms": outcome.latency_percentiles,
         "send_lateness_ms": summary["send_lateness_ms"],
         "emulator_rss_mb": outcome.emulator_rss_mb,
-        "checks": held,
-        "passed": all(held.values()),
+        "checks": {name: check.held for name, check in held.items()},
+        "measured": {name: check.measured for name, check in held.items()},
+        "passed": all(check.held for check in held.values()),
         "reconciliation": result.as_dict(),
         "alert_check": outcome.alert_check,
         "faults_injected": outcome.faults,
@@ -205,12 +250,46 @@ def write_report(folder: Path, outcome: RunOutcome) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     marks = [(f["started"], f["started"] + f["back_after_s"], f["fault"]) for f in outcome.faults]
-    plot_throughput(folder / "throughput.png", outcome.summary["sent_per_s"], outcome.stored_at_s, marks)
+    title = f"{report['scenario']} {'PASSED' if report['passed'] else 'FAILED'}"
+    plot_throughput(folder / "throughput.png", outcome.summary["sent_per_s"], outcome.stored_at_s, marks, title)
     latency = report["e2e_latency_ms"]
-    plot_latency(folder / "latency.png", outcome.latency_ms, {k: latency[k] for k in ("p50", "p95", "p99")})
-    plot_lag(folder / "lag.png", outcome.stored_at_s, outcome.latency_ms)
+    marks_ms = {k: latency[k] for k in ("p50", "p95", "p99")}
+    plot_latency(folder / "latency.png", outcome.latency_ms, marks_ms, title)
+    plot_lag(folder / "lag.png", outcome.stored_at_s, outcome.latency_ms, title)
     write_markdown(folder / "report.md", report)
+    write_junit(folder / "junit.xml", report)
     return report
+
+
+def write_junit(path: Path, report: dict[str, Any]) -> None:
+    """One JUnit test case per check, a failure carrying what was measured: any CI shows which held."""
+    failures = sum(not ok for ok in report["checks"].values())
+    suite = ElementTree.Element(
+        "testsuite",
+        name=f"scenario {report['scenario']}",
+        tests=str(len(report["checks"])),
+        failures=str(failures),
+        errors="0",
+        skipped="0",
+        timestamp=report["started"],
+        time=f"{report['duration_s']:g}",
+    )
+    properties = ElementTree.SubElement(suite, "properties")
+    for name in ("run_id", "ingress", "published", "stored", "lost"):
+        ElementTree.SubElement(properties, "property", name=name, value=str(report[name]))
+    for name, ok in report["checks"].items():
+        case = ElementTree.SubElement(
+            suite, "testcase", classname=f"scenario.{report['scenario']}", name=name, time="0"
+        )
+        measured = report["measured"][name]
+        if ok:
+            ElementTree.SubElement(case, "system-out").text = measured
+        else:
+            ElementTree.SubElement(
+                case, "failure", message=measured, type="ExpectationFailed"
+            ).text = f"{name}: {measured}"
+    ElementTree.indent(suite)
+    ElementTree.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
 
 
 def write_markdown(path: Path, report: dict[str, Any]) -> None:
@@ -230,9 +309,12 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         f"- alerts {report['alerts']}: {json.dumps(report['alert_check'])}",
         f"- emulator RSS {report['emulator_rss_mb']} MB",
         "",
-        "| check | result |",
-        "|---|---|",
-        *(f"| {name} | {'ok' if ok else 'FAILED'} |" for name, ok in report["checks"].items()),
+        "| check | result | measured |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {'ok' if ok else 'FAILED'} | {report['measured'][name]} |"
+            for name, ok in report["checks"].items()
+        ),
         "",
         "![throughput](throughput.png)",
         "![latency](latency.png)",

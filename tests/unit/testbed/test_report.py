@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 
@@ -35,20 +36,22 @@ def outcome(scenario: str = "smoke", faults: list[dict[str, Any]] | None = None,
 
 
 def test_a_clean_run_passes_every_check_and_a_lost_message_fails_one() -> None:
-    assert all(checks(outcome()).values())
-    failed = [name for name, held in checks(outcome(lost=True)).items() if not held]
-    assert failed == ["lost <= 0"]
+    assert all(check.held for check in checks(outcome()).values())
+    failed = {name: check.measured for name, check in checks(outcome(lost=True)).items() if not check.held}
+    assert failed == {"lost <= 0": "1 lost: a:3"}
 
 
 def test_a_run_whose_planned_faults_were_not_injected_does_not_pass() -> None:
     held = checks(outcome("chaos"))
-    assert held[f"all {len(load_scenario('chaos').faults)} faults injected"] is False
+    planned = len(load_scenario("chaos").faults)
+    assert held[f"all {planned} faults injected"] == (False, f"0 of {planned} injected")
 
 
 def test_the_report_folder_holds_the_json_the_markdown_and_three_plots(tmp_path: Path) -> None:
     report = write_report(tmp_path, outcome())
     assert report["passed"] and report["stored"] == 3 and report["throughput_msg_s"] == 3.0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "junit.xml",
         "lag.png",
         "latency.png",
         "report.json",
@@ -56,3 +59,17 @@ def test_the_report_folder_holds_the_json_the_markdown_and_three_plots(tmp_path:
         "throughput.png",
     ]
     assert "PASSED" in (tmp_path / "report.md").read_text().splitlines()[0]
+
+
+def test_junit_has_one_case_per_check_and_a_failure_with_what_was_measured(tmp_path: Path) -> None:
+    report = write_report(tmp_path, outcome(lost=True))
+    suite = ElementTree.parse(tmp_path / "junit.xml").getroot()
+    cases = suite.findall("testcase")
+    assert suite.tag == "testsuite" and suite.get("name") == "scenario smoke"
+    assert [c.get("name") for c in cases] == list(report["checks"])
+    assert suite.get("tests") == str(len(cases)) and suite.get("failures") == "1"
+    failed = [c for c in cases if c.find("failure") is not None]
+    assert [c.get("name") for c in failed] == ["lost <= 0"]
+    failure = failed[0].find("failure")
+    assert failure is not None and failure.get("message") == "1 lost: a:3"
+    assert "| lost <= 0 | FAILED | 1 lost: a:3 |" in (tmp_path / "report.md").read_text()
