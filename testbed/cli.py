@@ -32,6 +32,7 @@ from testbed.lifecycle.stack import Stack
 from testbed.operate import doctor
 from testbed.paths import ROOT
 from testbed.runs.demo import run_demo
+from testbed.runs.html_report import write_comparison
 from testbed.runs.redrive import redrive
 from testbed.runs.runner import compare, run_scenario
 from testbed.runs.scenario import Scenario, load_scenario
@@ -184,6 +185,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for name, a, b in compare(args.first, args.second):
         table.add_row(name, str(a), str(b))
     console.print(table)
+    if args.html is not None:
+        folders = [p if p.is_dir() else p.parent for p in (args.first, args.second)]
+        console.print(f"side by side: {write_comparison(args.html, folders)}")
     return 0
 
 
@@ -319,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     comparison = sub.add_parser("compare", help="two reports side by side")
     comparison.add_argument("first", type=Path)
     comparison.add_argument("second", type=Path)
+    comparison.add_argument("--html", type=Path, help="also write both reports side by side to this HTML file")
     comparison.set_defaults(func=cmd_compare)
     bench = sub.add_parser("bench-processor", help="records/s through the processor, in-process and deployed")
     bench.add_argument("--in-process-only", action="store_true", help="skip the deployed function")

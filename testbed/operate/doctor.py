@@ -33,6 +33,8 @@ TERRAFORM_INSTALL = (
     "install Terraform (https://developer.hashicorp.com/terraform/install; macOS: brew install "
     "hashicorp/tap/terraform) or OpenTofu (https://opentofu.org/docs/intro/install/), or set TERRAFORM to the binary"
 )
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+CHROMIUM_INSTALL = "Debian/Ubuntu: sudo apt-get install chromium; macOS: brew install --cask chromium"
 COMPOSE_BACKENDS = ("localstack", "ministack-docker")
 DOCKER_TIMEOUT_S = 10
 
@@ -122,6 +124,20 @@ def check_mosquitto(for_tests: bool) -> list[Finding]:
     return found
 
 
+def find_chromium() -> str | None:
+    return next((found for name in CHROMIUM_NAMES if (found := shutil.which(name))), None)
+
+
+def check_browser() -> Finding:
+    """The HTML report's test renders it in headless Chromium."""
+    browser = find_chromium()
+    if browser is None:
+        return Finding(
+            "chromium", False, "no Chromium on PATH (the HTML report's test renders in it)", CHROMIUM_INSTALL
+        )
+    return Finding("chromium", True, browser)
+
+
 def _recorded_pids(run_dir: Path) -> set[int]:
     """Live PIDs of the servers this testbed recorded in its run folder (its own running stack)."""
     pids = set()
@@ -202,6 +218,8 @@ def diagnose(backend: str, for_tests: bool) -> list[Finding]:
     found = check_python() + check_terraform()
     if backend == "embedded" or for_tests:
         found += check_mosquitto(for_tests)
+    if for_tests:
+        found.append(check_browser())
     if backend in COMPOSE_BACKENDS:
         found.append(check_docker())
     if backend == "embedded" and not for_tests:

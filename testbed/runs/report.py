@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from simulator.summary import RunSummary, percentiles
+from testbed.runs.html_report import write_html
 from testbed.runs.reconcile import Reconciliation
 from testbed.runs.scenario import Scenario
 
@@ -258,6 +259,7 @@ def write_report(folder: Path, outcome: RunOutcome) -> dict[str, Any]:
     plot_lag(folder / "lag.png", outcome.stored_at_s, outcome.latency_ms, title)
     write_markdown(folder / "report.md", report)
     write_junit(folder / "junit.xml", report)
+    write_html(folder, report)
     return report
 
 

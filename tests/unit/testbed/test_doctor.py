@@ -63,7 +63,8 @@ def test_missing_tools_are_each_named_with_their_fix(tmp_path: Path) -> None:
     assert f"FAIL  mosquitto     MOSQUITTO={tmp_path / 'mosquitto'} is not a file" in out
     assert "FAIL  mqtt clients  mosquitto_pub, mosquitto_sub not on PATH" in out
     assert "fix: Debian/Ubuntu: sudo apt-get install mosquitto mosquitto-clients; macOS: brew install mosquitto" in out
-    assert out.strip().endswith("doctor: 3 problem(s)")
+    assert "FAIL  chromium      no Chromium on PATH" in out
+    assert out.strip().endswith("doctor: 4 problem(s)")
 
 
 def test_a_port_taken_by_another_program_is_named_with_its_variable(tmp_path: Path) -> None:

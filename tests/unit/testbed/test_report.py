@@ -47,13 +47,14 @@ def test_a_run_whose_planned_faults_were_not_injected_does_not_pass() -> None:
     assert held[f"all {planned} faults injected"] == (False, f"0 of {planned} injected")
 
 
-def test_the_report_folder_holds_the_json_the_markdown_and_three_plots(tmp_path: Path) -> None:
+def test_the_report_folder_holds_the_json_markdown_html_junit_and_three_plots(tmp_path: Path) -> None:
     report = write_report(tmp_path, outcome())
     assert report["passed"] and report["stored"] == 3 and report["throughput_msg_s"] == 3.0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "junit.xml",
         "lag.png",
         "latency.png",
+        "report.html",
         "report.json",
         "report.md",
         "throughput.png",
