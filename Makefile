@@ -19,7 +19,7 @@ FLEET ?= simulator/fleets/smoke.yaml
 DURATION ?= 60
 BUNDLE_SOURCES := $(shell find processor telemetry -name '*.py' 2>/dev/null) processor/requirements.txt
 
-.PHONY: help doctor venvs build up down clean demo plan outputs test test-unit test-contract test-e2e mutation lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy redrive logs
+.PHONY: help doctor venvs build up down clean demo plan outputs test test-unit test-contract test-e2e mutation lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy redrive logs status inspect
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -28,6 +28,7 @@ doctor: ## check this machine first (Python, Terraform and its provider source, 
 	@$(PYTHON) -m testbed.operate.doctor --backend $(BACKEND) $(DOCTOR_FLAGS)
 
 $(VENV)/.installed: pyproject.toml
+	@echo "==> $(VENV): the project and its tools (first run: a minute or two)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -35,11 +36,13 @@ $(VENV)/.installed: pyproject.toml
 
 # ministack pins botocore exactly, so it lives in its own venv; its Lambda workers import its boto3.
 $(MINISTACK_VENV)/.installed: Makefile
+	@echo "==> $(MINISTACK_VENV): the emulator, ministack $(MINISTACK_VERSION), in its own venv (it pins botocore)"
 	$(PYTHON) -m venv $(MINISTACK_VENV)
 	$(MINISTACK_VENV)/bin/pip install --quiet ministack==$(MINISTACK_VERSION) boto3 cryptography
 	touch $@
 
 $(CHECKOV_VENV)/.installed: Makefile
+	@echo "==> $(CHECKOV_VENV): checkov $(CHECKOV_VERSION) for the tests' Terraform policy checks"
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 	touch $@
@@ -96,8 +99,14 @@ bench-ingress: venvs build ## highest zero-loss end-to-end rate of each ingress 
 bench: venvs build ## highest zero-loss end-to-end rate, and the naive design's, in one run
 	$(TESTBED) bench
 
-logs: $(VENV)/.installed ## the processor's log lines of the last 10 minutes (its CloudWatch log group)
-	$(TESTBED) logs
+logs: $(VENV)/.installed ## follow the emulator, broker, bridge and processor logs, one prefix each (Ctrl-C stops)
+	$(TESTBED) logs --follow
+
+status: $(VENV)/.installed ## what runs: PIDs, ports, ingress mode, how old the stack outputs are
+	$(TESTBED) status
+
+inspect: $(VENV)/.installed ## what the stores hold: telemetry items, queue depths, quarantine reasons, archive
+	$(TESTBED) inspect
 
 redrive: $(VENV)/.installed ## move what the dead-letter queue holds back to the ingest queue, with a count
 	$(TESTBED) redrive

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,13 +31,17 @@ from testbed.lifecycle.backends import BackendError, get_backend
 from testbed.lifecycle.build import build
 from testbed.lifecycle.stack import Stack
 from testbed.operate import doctor
+from testbed.operate.env import exports, shell_lines
+from testbed.operate.inspect import inventory
+from testbed.operate.logs import FileSource, LogGroupSource, Source, follow, tail
+from testbed.operate.status import stack_status
 from testbed.paths import ROOT
 from testbed.runs.demo import run_demo
 from testbed.runs.html_report import write_comparison
 from testbed.runs.redrive import redrive
 from testbed.runs.runner import compare, run_scenario
 from testbed.runs.scenario import Scenario, load_scenario
-from testbed.runs.stores import processor_logs
+from testbed.runs.stores import Stores
 
 logger = logging.getLogger("testbed")
 console = Console()
@@ -235,12 +240,75 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     stack = _stack(args)
-    group = stack.outputs().processor_log_group_name
+    sources: list[Source] = [FileSource(name, path) for name, path in stack.backend.log_files().items()]
+    if stack.outputs_file.exists():
+        group = stack.outputs().processor_log_group_name
+        since_ms = int((time.time() - args.since * 60) * 1000)
+        sources.append(LogGroupSource(stack.client("logs"), group, since_ms))
+    if args.source:
+        unknown = set(args.source) - {s.name for s in sources}
+        if unknown:
+            raise BackendError(f"no log source {sorted(unknown)} here; there are: {', '.join(s.name for s in sources)}")
+        sources = [s for s in sources if s.name in args.source]
+    if not sources:
+        raise BackendError(f"BACKEND={stack.backend.name} has no log here yet: nothing was started or deployed")
     try:
-        lines = processor_logs(stack.client("logs"), group, since_s=args.since * 60, limit=args.limit)
+        for line in tail(sources, args.limit):
+            print(line)
+        if args.follow:
+            for line in follow(sources, stop=lambda: False):
+                print(line, flush=True)
     except (BotoCoreError, ClientError) as exc:
-        raise BackendError(f"cannot read the log group {group} (is the stack up?): {exc}") from exc
-    for line in lines:
+        raise BackendError(f"cannot read the processor's log group (is the stack up?): {exc}") from exc
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    components, facts = stack_status(stack)
+    table = Table(title=f"Stack status ({stack.backend.name})")
+    for column in ("component", "state", "pid", "address", "detail"):
+        table.add_column(column)
+    for c in components:
+        state = "[green]running[/]" if c.running else "[red]stopped[/]"
+        table.add_row(c.name, state, str(c.pid or "-"), c.address, c.detail)
+    console.print(table)
+    for name, value in facts.items():
+        console.print(f"{name}: {value}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    try:
+        found = inventory(Stores.connect(stack.outputs(), stack.client))
+    except (BotoCoreError, ClientError) as exc:
+        raise BackendError(f"cannot read the stack's stores (is it up? make status): {exc}") from exc
+    if args.json:
+        print(json.dumps(found.as_dict(), indent=2))
+        return 0
+    table = Table(title="What the stores hold")
+    table.add_column("store")
+    table.add_column("count", justify="right")
+    table.add_row("telemetry table items", f"{found.telemetry_items:,}")
+    table.add_row("ingest queue (waiting + in flight)", f"{found.ingest_queue:,}")
+    table.add_row("dead-letter queue", f"{found.dead_letter_queue:,}")
+    table.add_row("alerts tap queue", f"{found.alerts_tap_queue:,}")
+    table.add_row("archive objects (raw/)", f"{found.archive_objects:,} ({found.archive_bytes:,} bytes)")
+    console.print(table)
+    reasons = Table(title="Quarantine reasons")
+    for column in ("reason", "records", "latest (UTC)"):
+        reasons.add_column(column)
+    for reason, (count, latest) in found.quarantine_reasons.items():
+        reasons.add_row(reason, f"{count:,}", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(latest)))
+    console.print(reasons if found.quarantine_reasons else "quarantine: empty")
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    for line in shell_lines(exports(_stack(args).backend)):
         print(line)
     return 0
 
@@ -339,10 +407,21 @@ def build_parser() -> argparse.ArgumentParser:
     full_bench = sub.add_parser("bench", help="highest zero-loss rate of the design and of the naive design")
     full_bench.add_argument("--duration", type=float, default=20.0)
     full_bench.set_defaults(func=cmd_bench)
-    logs = sub.add_parser("logs", help="the processor's log lines (its CloudWatch log group), oldest first")
-    logs.add_argument("--since", type=float, default=10.0, help="minutes back")
-    logs.add_argument("--limit", type=positive_int, default=200, help="lines at most (the latest)")
+    logs = sub.add_parser("logs", help="the emulator's, broker's, bridge's and processor's log lines, one prefix each")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
+    logs.add_argument("--since", type=float, default=10.0, help="minutes of the processor's log group to read")
+    logs.add_argument("--limit", type=positive_int, default=50, help="the latest lines of each source at most")
+    logs.add_argument(
+        "--source", action="append", help="only this source (emulator, broker, bridge, lambda); repeatable"
+    )
     logs.set_defaults(func=cmd_logs)
+    sub.add_parser("status", help="what runs, PIDs, ports, ingress mode, outputs age").set_defaults(func=cmd_status)
+    inspect = sub.add_parser("inspect", help="counts of what the stores hold: table, queues, quarantine, archive")
+    inspect.add_argument("--json", action="store_true")
+    inspect.set_defaults(func=cmd_inspect)
+    sub.add_parser(
+        "env", help='export lines for aws, awslocal, terraform, boto3: eval "$(python -m testbed env)"'
+    ).set_defaults(func=cmd_env)
     sub.add_parser("redrive", help="move dead-lettered records back to the ingest queue").set_defaults(func=cmd_redrive)
     things = sub.add_parser("provision", help="IoT things + certificates + a thing-scoped policy for N devices")
     which = things.add_mutually_exclusive_group(required=True)

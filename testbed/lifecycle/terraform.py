@@ -119,14 +119,29 @@ class Terraform:
         }
         self.binary = terraform_binary()
 
+    @property
+    def log_file(self) -> Path:
+        """Where apply's and destroy's output goes, unless the CLI runs with -v (then it streams)."""
+        return self.work_dir / "terraform.log"
+
     def run(
         self, *args: str, capture: bool = False, ok_codes: tuple[int, ...] = (0,)
     ) -> subprocess.CompletedProcess[str]:
+        """Run a command; output the caller does not parse goes to `log_file` behind one log line."""
         cmd = [self.binary, f"-chdir={self.infra_dir}", *args]
         logger.debug("running %s", " ".join(cmd))
-        proc = subprocess.run(cmd, env=self.env, text=True, capture_output=capture)
-        if proc.returncode not in ok_codes:
+        if capture or logger.isEnabledFor(logging.DEBUG):
+            proc = subprocess.run(cmd, env=self.env, text=True, capture_output=capture)
             detail = (proc.stderr or "") + (proc.stdout or "") if capture else "see the output above"
+        else:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            logger.info("terraform %s ... (output: %s; -v streams it)", args[0], self.log_file)
+            with open(self.log_file, "a") as log:
+                log.write(f"\n$ {' '.join(cmd)}\n")
+                log.flush()
+                proc = subprocess.run(cmd, env=self.env, text=True, stdout=log, stderr=subprocess.STDOUT)
+            detail = f"the end of {self.log_file}:\n{self.log_file.read_text()[-4000:]}"
+        if proc.returncode not in ok_codes:
             raise TerraformError(f"`{' '.join(cmd[:3])}` failed (exit {proc.returncode}): {detail[-4000:]}")
         return proc
 

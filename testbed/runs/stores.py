@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from processor.quarantine import QUARANTINE_PREFIX
 from processor.store import StoredReading, from_item
 
 if TYPE_CHECKING:  # the stubs are a development dependency
@@ -26,7 +27,7 @@ from testbed.exceptions import TestbedError
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 RAW_PREFIX = "raw/"
-QUARANTINE_PREFIX = "quarantine/"
+
 UTC_SECOND = "%Y-%m-%dT%H:%M:%SZ"
 # FilterLogEvents returns at most this many events per call.
 LOGS_PAGE_MAX = 10_000
@@ -37,32 +38,26 @@ def _event_id(event: dict[str, Any]) -> Any:
     return event.get("eventId") or (event["timestamp"], event.get("logStreamName"), event["message"])
 
 
-def processor_logs(logs: Any, group: str, since_s: float, limit: int) -> list[str]:
-    """The latest `limit` lines of a log group written in the last `since_s` seconds, oldest first,
-    each prefixed with its UTC time.
+def log_events(logs: Any, group: str, start_ms: int) -> Iterator[tuple[int, Any, str]]:
+    """(timestamp ms, event id, message) of a log group from `start_ms` on, oldest first.
 
     FilterLogEvents returns the oldest events of the window first, a page at a time: AWS pages
     with `nextToken`; ministack returns one page of at most 10,000 without a token, so the next
     page starts at the last timestamp of the previous one (its events at that very millisecond,
     already seen, are skipped).
     """
-    kwargs: dict[str, Any] = {
-        "logGroupName": group,
-        "startTime": int((time.time() - since_s) * 1000),
-        "limit": LOGS_PAGE_MAX,
-    }
-    latest: deque[tuple[int, str]] = deque(maxlen=limit)
+    kwargs: dict[str, Any] = {"logGroupName": group, "startTime": start_ms, "limit": LOGS_PAGE_MAX}
     boundary: set[Any] = set()  # the events of the last page's last millisecond
     while True:
         page = logs.filter_log_events(**kwargs)
         events = [e for e in page.get("events", []) if _event_id(e) not in boundary]
-        latest.extend((e["timestamp"], e["message"].rstrip("\n")) for e in events)
+        yield from ((e["timestamp"], _event_id(e), e["message"].rstrip("\n")) for e in events)
         token = page.get("nextToken")
         if token and token != kwargs.get("nextToken"):
             kwargs["nextToken"] = token
             continue
         if len(page.get("events", [])) < LOGS_PAGE_MAX or token:
-            break
+            return
         last = page["events"][-1]["timestamp"]
         if not events:  # a whole page inside one millisecond: step past it rather than loop
             logger.warning("more than %d log events at %d ms; some of them are skipped", LOGS_PAGE_MAX, last)
@@ -70,7 +65,18 @@ def processor_logs(logs: Any, group: str, since_s: float, limit: int) -> list[st
             continue
         kwargs["startTime"] = last
         boundary = {_event_id(e) for e in page["events"] if e["timestamp"] == last}
-    return [f"{time.strftime(UTC_SECOND, time.gmtime(at / 1000))} {message}" for at, message in latest]
+
+
+def log_line(at_ms: int, message: str) -> str:
+    return f"{time.strftime(UTC_SECOND, time.gmtime(at_ms / 1000))} {message}"
+
+
+def processor_logs(logs: Any, group: str, since_s: float, limit: int) -> list[str]:
+    """The latest `limit` lines of a log group written in the last `since_s` seconds, oldest first,
+    each prefixed with its UTC time."""
+    start_ms = int((time.time() - since_s) * 1000)
+    latest = deque(((at, message) for at, _, message in log_events(logs, group, start_ms)), maxlen=limit)
+    return [log_line(at, message) for at, message in latest]
 
 
 class WaitTimeout(TestbedError, TimeoutError):
@@ -174,11 +180,34 @@ class Stores:
 
     def ingest_queue_depth(self) -> int:
         """Messages in the ingest queue, waiting or in flight to the processor."""
+        return self.queue_depth(self.outputs.ingest_queue_url)
+
+    def queue_depth(self, queue_url: str) -> int:
+        """Messages in a queue, waiting or in flight (approximate, as SQS counts them)."""
         attributes = self.sqs.get_queue_attributes(
-            QueueUrl=self.outputs.ingest_queue_url,
+            QueueUrl=queue_url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
         return sum(int(value) for value in attributes.values())
+
+    def telemetry_count(self) -> int:
+        """Items in the telemetry table, counted by a paginated COUNT scan (reads every item: local use)."""
+        table = self.outputs.telemetry_table_name
+        page = self.dynamodb.scan(TableName=table, Select="COUNT")
+        count = page["Count"]
+        while "LastEvaluatedKey" in page:
+            page = self.dynamodb.scan(TableName=table, Select="COUNT", ExclusiveStartKey=page["LastEvaluatedKey"])
+            count += page["Count"]
+        return count
+
+    def object_listing(self, prefix: str) -> list[tuple[str, int, float]]:
+        """(key, size, last modified epoch s) of every object under `prefix`, without reading them."""
+        paginator = self.s3.get_paginator("list_objects_v2")
+        return [
+            (obj["Key"], obj["Size"], obj["LastModified"].timestamp())
+            for page in paginator.paginate(Bucket=self.outputs.archive_bucket_name, Prefix=prefix)
+            for obj in page.get("Contents", [])
+        ]
 
     def _objects(self, prefix: str, since: float = 0.0) -> Iterator[tuple[str, bytes]]:
         paginator = self.s3.get_paginator("list_objects_v2")

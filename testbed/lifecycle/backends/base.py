@@ -6,6 +6,7 @@ import abc
 import json
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,6 +26,17 @@ class BackendError(TestbedError):
     """A backend cannot start or is not reachable."""
 
 
+@dataclass(frozen=True)
+class Component:
+    """One part of a running stack, as `make status` shows it."""
+
+    name: str
+    running: bool
+    pid: int | None = None
+    address: str = ""
+    detail: str = ""
+
+
 class Backend(abc.ABC):
     name: str
     state_dir: Path
@@ -36,6 +48,18 @@ class Backend(abc.ABC):
     simulator_container: ClassVar[bool] = False
     # The local ingress modes `start_ingress` takes; empty when the ingress is fixed (AWS IoT Core).
     ingress_modes: ClassVar[tuple[str, ...]] = ()
+
+    def ingress_mode(self) -> str | None:
+        """The local ingress mode the running stack uses, where the backend records one."""
+        return None
+
+    def components(self) -> list[Component]:
+        """What runs for this stack; by default the emulator's endpoint and whether it answers."""
+        return [Component("emulator", self.healthy(), address=self.endpoint_url())]
+
+    def log_files(self) -> dict[str, Path]:
+        """The log file of each server this backend started on this machine, by source name."""
+        return {}
 
     def check_ingress(self, mode: str) -> None:
         """Refuse an ingress mode this backend lacks, before anything is started for it."""

@@ -23,7 +23,7 @@ from simulator.run import MqttTarget
 from simulator.tls import IOT_MQTT_TLS_PORT, DeviceCertificates
 from telemetry.credentials import broker_credentials
 from testbed.lifecycle import iot_things
-from testbed.lifecycle.backends.base import Backend, BackendError, http_json
+from testbed.lifecycle.backends.base import Backend, BackendError, Component, http_json
 from testbed.lifecycle.ports import (
     DEFAULT_EMULATOR_PORT,
     DEFAULT_MQTT_PORT,
@@ -128,6 +128,7 @@ class EmbeddedBackend(Backend):
         return BrokerConfig(self.state_dir / "broker", self.mqtt_port, self.broker_secret())
 
     def ingress_mode(self) -> str:
+        """The mode `start_ingress` last started (direct before any)."""
         path = self.run_dir / "ingress-mode"
         return path.read_text() if path.exists() else "direct"
 
@@ -213,6 +214,47 @@ class EmbeddedBackend(Backend):
             return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
         except psutil.Error:  # it exited since
             return None
+
+    def log_files(self) -> dict[str, Path]:
+        return {"emulator": self.ministack.log_file, "broker": self.mosquitto.log_file, "bridge": self.bridge.log_file}
+
+    def components(self) -> list[Component]:
+        emulator_pid, broker_pid, bridge_pid = self.ministack.pid(), self.mosquitto.pid(), self.bridge.pid()
+        rss = self.emulator_rss_mb()
+        ingress = INGRESS_MODES.get(self.ingress_mode())  # a corrupt mode file still shows the processes
+        on_iot_core = ingress is not None and ingress.on_iot_core
+        return [
+            Component(
+                "emulator",
+                emulator_pid is not None,
+                emulator_pid,
+                f"{LOOPBACK}:{self.ministack_port}",
+                f"ministack; RSS {rss} MB" if rss is not None else "ministack",
+            ),
+            Component(
+                "IoT MQTT over TLS",
+                emulator_pid is not None,
+                emulator_pid,
+                f"{LOOPBACK}:{self.iot_mqtt_port}",
+                "ministack",
+            ),
+            Component(
+                "broker",
+                broker_pid is not None,
+                broker_pid,
+                f"{LOOPBACK}:{self.mqtt_port}",
+                "mosquitto; not used in iot mode" if on_iot_core else "mosquitto",
+            ),
+            Component(
+                "rule bridge",
+                bridge_pid is not None,
+                bridge_pid,
+                "",
+                "not used in iot mode (the topic rule runs in the emulator)"
+                if on_iot_core
+                else f"{self.ingress_mode()} mode",
+            ),
+        ]
 
     @property
     def state_port_file(self) -> Path:

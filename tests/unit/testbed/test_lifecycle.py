@@ -191,3 +191,33 @@ def test_each_ingress_mode_says_how_devices_connect_and_a_corrupt_mode_file_is_n
     (backend.run_dir / "ingress-mode").write_text("\x00garbage")
     with pytest.raises(BackendError, match="names no ingress mode"):
         backend.mqtt_target()
+
+
+def test_terraform_output_goes_to_its_log_behind_one_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    infra = tmp_path / "infra"
+    infra.mkdir()
+    (infra / "main.tf").write_text('output "x" {\n  value = "one"\n}\n')
+    tf = terraform.Terraform(work_dir=tmp_path / "work", variables={}, env={}, infra_dir=infra)
+    with caplog.at_level(logging.INFO, logger="testbed"):
+        tf.run("apply", "-auto-approve", "-input=false", "-no-color")
+    assert [r.getMessage() for r in caplog.records] == [f"terraform apply ... (output: {tf.log_file}; -v streams it)"]
+    assert "Apply complete!" in tf.log_file.read_text()
+    (infra / "main.tf").write_text('output "x" {\n  value = \n}\n')
+    with pytest.raises(terraform.TerraformError, match=r"(?s)the end of .*terraform\.log.*Invalid expression"):
+        tf.run("apply", "-auto-approve", "-input=false", "-no-color")
+
+
+def test_terraform_output_streams_when_verbose(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    infra = tmp_path / "infra"
+    infra.mkdir()
+    (infra / "main.tf").write_text('output "x" {\n  value = "one"\n}\n')
+    tf = terraform.Terraform(work_dir=tmp_path / "work", variables={}, env={}, infra_dir=infra)
+    log = logging.getLogger("testbed")
+    level = log.level
+    log.setLevel(logging.DEBUG)
+    try:
+        tf.run("apply", "-auto-approve", "-input=false", "-no-color")
+    finally:
+        log.setLevel(level)
+    assert "Apply complete!" in capfd.readouterr().out
+    assert not tf.log_file.exists()
