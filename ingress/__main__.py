@@ -16,9 +16,10 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ingress.bridge import DEFAULT_VISIBILITY_TIMEOUT_S, BridgeConfig, RuleBridge
-from ingress.broker import BRIDGE_USER
+from ingress.broker import BRIDGE_USER, LOOPBACK
+from ingress.metrics import serve_metrics
 from ingress.rule import RuleError, parse_rule
-from telemetry.cli_help import HelpWithDefaults
+from telemetry.cli_help import HelpWithDefaults, port_number
 from telemetry.credentials import device_password
 from telemetry.outputs import StackOutputs
 
@@ -44,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--visibility-timeout", type=float, help="direct mode: longest wait between deliveries (default: the queue's)"
     )
     bridge.add_argument("--metrics-file", type=Path, help="write the counters here once a second (JSON)")
+    bridge.add_argument(
+        "--metrics-port", type=port_number, help="serve Prometheus metrics on 127.0.0.1:PORT/metrics while it runs"
+    )
     bridge.set_defaults(func=run_bridge)
     health = sub.add_parser("health", help="exit 0 if a running bridge wrote its counters lately (health check)")
     health.add_argument("--metrics-file", type=Path, required=True)
@@ -129,7 +133,15 @@ def run_bridge(args: argparse.Namespace) -> int:
     runner = RuleBridge(config, sqs, session.client("lambda", config=aws))
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     signal.signal(signal.SIGINT, lambda *_: runner.stop())
-    runner.run()
+    server = serve_metrics(runner, args.metrics_port) if args.metrics_port is not None else None
+    if server is not None:
+        logging.info("metrics: http://%s:%d/metrics", LOOPBACK, server.server_port)
+    try:
+        runner.run()
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
     logging.info("bridge stopped: %s", json.dumps(runner.metrics.snapshot()))
     return 0
 

@@ -42,6 +42,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from ingress.broker import IOT_MAX_PAYLOAD_BYTES
 from ingress.rule import Message, Rule
 from telemetry.backoff import backoff_s
+from telemetry.histogram import LatencyHistogram
 from telemetry.schema import ARRIVAL_ATTRIBUTE
 
 if TYPE_CHECKING:
@@ -142,13 +143,27 @@ class BridgeMetrics:
     dropped_qos0: int = 0
     reconnects: int = 0
     sessions_lost: int = 0
+    batches: int = 0
     lag_ms_total: float = 0.0
+    # MQTT receive to the action's success, per forwarded message
+    lag: LatencyHistogram = field(default_factory=LatencyHistogram)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, **counts: float) -> None:
         with self.lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
+
+    def forwarded_after(self, lags_ms: list[float]) -> None:
+        with self.lock:
+            self.forwarded += len(lags_ms)
+            self.lag_ms_total += sum(lags_ms)
+            for lag_ms in lags_ms:
+                self.lag.observe(lag_ms / 1000)
+
+    def lag_histogram(self) -> LatencyHistogram:
+        with self.lock:
+            return self.lag.copy()
 
     def snapshot(self) -> dict[str, float]:
         with self.lock:
@@ -164,6 +179,7 @@ class BridgeMetrics:
                 "dropped_qos0": self.dropped_qos0,
                 "reconnects": self.reconnects,
                 "sessions_lost": self.sessions_lost,
+                "batches": self.batches,
                 "mean_lag_ms": round(self.lag_ms_total / done, 1) if done else 0.0,
             }
 
@@ -342,12 +358,14 @@ class RuleBridge:
     def _write_snapshot(self, path: Path) -> None:
         """The counters as JSON, replaced atomically, for live progress displays."""
         tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"at": time.time(), "queued": self.queued(), **self.metrics.snapshot()}))
+        tmp.replace(path)
+
+    def queued(self) -> int:
+        """Messages received and not yet acted on: in the inbox, or waiting to be delivered again."""
         with self.redelivery_lock:
             waiting = len(self.redeliveries)
-        tmp.write_text(
-            json.dumps({"at": time.time(), "queued": self.inbox.qsize() + waiting, **self.metrics.snapshot()})
-        )
-        tmp.replace(path)
+        return self.inbox.qsize() + waiting
 
     def stop(self) -> None:
         self.stopping.set()
@@ -409,6 +427,7 @@ class RuleBridge:
             self.metrics.add(filtered=len(filtered))
             self._ack(filtered)
         if ready:
+            self.metrics.add(batches=1)
             self.slots.acquire()
             future = self.executor.submit(self._act, ready)
             future.add_done_callback(lambda _: self.slots.release())
@@ -564,7 +583,7 @@ class RuleBridge:
     def _done(self, items: list[_Item]) -> None:
         if items:
             now = time.time() * 1000
-            self.metrics.add(forwarded=len(items), lag_ms_total=sum(now - it.message.received_ms for it in items))
+            self.metrics.forwarded_after([now - it.message.received_ms for it in items])
 
     def _error_action(self, item: _Item, failed_action: str, reason: str) -> None:
         """What the rule's error action sends: the original payload (base64) and the failure."""

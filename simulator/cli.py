@@ -20,12 +20,13 @@ from rich.table import Table
 from simulator.exceptions import SimulatorError
 from simulator.fleet import load_fleet
 from simulator.limits import IOT_CORE_ACCOUNT_PUBLISHES_S, is_aws_iot
+from simulator.metrics import LOOPBACK, FleetCollector, serve_metrics
 from simulator.plot import plot_day
 from simulator.replay import replay
 from simulator.run import RunConfig, WorkerProgress, dry_run, live_run_with_progress
 from simulator.schedule import RateProfile
 from simulator.tls import DeviceCertificates
-from telemetry.cli_help import HelpWithDefaults
+from telemetry.cli_help import HelpWithDefaults, port_number
 from telemetry.credentials import broker_credentials
 
 console = Console(stderr=True)
@@ -54,7 +55,7 @@ def _signing_key() -> bytes:
 
 
 def _progress_table(total: WorkerProgress, started: float) -> Table:
-    _, connected, published, acked, errors = total
+    connected, published, acked, errors = total.connected, total.published, total.acked, total.errors
     elapsed = max(time.time() - started, 1e-3)
     table = Table(show_header=True)
     for column in ("connected", "published", "msg/s", "acked", "errors"):
@@ -87,9 +88,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = dry_run(config, args.dry_run)
         console.print(f"wrote {summary['published']:,} messages to {args.dry_run}")
     else:
+        collector = FleetCollector()
+        server = serve_metrics(collector, args.metrics_port) if args.metrics_port is not None else None
+        if server is not None:
+            console.print(f"metrics: http://{LOOPBACK}:{server.server_port}/metrics")
+
+        def progress(total: WorkerProgress) -> None:
+            collector.update(total)
+            live.update(_progress_table(total, started))
+
         started = time.time()
-        with Live(_progress_table(WorkerProgress.total([]), started), console=console, refresh_per_second=4) as live:
-            summary = live_run_with_progress(config, lambda total: live.update(_progress_table(total, started)))
+        try:
+            with Live(
+                _progress_table(WorkerProgress.total([]), started), console=console, refresh_per_second=4
+            ) as live:
+                summary = live_run_with_progress(config, progress)
+        finally:
+            if server is not None:
+                server.shutdown()
+                server.server_close()
     output = {
         "fleet": config.fleet.name,
         "seed": args.seed,
@@ -160,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--dry-run", type=Path, help="write the messages to this JSONL file instead")
     run.add_argument("--summary", type=Path, help="write the run summary (JSON) here")
+    run.add_argument(
+        "--metrics-port", type=port_number, help="serve Prometheus metrics on 127.0.0.1:PORT/metrics while it runs"
+    )
     run.set_defaults(func=cmd_run)
     plot = sub.add_parser("plot", help="draw a few devices' traces over a simulated day (PNG)")
     plot.add_argument("--out", type=Path, default=Path("reports/device-traces.png"))

@@ -32,6 +32,7 @@ from simulator.schedule import Constant, RateProfile, Schedule
 from simulator.summary import RawRunSummary, Recorder, RunSummary
 from simulator.tls import DeviceCertificates
 from simulator.transport import MqttFleet
+from telemetry.histogram import LatencyHistogram
 
 logger = logging.getLogger(__name__)
 
@@ -56,15 +57,30 @@ class WorkerProgress(NamedTuple):
     connected: int
     published: int
     acked: int
-    errors: int  # publishes that failed, and connection attempts refused
+    failed: int  # publishes that failed
+    connect_errors: int  # connection attempts refused
+    reconnects: int
+    ack_latency: LatencyHistogram  # due time to the broker's acknowledgement
+
+    @property
+    def errors(self) -> int:
+        return self.failed + self.connect_errors
+
+    @property
+    def in_flight(self) -> int:
+        """Published and neither acknowledged nor failed yet."""
+        return max(self.published - self.acked - self.failed, 0)
 
     @staticmethod
     def total(latest: Iterable[WorkerProgress]) -> WorkerProgress:
         """The fleet's figures: the sum of each worker's latest report."""
         rows = list(latest)
-        return WorkerProgress(
-            -1, *(sum(getattr(r, f) for r in rows) for f in ("connected", "published", "acked", "errors"))
+        connected, published, acked, failed, connect_errors, reconnects = (
+            sum(getattr(r, f) for r in rows)
+            for f in ("connected", "published", "acked", "failed", "connect_errors", "reconnects")
         )
+        merged = LatencyHistogram.merged(r.ack_latency for r in rows)
+        return WorkerProgress(-1, connected, published, acked, failed, connect_errors, reconnects, merged)
 
 
 @dataclass(frozen=True)
@@ -195,6 +211,25 @@ def _live_worker(
         if device_ids is None or d.device_id in device_ids
     ]
     recorder = Recorder()
+    ack_latency = LatencyHistogram()
+
+    def acked(emitted: Emitted, at: float) -> None:
+        recorder.acked(emitted, at)
+        ack_latency.observe(at - emitted.due)
+
+    def report(connected: int) -> WorkerProgress:
+        counters = fleet.counters
+        return WorkerProgress(
+            worker,
+            connected,
+            counters.published,
+            counters.acked,
+            counters.failed,
+            counters.connect_errors,
+            counters.reconnects,
+            ack_latency.copy(),  # the queue pickles it later, on its own thread
+        )
+
     fleet = MqttFleet(
         config.host,
         config.port,
@@ -203,7 +238,7 @@ def _live_worker(
         config.clean_session,
         config.credentials,
         on_send=recorder.sent,
-        on_ack=recorder.acked,
+        on_ack=acked,
         on_fail=recorder.failed,
         websocket_host=config.websocket_host,
         tls=config.tls,
@@ -250,15 +285,7 @@ def _live_worker(
         fleet.poll(min(TICK_S, max(0.0, next_due - time.time())))
         if progress is not None and now >= next_report:
             next_report = now + 0.25
-            progress.put(
-                WorkerProgress(
-                    worker,
-                    fleet.counters.connected,
-                    fleet.counters.published,
-                    fleet.counters.acked,
-                    fleet.counters.failed + fleet.counters.connect_errors,
-                )
-            )
+            progress.put(report(fleet.counters.connected))
     for device_id in offline:
         fleet.connect(device_id)
     drain_until = time.time() + config.drain_timeout_s
@@ -267,7 +294,7 @@ def _live_worker(
     fleet.close()
     recorder.connections(fleet.counters.reconnects, fleet.counters.connect_errors)
     if progress is not None:
-        progress.put(WorkerProgress(worker, 0, fleet.counters.published, fleet.counters.acked, fleet.counters.failed))
+        progress.put(report(0))
     return recorder.to_dict(raw=True)
 
 
@@ -327,7 +354,7 @@ def live_run_with_progress(config: RunConfig, on_progress: Callable[[WorkerProgr
     latest: dict[int, WorkerProgress] = {}
     while runner.is_alive():
         try:
-            report = WorkerProgress(*reports.get(timeout=0.25))
+            report = reports.get(timeout=0.25)
             latest[report.worker] = report
         except queue.Empty:
             pass

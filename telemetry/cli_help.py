@@ -19,3 +19,17 @@ class HelpWithDefaults(argparse.ArgumentParser):
         if action.help is None and action.option_strings and action.default not in (None, argparse.SUPPRESS):
             action.help = "(default: %(default)s)"  # the formatter adds it only to options with help text
         return action
+
+
+MAX_PORT = 65_535
+
+
+def port_number(text: str) -> int:
+    """A TCP port for a server of ours (0: any free one), refused with the reason otherwise."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0 to {MAX_PORT})")
+    return port

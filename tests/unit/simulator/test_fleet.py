@@ -26,6 +26,7 @@ from simulator.run import (
 from simulator.schedule import Schedule
 from simulator.summary import Recorder
 from telemetry.credentials import broker_credentials
+from telemetry.histogram import LatencyHistogram
 from testbed.lifecycle.ports import free_port
 from testbed.paths import ROOT
 
@@ -178,9 +179,18 @@ def test_a_run_for_a_target_connects_as_it_says_and_applies_iot_cores_quotas_onl
 
 
 def test_the_fleets_progress_is_the_sum_of_each_workers_latest_report() -> None:
-    latest = {0: WorkerProgress(0, 10, 100, 90, 1), 1: WorkerProgress(1, 5, 50, 50, 0)}
-    assert WorkerProgress.total(latest.values())[1:] == (15, 150, 140, 1)
-    assert WorkerProgress.total([])[1:] == (0, 0, 0, 0)
+    fast, slow = LatencyHistogram(), LatencyHistogram()
+    fast.observe(0.004)
+    slow.observe(0.2)
+    slow.observe(90.0)
+    latest = {0: WorkerProgress(0, 10, 100, 90, 1, 2, 3, fast), 1: WorkerProgress(1, 5, 50, 46, 0, 0, 1, slow)}
+    total = WorkerProgress.total(latest.values())
+    assert total[1:7] == (15, 150, 136, 1, 2, 4)
+    assert total.errors == 3 and total.in_flight == 13
+    assert total.ack_latency.cumulative()[0] == ("0.005", 1)
+    assert total.ack_latency.cumulative()[-2:] == [("60.0", 2), ("+Inf", 3)]
+    assert total.ack_latency.sum_s == pytest.approx(90.204)
+    assert WorkerProgress.total([])[1:7] == (0, 0, 0, 0, 0, 0)
 
 
 @pytest.mark.timeout(60)

@@ -1,0 +1,51 @@
+"""`--metrics-port`: the fleet's totals and acknowledgement latency as Prometheus text while it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from simulator.run import WorkerProgress
+
+LOOPBACK = "127.0.0.1"
+
+
+class FleetCollector(Collector):
+    """The latest fleet totals (`update` is the run's progress callback), read at each scrape."""
+
+    def __init__(self) -> None:
+        self.totals = WorkerProgress.total([])
+
+    def update(self, totals: WorkerProgress) -> None:
+        self.totals = totals
+
+    def collect(self) -> Iterator[Metric]:
+        t = self.totals
+        yield GaugeMetricFamily("simulator_connected", "devices connected now", value=t.connected)
+        yield CounterMetricFamily("simulator_published", "messages handed to the MQTT client", value=t.published)
+        yield CounterMetricFamily("simulator_acked", "messages the broker acknowledged (QoS 1)", value=t.acked)
+        yield GaugeMetricFamily("simulator_in_flight", "published, neither acknowledged nor failed", value=t.in_flight)
+        yield CounterMetricFamily("simulator_publish_failures", "publishes that failed", value=t.failed)
+        yield CounterMetricFamily("simulator_connect_errors", "connection attempts refused", value=t.connect_errors)
+        yield CounterMetricFamily(
+            "simulator_reconnects", "connections the broker dropped and came back", value=t.reconnects
+        )
+        latency = t.ack_latency
+        yield HistogramMetricFamily(
+            "simulator_ack_latency_seconds",
+            "due time to the broker's acknowledgement",
+            buckets=latency.cumulative(),
+            sum_value=latency.sum_s,
+        )
+
+
+def serve_metrics(collector: FleetCollector, port: int) -> WSGIServer:
+    """Serve /metrics on 127.0.0.1:`port` (0: any free port; the server knows which)."""
+    registry = CollectorRegistry()
+    registry.register(collector)
+    server, _ = start_http_server(port, addr=LOOPBACK, registry=registry)
+    return server
