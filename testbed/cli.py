@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -313,8 +314,35 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
 def positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
     return value
@@ -374,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
     load = sub.add_parser("load", help="compose backends: run the simulator container against the stack")
     load.add_argument("--fleet", default="simulator/fleets/smoke.yaml", help="a fleet file, relative to the checkout")
-    load.add_argument("--duration", type=float, default=60.0, help="seconds")
+    load.add_argument("--duration", type=positive_float, default=60.0, help="seconds")
     load.set_defaults(func=cmd_load)
     sub.add_parser(
         "destroy", help="remove provisioned devices and every deployed resource (terraform destroy)"
@@ -397,19 +425,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--in-process-only", action="store_true", help="skip the deployed function")
     bench.set_defaults(func=cmd_bench_processor)
     sim_bench = sub.add_parser("bench-simulator", help="simulator connections and msg/s against a private broker")
-    sim_bench.add_argument("--duration", type=float, default=20.0)
-    sim_bench.add_argument("--workers", type=int, default=2)
+    sim_bench.add_argument("--duration", type=positive_float, default=20.0)
+    sim_bench.add_argument("--workers", type=positive_int, default=2)
     sim_bench.set_defaults(func=cmd_bench_simulator)
     ingress_bench = sub.add_parser("bench-ingress", help="highest zero-loss rate of each local ingress mode")
     ingress_bench.add_argument("--modes", default="direct,sqs,iot", help="comma-separated ingress modes")
-    ingress_bench.add_argument("--duration", type=float, default=20.0)
+    ingress_bench.add_argument("--duration", type=positive_float, default=20.0)
     ingress_bench.set_defaults(func=cmd_bench_ingress)
     full_bench = sub.add_parser("bench", help="highest zero-loss rate of the design and of the naive design")
-    full_bench.add_argument("--duration", type=float, default=20.0)
+    full_bench.add_argument("--duration", type=positive_float, default=20.0)
     full_bench.set_defaults(func=cmd_bench)
     logs = sub.add_parser("logs", help="the emulator's, broker's, bridge's and processor's log lines, one prefix each")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
-    logs.add_argument("--since", type=float, default=10.0, help="minutes of the processor's log group to read")
+    logs.add_argument(
+        "--since", type=non_negative_float, default=10.0, help="minutes of the processor's log group to read"
+    )
     logs.add_argument("--limit", type=positive_int, default=50, help="the latest lines of each source at most")
     logs.add_argument(
         "--source", action="append", help="only this source (emulator, broker, bridge, lambda); repeatable"
@@ -425,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("redrive", help="move dead-lettered records back to the ingest queue").set_defaults(func=cmd_redrive)
     things = sub.add_parser("provision", help="IoT things + certificates + a thing-scoped policy for N devices")
     which = things.add_mutually_exclusive_group(required=True)
-    which.add_argument("--count", type=int, help="devices named <prefix>-00000, <prefix>-00001, ...")
+    which.add_argument("--count", type=positive_int, help="devices named <prefix>-00000, <prefix>-00001, ...")
     which.add_argument("--fleet", type=Path, help="the devices of this fleet file, with the simulator's ids")
     things.add_argument("--prefix", default="device", help="names the folder and the policy")
     things.set_defaults(func=cmd_provision)

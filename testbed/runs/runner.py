@@ -40,7 +40,7 @@ def _publish_with_progress(stack: Stack, config: RunConfig, console: Console) ->
         task = bar.add_task("publishing", total=config.duration_s, stats="")
 
         def show(total: WorkerProgress) -> None:
-            _, connected, published, acked, errors = total
+            connected, published, acked, errors = total.connected, total.published, total.acked, total.errors
             elapsed = time.time() - started
             bridge = stack.backend.ingress_counters()
             into_pipeline = bridge.get("forwarded", 0) + bridge.get("dead_lettered", 0) - bridge_start

@@ -61,3 +61,27 @@ def test_a_benchmark_of_an_unknown_ingress_mode_is_refused_before_the_stack_star
     assert cli.main(["bench-ingress", "--modes", "direct,bogus"]) == 1
     assert "INGRESS=bogus is not available on BACKEND=embedded" in printed.getvalue()
     assert not state.exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["load", "--duration", "-5"],
+        ["load", "--duration", "nan"],
+        ["bench", "--duration", "0"],
+        ["bench-simulator", "--workers", "0"],
+        ["bench-ingress", "--duration", "inf"],
+        ["logs", "--since", "-1"],
+        ["logs", "--limit", "many"],
+        ["provision", "--count", "0"],
+    ],
+)
+def test_a_number_out_of_range_is_refused_by_the_parser(
+    argv: list[str], run: tuple[Path, io.StringIO], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, _ = run
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert f"argument {argv[1]}" in capsys.readouterr().err
+    assert not state.exists()
