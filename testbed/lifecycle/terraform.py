@@ -185,7 +185,8 @@ class Terraform:
         if moved:
             self.init()
         for address, url in moved.items():
-            self.run("state", "rm", address, capture=True)
+            # the backup goes with the stack's state: by default Terraform writes it into infra/
+            self.run("state", "rm", f"-backup={self.work_dir / 'state-rm.backup'}", address, capture=True)
             self.run("import", "-input=false", "-no-color", f"-var-file={self.var_file}", address, url, capture=True)
             logger.info("%s now at %s", address, url)
         return list(moved)

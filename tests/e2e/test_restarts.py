@@ -20,6 +20,7 @@ from testbed.bench.fakes import sqs_event
 from testbed.lifecycle.backends.embedded import EmbeddedBackend
 from testbed.lifecycle.ports import LOOPBACK, free_port
 from testbed.lifecycle.stack import Stack
+from testbed.paths import INFRA_DIR
 from testbed.runs.stores import Stores, processor_logs, wait_for
 from tests.conftest import make_message
 from tests.e2e import mqtt_cli
@@ -141,6 +142,7 @@ def test_state_made_on_another_emulator_port_moves_its_queues_and_delivers_in_ev
         )
         outputs = moved.outputs()
         assert f":{backend.ministack_port}/" in outputs.ingest_queue_url
+        assert not list(INFRA_DIR.glob("*.backup")), "the re-import's state backups stay out of the source tree"
         rule = moved.client("iot").get_topic_rule(ruleName=outputs.iot_rule_name)["rule"]
         assert [a["sqs"]["queueUrl"] for a in rule["actions"]] == [outputs.ingest_queue_url]
         moved.client("lambda").update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)
