@@ -33,6 +33,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_for_port_free(port: int, timeout_s: float, host: str = LOOPBACK) -> bool:
+    """True once nothing accepts on `port`: a killed server's sockets close a moment after it is reaped."""
+    deadline = time.monotonic() + timeout_s
+    while port_in_use(port, host):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def wait_for_port(port: int, timeout_s: float, host: str = LOOPBACK) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

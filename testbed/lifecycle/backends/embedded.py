@@ -31,6 +31,7 @@ from testbed.lifecycle.ports import (
     PortInUseError,
     port_in_use,
     wait_for_port,
+    wait_for_port_free,
 )
 from testbed.lifecycle.processes import ManagedProcess
 from testbed.paths import MINISTACK_VENV, ROOT, STATE_ROOT
@@ -42,6 +43,8 @@ MINISTACK_LAUNCHER = Path(__file__).with_name("ministack_loopback.py")
 PORT_VARIABLES = {"ministack": "MINISTACK_PORT", "mosquitto": "MQTT_PORT", "IoT MQTT over TLS": "IOT_MQTT_PORT"}
 DEVICE_POLICY = "testbed-device-policy"
 START_TIMEOUT_S = 30.0
+# How long a killed server's listening sockets may take to close before its restart is refused.
+PORT_RELEASE_S = 10.0
 MINISTACK_SAVE_TIMEOUT_S = 300.0
 # ministack sizes its Lambda worker pool from RAM (~585 here); a bounded pool keeps memory sane.
 LAMBDA_ACCOUNT_CONCURRENCY = 32
@@ -501,6 +504,8 @@ class EmbeddedBackend(Backend):
             os.kill(pid, signal.SIGKILL)
             while ManagedProcess.alive(pid):
                 time.sleep(0.05)
+            for port in self._ports_of(target):
+                wait_for_port_free(port, PORT_RELEASE_S)
         elif action == "restart":
             process.stop(timeout_s=MINISTACK_SAVE_TIMEOUT_S)
         else:
@@ -512,6 +517,9 @@ class EmbeddedBackend(Backend):
             self.start_ingress(self.run_dir / "outputs.json", self.ingress_mode())
         else:
             self._start_ministack()
+
+    def _ports_of(self, target: str) -> tuple[int, ...]:
+        return {"emulator": (self.ministack_port, self.iot_mqtt_port), "broker": (self.mqtt_port,)}.get(target, ())
 
     def release_devices(self, device_ids: list[str]) -> None:
         """iot: delete the run's things and certificates from the emulator's IoT registry; passwords stay."""
