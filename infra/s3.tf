@@ -34,7 +34,9 @@ resource "aws_s3_bucket_public_access_block" "archive" {
   restrict_public_buckets = true
 }
 
-# Requests over plain HTTP are refused for everyone, Terraform and the services included.
+# Requests over plain HTTP are refused for everyone, Terraform and the services included. Not on an
+# emulator: it serves plain HTTP, so with IAM enforced (IAM=enforce) this would refuse the
+# processor's quarantine writes there; infra/tests/aws_target.tftest.hcl asserts it on AWS.
 data "aws_iam_policy_document" "archive" {
   statement {
     sid       = "DenyInsecureTransport"
@@ -54,6 +56,7 @@ data "aws_iam_policy_document" "archive" {
 }
 
 resource "aws_s3_bucket_policy" "archive" {
+  count  = var.emulator ? 0 : 1
   bucket = aws_s3_bucket.archive.id
   policy = data.aws_iam_policy_document.archive.json
   # S3 refuses concurrent changes to a bucket's access settings: one after the other.
@@ -99,4 +102,10 @@ resource "aws_s3_bucket_lifecycle_configuration" "archive" {
       noncurrent_days = 7
     }
   }
+}
+
+# The policy became one instance per target (none on an emulator): state from before keeps it.
+moved {
+  from = aws_s3_bucket_policy.archive
+  to   = aws_s3_bucket_policy.archive[0]
 }

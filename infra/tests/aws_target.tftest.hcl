@@ -136,7 +136,7 @@ run "aws_target" {
     error_message = "the archive bucket's policy does not deny requests without TLS"
   }
   assert {
-    condition     = aws_s3_bucket_policy.archive.policy == data.aws_iam_policy_document.archive.json
+    condition     = length(aws_s3_bucket_policy.archive) == 1 && aws_s3_bucket_policy.archive[0].policy == data.aws_iam_policy_document.archive.json
     error_message = "the TLS-only document is not the bucket's policy"
   }
 

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import BotoCoreError, ClientError
 
 from processor.config import Settings
 from testbed.lifecycle.backends import EmbeddedBackend, get_backend
 from testbed.lifecycle.backends.compose import docker_engine_problem
 from testbed.lifecycle.ports import free_port
 from testbed.lifecycle.stack import Stack
-from testbed.runs.stores import Stores
+from testbed.runs.stores import Stores, log_events
 
 # Short timeouts so a record reported failed is redelivered within seconds (visibility = 6 x timeout).
 TEST_VARIABLES = {"environment_suffix": "e2e", "processor_timeout_seconds": 5, "max_receive_count": 3}
@@ -41,8 +43,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             compose.down()
         return
     state_dir: Path = tmp_path_factory.mktemp("embedded")
+    # IAM enforced: the processor, the topic rule and Firehose act under the roles infra/ gives them
     backend = EmbeddedBackend(
-        ministack_port=free_port(), mqtt_port=free_port(), iot_mqtt_port=free_port(), state_dir=state_dir
+        ministack_port=free_port(),
+        mqtt_port=free_port(),
+        iot_mqtt_port=free_port(),
+        state_dir=state_dir,
+        iam="enforce",
     )
     stack = Stack(backend, variables=TEST_VARIABLES)
     try:
@@ -50,6 +57,29 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
     finally:
         stack.down()
+
+
+DENIED = re.compile(r"not authorized to perform: ?(\S+) on resource: ?(\S+)")
+
+
+@pytest.fixture(autouse=True)
+def no_access_denied(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test on the stack fails when IAM denied the processor anything meanwhile, naming the
+    action and the resource (a test waiting for a reading would otherwise only time out)."""
+    if "stack" not in request.fixturenames:
+        yield
+        return
+    stack: Stack = request.getfixturevalue("stack")
+    since_ms = now_ms() - 1000
+    yield
+    try:
+        group = stack.outputs().processor_log_group_name
+        lines = [message for _, _, message in log_events(stack.client("logs"), group, since_ms)]
+    except (BotoCoreError, ClientError, OSError, ValueError):  # the stack is down (a fault test): nothing to read
+        return
+    denied = sorted({f"{m.group(1)} on {m.group(2)}" for line in lines for m in DENIED.finditer(line)})
+    if denied:
+        pytest.fail(f"IAM denied the processor: {'; '.join(denied)}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,7 @@ MINISTACK_LAUNCHER = Path(__file__).with_name("ministack_loopback.py")
 PORT_VARIABLES = {"ministack": "MINISTACK_PORT", "mosquitto": "MQTT_PORT", "IoT MQTT over TLS": "IOT_MQTT_PORT"}
 DEVICE_POLICY = "testbed-device-policy"
 START_TIMEOUT_S = 30.0
+IAM_MODES = ("off", "enforce")
 # How long a killed server's listening sockets may take to close before its restart is refused.
 PORT_RELEASE_S = 10.0
 MINISTACK_SAVE_TIMEOUT_S = 300.0
@@ -99,7 +100,14 @@ class EmbeddedBackend(Backend):
     iot_mqtt_port: int = IOT_MQTT_TLS_PORT
     state_dir: Path = STATE_ROOT / "embedded"
     name: str = "embedded"
+    # "enforce": the emulator evaluates IAM policies (ministack's AUTH=true): the processor, the
+    # topic rule and Firehose act under their own roles; the testbed's own calls are the account root.
+    iam: str = "off"
     ingress_modes: ClassVar[tuple[str, ...]] = tuple(INGRESS_MODES)
+
+    def __post_init__(self) -> None:
+        if self.iam not in IAM_MODES:
+            raise BackendError(f"IAM={self.iam} is not a mode; choose one of {', '.join(IAM_MODES)}")
 
     @classmethod
     def from_env(cls) -> EmbeddedBackend:
@@ -108,7 +116,13 @@ class EmbeddedBackend(Backend):
             mqtt_port=int(os.environ.get("MQTT_PORT", DEFAULT_MQTT_PORT)),
             iot_mqtt_port=int(os.environ.get("IOT_MQTT_PORT", IOT_MQTT_TLS_PORT)),
             state_dir=Path(os.environ.get("EMBEDDED_STATE_DIR", STATE_ROOT / "embedded")).resolve(),
+            iam=os.environ.get("IAM", "off"),
         )
+
+    @property
+    def iam_mode_file(self) -> Path:
+        """The IAM mode the running emulator was started with."""
+        return self.run_dir / "iam"
 
     @property
     def run_dir(self) -> Path:
@@ -232,7 +246,7 @@ class EmbeddedBackend(Backend):
                 emulator_pid is not None,
                 emulator_pid,
                 f"{LOOPBACK}:{self.ministack_port}",
-                f"ministack; RSS {rss} MB" if rss is not None else "ministack",
+                f"ministack, IAM {self.iam}" + (f", RSS {rss} MB" if rss is not None else ""),
             ),
             Component(
                 "IoT MQTT over TLS",
@@ -290,8 +304,13 @@ class EmbeddedBackend(Backend):
     def _start_ministack(self) -> None:
         pid = self.ministack.pid()
         if pid is not None:
-            logger.info("ministack already running (pid %d)", pid)
-            return
+            running = self.iam_mode_file.read_text() if self.iam_mode_file.exists() else "off"
+            if running == self.iam:
+                logger.info("ministack already running (pid %d)", pid)
+                return
+            logger.info("ministack runs with IAM=%s; restarting it with IAM=%s (its state is kept)", running, self.iam)
+            self.ministack.stop(timeout_s=MINISTACK_SAVE_TIMEOUT_S)
+            wait_for_port_free(self.ministack_port, PORT_RELEASE_S)
         python = MINISTACK_VENV / "bin" / "python"
         if not (MINISTACK_VENV / "bin" / "ministack").exists():
             raise BackendError(f"ministack is not installed in {MINISTACK_VENV} (run `make venvs`)")
@@ -313,9 +332,11 @@ class EmbeddedBackend(Backend):
             # IoT Core's MQTT over TLS with X.509 client certificates (the launcher keeps it on loopback)
             "IOT_MTLS_PORT": str(self.iot_mqtt_port),
             "LOG_LEVEL": os.environ.get("MINISTACK_LOG_LEVEL", "WARNING"),
+            "AUTH": "true" if self.iam == "enforce" else "false",
         }
         env.pop("AWS_ENDPOINT_URL", None)
         proc = self.ministack.start([str(python), str(MINISTACK_LAUNCHER)], env)
+        self.iam_mode_file.write_text(self.iam)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self.healthy():
             if time.monotonic() > deadline or proc.poll() is not None:

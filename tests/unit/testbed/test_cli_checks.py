@@ -41,16 +41,24 @@ def test_a_scenario_whose_fleet_is_broken_is_refused_before_the_stack_starts(
     assert not state.exists()
 
 
-def test_an_unknown_ingress_mode_is_refused_before_the_stack_starts(
-    run: tuple[Path, io.StringIO], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "INGRESS",
+            "carrier-pigeon",
+            "INGRESS=carrier-pigeon is not available on BACKEND=embedded; choose one of direct, sqs, naive, iot",
+        ),
+        ("IAM", "sometimes", "IAM=sometimes is not a mode; choose one of off, enforce"),
+    ],
+)
+def test_an_unknown_mode_is_refused_before_the_stack_starts(
+    variable: str, value: str, message: str, run: tuple[Path, io.StringIO], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state, printed = run
-    monkeypatch.setenv("INGRESS", "carrier-pigeon")
+    monkeypatch.setenv(variable, value)
     assert cli.main(["up"]) == 1
-    assert (
-        "INGRESS=carrier-pigeon is not available on BACKEND=embedded; choose one of direct, sqs, naive, iot"
-        in printed.getvalue()
-    )
+    assert message in printed.getvalue()
     assert not state.exists()
 
 
