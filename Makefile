@@ -19,7 +19,7 @@ FLEET ?= simulator/fleets/smoke.yaml
 DURATION ?= 60
 BUNDLE_SOURCES := $(shell find processor telemetry -name '*.py' 2>/dev/null) processor/requirements.txt
 
-.PHONY: help doctor venvs build up down clean demo plan outputs test test-unit test-contract test-e2e mutation lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy redrive logs status inspect
+.PHONY: help doctor venvs build up down clean demo plan outputs test test-unit test-contract test-e2e mutation lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy redrive logs status inspect iam-check
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -101,6 +101,9 @@ bench: venvs build ## highest zero-loss end-to-end rate, and the naive design's,
 
 logs: $(VENV)/.installed ## follow the emulator, broker, bridge and processor logs, one prefix each (Ctrl-C stops)
 	$(TESTBED) logs --follow
+
+iam-check: venvs build ## with IAM enforced, take each role-policy action away in turn and probe the pipeline
+	IAM=enforce $(TESTBED) iam-check
 
 status: $(VENV)/.installed ## what runs: PIDs, ports, ingress mode, how old the stack outputs are
 	$(TESTBED) status

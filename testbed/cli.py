@@ -39,6 +39,7 @@ from testbed.operate.status import stack_status
 from testbed.paths import ROOT
 from testbed.runs.demo import run_demo
 from testbed.runs.html_report import write_comparison
+from testbed.runs.iam_check import IamCheck
 from testbed.runs.redrive import redrive
 from testbed.runs.runner import compare, run_scenario
 from testbed.runs.scenario import Scenario, load_scenario
@@ -324,6 +325,28 @@ def _finite(text: str) -> float:
     return value
 
 
+def cmd_iam_check(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    if not stack.backend.iam_enforced:
+        raise BackendError("iam-check needs IAM enforced: IAM=enforce make iam-check")
+    stack.up()
+    verdicts = IamCheck(stack, log=lambda line: console.print(f"[dim]{line}[/]")).run()
+    table = Table(title="Each action of the stack's role policies, taken away in turn")
+    for column in ("role", "action", "needed", "why"):
+        table.add_column(column)
+    for v in verdicts:
+        needed = "[green]needed[/]" if v.needed else ("[red]not needed[/]" if v.finding else "not here")
+        table.add_row(v.role, v.action, needed, v.detail)
+    console.print(table)
+    findings = [v for v in verdicts if v.finding]
+    console.print(
+        f"{len(findings)} action(s) nothing needs" + (f": {', '.join(v.action for v in findings)}" if findings else "")
+    )
+    if args.json:
+        print(json.dumps([{**asdict(v), "finding": v.finding} for v in verdicts]))
+    return 1 if findings else 0
+
+
 def positive_float(text: str) -> float:
     value = _finite(text)
     if value <= 0:
@@ -445,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--source", action="append", help="only this source (emulator, broker, bridge, lambda); repeatable"
     )
     logs.set_defaults(func=cmd_logs)
+    iam_check = sub.add_parser("iam-check", help="take each action of the role policies away in turn and probe")
+    iam_check.add_argument("--json", action="store_true", help="also print the verdicts as one JSON line")
+    iam_check.set_defaults(func=cmd_iam_check)
     sub.add_parser("status", help="what runs, PIDs, ports, ingress mode, outputs age").set_defaults(func=cmd_status)
     inspect = sub.add_parser("inspect", help="counts of what the stores hold: table, queues, quarantine, archive")
     inspect.add_argument("--json", action="store_true")

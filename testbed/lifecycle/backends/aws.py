@@ -67,6 +67,10 @@ class AwsBackend(Backend):
     state_dir: Path = STATE_ROOT / "aws-dev"
     name: str = "aws"
 
+    @property
+    def iam_enforced(self) -> bool:
+        return True
+
     @classmethod
     def from_env(cls) -> AwsBackend:
         environment = os.environ.get("ENV", "dev")

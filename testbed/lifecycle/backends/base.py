@@ -49,6 +49,11 @@ class Backend(abc.ABC):
     # The local ingress modes `start_ingress` takes; empty when the ingress is fixed (AWS IoT Core).
     ingress_modes: ClassVar[tuple[str, ...]] = ()
 
+    @property
+    def iam_enforced(self) -> bool:
+        """Whether the backend evaluates IAM policies as AWS does (AWS itself always does)."""
+        return False
+
     def ingress_mode(self) -> str | None:
         """The local ingress mode the running stack uses, where the backend records one."""
         return None

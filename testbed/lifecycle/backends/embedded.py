@@ -120,6 +120,10 @@ class EmbeddedBackend(Backend):
         )
 
     @property
+    def iam_enforced(self) -> bool:
+        return self.iam == "enforce"
+
+    @property
     def iam_mode_file(self) -> Path:
         """The IAM mode the running emulator was started with."""
         return self.run_dir / "iam"
