@@ -157,9 +157,11 @@ class IamCheck:
                 for action in sorted({a for s in document["Statement"] for a in _actions(s)}):
                     runs += 1
                     self.log(f"{role} / {policy}: without {action}")
-                    self.iam.put_role_policy(
-                        RoleName=role, PolicyName=policy, PolicyDocument=json.dumps(without(document, action))
-                    )
+                    variant = without(document, action)
+                    if variant["Statement"]:
+                        self.iam.put_role_policy(RoleName=role, PolicyName=policy, PolicyDocument=json.dumps(variant))
+                    else:  # its only action: IAM refuses an empty document, so the policy goes
+                        self.iam.delete_role_policy(RoleName=role, PolicyName=policy)
                     try:
                         missing = self.probe(runs)
                     finally:
