@@ -25,22 +25,31 @@ PROBE_TIMEOUT_S = 30.0
 # Changing this variable of the function makes the emulator start a fresh worker, whose first
 # batch fetches the signing key again (a warm one has it cached, and would hide a removed action).
 PROBE_VARIABLE = "IAM_CHECK_PROBE"
-# Actions AWS uses on a role's behalf where the emulator acts without the role: no local effect.
+# Per role (its name after the stack's prefix): the actions AWS uses on the role's behalf where the
+# emulator acts without the role, so taking them away changes nothing here.
+_FIREHOSE = "Firehose writes the archive with its role"
 USED_BY_AWS_ON_THE_ROLES_BEHALF = {
-    "logs:CreateLogStream": "Lambda delivers the function's logs with its role",
-    "logs:PutLogEvents": "Lambda delivers the function's logs with its role",
-    "sqs:ReceiveMessage": "the event source mapping polls the queue with the function's role",
-    "sqs:DeleteMessage": "the event source mapping deletes processed records with the function's role",
-    "sqs:GetQueueAttributes": "the event source mapping reads the queue with the function's role",
-    "sqs:ChangeMessageVisibility": "the event source mapping returns failed records with the function's role",
-    "kms:Decrypt": "the services decrypt with the key on the role's behalf (kms:ViaService)",
-    "kms:GenerateDataKey": "the services encrypt with the key on the role's behalf (kms:ViaService)",
-    "sqs:SendMessage": "the topic rule sends with its role (the probe enters at the ingest queue)",
-    "s3:AbortMultipartUpload": "Firehose writes the archive with its role",
-    "s3:GetBucketLocation": "Firehose writes the archive with its role",
-    "s3:GetObject": "Firehose writes the archive with its role",
-    "s3:ListBucket": "Firehose writes the archive with its role",
-    "s3:ListBucketMultipartUploads": "Firehose writes the archive with its role",
+    "processor": {
+        "logs:CreateLogStream": "Lambda delivers the function's logs with its role",
+        "logs:PutLogEvents": "Lambda delivers the function's logs with its role",
+        "sqs:ReceiveMessage": "the event source mapping polls the queue with the function's role",
+        "sqs:DeleteMessage": "the event source mapping deletes processed records with the function's role",
+        "sqs:GetQueueAttributes": "the event source mapping reads the queue with the function's role",
+        "sqs:ChangeMessageVisibility": "the event source mapping returns failed records with the function's role",
+        "kms:Decrypt": "the services decrypt with the key on the role's behalf (kms:ViaService)",
+        "kms:GenerateDataKey": "the services encrypt with the key on the role's behalf (kms:ViaService)",
+    },
+    "firehose": {
+        "s3:AbortMultipartUpload": _FIREHOSE,
+        "s3:GetBucketLocation": _FIREHOSE,
+        "s3:GetObject": _FIREHOSE,
+        "s3:ListBucket": _FIREHOSE,
+        "s3:ListBucketMultipartUploads": _FIREHOSE,
+        "s3:PutObject": _FIREHOSE,
+        "kms:Decrypt": "S3 decrypts with the key on Firehose's behalf (kms:ViaService)",
+        "kms:GenerateDataKey": "S3 encrypts with the key on Firehose's behalf (kms:ViaService)",
+    },
+    "iot-rule": {"sqs:SendMessage": "the topic rule sends with its role (the probe enters at the ingest queue)"},
 }
 
 
@@ -48,9 +57,15 @@ class IamCheckError(TestbedError):
     """The check cannot run: IAM is not enforced, or the pipeline fails before anything is taken away."""
 
 
+def used_by_aws(role_kind: str, action: str) -> str | None:
+    """Why AWS needs `action` of this role although the emulator never uses it, if it does."""
+    return USED_BY_AWS_ON_THE_ROLES_BEHALF.get(role_kind, {}).get(action)
+
+
 @dataclass(frozen=True)
 class ActionVerdict:
     role: str
+    role_kind: str  # the role's name after the stack's prefix: processor, firehose, iot-rule
     policy: str
     action: str
     needed: bool
@@ -59,7 +74,7 @@ class ActionVerdict:
     @property
     def finding(self) -> bool:
         """Nothing needed it here and no AWS service uses it on the role's behalf: remove it."""
-        return not self.needed and self.action not in USED_BY_AWS_ON_THE_ROLES_BEHALF
+        return not self.needed and used_by_aws(self.role_kind, self.action) is None
 
 
 def _actions(statement: dict[str, Any]) -> list[str]:
@@ -166,12 +181,13 @@ class IamCheck:
                         missing = self.probe(runs)
                     finally:
                         self.iam.put_role_policy(RoleName=role, PolicyName=policy, PolicyDocument=json.dumps(document))
+                    kind = role.removeprefix(self.prefix)
                     detail = (
                         f"without it, not {', '.join(missing)}"
                         if missing
-                        else USED_BY_AWS_ON_THE_ROLES_BEHALF.get(action, "nothing failed without it: remove it")
+                        else used_by_aws(kind, action) or "nothing failed without it: remove it"
                     )
-                    verdicts.append(ActionVerdict(role, policy, action, bool(missing), detail))
+                    verdicts.append(ActionVerdict(role, kind, policy, action, bool(missing), detail))
         finally:
             self.restore_function()
         return verdicts

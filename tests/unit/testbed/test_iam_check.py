@@ -32,8 +32,11 @@ def test_a_statement_left_with_no_action_is_dropped() -> None:
     assert [s["Sid"] for s in variant["Statement"]] == ["Store"]
 
 
-def test_an_action_nothing_needed_is_a_finding_unless_aws_uses_it_for_the_role() -> None:
-    assert ActionVerdict("r", "p", "dynamodb:DeleteTable", needed=False, detail="").finding
-    assert not ActionVerdict("r", "p", "logs:PutLogEvents", needed=False, detail="").finding
-    assert not ActionVerdict("r", "p", "dynamodb:DeleteTable", needed=True, detail="").finding
-    assert "logs:PutLogEvents" in USED_BY_AWS_ON_THE_ROLES_BEHALF
+def test_an_action_nothing_needed_is_a_finding_unless_aws_uses_it_for_that_role() -> None:
+    assert ActionVerdict("r", "processor", "p", "dynamodb:DeleteTable", needed=False, detail="").finding
+    assert not ActionVerdict("r", "processor", "p", "logs:PutLogEvents", needed=False, detail="").finding
+    assert not ActionVerdict("r", "processor", "p", "dynamodb:DeleteTable", needed=True, detail="").finding
+    # the same action can be the role's own call for one role and AWS's on behalf of another
+    assert not ActionVerdict("r", "firehose", "p", "s3:PutObject", needed=False, detail="").finding
+    assert ActionVerdict("r", "processor", "p", "s3:PutObject", needed=False, detail="").finding
+    assert set(USED_BY_AWS_ON_THE_ROLES_BEHALF) == {"processor", "firehose", "iot-rule"}
