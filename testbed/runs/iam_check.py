@@ -122,7 +122,7 @@ class IamCheck:
     def probe(self, run: int) -> list[str]:
         """A reading to store and archive that raises an alert, and a forged one to quarantine,
         through a fresh worker; what did not happen within the timeout."""
-        self._fresh_worker(str(run))
+        self.fresh_worker(str(run))
         device = f"iamcheck-{uuid.uuid4().hex[:8]}"
         now = int(time.time() * 1000)
         readings = {"temperature": (60.0, "C")}
@@ -145,7 +145,8 @@ class IamCheck:
             time.sleep(0.5)
         return sorted(outcomes)
 
-    def _fresh_worker(self, nonce: str) -> None:
+    def fresh_worker(self, nonce: str) -> None:
+        """Make the emulator start a new worker for the next batch (see PROBE_VARIABLE)."""
         name = self.outputs.processor_function_name
         config = self.lambda_client.get_function_configuration(FunctionName=name)
         variables = {**config.get("Environment", {}).get("Variables", {}), PROBE_VARIABLE: nonce}

@@ -59,25 +59,34 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.down()
 
 
-DENIED = re.compile(r"not authorized to perform: ?(\S+) on resource: ?(\S+)")
+# AWS's wording, with or without the resource (ministack's SNS leaves it out)
+DENIED = re.compile(r"not authorized to perform: ?([\w-]+:[\w*]+)(?: on resource: ?(\S+))?")
+
+
+def denied_calls(stack: Stack, since_ms: int) -> list[str]:
+    """ "<action> on <resource>" for each call IAM denied the processor since `since_ms` (its log)."""
+    group = stack.outputs().processor_log_group_name
+    lines = [message for _, _, message in log_events(stack.client("logs"), group, since_ms)]
+    return sorted(
+        {f"{m[1]} on {m[2].strip(chr(34))}" if m[2] else m[1] for line in lines for m in DENIED.finditer(line)}
+    )
 
 
 @pytest.fixture(autouse=True)
 def no_access_denied(request: pytest.FixtureRequest) -> Iterator[None]:
     """A test on the stack fails when IAM denied the processor anything meanwhile, naming the
-    action and the resource (a test waiting for a reading would otherwise only time out)."""
-    if "stack" not in request.fixturenames:
+    action and the resource (a test waiting for a reading would otherwise only time out). A test
+    that takes a permission away on purpose says so with the `iam_denial` marker."""
+    if "stack" not in request.fixturenames or request.node.get_closest_marker("iam_denial"):
         yield
         return
     stack: Stack = request.getfixturevalue("stack")
     since_ms = now_ms() - 1000
     yield
     try:
-        group = stack.outputs().processor_log_group_name
-        lines = [message for _, _, message in log_events(stack.client("logs"), group, since_ms)]
+        denied = denied_calls(stack, since_ms)
     except (BotoCoreError, ClientError, OSError, ValueError):  # the stack is down (a fault test): nothing to read
         return
-    denied = sorted({f"{m.group(1)} on {m.group(2)}" for line in lines for m in DENIED.finditer(line)})
     if denied:
         pytest.fail(f"IAM denied the processor: {'; '.join(denied)}", pytrace=False)
 

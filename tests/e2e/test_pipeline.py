@@ -15,8 +15,9 @@ from processor.pipeline import Clients, Pipeline
 from processor.types import InboundRecord
 from telemetry import new_message
 from testbed.lifecycle.stack import Stack
+from testbed.runs.iam_check import IamCheck, without
 from testbed.runs.stores import Stores, wait_for
-from tests.e2e.conftest import as_json, now_ms, send
+from tests.e2e.conftest import as_json, denied_calls, now_ms, send
 
 pytestmark = pytest.mark.e2e
 WAIT_S = 60.0
@@ -213,3 +214,28 @@ def test_state_survives_down_and_up(stack: Stack, stores: Stores, signing_key: b
     stack.backend.start()
     assert stores.reading(dev, msg["ts"], 1) is not None, "DynamoDB state was saved on SIGTERM"
     assert stack.outputs().ingest_queue_url
+
+
+@pytest.mark.iam_denial
+def test_a_permission_missing_from_the_processors_role_is_denied_and_named(stack: Stack, signing_key: bytes) -> None:
+    """IAM is enforced on the test stack: without sns:Publish the alert is refused, and the check
+    every stack test runs afterwards names the action and the topic."""
+    if not stack.backend.iam_enforced:
+        pytest.skip("the backend does not evaluate IAM policies")
+    iam = stack.client("iam")
+    role = f"iot-pipeline-{stack.outputs().environment_suffix}-processor"
+    original = iam.get_role_policy(RoleName=role, PolicyName="processor")["PolicyDocument"]
+    document = json.loads(original) if isinstance(original, str) else original
+    variant = without(document, "sns:Publish")
+    since = now_ms() - 1000
+    dev = device()
+    check = IamCheck(stack)
+    iam.put_role_policy(RoleName=role, PolicyName="processor", PolicyDocument=json.dumps(variant))
+    try:
+        check.fresh_worker("denial-test")  # the emulator resolves a worker's role session when it starts
+        send(stack, [as_json(message(signing_key, dev, temperature=80.0))])
+        denied = wait_for("the denial in the processor's log", lambda: denied_calls(stack, since) or None, 90)
+    finally:
+        iam.put_role_policy(RoleName=role, PolicyName="processor", PolicyDocument=json.dumps(document))
+        check.restore_function()
+    assert [d for d in denied if d.split(" on ")[0] == "sns:Publish"], denied
