@@ -60,16 +60,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 # AWS's wording, with or without the resource (ministack's SNS leaves it out)
+QUOTE = '"'
 DENIED = re.compile(r"not authorized to perform: ?([\w-]+:[\w*]+)(?: on resource: ?(\S+))?")
 
 
 def denied_calls(stack: Stack, since_ms: int) -> list[str]:
-    """ "<action> on <resource>" for each call IAM denied the processor since `since_ms` (its log)."""
+    """Each call IAM denied the processor since `since_ms`, from its log: the action, and the resource
+    where the error names one (ministack's SNS does not)."""
     group = stack.outputs().processor_log_group_name
     lines = [message for _, _, message in log_events(stack.client("logs"), group, since_ms)]
-    return sorted(
-        {f"{m[1]} on {m[2].strip(chr(34))}" if m[2] else m[1] for line in lines for m in DENIED.finditer(line)}
-    )
+    return sorted({_denial(m) for line in lines for m in DENIED.finditer(line)})
+
+
+def _denial(match: re.Match[str]) -> str:
+    action, resource = match[1], match[2]
+    return f"{action} on {resource.strip(QUOTE)}" if resource else action
 
 
 @pytest.fixture(autouse=True)
