@@ -217,7 +217,9 @@ def test_state_survives_down_and_up(stack: Stack, stores: Stores, signing_key: b
 
 
 @pytest.mark.iam_denial
-def test_a_permission_missing_from_the_processors_role_is_denied_and_named(stack: Stack, signing_key: bytes) -> None:
+def test_a_permission_missing_from_the_processors_role_is_denied_and_named(
+    stack: Stack, stores: Stores, signing_key: bytes
+) -> None:
     """IAM is enforced on the test stack: without sns:Publish the alert is refused, and the check
     every stack test runs afterwards names the action and the topic."""
     if not stack.backend.iam_enforced:
@@ -239,3 +241,10 @@ def test_a_permission_missing_from_the_processors_role_is_denied_and_named(stack
         iam.put_role_policy(RoleName=role, PolicyName="processor", PolicyDocument=json.dumps(document))
         check.restore_function()
     assert [d for d in denied if d.split(" on ")[0] == "sns:Publish"], denied
+    # with the permission back, the redelivered record raises its alert: nothing denied is left in
+    # flight to be found by the next test's check
+    wait_for(
+        "the alert once sns:Publish is back",
+        lambda: [a for a in stores.drain_alerts() if a["device_id"] == dev] or None,
+        180,
+    )
