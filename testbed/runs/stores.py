@@ -210,13 +210,9 @@ class Stores:
         ]
 
     def _objects(self, prefix: str, since: float = 0.0) -> Iterator[tuple[str, bytes]]:
-        paginator = self.s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.outputs.archive_bucket_name, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                if obj["LastModified"].timestamp() < since:
-                    continue
-                body = self.s3.get_object(Bucket=self.outputs.archive_bucket_name, Key=obj["Key"])["Body"].read()
-                yield obj["Key"], body
+        for key, _, modified in self.object_listing(prefix):
+            if modified >= since:
+                yield key, self.s3.get_object(Bucket=self.outputs.archive_bucket_name, Key=key)["Body"].read()
 
     def archived_messages(self, since: float = 0.0) -> list[dict[str, Any]]:
         """Archived lines of objects written since `since` (epoch s); GZIP on AWS is not handled here."""
