@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -33,8 +35,9 @@ def _install_dependencies() -> Path:
     target = BUILD_DIR / f"deps-{digest}"
     if target.is_dir():
         return target
-    staging = BUILD_DIR / f"deps-{digest}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    # a folder of its own: another build may be installing the same requirements right now
+    staging = Path(tempfile.mkdtemp(prefix=f"deps-{digest}.", suffix=".tmp", dir=BUILD_DIR))
     cmd = [
         sys.executable,
         "-m",
@@ -54,11 +57,17 @@ def _install_dependencies() -> Path:
         "-r",
         str(REQUIREMENTS),
     ]
-    subprocess.run(cmd, check=True)
-    native = [p for p in staging.rglob("*") if p.suffix in NATIVE_SUFFIXES]
-    if native:
-        raise BuildError(f"native code in the bundle's dependencies: {[str(p) for p in native[:5]]}")
-    staging.rename(target)
+    try:
+        subprocess.run(cmd, check=True)
+        native = [p for p in staging.rglob("*") if p.suffix in NATIVE_SUFFIXES]
+        if native:
+            raise BuildError(f"native code in the bundle's dependencies: {[str(p) for p in native[:5]]}")
+        staging.rename(target)
+    except OSError:
+        if not target.is_dir():  # not a concurrent build that finished first
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -77,13 +86,20 @@ def build(output: Path = LAMBDA_ZIP) -> Path:
     """Write the zip with sorted entries, fixed timestamps and modes; return its path."""
     deps = _install_dependencies()
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_suffix(".zip.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as bundle:
-        for name, path in _files(deps):
-            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            bundle.writestr(info, path.read_bytes(), compresslevel=9)
-    tmp.replace(output)
+    # written beside the output under a name of its own, then renamed: a stack being deployed
+    # never reads half a zip, and builds running at once do not write into each other's file
+    fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as bundle:
+            for entry, path in _files(deps):
+                info = zipfile.ZipInfo(entry, date_time=ZIP_EPOCH)
+                info.external_attr = 0o644 << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                bundle.writestr(info, path.read_bytes(), compresslevel=9)
+        tmp.chmod(0o644)
+        tmp.replace(output)
+    finally:
+        tmp.unlink(missing_ok=True)
     logger.info("built %s (sha256 %s)", output, hashlib.sha256(output.read_bytes()).hexdigest())
     return output

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +25,34 @@ AWS_PROVIDER = "hashicorp/aws"
 MIRROR_GLOBS = ("/*/registry.terraform.io", "/*/*/registry.terraform.io")
 # An emulator's queue URL (the aws_sqs_queue id) names the emulator's own host and port.
 EMULATOR_HOSTS = frozenset({"127.0.0.1", "localhost"})
+
+
+# Resources whose id is a queue's URL, and the attributes that hold that URL.
+QUEUE_URL_TYPES = ("aws_sqs_queue", "aws_sqs_queue_policy")
+QUEUE_URL_ATTRIBUTES = ("id", "url", "queue_url")
+
+
+def _moved_urls(state: dict[str, Any], endpoint_url: str) -> Iterator[tuple[str, dict[str, Any], dict[str, str]]]:
+    """(address, attributes, the URL attributes rewritten to `endpoint_url`) of each queue-URL
+    resource instance in `state` whose id names an emulator on another port."""
+    endpoint = urlsplit(endpoint_url)
+    for resource in state.get("resources", []):
+        if resource.get("mode") != "managed" or resource.get("type") not in QUEUE_URL_TYPES:
+            continue
+        prefix = f"{resource['module']}." if resource.get("module") else ""
+        for instance in resource.get("instances", []):
+            attributes = instance["attributes"]
+            url = urlsplit(attributes["id"])
+            if url.hostname not in EMULATOR_HOSTS or url.port == endpoint.port:
+                continue
+            key = instance.get("index_key")
+            index = "" if key is None else f"[{json.dumps(key)}]"
+            rewritten = {
+                name: urlsplit(attributes[name])._replace(netloc=endpoint.netloc).geturl()
+                for name in QUEUE_URL_ATTRIBUTES
+                if isinstance(attributes.get(name), str) and attributes[name]
+            }
+            yield f"{prefix}{resource['type']}.{resource['name']}{index}", attributes, rewritten
 
 
 class TerraformError(TestbedError):
@@ -62,7 +91,8 @@ def _link_mirror(source: Path, local: Path) -> None:
                 target.mkdir(parents=True, exist_ok=True)
             elif not target.is_symlink():
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.symlink_to(entry)
+                with contextlib.suppress(FileExistsError):  # linked by a stack starting beside this one
+                    target.symlink_to(entry)
 
 
 def write_cli_config(state_root: Path = STATE_ROOT) -> Path:
@@ -87,7 +117,10 @@ def write_cli_config(state_root: Path = STATE_ROOT) -> Path:
             "}\n"
         )
     if not config.exists() or config.read_text() != text:
-        config.write_text(text)
+        # renamed into place: a Terraform started by a stack beside this one never reads half a file
+        staged = config.with_name(f".{config.name}.{os.getpid()}")
+        staged.write_text(text)
+        staged.replace(config)
     return config
 
 
@@ -156,38 +189,33 @@ class Terraform:
         self.run("apply", "-input=false", "-auto-approve", "-no-color", f"-var-file={self.var_file}")
 
     def moved_queues(self, endpoint_url: str) -> dict[str, str]:
-        """Address -> the queue's URL on `endpoint_url`, for each queue whose id names an emulator on
-        another port (a queue on AWS names AWS, and is never moved)."""
+        """Address -> the URL on `endpoint_url`, for each queue and queue policy whose id names an
+        emulator on another port (a queue on AWS names AWS, and is never moved)."""
         if not self.state_path.exists():
             return {}
         state = json.loads(self.state_path.read_text())
-        endpoint = urlsplit(endpoint_url)
-        moved = {}
-        for resource in state.get("resources", []):
-            if resource.get("mode") != "managed" or resource.get("type") != "aws_sqs_queue":
-                continue
-            prefix = f"{resource['module']}." if resource.get("module") else ""
-            for instance in resource.get("instances", []):
-                url = urlsplit(instance["attributes"]["id"])
-                if url.hostname not in EMULATOR_HOSTS or url.port == endpoint.port:
-                    continue
-                key = instance.get("index_key")
-                index = "" if key is None else f"[{json.dumps(key)}]"
-                address = f"{prefix}aws_sqs_queue.{resource['name']}{index}"
-                moved[address] = url._replace(netloc=endpoint.netloc).geturl()
-        return moved
+        return {address: urls["id"] for address, _, urls in _moved_urls(state, endpoint_url)}
 
     def rehome_queues(self, endpoint_url: str) -> list[str]:
-        """Re-import each queue whose URL names the emulator's former port, so the outputs and the IoT
-        rule's action (applied next) carry the port it listens on now; the queues and their messages
-        stay as they are."""
+        """Point each queue and queue policy whose URL names the emulator's former port at the port it
+        listens on now, in Terraform's state, so the apply that follows updates the outputs and the IoT
+        rule's action instead of replacing the policies (the taps would go unprotected meanwhile); the
+        queues and their messages stay as they are, and that apply's refresh reads each at its new URL."""
         moved = self.moved_queues(endpoint_url)
-        if moved:
-            self.init()
+        if not moved:
+            return []
+        self.init()
+        state = json.loads(self.run("state", "pull", capture=True).stdout)
+        for _, attributes, urls in _moved_urls(state, endpoint_url):
+            attributes.update(urls)
+        state["serial"] += 1
+        staged = self.work_dir / "rehomed.tfstate"
+        staged.write_text(json.dumps(state, indent=2))
+        try:
+            self.run("state", "push", str(staged), capture=True)
+        finally:
+            staged.unlink()
         for address, url in moved.items():
-            # the backup goes with the stack's state: by default Terraform writes it into infra/
-            self.run("state", "rm", f"-backup={self.work_dir / 'state-rm.backup'}", address, capture=True)
-            self.run("import", "-input=false", "-no-color", f"-var-file={self.var_file}", address, url, capture=True)
             logger.info("%s now at %s", address, url)
         return list(moved)
 

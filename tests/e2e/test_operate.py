@@ -102,11 +102,13 @@ def test_env_points_the_aws_cli_awslocal_and_terraform_at_the_stack(stack: Stack
     backend = embedded(stack)
     outputs = stack.outputs()
     queue_name = outputs.ingest_queue_url.rsplit("/", 1)[1]
+    topic_name = f"tflocal-probe-{uuid.uuid4().hex[:8]}"
     probe = tmp_path / "probe"
     probe.mkdir()
+    # an SNS topic: Terraform creates and deletes it at once (a queue costs the provider's 25 s waits)
     (probe / "main.tf").write_text(
-        'resource "aws_sqs_queue" "probe" {\n  name = "tflocal-probe"\n}\n'
-        'output "url" {\n  value = aws_sqs_queue.probe.url\n}\n'
+        f'resource "aws_sns_topic" "probe" {{\n  name = "{topic_name}"\n}}\n'
+        'output "arn" {\n  value = aws_sns_topic.probe.arn\n}\n'
     )
     script = f"""
 set -euo pipefail
@@ -116,7 +118,7 @@ awslocal sqs get-queue-url --queue-name {queue_name} --output json > awslocal.js
 cd probe
 tflocal init -input=false > /dev/null
 tflocal apply -auto-approve -input=false > /dev/null
-tflocal output -json > ../tflocal.json
+aws sns get-topic-attributes --topic-arn "$(tflocal output -raw arn)" --output json > ../topic.json
 tflocal destroy -auto-approve -input=false > /dev/null
 """
     env = {k: v for k, v in cli_env(backend).items() if not k.startswith(("AWS_", "TF_", "LOCALSTACK_"))}
@@ -125,8 +127,10 @@ tflocal destroy -auto-approve -input=false > /dev/null
     assert json.loads((tmp_path / "aws.json").read_text())["Table"]["TableName"] == outputs.telemetry_table_name
     queue_url = json.loads((tmp_path / "awslocal.json").read_text())["QueueUrl"]
     assert queue_url.endswith(f":{backend.ministack_port}/000000000000/{queue_name}")
-    url = json.loads((tmp_path / "tflocal.json").read_text())["url"]["value"]
-    assert url.endswith("/tflocal-probe") and f":{backend.ministack_port}/" in url
+    made = json.loads((tmp_path / "topic.json").read_text())["Attributes"]["TopicArn"]
+    assert made.endswith(f":{topic_name}"), "tflocal applied to the stack the AWS CLI reads"
+    topics = [t["TopicArn"] for t in stack.client("sns").list_topics()["Topics"]]
+    assert made not in topics and outputs.alerts_topic_arn in topics, "and tflocal destroyed it there"
 
 
 def test_logs_show_each_source_and_follow_the_processor(stack: Stack, signing_key: bytes) -> None:

@@ -17,7 +17,7 @@ from telemetry import new_message
 from testbed.lifecycle.stack import Stack
 from testbed.runs.iam_check import IamCheck, without
 from testbed.runs.stores import Stores, wait_for
-from tests.e2e.conftest import as_json, denied_calls, now_ms, send
+from tests.e2e.conftest import as_json, assert_only_known_drift, denied_calls, now_ms, send
 
 pytestmark = pytest.mark.e2e
 WAIT_S = 60.0
@@ -194,14 +194,7 @@ def test_throttled_writes_lose_and_duplicate_nothing(
 
 
 def test_second_plan_shows_only_known_emulator_drift(stack: Stack) -> None:
-    known = {  # ministack answers DescribeAlarms to the provider without these alarms' settings (README)
-        "aws_cloudwatch_metric_alarm.dlq_depth",
-        "aws_cloudwatch_metric_alarm.ingest_age",
-        "aws_cloudwatch_metric_alarm.processor_errors",
-    }
-    changes = stack.terraform.changed_resources()
-    assert set(changes) <= known, changes
-    assert all(actions == ["update"] for actions in changes.values())
+    assert_only_known_drift(stack)
 
 
 def test_state_survives_down_and_up(stack: Stack, stores: Stores, signing_key: bytes) -> None:

@@ -24,7 +24,7 @@ from testbed.paths import INFRA_DIR
 from testbed.runs.stores import Stores, processor_logs, wait_for
 from tests.conftest import make_message
 from tests.e2e import mqtt_cli
-from tests.e2e.conftest import TEST_VARIABLES, send
+from tests.e2e.conftest import TEST_VARIABLES, assert_only_known_drift, send
 from tests.e2e.test_device_sdk import publish_and_check
 
 pytestmark = pytest.mark.e2e
@@ -140,6 +140,9 @@ def test_state_made_on_another_emulator_port_moves_its_queues_and_delivers_in_ev
         assert f"made with MINISTACK_PORT={first_port}: its queues now have URLs on {backend.ministack_port}" in (
             caplog.text
         )
+        # the taps' policies moved with their queues, in Terraform's state, rather than being replaced
+        assert f'aws_sqs_queue_policy.tap["ops"] now at http://{LOOPBACK}:{backend.ministack_port}/' in caplog.text
+        assert_only_known_drift(moved)
         outputs = moved.outputs()
         assert f":{backend.ministack_port}/" in outputs.ingest_queue_url
         assert not list(INFRA_DIR.glob("*.backup")), "the re-import's state backups stay out of the source tree"

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import socket
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -29,6 +30,40 @@ def test_bundle_is_deterministic_and_pure_python(tmp_path: Path) -> None:
     assert any(n.startswith("aws_lambda_powertools/") for n in names)
     assert not any(n.endswith((".so", ".pyc")) or "__pycache__" in n for n in names)
     assert not any(n.startswith(("boto3/", "botocore/")) for n in names), "boto3 comes with the runtime"
+
+
+def _in_processes(count: int, code: str) -> list[subprocess.Popen[bytes]]:
+    """`count` interpreters started at once, each running `code` from the repository root."""
+    root = Path(__file__).resolve().parents[3]
+    return [subprocess.Popen([sys.executable, "-c", code], cwd=root) for _ in range(count)]
+
+
+def test_builds_running_at_once_each_leave_a_whole_bundle(tmp_path: Path) -> None:
+    """Two stacks coming up together (two terminals, parallel test workers) build the same zip."""
+    output = tmp_path / "processor.zip"
+    expected = build(tmp_path / "alone.zip").read_bytes()
+    code = f"from pathlib import Path; from testbed.lifecycle.build import build; build(Path({str(output)!r}))"
+    for _ in range(3):
+        assert [p.wait(timeout=120) for p in _in_processes(4, code)] == [0, 0, 0, 0]
+        assert output.read_bytes() == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alone.zip", "processor.zip"], "no partial file is left"
+
+
+def test_cli_configs_written_at_once_are_whole(tmp_path: Path) -> None:
+    provider = tmp_path / "mirror" / "registry.terraform.io" / "hashicorp" / "aws" / "5.100.0" / "linux_amd64"
+    provider.mkdir(parents=True)
+    for index in range(200):
+        (provider / f"file-{index}").write_text(str(index))
+    state = tmp_path / "state"
+    code = (
+        "import os; from pathlib import Path; from testbed.lifecycle import terraform; "
+        f"os.environ['TESTBED_TF_MIRROR'] = {str(tmp_path / 'mirror')!r}; "
+        f"assert 'filesystem_mirror' in terraform.write_cli_config(Path({str(state)!r})).read_text()"
+    )
+    assert [p.wait(timeout=60) for p in _in_processes(4, code)] == [0, 0, 0, 0]
+    linked = state / "provider-mirror/registry.opentofu.org/hashicorp/aws/5.100.0/linux_amd64"
+    assert sorted(p.name for p in linked.iterdir()) == sorted(f"file-{i}" for i in range(200))
+    assert sorted(p.name for p in state.iterdir()) == ["provider-mirror", "terraformrc"]
 
 
 def test_cli_config_uses_a_filesystem_mirror_where_one_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -142,7 +177,7 @@ def test_a_failed_start_records_no_port(tmp_path: Path) -> None:
     assert not backend.state_port_file.exists(), "no state was made on a port that never served"
 
 
-def test_only_queues_on_an_emulators_former_port_are_moved(tmp_path: Path) -> None:
+def test_only_queues_and_their_policies_on_an_emulators_former_port_are_moved(tmp_path: Path) -> None:
     def queue(name: str, url: str, index_key: str | None = None) -> dict[str, object]:
         instance: dict[str, object] = {"attributes": {"id": url, "url": url}}
         if index_key is not None:
@@ -156,6 +191,20 @@ def test_only_queues_on_an_emulators_former_port_are_moved(tmp_path: Path) -> No
             queue("dlq", "http://127.0.0.1:4600/000000000000/dlq"),
             queue("aws", "https://sqs.eu-west-1.amazonaws.com/123456789012/ingest"),
             {"mode": "data", "type": "aws_sqs_queue", "name": "read", "instances": []},
+            {
+                "mode": "managed",
+                "type": "aws_sqs_queue_policy",
+                "name": "tap",
+                "instances": [
+                    {
+                        "index_key": "ops",
+                        "attributes": {
+                            "id": "http://localhost:4566/000000000000/ops-tap",
+                            "queue_url": "http://localhost:4566/000000000000/ops-tap",
+                        },
+                    }
+                ],
+            },
         ]
     }
     (tmp_path / "terraform.tfstate").write_text(json.dumps(state))
@@ -163,6 +212,7 @@ def test_only_queues_on_an_emulators_former_port_are_moved(tmp_path: Path) -> No
     assert stack.moved_queues("http://127.0.0.1:4600") == {
         "aws_sqs_queue.ingest": "http://127.0.0.1:4600/000000000000/ingest",
         'aws_sqs_queue.tap["ops"]': "http://127.0.0.1:4600/000000000000/ops-tap",
+        'aws_sqs_queue_policy.tap["ops"]': "http://127.0.0.1:4600/000000000000/ops-tap",
     }
     assert terraform.Terraform(work_dir=tmp_path / "none", variables={}, env={}).moved_queues("http://x:1") == {}
 
