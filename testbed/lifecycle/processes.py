@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -49,6 +51,7 @@ class ManagedProcess:
         self.name = name
         self.pid_file = run_dir / f"{name}.pid"
         self.log_file = run_dir / f"{name}.log"
+        self.settings_file = run_dir / f"{name}.settings.json"
         self.marker = marker
 
     def pid(self) -> int | None:
@@ -66,9 +69,25 @@ class ManagedProcess:
             return None
         return pid if self.marker in " ".join(cmdline) else None
 
-    def start(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
-        """Start detached; the caller polls the returned handle while it waits for readiness."""
+    def started_with(self) -> dict[str, Any]:
+        """The settings the running process was started with ({} if it runs none recorded)."""
+        try:
+            settings = json.loads(self.settings_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return settings if isinstance(settings, dict) else {}
+
+    def start(
+        self,
+        cmd: Sequence[str],
+        env: Mapping[str, str],
+        cwd: Path | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start detached, recording `settings` (ports, modes) so a later start can tell whether the
+        running process still matches what is asked for; the caller polls the returned handle."""
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.settings_file.write_text(json.dumps(dict(settings or {}), sort_keys=True))
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(
                 list(cmd),
@@ -97,6 +116,7 @@ class ManagedProcess:
             logger.warning("%s (pid %d) ignored SIGTERM for %.0f s; killing it", self.name, pid, timeout_s)
             os.kill(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
+        self.settings_file.unlink(missing_ok=True)
         logger.info("stopped %s (pid %d)", self.name, pid)
         return True
 

@@ -115,12 +115,12 @@ def test_up_names_a_queue_whose_mapping_takes_nothing(stack: Stack, stores: Stor
     wait_for("the reading it then delivered", lambda: stores.reading(*key_of(message)), 90)
 
 
-def test_state_made_on_another_emulator_port_moves_its_queues_and_delivers_in_every_ingress_mode(
+def test_state_made_on_other_ports_moves_its_queues_and_delivers_in_every_ingress_mode(
     stack: Stack, signing_key: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Queue URLs carry the emulator's port: after a move, the queues (and a message waiting in one),
-    Terraform's ids, the outputs and the IoT rule's action all name the new port, and every ingress
-    path delivers."""
+    """Queue URLs carry the emulator's port: after a move (the emulator's, the broker's and IoT Core's
+    ports), the queues (and a message waiting in one), Terraform's ids, the outputs and the IoT rule's
+    action all name the new port, and every ingress path delivers."""
     backend = embedded(stack)
     first_port = backend.ministack_port
     waiting = reading(signing_key)
@@ -132,7 +132,8 @@ def test_state_made_on_another_emulator_port_moves_its_queues_and_delivers_in_ev
     stack.client("lambda").update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
     send(stack, [json.dumps(waiting)])  # still on the queue when the emulator stops
     Stack(backend, variables=TEST_VARIABLES, ingress=stack.ingress).down()
-    backend.ministack_port = free_port()
+    first_ports = backend.ministack_port, backend.mqtt_port, backend.iot_mqtt_port
+    backend.ministack_port, backend.mqtt_port, backend.iot_mqtt_port = free_port(), free_port(), free_port()
     try:
         moved = Stack(backend, variables=TEST_VARIABLES, ingress=stack.ingress)
         with caplog.at_level(logging.INFO, logger="testbed"):
@@ -165,6 +166,7 @@ def test_state_made_on_another_emulator_port_moves_its_queues_and_delivers_in_ev
             )
             wait_for(f"a reading through {mode} ingress", partial(stores.reading, *key_of(message)), 90)
     finally:
-        Stack(backend, variables=TEST_VARIABLES, ingress=stack.ingress).down()
-        backend.ministack_port = first_port
+        # up again on the first ports while running on the others: the servers follow (no down needed)
+        backend.ministack_port, backend.mqtt_port, backend.iot_mqtt_port = first_ports
         Stack(backend, variables=TEST_VARIABLES, ingress=stack.ingress).up()
+    assert backend.healthy() and backend.bridge.started_with() == {"broker_port": first_ports[1]}

@@ -124,11 +124,6 @@ class EmbeddedBackend(Backend):
         return self.iam == "enforce"
 
     @property
-    def iam_mode_file(self) -> Path:
-        """The IAM mode the running emulator was started with."""
-        return self.run_dir / "iam"
-
-    @property
     def run_dir(self) -> Path:
         return self.state_dir / "run"
 
@@ -305,16 +300,29 @@ class EmbeddedBackend(Backend):
         for folder in (self.state_dir / "tmp").glob(f"{MINISTACK_LAMBDA_COPY_PREFIX}*"):
             shutil.rmtree(folder, ignore_errors=True)
 
+    def _restart_if_changed(self, server: ManagedProcess, wanted: dict[str, Any], timeout_s: float) -> bool:
+        """True if `server` runs with `wanted`; a server started with other settings (another port, IAM
+        mode) is stopped so it starts again with them, its state kept."""
+        pid = server.pid()
+        if pid is None:
+            return False
+        running = server.started_with()
+        if running == wanted:
+            logger.info("%s already running (pid %d)", server.name, pid)
+            return True
+        changes = ", ".join(f"{key} {running.get(key, '?')} -> {value}" for key, value in wanted.items())
+        logger.info(
+            "%s (pid %d) runs with other settings; restarting it (%s; its state is kept)", server.name, pid, changes
+        )
+        server.stop(timeout_s=timeout_s)
+        for port in (value for key, value in running.items() if key.endswith("port") and isinstance(value, int)):
+            wait_for_port_free(port, PORT_RELEASE_S)
+        return False
+
     def _start_ministack(self) -> None:
-        pid = self.ministack.pid()
-        if pid is not None:
-            running = self.iam_mode_file.read_text() if self.iam_mode_file.exists() else "off"
-            if running == self.iam:
-                logger.info("ministack already running (pid %d)", pid)
-                return
-            logger.info("ministack runs with IAM=%s; restarting it with IAM=%s (its state is kept)", running, self.iam)
-            self.ministack.stop(timeout_s=MINISTACK_SAVE_TIMEOUT_S)
-            wait_for_port_free(self.ministack_port, PORT_RELEASE_S)
+        wanted = {"iam": self.iam, "port": self.ministack_port, "iot_mqtt_port": self.iot_mqtt_port}
+        if self._restart_if_changed(self.ministack, wanted, MINISTACK_SAVE_TIMEOUT_S):
+            return
         python = MINISTACK_VENV / "bin" / "python"
         if not (MINISTACK_VENV / "bin" / "ministack").exists():
             raise BackendError(f"ministack is not installed in {MINISTACK_VENV} (run `make venvs`)")
@@ -339,8 +347,7 @@ class EmbeddedBackend(Backend):
             "AUTH": "true" if self.iam == "enforce" else "false",
         }
         env.pop("AWS_ENDPOINT_URL", None)
-        proc = self.ministack.start([str(python), str(MINISTACK_LAUNCHER)], env)
-        self.iam_mode_file.write_text(self.iam)
+        proc = self.ministack.start([str(python), str(MINISTACK_LAUNCHER)], env, settings=wanted)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self.healthy():
             if time.monotonic() > deadline or proc.poll() is not None:
@@ -435,14 +442,13 @@ class EmbeddedBackend(Backend):
         return problems
 
     def _start_mosquitto(self) -> None:
-        pid = self.mosquitto.pid()
-        if pid is not None:
-            logger.info("mosquitto already running (pid %d)", pid)
+        wanted = {"port": self.mqtt_port}
+        if self._restart_if_changed(self.mosquitto, wanted, timeout_s=20.0):
             return
         self._check_port(self.mqtt_port, "mosquitto")
         broker = self.broker
         config = broker.write(broker.known_devices())
-        proc = self.mosquitto.start([mosquitto_binary(), "-c", str(config)], os.environ)
+        proc = self.mosquitto.start([mosquitto_binary(), "-c", str(config)], os.environ, settings=wanted)
         if not wait_for_port(self.mqtt_port, START_TIMEOUT_S) or proc.poll() is not None:
             raise BackendError(f"mosquitto did not start; see {self.mosquitto.log_file}")
 
@@ -457,7 +463,7 @@ class EmbeddedBackend(Backend):
             logger.info("ingress iot: devices publish to the emulator's IoT Core; there is no bridge to start")
             return
         pid = self.bridge.pid()
-        if current == wanted and pid is not None:
+        if current == wanted and pid is not None and self.bridge.started_with() == {"broker_port": self.mqtt_port}:
             logger.info("rule bridge already running (pid %d)", pid)
             return
         self._stop_bridge()
@@ -474,7 +480,9 @@ class EmbeddedBackend(Backend):
             str(self.bridge_metrics_file),
         ]
         cmd = [sys.executable, "-m", "ingress", "bridge", "--outputs", str(target), *broker, *ingress.bridge_args]
-        proc = self.bridge.start(cmd, {**os.environ, **self.client_env()}, cwd=ROOT)
+        proc = self.bridge.start(
+            cmd, {**os.environ, **self.client_env()}, cwd=ROOT, settings={"broker_port": self.mqtt_port}
+        )
         time.sleep(0.5)
         if proc.poll() is not None:
             raise BackendError(f"the rule bridge exited at start; see {self.bridge.log_file}")

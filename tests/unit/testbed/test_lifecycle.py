@@ -18,8 +18,8 @@ from testbed.lifecycle import terraform
 from testbed.lifecycle.backends import BackendError, EmbeddedBackend
 from testbed.lifecycle.backends.embedded import MINISTACK_LAMBDA_COPY_PREFIX
 from testbed.lifecycle.build import build
-from testbed.lifecycle.ports import LOOPBACK, PortInUseError, free_port
-from testbed.lifecycle.processes import ManagedProcess
+from testbed.lifecycle.ports import LOOPBACK, PortInUseError, free_port, port_in_use
+from testbed.lifecycle.processes import ManagedProcess, listening_sockets
 
 
 def test_bundle_is_deterministic_and_pure_python(tmp_path: Path) -> None:
@@ -134,6 +134,32 @@ def test_iot_ingress_starts_again_and_again_with_no_bridge(tmp_path: Path) -> No
         log.removeHandler(handler)
         log.setLevel(level)
     assert backend.ingress_mode() == "iot" and backend.bridge.pid() is None
+
+
+def test_a_running_stack_asked_for_other_ports_restarts_its_servers_there(tmp_path: Path) -> None:
+    """`MINISTACK_PORT=... make up` while the stack runs elsewhere: the servers move, the state stays."""
+    first = EmbeddedBackend(
+        ministack_port=free_port(), mqtt_port=free_port(), iot_mqtt_port=free_port(), state_dir=tmp_path
+    )
+    moved = EmbeddedBackend(
+        ministack_port=free_port(), mqtt_port=free_port(), iot_mqtt_port=free_port(), state_dir=tmp_path
+    )
+    try:
+        first.start()
+        first.client("sqs").create_queue(QueueName="kept")
+        moved.start()
+        pid = moved.ministack.pid()
+        assert pid is not None and moved.healthy()
+        assert {moved.ministack_port, moved.iot_mqtt_port} <= {port for _, port in listening_sockets(pid)}
+        assert port_in_use(moved.mqtt_port)
+        assert not any(port_in_use(p) for p in (first.ministack_port, first.iot_mqtt_port, first.mqtt_port))
+        url = moved.client("sqs").get_queue_url(QueueName="kept")["QueueUrl"]
+        assert url == f"http://{LOOPBACK}:{moved.ministack_port}/000000000000/kept"
+        moved.start()
+        assert moved.ministack.pid() == pid, "started again with the same settings, it is left running"
+    finally:
+        moved.stop()
+        first.stop()
 
 
 def test_state_made_on_another_emulator_port_is_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
