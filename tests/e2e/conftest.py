@@ -96,6 +96,29 @@ def no_access_denied(request: pytest.FixtureRequest) -> Iterator[None]:
         pytest.fail(f"IAM denied the processor: {'; '.join(denied)}", pytrace=False)
 
 
+@pytest.fixture(autouse=True)
+def stack_left_whole(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that leaves the shared stack with a server down or in another ingress mode fails by
+    name, and the stack is brought up again: no later test inherits it, whatever the order."""
+    yield
+    if "stack" not in request.fixturenames:
+        return
+    stack: Stack = request.getfixturevalue("stack")
+    backend = stack.backend
+    if not isinstance(backend, EmbeddedBackend):
+        return
+    problems = [
+        f"{part.name} not running"
+        for part in backend.components()
+        if not part.running and not (part.name == "rule bridge" and backend.ingress.on_iot_core)
+    ]
+    if backend.ingress_mode() != stack.ingress:
+        problems.append(f"ingress {backend.ingress_mode()} instead of {stack.ingress}")
+    if problems:
+        stack.up()
+        pytest.fail(f"the test left the shared stack with {'; '.join(problems)} (it was brought up again)")
+
+
 @pytest.fixture(scope="session")
 def stores(stack: Stack) -> Stores:
     return Stores.connect(stack.outputs(), stack.client)
