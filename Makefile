@@ -17,6 +17,10 @@ ENV ?= dev
 BACKEND_CONFIG ?= backend.s3.hcl
 FLEET ?= simulator/fleets/smoke.yaml
 DURATION ?= 60
+# pytest worker processes for `make test`, each with a stack of its own on free ports: a stack test
+# spends most of its time waiting (the provider's propagation waits, redelivery timeouts), so three
+# workers on two cores finish sooner. The compose backends' stacks take fixed ports: one process.
+TEST_WORKERS ?= $(if $(filter embedded,$(BACKEND)),3,0)
 BUNDLE_SOURCES := $(shell find processor telemetry -name '*.py' 2>/dev/null) processor/requirements.txt
 
 .PHONY: help doctor venvs build up down clean demo plan outputs test test-unit test-contract test-e2e mutation lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy redrive logs status inspect iam-check
@@ -126,7 +130,7 @@ test-contract: venvs $(CHECKOV_VENV)/.installed build ## static contract tests (
 	$(PY) -m pytest tests/contract
 
 test-e2e: venvs build ## end-to-end tests on their own stack (BACKEND=localstack needs a Docker engine)
-	BACKEND=$(BACKEND) $(PY) -m pytest tests/e2e
+	BACKEND=$(BACKEND) $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal tests/e2e
 
 mutation: $(VENV)/.installed ## mutation testing of processor/, the rule, the bridge and reconcile, judged by its budget
 	PROPERTY_EXAMPLES_CAP=20 $(PY) -m mutmut run
@@ -134,5 +138,7 @@ mutation: $(VENV)/.installed ## mutation testing of processor/, the rule, the br
 	$(PY) -m tests.mutation_budget --json reports/mutation.json
 
 test: DOCTOR_FLAGS := --tests
-test: doctor venvs $(CHECKOV_VENV)/.installed build lint ## everything: lint, unit, contract and end-to-end tests
-	BACKEND=$(BACKEND) $(PY) -m pytest tests
+test: doctor ## everything: lint, unit, contract and end-to-end tests
+	@$(MAKE) --no-print-directory -j3 -Otarget $(VENV)/.installed $(MINISTACK_VENV)/.installed $(CHECKOV_VENV)/.installed
+	@$(MAKE) --no-print-directory build lint
+	BACKEND=$(BACKEND) $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal tests

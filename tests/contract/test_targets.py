@@ -67,7 +67,7 @@ def test_the_docker_commands_of_up_load_and_down_are_the_ones_the_readme_gives(b
             "ENV=dev BACKEND_CONFIG=backend.s3.hcl .venv/bin/python -m testbed --backend aws up",
         ),
         ("destroy TARGET=aws ENV=dev", "python -m testbed --backend aws destroy"),
-        ("test BACKEND=localstack", "BACKEND=localstack .venv/bin/python -m pytest tests"),
+        ("test BACKEND=localstack", "BACKEND=localstack .venv/bin/python -m pytest -n 0 --dist worksteal tests"),
     ],
 )
 def test_make_runs_what_the_readme_says(target: str, expected: str) -> None:
