@@ -143,7 +143,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def _simulate(stack: Stack, scenario: Scenario) -> int:
     console.print(f"scenario [bold]{scenario.name}[/]: {scenario.description}")
-    folder = run_scenario(stack, scenario, console)
+    folder = run_scenario(stack, scenario, console).folder
     report = json.loads((folder / "report.json").read_text())
     table = Table(title=f"{scenario.name}: {'PASSED' if report['passed'] else 'FAILED'}")
     table.add_column("check")
@@ -413,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--backend",
         default=os.environ.get("BACKEND", "embedded"),
-        help="embedded (default, no Docker), localstack or ministack-docker (docker compose), or aws",
+        help="embedded (default, no Docker), external (the emulator at AWS_ENDPOINT_URL, left running), "
+        "localstack or ministack-docker (docker compose), or aws",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=HelpWithDefaults)

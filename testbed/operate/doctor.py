@@ -216,7 +216,7 @@ def diagnose(backend: str, for_tests: bool) -> list[Finding]:
     """Every check that applies to `backend` (each applies infra/ with Terraform); `for_tests` adds
     the test tools and skips the fixed ports (the tests bring up their own stack on free ones)."""
     found = check_python() + check_terraform()
-    if backend == "embedded" or for_tests:
+    if backend in ("embedded", "external") or for_tests:
         found += check_mosquitto(for_tests)
     if for_tests:
         found.append(check_browser())
@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--backend",
         default=os.environ.get("BACKEND", "embedded"),
-        choices=("embedded", *COMPOSE_BACKENDS, "aws"),
+        choices=("embedded", "external", *COMPOSE_BACKENDS, "aws"),
         help="the backend to check for",
     )
     parser.add_argument("--tests", action="store_true", help="what `make test` needs (test tools; no fixed ports)")

@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from testbed.lifecycle.stack import Stack
 from testbed.paths import ROOT
 from testbed.runs.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting, throttle_processor
 from testbed.runs.reconcile import check_alerts, expected_stored, reconcile
-from testbed.runs.report import RunOutcome, write_report
+from testbed.runs.report import Check, RunOutcome, checks, write_report
 from testbed.runs.scenario import Scenario, ScenarioError
 from testbed.runs.stores import Stores
 
@@ -138,8 +139,30 @@ def _faults_report(
     return [fault_accounting(f, acked_at, set(lost), deliveries, stored_per_s) for f in injected]
 
 
-def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir: Path = REPORTS_DIR) -> Path:
-    """Run, wait for the drain, reconcile, and write reports/<run id>/. Returns the folder."""
+@dataclass(frozen=True)
+class ScenarioRun:
+    """A finished run, as code reads it (the pytest plugin, the CLI): its report folder, what it
+    measured, and each expectation with whether it held."""
+
+    folder: Path
+    outcome: RunOutcome
+
+    @property
+    def checks(self) -> dict[str, Check]:
+        return checks(self.outcome)
+
+    @property
+    def passed(self) -> bool:
+        return all(check.held for check in self.checks.values())
+
+    @property
+    def failures(self) -> dict[str, str]:
+        """The checks that did not hold, each with what was measured (an assertion message)."""
+        return {name: check.measured for name, check in self.checks.items() if not check.held}
+
+
+def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir: Path = REPORTS_DIR) -> ScenarioRun:
+    """Run, wait for the drain, reconcile, and write reports/<run id>/."""
     outputs = stack.outputs()
     faults = fault_schedule(stack, scenario.faults, outputs.processor_function_name)
     key = stack.signing_key()
@@ -211,7 +234,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     )
     folder = reports_dir / run_id
     write_report(folder, outcome)
-    return folder
+    return ScenarioRun(folder, outcome)
 
 
 def compare(first: Path, second: Path) -> list[tuple[str, Any, Any]]:

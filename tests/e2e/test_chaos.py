@@ -35,7 +35,7 @@ def test_the_chaos_scenario_loses_nothing_through_every_fault(stack: Stack, tmp_
     scenario_file = tmp_path / "chaos-short.yaml"
     scenario_file.write_text(yaml.safe_dump(chaos))
 
-    folder = run_scenario(stack, load_scenario(str(scenario_file)), Console(quiet=True), reports_dir=tmp_path)
+    folder = run_scenario(stack, load_scenario(str(scenario_file)), Console(quiet=True), reports_dir=tmp_path).folder
     report = json.loads((folder / "report.json").read_text())
 
     assert report["passed"], [name for name, ok in report["checks"].items() if not ok]

@@ -21,7 +21,7 @@ def test_a_scenario_reconciles_exactly_and_writes_its_report(stack: Stack, tmp_p
         "name: tiny\nfleet: simulator/fleets/faults.yaml\nseed: 3\nduration_s: 8\n"
         "expectations: {max_lost: 0, max_unexplained: 0}\n"
     )
-    folder = run_scenario(stack, load_scenario(str(scenario_file)), Console(quiet=True), reports_dir=tmp_path)
+    folder = run_scenario(stack, load_scenario(str(scenario_file)), Console(quiet=True), reports_dir=tmp_path).folder
     report = json.loads((folder / "report.json").read_text())
     for key in (
         "scenario",

@@ -17,7 +17,8 @@ from telemetry import new_message
 from testbed.lifecycle.stack import Stack
 from testbed.runs.iam_check import IamCheck, without
 from testbed.runs.stores import Stores, wait_for
-from tests.e2e.conftest import as_json, assert_only_known_drift, denied_calls, now_ms, send
+from testbed.testing import denied_calls
+from tests.e2e.conftest import as_json, assert_only_known_drift, now_ms, send
 
 pytestmark = pytest.mark.e2e
 WAIT_S = 60.0

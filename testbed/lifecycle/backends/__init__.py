@@ -6,9 +6,11 @@ from testbed.lifecycle.backends.aws import AwsBackend
 from testbed.lifecycle.backends.base import Backend, BackendError
 from testbed.lifecycle.backends.compose import ComposeBackend, LocalStackBackend, MinistackDockerBackend
 from testbed.lifecycle.backends.embedded import EmbeddedBackend
+from testbed.lifecycle.backends.external import ExternalBackend
 
 BACKENDS: dict[str, type[Backend]] = {
     "embedded": EmbeddedBackend,
+    "external": ExternalBackend,
     "localstack": LocalStackBackend,
     "ministack-docker": MinistackDockerBackend,
     "aws": AwsBackend,
@@ -30,6 +32,7 @@ __all__ = [
     "BackendError",
     "ComposeBackend",
     "EmbeddedBackend",
+    "ExternalBackend",
     "LocalStackBackend",
     "MinistackDockerBackend",
     "get_backend",

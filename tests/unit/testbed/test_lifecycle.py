@@ -15,7 +15,7 @@ import pytest
 
 from testbed import cli
 from testbed.lifecycle import terraform
-from testbed.lifecycle.backends import BackendError, EmbeddedBackend
+from testbed.lifecycle.backends import BackendError, EmbeddedBackend, ExternalBackend
 from testbed.lifecycle.backends.embedded import MINISTACK_LAMBDA_COPY_PREFIX
 from testbed.lifecycle.build import build
 from testbed.lifecycle.ports import LOOPBACK, PortInUseError, free_port, port_in_use
@@ -297,3 +297,19 @@ def test_terraform_output_streams_when_verbose(tmp_path: Path, capfd: pytest.Cap
         log.setLevel(level)
     assert "Apply complete!" in capfd.readouterr().out
     assert not tf.log_file.exists()
+
+
+def test_the_external_backend_names_a_missing_or_silent_emulator_and_starts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with pytest.raises(BackendError, match=r"AWS_ENDPOINT_URL, which must be an http\(s\) URL"):
+        ExternalBackend.from_env()
+    silent = ExternalBackend(endpoint=f"http://{LOOPBACK}:{free_port()}", mqtt_port=free_port(), state_dir=tmp_path)
+    with pytest.raises(BackendError, match=r"no emulator answers at .*BACKEND=external starts none"):
+        silent.start()
+    assert silent.mosquitto.pid() is None and not port_in_use(silent.mqtt_port), "nothing was started"
+    with pytest.raises(BackendError, match="INGRESS=iot is not available on BACKEND=external"):
+        silent.check_ingress("iot")
+    assert silent.fault_targets() == ("broker", "bridge"), "the emulator is not ours to hit"
+    assert [part.name for part in silent.components()] == ["emulator", "broker", "rule bridge"]

@@ -1,0 +1,174 @@
+"""pytest fixtures for an AWS IoT pipeline on a local stack: `stack`, `stores`, `mqtt_device` and
+`run_scenario`, loaded through the `pytest11` entry point once the project is installed.
+
+The stack comes up once per session (per xdist worker) on free ports and goes down at the end.
+Options (or the environment, or `[tool.pytest.ini_options]`) pick the backend, the ingress and
+whether the emulator enforces IAM; a `testbed_variables` fixture of your own passes Terraform
+variables. With IAM enforced, a test fails when IAM denied the processor anything meanwhile; a test
+that leaves the stack with a server down or in another ingress mode fails by name.
+
+The testbed's modules are imported inside the fixtures: a session that uses none pays nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from testbed.lifecycle.stack import Stack
+    from testbed.runs.runner import ScenarioRun
+    from testbed.runs.stores import Stores
+    from testbed.testing import MqttDevice
+
+# option, environment variable, ini key, default
+SETTINGS = {
+    "backend": ("--testbed-backend", "BACKEND", "testbed_backend", "embedded"),
+    "ingress": ("--testbed-ingress", "INGRESS", "testbed_ingress", "direct"),
+    "iam": ("--testbed-iam", "IAM", "testbed_iam", "off"),
+}
+HELP = {
+    "backend": "where the stack runs: embedded, external (the emulator at AWS_ENDPOINT_URL), localstack, "
+    "ministack-docker",
+    "ingress": "how device messages reach the pipeline locally: direct, sqs or iot",
+    "iam": "whether the embedded emulator enforces IAM: off or enforce",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("testbed", "IoT pipeline testbed (the stack fixture)")
+    for name, (option, variable, ini, default) in SETTINGS.items():
+        group.addoption(option, help=f"{HELP[name]} (else ${variable}, else the ini {ini}, else {default})")
+        parser.addini(ini, HELP[name], default=default)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "iam_denial: the test takes a permission away on purpose (no check for denied calls)"
+    )
+
+
+def setting(config: pytest.Config, name: str) -> str:
+    """A testbed setting: the command-line option, else the environment, else the ini file."""
+    option, variable, ini, _ = SETTINGS[name]
+    return str(config.getoption(option) or os.environ.get(variable) or config.getini(ini))
+
+
+@pytest.fixture(scope="session")
+def testbed_variables() -> dict[str, Any]:
+    """Terraform variables on top of the backend's: override this fixture to pass your own."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, testbed_variables: dict[str, Any]
+) -> Iterator[Stack]:
+    """The pipeline deployed once per session (per xdist worker), taken down at its end."""
+    from testbed.lifecycle.stack import Stack
+    from testbed.testing import SessionStackError, session_backend
+
+    name, ingress, iam = (setting(request.config, key) for key in ("backend", "ingress", "iam"))
+    try:
+        backend = session_backend(name, iam, tmp_path_factory.mktemp(name), os.environ.get("AWS_ENDPOINT_URL", ""))
+    except SessionStackError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    deployed = Stack(backend, variables=testbed_variables, ingress=ingress)
+    try:
+        deployed.up()
+        yield deployed
+    finally:
+        deployed.down()
+
+
+@pytest.fixture(scope="session")
+def stores(stack: Stack) -> Stores:
+    """Read what the pipeline stored, quarantined, archived, dead-lettered and alerted."""
+    from testbed.runs.stores import Stores
+
+    return Stores.connect(stack.outputs(), stack.client)
+
+
+@pytest.fixture
+def mqtt_device(stack: Stack) -> Iterator[Callable[..., MqttDevice]]:
+    """`mqtt_device()` or `mqtt_device("my-id")`: a device provisioned on the stack and connected;
+    its `publish(payload, topic=None)` returns once the broker acknowledged."""
+    from testbed.testing import MqttDevice, new_device_id
+
+    made: list[MqttDevice] = []
+
+    def connect(device_id: str | None = None) -> MqttDevice:
+        name = device_id or new_device_id()
+        stack.backend.provision_devices([name])
+        made.append(MqttDevice(name, stack.backend.mqtt_target()))
+        return made[-1]
+
+    yield connect
+    for device in made:
+        device.close()
+    stack.backend.release_devices([device.device_id for device in made])
+
+
+@pytest.fixture
+def run_scenario(stack: Stack, tmp_path: Path) -> Callable[..., ScenarioRun]:
+    """`run_scenario("smoke")` or `run_scenario("my.yaml", duration_s=5)`: publish, drain, reconcile
+    and return the typed result; the reports go to the test's tmp_path."""
+    from rich.console import Console
+
+    from testbed.runs.runner import run_scenario as run_loaded
+    from testbed.runs.scenario import Scenario, load_scenario
+
+    def run(scenario: str | Path, **overrides: Any) -> ScenarioRun:
+        loaded = load_scenario(str(scenario))
+        if overrides:
+            loaded = Scenario.model_validate({**loaded.model_dump(), **overrides})
+        return run_loaded(stack, loaded, Console(quiet=True), reports_dir=tmp_path / "reports")
+
+    return run
+
+
+@pytest.fixture(autouse=True)
+def _testbed_no_access_denied(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With IAM enforced, a test on the stack fails when IAM denied the processor anything meanwhile,
+    naming the action and the resource (a test waiting for a reading would otherwise only time out).
+    A test that takes a permission away on purpose says so with the `iam_denial` marker."""
+    if "stack" not in request.fixturenames or request.node.get_closest_marker("iam_denial"):
+        yield
+        return
+    deployed: Stack = request.getfixturevalue("stack")
+    if not deployed.backend.iam_enforced:
+        yield
+        return
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from testbed.testing import denied_calls
+
+    since_ms = int(time.time() * 1000) - 1000
+    yield
+    try:
+        denied = denied_calls(deployed, since_ms)
+    except (BotoCoreError, ClientError, OSError, ValueError):  # the stack is down (a fault test): nothing to read
+        return
+    if denied:
+        pytest.fail(f"IAM denied the processor: {'; '.join(denied)}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _testbed_stack_left_whole(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that leaves the session's stack with a server down or in another ingress mode fails by
+    name, and the stack is brought up again: no later test inherits it, whatever the order."""
+    yield
+    if "stack" not in request.fixturenames:
+        return
+    from testbed.testing import stack_problems
+
+    deployed: Stack = request.getfixturevalue("stack")
+    problems = stack_problems(deployed)
+    if problems:
+        deployed.up()
+        pytest.fail(f"the test left the shared stack with {'; '.join(problems)} (it was brought up again)")

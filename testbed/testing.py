@@ -1,0 +1,114 @@
+"""What the pytest plugin's fixtures are made of, importable on their own: a stack for a session,
+a device that publishes and waits for its acknowledgement, and the checks run after each test."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from simulator.run import MqttTarget
+from testbed.exceptions import TestbedError
+from testbed.lifecycle.backends import Backend, EmbeddedBackend, ExternalBackend, get_backend
+from testbed.lifecycle.backends.compose import docker_engine_problem
+from testbed.lifecycle.ports import free_port
+from testbed.lifecycle.stack import Stack
+from testbed.runs.stores import log_events
+
+# the backends a test session may bring up and take down on its own (never AWS)
+SESSION_BACKENDS = ("embedded", "external", "localstack", "ministack-docker")
+COMPOSE_BACKENDS = ("localstack", "ministack-docker")
+PUBLISH_TIMEOUT_S = 10.0
+# AWS's wording, with or without the resource (ministack's SNS leaves it out)
+DENIED = re.compile(r"not authorized to perform: ?([\w-]+:[\w*]+)(?: on resource: ?(\S+))?")
+
+
+class SessionStackError(TestbedError):
+    """The session's stack cannot be made as asked (the message says why)."""
+
+
+def session_backend(name: str, iam: str, state_dir: Path, endpoint: str) -> Backend:
+    """A backend for one test session: free ports and `state_dir` where the testbed runs the servers."""
+    if name not in SESSION_BACKENDS:
+        raise SessionStackError(f"the stack fixture runs on {', '.join(SESSION_BACKENDS)}, not {name}")
+    if name in COMPOSE_BACKENDS:
+        reason = docker_engine_problem()
+        if reason is not None:  # asked for by name: a run that skips everything must not look like a pass
+            raise SessionStackError(f"BACKEND={name} was asked for, but {reason}")
+        return get_backend(name)
+    if name == "external":
+        return ExternalBackend(endpoint=endpoint, mqtt_port=free_port(), state_dir=state_dir)
+    return EmbeddedBackend(
+        ministack_port=free_port(), mqtt_port=free_port(), iot_mqtt_port=free_port(), state_dir=state_dir, iam=iam
+    )
+
+
+@dataclass
+class MqttDevice:
+    """One provisioned device connected to the stack's device-facing broker."""
+
+    device_id: str
+    target: MqttTarget
+    client: mqtt.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.device_id, protocol=mqtt.MQTTv311)
+        if self.target.tls is not None:
+            self.client.tls_set_context(self.target.tls.context(self.device_id))
+        if self.target.credentials is not None:
+            self.client.username_pw_set(*self.target.credentials(self.device_id))
+        self.client.connect(self.target.host, self.target.port)
+        self.client.loop_start()
+
+    def publish(
+        self, payload: Mapping[str, Any] | str | bytes, topic: str | None = None, timeout_s: float = PUBLISH_TIMEOUT_S
+    ) -> None:
+        """Publish at QoS 1 and return once the broker acknowledged it (a mapping is sent as JSON)."""
+        body = json.dumps(payload) if isinstance(payload, Mapping) else payload
+        info = self.client.publish(topic or f"sensors/{self.device_id}/telemetry", body, qos=1)
+        info.wait_for_publish(timeout_s)
+        if not info.is_published():
+            raise TimeoutError(f"{self.device_id}: no PUBACK within {timeout_s:g} s")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def new_device_id() -> str:
+    return f"device-{uuid.uuid4().hex[:8]}"
+
+
+def denied_calls(stack: Stack, since_ms: int) -> list[str]:
+    """Each call IAM denied the processor since `since_ms`, from its log: the action, and the resource
+    where the error names one (ministack's SNS does not)."""
+    group = stack.outputs().processor_log_group_name
+    found = set()
+    for _, _, line in log_events(stack.client("logs"), group, since_ms):
+        for match in DENIED.finditer(line):
+            action, resource = match[1], match[2]
+            found.add(f"{action} on {resource.strip(chr(34))}" if resource else action)
+    return sorted(found)
+
+
+def stack_problems(stack: Stack) -> list[str]:
+    """What a test left wrong on a stack whose servers this project runs: a server down, or another
+    ingress mode than the session's (empty where the testbed runs no servers)."""
+    backend = stack.backend
+    if not isinstance(backend, EmbeddedBackend):
+        return []
+    problems = [
+        f"{part.name} not running"
+        for part in backend.components()
+        if not part.running and not (part.name == "rule bridge" and backend.ingress.on_iot_core)
+    ]
+    if backend.ingress_mode() != stack.ingress:
+        problems.append(f"ingress {backend.ingress_mode()} instead of {stack.ingress}")
+    return problems
