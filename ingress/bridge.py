@@ -44,6 +44,7 @@ from ingress.rule import Message, Rule
 from telemetry.backoff import backoff_s
 from telemetry.histogram import LatencyHistogram
 from telemetry.schema import ARRIVAL_ATTRIBUTE
+from telemetry.topics import basic_ingest_filter, basic_ingest_topic
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda.type_defs import InvocationRequestTypeDef
@@ -302,15 +303,18 @@ class RuleBridge:
                 logger.error("the broker lost the bridge's session; messages queued in it are lost")
                 self.metrics.add(sessions_lost=1)
         self.generation += 1
-        client.subscribe(self.config.rule.topic_filter, qos=1)
-        logger.info("subscribed to %s (connection %d)", self.config.rule.topic_filter, self.generation)
+        filters = (self.config.rule.topic_filter, basic_ingest_filter(self.config.rule_name))
+        client.subscribe([(topic_filter, 1) for topic_filter in filters])
+        logger.info("subscribed to %s (connection %d)", " and ".join(filters), self.generation)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             if msg.qos == 0 and self.inbox.qsize() >= self.config.buffer_limit:
                 self.metrics.add(received=1, dropped_qos0=1)
                 return
-            message = Message(msg.topic, bytes(msg.payload), "", int(time.time() * 1000))
+            # a Basic Ingest publish reaches the rule with its prefix taken off, as on AWS
+            topic = basic_ingest_topic(msg.topic, self.config.rule_name) or msg.topic
+            message = Message(topic, bytes(msg.payload), "", int(time.time() * 1000))
             self.inbox.put_nowait(_Item(msg.mid, msg.qos, self.generation, message))
             self.metrics.add(received=1)
         except Exception:
@@ -408,6 +412,9 @@ class RuleBridge:
                 # the broker's packet limit leaves room for the topic; AWS IoT counts the payload alone
                 reason = f"payload of {len(item.message.payload)} bytes exceeds AWS IoT's {IOT_MAX_PAYLOAD_BYTES}"
                 self._refuse(item, "RuleEvaluation", reason)
+                continue
+            if not self.config.rule.matches(item.message.topic):  # Basic Ingest to a topic outside FROM
+                filtered.append(item)
                 continue
             try:
                 output = self.config.rule.apply(item.message)

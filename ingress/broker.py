@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from telemetry.credentials import device_password
-from telemetry.topics import TELEMETRY_FILTER, telemetry_topic
+from telemetry.topics import BASIC_INGEST_PREFIX, TELEMETRY_FILTER, basic_ingest_filter, telemetry_topic
 
 LOOPBACK = "127.0.0.1"
 BRIDGE_USER = "rule-bridge"
@@ -81,9 +81,11 @@ class BrokerConfig:
         users = [BRIDGE_USER, *sorted(set(devices))]
         self.passwords.write_text("".join(password_entry(u, device_password(self.secret, u)) + "\n" for u in users))
         self.acl.write_text(
-            f"user {BRIDGE_USER}\ntopic read {TELEMETRY_FILTER}\n\n"
-            "# every other user is a device: it may publish to its own telemetry topic only\n"
+            f"user {BRIDGE_USER}\ntopic read {TELEMETRY_FILTER}\ntopic read {basic_ingest_filter('+')}\n\n"
+            "# every other user is a device: it may publish to its own telemetry topic only, directly or\n"
+            "# through a rule's Basic Ingest topic\n"
             f"pattern write {telemetry_topic('%u')}\n"
+            f"pattern write {BASIC_INGEST_PREFIX}+/{telemetry_topic('%u')}\n"
         )
         for path in (self.passwords, self.acl):
             path.chmod(0o600)

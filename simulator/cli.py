@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from simulator.connection import ConnectionOptionsError, add_connection_options, connection_options
 from simulator.exceptions import SimulatorError
 from simulator.fleet import load_fleet
 from simulator.limits import IOT_CORE_ACCOUNT_PUBLISHES_S, is_aws_iot
@@ -25,9 +25,7 @@ from simulator.plot import plot_day
 from simulator.replay import replay
 from simulator.run import RunConfig, WorkerProgress, dry_run, live_run_with_progress
 from simulator.schedule import RateProfile
-from simulator.tls import DeviceCertificates
 from telemetry.cli_help import HelpWithDefaults, port_number
-from telemetry.credentials import broker_credentials
 
 console = Console(stderr=True)
 KEY_ENV = "SIMULATOR_SIGNING_KEY"
@@ -40,11 +38,6 @@ def _profile(text: str) -> Any:
         return TypeAdapter(RateProfile).validate_python(data)
     except ValidationError as exc:
         raise argparse.ArgumentTypeError(f"invalid rate profile {text!r}: {exc.errors()[0]['msg']}") from None
-
-
-def _broker(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return host or "127.0.0.1", int(port)
 
 
 def _signing_key() -> bytes:
@@ -65,24 +58,27 @@ def _progress_table(total: WorkerProgress, started: float) -> Table:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    connection = connection_options(args)
     config = RunConfig(
         fleet=load_fleet(args.fleet),
         seed=args.seed,
-        key=_signing_key(),
+        key=_signing_key() if connection.sign else b"",
         duration_s=args.duration,
         profile=args.profile,
         qos=args.qos,
-        host=args.broker[0],
-        port=args.broker[1],
+        host=connection.host,
+        port=connection.port,
         window=args.window,
         clean_session=not args.persistent_session,
         workers=args.workers,
-        websocket_host=args.websocket_host,
-        tls=DeviceCertificates(args.certs, args.ca_file) if args.certs else None,
-        iot_core_limits=args.iot_core_limits or is_aws_iot(args.broker[0]),
+        websocket_host=connection.websocket_host,
+        tls=connection.tls,
+        iot_core_limits=args.iot_core_limits or is_aws_iot(connection.host),
         account_publish_limit=args.account_publish_limit,
         pregenerate=args.pregenerate,
-        credentials=_credentials(args),
+        credentials=connection.credentials,
+        topic=connection.topic,
+        sign=connection.sign,
     )
     if args.dry_run:
         summary = dry_run(config, args.dry_run)
@@ -121,6 +117,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"summary: {args.summary}")
     brief = {k: v for k, v in output.items() if k != "per_device"}
     console.print_json(json.dumps(brief))
+    if summary["failed"]:
+        causes = ", ".join(f"{n} {cause}" for cause, n in summary["failed_by_cause"].items())
+        console.print(f"[red]{summary['failed']:,} of {summary['published']:,} publishes failed ({causes})[/]")
+        return 1
     return 0
 
 
@@ -129,14 +129,20 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _credentials(args: argparse.Namespace) -> Callable[[str], tuple[str, str]] | None:
-    """Device passwords on the local broker, derived from its secret file (none for other brokers)."""
-    return broker_credentials(args.broker_secret_file.read_bytes().strip()) if args.broker_secret_file else None
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
+    connection = connection_options(args)
+    if connection.websocket_host is not None:
+        raise ConnectionOptionsError("replay connects over TCP (or TLS); --websocket-host is for `run`")
     summary = replay(
-        args.trace, _signing_key(), args.broker[0], args.broker[1], args.qos, args.speed, _credentials(args)
+        args.trace,
+        _signing_key() if connection.sign else None,
+        connection.host,
+        connection.port,
+        args.qos,
+        args.speed,
+        connection.credentials,
+        tls=connection.tls,
+        topic=connection.topic,
     )
     console.print_json(json.dumps({k: v for k, v in summary.items() if k != "per_device"}))
     return 0 if summary["failed"] == 0 else 1
@@ -151,14 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, default=30.0, help="seconds")
     run.add_argument("--profile", type=_profile, default=_profile("constant"))
     run.add_argument("--qos", type=int, choices=(0, 1), default=1)
-    run.add_argument("--broker", type=_broker, default=("127.0.0.1", 1883), help="host:port")
     run.add_argument("--window", type=int, default=100, help="messages in flight per device")
     run.add_argument("--persistent-session", action="store_true", help="clean_session=false")
     run.add_argument("--workers", type=int, default=1, help="worker processes (each runs one event loop)")
-    run.add_argument("--broker-secret-file", type=Path, help="local broker: device passwords derive from it")
-    run.add_argument("--websocket-host", help="MQTT over WebSocket (/mqtt) with this Host, e.g. an IoT endpoint")
-    run.add_argument("--certs", type=Path, help="TLS with per-device X.509 certificates from this folder (provision)")
-    run.add_argument("--ca-file", type=Path, help="the broker's CA certificate (default: the system trust store)")
     run.add_argument(
         "--iot-core-limits",
         action="store_true",
@@ -180,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--metrics-port", type=port_number, help="serve Prometheus metrics on 127.0.0.1:PORT/metrics while it runs"
     )
+    add_connection_options(run)
     run.set_defaults(func=cmd_run)
     plot = sub.add_parser("plot", help="draw a few devices' traces over a simulated day (PNG)")
     plot.add_argument("--out", type=Path, default=Path("reports/device-traces.png"))
@@ -191,8 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("trace", type=Path)
     rep.add_argument("--speed", type=float, default=1.0, help="2 = twice as fast")
     rep.add_argument("--qos", type=int, choices=(0, 1), default=1)
-    rep.add_argument("--broker", type=_broker, default=("127.0.0.1", 1883), help="host:port")
-    rep.add_argument("--broker-secret-file", type=Path, help="local broker: device passwords derive from it")
+    add_connection_options(rep)
     rep.set_defaults(func=cmd_replay)
     return parser
 

@@ -17,7 +17,7 @@ from simulator.fleet import DeviceGroup, Faults, Fleet
 from simulator.models import MODELS, Context, quantise, reading_pairs
 from simulator.payload import signed_message
 from telemetry.reasons import RejectReason
-from telemetry.schema import DEVICE_TYPES, MAX_MESSAGE_BYTES, SCHEMA_VERSION, SENSORS, signed_payload
+from telemetry.schema import DEVICE_TYPES, MAX_MESSAGE_BYTES, SCHEMA_VERSION, SENSORS, canonical_bytes, signed_payload
 from telemetry.topics import telemetry_topic
 
 BAD_KEY = b"not-the-fleet-key"
@@ -70,7 +70,7 @@ class Device:
     device_type: str
     group: DeviceGroup
     faults: Faults
-    key: bytes
+    key: bytes | None  # None: messages go unsigned
     site: str
     firmware: str
     model_rng: random.Random
@@ -213,16 +213,17 @@ SPIKE_SCALE = {
 }
 
 
-def malformed(message: dict[str, Any], kind: str, key: bytes) -> bytes:
+def malformed(message: dict[str, Any], kind: str, key: bytes | None) -> bytes:
     """A broken payload of the given kind; still identifiable (device id and msg id in clear)."""
+    encode = (lambda m: signed_payload(m, key)) if key is not None else canonical_bytes
     if kind == "invalid_json":
-        return signed_payload(message, key)[:-9]
+        return encode(message)[:-9]
     if kind == "wrong_type":
-        return signed_payload({**message, "msg_id": str(message["msg_id"])}, key)
+        return encode({**message, "msg_id": str(message["msg_id"])})
     if kind == "missing_field":
-        return signed_payload({k: v for k, v in message.items() if k != "firmware"}, key)
+        return encode({k: v for k, v in message.items() if k != "firmware"})
     if kind == "oversized":
-        return signed_payload({**message, "padding": "x" * (MAX_MESSAGE_BYTES + 1024)}, key)
+        return encode({**message, "padding": "x" * (MAX_MESSAGE_BYTES + 1024)})
     raise ValueError(f"unknown malformed kind {kind!r}")
 
 
@@ -242,7 +243,7 @@ def device_ids(fleet: Fleet, run_tag: str = "") -> list[str]:
     return [device_id for _, _, device_id in _id_parts(fleet, run_tag)]
 
 
-def build_devices(fleet: Fleet, seed: int, key: bytes, run_tag: str = "") -> list[Device]:
+def build_devices(fleet: Fleet, seed: int, key: bytes | None, run_tag: str = "") -> list[Device]:
     """Every device of the fleet, deterministically from the seed.
 
     A run tag goes into the device ids (so runs of one fleet do not share devices, cooldowns or

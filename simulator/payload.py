@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from telemetry.schema import signed_payload, with_signature
+from telemetry.schema import canonical_bytes, signed_payload, with_signature
 
 # Magnitudes where orjson and Python's float repr agree digit for digit (checked by a test).
 EXACT_FLOAT_RANGE = (1e-4, 1e15)
@@ -29,8 +29,11 @@ def _orjson_exact(readings: dict[str, dict[str, Any]]) -> bool:
     return True
 
 
-def signed_message(message: dict[str, Any], key: bytes) -> bytes:
-    """`telemetry.signed_payload(message, key, numbers_canonical=True)`, faster (same bytes)."""
+def signed_message(message: dict[str, Any], key: bytes | None) -> bytes:
+    """`telemetry.signed_payload(message, key, numbers_canonical=True)`, faster (same bytes); with
+    no key, the canonical bytes alone (for a pipeline that does not check signatures)."""
+    if key is None:
+        return canonical_bytes(message, numbers_canonical=True)
     if not _orjson_exact(message["readings"]):
         return signed_payload(message, key, numbers_canonical=True)
     return with_signature(orjson.dumps(message, option=orjson.OPT_SORT_KEYS), key)

@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from simulator.connection import DEFAULT_TOPIC, TlsContexts
 from simulator.devices import Emitted
 from simulator.exceptions import SimulatorError
 from simulator.summary import Recorder, RunSummary
 from simulator.transport import MqttFleet
-from telemetry.schema import signed_payload
+from telemetry.schema import canonical_bytes, signed_payload
 
 TICK_S = 0.01
 
@@ -79,8 +80,9 @@ def _when(record: dict[str, Any]) -> float:
     return float(json.loads(record["payload"])["ts"]) / 1000
 
 
-def retimed(records: list[dict[str, Any]], key: bytes, now_s: float, speed: float) -> list[Emitted]:
-    """Shift every message so the first one is due now, gaps divided by `speed`, and re-sign it.
+def retimed(records: list[dict[str, Any]], key: bytes | None, now_s: float, speed: float) -> list[Emitted]:
+    """Shift every message so the first one is due now, gaps divided by `speed`, and re-sign it (with
+    no key, it goes unsigned).
 
     A payload that is not a JSON message (a recorded malformed one) is sent verbatim.
     """
@@ -93,7 +95,8 @@ def retimed(records: list[dict[str, Any]], key: bytes, now_s: float, speed: floa
             message = json.loads(payload)
             message["ts"] = int(due * 1000)
             message.pop("sig", None)
-            body, device_id, msg_id = signed_payload(message, key), message["device_id"], int(message["msg_id"])
+            body = signed_payload(message, key) if key is not None else canonical_bytes(message)
+            device_id, msg_id = message["device_id"], int(message["msg_id"])
         except (ValueError, TypeError, KeyError):
             body, device_id, msg_id = payload.encode(), record["device_id"], int(record.get("msg_id", -1))
         out.append(Emitted(device_id, msg_id, body, due, ("replay",)))
@@ -102,16 +105,19 @@ def retimed(records: list[dict[str, Any]], key: bytes, now_s: float, speed: floa
 
 def replay(
     path: Path,
-    key: bytes,
+    key: bytes | None,
     host: str,
     port: int,
     qos: int = 1,
     speed: float = 1.0,
     credentials: Callable[[str], tuple[str, str]] | None = None,
+    tls: TlsContexts | None = None,
+    topic: str = DEFAULT_TOPIC,
 ) -> RunSummary:
     """Publish the trace in real time (scaled by `speed`); returns the run summary.
 
-    `credentials`: each device's username and password, for a broker that wants them (the local one).
+    `credentials`: each device's username and password, for a broker that wants them; `tls`, each
+    device's TLS context; `topic`, each device's topic ({device_id} replaced).
     """
     records = list(read_trace(path))
     if not records:
@@ -125,6 +131,8 @@ def replay(
         on_send=recorder.sent,
         on_ack=recorder.acked,
         on_fail=recorder.failed,
+        tls=tls,
+        topic=topic,
     )
     pending = retimed(records, key, time.time() + 1.0, speed)
     for device_id in {e.device_id for e in pending}:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from simulator.connection import DEFAULT_TOPIC, TlsContexts
 from simulator.devices import Device, Emitted, build_devices, describe, device_ids
 from simulator.fleet import Fleet
 from simulator.limits import (
@@ -30,7 +31,6 @@ from simulator.limits import (
 )
 from simulator.schedule import Constant, RateProfile, Schedule
 from simulator.summary import RawRunSummary, Recorder, RunSummary
-from simulator.tls import DeviceCertificates
 from simulator.transport import MqttFleet
 from telemetry.histogram import LatencyHistogram
 
@@ -90,7 +90,7 @@ class MqttTarget:
     host: str
     port: int
     credentials: Callable[[str], tuple[str, str]] | None = None
-    tls: DeviceCertificates | None = None
+    tls: TlsContexts | None = None
 
 
 @dataclass
@@ -110,7 +110,10 @@ class RunConfig:
     drain_timeout_s: float = DRAIN_TIMEOUT_S
     run_tag: str = ""
     websocket_host: str | None = None
-    tls: DeviceCertificates | None = None
+    tls: TlsContexts | None = None
+    # each device's topic ({device_id} replaced), and whether messages carry the HMAC signature
+    topic: str = DEFAULT_TOPIC
+    sign: bool = True
     # AWS IoT Core's quotas: checked before the run, and each connection paced to its publish limit
     iot_core_limits: bool = False
     account_publish_limit: float = IOT_CORE_ACCOUNT_PUBLISHES_S
@@ -146,7 +149,7 @@ def _emit_all(
 
 def dry_run(config: RunConfig, out: Path, start: float = DRY_RUN_EPOCH) -> RunSummary:
     """Write every publish of the run to a JSONL file, on a virtual clock; no broker."""
-    devices = build_devices(config.fleet, config.seed, config.key, config.run_tag)
+    devices = build_devices(config.fleet, config.seed, config.key if config.sign else None, config.run_tag)
     schedule = Schedule(devices, start, config.profile)
     recorder = Recorder()
     with out.open("w") as sink:
@@ -182,7 +185,7 @@ def _pregenerate(devices: list[Device], schedule: Schedule, end: float, recorder
 
 def _generation_lead_s(config: RunConfig) -> float:
     """Seconds a worker needs to pre-generate its share, from a timed sample of the fleet."""
-    devices = build_devices(config.fleet, config.seed, config.key, config.run_tag)
+    devices = build_devices(config.fleet, config.seed, config.key if config.sign else None, config.run_tag)
     schedule = Schedule(devices, 0.0, config.profile)
     count, started = 0, time.perf_counter()
 
@@ -207,7 +210,7 @@ def _live_worker(
 ) -> RawRunSummary:
     devices = [
         d
-        for d in build_devices(config.fleet, config.seed, config.key, config.run_tag)
+        for d in build_devices(config.fleet, config.seed, config.key if config.sign else None, config.run_tag)
         if device_ids is None or d.device_id in device_ids
     ]
     recorder = Recorder()
@@ -243,6 +246,7 @@ def _live_worker(
         websocket_host=config.websocket_host,
         tls=config.tls,
         max_rate_per_connection=IOT_CORE_PUBLISHES_PER_CONNECTION_S if config.iot_core_limits else None,
+        topic=config.topic,
     )
     fleet.connect_many([d.device_id for d in devices], parallel=TLS_CONNECT_THREADS if config.tls else 1)
     # Time starts once the fleet is connected, so connection set-up is not counted as lateness.

@@ -27,10 +27,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from simulator.connection import DEFAULT_TOPIC, TlsContexts
 from simulator.devices import Emitted
-from simulator.tls import DeviceCertificates
 from telemetry.backoff import backoff_s
-from telemetry.topics import telemetry_topic
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +92,9 @@ class MqttFleet:
         on_ack: Callable[[Emitted, float], None] | None = None,
         on_fail: Callable[[Emitted, str], None] | None = None,
         websocket_host: str | None = None,
-        tls: DeviceCertificates | None = None,
+        tls: TlsContexts | None = None,
         max_rate_per_connection: float | None = None,
+        topic: str = DEFAULT_TOPIC,
     ) -> None:
         self.host, self.port, self.qos, self.window = host, port, qos, window
         # MQTT over WebSocket (path /mqtt) with this Host header, as AWS IoT Core's endpoint takes it
@@ -103,6 +103,8 @@ class MqttFleet:
         # X.509 per device (AWS IoT Core's way); the TLS handshake happens inside connect()
         self.tls = tls
         self.credentials = credentials
+        # each device's topic: `{device_id}` replaced (checked by simulator.connection.topic_template)
+        self.topic = topic
         # A broker's per-connection publish quota (AWS IoT Core: 100/s); sends beyond it wait, counted as lateness.
         self.max_rate = max_rate_per_connection
         self._paced: set[_Connection] = set()
@@ -169,7 +171,7 @@ class MqttFleet:
         client.max_queued_messages_set(0)
         if self.credentials is not None:
             client.username_pw_set(*self.credentials(device_id))
-        conn = _Connection(device_id, client, telemetry_topic(device_id))
+        conn = _Connection(device_id, client, self.topic.format(device_id=device_id))
         client.user_data_set(conn)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -15,3 +15,18 @@ def telemetry_topic(device_id: str) -> str:
 
 
 TELEMETRY_FILTER = telemetry_topic("+")
+
+# AWS IoT Basic Ingest: a publish to $aws/rules/<rule name>/<topic> reaches that rule alone (no
+# broker subscription, no messaging charge), which sees <topic> as the message's topic.
+BASIC_INGEST_PREFIX = "$aws/rules/"
+
+
+def basic_ingest_filter(rule_name: str) -> str:
+    """The filter of every Basic Ingest topic of one rule."""
+    return f"{BASIC_INGEST_PREFIX}{rule_name}/#"
+
+
+def basic_ingest_topic(topic: str, rule_name: str) -> str | None:
+    """The topic the rule sees for a Basic Ingest publish to `topic`, or None if it is not one for it."""
+    prefix = f"{BASIC_INGEST_PREFIX}{rule_name}/"
+    return topic[len(prefix) :] if topic.startswith(prefix) and len(topic) > len(prefix) else None

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -222,3 +223,37 @@ def test_iot_mode_uses_ministacks_broker_and_the_terraform_topic_rule(
             lambda: set(stores.stored_ids(summary["per_device"])) == acked or None,
             WAIT_S,
         )
+
+
+def test_basic_ingest_publishes_reach_the_rule_as_on_aws(stack: Stack, stores: Stores, tmp_path: Any) -> None:
+    """`simulator run --basic-ingest <rule>` publishes to $aws/rules/<rule>/sensors/<id>/telemetry;
+    the rule sees the topic without the prefix (its topic(2) is the device id, which the signature
+    covers, so a prefix left on would quarantine every message)."""
+    backend = backend_of(stack)
+    prefix = f"bi{uuid.uuid4().hex[:6]}"
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(f"devices:\n  - {{type: environmental, count: 3, interval_s: 0.5, id_prefix: {prefix}}}\n")
+    devices = device_ids(parse_fleet({"devices": [{"type": "environmental", "count": 3, "id_prefix": prefix}]}))
+    backend.provision_devices(devices)
+    summary_file = tmp_path / "summary.json"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "simulator", "run", "--fleet", str(fleet), "--duration", "2",
+            "--broker", f"{LOOPBACK}:{backend.mqtt_port}",
+            "--broker-secret-file", str(backend.state_dir / "broker-secret"),
+            "--basic-ingest", stack.outputs().iot_rule_name, "--summary", str(summary_file),
+        ],
+        env={**os.environ, "SIMULATOR_SIGNING_KEY": stack.signing_key().decode()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary: RunSummary = json.loads(summary_file.read_text())
+    acked = acked_ids(summary)
+    assert len(acked) >= 9 and summary["failed"] == 0
+
+    def all_stored() -> bool:
+        return {(r.device_id, r.msg_id) for d in devices for r in stores.readings(d)} >= acked
+
+    wait_for("every Basic Ingest reading, stored under its device", all_stored, WAIT_S)

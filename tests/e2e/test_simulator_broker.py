@@ -55,16 +55,16 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 class Subscriber:
-    """mosquitto_sub (a third-party client) recording every payload on sensors/+/telemetry.
+    """mosquitto_sub (a third-party client) recording every payload on `topic` (sensors/+/telemetry).
 
     It also follows a marker topic of its own: a marker seen in its output proves the subscription
     is in place (at start) and that everything published before it has arrived (at stop).
     """
 
-    def __init__(self, port: int, out: Path) -> None:
+    def __init__(self, port: int, out: Path, topic: str = "sensors/+/telemetry") -> None:
         binary = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
         self.port, self.out, self.marker = port, out, f"marker/{uuid.uuid4().hex}"
-        topics = ["-t", "sensors/+/telemetry", "-t", self.marker]
+        topics = ["-t", topic, "-t", self.marker]
         self.proc = subprocess.Popen(
             [binary, "-h", LOOPBACK, "-p", str(port), "-q", "1", *topics, "-F", "%t %p"],
             stdout=out.open("w"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from paho.mqtt.enums import MQTTErrorCode
+
 from ingress.bridge import BridgeConfig, RuleBridge, _Item, backoff
 from ingress.rule import Message, parse_rule
 
@@ -64,3 +66,28 @@ def test_an_unexpected_error_redelivers_only_what_was_not_handled_yet() -> None:
 
 def test_backoff_never_overflows_however_long_an_outage_lasts() -> None:
     assert 0 <= backoff(5000) <= 5.0
+
+
+class PahoMessage:
+    """What paho hands `on_message`: a topic, a payload, a QoS and a packet id."""
+
+    def __init__(self, topic: str, payload: bytes, mid: int) -> None:
+        self.topic, self.payload, self.qos, self.mid = topic, payload, 1, mid
+
+
+def test_a_basic_ingest_publish_reaches_the_rule_without_its_prefix_and_outside_from_is_filtered() -> None:
+    class Recording(OneGoodCall):
+        def invoke(self, **kwargs: Any) -> dict[str, Any]:
+            self.payload = json.loads(kwargs["Payload"])
+            return super().invoke(**kwargs)
+
+    processor = Recording()
+    runner = bridge(processor)
+    runner.client.ack = lambda mid, qos: MQTTErrorCode.MQTT_ERR_SUCCESS  # type: ignore[method-assign]
+    for mid, topic in enumerate(
+        ("$aws/rules/r/sensors/d1/telemetry", "$aws/rules/r/elsewhere/d1", "sensors/d2/telemetry")
+    ):
+        runner._on_message(runner.client, None, PahoMessage(topic, b'{"v": 1}', mid + 1))  # type: ignore[arg-type]
+    runner._dispatch(runner._collect())
+    assert runner.metrics.filtered == 1, "the rule's FROM applies to what follows $aws/rules/<rule>/"
+    assert runner.metrics.forwarded == 2 and processor.calls == 1
