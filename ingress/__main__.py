@@ -19,7 +19,7 @@ from ingress.bridge import DEFAULT_VISIBILITY_TIMEOUT_S, BridgeConfig, RuleBridg
 from ingress.broker import BRIDGE_USER, LOOPBACK
 from ingress.metrics import serve_metrics
 from ingress.rule import RuleError, parse_rule
-from telemetry.cli_help import HelpWithDefaults, port_number
+from telemetry.cli_help import HelpWithDefaults, parse_args, port_number
 from telemetry.credentials import device_password
 from telemetry.outputs import StackOutputs
 
@@ -70,7 +70,7 @@ def check_health(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     return int(args.func(args))
 
 

@@ -25,7 +25,7 @@ from simulator.plot import plot_day
 from simulator.replay import replay
 from simulator.run import RunConfig, WorkerProgress, dry_run, live_run_with_progress
 from simulator.schedule import RateProfile
-from telemetry.cli_help import HelpWithDefaults, port_number
+from telemetry.cli_help import HelpWithDefaults, parse_args, port_number
 
 console = Console(stderr=True)
 KEY_ENV = "SIMULATOR_SIGNING_KEY"
@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     logging.basicConfig(level=logging.WARNING)
     try:
         return int(args.func(args))

@@ -60,11 +60,14 @@ class ServerTls:
 def topic_template(template: str, basic_ingest_rule: str | None = None) -> str:
     """A device's topic with `{device_id}` in it (or one topic for all), checked: it must name one
     topic, not a filter; with a Basic Ingest rule it goes behind `$aws/rules/<rule>/`."""
-    fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    if any(name != "device_id" for name in fields):
-        raise ConnectionOptionsError(f"topic {template!r}: the only placeholder is {{device_id}}")
-    levels = template.format(device_id="x").split("/")
-    if any(level in WILDCARDS for level in levels) or not template or template.startswith("$"):
+    try:
+        fields = [(name, spec) for _, name, spec, _ in string.Formatter().parse(template) if name is not None]
+        formatted = template.format(device_id="x")
+    except (ValueError, KeyError, IndexError):
+        fields, formatted = [("", "")], ""
+    if any(name != "device_id" or spec for name, spec in fields):
+        raise ConnectionOptionsError(f"topic {template!r}: the only placeholder is {{device_id}}, as it is")
+    if not formatted or formatted.startswith("$") or any(c in formatted for c in (*WILDCARDS, "\0")):
         raise ConnectionOptionsError(
             f"topic {template!r} is a filter or a reserved topic, not one a device publishes to"
         )
@@ -130,7 +133,9 @@ def connection_options(args: argparse.Namespace) -> ConnectionOptions:
     if args.broker_secret_file is not None:
         credentials = broker_credentials(_read(args.broker_secret_file, "broker secret file").strip())
     elif args.username is not None:
-        credentials = fleet_credentials(args.username, _read(args.password_file, "password file").decode().strip())
+        # only the line end goes: spaces may belong to the password
+        password = _read(args.password_file, "password file").decode().rstrip("\r\n")
+        credentials = fleet_credentials(args.username, password)
     tls: TlsContexts | None = None
     if args.certs is not None:
         tls = DeviceCertificates(args.certs, args.ca_file)

@@ -184,7 +184,7 @@ class Device:
         }
         f, r = self.faults, self.fault_rng
         key = self.key
-        if f.bad_signature.probability and r.random() < f.bad_signature.probability:
+        if key is not None and f.bad_signature.probability and r.random() < f.bad_signature.probability:
             key = BAD_KEY
             tags.append(Fault.BAD_SIGNATURE.value)
         if f.malformed.probability and r.random() < f.malformed.probability:

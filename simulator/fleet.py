@@ -118,8 +118,15 @@ def parse_fleet(data: object, source: str = "fleet") -> Fleet:
         raise FleetError(f"{source} is invalid:\n{_describe(exc)}") from None
 
 
+# The folder holding the packages: a shipped fleet is named from there (simulator/fleets/smoke.yaml),
+# whether in a checkout or installed from the wheel.
+PACKAGES_ROOT = Path(__file__).resolve().parent.parent
+
+
 def load_fleet(path: Path) -> Fleet:
-    """Read and validate a fleet file."""
+    """Read and validate a fleet file (a relative path missing here may name a shipped fleet)."""
+    if not path.is_absolute() and not path.exists() and (PACKAGES_ROOT / path).is_file():
+        path = PACKAGES_ROOT / path
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:

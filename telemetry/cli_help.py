@@ -33,3 +33,12 @@ def port_number(text: str) -> int:
     if not 0 <= port <= MAX_PORT:
         raise argparse.ArgumentTypeError(f"{port} is not a port (0 to {MAX_PORT})")
     return port
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse, after answering a shell's completion request if this run is one (argcomplete: it exits
+    then); `eval "$(register-python-argcomplete testbed)"` turns completion on in bash or zsh."""
+    import argcomplete  # noqa: PLC0415 - the CLIs' only; the Lambda bundle ships this package too
+
+    argcomplete.autocomplete(parser)
+    return parser.parse_args(argv)

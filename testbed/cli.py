@@ -21,7 +21,7 @@ from rich.table import Table
 from simulator.devices import device_ids
 from simulator.exceptions import SimulatorError
 from simulator.fleet import load_fleet
-from telemetry.cli_help import HelpWithDefaults
+from telemetry.cli_help import HelpWithDefaults, parse_args
 from telemetry.outputs import OutputsError, StackOutputs
 from testbed.bench import ingress_rate as bench_ingress
 from testbed.bench import processor_rate as bench_processor
@@ -36,7 +36,7 @@ from testbed.operate.env import exports, shell_lines
 from testbed.operate.inspect import inventory
 from testbed.operate.logs import FileSource, LogGroupSource, Source, follow, tail
 from testbed.operate.status import stack_status
-from testbed.paths import ROOT
+from testbed.paths import resource
 from testbed.runs.demo import run_demo
 from testbed.runs.html_report import write_comparison
 from testbed.runs.iam_check import IamCheck
@@ -107,7 +107,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         raise BackendError(
             f"`load` runs the simulator container of a compose backend; on {backend.name} use `make simulate`"
         )
-    fleet = load_fleet(ROOT / args.fleet)
+    fleet = load_fleet(resource(args.fleet))
     key = "<the stack's signing key>" if backend.dry_run else stack.signing_key().decode()
     backend.provision_devices(device_ids(fleet))
     backend.run_simulator(args.fleet, args.duration, key)
@@ -493,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(message)s",

@@ -1,14 +1,33 @@
-"""Where the project keeps its sources, build output and local state."""
+"""Where the project keeps its sources, build output and local state.
+
+From a checkout, everything sits beside the sources (`build/`, `.testbed/`, `reports/`). Installed
+from a wheel, the sources are in site-packages, which is no place to write: the bundle, the state
+and the reports then go under the working directory, as for any other tool.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+# The folder holding the packages (and, in a checkout, pyproject.toml and infra/).
 ROOT = Path(__file__).resolve().parent.parent
+CHECKOUT = (ROOT / "pyproject.toml").is_file()
+WORK_ROOT = ROOT if CHECKOUT else Path.cwd()
+# A wheel ships infra/ beside the packages too (see pyproject.toml's package data).
 INFRA_DIR = ROOT / "infra"
-BUILD_DIR = ROOT / "build"
+BUILD_DIR = WORK_ROOT / "build" if CHECKOUT else WORK_ROOT / ".testbed" / "build"
 LAMBDA_ZIP = BUILD_DIR / "processor.zip"
+REPORTS_DIR = WORK_ROOT / "reports"
 # Everything a running stack writes (emulator state, logs, pid files, temp, Terraform state).
-STATE_ROOT = Path(os.environ.get("TESTBED_STATE_DIR", ROOT / ".testbed")).resolve()
-MINISTACK_VENV = Path(os.environ.get("MINISTACK_VENV", ROOT / ".venv-ministack")).resolve()
+STATE_ROOT = Path(os.environ.get("TESTBED_STATE_DIR", WORK_ROOT / ".testbed")).resolve()
+MINISTACK_VENV = Path(os.environ.get("MINISTACK_VENV", WORK_ROOT / ".venv-ministack")).resolve()
+
+
+def resource(path: Path | str) -> Path:
+    """A file named on the command line or in a scenario: absolute, else under the working directory,
+    else one the project ships (`simulator/fleets/smoke.yaml`), relative to the packages."""
+    given = Path(path)
+    if given.is_absolute() or (Path.cwd() / given).exists():
+        return given.resolve()
+    return ROOT / given

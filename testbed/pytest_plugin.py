@@ -71,19 +71,26 @@ def stack(
 ) -> Iterator[Stack]:
     """The pipeline deployed once per session (per xdist worker), taken down at its end."""
     from testbed.lifecycle.stack import Stack
-    from testbed.testing import SessionStackError, session_backend
+    from testbed.testing import SessionStackError, session_backend, session_variables
 
     name, ingress, iam = (setting(request.config, key) for key in ("backend", "ingress", "iam"))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
     try:
-        backend = session_backend(name, iam, tmp_path_factory.mktemp(name), os.environ.get("AWS_ENDPOINT_URL", ""))
+        backend = session_backend(
+            name, iam, tmp_path_factory.mktemp(name), os.environ.get("AWS_ENDPOINT_URL", ""), workers
+        )
     except SessionStackError as exc:
         pytest.fail(str(exc), pytrace=False)
-    deployed = Stack(backend, variables=testbed_variables, ingress=ingress)
+    deployed = Stack(backend, variables=session_variables(name, testbed_variables), ingress=ingress)
     try:
         deployed.up()
         yield deployed
     finally:
-        deployed.down()
+        try:
+            if name == "external":  # the emulator is the user's: what this session deployed goes again
+                deployed.destroy()
+        finally:
+            deployed.down()
 
 
 @pytest.fixture(scope="session")
@@ -100,18 +107,24 @@ def mqtt_device(stack: Stack) -> Iterator[Callable[..., MqttDevice]]:
     its `publish(payload, topic=None)` returns once the broker acknowledged."""
     from testbed.testing import MqttDevice, new_device_id
 
-    made: list[MqttDevice] = []
+    provisioned: list[str] = []
+    connected: list[MqttDevice] = []
 
     def connect(device_id: str | None = None) -> MqttDevice:
         name = device_id or new_device_id()
+        provisioned.append(name)  # released at the end even if the connection fails
         stack.backend.provision_devices([name])
-        made.append(MqttDevice(name, stack.backend.mqtt_target()))
-        return made[-1]
+        connected.append(MqttDevice(name, stack.backend.mqtt_target()))
+        return connected[-1]
 
-    yield connect
-    for device in made:
-        device.close()
-    stack.backend.release_devices([device.device_id for device in made])
+    try:
+        yield connect
+    finally:
+        try:
+            for device in connected:
+                device.close()
+        finally:
+            stack.backend.release_devices(provisioned)
 
 
 @pytest.fixture
@@ -132,16 +145,23 @@ def run_scenario(stack: Stack, tmp_path: Path) -> Callable[..., ScenarioRun]:
     return run
 
 
+def _testbed_stack(request: pytest.FixtureRequest) -> Stack | None:
+    """The test's `stack` if it is the testbed's (a project may have a `stack` fixture of its own)."""
+    if "stack" not in request.fixturenames:
+        return None
+    from testbed.lifecycle.stack import Stack
+
+    value = request.getfixturevalue("stack")
+    return value if isinstance(value, Stack) else None
+
+
 @pytest.fixture(autouse=True)
 def _testbed_no_access_denied(request: pytest.FixtureRequest) -> Iterator[None]:
     """With IAM enforced, a test on the stack fails when IAM denied the processor anything meanwhile,
     naming the action and the resource (a test waiting for a reading would otherwise only time out).
     A test that takes a permission away on purpose says so with the `iam_denial` marker."""
-    if "stack" not in request.fixturenames or request.node.get_closest_marker("iam_denial"):
-        yield
-        return
-    deployed: Stack = request.getfixturevalue("stack")
-    if not deployed.backend.iam_enforced:
+    deployed = _testbed_stack(request)
+    if deployed is None or request.node.get_closest_marker("iam_denial") or not deployed.backend.iam_enforced:
         yield
         return
     from botocore.exceptions import BotoCoreError, ClientError
@@ -163,11 +183,11 @@ def _testbed_stack_left_whole(request: pytest.FixtureRequest) -> Iterator[None]:
     """A test that leaves the session's stack with a server down or in another ingress mode fails by
     name, and the stack is brought up again: no later test inherits it, whatever the order."""
     yield
-    if "stack" not in request.fixturenames:
+    deployed = _testbed_stack(request)
+    if deployed is None:
         return
     from testbed.testing import stack_problems
 
-    deployed: Stack = request.getfixturevalue("stack")
     problems = stack_problems(deployed)
     if problems:
         deployed.up()

@@ -34,10 +34,15 @@ class SessionStackError(TestbedError):
     """The session's stack cannot be made as asked (the message says why)."""
 
 
-def session_backend(name: str, iam: str, state_dir: Path, endpoint: str) -> Backend:
+def session_backend(name: str, iam: str, state_dir: Path, endpoint: str, workers: int = 1) -> Backend:
     """A backend for one test session: free ports and `state_dir` where the testbed runs the servers."""
     if name not in SESSION_BACKENDS:
         raise SessionStackError(f"the stack fixture runs on {', '.join(SESSION_BACKENDS)}, not {name}")
+    if name in COMPOSE_BACKENDS and workers > 1:
+        raise SessionStackError(
+            f"BACKEND={name} runs one compose stack on fixed ports, which {workers} xdist workers would each "
+            "bring up and take down under the others: run with -n 0"
+        )
     if name in COMPOSE_BACKENDS:
         reason = docker_engine_problem()
         if reason is not None:  # asked for by name: a run that skips everything must not look like a pass
@@ -48,6 +53,15 @@ def session_backend(name: str, iam: str, state_dir: Path, endpoint: str) -> Back
     return EmbeddedBackend(
         ministack_port=free_port(), mqtt_port=free_port(), iot_mqtt_port=free_port(), state_dir=state_dir, iam=iam
     )
+
+
+def session_variables(name: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+    """Terraform variables of a session's stack. On an emulator somebody else runs, each session (each
+    xdist worker) deploys under a suffix of its own, so sessions neither meet nor inherit each other's
+    resources (the session destroys its own at the end)."""
+    if name != "external":
+        return dict(variables)
+    return {"environment_suffix": f"pytest-{uuid.uuid4().hex[:8]}", **variables}
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from testbed.lifecycle.backends import ExternalBackend
 from testbed.lifecycle.backends.base import http_json
 from testbed.lifecycle.backends.embedded import MINISTACK_LAUNCHER
 from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
@@ -63,6 +64,10 @@ def test_the_readmes_test_file_passes_on_an_emulator_the_testbed_did_not_start(t
         assert "2 passed" in result.stdout
         assert emulator.poll() is None, "the external backend left the emulator running"
         assert http_json(f"http://{LOOPBACK}:{port}/_ministack/health") is not None
+        # and took away what the session deployed (under a suffix of its own), so the next session starts clean
+        emulator_api = ExternalBackend(endpoint=f"http://{LOOPBACK}:{port}", state_dir=tmp_path / "check")
+        assert emulator_api.client("lambda").list_functions()["Functions"] == []
+        assert emulator_api.client("dynamodb").list_tables()["TableNames"] == []
     finally:
         emulator.terminate()
         emulator.wait(timeout=60)

@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -57,6 +57,18 @@ class ExternalBackend(EmbeddedBackend):
             mqtt_port=int(os.environ.get("MQTT_PORT", DEFAULT_MQTT_PORT)),
             state_dir=Path(os.environ.get("EXTERNAL_STATE_DIR", STATE_ROOT / "external")).resolve(),
         )
+
+    def terraform_variables(self, lambda_zip: Path) -> dict[str, Any]:
+        """The topic rule only where the emulator has IoT Core (LocalStack's free edition has none:
+        the local bridge then runs the rule's SQL, as on the compose LocalStack backend)."""
+        return {**super().terraform_variables(lambda_zip), "enable_iot_rule": self._has_iot_rules()}
+
+    def _has_iot_rules(self) -> bool:
+        try:
+            self.client("iot").list_topic_rules(maxResults=1)
+        except (BotoCoreError, ClientError):
+            return False
+        return True
 
     def endpoint_url(self) -> str:
         return self.endpoint.rstrip("/")
