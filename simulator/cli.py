@@ -21,6 +21,7 @@ from simulator.exceptions import SimulatorError
 from simulator.fleet import load_fleet
 from simulator.limits import IOT_CORE_ACCOUNT_PUBLISHES_S, is_aws_iot
 from simulator.metrics import LOOPBACK, FleetCollector, serve_metrics
+from simulator.payload import load_payload_hook
 from simulator.plot import plot_day
 from simulator.replay import replay
 from simulator.run import RunConfig, WorkerProgress, dry_run, live_run_with_progress
@@ -59,10 +60,13 @@ def _progress_table(total: WorkerProgress, started: float) -> Table:
 
 def cmd_run(args: argparse.Namespace) -> int:
     connection = connection_options(args)
+    if args.payload_hook:
+        load_payload_hook(args.payload_hook)  # refused here, before anything connects
+    sign = connection.sign and args.payload_hook is None  # another wire format carries no signature of ours
     config = RunConfig(
         fleet=load_fleet(args.fleet),
         seed=args.seed,
-        key=_signing_key() if connection.sign else b"",
+        key=_signing_key() if sign else b"",
         duration_s=args.duration,
         profile=args.profile,
         qos=args.qos,
@@ -78,7 +82,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         pregenerate=args.pregenerate,
         credentials=connection.credentials,
         topic=connection.topic,
-        sign=connection.sign,
+        sign=sign,
+        payload_hook=args.payload_hook,
     )
     if args.dry_run:
         summary = dry_run(config, args.dry_run)
@@ -180,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--summary", type=Path, help="write the run summary (JSON) here")
     run.add_argument(
         "--metrics-port", type=port_number, help="serve Prometheus metrics on 127.0.0.1:PORT/metrics while it runs"
+    )
+    run.add_argument(
+        "--payload-hook",
+        metavar="MODULE:FUNCTION",
+        help="your wire format: FUNCTION(message dict) returns the payload (bytes, str, or JSON-able); unsigned",
     )
     add_connection_options(run)
     run.set_defaults(func=cmd_run)

@@ -15,7 +15,7 @@ from typing import Any
 
 from simulator.fleet import DeviceGroup, Faults, Fleet
 from simulator.models import MODELS, Context, quantise, reading_pairs
-from simulator.payload import signed_message
+from simulator.payload import PayloadHook, hooked_payload, load_payload_hook, signed_message
 from telemetry.reasons import RejectReason
 from telemetry.schema import DEVICE_TYPES, MAX_MESSAGE_BYTES, SCHEMA_VERSION, SENSORS, canonical_bytes, signed_payload
 from telemetry.topics import telemetry_topic
@@ -78,6 +78,7 @@ class Device:
     clock_offset_ms: float = 0.0
     clock_drift_ppm: float = 0.0
     site_index: int = 0
+    payload_hook: PayloadHook | None = None  # another wire format: the hook makes the payload
     seq: int = 0
     clock_start: float | None = None
     last_t: float | None = None
@@ -192,6 +193,8 @@ class Device:
             tags.append(f"malformed:{kind}")
             return Emitted(self.device_id, self.seq, malformed(message, kind, key), t, tuple(tags))
         # quantise() already gives integral values as ints, the canonical form of a number
+        if self.payload_hook is not None:
+            return Emitted(self.device_id, self.seq, hooked_payload(self.payload_hook, message), t, tuple(tags))
         payload = signed_message(message, key)
         return Emitted(self.device_id, self.seq, payload, t, tuple(tags))
 
@@ -243,13 +246,16 @@ def device_ids(fleet: Fleet, run_tag: str = "") -> list[str]:
     return [device_id for _, _, device_id in _id_parts(fleet, run_tag)]
 
 
-def build_devices(fleet: Fleet, seed: int, key: bytes | None, run_tag: str = "") -> list[Device]:
+def build_devices(
+    fleet: Fleet, seed: int, key: bytes | None, run_tag: str = "", payload_hook: str | None = None
+) -> list[Device]:
     """Every device of the fleet, deterministically from the seed.
 
     A run tag goes into the device ids (so runs of one fleet do not share devices, cooldowns or
     items) but not into the random streams: the traces stay the same.
     """
     devices: list[Device] = []
+    hook = load_payload_hook(payload_hook) if payload_hook else None  # by name: worker processes import it too
     for index, (group, base_id, device_id) in enumerate(_id_parts(fleet, run_tag)):
         setup = random.Random(f"{seed}:{base_id}:setup")
         skewed = setup.random() < fleet.faults.clock.device_fraction
@@ -267,6 +273,7 @@ def build_devices(fleet: Fleet, seed: int, key: bytes | None, run_tag: str = "")
                 fault_rng=random.Random(f"{seed}:{base_id}:faults"),
                 clock_offset_ms=setup.uniform(-1, 1) * fleet.faults.clock.offset_s * 1000 if skewed else 0.0,
                 clock_drift_ppm=setup.uniform(-1, 1) * fleet.faults.clock.drift_ppm if skewed else 0.0,
+                payload_hook=hook,
             )
         )
     return devices

@@ -10,10 +10,15 @@ processor recomputes.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, cast
 
 import orjson
 
+from simulator.exceptions import SimulatorError
 from telemetry.schema import canonical_bytes, signed_payload, with_signature
 
 # Magnitudes where orjson and Python's float repr agree digit for digit (checked by a test).
@@ -37,3 +42,35 @@ def signed_message(message: dict[str, Any], key: bytes | None) -> bytes:
     if not _orjson_exact(message["readings"]):
         return signed_payload(message, key, numbers_canonical=True)
     return with_signature(orjson.dumps(message, option=orjson.OPT_SORT_KEYS), key)
+
+
+# A team's own wire format: a function of this project's message (a dict, unsigned) returning the
+# payload to send (bytes or str as they are, anything else as JSON).
+PayloadHook = Callable[[dict[str, Any]], Any]
+
+
+class PayloadHookError(SimulatorError):
+    """`--payload-hook` names nothing importable and callable."""
+
+
+def load_payload_hook(spec: str) -> PayloadHook:
+    """`module:function`, imported from the working directory or the environment."""
+    module_name, _, function_name = spec.partition(":")
+    if not module_name or not function_name:
+        raise PayloadHookError(f"--payload-hook {spec!r} is not module:function")
+    if os.getcwd() not in sys.path:  # a console script's path starts at its own folder, not the project's
+        sys.path.append(os.getcwd())
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as exc:
+        raise PayloadHookError(f"--payload-hook {spec!r}: {exc}") from None
+    if not callable(function):
+        raise PayloadHookError(f"--payload-hook {spec!r} is not a function")
+    return cast(PayloadHook, function)
+
+
+def hooked_payload(hook: PayloadHook, message: dict[str, Any]) -> bytes:
+    out = hook(message)
+    if isinstance(out, bytes):
+        return out
+    return out.encode() if isinstance(out, str) else orjson.dumps(out, option=orjson.OPT_SORT_KEYS)

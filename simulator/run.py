@@ -114,6 +114,8 @@ class RunConfig:
     # each device's topic ({device_id} replaced), and whether messages carry the HMAC signature
     topic: str = DEFAULT_TOPIC
     sign: bool = True
+    # `module:function` making each payload in another wire format (imported in every worker process)
+    payload_hook: str | None = None
     # AWS IoT Core's quotas: checked before the run, and each connection paced to its publish limit
     iot_core_limits: bool = False
     account_publish_limit: float = IOT_CORE_ACCOUNT_PUBLISHES_S
@@ -149,7 +151,9 @@ def _emit_all(
 
 def dry_run(config: RunConfig, out: Path, start: float = DRY_RUN_EPOCH) -> RunSummary:
     """Write every publish of the run to a JSONL file, on a virtual clock; no broker."""
-    devices = build_devices(config.fleet, config.seed, config.key if config.sign else None, config.run_tag)
+    devices = build_devices(
+        config.fleet, config.seed, config.key if config.sign else None, config.run_tag, config.payload_hook
+    )
     schedule = Schedule(devices, start, config.profile)
     recorder = Recorder()
     with out.open("w") as sink:
@@ -185,7 +189,9 @@ def _pregenerate(devices: list[Device], schedule: Schedule, end: float, recorder
 
 def _generation_lead_s(config: RunConfig) -> float:
     """Seconds a worker needs to pre-generate its share, from a timed sample of the fleet."""
-    devices = build_devices(config.fleet, config.seed, config.key if config.sign else None, config.run_tag)
+    devices = build_devices(
+        config.fleet, config.seed, config.key if config.sign else None, config.run_tag, config.payload_hook
+    )
     schedule = Schedule(devices, 0.0, config.profile)
     count, started = 0, time.perf_counter()
 
@@ -210,7 +216,9 @@ def _live_worker(
 ) -> RawRunSummary:
     devices = [
         d
-        for d in build_devices(config.fleet, config.seed, config.key if config.sign else None, config.run_tag)
+        for d in build_devices(
+            config.fleet, config.seed, config.key if config.sign else None, config.run_tag, config.payload_hook
+        )
         if device_ids is None or d.device_id in device_ids
     ]
     recorder = Recorder()

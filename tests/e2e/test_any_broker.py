@@ -62,12 +62,12 @@ def team_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamBroker
         proc.wait(timeout=10)
 
 
-def simulator(*args: str, signing_key: str | None = None) -> subprocess.CompletedProcess[str]:
+def simulator(*args: str, signing_key: str | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "SIMULATOR_SIGNING_KEY"}
     if signing_key is not None:
         env["SIMULATOR_SIGNING_KEY"] = signing_key
     return subprocess.run(
-        [sys.executable, "-m", "simulator", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "simulator", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )
 
 
@@ -96,6 +96,31 @@ def test_run_publishes_unsigned_to_its_own_topics_with_one_login(
     assert {topic for topic, _ in seen} == {f"plant/team-{n:05d}/up" for n in range(4)}
     payloads = [json.loads(body) for _, body in seen]
     assert all("sig" not in p and p["device_id"] in topic for (topic, _), p in zip(seen, payloads, strict=True))
+
+
+def test_a_payload_hook_sends_the_teams_own_wire_format(team_broker: TeamBroker, tmp_path: Path) -> None:
+    (tmp_path / "fleet.yaml").write_text(FLEET)
+    (tmp_path / "their_schema.py").write_text(
+        "def to_wire(message):\n"
+        "    reading = message['readings']['temperature']\n"
+        "    return {'id': message['device_id'], 'at': message['ts'], 'celsius': reading['value']}\n"
+    )
+    subscriber = Subscriber(team_broker.monitor_port, tmp_path / "seen.txt", "sensors/+/telemetry")
+    result = simulator(
+        "run", "--fleet", "fleet.yaml", "--duration", "2", "--broker", f"{LOOPBACK}:{team_broker.plain_port}",
+        *login(team_broker), "--payload-hook", "their_schema:to_wire", "--summary", "summary.json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = subscriber.stop()
+    assert len(seen) == json.loads((tmp_path / "summary.json").read_text())["acked"] >= 12
+    assert all(set(json.loads(body)) == {"id", "at", "celsius"} for _, body in seen), seen[:2]
+
+    for spec, message in (("nosuch_module:f", "No module named 'nosuch_module'"), ("their_schema", "module:function")):
+        refused = simulator(
+            "run", "--fleet", "fleet.yaml", "--broker", f"{LOOPBACK}:1", "--payload-hook", spec, cwd=tmp_path
+        )
+        assert refused.returncode != 0 and message in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_replay_takes_the_same_options(team_broker: TeamBroker, tmp_path: Path) -> None:
