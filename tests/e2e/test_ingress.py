@@ -257,3 +257,29 @@ def test_basic_ingest_publishes_reach_the_rule_as_on_aws(stack: Stack, stores: S
         return {(r.device_id, r.msg_id) for d in devices for r in stores.readings(d)} >= acked
 
     wait_for("every Basic Ingest reading, stored under its device", all_stored, WAIT_S)
+
+
+def test_a_device_cannot_publish_for_another_through_a_basic_ingest_topic(
+    stack: Stack, stores: Stores, mqtt_device: Any
+) -> None:
+    """The broker's ACL lets a device use a rule's Basic Ingest prefix for its own topic only. Mosquitto
+    acknowledges a denied MQTT 3.1.1 publish all the same, so the check is that nothing arrives: the
+    bridge receives the device's own message (published after the forbidden one) and no other."""
+    backend = backend_of(stack)
+    rule, key = stack.outputs().iot_rule_name, stack.signing_key()
+    attacker, victim = mqtt_device(), f"victim-{uuid.uuid4().hex[:6]}"
+    forged = new_message(
+        device_id=victim, msg_id=1, ts=int(time.time() * 1000), device_type="environmental",
+        firmware="1.0.0", site="lab", readings={"temperature": (99.0, "C")}, key=key,
+    )  # fmt: skip
+    own = new_message(
+        device_id=attacker.device_id, msg_id=1, ts=forged["ts"], device_type="environmental",
+        firmware="1.0.0", site="lab", readings={"temperature": (21.0, "C")}, key=key,
+    )  # fmt: skip
+    received = backend.ingress_counters().get("received", 0)
+    attacker.publish(forged, topic=f"$aws/rules/{rule}/sensors/{victim}/telemetry")
+    attacker.publish(own, topic=f"$aws/rules/{rule}/sensors/{attacker.device_id}/telemetry")
+    wait_for("the device's own reading", lambda: stores.reading(attacker.device_id, own["ts"], 1), WAIT_S)
+    time.sleep(2)  # the bridge writes its counters every second
+    assert backend.ingress_counters().get("received", 0) - received == 1, "only the device's own message arrived"
+    assert stores.readings(victim) == []
