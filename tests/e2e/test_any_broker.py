@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +62,22 @@ def team_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamBroker
         proc.wait(timeout=10)
 
 
+@pytest.fixture
+def subscribe(team_broker: TeamBroker, tmp_path: Path) -> Iterator[Callable[[str], Subscriber]]:
+    """A subscriber on the broker's monitoring port, ended at teardown even when the test fails early."""
+    made: list[Subscriber] = []
+
+    def start(topic: str) -> Subscriber:
+        made.append(Subscriber(team_broker.monitor_port, tmp_path / f"seen-{len(made)}.txt", topic))
+        return made[-1]
+
+    yield start
+    for subscriber in made:
+        if subscriber.proc.poll() is None:
+            subscriber.proc.terminate()
+            subscriber.proc.wait(timeout=5)
+
+
 def simulator(*args: str, signing_key: str | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "SIMULATOR_SIGNING_KEY"}
     if signing_key is not None:
@@ -77,12 +93,12 @@ def login(broker: TeamBroker) -> list[str]:
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_run_publishes_unsigned_to_its_own_topics_with_one_login(
-    team_broker: TeamBroker, tmp_path: Path, tls: bool
+    team_broker: TeamBroker, subscribe: Callable[[str], Subscriber], tmp_path: Path, tls: bool
 ) -> None:
     (tmp_path / "fleet.yaml").write_text(FLEET)
     port = team_broker.tls_port if tls else team_broker.plain_port
     secure = ["--tls", "--ca-file", str(team_broker.ca_file)] if tls else []
-    subscriber = Subscriber(team_broker.monitor_port, tmp_path / "seen.txt", "plant/+/up")
+    subscriber = subscribe("plant/+/up")
     result = simulator(
         "run", "--fleet", str(tmp_path / "fleet.yaml"), "--duration", "2", "--seed", "4",
         "--broker", f"{LOOPBACK}:{port}", *login(team_broker), *secure,
@@ -98,14 +114,16 @@ def test_run_publishes_unsigned_to_its_own_topics_with_one_login(
     assert all("sig" not in p and p["device_id"] in topic for (topic, _), p in zip(seen, payloads, strict=True))
 
 
-def test_a_payload_hook_sends_the_teams_own_wire_format(team_broker: TeamBroker, tmp_path: Path) -> None:
+def test_a_payload_hook_sends_the_teams_own_wire_format(
+    team_broker: TeamBroker, subscribe: Callable[[str], Subscriber], tmp_path: Path
+) -> None:
     (tmp_path / "fleet.yaml").write_text(FLEET)
     (tmp_path / "their_schema.py").write_text(
         "def to_wire(message):\n"
         "    reading = message['readings']['temperature']\n"
         "    return {'id': message['device_id'], 'at': message['ts'], 'celsius': reading['value']}\n"
     )
-    subscriber = Subscriber(team_broker.monitor_port, tmp_path / "seen.txt", "sensors/+/telemetry")
+    subscriber = subscribe("sensors/+/telemetry")
     result = simulator(
         "run", "--fleet", "fleet.yaml", "--duration", "2", "--broker", f"{LOOPBACK}:{team_broker.plain_port}",
         *login(team_broker), "--payload-hook", "their_schema:to_wire", "--summary", "summary.json",
@@ -123,14 +141,16 @@ def test_a_payload_hook_sends_the_teams_own_wire_format(team_broker: TeamBroker,
         assert refused.returncode != 0 and message in refused.stderr and "Traceback" not in refused.stderr
 
 
-def test_replay_takes_the_same_options(team_broker: TeamBroker, tmp_path: Path) -> None:
+def test_replay_takes_the_same_options(
+    team_broker: TeamBroker, subscribe: Callable[[str], Subscriber], tmp_path: Path
+) -> None:
     (tmp_path / "fleet.yaml").write_text(FLEET)
     trace = tmp_path / "trace.jsonl"
     made = simulator(
         "run", "--fleet", str(tmp_path / "fleet.yaml"), "--duration", "1", "--dry-run", str(trace), signing_key="k"
     )
     assert made.returncode == 0, made.stderr[-2000:]
-    subscriber = Subscriber(team_broker.monitor_port, tmp_path / "seen.txt", "replayed/#")
+    subscriber = subscribe("replayed/#")
     result = simulator(
         "replay", str(trace), "--speed", "4", "--broker", f"{LOOPBACK}:{team_broker.tls_port}", *login(team_broker),
         "--tls", "--ca-file", str(team_broker.ca_file), "--topic", "replayed/{device_id}", "--no-sign",
