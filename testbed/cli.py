@@ -36,7 +36,6 @@ from testbed.operate.env import exports, shell_lines
 from testbed.operate.inspect import inventory
 from testbed.operate.logs import FileSource, LogGroupSource, Source, follow, tail
 from testbed.operate.status import stack_status
-from testbed.paths import resource
 from testbed.runs.demo import run_demo
 from testbed.runs.html_report import write_comparison
 from testbed.runs.iam_check import IamCheck
@@ -107,7 +106,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         raise BackendError(
             f"`load` runs the simulator container of a compose backend; on {backend.name} use `make simulate`"
         )
-    fleet = load_fleet(resource(args.fleet))
+    fleet = load_fleet(Path(args.fleet))
     key = "<the stack's signing key>" if backend.dry_run else stack.signing_key().decode()
     backend.provision_devices(device_ids(fleet))
     backend.run_simulator(args.fleet, args.duration, key)

@@ -22,12 +22,3 @@ REPORTS_DIR = WORK_ROOT / "reports"
 # Everything a running stack writes (emulator state, logs, pid files, temp, Terraform state).
 STATE_ROOT = Path(os.environ.get("TESTBED_STATE_DIR", WORK_ROOT / ".testbed")).resolve()
 MINISTACK_VENV = Path(os.environ.get("MINISTACK_VENV", WORK_ROOT / ".venv-ministack")).resolve()
-
-
-def resource(path: Path | str) -> Path:
-    """A file named on the command line or in a scenario: absolute, else under the working directory,
-    else one the project ships (`simulator/fleets/smoke.yaml`), relative to the packages."""
-    given = Path(path)
-    if given.is_absolute() or (Path.cwd() / given).exists():
-        return given.resolve()
-    return ROOT / given

@@ -16,15 +16,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from simulator.run import MqttTarget
 from testbed.exceptions import TestbedError
-from testbed.lifecycle.backends import Backend, EmbeddedBackend, ExternalBackend, get_backend
+from testbed.lifecycle.backends import BACKENDS, Backend, ComposeBackend, EmbeddedBackend, ExternalBackend, get_backend
 from testbed.lifecycle.backends.compose import docker_engine_problem
 from testbed.lifecycle.ports import free_port
 from testbed.lifecycle.stack import Stack
 from testbed.runs.stores import log_events
 
 # the backends a test session may bring up and take down on its own (never AWS)
-SESSION_BACKENDS = ("embedded", "external", "localstack", "ministack-docker")
-COMPOSE_BACKENDS = ("localstack", "ministack-docker")
+SESSION_BACKENDS = tuple(name for name in BACKENDS if name != "aws")
+COMPOSE_BACKENDS = tuple(name for name, kind in BACKENDS.items() if issubclass(kind, ComposeBackend))
 PUBLISH_TIMEOUT_S = 10.0
 # AWS's wording, with or without the resource (ministack's SNS leaves it out)
 DENIED = re.compile(r"not authorized to perform: ?([\w-]+:[\w*]+)(?: on resource: ?(\S+))?")

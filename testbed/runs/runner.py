@@ -22,7 +22,7 @@ from simulator.fleet import load_fleet
 from simulator.run import RunConfig, WorkerProgress, live_run_with_progress
 from simulator.summary import RunSummary
 from testbed.lifecycle.stack import Stack
-from testbed.paths import REPORTS_DIR, resource
+from testbed.paths import REPORTS_DIR
 from testbed.runs.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting, throttle_processor
 from testbed.runs.reconcile import check_alerts, expected_stored, reconcile
 from testbed.runs.report import Check, RunOutcome, checks, write_report
@@ -164,7 +164,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     outputs = stack.outputs()
     faults = fault_schedule(stack, scenario.faults, outputs.processor_function_name)
     key = stack.signing_key()
-    fleet = load_fleet(resource(scenario.fleet))
+    fleet = load_fleet(scenario.fleet)
     run_tag = uuid.uuid4().hex[:4]
     device_ids = fleet_device_ids(fleet, run_tag)
     run_id = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{scenario.name}-{run_tag}"

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from simulator.fleet import FleetError, load_fleet
 from simulator.schedule import Constant, RateProfile
 from testbed.exceptions import TestbedError
-from testbed.paths import resource
 from testbed.runs.faults import FaultSpec
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
@@ -71,7 +70,7 @@ def load_scenario(name_or_path: str) -> Scenario:
         details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ScenarioError(f"{path} is invalid: {details}") from None
     try:
-        load_fleet(resource(scenario.fleet))
+        load_fleet(scenario.fleet)
     except FleetError as exc:
         raise ScenarioError(f"{path}: {exc}") from None
     return scenario

@@ -463,7 +463,8 @@ class EmbeddedBackend(Backend):
             logger.info("ingress iot: devices publish to the emulator's IoT Core; there is no bridge to start")
             return
         pid = self.bridge.pid()
-        if current == wanted and pid is not None and self.bridge.started_with() == {"broker_port": self.mqtt_port}:
+        settings = {"broker_port": self.mqtt_port}  # a bridge following another broker port starts again
+        if current == wanted and pid is not None and self.bridge.started_with() == settings:
             logger.info("rule bridge already running (pid %d)", pid)
             return
         self._stop_bridge()
@@ -480,9 +481,7 @@ class EmbeddedBackend(Backend):
             str(self.bridge_metrics_file),
         ]
         cmd = [sys.executable, "-m", "ingress", "bridge", "--outputs", str(target), *broker, *ingress.bridge_args]
-        proc = self.bridge.start(
-            cmd, {**os.environ, **self.client_env()}, cwd=ROOT, settings={"broker_port": self.mqtt_port}
-        )
+        proc = self.bridge.start(cmd, {**os.environ, **self.client_env()}, cwd=ROOT, settings=settings)
         time.sleep(0.5)
         if proc.poll() is not None:
             raise BackendError(f"the rule bridge exited at start; see {self.bridge.log_file}")
