@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from telemetry.credentials import device_password
-from telemetry.topics import BASIC_INGEST_PREFIX, TELEMETRY_FILTER, basic_ingest_filter, telemetry_topic
+from telemetry.topics import BASIC_INGEST_PREFIX, DEVICE_TOPIC_TEMPLATE, basic_ingest_filter, device_topic_pattern
 
 LOOPBACK = "127.0.0.1"
 BRIDGE_USER = "rule-bridge"
@@ -63,7 +63,14 @@ def load_or_create_secret(path: Path) -> bytes:
 class BrokerConfig:
     """The files of one local broker: mosquitto.conf, the password file and the ACL."""
 
-    def __init__(self, directory: Path, port: int, secret: bytes, container_dir: PurePosixPath | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        port: int,
+        secret: bytes,
+        container_dir: PurePosixPath | None = None,
+        device_topic: str = DEVICE_TOPIC_TEMPLATE,
+    ) -> None:
         self.directory = directory
         self.port = port
         self.secret = secret
@@ -73,6 +80,9 @@ class BrokerConfig:
         self.conf = directory / "mosquitto.conf"
         self.passwords = directory / "passwords"
         self.acl = directory / "acl"
+        # each device's topic, `{device_id}` in it: checked here, as the ACL is made of it
+        self.device_pattern = device_topic_pattern(device_topic, "%u")
+        self.devices_filter = device_topic_pattern(device_topic, "+")
 
     def write(self, devices: Iterable[str] = ()) -> Path:
         """(Re)write every file; the bridge and the given devices get credentials."""
@@ -81,11 +91,11 @@ class BrokerConfig:
         users = [BRIDGE_USER, *sorted(set(devices))]
         self.passwords.write_text("".join(password_entry(u, device_password(self.secret, u)) + "\n" for u in users))
         self.acl.write_text(
-            f"user {BRIDGE_USER}\ntopic read {TELEMETRY_FILTER}\ntopic read {basic_ingest_filter('+')}\n\n"
+            f"user {BRIDGE_USER}\ntopic read {self.devices_filter}\ntopic read {basic_ingest_filter('+')}\n\n"
             "# every other user is a device: it may publish to its own telemetry topic only, directly or\n"
             "# through a rule's Basic Ingest topic\n"
-            f"pattern write {telemetry_topic('%u')}\n"
-            f"pattern write {BASIC_INGEST_PREFIX}+/{telemetry_topic('%u')}\n"
+            f"pattern write {self.device_pattern}\n"
+            f"pattern write {BASIC_INGEST_PREFIX}+/{self.device_pattern}\n"
         )
         for path in (self.passwords, self.acl):
             path.chmod(0o600)

@@ -243,7 +243,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     stack = _stack(args)
     sources: list[Source] = [FileSource(name, path) for name, path in stack.backend.log_files().items()]
     if stack.outputs_file.exists():
-        group = stack.outputs().processor_log_group_name
+        group = stack.outputs().need("processor_log_group_name")
         since_ms = int((time.time() - args.since * 60) * 1000)
         sources.append(LogGroupSource(stack.client("logs"), group, since_ms))
     if args.source:
@@ -393,7 +393,9 @@ def cmd_provision(args: argparse.Namespace) -> int:
     else:
         ids = [f"{args.prefix}-{n:05d}" for n in range(args.count)]
     manifest = stack.backend.register_things(
-        ids, _things_dir(stack, args.prefix), f"iot-pipeline-{outputs.environment_suffix}-{args.prefix}-device-policy"
+        ids,
+        _things_dir(stack, args.prefix),
+        f"iot-pipeline-{outputs.need('environment_suffix')}-{args.prefix}-device-policy",
     )
     endpoint = stack.client("iot").describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
     console.print(f"{len(ids)} thing(s) with certificates in {manifest.parent}; endpoint {endpoint}")

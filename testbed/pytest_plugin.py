@@ -31,12 +31,19 @@ SETTINGS = {
     "backend": ("--testbed-backend", "BACKEND", "testbed_backend", "embedded"),
     "ingress": ("--testbed-ingress", "INGRESS", "testbed_ingress", "direct"),
     "iam": ("--testbed-iam", "IAM", "testbed_iam", "off"),
+    "infra_dir": ("--testbed-infra-dir", "TESTBED_INFRA_DIR", "testbed_infra_dir", ""),
+    "outputs": ("--testbed-outputs", "TESTBED_OUTPUTS", "testbed_outputs", ""),
+    "device_topic": ("--testbed-device-topic", "TESTBED_DEVICE_TOPIC", "testbed_device_topic", ""),
 }
 HELP = {
     "backend": "where the stack runs: embedded, external (the emulator at AWS_ENDPOINT_URL), localstack, "
     "ministack-docker",
     "ingress": "how device messages reach the pipeline locally: direct, sqs or iot",
     "iam": "whether the embedded emulator enforces IAM: off or enforce",
+    "infra_dir": "the Terraform folder to deploy (an ini path is relative to the rootdir; default: the testbed's own)",
+    "outputs": "your stack's output names for the ones the testbed reads: ours=theirs pairs, such as "
+    "ingest_queue_url=readings_queue_url",
+    "device_topic": "each device's topic, {device_id} one level of it (default sensors/{device_id}/telemetry)",
 }
 
 
@@ -59,6 +66,16 @@ def setting(config: pytest.Config, name: str) -> str:
     return str(config.getoption(option) or os.environ.get(variable) or config.getini(ini))
 
 
+def infra_folder(config: pytest.Config) -> str:
+    """The Terraform folder: as given on the command line or in the environment, or relative to the rootdir."""
+    option, variable, ini, _ = SETTINGS["infra_dir"]
+    given = config.getoption(option) or os.environ.get(variable)
+    if given:
+        return str(given)
+    from_ini = str(config.getini(ini))
+    return str(config.rootpath / from_ini) if from_ini else ""
+
+
 @pytest.fixture(scope="session")
 def testbed_variables() -> dict[str, Any]:
     """Terraform variables on top of the backend's: override this fixture to pass your own."""
@@ -70,18 +87,23 @@ def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, testbed_variables: dict[str, Any]
 ) -> Iterator[Stack]:
     """The pipeline deployed once per session (per xdist worker), taken down at its end."""
+    from testbed.exceptions import TestbedError
+    from testbed.lifecycle.infra import Infrastructure
     from testbed.lifecycle.stack import Stack
-    from testbed.testing import SessionStackError, session_backend, session_variables
+    from testbed.testing import session_backend, session_variables
 
-    name, ingress, iam = (setting(request.config, key) for key in ("backend", "ingress", "iam"))
+    name, ingress, iam, outputs, topic = (
+        setting(request.config, key) for key in ("backend", "ingress", "iam", "outputs", "device_topic")
+    )
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
     try:
+        infra = Infrastructure.configured(infra_folder(request.config), outputs)
         backend = session_backend(
-            name, iam, tmp_path_factory.mktemp(name), os.environ.get("AWS_ENDPOINT_URL", ""), workers
+            name, iam, tmp_path_factory.mktemp(name), os.environ.get("AWS_ENDPOINT_URL", ""), workers, topic
         )
-    except SessionStackError as exc:
+    except TestbedError as exc:  # a setting that cannot work: said once, not as a traceback per test
         pytest.fail(str(exc), pytrace=False)
-    deployed = Stack(backend, variables=session_variables(name, testbed_variables), ingress=ingress)
+    deployed = Stack(backend, variables=session_variables(name, testbed_variables), ingress=ingress, infra=infra)
     try:
         deployed.up()
         yield deployed
@@ -104,7 +126,7 @@ def stores(stack: Stack) -> Stores:
 @pytest.fixture
 def mqtt_device(stack: Stack) -> Iterator[Callable[..., MqttDevice]]:
     """`mqtt_device()` or `mqtt_device("my-id")`: a device provisioned on the stack and connected;
-    its `publish(payload, topic=None)` returns once the broker acknowledged."""
+    its `publish(payload, topic=None)` (its own topic by default) returns once the broker acknowledged."""
     from testbed.testing import MqttDevice, new_device_id
 
     provisioned: list[str] = []
@@ -114,7 +136,7 @@ def mqtt_device(stack: Stack) -> Iterator[Callable[..., MqttDevice]]:
         name = device_id or new_device_id()
         provisioned.append(name)  # released at the end even if the connection fails
         stack.backend.provision_devices([name])
-        connected.append(MqttDevice(name, stack.backend.mqtt_target()))
+        connected.append(MqttDevice(name, stack.backend.mqtt_target(), stack.backend.device_topic))
         return connected[-1]
 
     try:

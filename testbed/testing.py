@@ -15,8 +15,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from simulator.run import MqttTarget
+from telemetry.topics import DEVICE_TOPIC_TEMPLATE
 from testbed.exceptions import TestbedError
 from testbed.lifecycle.backends import BACKENDS, Backend, ComposeBackend, EmbeddedBackend, ExternalBackend, get_backend
+from testbed.lifecycle.backends.base import device_topic_setting
 from testbed.lifecycle.backends.compose import docker_engine_problem
 from testbed.lifecycle.ports import free_port
 from testbed.lifecycle.stack import Stack
@@ -34,8 +36,12 @@ class SessionStackError(TestbedError):
     """The session's stack cannot be made as asked (the message says why)."""
 
 
-def session_backend(name: str, iam: str, state_dir: Path, endpoint: str, workers: int = 1) -> Backend:
-    """A backend for one test session: free ports and `state_dir` where the testbed runs the servers."""
+def session_backend(
+    name: str, iam: str, state_dir: Path, endpoint: str, workers: int = 1, device_topic: str = ""
+) -> Backend:
+    """A backend for one test session: free ports and `state_dir` where the testbed runs the servers;
+    the devices' topic template as given (else TESTBED_DEVICE_TOPIC's, else this project's)."""
+    topic = device_topic_setting(device_topic)
     if name not in SESSION_BACKENDS:
         raise SessionStackError(f"the stack fixture runs on {', '.join(SESSION_BACKENDS)}, not {name}")
     if name in COMPOSE_BACKENDS and workers > 1:
@@ -47,11 +53,18 @@ def session_backend(name: str, iam: str, state_dir: Path, endpoint: str, workers
         reason = docker_engine_problem()
         if reason is not None:  # asked for by name: a run that skips everything must not look like a pass
             raise SessionStackError(f"BACKEND={name} was asked for, but {reason}")
-        return get_backend(name)
+        compose = get_backend(name)
+        compose.device_topic = topic
+        return compose
     if name == "external":
-        return ExternalBackend(endpoint=endpoint, mqtt_port=free_port(), state_dir=state_dir)
+        return ExternalBackend(endpoint=endpoint, mqtt_port=free_port(), state_dir=state_dir, device_topic=topic)
     return EmbeddedBackend(
-        ministack_port=free_port(), mqtt_port=free_port(), iot_mqtt_port=free_port(), state_dir=state_dir, iam=iam
+        ministack_port=free_port(),
+        mqtt_port=free_port(),
+        iot_mqtt_port=free_port(),
+        state_dir=state_dir,
+        iam=iam,
+        device_topic=topic,
     )
 
 
@@ -70,6 +83,8 @@ class MqttDevice:
 
     device_id: str
     target: MqttTarget
+    # the topic `publish` uses unless told another: `{device_id}` in it is this device's
+    topic_template: str = DEVICE_TOPIC_TEMPLATE
     client: mqtt.Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -86,7 +101,7 @@ class MqttDevice:
     ) -> None:
         """Publish at QoS 1 and return once the broker acknowledged it (a mapping is sent as JSON)."""
         body = json.dumps(payload) if isinstance(payload, Mapping) else payload
-        info = self.client.publish(topic or f"sensors/{self.device_id}/telemetry", body, qos=1)
+        info = self.client.publish(topic or self.topic_template.format(device_id=self.device_id), body, qos=1)
         info.wait_for_publish(timeout_s)
         if not info.is_published():
             raise TimeoutError(f"{self.device_id}: no PUBACK within {timeout_s:g} s")
@@ -103,7 +118,7 @@ def new_device_id() -> str:
 def denied_calls(stack: Stack, since_ms: int) -> list[str]:
     """Each call IAM denied the processor since `since_ms`, from its log: the action, and the resource
     where the error names one (ministack's SNS does not)."""
-    group = stack.outputs().processor_log_group_name
+    group = stack.outputs().need("processor_log_group_name")
     found = set()
     for _, _, line in log_events(stack.client("logs"), group, since_ms):
         for match in DENIED.finditer(line):

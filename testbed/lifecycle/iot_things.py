@@ -15,14 +15,16 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from telemetry.topics import telemetry_topic
+from telemetry.topics import DEVICE_TOPIC_TEMPLATE, device_topic_pattern
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 
 
-def device_policy(region: str, account: str, partition: str = "aws") -> dict[str, Any]:
+def device_policy(
+    region: str, account: str, partition: str = "aws", device_topic: str = DEVICE_TOPIC_TEMPLATE
+) -> dict[str, Any]:
     """Connect as your own thing name, publish to your own telemetry topic: nothing else."""
     prefix = f"arn:{partition}:iot:{region}:{account}"
     return {
@@ -36,13 +38,21 @@ def device_policy(region: str, account: str, partition: str = "aws") -> dict[str
             {
                 "Effect": "Allow",
                 "Action": "iot:Publish",
-                "Resource": f"{prefix}:topic/{telemetry_topic('${iot:Connection.Thing.ThingName}')}",
+                "Resource": f"{prefix}:topic/{device_topic_pattern(device_topic, '${iot:Connection.Thing.ThingName}')}",
             },
         ],
     }
 
 
-def provision(iot: Any, device_ids: list[str], out: Path, policy_name: str, region: str, account: str) -> Path:
+def provision(
+    iot: Any,
+    device_ids: list[str],
+    out: Path,
+    policy_name: str,
+    region: str,
+    account: str,
+    device_topic: str = DEVICE_TOPIC_TEMPLATE,
+) -> Path:
     """Create the policy (once), then a thing + active certificate + attachments per device."""
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / MANIFEST
@@ -50,7 +60,9 @@ def provision(iot: Any, device_ids: list[str], out: Path, policy_name: str, regi
         json.loads(manifest_path.read_text()) if manifest_path.exists() else {"policy": policy_name, "things": {}}
     )
     try:
-        iot.create_policy(policyName=policy_name, policyDocument=json.dumps(device_policy(region, account)))
+        iot.create_policy(
+            policyName=policy_name, policyDocument=json.dumps(device_policy(region, account, device_topic=device_topic))
+        )
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ResourceAlreadyExistsException":
             raise

@@ -1,4 +1,5 @@
-"""A deployed pipeline: a backend plus infra/ applied to it, and clients pointed at it."""
+"""A deployed pipeline: a backend plus its Terraform (infra/ or the user's own) applied to it, and
+clients pointed at it."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from telemetry.outputs import StackOutputs
+from telemetry.outputs import OutputsError, StackOutputs
 from testbed.lifecycle import iot_things
 from testbed.lifecycle.backends import Backend
 from testbed.lifecycle.build import build
+from testbed.lifecycle.infra import InfraError, Infrastructure
 from testbed.lifecycle.terraform import Terraform
 from testbed.paths import LAMBDA_ZIP
 
@@ -28,14 +30,16 @@ class Stack:
     variables: dict[str, Any] = field(default_factory=dict)
     # How messages get from the broker into the pipeline locally: direct or sqs (see README).
     ingress: str = field(default_factory=lambda: os.environ.get("INGRESS", "direct"))
+    # The Terraform deployed: infra/, or the user's own (TESTBED_INFRA_DIR) with its outputs mapping.
+    infra: Infrastructure = field(default_factory=Infrastructure.from_env)
 
     @cached_property
     def terraform(self) -> Terraform:
         work_dir = self.backend.state_dir / "terraform"
-        infra_dir, backend_config = self.backend.terraform_setup(work_dir)
+        infra_dir, backend_config = self.backend.terraform_setup(work_dir, self.infra.folder)
         return Terraform(
             work_dir=work_dir,
-            variables={**self.backend.terraform_variables(LAMBDA_ZIP), **self.variables},
+            variables=self.infra.variables(self.backend.terraform_variables(LAMBDA_ZIP), self.variables),
             env=self.backend.client_env(),
             infra_dir=infra_dir,
             backend_config=backend_config,
@@ -47,29 +51,44 @@ class Stack:
         return self.backend.state_dir / "outputs.json"
 
     def up(self) -> StackOutputs | None:
-        """Start the backend, build the bundle, apply infra/, start the ingress; idempotent."""
+        """Start the backend, build the bundle, apply the Terraform, start the ingress; idempotent."""
         self.backend.check_ingress(self.ingress)
         self.backend.start()
         if self.backend.dry_run:
-            print(f"terraform -chdir=infra apply  # with variables {self.variables_text()}")
+            folder = "infra" if self.infra.shipped else self.infra.folder
+            print(f"terraform -chdir={folder} apply  # with variables {self.variables_text()}")
             self.backend.start_ingress(self.outputs_file, self.ingress)
             return None
-        build()
+        if self.infra.shipped:  # a stack of the user's own packages its functions itself
+            build()
         self.terraform.rehome_queues(self.backend.endpoint_url())
         self.terraform.apply()
-        self.outputs_file.write_text(self.terraform.outputs_json())
+        outputs = self.contract_outputs()
+        self.outputs_file.write_text(json.dumps(outputs, indent=2, sort_keys=True) + "\n")
         self.backend.start_ingress(self.outputs_file, self.ingress)
         # what was just deployed survives an emulator crash
         self.backend.snapshot()
         self.backend.verify_delivery()
-        return self.outputs()
+        return StackOutputs.from_terraform(outputs)
+
+    def contract_outputs(self) -> dict[str, Any]:
+        """`terraform output -json` under the contract's names (what the bridge and the services read);
+        a stack that lacks an output the ingress needs is named here, before anything runs on it."""
+        try:
+            outputs = self.infra.outputs(json.loads(self.terraform.outputs_json()), self.backend.region)
+            StackOutputs.from_terraform(outputs)
+        except OutputsError as exc:
+            raise InfraError(f"the stack in {self.infra.folder}: {exc}") from None
+        return outputs
 
     def use_ingress(self, mode: str) -> None:
         """Route devices through `mode` (a benchmark or a test compares them); `self.ingress` goes back."""
         self.backend.start_ingress(self.outputs_file, mode)
 
     def variables_text(self) -> str:
-        return json.dumps({**self.backend.terraform_variables(LAMBDA_ZIP), **self.variables}, sort_keys=True)
+        return json.dumps(
+            self.infra.variables(self.backend.terraform_variables(LAMBDA_ZIP), self.variables), sort_keys=True
+        )
 
     def down(self) -> None:
         self.backend.stop()
@@ -80,7 +99,7 @@ class Stack:
         shutil.rmtree(self.backend.state_dir, ignore_errors=True)
 
     def destroy(self) -> None:
-        """Remove every provisioned device (things, certificates, policies), then all that infra/ deployed."""
+        """Remove every provisioned device (things, certificates, policies), then all that Terraform deployed."""
         self.backend.start()
         iot = self.client("iot")
         for manifest in sorted(self.backend.state_dir.glob(f"things/*/{iot_things.MANIFEST}")):
@@ -89,12 +108,22 @@ class Stack:
         self.terraform.destroy()
 
     def outputs(self) -> StackOutputs:
-        return self.terraform.outputs()
+        return StackOutputs.from_terraform(self.contract_outputs())
+
+    def output(self, name: str) -> Any:
+        """One output of the deployed stack by its own name (a stack of the user's has outputs the
+        contract does not name: its table, its bucket)."""
+        raw = json.loads(self.terraform.outputs_json())
+        if name not in raw:
+            raise InfraError(
+                f"the stack in {self.infra.folder} has no output {name!r}; it has: {', '.join(sorted(raw))}"
+            )
+        return raw[name]["value"]
 
     def client(self, service: str) -> Any:
         return self.backend.client(service)
 
     def signing_key(self) -> bytes:
         """The current device signing key, from the deployed secret."""
-        secret = self.client("secretsmanager").get_secret_value(SecretId=self.outputs().signing_secret_arn)
+        secret = self.client("secretsmanager").get_secret_value(SecretId=self.outputs().need("signing_secret_arn"))
         return str(secret["SecretString"]).encode()

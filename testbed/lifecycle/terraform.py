@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from telemetry.outputs import StackOutputs
 from testbed.exceptions import TestbedError
 from testbed.paths import INFRA_DIR, STATE_ROOT
 
@@ -259,6 +258,3 @@ class Terraform:
     def outputs_json(self) -> str:
         """`terraform output -json` of this stack, as text."""
         return self.run("output", "-json", "-no-color", capture=True).stdout
-
-    def outputs(self) -> StackOutputs:
-        return StackOutputs.from_terraform(json.loads(self.outputs_json()))

@@ -51,7 +51,7 @@ def inventory(stores: Stores) -> Inventory:
         telemetry_items=stores.telemetry_count(),
         ingest_queue=stores.queue_depth(outputs.ingest_queue_url),
         dead_letter_queue=stores.queue_depth(outputs.dlq_url),
-        alerts_tap_queue=stores.queue_depth(outputs.alerts_tap_queue_url),
+        alerts_tap_queue=stores.queue_depth(outputs.need("alerts_tap_queue_url")),
         archive_objects=len(archive),
         archive_bytes=sum(size for _, size, _ in archive),
         quarantine_reasons={reason: (n, latest[reason]) for reason, n in counts.most_common()},

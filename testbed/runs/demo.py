@@ -86,18 +86,19 @@ def run_demo(stack: Stack, console: Console) -> bool:
     table.add_column("store")
     table.add_column("evidence")
     table.add_row(
-        f"DynamoDB {outputs.telemetry_table_name}",
+        f"DynamoDB {outputs.need('telemetry_table_name')}",
         f"sk={item.sk} temperature={item.readings['temperature']} lag={item.stored_at_ms - ts} ms",
     )
     table.add_row(
-        f"S3 {outputs.archive_bucket_name}/raw/", f"{len(archived)} archived line(s), msg_id={archived[0]['msg_id']}"
+        f"S3 {outputs.need('archive_bucket_name')}/raw/",
+        f"{len(archived)} archived line(s), msg_id={archived[0]['msg_id']}",
     )
     table.add_row(
-        f"S3 {outputs.archive_bucket_name}/quarantine/",
+        f"S3 {outputs.need('archive_bucket_name')}/quarantine/",
         f"reason={quarantined[0]['reason']} key={quarantined[0]['key']}",
     )
     table.add_row(
-        f"SNS {outputs.alerts_topic_arn.rsplit(':', 1)[-1]}",
+        f"SNS {outputs.need('alerts_topic_arn').rsplit(':', 1)[-1]}",
         f"{alert[0]['rule']} {alert[0]['reading']}={alert[0]['value']} severity={alert[0]['severity']}",
     )
     console.print(table)

@@ -106,7 +106,7 @@ class IamCheck:
         self.stores = Stores.connect(self.outputs, stack.client)
         self.key = stack.signing_key()
         self.log = log
-        self.prefix = f"iot-pipeline-{self.outputs.environment_suffix}-"
+        self.prefix = f"iot-pipeline-{self.outputs.need('environment_suffix')}-"
 
     def role_policies(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
         """(role, policy name, document) of every inline policy of the stack's roles."""

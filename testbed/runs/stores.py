@@ -138,7 +138,7 @@ class Stores:
 
     def reading(self, device_id: str, ts: int, msg_id: int) -> StoredReading | None:
         item = self.dynamodb.get_item(
-            TableName=self.outputs.telemetry_table_name,
+            TableName=self.outputs.need("telemetry_table_name"),
             Key={"device_id": {"S": device_id}, "sk": {"S": sort_key(ts, msg_id)}},
             ConsistentRead=True,
         ).get("Item")
@@ -147,7 +147,7 @@ class Stores:
     def readings(self, device_id: str) -> list[StoredReading]:
         items: list[StoredReading] = []
         kwargs: dict[str, Any] = {
-            "TableName": self.outputs.telemetry_table_name,
+            "TableName": self.outputs.need("telemetry_table_name"),
             "KeyConditionExpression": "device_id = :d",
             "ExpressionAttributeValues": {":d": {"S": device_id}},
         }
@@ -192,7 +192,7 @@ class Stores:
 
     def telemetry_count(self) -> int:
         """Items in the telemetry table, counted by a paginated COUNT scan (reads every item: local use)."""
-        table = self.outputs.telemetry_table_name
+        table = self.outputs.need("telemetry_table_name")
         page = self.dynamodb.scan(TableName=table, Select="COUNT")
         count = page["Count"]
         while "LastEvaluatedKey" in page:
@@ -205,14 +205,14 @@ class Stores:
         paginator = self.s3.get_paginator("list_objects_v2")
         return [
             (obj["Key"], obj["Size"], obj["LastModified"].timestamp())
-            for page in paginator.paginate(Bucket=self.outputs.archive_bucket_name, Prefix=prefix)
+            for page in paginator.paginate(Bucket=self.outputs.need("archive_bucket_name"), Prefix=prefix)
             for obj in page.get("Contents", [])
         ]
 
     def _objects(self, prefix: str, since: float = 0.0) -> Iterator[tuple[str, bytes]]:
         for key, _, modified in self.object_listing(prefix):
             if modified >= since:
-                yield key, self.s3.get_object(Bucket=self.outputs.archive_bucket_name, Key=key)["Body"].read()
+                yield key, self.s3.get_object(Bucket=self.outputs.need("archive_bucket_name"), Key=key)["Body"].read()
 
     def archived_messages(self, since: float = 0.0) -> list[dict[str, Any]]:
         """Archived lines of objects written since `since` (epoch s); GZIP on AWS is not handled here."""
@@ -226,14 +226,14 @@ class Stores:
         """Receive and delete what the alerts tap queue holds: the alerts, with their SNS attributes."""
         return [
             {**json.loads(envelope["Message"]), "attributes": envelope.get("MessageAttributes", {})}
-            for envelope in self._drain(self.outputs.alerts_tap_queue_url, wait_s)
+            for envelope in self._drain(self.outputs.need("alerts_tap_queue_url"), wait_s)
         ]
 
     def drain_alarms(self, wait_s: int = 1) -> list[dict[str, Any]]:
         """Receive and delete what the ops tap queue holds: alarm state changes as CloudWatch sends them."""
         return [
             {**json.loads(envelope["Message"]), "topic_arn": envelope["TopicArn"]}
-            for envelope in self._drain(self.outputs.ops_tap_queue_url, wait_s)
+            for envelope in self._drain(self.outputs.need("ops_tap_queue_url"), wait_s)
         ]
 
     def _drain(self, queue_url: str, wait_s: int) -> list[dict[str, Any]]:

@@ -103,7 +103,7 @@ def test_a_forbidden_state_bucket_is_named(tmp_path: Path) -> None:
 def test_the_aws_copy_of_infra_has_the_s3_backend_and_validates(tmp_path: Path) -> None:
     """`terraform init -backend=false` + `validate`: no credentials, no bucket, same HCL as every target."""
     backend = AwsBackend(environment="ci", state_dir=tmp_path / "aws-ci", backend_config_file=tmp_path / "b.hcl")
-    infra, backend_config = backend.terraform_setup(tmp_path / "work")
+    infra, backend_config = backend.terraform_setup(tmp_path / "work", INFRA_DIR)
     assert backend_config == [str(tmp_path / "b.hcl")]
     assert (infra / "backend_override.tf").read_text() == BACKEND_OVERRIDE
     linked = {p.name for p in infra.glob("*.tf") if p.is_symlink()}

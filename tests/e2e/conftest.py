@@ -14,6 +14,9 @@ from processor.config import Settings
 from testbed.lifecycle.stack import Stack
 
 # Short timeouts so a record reported failed is redelivered within seconds (visibility = 6 x timeout).
+# a repository of its own, with its own conftest.py: test_plugin.py runs it in a pytest of its own
+collect_ignore = ["their_repo"]
+
 TEST_VARIABLES = {"environment_suffix": "e2e", "processor_timeout_seconds": 5, "max_receive_count": 3}
 
 

@@ -35,6 +35,7 @@ from ingress.broker import (
 )
 from ingress.rule import parse_rule
 from telemetry.credentials import device_password
+from telemetry.topics import DEVICE_TOPIC_TEMPLATE
 from testbed.lifecycle.backends.embedded import mosquitto_binary
 from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
 from testbed.runs.stores import wait_for
@@ -57,9 +58,10 @@ class Broker:
     directory: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    device_topic: str = DEVICE_TOPIC_TEMPLATE
 
     def start(self, devices: list[str]) -> None:
-        config = BrokerConfig(self.directory, self.port, SECRET).write(devices)
+        config = BrokerConfig(self.directory, self.port, SECRET, device_topic=self.device_topic).write(devices)
         self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(config)], stderr=subprocess.DEVNULL)
         assert wait_for_port(self.port, 10), "mosquitto did not start"
 
@@ -160,9 +162,11 @@ class RunningBridge:
         self.thread.join(timeout=20)
 
 
-def start_bridge(broker: Broker, sqs: FakeSqs, lam: FakeLambda, mode: str = "sqs", **extra: Any) -> RunningBridge:
+def start_bridge(
+    broker: Broker, sqs: FakeSqs, lam: FakeLambda, mode: str = "sqs", sql: str = SQL, **extra: Any
+) -> RunningBridge:
     config = BridgeConfig(
-        rule=parse_rule(SQL),
+        rule=parse_rule(sql),
         rule_name="telemetry",
         mode=mode,  # type: ignore[arg-type]
         host=LOOPBACK,
@@ -200,10 +204,10 @@ def device(broker: Broker, user: str = "dev-1", client_id: str | None = None) ->
     return client
 
 
-def publish(broker: Broker, payload: bytes, qos: int = 1, user: str = "dev-1") -> None:
+def publish(broker: Broker, payload: bytes, qos: int = 1, user: str = "dev-1", topic: str | None = None) -> None:
     client = device(broker, user)
     try:
-        client.publish(f"sensors/{user}/telemetry", payload, qos=qos).wait_for_publish(5)
+        client.publish(topic or f"sensors/{user}/telemetry", payload, qos=qos).wait_for_publish(5)
     finally:
         client.disconnect()
         client.loop_stop()
@@ -267,6 +271,23 @@ def test_qos0_deliveries_are_not_acknowledged_so_the_broker_keeps_the_bridge(
     wait_until("every QoS 0 message", lambda: all(delivered(sqs, 100 + n) for n in range(20)))
     time.sleep(1)
     assert bridge.bridge.metrics.reconnects == 0, "a PUBACK for a QoS 0 delivery is a protocol error"
+
+
+def test_a_teams_own_topic_layout_and_rule_each_device_publishes_only_on_its_own_topic(tmp_path: Path) -> None:
+    broker = Broker(tmp_path / "greenhouse", device_topic="greenhouse/{device_id}/climate")
+    broker.start(["dev-1", "dev-2"])
+    sqs = FakeSqs()
+    bridge = start_bridge(broker, sqs, FakeLambda(), sql="SELECT topic(2) AS house, n FROM 'greenhouse/+/climate'")
+    try:
+        publish(broker, b'{"n": 1}', topic="greenhouse/dev-2/climate")  # dev-1 posing as dev-2
+        publish(broker, b'{"n": 2}', topic="sensors/dev-1/telemetry")  # this project's layout: not theirs
+        publish(broker, b'{"n": 3}', topic="greenhouse/dev-1/climate")
+        wait_until("dev-1's reading", lambda: bool(sqs.sent))
+        time.sleep(0.5)  # the refused two were published first; anything of theirs would be in by now
+        assert [json.loads(body) for body in sqs.sent] == [{"house": "dev-1", "n": 3}]
+    finally:
+        bridge.stop()
+        broker.stop()
 
 
 def test_a_device_cannot_take_over_the_bridges_session(

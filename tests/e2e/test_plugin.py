@@ -1,10 +1,11 @@
-"""The README's test file, run as a repository of its own would run it: the pytest plugin's
-fixtures, on BACKEND=external against an emulator the test starts itself and the testbed must leave
-running."""
+"""The README's test files, run as a repository of its own would run them: the pytest plugin's
+fixtures on BACKEND=external against an emulator the test starts itself and the testbed must leave
+running, and a repository with Terraform of its own (tests/e2e/their_repo) on the embedded stack."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +21,31 @@ from testbed.paths import MINISTACK_VENV, ROOT
 pytestmark = pytest.mark.e2e
 
 
-def readme_example() -> str:
+THEIR_REPO = Path(__file__).parent / "their_repo"
+
+
+def readme_block(marker: str) -> str:
+    """The fenced code between `<!-- marker:start -->` and `<!-- marker:end -->` in the README."""
     text = (ROOT / "README.md").read_text()
-    block = text.split("<!-- plugin-example:start -->")[1].split("<!-- plugin-example:end -->")[0]
-    return block.split("```python\n", 1)[1].split("```", 1)[0]
+    block = text.split(f"<!-- {marker}:start -->")[1].split(f"<!-- {marker}:end -->")[0]
+    return block.split("\n", 2)[2].rsplit("```", 1)[0]
+
+
+def their_env(**settings: str) -> dict[str, str]:
+    """The environment of a repository of its own: none of this session's pytest, AWS or testbed settings."""
+    ours = ("PYTEST_", "AWS_", "BACKEND", "IAM", "INGRESS", "TESTBED_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(ours)} | settings
+
+
+def run_their_pytest(repo: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={repo.parent / 'tmp'}"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def test_the_readmes_test_file_passes_on_an_emulator_the_testbed_did_not_start(tmp_path: Path) -> None:
@@ -49,17 +71,8 @@ def test_the_readmes_test_file_passes_on_an_emulator_the_testbed_did_not_start(t
         assert wait_for_port(port, 30), (tmp_path / "emulator.log").read_text()[-2000:]
         repo = tmp_path / "their-repo"
         repo.mkdir()
-        (repo / "test_their_pipeline.py").write_text(readme_example())
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "AWS_", "BACKEND", "IAM"))}
-        env |= {"BACKEND": "external", "AWS_ENDPOINT_URL": f"http://{LOOPBACK}:{port}"}
-        result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'tmp'}"],
-            cwd=repo,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        (repo / "test_their_pipeline.py").write_text(readme_block("plugin-example"))
+        result = run_their_pytest(repo, their_env(BACKEND="external", AWS_ENDPOINT_URL=f"http://{LOOPBACK}:{port}"))
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
         assert "2 passed" in result.stdout
         assert emulator.poll() is None, "the external backend left the emulator running"
@@ -71,3 +84,15 @@ def test_the_readmes_test_file_passes_on_an_emulator_the_testbed_did_not_start(t
     finally:
         emulator.terminate()
         emulator.wait(timeout=60)
+
+
+def test_a_repository_with_terraform_of_its_own_passes_the_readmes_test_on_the_embedded_stack(tmp_path: Path) -> None:
+    """Another rule (SQL, topic), another queue, function and table, reached through the README's
+    outputs mapping and device topic; the rule's WHERE and SELECT are the bridge's to apply."""
+    repo = tmp_path / "greenhouse"
+    shutil.copytree(THEIR_REPO, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "pyproject.toml").write_text(readme_block("own-terraform-config"))
+    (repo / "test_greenhouse.py").write_text(readme_block("own-terraform-test"))
+    result = run_their_pytest(repo, their_env())
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "1 passed" in result.stdout

@@ -255,17 +255,17 @@ class MotoAws:
 
 
 def _outputs(settings: Settings, tap_url: str) -> StackOutputs:
-    """The stack outputs the readers in testbed/runs/stores.py use; the others name nothing in a unit test."""
-    unused: dict[str, Any] = dict.fromkeys((f.name for f in dataclasses.fields(StackOutputs)), "")
+    """The stack outputs the readers in testbed/runs/stores.py use; the ingress's name nothing in a unit test."""
     return StackOutputs(
-        **{
-            **unused,
-            "region": REGION,
-            "iot_rule_enabled": False,
-            "telemetry_table_name": settings.telemetry_table,
-            "archive_bucket_name": settings.archive_bucket,
-            "alerts_tap_queue_url": tap_url,
-        }
+        ingest_queue_url="",
+        dlq_url="",
+        processor_function_name="",
+        iot_rule_name="",
+        iot_rule_sql="",
+        region=REGION,
+        telemetry_table_name=settings.telemetry_table,
+        archive_bucket_name=settings.archive_bucket,
+        alerts_tap_queue_url=tap_url,
     )
 
 

@@ -17,9 +17,10 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from simulator.run import MqttTarget
 from simulator.tls import IOT_MQTT_TLS_PORT, DeviceCertificates
+from telemetry.topics import DEVICE_TOPIC_TEMPLATE
 from testbed.lifecycle import iot_things
-from testbed.lifecycle.backends.base import DEFAULT_REGION, Backend, BackendError
-from testbed.paths import INFRA_DIR, STATE_ROOT
+from testbed.lifecycle.backends.base import DEFAULT_REGION, Backend, BackendError, device_topic_setting
+from testbed.paths import STATE_ROOT
 
 BACKEND_OVERRIDE = 'terraform {\n  backend "s3" {}\n}\n'
 # `name = "value"` lines of a Terraform backend config file (the S3 backend's settings are flat).
@@ -66,6 +67,7 @@ class AwsBackend(Backend):
     mqtt_port: int = IOT_MQTT_TLS_PORT
     state_dir: Path = STATE_ROOT / "aws-dev"
     name: str = "aws"
+    device_topic: str = DEVICE_TOPIC_TEMPLATE
 
     @property
     def iam_enforced(self) -> bool:
@@ -79,6 +81,7 @@ class AwsBackend(Backend):
             backend_config_file=Path(os.environ.get("BACKEND_CONFIG", "backend.s3.hcl")).resolve(),
             state_dir=STATE_ROOT / f"aws-{environment}",
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            device_topic=device_topic_setting(),
         )
 
     def client_env(self) -> dict[str, str]:
@@ -106,19 +109,18 @@ class AwsBackend(Backend):
     def stop(self) -> None:
         """Nothing runs locally; `destroy` removes what was deployed."""
 
-    def terraform_setup(self, work_dir: Path) -> tuple[Path, list[str] | None]:
-        """A copy of infra/ made of symlinks plus the S3 backend override; the user's settings file."""
+    def terraform_setup(self, work_dir: Path, infra_dir: Path) -> tuple[Path, list[str] | None]:
+        """A copy of `infra_dir` made of symlinks plus the S3 backend override; the user's settings file."""
         infra = self.state_dir / "infra"
         infra.mkdir(parents=True, exist_ok=True)
-        for source in INFRA_DIR.glob("*.tf"):
-            if source.name == "backend_override.tf":
-                continue
-            link = infra / source.name
-            if not link.is_symlink():
-                link.symlink_to(source)
-        for stale in infra.glob("*.tf"):
-            if stale.is_symlink() and not stale.exists():
-                stale.unlink()
+        sources = {source.name: source.resolve() for source in infra_dir.glob("*.tf")}
+        sources.pop("backend_override.tf", None)
+        for link in infra.glob("*.tf"):  # gone from the folder, or from another folder (TESTBED_INFRA_DIR changed)
+            if link.is_symlink() and link.resolve() != sources.get(link.name):
+                link.unlink()
+        for name, source in sources.items():
+            if not (infra / name).is_symlink():
+                (infra / name).symlink_to(source)
         (infra / "backend_override.tf").write_text(BACKEND_OVERRIDE)
         return infra, [str(self.backend_config_file)]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import json
+import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -13,9 +14,9 @@ from typing import Any, ClassVar
 import boto3
 
 from simulator.run import MqttTarget
+from telemetry.topics import DEVICE_TOPIC_TEMPLATE, TopicError, device_topic_pattern
 from testbed.exceptions import TestbedError
 from testbed.lifecycle import iot_things
-from testbed.paths import INFRA_DIR
 
 DEFAULT_REGION = "us-east-1"
 # Emulators accept any credentials; these never reach AWS.
@@ -24,6 +25,16 @@ EMULATOR_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "t
 
 class BackendError(TestbedError):
     """A backend cannot start or is not reachable."""
+
+
+def device_topic_setting(template: str | None = None) -> str:
+    """The devices' topic template: `template`, else TESTBED_DEVICE_TOPIC, else this project's; checked."""
+    value = template or os.environ.get("TESTBED_DEVICE_TOPIC") or DEVICE_TOPIC_TEMPLATE
+    try:
+        device_topic_pattern(value, "x")
+    except TopicError as exc:
+        raise BackendError(f"TESTBED_DEVICE_TOPIC: {exc}") from None
+    return value
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,8 @@ class Backend(abc.ABC):
     simulator_container: ClassVar[bool] = False
     # The local ingress modes `start_ingress` takes; empty when the ingress is fixed (AWS IoT Core).
     ingress_modes: ClassVar[tuple[str, ...]] = ()
+    # Each device's topic, `{device_id}` in it: the broker's ACL and the things' policy allow it alone.
+    device_topic: str = DEVICE_TOPIC_TEMPLATE
 
     @property
     def iam_enforced(self) -> bool:
@@ -168,11 +181,14 @@ class Backend(abc.ABC):
     def register_things(self, device_ids: list[str], folder: Path, policy_name: str) -> Path:
         """Things with their own certificates and the thing-scoped policy, through this backend's IoT API."""
         account = self.client("sts").get_caller_identity()["Account"]
-        return iot_things.provision(self.client("iot"), device_ids, folder, policy_name, self.region, account)
+        return iot_things.provision(
+            self.client("iot"), device_ids, folder, policy_name, self.region, account, self.device_topic
+        )
 
-    def terraform_setup(self, work_dir: Path) -> tuple[Path, list[str] | None]:
-        """The folder Terraform runs in and its `-backend-config` values (None: local state in work_dir)."""
-        return INFRA_DIR, None
+    def terraform_setup(self, work_dir: Path, infra_dir: Path) -> tuple[Path, list[str] | None]:
+        """The folder Terraform runs in for `infra_dir` and its `-backend-config` values (None: local
+        state in work_dir)."""
+        return infra_dir, None
 
     def terraform_variables(self, lambda_zip: Path) -> dict[str, Any]:
         return {

@@ -21,7 +21,8 @@ import docker
 from ingress.broker import BrokerConfig, load_or_create_secret
 from simulator.run import MqttTarget
 from telemetry.credentials import broker_credentials
-from testbed.lifecycle.backends.base import Backend, BackendError, http_json
+from telemetry.topics import DEVICE_TOPIC_TEMPLATE
+from testbed.lifecycle.backends.base import Backend, BackendError, device_topic_setting, http_json
 from testbed.lifecycle.ports import DEFAULT_EMULATOR_PORT, DEFAULT_MQTT_PORT
 from testbed.paths import ROOT, STATE_ROOT
 
@@ -67,6 +68,7 @@ class ComposeBackend(Backend):
     name: str = "localstack"
     # Print the docker commands instead of running them (what `make ... DRY_RUN=1` shows).
     dry_run: bool = False
+    device_topic: str = DEVICE_TOPIC_TEMPLATE
     _engine_checked: bool = field(default=False, init=False, repr=False)
 
     # The variable docker-compose.yml publishes the emulator's port with.
@@ -81,6 +83,7 @@ class ComposeBackend(Backend):
             mqtt_port=int(os.environ.get("MQTT_PORT", DEFAULT_MQTT_PORT)),
             state_dir=Path(os.environ.get("COMPOSE_STATE_DIR", cls().state_dir)).resolve(),
             dry_run=os.environ.get("DRY_RUN", "") not in ("", "0"),
+            device_topic=device_topic_setting(),
         )
 
     @property
@@ -140,7 +143,13 @@ class ComposeBackend(Backend):
 
     @property
     def broker(self) -> BrokerConfig:
-        return BrokerConfig(self.state_dir / "broker", 1883, self.broker_secret(), container_dir=CONTAINER_BROKER_DIR)
+        return BrokerConfig(
+            self.state_dir / "broker",
+            1883,
+            self.broker_secret(),
+            container_dir=CONTAINER_BROKER_DIR,
+            device_topic=self.device_topic,
+        )
 
     def broker_secret(self) -> bytes:
         return load_or_create_secret(self.state_dir / "broker-secret")

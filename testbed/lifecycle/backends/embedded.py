@@ -22,8 +22,9 @@ from ingress.broker import MOSQUITTO_INSTALL, BrokerConfig, find_mosquitto, load
 from simulator.run import MqttTarget
 from simulator.tls import IOT_MQTT_TLS_PORT, DeviceCertificates
 from telemetry.credentials import broker_credentials
+from telemetry.topics import DEVICE_TOPIC_TEMPLATE
 from testbed.lifecycle import iot_things
-from testbed.lifecycle.backends.base import Backend, BackendError, Component, http_json
+from testbed.lifecycle.backends.base import Backend, BackendError, Component, device_topic_setting, http_json
 from testbed.lifecycle.ports import (
     DEFAULT_EMULATOR_PORT,
     DEFAULT_MQTT_PORT,
@@ -103,11 +104,13 @@ class EmbeddedBackend(Backend):
     # "enforce": the emulator evaluates IAM policies (ministack's AUTH=true): the processor, the
     # topic rule and Firehose act under their own roles; the testbed's own calls are the account root.
     iam: str = "off"
+    device_topic: str = DEVICE_TOPIC_TEMPLATE
     ingress_modes: ClassVar[tuple[str, ...]] = tuple(INGRESS_MODES)
 
     def __post_init__(self) -> None:
         if self.iam not in IAM_MODES:
             raise BackendError(f"IAM={self.iam} is not a mode; choose one of {', '.join(IAM_MODES)}")
+        self.device_topic = device_topic_setting(self.device_topic)
 
     @classmethod
     def from_env(cls) -> EmbeddedBackend:
@@ -117,6 +120,7 @@ class EmbeddedBackend(Backend):
             iot_mqtt_port=int(os.environ.get("IOT_MQTT_PORT", IOT_MQTT_TLS_PORT)),
             state_dir=Path(os.environ.get("EMBEDDED_STATE_DIR", STATE_ROOT / "embedded")).resolve(),
             iam=os.environ.get("IAM", "off"),
+            device_topic=device_topic_setting(),
         )
 
     @property
@@ -141,7 +145,9 @@ class EmbeddedBackend(Backend):
 
     @property
     def broker(self) -> BrokerConfig:
-        return BrokerConfig(self.state_dir / "broker", self.mqtt_port, self.broker_secret())
+        return BrokerConfig(
+            self.state_dir / "broker", self.mqtt_port, self.broker_secret(), device_topic=self.device_topic
+        )
 
     def ingress_mode(self) -> str:
         """The mode `start_ingress` last started (direct before any)."""
@@ -442,7 +448,7 @@ class EmbeddedBackend(Backend):
         return problems
 
     def _start_mosquitto(self) -> None:
-        wanted = {"port": self.mqtt_port}
+        wanted = {"port": self.mqtt_port, "device_topic": self.device_topic}
         if self._restart_if_changed(self.mosquitto, wanted, timeout_s=20.0):
             return
         self._check_port(self.mqtt_port, "mosquitto")

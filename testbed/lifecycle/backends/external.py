@@ -18,7 +18,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from testbed.lifecycle.backends.base import EMULATOR_CREDENTIALS, BackendError, Component
+from testbed.lifecycle.backends.base import EMULATOR_CREDENTIALS, BackendError, Component, device_topic_setting
 from testbed.lifecycle.backends.embedded import INGRESS_MODES, EmbeddedBackend
 from testbed.lifecycle.ports import DEFAULT_MQTT_PORT
 from testbed.paths import STATE_ROOT
@@ -56,6 +56,7 @@ class ExternalBackend(EmbeddedBackend):
             endpoint=os.environ.get("AWS_ENDPOINT_URL", ""),
             mqtt_port=int(os.environ.get("MQTT_PORT", DEFAULT_MQTT_PORT)),
             state_dir=Path(os.environ.get("EXTERNAL_STATE_DIR", STATE_ROOT / "external")).resolve(),
+            device_topic=device_topic_setting(),
         )
 
     def terraform_variables(self, lambda_zip: Path) -> dict[str, Any]:

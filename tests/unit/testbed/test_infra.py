@@ -1,0 +1,106 @@
+"""Which Terraform the testbed deploys (testbed/lifecycle/infra.py): infra/ or a stack of the user's own,
+its variables and its outputs under the contract's names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from telemetry.outputs import OutputsError
+from testbed.lifecycle.backends import AwsBackend, EmbeddedBackend
+from testbed.lifecycle.backends.base import BackendError
+from testbed.lifecycle.infra import InfraError, Infrastructure
+from testbed.lifecycle.iot_things import device_policy
+from testbed.paths import INFRA_DIR
+
+TESTBED = {"emulator": True, "enable_iot_rule": False, "region": "us-east-1", "lambda_zip_path": "/b/p.zip"}
+
+
+@pytest.fixture
+def their_stack(tmp_path: Path) -> Path:
+    folder = tmp_path / "infra"
+    folder.mkdir()
+    (folder / "main.tf").write_text(
+        'variable "region" {\n  type = string\n}\n\n  variable "function_zip" {}\nresource "x" "y" {}\n'
+    )
+    (folder / "more.tf.json").write_text('{"variable": {"emulator": {"type": "bool"}}}')
+    return folder
+
+
+def test_a_folder_without_terraform_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    with pytest.raises(InfraError, match="is not a folder"):
+        Infrastructure(tmp_path / "nowhere")
+    (tmp_path / "README.md").write_text("no terraform here")
+    with pytest.raises(InfraError, match=r"holds no \.tf file"):
+        Infrastructure(tmp_path)
+
+
+def test_a_malformed_mapping_is_named_with_its_setting(their_stack: Path) -> None:
+    with pytest.raises(InfraError, match="TESTBED_OUTPUTS: cannot read 'readings'"):
+        Infrastructure.configured(str(their_stack), "readings")
+
+
+def test_a_json_file_that_is_not_terraform_is_named(their_stack: Path) -> None:
+    (their_stack / "broken.tf.json").write_text("[1, 2")
+    with pytest.raises(InfraError, match=r"broken\.tf\.json is not a Terraform JSON file"):
+        Infrastructure(their_stack).declared_variables()
+
+
+def test_their_stack_gets_only_the_testbed_variables_it_declares_and_every_one_of_the_users(their_stack: Path) -> None:
+    infra = Infrastructure(their_stack)
+    assert not infra.shipped
+    assert infra.declared_variables() == {"region", "function_zip", "emulator"}
+    user = {"function_zip": "/their/build.zip", "environment_suffix": "pytest-1", "their_typo": 1}
+    assert infra.variables(TESTBED, user) == {
+        "region": "us-east-1",
+        "emulator": True,
+        "function_zip": "/their/build.zip",
+        "their_typo": 1,  # theirs: Terraform warns of it, the testbed does not hide it
+    }
+
+
+def test_infra_gets_every_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TESTBED_INFRA_DIR", raising=False)
+    infra = Infrastructure.from_env()
+    assert infra.shipped and infra.folder == INFRA_DIR
+    assert infra.variables(TESTBED, {"region": "eu-west-1"}) == {**TESTBED, "region": "eu-west-1"}
+
+
+def test_outputs_take_the_contracts_names_and_the_backends_region_unless_the_stack_gives_one(their_stack: Path) -> None:
+    raw = {"queue": {"value": "http://q"}, "where": {"value": "eu-north-1"}}
+    infra = Infrastructure.configured(str(their_stack), "ingest_queue_url=queue")
+    assert infra.outputs(raw, "us-east-1")["region"] == {"value": "us-east-1"}
+    assert infra.outputs(raw, "us-east-1")["ingest_queue_url"] == {"value": "http://q"}
+    mapped = Infrastructure.configured(str(their_stack), "region=where")
+    assert mapped.outputs(raw, "us-east-1")["region"] == {"value": "eu-north-1"}
+    with pytest.raises(OutputsError, match=r"nothing \(for dlq_url\)"):
+        Infrastructure.configured(str(their_stack), "dlq_url=nothing").outputs(raw, "us-east-1")
+
+
+def test_the_aws_copy_follows_the_folder_it_is_made_of(tmp_path: Path, their_stack: Path) -> None:
+    backend = AwsBackend(state_dir=tmp_path / "aws", backend_config_file=tmp_path / "b.hcl")
+    copy, _ = backend.terraform_setup(tmp_path / "work", INFRA_DIR)
+    assert (copy / "outputs.tf").is_symlink()
+    copy, _ = backend.terraform_setup(tmp_path / "work", their_stack)
+    linked = {p.name: p.resolve() for p in copy.glob("*.tf") if p.is_symlink()}
+    assert linked == {"main.tf": (their_stack / "main.tf").resolve()}, "no file of infra/ is left in the copy"
+    assert (copy / "backend_override.tf").is_file()
+
+
+@pytest.mark.parametrize("template", ["greenhouse/climate", "a/{device_id}\ntopic readwrite #"])
+def test_a_device_topic_that_could_widen_the_acl_stops_the_backend_by_its_setting(
+    template: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(BackendError, match="TESTBED_DEVICE_TOPIC: device topic"):
+        EmbeddedBackend(state_dir=tmp_path, device_topic=template)
+    monkeypatch.setenv("TESTBED_DEVICE_TOPIC", template)
+    with pytest.raises(BackendError, match="TESTBED_DEVICE_TOPIC"):
+        EmbeddedBackend.from_env()
+
+
+def test_the_things_policy_lets_a_thing_publish_on_its_own_topic_of_the_template() -> None:
+    policy = device_policy("eu-west-1", "123456789012", device_topic="greenhouse/{device_id}/climate")
+    assert policy["Statement"][1]["Resource"] == (
+        "arn:aws:iot:eu-west-1:123456789012:topic/greenhouse/${iot:Connection.Thing.ThingName}/climate"
+    )
