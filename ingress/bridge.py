@@ -135,6 +135,8 @@ class _Item:
 @dataclass
 class BridgeMetrics:
     received: int = 0
+    # of those, publishes to the rule's Basic Ingest topic (AWS charges them no messaging)
+    basic_ingest: int = 0
     forwarded: int = 0
     filtered: int = 0
     rule_errors: int = 0
@@ -171,6 +173,7 @@ class BridgeMetrics:
             done = self.forwarded + self.dead_lettered
             return {
                 "received": self.received,
+                "basic_ingest": self.basic_ingest,
                 "forwarded": self.forwarded,
                 "filtered": self.filtered,
                 "rule_errors": self.rule_errors,
@@ -313,10 +316,10 @@ class RuleBridge:
                 self.metrics.add(received=1, dropped_qos0=1)
                 return
             # a Basic Ingest publish reaches the rule with its prefix taken off, as on AWS
-            topic = basic_ingest_topic(msg.topic, self.config.rule_name) or msg.topic
-            message = Message(topic, bytes(msg.payload), "", int(time.time() * 1000))
+            basic = basic_ingest_topic(msg.topic, self.config.rule_name)
+            message = Message(basic or msg.topic, bytes(msg.payload), "", int(time.time() * 1000))
             self.inbox.put_nowait(_Item(msg.mid, msg.qos, self.generation, message))
-            self.metrics.add(received=1)
+            self.metrics.add(received=1, basic_ingest=int(basic is not None))
         except Exception:
             logger.exception("could not take a message from the broker; it stays unacknowledged")
 

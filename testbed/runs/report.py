@@ -219,6 +219,7 @@ def report_of(outcome: RunOutcome) -> dict[str, Any]:
         "started": datetime.fromtimestamp(outcome.started, UTC).isoformat(),
         "duration_s": outcome.scenario.duration_s,
         "ingress": outcome.ingress,
+        "basic_ingest": outcome.scenario.basic_ingest,
         "published": summary["published"],
         "acked": result.acked,
         "acked_ratio": round(outcome.acked_ratio, 6),

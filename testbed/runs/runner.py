@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from processor.config import Settings
 from processor.store import StoredReading
+from simulator.connection import topic_template
 from simulator.devices import device_ids as fleet_device_ids
 from simulator.fleet import load_fleet
 from simulator.run import RunConfig, WorkerProgress, live_run_with_progress
@@ -189,6 +190,9 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
                 qos=scenario.qos,
                 workers=scenario.workers,
                 run_tag=run_tag,
+                topic=topic_template(
+                    stack.backend.device_topic, outputs.iot_rule_name if scenario.basic_ingest else None
+                ),
             ),
             console,
         )

@@ -44,6 +44,9 @@ class Scenario(BaseModel):
     profile: RateProfile = Field(default_factory=Constant)
     qos: int = Field(default=1, ge=0, le=1)
     workers: int = Field(default=1, ge=1, le=8)
+    # publish to the topic rule's Basic Ingest topic ($aws/rules/<rule>/<topic>): no broker
+    # subscription, and on AWS no messaging charge
+    basic_ingest: bool = False
     drain_timeout_s: float = Field(default=120.0, gt=0)
     expectations: Expectations = Expectations()
     faults: tuple[FaultSpec, ...] = ()

@@ -101,6 +101,8 @@ def test_a_device_topic_that_could_widen_the_acl_stops_the_backend_by_its_settin
 
 def test_the_things_policy_lets_a_thing_publish_on_its_own_topic_of_the_template() -> None:
     policy = device_policy("eu-west-1", "123456789012", device_topic="greenhouse/{device_id}/climate")
-    assert policy["Statement"][1]["Resource"] == (
-        "arn:aws:iot:eu-west-1:123456789012:topic/greenhouse/${iot:Connection.Thing.ThingName}/climate"
-    )
+    prefix = "arn:aws:iot:eu-west-1:123456789012:topic/"
+    assert policy["Statement"][1]["Resource"] == [
+        f"{prefix}greenhouse/${{iot:Connection.Thing.ThingName}}/climate",
+        f"{prefix}$aws/rules/*/greenhouse/${{iot:Connection.Thing.ThingName}}/climate",
+    ]

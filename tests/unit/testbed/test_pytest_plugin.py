@@ -10,7 +10,9 @@ from pathlib import Path
 
 
 def run_pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "BACKEND", "IAM", "INGRESS", "TESTBED_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "BACKEND", "IAM", "INGRESS", "TESTBED_"))
+    }
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
         cwd=folder,
