@@ -35,6 +35,8 @@ class RunSummary(TypedDict):
     send_span_s: float
     sent_per_s: dict[str, int]
     ack_latency_ms: dict[str, float]
+    # how many publishes had each payload size in bytes (what AWS meters a message by)
+    payload_sizes: dict[str, int]
     per_device: dict[str, DeviceSummary]
 
 
@@ -70,12 +72,14 @@ class Recorder:
     failed_by_cause: Counter[str] = field(default_factory=Counter)
     reconnects: int = 0
     connect_errors: int = 0
+    payload_sizes: Counter[int] = field(default_factory=Counter)
 
     def generated(self, emitted: Emitted) -> None:
         """The device produced this publish (whether or not it ever leaves the client)."""
         record = self.devices[emitted.device_id]
         record.published += 1
         self.published += 1
+        self.payload_sizes[len(emitted.payload)] += 1
         if emitted.faults:
             record.faults.setdefault(emitted.msg_id, []).extend(emitted.faults)
 
@@ -123,6 +127,7 @@ class Recorder:
         self.failed_by_cause.update(other["failed_by_cause"])
         self.reconnects += other["reconnects"]
         self.connect_errors += other["connect_errors"]
+        self.payload_sizes.update({int(size): n for size, n in other.get("payload_sizes", {}).items()})
 
     def to_dict(self, raw: bool = False) -> RawRunSummary:
         out: RawRunSummary = {
@@ -137,6 +142,7 @@ class Recorder:
             "send_span_s": round(self.last_send - self.first_send, 3) if self.lateness_s else 0.0,
             "sent_per_s": {str(k): v for k, v in sorted(self.sent_per_s.items())},
             "ack_latency_ms": percentiles(self.ack_latency_s),
+            "payload_sizes": {str(size): n for size, n in sorted(self.payload_sizes.items())},
             "per_device": {
                 device_id: {
                     "published": r.published,

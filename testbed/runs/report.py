@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -125,6 +125,8 @@ class RunOutcome:
     latency_ms: np.ndarray  # device timestamp to stored, per reading
     emulator_rss_mb: float | None
     faults: list[dict[str, Any]]  # one entry per injected fault
+    # what the same traffic would cost on AWS (testbed/cost), or {"error": why it could not be counted}
+    cost: dict[str, Any] = field(default_factory=dict)
 
     @property
     def latency_percentiles(self) -> dict[str, float]:
@@ -243,6 +245,7 @@ def report_of(outcome: RunOutcome) -> dict[str, Any]:
         "reconciliation": result.as_dict(),
         "alert_check": outcome.alert_check,
         "faults_injected": outcome.faults,
+        "cost": outcome.cost,
     }
 
 
@@ -295,6 +298,37 @@ def write_junit(path: Path, report: dict[str, Any]) -> None:
     ElementTree.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
 
 
+def cost_lines(cost: dict[str, Any]) -> list[str]:
+    """The report's cost section in Markdown: per service for the run and for a month at its rate."""
+    if not cost:
+        return []
+    if "error" in cost:
+        return ["## What this traffic would cost on AWS", "", f"Not counted: {cost['error']}", ""]
+    run, month, prices = cost["run"], cost["month"], cost["prices"]
+    return [
+        "## What this traffic would cost on AWS",
+        "",
+        f"List prices of {prices['region']} as of {prices['as_of']} (testbed/cost/prices/); a month is 30 days at "
+        f"this run's {month['rate_msg_s']:,} msg/s. The free tier is shown apart, never subtracted.",
+        "",
+        f"| service | this run ({run['period_s']:g} s), {prices['currency']} | a month, {prices['currency']} |",
+        "|---|---|---|",
+        *(
+            f"| {service} | {usd:.6f} | {month['by_service_usd'][service]:,.2f} |"
+            for service, usd in run["by_service_usd"].items()
+        ),
+        f"| **total** | **{run['total_usd']:.6f}** | **{month['total_usd']:,.2f}** |",
+        f"| the free tier would cover | | {month['free_tier_would_cover_usd']:,.2f} |",
+        "",
+        "A month would save: "
+        + "; ".join(f"{name}: {saved:,.2f}" for name, saved in cost["month_savings_usd"].items())
+        + ".",
+        "",
+        *(f"- {kind}: {text}" for kind, text in cost["basis"].items()),
+        "",
+    ]
+
+
 def write_markdown(path: Path, report: dict[str, Any]) -> None:
     latency = report["e2e_latency_ms"]
     lines = [
@@ -339,6 +373,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
             ),
             "",
         ]
+    lines += cost_lines(report.get("cost", {}))
     if report["reconciliation"]["unexplained"]:
         lines += ["## Unexplained", "", *(f"- {json.dumps(u)}" for u in report["reconciliation"]["unexplained"])]
     path.write_text("\n".join(lines) + "\n")

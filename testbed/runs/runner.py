@@ -22,6 +22,10 @@ from simulator.devices import device_ids as fleet_device_ids
 from simulator.fleet import load_fleet
 from simulator.run import RunConfig, WorkerProgress, live_run_with_progress
 from simulator.summary import RunSummary
+from telemetry.outputs import StackOutputs
+from testbed.cost.bill import cost_section
+from testbed.cost.measure import RunFacts, cost_or_reason
+from testbed.cost.prices import PriceError, load_prices
 from testbed.lifecycle.stack import Stack
 from testbed.paths import REPORTS_DIR
 from testbed.runs.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting, throttle_processor
@@ -175,6 +179,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     stores.drain_alerts(wait_s=0)
     function = stack.client("lambda").get_function_configuration(FunctionName=outputs.processor_function_name)
     settings = Settings.from_env(function["Environment"]["Variables"])
+    counters_before = stack.backend.ingress_counters()
     started = time.time()
     faults.start(at=started + 1.0)  # the simulator's clock starts about a second after it is called
     try:
@@ -214,6 +219,15 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     alerts = [a for a in stores.drain_alerts() if a["device_id"] in set(device_ids)]
 
     result = reconcile(summary, [(i.device_id, i.msg_id) for i in items], quarantined, dead)
+    counters_after = stack.backend.ingress_counters()
+    forwarded = (
+        int(counters_after["forwarded"] - counters_before["forwarded"])
+        if "forwarded" in counters_before and "forwarded" in counters_after
+        else None
+    )
+    facts = RunFacts(
+        summary, result, device_ids, started, scenario.basic_ingest, forwarded, len(quarantined), len(alerts)
+    )
     stored_at = np.array([i.stored_at_ms for i in items], dtype=float) / 1000
     faults_report: list[dict[str, Any]] = []
     if injected:
@@ -233,10 +247,22 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
         latency_ms=np.array([i.stored_at_ms - i.ts for i in items], dtype=float),
         emulator_rss_mb=stack.backend.emulator_rss_mb(),
         faults=faults_report,
+        cost=run_cost(stack, outputs, facts),
     )
     folder = reports_dir / run_id
     write_report(folder, outcome)
     return ScenarioRun(folder, outcome)
+
+
+def run_cost(stack: Stack, outputs: StackOutputs, facts: RunFacts) -> dict[str, Any]:
+    """The report's cost section, or the reason it has none (the run's report is written either way)."""
+    traffic = cost_or_reason(stack, outputs, facts)
+    if isinstance(traffic, str):
+        return {"error": traffic}
+    try:
+        return cost_section(traffic, load_prices(outputs.region))
+    except PriceError as exc:
+        return {"error": str(exc)}
 
 
 def compare(first: Path, second: Path) -> list[tuple[str, Any, Any]]:

@@ -214,9 +214,13 @@ class Stores:
             if modified >= since:
                 yield key, self.s3.get_object(Bucket=self.outputs.need("archive_bucket_name"), Key=key)["Body"].read()
 
+    def archived_lines(self, since: float = 0.0) -> list[bytes]:
+        """Archived lines (one record each) of objects written since `since` (epoch s); GZIP on AWS
+        is not handled here."""
+        return [line for _, body in self._objects(RAW_PREFIX, since) for line in body.splitlines() if line]
+
     def archived_messages(self, since: float = 0.0) -> list[dict[str, Any]]:
-        """Archived lines of objects written since `since` (epoch s); GZIP on AWS is not handled here."""
-        return [json.loads(line) for _, body in self._objects(RAW_PREFIX, since) for line in body.splitlines() if line]
+        return [json.loads(line) for line in self.archived_lines(since)]
 
     def quarantined(self, since: float = 0.0) -> list[dict[str, Any]]:
         """Quarantine documents written since `since` (epoch s), with their object keys."""

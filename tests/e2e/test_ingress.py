@@ -268,7 +268,10 @@ def test_a_scenario_chooses_basic_ingest_and_its_run_reconciles(stack: Stack, ru
     acked = run.outcome.summary["acked"]
     assert acked > 0
     assert stack.backend.ingress_counters()["basic_ingest"] - before >= acked
-    assert json.loads((run.folder / "report.json").read_text())["basic_ingest"] is True
+    report = json.loads((run.folder / "report.json").read_text())
+    assert report["basic_ingest"] is True
+    messaging = next(line for line in report["cost"]["run"]["lines"] if line["item"] == "iot.messages")
+    assert messaging["quantity"] == 0 and "Basic Ingest" in messaging["basis"], "AWS charges it no messaging"
 
 
 def test_a_device_cannot_publish_for_another_through_a_basic_ingest_topic(

@@ -37,6 +37,7 @@ def summary(acked: dict[str, list[int]], faults: dict[str, dict[int, list[str]]]
         "send_span_s": 0.0,
         "sent_per_s": {},
         "ack_latency_ms": {},
+        "payload_sizes": {"300": published},
         "per_device": per_device,
     }
 

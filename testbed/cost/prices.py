@@ -1,0 +1,97 @@
+"""AWS list prices, one JSON file per region (prices/<region>.json), with their sources and date.
+
+The files are data a user updates by hand; a file that would make a bill wrong (a negative price,
+a missing item, an unknown one) is refused, naming the file and the item.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from testbed.exceptions import TestbedError
+
+PRICES_DIR = Path(__file__).parent / "prices"
+# Every item a bill prices: a price file must give each, and nothing else.
+ITEMS = (
+    "iot.connection_minutes",
+    "iot.messages",
+    "iot.rules_triggered",
+    "iot.actions_executed",
+    "sqs.requests",
+    "lambda.requests",
+    "lambda.gb_seconds",
+    "dynamodb.write_request_units",
+    "dynamodb.storage_gb_month",
+    "firehose.ingested_gb",
+    "s3.put_requests",
+    "s3.storage_gb_month",
+    "sns.publishes",
+    "kms.requests",
+    "kms.keys",
+    "secretsmanager.secrets",
+    "logs.ingested_gb",
+    "cloudwatch.alarms",
+)
+
+
+class PriceError(TestbedError):
+    """A price file is missing or would price a bill wrong."""
+
+
+class Price(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    usd: float = Field(ge=0)
+    per: float = Field(gt=0)
+    unit: str
+    free_per_month: float = Field(default=0, ge=0)
+    free_note: str = ""
+
+    def cost(self, quantity: float) -> float:
+        return quantity * self.usd / self.per
+
+
+class PriceBook(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    region: str
+    currency: str
+    as_of: str
+    note: str = ""
+    sources: dict[str, str]
+    prices: dict[str, Price]
+
+
+def load_prices(region: str = "us-east-1", path: Path | None = None) -> PriceBook:
+    """The region's price file (or `path`), checked."""
+    source = path or PRICES_DIR / f"{region}.json"
+    if path is None and not source.is_file():
+        shipped = sorted(p.stem for p in PRICES_DIR.glob("*.json"))
+        raise PriceError(f"no price file for {region} (shipped: {', '.join(shipped)}); give one with --prices")
+    try:
+        book = PriceBook.model_validate(json.loads(source.read_text()))
+    except (OSError, ValueError) as exc:
+        detail = (
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            if isinstance(exc, ValidationError)
+            else str(exc)
+        )
+        raise PriceError(f"cannot use the price file {source}: {detail}") from None
+    missing = sorted(set(ITEMS) - set(book.prices))
+    unknown = sorted(set(book.prices) - set(ITEMS))
+    if missing or unknown:
+        raise PriceError(
+            f"the price file {source} "
+            + "; ".join(
+                part
+                for part in (
+                    f"lacks {', '.join(missing)}" if missing else "",
+                    f"has items no bill uses: {', '.join(unknown)}" if unknown else "",
+                )
+                if part
+            )
+        )
+    return book
