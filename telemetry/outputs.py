@@ -59,7 +59,16 @@ class StackOutputs:
         missing = [n for n in cls.required() if n not in raw]
         if missing:
             raise OutputsError(f"stack outputs missing: {', '.join(missing)} (is the stack deployed and current?)")
-        return cls(**{n: raw[n]["value"] for n in cls.names() if n in raw})
+        values = {n: raw[n]["value"] for n in cls.names() if n in raw}
+        wrong = [f"{n} ({type(values[n]).__name__})" for n in cls.required() if not isinstance(values[n], str)]
+        if wrong:
+            raise OutputsError(f"stack outputs that must be text are not: {', '.join(wrong)}")
+        return cls(**values)
+
+    @property
+    def function_log_group(self) -> str:
+        """The processor's log group: the stack's output, else the one Lambda writes to by default."""
+        return self.processor_log_group_name or f"/aws/lambda/{self.processor_function_name}"
 
     def need(self, name: str) -> str:
         """An output a tool cannot work without; a stack that has none (or maps none) is told which."""

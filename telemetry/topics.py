@@ -35,12 +35,12 @@ def device_topic_pattern(template: str, placeholder: str) -> str:
     if (
         template.startswith("$")
         or "" in levels
-        or any(c in rest for c in "+#{}%")
+        or any(c in rest for c in "+#{}%*?")
         or any(c.isspace() or not c.isprintable() for c in template)
     ):
         raise TopicError(
-            f"device topic {template!r}: a topic a device publishes to, without wildcards, $, %, empty levels "
-            "or white space"
+            f"device topic {template!r}: a topic a device publishes to, without wildcards (MQTT's + #, IoT "
+            "policies' * ?), $, %, empty levels or white space"
         )
     return template.replace(DEVICE_ID, placeholder)
 

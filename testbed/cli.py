@@ -26,6 +26,9 @@ from telemetry.outputs import OutputsError, StackOutputs
 from testbed.bench import ingress_rate as bench_ingress
 from testbed.bench import processor_rate as bench_processor
 from testbed.bench import simulator_rate as bench_simulator
+from testbed.cost.bill import cost_section
+from testbed.cost.prices import load_prices
+from testbed.cost.traffic import plan
 from testbed.exceptions import TestbedError
 from testbed.lifecycle import iot_things
 from testbed.lifecycle.backends import BackendError, get_backend
@@ -93,8 +96,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
-    _stack(args).destroy()
-    console.print("destroyed: provisioned devices and every resource of infra/")
+    stack = _stack(args)
+    stack.destroy()
+    console.print(f"destroyed: provisioned devices and every resource of {stack.infra.folder}")
     return 0
 
 
@@ -136,8 +140,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
     stack = _stack(args)
     stack.terraform.init()
     changes = stack.terraform.plan_changes()
-    console.print(changes or "No changes: the deployed stack matches infra/.")
+    console.print(changes or f"No changes: the deployed stack matches {stack.infra.folder}.")
     return 0
+
+
+def cost_summary(cost: dict[str, Any]) -> str:
+    """One line: what the run would cost on AWS, and a month at its rate."""
+    if not cost or "error" in cost:
+        return f"AWS cost not counted: {cost.get('error', 'no cost section')}"
+    month = cost["month"]
+    largest = max(month["by_service_usd"], key=month["by_service_usd"].get)
+    return (
+        f"on AWS ({cost['prices']['region']}, prices of {cost['prices']['as_of']}): {cost['run']['total_usd']:.4f} "
+        f"{cost['prices']['currency']} for this run, {month['total_usd']:,.2f} for a 30-day month at "
+        f"{month['rate_msg_s']:,} msg/s ({largest} the largest part; report.md itemizes it)"
+    )
 
 
 def _simulate(stack: Stack, scenario: Scenario) -> int:
@@ -164,6 +181,7 @@ def _simulate(stack: Stack, scenario: Scenario) -> int:
         "e2e_latency_ms",
     )
     console.print_json(json.dumps({k: report[k] for k in keys}))
+    console.print(cost_summary(report.get("cost", {})))
     print(folder)
     return 0 if report["passed"] else 1
 
@@ -194,6 +212,37 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.html is not None:
         folders = [p if p.is_dir() else p.parent for p in (args.first, args.second)]
         console.print(f"side by side: {write_comparison(args.html, folders)}")
+    return 0
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    """What a planned load would cost on AWS in a 30-day month, without running it."""
+    prices = load_prices(args.region, args.prices)
+    traffic = plan(
+        rate_msg_s=args.rate,
+        devices=args.devices,
+        payload_bytes=args.payload_bytes,
+        batch=args.batch,
+        ms_per_invocation=args.ms_per_invocation,
+        memory_mb=args.memory_mb,
+        basic_ingest=args.basic_ingest,
+    )
+    section = cost_section(traffic, prices)
+    if args.json:
+        print(json.dumps(section["month"] | {"savings_usd": section["month_savings_usd"], "prices": section["prices"]}))
+        return 0
+    month = section["month"]
+    table = Table(title=f"A 30-day month at {args.rate:,g} msg/s ({prices.region} list prices of {prices.as_of})")
+    for column in ("item", "quantity", "unit", prices.currency, "counted as"):
+        table.add_column(column, justify="right" if column in ("quantity", prices.currency) else "left")
+    for line in month["lines"]:
+        table.add_row(line["item"], f"{line['quantity']:,.2f}", line["unit"], f"{line['usd']:,.2f}", line["basis"])
+    table.add_row("total", "", "", f"{month['total_usd']:,.2f}", "")
+    console.print(table)
+    console.print(f"the free tier would cover {month['free_tier_would_cover_usd']:,.2f} (not subtracted above)")
+    for name, saved in section["month_savings_usd"].items():
+        console.print(f"{name}: saves {saved:,.2f} a month")
+    console.print(f"assumed: {section['basis']['assumed']}")
     return 0
 
 
@@ -243,7 +292,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     stack = _stack(args)
     sources: list[Source] = [FileSource(name, path) for name, path in stack.backend.log_files().items()]
     if stack.outputs_file.exists():
-        group = stack.outputs().need("processor_log_group_name")
+        group = stack.outputs().function_log_group
         since_ms = int((time.time() - args.since * 60) * 1000)
         sources.append(LogGroupSource(stack.client("logs"), group, since_ms))
     if args.source:
@@ -446,6 +495,20 @@ def build_parser() -> argparse.ArgumentParser:
     comparison.add_argument("second", type=Path)
     comparison.add_argument("--html", type=Path, help="also write both reports side by side to this HTML file")
     comparison.set_defaults(func=cmd_compare)
+    cost = sub.add_parser("cost", help="what a planned load would cost on AWS in a 30-day month, without running it")
+    cost.add_argument("--rate", type=positive_float, required=True, help="messages per second, sustained")
+    cost.add_argument("--devices", type=positive_int, required=True, help="devices connected all month")
+    cost.add_argument("--payload-bytes", type=positive_int, required=True, help="bytes per message")
+    cost.add_argument("--batch", type=positive_int, default=10, help="records per processor invocation")
+    cost.add_argument(
+        "--ms-per-invocation", type=positive_float, default=60.0, help="processor duration (a run's report measures it)"
+    )
+    cost.add_argument("--memory-mb", type=positive_int, default=512, help="the processor's memory")
+    cost.add_argument("--basic-ingest", action="store_true", help="devices publish through Basic Ingest")
+    cost.add_argument("--region", default="us-east-1", help="the price file's region (testbed/cost/prices/)")
+    cost.add_argument("--prices", type=Path, help="a price file of your own instead")
+    cost.add_argument("--json", action="store_true", help="print the month's bill as JSON")
+    cost.set_defaults(func=cmd_cost)
     bench = sub.add_parser("bench-processor", help="records/s through the processor, in-process and deployed")
     bench.add_argument("--in-process-only", action="store_true", help="skip the deployed function")
     bench.set_defaults(func=cmd_bench_processor)

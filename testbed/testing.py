@@ -118,7 +118,7 @@ def new_device_id() -> str:
 def denied_calls(stack: Stack, since_ms: int) -> list[str]:
     """Each call IAM denied the processor since `since_ms`, from its log: the action, and the resource
     where the error names one (ministack's SNS does not)."""
-    group = stack.outputs().need("processor_log_group_name")
+    group = stack.outputs().function_log_group
     found = set()
     for _, _, line in log_events(stack.client("logs"), group, since_ms):
         for match in DENIED.finditer(line):

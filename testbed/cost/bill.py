@@ -65,13 +65,14 @@ class Bill:
 
 
 def bill_of(traffic: Traffic, prices: PriceBook) -> Bill:
-    """Price each item; on a month's bill, the free tier each item has is shown, not subtracted."""
+    """Price each item; a month's bill prices through the volume tiers and shows the free tier each
+    item has beside it, not subtracted."""
     monthly = traffic.seconds == MONTH_S
     quantities, lines = traffic.quantities(), []
     for item in ITEMS:
         (quantity, basis), price = quantities[item], prices.prices[item]
         free = price.cost(min(quantity, price.free_per_month)) if monthly else 0.0
-        lines.append(Line(item, quantity, price.unit, price.cost(quantity), basis, free))
+        lines.append(Line(item, quantity, price.unit, price.cost(quantity, tiered=monthly), basis, free))
     return Bill(tuple(lines), prices, traffic.seconds)
 
 

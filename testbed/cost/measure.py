@@ -145,9 +145,14 @@ def measured_traffic(stack: Any, outputs: StackOutputs, facts: RunFacts) -> Traf
     message_units = units * acked / generated if generated else 0.0
     actions = facts.forwarded if facts.forwarded is not None else acked
     since_ms = int(facts.started * 1000) - 1000
-    invocations, records, milliseconds, log_bytes = _invocations(
-        stack.client("logs"), outputs.need("processor_log_group_name"), since_ms
-    )
+    unmeasured: list[str] = []
+    try:
+        invocations, records, milliseconds, log_bytes = _invocations(
+            stack.client("logs"), outputs.function_log_group, since_ms
+        )
+    except (BotoCoreError, ClientError) as exc:  # the rest of the bill still stands
+        invocations, records, milliseconds, log_bytes = 0, 0, 0.0, 0.0
+        unmeasured.append(f"the processor's invocations and log bytes ({exc})")
     function = stack.client("lambda").get_function_configuration(FunctionName=outputs.processor_function_name)
     archive_units, archive_bytes = _archive(stores, facts.started - 5, result.stored)
     buffer_mib, buffer_s = _buffer(stack, outputs.archive_stream_name)
@@ -179,6 +184,7 @@ def measured_traffic(stack: Any, outputs: StackOutputs, facts: RunFacts) -> Traf
             f"(their payload sizes), {actions:,} forwarded by the rule, {invocations:,} invocations from the "
             "processor's log lines, the stored items' sizes, the archive's records, the log bytes",
             "not counted": NOT_COUNTED,
+            **({"not measured": "; ".join(unmeasured)} if unmeasured else {}),
         },
     )
 

@@ -7,9 +7,10 @@ a missing item, an unknown one) is refused, naming the file and the item.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from testbed.exceptions import TestbedError
 
@@ -41,17 +42,42 @@ class PriceError(TestbedError):
     """A price file is missing or would price a bill wrong."""
 
 
+class Tier(BaseModel):
+    """A monthly volume tier: `usd` per `per` units for the units of a month above `above`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    above: float = Field(gt=0)
+    usd: float = Field(ge=0)
+
+
 class Price(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    usd: float = Field(ge=0)
+    usd: float = Field(ge=0)  # the first tier's price (a run's quantities never leave it)
     per: float = Field(gt=0)
     unit: str
     free_per_month: float = Field(default=0, ge=0)
     free_note: str = ""
+    # the monthly volume tiers after the first, in ascending order (a month's bill prices through them)
+    tiers: tuple[Tier, ...] = ()
 
-    def cost(self, quantity: float) -> float:
-        return quantity * self.usd / self.per
+    @model_validator(mode="after")
+    def _tiers_ascend(self) -> Price:
+        bounds = [tier.above for tier in self.tiers]
+        if bounds != sorted(set(bounds)):
+            raise ValueError("tiers must ascend")
+        return self
+
+    def cost(self, quantity: float, tiered: bool = False) -> float:
+        """The quantity at the first tier's price, or through the volume tiers (a month's bill)."""
+        if not tiered:
+            return quantity * self.usd / self.per
+        bounds = [0.0, *(tier.above for tier in self.tiers)]
+        rates = [self.usd, *(tier.usd for tier in self.tiers)]
+        ends = [*bounds[1:], math.inf]
+        segments = zip(bounds, ends, rates, strict=True)
+        return sum(max(0.0, min(quantity, end) - start) * rate / self.per for start, end, rate in segments)
 
 
 class PriceBook(BaseModel):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -16,7 +17,8 @@ from testbed.exceptions import TestbedError
 from testbed.paths import INFRA_DIR
 
 # What the testbed sets on the stacks it deploys; a stack of the user's own gets each it declares.
-TESTBED_VARIABLES = frozenset({"emulator", "enable_iot_rule", "region", "environment_suffix", "lambda_zip_path"})
+TESTBED_VARIABLES = frozenset({"emulator", "enable_iot_rule", "region", "environment_suffix"})
+logger = logging.getLogger(__name__)
 VARIABLE_BLOCK = re.compile(r'^\s*variable\s+"([^"]+)"', re.MULTILINE)
 
 
@@ -66,11 +68,18 @@ class Infrastructure:
 
     def variables(self, testbed: Mapping[str, Any], user: Mapping[str, Any]) -> dict[str, Any]:
         """The user's variables over the testbed's; of those the testbed sets (TESTBED_VARIABLES), a
-        stack of the user's own gets only the ones it declares (Terraform warns of any other)."""
+        stack of the user's own gets only the ones it declares (Terraform warns of any other), and
+        never this project's Lambda bundle (its own build makes its bundles)."""
         merged = {**testbed, **user}
         if self.shipped:
             return merged
+        merged.pop("lambda_zip_path", None)
         declared = self.declared_variables()
+        if "environment_suffix" in merged and "environment_suffix" not in declared:
+            logger.warning(
+                "%s declares no environment_suffix: stacks deployed to one emulator from it share resource names",
+                self.folder,
+            )
         return {name: value for name, value in merged.items() if name in declared or name not in TESTBED_VARIABLES}
 
     def outputs(self, raw: Mapping[str, Any], region: str) -> dict[str, Any]:

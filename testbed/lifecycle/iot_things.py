@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from telemetry.topics import BASIC_INGEST_PREFIX, DEVICE_TOPIC_TEMPLATE, device_topic_pattern
+from telemetry.topics import DEVICE_TOPIC_TEMPLATE, device_topic_pattern
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +25,8 @@ MANIFEST = "manifest.json"
 def device_policy(
     region: str, account: str, partition: str = "aws", device_topic: str = DEVICE_TOPIC_TEMPLATE
 ) -> dict[str, Any]:
-    """Connect as your own thing name, publish to your own telemetry topic (directly or through a rule's
-    Basic Ingest topic): nothing else."""
+    """Connect as your own thing name, publish to your own telemetry topic: nothing else (a wildcard for
+    a rule's Basic Ingest prefix would also match topics of more levels, other devices' ids among them)."""
     prefix = f"arn:{partition}:iot:{region}:{account}"
     own = device_topic_pattern(device_topic, "${iot:Connection.Thing.ThingName}")
     return {
@@ -40,7 +40,7 @@ def device_policy(
             {
                 "Effect": "Allow",
                 "Action": "iot:Publish",
-                "Resource": [f"{prefix}:topic/{own}", f"{prefix}:topic/{BASIC_INGEST_PREFIX}*/{own}"],
+                "Resource": f"{prefix}:topic/{own}",
             },
         ],
     }

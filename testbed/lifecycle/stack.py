@@ -12,13 +12,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ingress.rule import RuleError, parse_rule
 from telemetry.outputs import OutputsError, StackOutputs
 from testbed.lifecycle import iot_things
 from testbed.lifecycle.backends import Backend
 from testbed.lifecycle.build import build
 from testbed.lifecycle.infra import InfraError, Infrastructure
 from testbed.lifecycle.terraform import Terraform
-from testbed.paths import LAMBDA_ZIP
+from testbed.paths import INFRA_DIR, LAMBDA_ZIP
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class Stack:
             print(f"terraform -chdir={folder} apply  # with variables {self.variables_text()}")
             self.backend.start_ingress(self.outputs_file, self.ingress)
             return None
+        self.claim_state()
         if self.infra.shipped:  # a stack of the user's own packages its functions itself
             build()
         self.terraform.rehome_queues(self.backend.endpoint_url())
@@ -71,14 +73,47 @@ class Stack:
         self.backend.verify_delivery()
         return StackOutputs.from_terraform(outputs)
 
+    @property
+    def infra_marker(self) -> Path:
+        """Which Terraform folder the state in the work folder belongs to."""
+        return self.backend.state_dir / "terraform" / "infra-folder"
+
+    def claim_state(self) -> None:
+        """One state holds one stack: applying (or destroying with) another folder over it would
+        destroy the stack it holds, so that is refused, naming both folders."""
+        folder = str(self.infra.folder.resolve())
+        if self.infra_marker.exists():  # empty once the stack was destroyed
+            recorded = self.infra_marker.read_text().strip() or folder
+        elif self.infra_marker.parent.exists():  # a state from before folders were recorded: infra/'s
+            recorded = str(INFRA_DIR.resolve())
+        else:
+            recorded = folder
+        if recorded != folder:
+            raise InfraError(
+                f"the state in {self.infra_marker.parent} holds the stack deployed from {recorded}; applying "
+                f"{folder} over it would destroy that stack. Destroy it first (TESTBED_INFRA_DIR={recorded} "
+                "make destroy), or give this stack a state folder of its own (TESTBED_STATE_DIR=...)"
+            )
+        self.infra_marker.parent.mkdir(parents=True, exist_ok=True)
+        self.infra_marker.write_text(folder + "\n")
+
     def contract_outputs(self) -> dict[str, Any]:
         """`terraform output -json` under the contract's names (what the bridge and the services read);
         a stack that lacks an output the ingress needs is named here, before anything runs on it."""
         try:
             outputs = self.infra.outputs(json.loads(self.terraform.outputs_json()), self.backend.region)
-            StackOutputs.from_terraform(outputs)
+            sql = StackOutputs.from_terraform(outputs).iot_rule_sql
         except OutputsError as exc:
             raise InfraError(f"the stack in {self.infra.folder}: {exc}") from None
+        try:
+            rule = parse_rule(sql)
+        except RuleError:  # SQL the bridge does not evaluate: it names the part when it starts
+            return outputs
+        if not rule.matches(self.backend.device_topic.format(device_id="device-1")):
+            raise InfraError(
+                f"devices publish on {self.backend.device_topic}, which the topic rule's FROM "
+                f"'{rule.topic_filter}' does not match: set TESTBED_DEVICE_TOPIC to the devices' topic"
+            )
         return outputs
 
     def use_ingress(self, mode: str) -> None:
@@ -101,11 +136,13 @@ class Stack:
     def destroy(self) -> None:
         """Remove every provisioned device (things, certificates, policies), then all that Terraform deployed."""
         self.backend.start()
+        self.claim_state()
         iot = self.client("iot")
         for manifest in sorted(self.backend.state_dir.glob(f"things/*/{iot_things.MANIFEST}")):
             removed = iot_things.deprovision(iot, manifest.parent)
             logger.info("removed %d thing(s) listed in %s", removed, manifest)
         self.terraform.destroy()
+        self.infra_marker.write_text("")
 
     def outputs(self) -> StackOutputs:
         return StackOutputs.from_terraform(self.contract_outputs())

@@ -12,7 +12,6 @@ from rich.table import Table
 from simulator.devices import Emitted
 from simulator.transport import MqttFleet
 from telemetry import new_message
-from telemetry.topics import telemetry_topic
 from testbed.lifecycle.stack import Stack
 from testbed.runs.stores import Stores, WaitTimeout, wait_for
 
@@ -24,7 +23,9 @@ def publish(stack: Stack, device_id: str, payloads: list[bytes]) -> None:
     backend = stack.backend
     backend.provision_devices([device_id])
     target = backend.mqtt_target()
-    fleet = MqttFleet(target.host, target.port, qos=1, credentials=target.credentials, tls=target.tls)
+    fleet = MqttFleet(
+        target.host, target.port, qos=1, credentials=target.credentials, tls=target.tls, topic=backend.device_topic
+    )
     fleet.connect(device_id)
     now = time.time()
     for n, payload in enumerate(payloads, start=1):
@@ -63,7 +64,8 @@ def run_demo(stack: Stack, console: Console) -> bool:
         for msg_id, signing_key in ((1, key), (2, b"not-the-fleet-key"))
     )
     publish(stack, device_id, [json.dumps(message).encode(), json.dumps(forged).encode()])
-    console.print(f"published {device_id}#1 (temperature 58.5 C) and a forged #2 to {telemetry_topic(device_id)}")
+    topic = stack.backend.device_topic.format(device_id=device_id)
+    console.print(f"published {device_id}#1 (temperature 58.5 C) and a forged #2 to {topic}")
 
     stores = Stores.connect(outputs, stack.client)
     item = wait_for("the reading in DynamoDB", lambda: stores.reading(device_id, ts, 1), DEMO_TIMEOUT_S)

@@ -107,9 +107,42 @@ def run_section(report: dict[str, Any], folder: Path) -> str:
         f"<p>{report['alerts']:,} alert(s)</p><pre>{_e(json.dumps(report['alert_check'], indent=2))}</pre>",
         '<h2 id="unexplained">Lost and unexplained</h2>',
         _unexplained(report["reconciliation"]),
+        '<h2 id="cost">What this traffic would cost on AWS</h2>',
+        _cost(report.get("cost", {})),
         "</section>",
     ]
     return "\n".join(parts)
+
+
+def _cost(cost: dict[str, Any]) -> str:
+    """The run's bill and a month's at its rate, per item, with how each was counted."""
+    if not cost or "error" in cost:
+        return f"<p>not counted: {_e(cost.get('error', 'no cost section in this report'))}</p>"
+    prices, month = cost["prices"], cost["month"]
+    month_usd = {line["item"]: line["usd"] for line in month["lines"]}
+    rows = [
+        (
+            line["item"],
+            f"{line['quantity']:,.4g} {line['unit']}",
+            f"{line['usd']:.6f}",
+            f"{month_usd[line['item']]:,.2f}",
+            line["basis"],
+        )
+        for line in cost["run"]["lines"]
+    ]
+    rows.append(("total", "", f"{cost['run']['total_usd']:.6f}", f"{month['total_usd']:,.2f}", ""))
+    header = ("item", "this run", f"run, {prices['currency']}", f"month, {prices['currency']}", "counted as")
+    notes = [f"{name}: saves {saved:,.2f} a month" for name, saved in cost["month_savings_usd"].items()]
+    notes += [f"{kind}: {text}" for kind, text in cost["basis"].items()]
+    return (
+        f"<p>{_e(prices['region'])} list prices as of {_e(prices['as_of'])}; a month is 30 days at "
+        f"{month['rate_msg_s']:,} msg/s; the free tier (it would cover {month['free_tier_would_cover_usd']:,.2f}) "
+        "is not subtracted.</p>\n"
+        + _table(header, rows)
+        + "<ul>"
+        + "".join(f"<li>{_e(note)}</li>" for note in notes)
+        + "</ul>"
+    )
 
 
 def _unexplained(reconciliation: dict[str, Any]) -> str:

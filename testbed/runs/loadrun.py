@@ -60,7 +60,16 @@ def run_step(stack: Stack, devices: int, rate_msg_s: float, duration_s: float, s
     )
     started = time.time()
     summary = live_run(
-        RunConfig.for_target(target, fleet=fleet, seed=seed, key=key, duration_s=duration_s, qos=1, workers=1)
+        RunConfig.for_target(
+            target,
+            fleet=fleet,
+            seed=seed,
+            key=key,
+            duration_s=duration_s,
+            qos=1,
+            workers=1,
+            topic=stack.backend.device_topic,
+        )
     )
     acked = acked_ids(summary)
     stores = Stores.connect(outputs, stack.client)

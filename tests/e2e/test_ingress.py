@@ -270,6 +270,7 @@ def test_a_scenario_chooses_basic_ingest_and_its_run_reconciles(stack: Stack, ru
     assert stack.backend.ingress_counters()["basic_ingest"] - before >= acked
     report = json.loads((run.folder / "report.json").read_text())
     assert report["basic_ingest"] is True
+    assert "run" in report["cost"], report["cost"]
     messaging = next(line for line in report["cost"]["run"]["lines"] if line["item"] == "iot.messages")
     assert messaging["quantity"] == 0 and "Basic Ingest" in messaging["basis"], "AWS charges it no messaging"
 

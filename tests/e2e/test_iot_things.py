@@ -41,11 +41,7 @@ def test_things_certificates_and_a_thing_scoped_policy_come_and_go(stack: Stack,
         assert (tmp_path / f"{device_id}.private.key").stat().st_mode & 0o077 == 0, "the key is private"
     document = json.loads(iot.get_policy(policyName="test-device-policy")["policyDocument"])
     assert document == device_policy("us-east-1", "000000000000")
-    published = document["Statement"][1]["Resource"]
-    assert [r.split(":topic/", 1)[1] for r in published] == [
-        "sensors/${iot:Connection.Thing.ThingName}/telemetry",
-        "$aws/rules/*/sensors/${iot:Connection.Thing.ThingName}/telemetry",
-    ]
+    assert "topic/sensors/${iot:Connection.Thing.ThingName}/telemetry" in document["Statement"][1]["Resource"]
 
     assert deprovision(iot, tmp_path, ["prov-00001", "not-ours"]) == 1, "a run releases only its own devices"
     assert sorted(json.loads((tmp_path / MANIFEST).read_text())["things"]) == ["prov-00000", "prov-00002"]

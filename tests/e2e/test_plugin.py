@@ -96,3 +96,5 @@ def test_a_repository_with_terraform_of_its_own_passes_the_readmes_test_on_the_e
     result = run_their_pytest(repo, their_env())
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "1 passed" in result.stdout
+    assert not list((repo / "infra").glob("*tfstate*")), "the state is the testbed's, never in their folder"
+    assert not (repo / "infra" / "backend_override.tf").exists()

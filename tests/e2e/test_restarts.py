@@ -65,7 +65,7 @@ def test_the_processors_log_lines_are_readable(stack: Stack, stores: Stores, sig
         FunctionName=stack.outputs().processor_function_name, Payload=json.dumps(event).encode()
     )
     assert json.loads(response["Payload"].read()) == {"batchItemFailures": []}
-    group = stack.outputs().need("processor_log_group_name")
+    group = stack.outputs().function_log_group
     logs = stack.client("logs")
     try:
         lines = wait_for(

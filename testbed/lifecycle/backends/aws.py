@@ -19,7 +19,13 @@ from simulator.run import MqttTarget
 from simulator.tls import IOT_MQTT_TLS_PORT, DeviceCertificates
 from telemetry.topics import DEVICE_TOPIC_TEMPLATE
 from testbed.lifecycle import iot_things
-from testbed.lifecycle.backends.base import DEFAULT_REGION, Backend, BackendError, device_topic_setting
+from testbed.lifecycle.backends.base import (
+    DEFAULT_REGION,
+    Backend,
+    BackendError,
+    device_topic_setting,
+    linked_copy,
+)
 from testbed.paths import STATE_ROOT
 
 BACKEND_OVERRIDE = 'terraform {\n  backend "s3" {}\n}\n'
@@ -110,19 +116,8 @@ class AwsBackend(Backend):
         """Nothing runs locally; `destroy` removes what was deployed."""
 
     def terraform_setup(self, work_dir: Path, infra_dir: Path) -> tuple[Path, list[str] | None]:
-        """A copy of `infra_dir` made of symlinks plus the S3 backend override; the user's settings file."""
-        infra = self.state_dir / "infra"
-        infra.mkdir(parents=True, exist_ok=True)
-        sources = {source.name: source.resolve() for source in infra_dir.glob("*.tf")}
-        sources.pop("backend_override.tf", None)
-        for link in infra.glob("*.tf"):  # gone from the folder, or from another folder (TESTBED_INFRA_DIR changed)
-            if link.is_symlink() and link.resolve() != sources.get(link.name):
-                link.unlink()
-        for name, source in sources.items():
-            if not (infra / name).is_symlink():
-                (infra / name).symlink_to(source)
-        (infra / "backend_override.tf").write_text(BACKEND_OVERRIDE)
-        return infra, [str(self.backend_config_file)]
+        """A linked copy of `infra_dir` with the S3 backend override; the user's settings file."""
+        return linked_copy(infra_dir, self.state_dir / "infra", BACKEND_OVERRIDE), [str(self.backend_config_file)]
 
     def terraform_variables(self, lambda_zip: Path) -> dict[str, Any]:
         return {

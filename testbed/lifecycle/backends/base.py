@@ -17,6 +17,7 @@ from simulator.run import MqttTarget
 from telemetry.topics import DEVICE_TOPIC_TEMPLATE, TopicError, device_topic_pattern
 from testbed.exceptions import TestbedError
 from testbed.lifecycle import iot_things
+from testbed.paths import INFRA_DIR
 
 DEFAULT_REGION = "us-east-1"
 # Emulators accept any credentials; these never reach AWS.
@@ -25,6 +26,32 @@ EMULATOR_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "t
 
 class BackendError(TestbedError):
     """A backend cannot start or is not reachable."""
+
+
+LOCAL_BACKEND_OVERRIDE = 'terraform {\n  backend "local" {}\n}\n'
+BACKEND_OVERRIDE_FILE = "backend_override.tf"
+# never linked into a copy: Terraform's own working files, which the copy keeps for itself
+NOT_LINKED = (".terraform", ".terraform.lock.hcl", BACKEND_OVERRIDE_FILE)
+
+
+def linked_copy(source: Path, copy: Path, backend_override: str) -> Path:
+    """`copy`: a link to each entry of the Terraform folder `source` (files, modules, tfvars) plus a
+    backend override; links to anything else (another folder, a removed file) are taken away.
+    `path.module` in the copy is the copy: paths outside the folder come in as variables."""
+    copy.mkdir(parents=True, exist_ok=True)
+    entries = {
+        entry.name: entry.resolve()
+        for entry in source.iterdir()
+        if entry.name not in NOT_LINKED and not entry.name.startswith("terraform.tfstate")
+    }
+    for link in copy.iterdir():
+        if link.is_symlink() and link.resolve() != entries.get(link.name):
+            link.unlink()
+    for name, entry in entries.items():
+        if not (copy / name).is_symlink():
+            (copy / name).symlink_to(entry)
+    (copy / BACKEND_OVERRIDE_FILE).write_text(backend_override)
+    return copy
 
 
 def device_topic_setting(template: str | None = None) -> str:
@@ -187,8 +214,12 @@ class Backend(abc.ABC):
 
     def terraform_setup(self, work_dir: Path, infra_dir: Path) -> tuple[Path, list[str] | None]:
         """The folder Terraform runs in for `infra_dir` and its `-backend-config` values (None: local
-        state in work_dir)."""
-        return infra_dir, None
+        state in work_dir). infra/ runs where it is; a stack of the user's own runs in a linked copy
+        whose override file makes its state local, whatever backend it names (or none, which would
+        put the state in the user's folder, shared by every session)."""
+        if infra_dir.resolve() == INFRA_DIR.resolve():
+            return infra_dir, None
+        return linked_copy(infra_dir, self.state_dir / "infra", LOCAL_BACKEND_OVERRIDE), None
 
     def terraform_variables(self, lambda_zip: Path) -> dict[str, Any]:
         return {

@@ -158,8 +158,11 @@ class ComposeBackend(Backend):
         """Mosquitto and the rule bridge as compose services (built from the project's Dockerfile)."""
         self.check_ingress(mode)
         broker = self.broker
+        acl_before = broker.acl.read_text() if broker.acl.exists() else None
         broker.write(broker.known_devices())
         self._run(self.compose("up", "-d", "--wait", "--build", "mosquitto", "bridge"), {"INGRESS": mode})
+        if acl_before is not None and acl_before != broker.acl.read_text():  # another device topic
+            self._run(self.compose("kill", "-s", "SIGHUP", "mosquitto"))
 
     def mqtt_target(self) -> MqttTarget:
         return MqttTarget("127.0.0.1", self.mqtt_port, credentials=broker_credentials(self.broker_secret()))

@@ -83,3 +83,15 @@ def test_mapped_outputs_take_the_contracts_names_and_a_missing_one_is_named_with
         rename_outputs(raw, {"processor_function_name": "store_function"})
     with pytest.raises(OutputsError, match=r"it has: none \(is it deployed\?\)"):
         rename_outputs({}, {"dlq_url": "dead"})
+
+
+def test_an_output_the_ingress_reads_as_text_that_is_not_text_is_named() -> None:
+    with pytest.raises(OutputsError, match=r"must be text are not: iot_rule_sql \(dict\)"):
+        StackOutputs.from_terraform(terraform_json({**INGRESS, "iot_rule_sql": {"sql": "SELECT 1"}}))
+
+
+def test_the_processors_log_group_is_lambdas_own_unless_the_stack_names_one() -> None:
+    outputs = StackOutputs.from_terraform(terraform_json(INGRESS))
+    assert outputs.function_log_group == "/aws/lambda/fn"
+    named = StackOutputs.from_terraform(terraform_json({**INGRESS, "processor_log_group_name": "/team/fn"}))
+    assert named.function_log_group == "/team/fn"

@@ -22,6 +22,8 @@ from telemetry.topics import DEVICE_TOPIC_TEMPLATE, TopicError, device_topic_pat
         "greenhouse/{device_id}/climate\ntopic readwrite #",  # a second ACL line
         "greenhouse/{device_id}/cli mate",
         "greenhouse/{device_id}/%c",
+        "greenhouse/{device_id}/*",  # a wildcard in an IoT policy, though not in Mosquitto's ACL
+        "greenhouse/{device_id}/clim?te",
         "greenhouse/{device_id}/{site}",
         "greenhouse/{device_id}/\x00",
         "",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from testbed import cli
 from testbed.cost.bill import Bill, bill_of, cost_section, what_ifs
 from testbed.cost.prices import PRICES_DIR, PriceBook, PriceError, load_prices
 from testbed.cost.traffic import MONTH_S, Traffic, iot_units, plan
@@ -142,3 +145,38 @@ def test_a_region_without_a_price_file_and_a_file_that_is_not_json_are_named(tmp
     (tmp_path / "p.json").write_text("{")
     with pytest.raises(PriceError, match="cannot use the price file"):
         load_prices(path=tmp_path / "p.json")
+
+
+def test_a_month_prices_through_the_volume_tiers_a_run_stays_in_the_first(prices: PriceBook) -> None:
+    messages = prices.prices["iot.messages"]
+    # 25.92 billion: the first billion at $1.00, the next four at $0.80, the rest at $0.70 per million
+    assert messages.cost(25.92e9, tiered=True) == pytest.approx(1_000 + 4_000 * 0.8 + 20_920 * 0.7)
+    assert messages.cost(25.92e9) == pytest.approx(25_920), "a run's bill: the first tier's price"
+    assert messages.cost(0.5e9, tiered=True) == pytest.approx(500)
+
+
+def test_tiers_out_of_order_are_refused(tmp_path: Path) -> None:
+    book = json.loads((PRICES_DIR / "us-east-1.json").read_text())
+    book["prices"]["iot.messages"]["tiers"] = [{"above": 5e9, "usd": 0.7}, {"above": 1e9, "usd": 0.8}]
+    (tmp_path / "p.json").write_text(json.dumps(book))
+    with pytest.raises(PriceError, match="tiers must ascend"):
+        load_prices(path=tmp_path / "p.json")
+
+
+def test_the_cost_command_prices_a_planned_load_and_names_a_bad_price_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    printed = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=printed, width=300))
+    plan_args = ["cost", "--rate", "10", "--devices", "100", "--payload-bytes", "400"]
+    assert cli.main([*plan_args, "--json"]) == 0
+    month = json.loads(capsys.readouterr().out)
+    assert month["rate_msg_s"] == 10 and month["prices"]["as_of"] == "2026-11-30"
+    # 10 msg/s for 30 days: 25,920,000 messages of one unit at $1.00 per million
+    assert month["savings_usd"]["publish through Basic Ingest"] == pytest.approx(25.92, abs=0.01)
+    assert cli.main([*plan_args, "--basic-ingest"]) == 0
+    assert "publish through Basic Ingest: saves 0.00 a month" in printed.getvalue()
+    assert cli.main([*plan_args, "--prices", str(tmp_path / "none.json")]) == 1
+    assert f"cannot use the price file {tmp_path / 'none.json'}" in printed.getvalue()
+    with pytest.raises(SystemExit):
+        cli.main(["cost", "--rate", "0", "--devices", "1", "--payload-bytes", "1"])

@@ -18,7 +18,7 @@ from testbed.runs.html_report import write_html
 from testbed.runs.report import write_report
 from tests.unit.testbed.test_report import outcome
 
-SECTIONS = ("checks", "figures", "plots", "quarantine", "faults", "alerts", "unexplained")
+SECTIONS = ("checks", "figures", "plots", "quarantine", "faults", "alerts", "unexplained", "cost")
 HOSTILE_ID = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
 
 
@@ -68,6 +68,7 @@ def test_the_report_renders_every_section_and_plot_offline(browser: Browser, tmp
     failed = page.locator("td.bad").all_inner_texts()
     assert failed == ["FAILED"]
     assert "lost: a:3" in page.inner_text("#unexplained + ul")
+    assert "iot.messages" in page.inner_text("#cost ~ table") and "saves" in page.inner_text("#cost ~ ul")
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
 import numpy as np
 
+from testbed.cost.bill import cost_section
+from testbed.cost.prices import load_prices
+from testbed.cost.traffic import plan
 from testbed.runs.reconcile import reconcile
 from testbed.runs.report import RunOutcome, checks, write_report
 from testbed.runs.scenario import load_scenario
@@ -32,7 +36,21 @@ def outcome(scenario: str = "smoke", faults: list[dict[str, Any]] | None = None,
         latency_ms=np.array([80.0, 90.0, 100.0][: len(stored)]),
         emulator_rss_mb=None,
         faults=faults or [],
+        cost=cost_section(plan(rate_msg_s=1.5, devices=1, payload_bytes=300, seconds=2), load_prices()),
     )
+
+
+def test_the_markdown_report_itemizes_the_cost_or_says_why_it_has_none(tmp_path: Path) -> None:
+    report = write_report(tmp_path, outcome())
+    text = (tmp_path / "report.md").read_text()
+    assert "## What this traffic would cost on AWS" in text and "us-east-1 as of 2026-11-30" in text
+    run, month = report["cost"]["run"], report["cost"]["month"]
+    total = f"| **total** | **{run['total_usd']:.6f}** | **{month['total_usd']:,.2f}** |"
+    assert total in text
+    assert "publish through Basic Ingest:" in text
+    failed = write_report(tmp_path / "none", dataclasses.replace(outcome(), cost={"error": "no log group"}))
+    assert failed["cost"] == {"error": "no log group"}
+    assert "Not counted: no log group" in (tmp_path / "none" / "report.md").read_text()
 
 
 def test_a_clean_run_passes_every_check_and_a_lost_message_fails_one() -> None:
