@@ -57,6 +57,17 @@ class BatchOutcome:
 
 
 @dataclass(frozen=True)
+class Timing:
+    """When a batch's readings were stored, until when they live, when each arrived (the rule's
+    hand-off) and when the invocation began: the stored item carries them, so each hop is timed."""
+
+    stored_at_ms: int
+    expires_at_s: int
+    arrivals: dict[ItemKey, int]
+    invoked_at_ms: int
+
+
+@dataclass(frozen=True)
 class Clients:
     dynamodb: DynamoDBWriter
     firehose: FirehoseWriter
@@ -105,6 +116,7 @@ class Pipeline:
         # (device_id, sk) -> the record ids that carry this reading in this batch
         carriers: dict[ItemKey, list[str]] = {}
         accepted: list[Telemetry] = []
+        arrivals: dict[ItemKey, int] = {}
         for record_id, body, arrival_ms in records:
             message = self._validate(record_id, body, arrival_ms, now_s, outcome)
             if message is None:
@@ -114,11 +126,13 @@ class Pipeline:
                 outcome.duplicates += 1
             else:
                 accepted.append(message)
+                arrivals[message.key] = arrival_ms
             ids.append(record_id)
 
         stored_at_ms = int(self._clock() * 1000)
         expires_at = int(now_s) + self.settings.telemetry_ttl_days * 86400
-        failed_keys = self._store_all(accepted, stored_at_ms, expires_at)
+        timing = Timing(stored_at_ms, expires_at, arrivals, invoked_at_ms=int(now_s * 1000))
+        failed_keys = self._store_all(accepted, timing)
         ok = [m for m in accepted if m.key not in failed_keys]
         failed_keys |= self._archive_all(ok)
         ok = [m for m in ok if m.key not in failed_keys]
@@ -170,13 +184,21 @@ class Pipeline:
             return
         outcome.rejected[rejection.reason] += 1
 
-    def _store_all(self, accepted: list[Telemetry], stored_at_ms: int, expires_at: int) -> set[ItemKey]:
+    def _store_all(self, accepted: list[Telemetry], timing: Timing) -> set[ItemKey]:
         """The keys not stored. An unexpected error costs only the records it touched a retry."""
         failed: set[ItemKey] = set()
         items = []
         for m in accepted:
             try:
-                items.append(to_item(m, stored_at_ms=stored_at_ms, expires_at_s=expires_at))
+                items.append(
+                    to_item(
+                        m,
+                        stored_at_ms=timing.stored_at_ms,
+                        expires_at_s=timing.expires_at_s,
+                        arrived_at_ms=timing.arrivals.get(m.key),
+                        invoked_at_ms=timing.invoked_at_ms,
+                    )
+                )
             except Exception:
                 logger.exception("no DynamoDB item for %s, record will be retried", m.key)
                 failed.add(m.key)

@@ -26,8 +26,16 @@ RETRYABLE_ERRORS = frozenset(
 )
 
 
-def to_item(message: Telemetry, *, stored_at_ms: int, expires_at_s: int) -> dict[str, Any]:
-    """The DynamoDB item (low-level attribute values, cheaper than the resource layer)."""
+def to_item(
+    message: Telemetry,
+    *,
+    stored_at_ms: int,
+    expires_at_s: int,
+    arrived_at_ms: int | None = None,
+    invoked_at_ms: int | None = None,
+) -> dict[str, Any]:
+    """The DynamoDB item (low-level attribute values, cheaper than the resource layer). With the
+    message's arrival (the rule's hand-off) and its batch's start, each hop of its path is timed."""
     readings = {
         name: {"BOOL": bool(value)} if name in BOOLEAN_SENSORS else {"N": repr(round(value, 6))}
         for name, value in message.readings.items()
@@ -45,6 +53,9 @@ def to_item(message: Telemetry, *, stored_at_ms: int, expires_at_s: int) -> dict
     }
     if message.site:
         item["site"] = {"S": message.site}
+    for name, at_ms in (("arrived_at", arrived_at_ms), ("invoked_at", invoked_at_ms)):
+        if at_ms is not None:
+            item[name] = {"N": str(at_ms)}
     return item
 
 
@@ -62,6 +73,8 @@ class StoredReading:
     stored_at_ms: int
     expires_at_s: int
     site: str | None = None
+    arrived_at_ms: int | None = None  # when the rule handed it on (the queue's SentTimestamp or the bridge's)
+    invoked_at_ms: int | None = None  # when the processor's invocation that stored it started
 
 
 def from_item(item: dict[str, Any]) -> StoredReading:
@@ -77,6 +90,8 @@ def from_item(item: dict[str, Any]) -> StoredReading:
         stored_at_ms=int(item["stored_at"]["N"]),
         expires_at_s=int(item["expires_at"]["N"]),
         site=item["site"]["S"] if "site" in item else None,
+        arrived_at_ms=int(item["arrived_at"]["N"]) if "arrived_at" in item else None,
+        invoked_at_ms=int(item["invoked_at"]["N"]) if "invoked_at" in item else None,
     )
 
 

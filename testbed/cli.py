@@ -179,6 +179,7 @@ def _simulate(stack: Stack, scenario: Scenario) -> int:
         "alerts",
         "throughput_msg_s",
         "e2e_latency_ms",
+        "slowest_hop",
     )
     console.print_json(json.dumps({k: report[k] for k in keys}))
     console.print(cost_summary(report.get("cost", {})))

@@ -14,7 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-PLOTS = (("throughput.png", "Throughput"), ("latency.png", "Latency: histogram and CDF"), ("lag.png", "Lag"))
+PLOTS = (
+    ("throughput.png", "Throughput"),
+    ("latency.png", "Latency: histogram and CDF"),
+    ("lag.png", "Lag"),
+    ("hops.png", "Latency per hop"),
+)
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }
 h1 .passed { color: #1a7f37; } h1 .failed { color: #cf222e; }
@@ -72,6 +77,11 @@ def run_section(report: dict[str, Any], folder: Path) -> str:
                 ("lost", f"{report['lost']:,}"),
                 ("sustained stored rate", f"{report['throughput_msg_s']:,} msg/s"),
                 *((f"latency {k}", f"{v} ms") for k, v in latency.items()),
+                *(
+                    (f"{hop}, p50 / p95 / p99", f"{p['p50']} / {p['p95']} / {p['p99']} ms")
+                    for hop, p in report.get("hop_latency_ms", {}).items()
+                ),
+                ("slowest hop (p95)", report.get("slowest_hop") or "not timed"),
                 (
                     "emulator RSS",
                     "not measured" if report["emulator_rss_mb"] is None else f"{report['emulator_rss_mb']} MB",

@@ -90,6 +90,42 @@ def plot_latency(path: Path, latency_ms: np.ndarray, marks: dict[str, float], ti
     plt.close(fig)
 
 
+# The hops of a stored reading's path, each timed from its item: they add up to its end-to-end latency.
+HOPS = ("device to rule hand-off", "rule to processor", "processor to stored")
+ACK_HOP = "device to broker ack"
+
+
+def hop_samples(
+    ts: Sequence[int], arrived: Sequence[int | None], invoked: Sequence[int | None], stored: Sequence[int]
+) -> dict[str, np.ndarray]:
+    """Milliseconds spent in each hop, per reading whose item carries its arrival and invocation."""
+    timed = [
+        (t, a, i, s) for t, a, i, s in zip(ts, arrived, invoked, stored, strict=True) if a is not None and i is not None
+    ]
+    columns = np.array(timed, dtype=float).reshape(-1, 4)
+    return {hop: columns[:, n + 1] - columns[:, n] for n, hop in enumerate(HOPS)}
+
+
+def plot_hops(path: Path, hops: dict[str, dict[str, float]], title: str = "") -> None:
+    """Per percentile, a bar stacked by hop (each hop's own percentile: they need not add up to the
+    end-to-end one); the broker's acknowledgement, seen by the simulator, is a bar of its own."""
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    marks = ("p50", "p95", "p99")
+    left = np.zeros(len(marks))
+    for hop in HOPS:
+        widths = np.array([hops.get(hop, {}).get(m, 0.0) for m in marks])
+        ax.barh(marks, widths, left=left, label=hop)
+        left += widths
+    ack = [hops.get(ACK_HOP, {}).get(m, 0.0) for m in marks]
+    ax.barh([f"{m} ack" for m in marks], ack, color="grey", label=ACK_HOP)
+    ax.set_xlabel("milliseconds")
+    ax.set_title(f"{title}: where the latency goes, per hop".lstrip(": "), fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_lag(path: Path, stored_at_s: np.ndarray, latency_ms: np.ndarray, title: str = "") -> None:
     fig, ax = plt.subplots(figsize=(8, 3.5))
     if len(stored_at_s):
@@ -127,6 +163,20 @@ class RunOutcome:
     faults: list[dict[str, Any]]  # one entry per injected fault
     # what the same traffic would cost on AWS (testbed/cost), or {"error": why it could not be counted}
     cost: dict[str, Any] = field(default_factory=dict)
+    # milliseconds per hop (HOPS), per stored reading whose item times them
+    hops_ms: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def hop_latency_ms(self) -> dict[str, dict[str, float]]:
+        """Percentiles of each hop; the broker's acknowledgement as the simulator measured it."""
+        hops = {hop: percentiles(list(self.hops_ms[hop] / 1000)) for hop in HOPS if len(self.hops_ms.get(hop, ()))}
+        return {ACK_HOP: {**percentiles([]), **self.summary["ack_latency_ms"]}, **hops}
+
+    @property
+    def slowest_hop(self) -> str | None:
+        """The hop of the reading's path with the highest p95 (None when no item timed its hops)."""
+        timed = {hop: p["p95"] for hop, p in self.hop_latency_ms.items() if hop in HOPS}
+        return max(timed, key=lambda hop: timed[hop]) if timed else None
 
     @property
     def latency_percentiles(self) -> dict[str, float]:
@@ -237,6 +287,8 @@ def report_of(outcome: RunOutcome) -> dict[str, Any]:
         "alerts": outcome.alerts,
         "throughput_msg_s": outcome.throughput_msg_s,
         "e2e_latency_ms": outcome.latency_percentiles,
+        "hop_latency_ms": outcome.hop_latency_ms,
+        "slowest_hop": outcome.slowest_hop,
         "send_lateness_ms": summary["send_lateness_ms"],
         "emulator_rss_mb": outcome.emulator_rss_mb,
         "checks": {name: check.held for name, check in held.items()},
@@ -261,6 +313,7 @@ def write_report(folder: Path, outcome: RunOutcome) -> dict[str, Any]:
     marks_ms = {k: latency[k] for k in ("p50", "p95", "p99")}
     plot_latency(folder / "latency.png", outcome.latency_ms, marks_ms, title)
     plot_lag(folder / "lag.png", outcome.stored_at_s, outcome.latency_ms, title)
+    plot_hops(folder / "hops.png", report["hop_latency_ms"], title)
     write_markdown(folder / "report.md", report)
     write_junit(folder / "junit.xml", report)
     write_html(folder, report)
@@ -340,7 +393,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         f"dead-lettered {report['dead_lettered']:,}, duplicates dropped {report['duplicates_dropped']:,}, "
         f"**lost {report['lost']:,}**",
         f"- sustained stored rate {report['throughput_msg_s']:,} msg/s; end-to-end latency p50 {latency['p50']} ms, "
-        f"p95 {latency['p95']} ms, p99 {latency['p99']} ms, max {latency['max']} ms",
+        f"p95 {latency['p95']} ms, p99 {latency['p99']} ms, max {latency['max']} ms; slowest hop: "
+        f"{report['slowest_hop'] or 'not timed'}",
         f"- publish failures {report['publish_failures']:,} {report['publish_failures_by_cause']}, "
         f"acknowledged/published {report['acked_ratio']:.2%}, reconnects {report['reconnects']:,}",
         f"- alerts {report['alerts']}: {json.dumps(report['alert_check'])}",
@@ -356,6 +410,15 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         "![throughput](throughput.png)",
         "![latency](latency.png)",
         "![lag](lag.png)",
+        "",
+        "| hop | p50 ms | p95 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {hop} | {p['p50']} | {p['p95']} | {p['p99']} | {p['max']} |"
+            for hop, p in report["hop_latency_ms"].items()
+        ),
+        "",
+        "![hops](hops.png)",
         "",
     ]
     if report["faults_injected"]:

@@ -30,7 +30,7 @@ from testbed.lifecycle.stack import Stack
 from testbed.paths import REPORTS_DIR
 from testbed.runs.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting, throttle_processor
 from testbed.runs.reconcile import check_alerts, expected_stored, reconcile
-from testbed.runs.report import Check, RunOutcome, checks, write_report
+from testbed.runs.report import Check, RunOutcome, checks, hop_samples, write_report
 from testbed.runs.scenario import Scenario, ScenarioError
 from testbed.runs.stores import Stores
 
@@ -248,6 +248,12 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
         emulator_rss_mb=stack.backend.emulator_rss_mb(),
         faults=faults_report,
         cost=run_cost(stack, outputs, facts),
+        hops_ms=hop_samples(
+            [i.ts for i in items],
+            [i.arrived_at_ms for i in items],
+            [i.invoked_at_ms for i in items],
+            [i.stored_at_ms for i in items],
+        ),
     )
     folder = reports_dir / run_id
     write_report(folder, outcome)

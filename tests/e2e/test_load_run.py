@@ -9,6 +9,7 @@ import pytest
 from rich.console import Console
 
 from testbed.lifecycle.stack import Stack
+from testbed.runs.report import ACK_HOP, HOPS
 from testbed.runs.runner import compare, run_scenario
 from testbed.runs.scenario import load_scenario
 
@@ -47,7 +48,11 @@ def test_a_scenario_reconciles_exactly_and_writes_its_report(stack: Stack, tmp_p
     assert report["lost"] == 0 and report["acked"] > 200 and report["acked_ratio"] == 1.0
     accounted = report["stored"] + sum(report["quarantined"].values()) + report["dead_lettered"]
     assert accounted >= report["acked"], "every acknowledged message is stored, quarantined or dead-lettered"
-    assert all((folder / name).stat().st_size > 1000 for name in ("throughput.png", "latency.png", "lag.png"))
+    plots = ("throughput.png", "latency.png", "lag.png", "hops.png")
+    assert all((folder / name).stat().st_size > 1000 for name in plots)
+    hops = report["hop_latency_ms"]
+    assert set(hops) == {ACK_HOP, *HOPS} and report["slowest_hop"] in HOPS, "every stored item times its hops"
+    assert all(hops[hop]["p50"] >= 0 for hop in HOPS) and hops["device to rule hand-off"]["p50"] > 0
     assert "PASSED" in (folder / "report.md").read_text()
     cost = report["cost"]
     assert "run" in cost, cost

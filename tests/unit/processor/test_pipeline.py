@@ -16,6 +16,7 @@ from processor import handler, validation
 from processor import pipeline as pipeline_module
 from processor.pipeline import BatchOutcome
 from processor.signature import KEY_REFRESH_MIN_SECONDS
+from processor.store import from_item
 from processor.types import InboundRecord, Telemetry
 from telemetry.reasons import RejectReason
 from telemetry.schema import ARRIVAL_ATTRIBUTE, sign
@@ -144,6 +145,21 @@ def test_lag_is_measured_from_device_time(aws: MotoAws) -> None:
     ts = int(time.time() * 1000) - 2000
     outcome = aws.pipeline().process(arriving_now(("a", json.dumps(make_message(ts=ts)))))
     assert 2000 <= outcome.lag_ms[0] < 10_000
+
+
+def test_each_item_carries_when_it_arrived_and_when_its_batch_began(aws: MotoAws) -> None:
+    """The hops of a reading's path: device -> rule hand-off (arrived_at) -> invocation -> stored."""
+    ts = int(time.time() * 1000) - 3000
+    arrived = ts + 1000
+    before_ms = int(time.time() * 1000)
+    bodies = [json.dumps(make_message(ts=ts, msg_id=n)) for n in (1, 2)]
+    aws.pipeline().process([InboundRecord("a", bodies[0], arrived), InboundRecord("b", bodies[1], arrived + 5)])
+    items = sorted((from_item(dict(i)) for i in aws.dynamodb.written), key=lambda r: r.msg_id)
+    assert [i.arrived_at_ms for i in items] == [arrived, arrived + 5]
+    invoked = {i.invoked_at_ms for i in items}
+    assert len(invoked) == 1, "one invocation, one start"
+    (start,) = invoked
+    assert start is not None and before_ms <= start <= items[0].stored_at_ms
 
 
 @hsettings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -166,7 +166,9 @@ def test_the_stored_item_is_the_message_in_dynamodbs_attribute_types() -> None:
 def test_a_stored_item_reads_back_as_what_was_written() -> None:
     message = make_message(device_type="cold_chain", readings={"door_open": (False, "bool"), "battery": (55, "%")})
     parsed = parse(json.dumps(message), arrival_ms=message["ts"], max_skew_ms=300_000)
-    assert from_item(to_item(parsed, stored_at_ms=5, expires_at_s=6)) == StoredReading(
+    assert from_item(
+        to_item(parsed, stored_at_ms=5, expires_at_s=6, arrived_at_ms=3, invoked_at_ms=4)
+    ) == StoredReading(
         device_id=parsed.device_id,
         sk=parsed.sk,
         msg_id=parsed.msg_id,
@@ -177,4 +179,6 @@ def test_a_stored_item_reads_back_as_what_was_written() -> None:
         stored_at_ms=5,
         expires_at_s=6,
         site=parsed.site,
+        arrived_at_ms=3,
+        invoked_at_ms=4,
     )

@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from testbed import cli
 from testbed.operate.doctor import find_chromium
-from testbed.runs.html_report import write_html
+from testbed.runs.html_report import PLOTS, write_html
 from testbed.runs.report import write_report
 from tests.unit.testbed.test_report import outcome
 
@@ -63,7 +63,7 @@ def test_the_report_renders_every_section_and_plot_offline(browser: Browser, tmp
     assert page.inner_text("h1") == "smoke: FAILED"
     assert [page.locator(f"h2#{s}").count() for s in SECTIONS] == [1] * len(SECTIONS)
     images = rendered_images(page)
-    assert [i["alt"] for i in images] == ["Throughput", "Latency: histogram and CDF", "Lag"]
+    assert [i["alt"] for i in images] == ["Throughput", "Latency: histogram and CDF", "Lag", "Latency per hop"]
     assert all(i["w"] > 0 for i in images), images
     failed = page.locator("td.bad").all_inner_texts()
     assert failed == ["FAILED"]
@@ -81,7 +81,7 @@ def test_markup_in_a_device_id_is_shown_as_text(browser: Browser, tmp_path: Path
     assert page.evaluate("window.pwned === undefined"), "markup from the run was executed"
     assert problems == []
     assert f"lost: {HOSTILE_ID}:7" in page.inner_text("#unexplained + ul")
-    assert len(rendered_images(page)) == 3, "no image was injected"
+    assert len(rendered_images(page)) == len(PLOTS), "no image was injected"
 
 
 def test_compare_writes_two_runs_side_by_side(
@@ -101,4 +101,4 @@ def test_compare_writes_two_runs_side_by_side(
     left, right = (page.locator(f"#run-{run_id}").bounding_box() for run_id in (report["run_id"], "r2"))
     assert left is not None and right is not None
     assert left["y"] == right["y"] and left["x"] < right["x"], "side by side"
-    assert len(rendered_images(page)) == 6
+    assert len(rendered_images(page)) == 2 * len(PLOTS)

@@ -13,7 +13,7 @@ from testbed.cost.bill import cost_section
 from testbed.cost.prices import load_prices
 from testbed.cost.traffic import plan
 from testbed.runs.reconcile import reconcile
-from testbed.runs.report import RunOutcome, checks, write_report
+from testbed.runs.report import RunOutcome, checks, hop_samples, write_report
 from testbed.runs.scenario import load_scenario
 from tests.unit.testbed.test_reconcile import summary as run_summary
 
@@ -37,6 +37,7 @@ def outcome(scenario: str = "smoke", faults: list[dict[str, Any]] | None = None,
         emulator_rss_mb=None,
         faults=faults or [],
         cost=cost_section(plan(rate_msg_s=1.5, devices=1, payload_bytes=300, seconds=2), load_prices()),
+        hops_ms=hop_samples([0, 0, 0], [10, 20, None], [30, 25, 40], [50, 100, 60]),
     )
 
 
@@ -53,6 +54,21 @@ def test_the_markdown_report_itemizes_the_cost_or_says_why_it_has_none(tmp_path:
     assert "Not counted: no log group" in (tmp_path / "none" / "report.md").read_text()
 
 
+def test_each_hop_is_timed_from_the_items_that_carry_it_and_the_slowest_is_named(tmp_path: Path) -> None:
+    hops = hop_samples([0, 0, 0], [10, 20, None], [30, 25, 40], [50, 100, 60])
+    assert {hop: list(ms) for hop, ms in hops.items()} == {
+        "device to rule hand-off": [10.0, 20.0],
+        "rule to processor": [20.0, 5.0],
+        "processor to stored": [20.0, 75.0],
+    }, "the third item carries no arrival: an item from before hops were timed"
+    report = write_report(tmp_path, outcome())
+    assert report["hop_latency_ms"]["processor to stored"]["p95"] == 72.25
+    assert report["slowest_hop"] == "processor to stored"
+    assert "device to broker ack" in report["hop_latency_ms"], "the simulator's own hop"
+    assert "slowest hop: processor to stored" in (tmp_path / "report.md").read_text()
+    assert write_report(tmp_path / "untimed", dataclasses.replace(outcome(), hops_ms={}))["slowest_hop"] is None
+
+
 def test_a_clean_run_passes_every_check_and_a_lost_message_fails_one() -> None:
     assert all(check.held for check in checks(outcome()).values())
     failed = {name: check.measured for name, check in checks(outcome(lost=True)).items() if not check.held}
@@ -65,10 +81,11 @@ def test_a_run_whose_planned_faults_were_not_injected_does_not_pass() -> None:
     assert held[f"all {planned} faults injected"] == (False, f"0 of {planned} injected")
 
 
-def test_the_report_folder_holds_the_json_markdown_html_junit_and_three_plots(tmp_path: Path) -> None:
+def test_the_report_folder_holds_the_json_markdown_html_junit_and_four_plots(tmp_path: Path) -> None:
     report = write_report(tmp_path, outcome())
     assert report["passed"] and report["stored"] == 3 and report["throughput_msg_s"] == 3.0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "hops.png",
         "junit.xml",
         "lag.png",
         "latency.png",
