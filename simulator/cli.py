@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -24,7 +25,7 @@ from simulator.metrics import LOOPBACK, FleetCollector, serve_metrics
 from simulator.payload import load_payload_hook
 from simulator.plot import plot_day
 from simulator.replay import replay
-from simulator.run import RunConfig, WorkerProgress, dry_run, live_run_with_progress
+from simulator.run import DRAIN_TIMEOUT_S, RunConfig, WorkerProgress, dry_run, live_run_with_progress
 from simulator.schedule import RateProfile
 from telemetry.cli_help import HelpWithDefaults, parse_args, port_number
 
@@ -39,6 +40,17 @@ def _profile(text: str) -> Any:
         return TypeAdapter(RateProfile).validate_python(data)
     except ValidationError as exc:
         raise argparse.ArgumentTypeError(f"invalid rate profile {text!r}: {exc.errors()[0]['msg']}") from None
+
+
+def _seconds(text: str) -> float:
+    """A non-negative, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (finite, 0 or more)")
+    return value
 
 
 def _signing_key() -> bytes:
@@ -73,6 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         host=connection.host,
         port=connection.port,
         window=args.window,
+        drain_timeout_s=args.drain_timeout,
         clean_session=not args.persistent_session,
         workers=args.workers,
         websocket_host=connection.websocket_host,
@@ -163,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", type=_profile, default=_profile("constant"))
     run.add_argument("--qos", type=int, choices=(0, 1), default=1)
     run.add_argument("--window", type=int, default=100, help="messages in flight per device")
+    run.add_argument(
+        "--drain-timeout",
+        type=_seconds,
+        default=DRAIN_TIMEOUT_S,
+        help="seconds to wait for the last acknowledgements after the run (what is not acknowledged then fails)",
+    )
     run.add_argument("--persistent-session", action="store_true", help="clean_session=false")
     run.add_argument("--workers", type=int, default=1, help="worker processes (each runs one event loop)")
     run.add_argument(

@@ -79,7 +79,7 @@ def bill_of(traffic: Traffic, prices: PriceBook) -> Bill:
 def what_ifs(month: Traffic, prices: PriceBook) -> dict[str, float]:
     """Monthly USD saved by each design change (0 where the traffic has it already)."""
     base = bill_of(month, prices).total_usd
-    batch = max(month.records_per_invocation, LAMBDA_BATCH_WHAT_IF)
+    batch = max(month.records_per_invocation, LAMBDA_BATCH_WHAT_IF) if month.records_per_invocation else 0.0
     size, interval = FIREHOSE_BUFFER_WHAT_IF
     changes = {
         "publish through Basic Ingest": month.with_changes(basic_ingest=True),

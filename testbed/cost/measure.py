@@ -1,5 +1,6 @@
 """The traffic a finished run put through the stack, counted from what it did: the simulator's
-payload sizes, the bridge's counters, the processor's log lines, the stored items and the archive."""
+payload sizes, the bridge's counters, the processor's log lines, the stored items, and the stack's
+own settings (the function's memory and batch, the table's TTL, the bucket's lifecycle, the stream's buffer)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,18 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from processor.config import Settings
 from simulator.summary import RunSummary
 from telemetry.outputs import OutputsError, StackOutputs
-from testbed.cost.traffic import FIREHOSE_UNIT_BYTES, LOG_EVENT_OVERHEAD_BYTES, Traffic, iot_units
+from testbed.cost.traffic import (
+    DYNAMODB_WRITE_UNIT_BYTES,
+    LOG_EVENT_OVERHEAD_BYTES,
+    SQS_BATCH_MAX,
+    Traffic,
+    iot_units,
+)
 from testbed.runs.reconcile import Reconciliation
-from testbed.runs.stores import RAW_PREFIX, Stores, log_events
+from testbed.runs.stores import Stores, log_events
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +75,8 @@ def item_bytes(item: dict[str, Any]) -> float:
     return sum(len(name.encode()) + attribute_bytes(value) for name, value in item.items())
 
 
-def _mean_item_bytes(stores: Stores, table: str, device_ids: Iterable[str]) -> float:
+def _item_sizes(stores: Stores, table: str, device_ids: Iterable[str]) -> list[float]:
+    """The sizes of a sample of the run's stored items (a few devices' first items)."""
     sizes = []
     for device_id in list(device_ids)[:ITEM_SAMPLE_DEVICES]:
         page = stores.dynamodb.query(
@@ -77,7 +86,7 @@ def _mean_item_bytes(stores: Stores, table: str, device_ids: Iterable[str]) -> f
             Limit=ITEM_SAMPLE_PER_DEVICE,
         )
         sizes += [item_bytes(dict(item)) for item in page.get("Items", [])]
-    return sum(sizes) / len(sizes) if sizes else 0.0
+    return sizes
 
 
 def _invocations(logs: Any, group: str, since_ms: int) -> tuple[int, int, float, float]:
@@ -97,16 +106,6 @@ def _invocations(logs: Any, group: str, since_ms: int) -> tuple[int, int, float,
             records += int(line.get("records", 0))
             milliseconds += float(line.get("duration_ms", 0.0))
     return invocations, records, milliseconds, log_bytes
-
-
-def _archive(stores: Stores, since: float, records_expected: int) -> tuple[float, float]:
-    """(Firehose 5 KB units, bytes) of the run's archived records. Where the emulator writes an
-    object per record (ministack), the listing's sizes are the records'; else each line is read."""
-    listed = [size for _, size, modified in stores.object_listing(RAW_PREFIX) if modified >= since]
-    if len(listed) >= records_expected:
-        return float(sum(math.ceil(size / FIREHOSE_UNIT_BYTES) for size in listed)), float(sum(listed))
-    sizes = [len(line) + 1 for line in stores.archived_lines(since)]
-    return float(sum(math.ceil(size / FIREHOSE_UNIT_BYTES) for size in sizes)), float(sum(sizes))
 
 
 def _buffer(stack: Any, stream: str | None) -> tuple[float, float]:
@@ -132,30 +131,68 @@ def _alarms(stack: Any, suffix: str | None) -> int:
         return 0
 
 
+def _esm_batch_size(stack: Any, function: str) -> int:
+    try:
+        mappings = stack.client("lambda").list_event_source_mappings(FunctionName=function)["EventSourceMappings"]
+        return int(mappings[0]["BatchSize"])
+    except (BotoCoreError, ClientError, KeyError, IndexError, ValueError):
+        return SQS_BATCH_MAX
+
+
+def _archive_retention_days(stack: Any, bucket: str | None) -> float | None:
+    try:
+        rules = stack.client("s3").get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+        days = [rule["Expiration"]["Days"] for rule in rules if rule.get("Expiration", {}).get("Days")]
+        return float(max(days)) if days else None
+    except (BotoCoreError, ClientError, KeyError, ValueError, TypeError):
+        return None
+
+
 def measured_traffic(stack: Any, outputs: StackOutputs, facts: RunFacts) -> Traffic:
     """The run's traffic as AWS would meter it; raises OutputsError where the stack lacks an output it reads."""
     summary, result = facts.summary, facts.result
     stores = Stores.connect(outputs, stack.client)
     seconds = max(float(summary["send_span_s"]), 1.0)
-    topic_bytes = (
-        len(stack.backend.device_topic.format(device_id=facts.device_ids[0]).encode()) if facts.device_ids else 0
-    )
+    first = facts.device_ids[0] if facts.device_ids else ""
+    topic_bytes = len(stack.backend.device_topic.format(device_id=first).encode())
     generated, units = iot_units(summary["payload_sizes"], topic_bytes)
     acked = summary["acked"]
     message_units = units * acked / generated if generated else 0.0
-    actions = facts.forwarded if facts.forwarded is not None else acked
-    since_ms = int(facts.started * 1000) - 1000
+    # each stored reading's raw line (its payload and a new line) goes to the archive
+    line_bytes = sum((int(size) + 1) * n for size, n in summary["payload_sizes"].items())
+    archive_bytes = line_bytes * result.stored / generated if generated else 0.0
     unmeasured: list[str] = []
+    if facts.forwarded is not None and facts.forwarded >= 0:
+        actions, actions_basis = facts.forwarded, f"{facts.forwarded:,} forwarded by the rule (the bridge's count)"
+    else:
+        actions, actions_basis = acked, f"{acked:,} actions, one per acknowledged message (no bridge count to read)"
+    since_ms = int(facts.started * 1000) - 1000
     try:
         invocations, records, milliseconds, log_bytes = _invocations(
             stack.client("logs"), outputs.function_log_group, since_ms
         )
     except (BotoCoreError, ClientError) as exc:  # the rest of the bill still stands
         invocations, records, milliseconds, log_bytes = 0, 0, 0.0, 0.0
-        unmeasured.append(f"the processor's invocations and log bytes ({exc})")
+        unmeasured.append(f"the processor's log ({exc})")
     function = stack.client("lambda").get_function_configuration(FunctionName=outputs.processor_function_name)
-    archive_units, archive_bytes = _archive(stores, facts.started - 5, result.stored)
+    if invocations:
+        per_invocation, ms = records / invocations, milliseconds / invocations
+    else:  # no `batch processed` line: the batch is the mapping's, the duration unknown
+        per_invocation, ms = float(_esm_batch_size(stack, outputs.processor_function_name)), 0.0
+        unmeasured.append(
+            f"the processor's invocations and durations (no '{BATCH_LINE}' lines in its log: Lambda compute is "
+            f"shown as 0, invocations at the mapping's batch of {per_invocation:g})"
+        )
+    try:
+        item_days = float(Settings.from_env(function.get("Environment", {}).get("Variables", {})).telemetry_ttl_days)
+    except (KeyError, ValueError):  # not this project's processor
+        item_days = 30.0
+        unmeasured.append("the table's TTL (the function has no TELEMETRY_TTL_DAYS): 30 days assumed")
+    archive_days = _archive_retention_days(stack, outputs.archive_bucket_name)
+    if archive_days is None:
+        unmeasured.append("the archive's retention (no lifecycle expiration read): 90 days assumed")
     buffer_mib, buffer_s = _buffer(stack, outputs.archive_stream_name)
+    sizes = _item_sizes(stores, outputs.need("telemetry_table_name"), facts.device_ids)
     return Traffic(
         seconds=seconds,
         devices=len(facts.device_ids),
@@ -163,26 +200,31 @@ def measured_traffic(stack: Any, outputs: StackOutputs, facts: RunFacts) -> Traf
         message_units=message_units,
         basic_ingest=facts.basic_ingest,
         actions=actions,
-        records_per_invocation=records / invocations if invocations else 0.0,
-        ms_per_invocation=milliseconds / invocations if invocations else 0.0,
+        records_per_invocation=per_invocation,
+        ms_per_invocation=ms,
         memory_mb=int(function.get("MemorySize") or DEFAULT_MEMORY_MB),
+        # a duplicate sent again is put again (the writes are unconditional); within a batch it is not
         items=result.stored + result.duplicates_dropped,
-        item_bytes=_mean_item_bytes(stores, outputs.need("telemetry_table_name"), facts.device_ids),
+        item_bytes=sum(sizes) / len(sizes) if sizes else 0.0,
+        write_units_per_item=(
+            sum(max(1, math.ceil(size / DYNAMODB_WRITE_UNIT_BYTES)) for size in sizes) / len(sizes) if sizes else 1.0
+        ),
         alert_writes=facts.alerts,
-        archive_units=archive_units,
         archive_bytes=archive_bytes,
         quarantined=facts.quarantined,
         alerts=facts.alerts,
         log_bytes=log_bytes,
         buffer_mib=buffer_mib,
         buffer_s=buffer_s,
+        item_retention_days=item_days,
+        archive_retention_days=archive_days or 90.0,
         keys=int(bool(outputs.kms_key_arn)),
         secrets=int(bool(outputs.signing_secret_arn)),
         alarms=_alarms(stack, outputs.environment_suffix),
         basis={
             "measured": f"{acked:,} acknowledged messages over {seconds:g} s from {len(facts.device_ids):,} devices "
-            f"(their payload sizes), {actions:,} forwarded by the rule, {invocations:,} invocations from the "
-            "processor's log lines, the stored items' sizes, the archive's records, the log bytes",
+            f"(their payload sizes), {actions_basis}, {invocations:,} invocations from the processor's log lines, "
+            f"{len(sizes)} stored items' sizes, the log bytes, the table's TTL and the bucket's lifecycle",
             "not counted": NOT_COUNTED,
             **({"not measured": "; ".join(unmeasured)} if unmeasured else {}),
         },

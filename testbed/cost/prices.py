@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -47,17 +48,17 @@ class Tier(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    above: float = Field(gt=0)
-    usd: float = Field(ge=0)
+    above: float = Field(gt=0, allow_inf_nan=False)
+    usd: float = Field(ge=0, allow_inf_nan=False)
 
 
 class Price(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    usd: float = Field(ge=0)  # the first tier's price (a run's quantities never leave it)
-    per: float = Field(gt=0)
+    usd: float = Field(ge=0, allow_inf_nan=False)  # the first tier's price (a run's quantities never leave it)
+    per: float = Field(gt=0, allow_inf_nan=False)
     unit: str
-    free_per_month: float = Field(default=0, ge=0)
+    free_per_month: float = Field(default=0, ge=0, allow_inf_nan=False)
     free_note: str = ""
     # the monthly volume tiers after the first, in ascending order (a month's bill prices through them)
     tiers: tuple[Tier, ...] = ()
@@ -67,6 +68,8 @@ class Price(BaseModel):
         bounds = [tier.above for tier in self.tiers]
         if bounds != sorted(set(bounds)):
             raise ValueError("tiers must ascend")
+        if bounds and bounds[0] < self.per:  # `above` counts units, `usd` is per `per` of them
+            raise ValueError(f"a tier above {bounds[0]:g} units is below one pricing unit ({self.per:g}): count units")
         return self
 
     def cost(self, quantity: float, tiered: bool = False) -> float:
@@ -91,14 +94,26 @@ class PriceBook(BaseModel):
     prices: dict[str, Price]
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are each given once (json.loads keeps the last of a repeated one)."""
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(f"{', '.join(repeated)} given twice")
+    return dict(pairs)
+
+
 def load_prices(region: str = "us-east-1", path: Path | None = None) -> PriceBook:
     """The region's price file (or `path`), checked."""
     source = path or PRICES_DIR / f"{region}.json"
     if path is None and not source.is_file():
         shipped = sorted(p.stem for p in PRICES_DIR.glob("*.json"))
-        raise PriceError(f"no price file for {region} (shipped: {', '.join(shipped)}); give one with --prices")
+        raise PriceError(
+            f"no price file for {region} (shipped: {', '.join(shipped)}): add testbed/cost/prices/{region}.json, "
+            "or give one to `python -m testbed cost --prices`"
+        )
     try:
-        book = PriceBook.model_validate(json.loads(source.read_text()))
+        book = PriceBook.model_validate(json.loads(source.read_text(), object_pairs_hook=_no_duplicates))
     except (OSError, ValueError) as exc:
         detail = (
             "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
@@ -106,6 +121,8 @@ def load_prices(region: str = "us-east-1", path: Path | None = None) -> PriceBoo
             else str(exc)
         )
         raise PriceError(f"cannot use the price file {source}: {detail}") from None
+    if path is None and book.region != region:
+        raise PriceError(f"the price file {source} is for {book.region}, not {region}: copy it only with its prices")
     missing = sorted(set(ITEMS) - set(book.prices))
     unknown = sorted(set(book.prices) - set(ITEMS))
     if missing or unknown:

@@ -17,6 +17,7 @@ LOG_EVENT_OVERHEAD_BYTES = 26  # CloudWatch Logs bills each event's message plus
 GB = 1024**3
 MIB = 1024**2
 MONTH_S = 30 * 86_400
+SQS_BATCH_MAX = 10  # messages per ReceiveMessage and per DeleteMessageBatch
 # KMS: SNS asks for a data key per publish to an encrypted topic; the tables, the archive bucket (a
 # bucket key), the delivery stream and the log group reuse theirs for about five minutes.
 KMS_DATA_KEY_REUSE_S = 300
@@ -36,16 +37,18 @@ class Traffic:
     records_per_invocation: float
     ms_per_invocation: float
     memory_mb: int
-    items: int  # DynamoDB items written (a duplicate's refused conditional put is billed too)
-    item_bytes: float
+    items: int  # DynamoDB items written: each stored reading, and each duplicate written again
+    item_bytes: float  # their mean size
+    write_units_per_item: float  # their mean write request units (each item rounded up to 1 KB)
     alert_writes: int
-    archive_units: float  # Firehose 5 KB units of every archived record
-    archive_bytes: float
+    archive_bytes: float  # the archived lines: each invocation packs its readings' into one record
     quarantined: int  # S3 PUTs of the quarantine, one object each
     alerts: int  # SNS publishes
     log_bytes: float
     buffer_mib: float = 5.0  # the delivery stream's buffer: an S3 object per flush
     buffer_s: float = 60.0
+    item_retention_days: float = 30.0  # the table's TTL: a steady month holds this many days of items
+    archive_retention_days: float = 90.0  # the bucket's lifecycle expiration
     keys: int = 1
     secrets: int = 1
     alarms: int = 3
@@ -57,15 +60,18 @@ class Traffic:
         return self.actions / self.records_per_invocation if self.records_per_invocation else 0.0
 
     @property
-    def wru_per_item(self) -> int:
-        return max(1, math.ceil(self.item_bytes / DYNAMODB_WRITE_UNIT_BYTES))
+    def archive_units(self) -> float:
+        """Firehose's 5 KB units: a record per invocation, its lines packed together."""
+        if not self.invocations:
+            return 0.0
+        return self.invocations * math.ceil(self.archive_bytes / self.invocations / FIREHOSE_UNIT_BYTES)
 
     def per_month(self) -> Traffic:
         """The same rates sustained for 30 days (the fleet stays connected all month)."""
         factor = MONTH_S / self.seconds if self.seconds else 0.0
         counted = (
             *("messages", "message_units", "actions", "items", "alert_writes"),
-            *("archive_units", "archive_bytes", "quarantined", "alerts", "log_bytes"),
+            *("archive_bytes", "quarantined", "alerts", "log_bytes"),
         )
         scaled: dict[str, Any] = {name: getattr(self, name) * factor for name in counted}
         return dataclasses.replace(self, seconds=MONTH_S, **scaled)
@@ -78,13 +84,18 @@ class Traffic:
         months = self.seconds / MONTH_S
         minutes = math.ceil(self.seconds / 60)
         flushes = 0
-        if self.archive_units:
-            flushes = max(
-                math.ceil(self.seconds / self.buffer_s), math.ceil(self.archive_bytes / (self.buffer_mib * MIB))
-            )
-        sqs = self.actions + 2 * self.invocations + self.alerts
+        if self.archive_bytes:
+            by_size = math.ceil(self.archive_bytes / (self.buffer_mib * MIB))
+            flushes = max(math.ceil(self.seconds / self.buffer_s), by_size)
+        # ReceiveMessage returns and DeleteMessageBatch takes at most 10 messages per call
+        polls = 2 * self.invocations * math.ceil(self.records_per_invocation / SQS_BATCH_MAX)
+        sqs = self.actions + polls + self.alerts
         lambda_s = self.invocations * math.ceil(self.ms_per_invocation) / 1000
         kms = self.alerts + math.ceil(self.seconds / KMS_DATA_KEY_REUSE_S) * KMS_CACHING_RESOURCES
+        # storage in a steady month: as many days of data as the retention keeps, at this rate
+        per_day = 86_400 / self.seconds if self.seconds else 0.0
+        items_gb = self.items * self.item_bytes * per_day * self.item_retention_days / GB
+        archive_gb = self.archive_bytes * per_day * self.archive_retention_days / GB
         return {
             "iot.connection_minutes": (self.devices * minutes, f"{self.devices:,} connections x {minutes:,} min"),
             "iot.messages": (
@@ -97,8 +108,8 @@ class Traffic:
             "iot.actions_executed": (self.actions, "the SQS action, per message the WHERE let through"),
             "sqs.requests": (
                 sqs,
-                f"a send per action, a receive and a delete per invocation ({self.records_per_invocation:.1f} "
-                "records each), a send per alert to the tap",
+                f"a send per action, a receive and a delete per 10 records of an invocation "
+                f"({self.records_per_invocation:.1f} records each), a send per alert to the tap",
             ),
             "lambda.requests": (self.invocations, f"{self.records_per_invocation:.1f} records per invocation"),
             "lambda.gb_seconds": (
@@ -106,22 +117,26 @@ class Traffic:
                 f"{math.ceil(self.ms_per_invocation)} ms per invocation at {self.memory_mb} MB",
             ),
             "dynamodb.write_request_units": (
-                self.items * self.wru_per_item + self.alert_writes,
-                f"{self.wru_per_item} WRU per item of {self.item_bytes:.0f} B, one per alert-state write",
+                self.items * self.write_units_per_item + self.alert_writes,
+                f"{self.write_units_per_item:.2f} WRU per item (mean of each rounded up to 1 KB), one per "
+                "alert-state write",
             ),
             "dynamodb.storage_gb_month": (
-                self.items * self.item_bytes / GB * months / 2,
-                "the items written, held on average half the period",
+                items_gb * months,
+                f"a steady month's {self.item_retention_days:g} days of items (the table's TTL)",
             ),
-            "firehose.ingested_gb": (self.archive_units * FIREHOSE_UNIT_BYTES / GB, "each record rounded up to 5 KB"),
+            "firehose.ingested_gb": (
+                self.archive_units * FIREHOSE_UNIT_BYTES / GB,
+                "a record per invocation (its lines packed), rounded up to 5 KB",
+            ),
             "s3.put_requests": (
                 flushes + self.quarantined,
                 f"an archive object per buffer flush ({self.buffer_mib:g} MiB or {self.buffer_s:g} s), "
                 "one per quarantined record",
             ),
             "s3.storage_gb_month": (
-                self.archive_bytes / GB * months / 2,
-                "the archive written, held on average half the period",
+                archive_gb * months,
+                f"a steady month's {self.archive_retention_days:g} days of archive (its lifecycle), uncompressed",
             ),
             "sns.publishes": (self.alerts, "one per alert"),
             "kms.requests": (
@@ -174,9 +189,9 @@ def plan(
         memory_mb=memory_mb,
         items=int(messages),
         item_bytes=item_bytes,
+        write_units_per_item=math.ceil(item_bytes / DYNAMODB_WRITE_UNIT_BYTES),
         alert_writes=0,
-        archive_units=messages * math.ceil(payload_bytes / FIREHOSE_UNIT_BYTES),
-        archive_bytes=messages * payload_bytes,
+        archive_bytes=messages * (payload_bytes + 1),
         quarantined=0,
         alerts=0,
         log_bytes=messages / batch * log_bytes_per_invocation,

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from processor.config import Settings
 from processor.store import StoredReading
 from simulator.connection import topic_template
+from simulator.devices import Fault
 from simulator.devices import device_ids as fleet_device_ids
 from simulator.fleet import load_fleet
 from simulator.run import RunConfig, WorkerProgress, live_run_with_progress
@@ -220,9 +221,14 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
 
     result = reconcile(summary, [(i.device_id, i.msg_id) for i in items], quarantined, dead)
     counters_after = stack.backend.ingress_counters()
+    # the bridge's counters live in its process: a fault that restarted it, or any that reset them, leaves
+    # no count of this run's actions to read
     forwarded = (
         int(counters_after["forwarded"] - counters_before["forwarded"])
-        if "forwarded" in counters_before and "forwarded" in counters_after
+        if not injected
+        and "forwarded" in counters_before
+        and "forwarded" in counters_after
+        and counters_after.get("received", 0) >= counters_before.get("received", 0)
         else None
     )
     facts = RunFacts(
@@ -233,6 +239,14 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     if injected:
         deliveries = _archived_deliveries(stores, set(device_ids), started - 5)
         faults_report = _faults_report(injected, summary, result.lost, deliveries, stored_at)
+    # a device whose clock was skewed on purpose stamps its readings off by seconds: not a hop's latency
+    skewed = {
+        (device_id, int(msg_id))
+        for device_id, record in summary["per_device"].items()
+        for msg_id, tags in record["faults"].items()
+        if Fault.CLOCK_SKEW.value in tags
+    }
+    timed = [i for i in items if (i.device_id, i.msg_id) not in skewed]
     outcome = RunOutcome(
         run_id=run_id,
         scenario=scenario,
@@ -249,10 +263,10 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
         faults=faults_report,
         cost=run_cost(stack, outputs, facts),
         hops_ms=hop_samples(
-            [i.ts for i in items],
-            [i.arrived_at_ms for i in items],
-            [i.invoked_at_ms for i in items],
-            [i.stored_at_ms for i in items],
+            [i.ts for i in timed],
+            [i.arrived_at_ms for i in timed],
+            [i.invoked_at_ms for i in timed],
+            [i.stored_at_ms for i in timed],
         ),
     )
     folder = reports_dir / run_id

@@ -172,7 +172,7 @@ def test_a_wrong_password_or_an_unknown_ca_fails_every_message_and_says_so(
     ):
         result = simulator(
             "run", "--fleet", str(tmp_path / "fleet.yaml"), "--duration", "1", "--broker", f"{LOOPBACK}:{port}",
-            *extra, "--no-sign", "--summary", str(tmp_path / "summary.json"),
+            *extra, "--no-sign", "--summary", str(tmp_path / "summary.json"), "--drain-timeout", "2",
         )  # fmt: skip
         assert result.returncode == 1 and "failed" in result.stderr, extra
         summary = json.loads((tmp_path / "summary.json").read_text())
@@ -194,6 +194,8 @@ def test_a_wrong_password_or_an_unknown_ca_fails_every_message_and_says_so(
         (["--topic", "{device_id:>{w}}", "--no-sign"], "the only placeholder is {device_id}"),
         (["--basic-ingest", "a/b", "--no-sign"], "is not a rule name"),
         (["--username", "u", "--password-file", "/nonexistent/pw", "--no-sign"], "cannot read the password file"),
+        (["--drain-timeout", "-1", "--no-sign"], "is not a number of seconds"),
+        (["--drain-timeout", "nan", "--no-sign"], "is not a number of seconds"),
     ],
 )
 def test_contradictory_or_unusable_connection_options_are_refused_before_connecting(

@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 
 from testbed import cli
+from testbed.cost import prices as prices_module
 from testbed.cost.bill import Bill, bill_of, cost_section, what_ifs
 from testbed.cost.prices import PRICES_DIR, PriceBook, PriceError, load_prices
 from testbed.cost.traffic import MONTH_S, Traffic, iot_units, plan
@@ -28,8 +29,8 @@ HOUR = Traffic(
     memory_mb=512,
     items=36_000,
     item_bytes=700,
+    write_units_per_item=1,
     alert_writes=0,
-    archive_units=36_000,
     archive_bytes=18_000_000,
     quarantined=10,
     alerts=0,
@@ -55,13 +56,14 @@ def test_an_hour_of_100_devices_at_10_msg_s_priced_by_hand(prices: PriceBook) ->
     assert usd(bill, "iot.messages") == pytest.approx(0.036)
     assert usd(bill, "iot.rules_triggered") == pytest.approx(0.0054)
     assert usd(bill, "iot.actions_executed") == pytest.approx(0.0054)
-    # 36,000 sends by the rule's action + 3,600 receives + 3,600 deletes
+    # 36,000 sends by the rule's action + 3,600 receives + 3,600 deletes (10 records each: one call each)
     assert usd(bill, "sqs.requests") == pytest.approx(43_200 * 0.40 / 1e6)
     assert usd(bill, "lambda.requests") == pytest.approx(3_600 * 0.20 / 1e6)
     # 3,600 invocations x 50 ms (49.2 rounded up to the ms) x 0.5 GB = 90 GB-s
     assert usd(bill, "lambda.gb_seconds") == pytest.approx(90 * 0.0000166667)
     assert usd(bill, "dynamodb.write_request_units") == pytest.approx(36_000 * 0.625 / 1e6)  # 700 B: 1 WRU
-    assert usd(bill, "firehose.ingested_gb") == pytest.approx(36_000 * 5120 / 1024**3 * 0.029)
+    # 3,600 records (an invocation's 10 lines of 500 B packed into one), each rounded up to 5 KB
+    assert usd(bill, "firehose.ingested_gb") == pytest.approx(3_600 * 5120 / 1024**3 * 0.029)
     # a flush a minute (60; the size never fills 5 MiB first) + 10 quarantine objects
     assert usd(bill, "s3.put_requests") == pytest.approx(70 * 0.005 / 1000)
     # 12 five-minute periods x 5 resources caching data keys
@@ -92,13 +94,12 @@ def test_what_ifs_are_the_differences_worked_by_hand(prices: PriceBook) -> None:
     assert saved["publish through Basic Ingest"] == pytest.approx(25.92, abs=1e-4)
     # flushes a month: 43,200 (a minute each) -> 2,880 (900 s each)
     assert saved["a Firehose buffer of 128 MiB / 900 s"] == pytest.approx(40_320 * 0.005 / 1000, abs=1e-4)
-    # invocations 2,592,000 -> 259,200: their requests, a receive and a delete each, and the
-    # per-invocation rounding (50 ms for 10 records -> 492 ms for 100)
+    # invocations 2,592,000 -> 259,200: their requests and the per-invocation rounding (50 ms for 10
+    # records -> 492 ms for 100); SQS still receives and deletes 10 messages a call, so no SQS saving
     fewer = 2_592_000 - 259_200
     gb_s = (2_592_000 * 0.050 - 259_200 * 0.492) * 0.5
-    assert saved["Lambda batches of 100 records"] == pytest.approx(
-        fewer * 0.20 / 1e6 + 2 * fewer * 0.40 / 1e6 + gb_s * 0.0000166667, abs=1e-4
-    )
+    # Firehose: 2,592,000 records of 5,000 B (1 unit each) -> 259,200 of 50,000 B (10 units each): the same
+    assert saved["Lambda batches of 100 records"] == pytest.approx(fewer * 0.20 / 1e6 + gb_s * 0.0000166667, abs=1e-4)
     assert what_ifs(HOUR.with_changes(basic_ingest=True).per_month(), prices)["publish through Basic Ingest"] == 0
 
 
@@ -111,8 +112,9 @@ def test_a_planned_load_is_priced_without_a_run(prices: PriceBook) -> None:
     traffic = plan(rate_msg_s=10_000, devices=50_000, payload_bytes=400)
     section = cost_section(traffic, prices)
     assert section["month"]["rate_msg_s"] == 10_000
-    # 25.92 billion messages of one unit each at $1.00 per million (the first tier's price)
-    assert section["month"]["by_service_usd"]["iot"] > 25_920
+    messaging = next(line for line in section["month"]["lines"] if line["item"] == "iot.messages")
+    # 25.92 billion messages of one unit each, through the tiers: $1.00, $0.80, $0.70 per million
+    assert messaging["usd"] == pytest.approx(1_000 + 4_000 * 0.8 + 20_920 * 0.7)
     assert json.dumps(section)  # a report section is JSON
 
 
@@ -180,3 +182,25 @@ def test_the_cost_command_prices_a_planned_load_and_names_a_bad_price_file(
     assert f"cannot use the price file {tmp_path / 'none.json'}" in printed.getvalue()
     with pytest.raises(SystemExit):
         cli.main(["cost", "--rate", "0", "--devices", "1", "--payload-bytes", "1"])
+
+
+def test_an_edited_price_file_that_would_mislead_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = (PRICES_DIR / "us-east-1.json").read_text()
+    (tmp_path / "eu-west-1.json").write_text(source)  # copied, its prices left as Virginia's
+    monkeypatch.setattr(prices_module, "PRICES_DIR", tmp_path)
+    with pytest.raises(PriceError, match="is for us-east-1, not eu-west-1"):
+        load_prices("eu-west-1")
+    edits: list[tuple[Callable[[dict[str, Any]], None], str]] = [
+        (lambda b: b["prices"]["iot.messages"].update(tiers=[{"above": 1000, "usd": 0.8}]), "below one pricing unit"),
+        (lambda b: b["prices"]["sqs.requests"].update(usd=float("inf")), "finite number"),
+    ]
+    for edit, message in edits:
+        edited = json.loads(source)
+        edit(edited)
+        (tmp_path / "p.json").write_text(json.dumps(edited))
+        with pytest.raises(PriceError, match=message):
+            load_prices(path=tmp_path / "p.json")
+    repeated = source.replace('"currency": "USD",', '"currency": "USD", "currency": "EUR",')
+    (tmp_path / "p.json").write_text(repeated)
+    with pytest.raises(PriceError, match="currency given twice"):
+        load_prices(path=tmp_path / "p.json")

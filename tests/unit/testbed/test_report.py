@@ -59,13 +59,13 @@ def test_each_hop_is_timed_from_the_items_that_carry_it_and_the_slowest_is_named
     assert {hop: list(ms) for hop, ms in hops.items()} == {
         "device to rule hand-off": [10.0, 20.0],
         "rule to processor": [20.0, 5.0],
-        "processor to stored": [20.0, 75.0],
+        "processor to write": [20.0, 75.0],
     }, "the third item carries no arrival: an item from before hops were timed"
     report = write_report(tmp_path, outcome())
-    assert report["hop_latency_ms"]["processor to stored"]["p95"] == 72.25
-    assert report["slowest_hop"] == "processor to stored"
+    assert report["hop_latency_ms"]["processor to write"]["p95"] == 72.25
+    assert report["slowest_hop"] == "processor to write"
     assert "device to broker ack" in report["hop_latency_ms"], "the simulator's own hop"
-    assert "slowest hop: processor to stored" in (tmp_path / "report.md").read_text()
+    assert "slowest hop: processor to write" in (tmp_path / "report.md").read_text()
     assert write_report(tmp_path / "untimed", dataclasses.replace(outcome(), hops_ms={}))["slowest_hop"] is None
 
 
