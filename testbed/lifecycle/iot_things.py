@@ -46,6 +46,29 @@ def device_policy(
     }
 
 
+# IoT Core keeps at most five versions of a policy
+POLICY_VERSIONS_MAX = 5
+
+
+def ensure_policy(iot: Any, name: str, document: dict[str, Any]) -> None:
+    """The policy with this document: created, or given a new default version when its document
+    changed (another device topic), the oldest other version making room when five exist."""
+    try:
+        iot.create_policy(policyName=name, policyDocument=json.dumps(document))
+        return
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceAlreadyExistsException":
+            raise
+    if json.loads(iot.get_policy(policyName=name)["policyDocument"]) == document:
+        return
+    versions = iot.list_policy_versions(policyName=name)["policyVersions"]
+    if len(versions) >= POLICY_VERSIONS_MAX:
+        oldest = min((v for v in versions if not v["isDefaultVersion"]), key=lambda v: int(v["versionId"]))
+        iot.delete_policy_version(policyName=name, policyVersionId=oldest["versionId"])
+    iot.create_policy_version(policyName=name, policyDocument=json.dumps(document), setAsDefault=True)
+    logger.info("policy %s: a new default version for its new document", name)
+
+
 def provision(
     iot: Any,
     device_ids: list[str],
@@ -61,13 +84,7 @@ def provision(
     manifest: dict[str, Any] = (
         json.loads(manifest_path.read_text()) if manifest_path.exists() else {"policy": policy_name, "things": {}}
     )
-    try:
-        iot.create_policy(
-            policyName=policy_name, policyDocument=json.dumps(device_policy(region, account, device_topic=device_topic))
-        )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ResourceAlreadyExistsException":
-            raise
+    ensure_policy(iot, policy_name, device_policy(region, account, device_topic=device_topic))
     for device_id in device_ids:
         if device_id in manifest["things"]:
             continue

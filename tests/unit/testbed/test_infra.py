@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from telemetry.outputs import OutputsError
 from testbed.lifecycle.backends import AwsBackend, EmbeddedBackend
 from testbed.lifecycle.backends.base import BackendError
 from testbed.lifecycle.infra import InfraError, Infrastructure
-from testbed.lifecycle.iot_things import device_policy
+from testbed.lifecycle.iot_things import device_policy, ensure_policy
 from testbed.lifecycle.stack import Stack
 from testbed.paths import INFRA_DIR
 
@@ -167,3 +169,16 @@ def test_a_device_topic_the_rule_does_not_read_is_named_before_a_device_publishe
         stack.contract_outputs()
     stack.__dict__["terraform"] = FakeTerraform({**outputs, "s": "SELECT * FROM 'greenhouse/#'"})
     assert stack.contract_outputs()["iot_rule_sql"] == {"value": "SELECT * FROM 'greenhouse/#'"}
+
+
+def test_a_things_policy_follows_a_changed_device_topic_within_iot_cores_five_versions() -> None:
+    with mock_aws():
+        iot = boto3.client("iot", region_name="us-east-1")
+        ensure_policy(iot, "devices", device_policy("us-east-1", "123456789012"))
+        ensure_policy(iot, "devices", device_policy("us-east-1", "123456789012"))  # unchanged: no new version
+        assert len(iot.list_policy_versions(policyName="devices")["policyVersions"]) == 1
+        for n in range(6):
+            changed = device_policy("us-east-1", "123456789012", device_topic=f"site{n}/{{device_id}}/climate")
+            ensure_policy(iot, "devices", changed)
+            assert json.loads(iot.get_policy(policyName="devices")["policyDocument"]) == changed
+        assert len(iot.list_policy_versions(policyName="devices")["policyVersions"]) == 5
