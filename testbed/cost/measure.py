@@ -14,6 +14,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from processor.config import Settings
+from processor.exceptions import ConfigurationError
 from simulator.summary import RunSummary
 from telemetry.outputs import OutputsError, StackOutputs
 from testbed.cost.traffic import (
@@ -185,7 +186,7 @@ def measured_traffic(stack: Any, outputs: StackOutputs, facts: RunFacts) -> Traf
         )
     try:
         item_days = float(Settings.from_env(function.get("Environment", {}).get("Variables", {})).telemetry_ttl_days)
-    except (KeyError, ValueError):  # not this project's processor
+    except (ConfigurationError, KeyError, ValueError):  # not this project's processor
         item_days = 30.0
         unmeasured.append("the table's TTL (the function has no TELEMETRY_TTL_DAYS): 30 days assumed")
     archive_days = _archive_retention_days(stack, outputs.archive_bucket_name)
