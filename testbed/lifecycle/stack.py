@@ -40,7 +40,7 @@ class Stack:
         infra_dir, backend_config = self.backend.terraform_setup(work_dir, self.infra.folder)
         return Terraform(
             work_dir=work_dir,
-            variables=self.infra.variables(self.backend.terraform_variables(LAMBDA_ZIP), self.variables),
+            variables=self.terraform_variables(),
             env=self.backend.client_env(),
             infra_dir=infra_dir,
             backend_config=backend_config,
@@ -120,10 +120,12 @@ class Stack:
         """Route devices through `mode` (a benchmark or a test compares them); `self.ingress` goes back."""
         self.backend.start_ingress(self.outputs_file, mode)
 
+    def terraform_variables(self) -> dict[str, Any]:
+        """The backend's variables and this stack's, as its Terraform folder takes them."""
+        return self.infra.variables(self.backend.terraform_variables(LAMBDA_ZIP), self.variables)
+
     def variables_text(self) -> str:
-        return json.dumps(
-            self.infra.variables(self.backend.terraform_variables(LAMBDA_ZIP), self.variables), sort_keys=True
-        )
+        return json.dumps(self.terraform_variables(), sort_keys=True)
 
     def down(self) -> None:
         self.backend.stop()
