@@ -23,7 +23,7 @@ DURATION ?= 60
 TEST_WORKERS ?= $(if $(filter embedded,$(BACKEND)),3,0)
 BUNDLE_SOURCES := $(shell find processor telemetry -name '*.py' 2>/dev/null) processor/requirements.txt
 
-.PHONY: help doctor venvs build up down clean demo plan outputs test test-unit test-contract test-e2e mutation lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy redrive logs status inspect iam-check
+.PHONY: help doctor venvs build up down clean demo plan outputs test test-unit test-contract test-e2e mutation lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy redrive logs status inspect iam-check parity
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -105,6 +105,9 @@ bench: venvs build ## highest zero-loss end-to-end rate, and the naive design's,
 
 logs: $(VENV)/.installed ## follow the emulator, broker, bridge and processor logs, one prefix each (Ctrl-C stops)
 	$(TESTBED) logs --follow
+
+parity: $(VENV)/.installed ## probe the running stack for the AWS behaviours the pipeline relies on: feature, AWS, here, consequence
+	$(TESTBED) parity
 
 iam-check: venvs build ## with IAM enforced, take each role-policy action away in turn and probe the pipeline
 	IAM=enforce $(TESTBED) iam-check

@@ -39,6 +39,7 @@ from testbed.operate.env import exports, shell_lines
 from testbed.operate.inspect import inventory
 from testbed.operate.logs import FileSource, LogGroupSource, Source, follow, tail
 from testbed.operate.status import stack_status
+from testbed.parity import report as parity_report
 from testbed.runs.demo import run_demo
 from testbed.runs.html_report import write_comparison
 from testbed.runs.iam_check import IamCheck
@@ -89,9 +90,27 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    outputs = _stack(args).up()
+    stack = _stack(args)
+    outputs = stack.up()
     if outputs is not None:
         _print_outputs(outputs)
+        if not args.no_parity and stack.backend.name != "aws":
+            parity_report.print_table(
+                parity_report.run_probes(parity_report.context_of(stack)), Console(), args.backend
+            )
+    return 0
+
+
+def cmd_parity(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    if stack.backend.name == "aws":
+        print("parity compares a local backend with AWS; on AWS there is nothing to compare")
+        return 2
+    rows = parity_report.run_probes(parity_report.context_of(stack))
+    if args.json:
+        print(json.dumps([row.as_dict() for row in rows], indent=2))
+    else:
+        parity_report.print_table(rows, Console(), args.backend)
     return 0
 
 
@@ -473,7 +492,12 @@ def build_parser() -> argparse.ArgumentParser:
     checkup.add_argument("--tests", action="store_true", help="what the tests need (test tools; no fixed ports)")
     checkup.set_defaults(func=cmd_doctor)
     sub.add_parser("build", help="build the processor zip (deterministic)").set_defaults(func=cmd_build)
-    sub.add_parser("up", help="start the backend and deploy infra/").set_defaults(func=cmd_up)
+    up = sub.add_parser("up", help="start the backend and deploy infra/, then probe what it does not do that AWS does")
+    up.add_argument("--no-parity", action="store_true", help="skip the parity probes at the end (about 20 s)")
+    up.set_defaults(func=cmd_up)
+    parity = sub.add_parser("parity", help="probe the running backend for the AWS behaviours the pipeline relies on")
+    parity.add_argument("--json", action="store_true", help="the rows as JSON")
+    parity.set_defaults(func=cmd_parity)
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
     load = sub.add_parser("load", help="compose backends: run the simulator container against the stack")
     load.add_argument("--fleet", default="simulator/fleets/smoke.yaml", help="a fleet file, relative to the checkout")

@@ -13,34 +13,11 @@ from processor.config import ENVIRONMENT_KEYS, LIBRARY_ENVIRONMENT_KEYS
 from telemetry.outputs import StackOutputs
 from telemetry.schema import DEVICE_TYPES
 from telemetry.topics import DEVICE_ID_LEVEL, TELEMETRY_FILTER, telemetry_topic
+from testbed.parity.probes import LAMBDA_RESERVED_ENV_KEYS as LAMBDA_RESERVED_KEYS
 from testbed.paths import ROOT
 from tests.contract.conftest import blocks, locals_
 from tests.contract.services import services_in_docs, services_in_infra
 
-# https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime
-LAMBDA_RESERVED_KEYS = frozenset(
-    {
-        "_HANDLER",
-        "_X_AMZN_TRACE_ID",
-        "AWS_DEFAULT_REGION",
-        "AWS_REGION",
-        "AWS_EXECUTION_ENV",
-        "AWS_LAMBDA_FUNCTION_NAME",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-        "AWS_LAMBDA_FUNCTION_VERSION",
-        "AWS_LAMBDA_INITIALIZATION_TYPE",
-        "AWS_LAMBDA_LOG_GROUP_NAME",
-        "AWS_LAMBDA_LOG_STREAM_NAME",
-        "AWS_ACCESS_KEY",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_LAMBDA_RUNTIME_API",
-        "LAMBDA_TASK_ROOT",
-        "LAMBDA_RUNTIME_DIR",
-        "TZ",
-    }
-)
 RESERVED_PREFIXES = ("AWS_LAMBDA_",)
 SKIPPED_DIRS = {
     ".git",
