@@ -100,7 +100,7 @@ bench-simulator: $(VENV)/.installed ## simulator: 10k connections, QoS 0/1 msg/s
 bench-ingress: venvs build ## highest zero-loss end-to-end rate of each ingress mode (direct, sqs, iot)
 	$(TESTBED) bench-ingress
 
-bench: venvs build ## highest zero-loss end-to-end rate, and the naive design's, in one run
+bench: venvs build ## the emulator's ceiling, then the highest good end-to-end rate as a ratio of it with CPU per message by process, and the naive design's
 	$(TESTBED) bench
 
 logs: $(VENV)/.installed ## follow the emulator, broker, bridge and processor logs, one prefix each (Ctrl-C stops)

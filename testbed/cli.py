@@ -295,15 +295,35 @@ def cmd_bench_ingress(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     stack = _stack(args)
     stack.up()
-    result = bench_ingress.bench(stack, duration_s=args.duration)
+    result = bench_ingress.bench(stack, duration_s=args.duration, start=args.start)
     title = "End to end: the pipeline's design against the naive design (QoS 1, zero loss)"
-    _print_rows(title, result["design_steps"] + result["naive_steps"], as_json=False)
-    best, naive = result["best"], result["naive_best"]
+    steps = [
+        {k: v for k, v in row.items() if k != "cpu_us_per_msg"}
+        for row in result["design_steps"] + result["naive_steps"]
+    ]
+    _print_rows(title, steps, as_json=False)
+    ceiling, best, naive = result["ceiling"], result["best"], result["naive_best"]
     console.print(
-        f"best zero-loss rate: {best['stored_msg_s'] if best else 'none'} msg/s "
-        f"(p99 {best['p99_ms'] if best else '-'} ms); naive design: {naive['stored_msg_s'] if naive else 'none'} "
-        f"msg/s; ratio {result['ratio']}x; emulator RSS {stack.backend.emulator_rss_mb()} MB"
+        f"emulator ceiling, same run: BatchWriteItem {ceiling['dynamodb_items_s']} items/s, invoke path "
+        f"{ceiling['invoke_msg_s']} msg/s, together {ceiling['combined_msg_s']} msg/s "
+        f"({ceiling['emulator_us_per_msg']} us of emulator per message)"
     )
+    if best is None:
+        console.print(f"no step kept up with zero loss, not even {args.start:g} msg/s: start lower (--start)")
+    else:
+        console.print(
+            f"best good rate: {best['stored_msg_s']} msg/s (p99 {best['p99_ms']} ms) = "
+            f"{result['of_ceiling']:.0%} of the emulator's ceiling; naive design: "
+            f"{naive['stored_msg_s'] if naive else 'none'} msg/s; design/naive {result['ratio']}x; "
+            f"emulator RSS {stack.backend.emulator_rss_mb()} MB"
+        )
+        cpu = Table(title=f"CPU per stored message at {best['stored_msg_s']} msg/s, by process")
+        cpu.add_column("process")
+        cpu.add_column("us per message", justify="right")
+        for name, us in sorted(result["cpu_us_per_msg"].items(), key=lambda kv: -kv[1]):
+            cpu.add_row(name, f"{us:,.1f}")
+        cpu.add_row("all", f"{sum(result['cpu_us_per_msg'].values()):,.1f}")
+        console.print(cpu)
     print(json.dumps(result))
     return 0
 
@@ -546,7 +566,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingress_bench.add_argument("--duration", type=positive_float, default=20.0)
     ingress_bench.set_defaults(func=cmd_bench_ingress)
     full_bench = sub.add_parser("bench", help="highest zero-loss rate of the design and of the naive design")
-    full_bench.add_argument("--duration", type=positive_float, default=20.0)
+    full_bench.add_argument("--duration", type=positive_float, default=15.0, help="seconds per step")
+    full_bench.add_argument(
+        "--start", type=positive_float, default=bench_ingress.START_RATE, help="the search's first rate (msg/s)"
+    )
     full_bench.set_defaults(func=cmd_bench)
     logs = sub.add_parser("logs", help="the emulator's, broker's, bridge's and processor's log lines, one prefix each")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")

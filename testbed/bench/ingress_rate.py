@@ -1,21 +1,30 @@
 """End-to-end benchmarks: the highest offered rate an ingress mode carries with zero loss.
 
-`make bench-ingress` compares the local ingress modes; `make bench` pits the pipeline's design
-(batched direct invocation) against the naive design (one Lambda invocation and one write per
-message) in one run.
+`make bench-ingress` compares the local ingress modes; `make bench` measures, in one run, the
+emulator's own ceiling, the pipeline's (batched direct invocation) highest good rate as a ratio of
+it with the CPU each process spends per message, and the naive design's (one Lambda invocation and
+one write per message) rate.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from testbed.bench.ceiling import CpuMeter, measure, stack_pids
 from testbed.lifecycle.stack import Stack
 from testbed.runs.loadrun import run_step
 
 RATES = (250, 500, 1000, 1500, 2000, 3000)
-BENCH_RATES = (1000, 1500, 2000, 2500, 3000, 4000, 5000)
-NAIVE_RATES = (25, 50, 100, 150, 200, 300)
+NAIVE_START = 25
+# The search starts where any machine keeps up and doubles from there: a fixed first step of 1,000
+# msg/s already fell behind on a slow machine, which then reported no rate at all.
+START_RATE = 100
+MAX_STEPS = 9
+# Stop refining once the bracket around the ceiling is this narrow (relative to the good rate).
+PRECISION = 0.15
 P99_BOUND_MS = 2000.0
+# A step keeps up when it stores at least this share of the offered rate.
+KEEPS_UP = 0.9
 # The naive design: every message is its own Lambda invocation and its own DynamoDB write.
 NAIVE = "naive"
 
@@ -32,10 +41,51 @@ def step_up(stack: Stack, mode: str, rates: tuple[int, ...], duration_s: float, 
     return rows
 
 
+def good(row: dict[str, Any]) -> bool:
+    """Zero loss, p99 within the bound, and the stored rate keeping up with the offered one."""
+    return not row["lost"] and row["p99_ms"] <= P99_BOUND_MS and row["stored_msg_s"] >= KEEPS_UP * row["offered_msg_s"]
+
+
+def next_rate(tried: list[tuple[float, bool]], start: float) -> float | None:
+    """Double from `start` while steps are good; after the first bad one, halve the bracket between
+    the best good rate and the lowest bad one until it is narrow. None: done."""
+    if len(tried) >= MAX_STEPS:
+        return None
+    if not tried:
+        return start
+    goods = [rate for rate, ok in tried if ok]
+    bads = [rate for rate, ok in tried if not ok]
+    if not bads:
+        return tried[-1][0] * 2
+    low_bad = min(bads)
+    high_good = max((rate for rate in goods if rate < low_bad), default=None)
+    if high_good is None:
+        lowest = low_bad / 2
+        return lowest if lowest >= start / 8 else None
+    if (low_bad - high_good) / high_good <= PRECISION:
+        return None
+    return round((high_good + low_bad) / 2)
+
+
+def search(
+    stack: Stack, mode: str, duration_s: float, devices: int, start: float, meter: CpuMeter | None = None
+) -> list[dict[str, Any]]:
+    """The highest good rate of `mode`, found by doubling from a low start and then bisecting."""
+    stack.use_ingress(mode)
+    rows: list[dict[str, Any]] = []
+    tried: list[tuple[float, bool]] = []
+    while (rate := next_rate(tried, start)) is not None:
+        step = run_step(stack, min(devices, max(int(rate), 1)), rate, duration_s, meter=meter)
+        row = {"mode": mode, **step.as_dict()}
+        rows.append(row)
+        tried.append((rate, good(row)))
+    return rows
+
+
 def best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The highest step with zero loss and p99 within the bound."""
-    good = [r for r in rows if not r["lost"] and r["p99_ms"] <= P99_BOUND_MS]
-    return max(good, key=lambda r: r["stored_msg_s"]) if good else None
+    """The highest good step."""
+    kept = [r for r in rows if good(r)]
+    return max(kept, key=lambda r: r["stored_msg_s"]) if kept else None
 
 
 def run(
@@ -50,13 +100,25 @@ def run(
     return rows
 
 
-def bench(stack: Stack, duration_s: float = 20.0, devices: int = 200) -> dict[str, Any]:
-    """The design against the naive design, same stack, same run."""
+def bench(stack: Stack, duration_s: float = 15.0, devices: int = 200, start: float = START_RATE) -> dict[str, Any]:
+    """In one run: the emulator's ceiling, the design's highest good rate as a ratio of it with the
+    CPU per message of each process, and the naive design's rate."""
+    ceiling = measure(stack)
+    meter = CpuMeter(stack_pids(stack))
     try:
-        design = step_up(stack, "direct", BENCH_RATES, duration_s, devices)
-        naive = step_up(stack, NAIVE, NAIVE_RATES, duration_s, min(devices, 50))
+        design = search(stack, "direct", duration_s, devices, start, meter)
+        naive = search(stack, NAIVE, duration_s, min(devices, 50), NAIVE_START)
     finally:
         stack.use_ingress(stack.ingress)
     top, naive_top = best(design), best(naive)
     ratio = round(top["stored_msg_s"] / naive_top["stored_msg_s"], 1) if top and naive_top else None
-    return {"design_steps": design, "naive_steps": naive, "best": top, "naive_best": naive_top, "ratio": ratio}
+    return {
+        "ceiling": ceiling.as_dict(),
+        "design_steps": design,
+        "naive_steps": naive,
+        "best": top,
+        "of_ceiling": round(top["stored_msg_s"] / ceiling.msg_s, 2) if top else None,
+        "cpu_us_per_msg": top["cpu_us_per_msg"] if top else {},
+        "naive_best": naive_top,
+        "ratio": ratio,
+    }

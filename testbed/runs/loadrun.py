@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import psutil
 from rich.console import Console
 
 from simulator.fleet import parse_fleet
 from simulator.run import RunConfig, live_run
 from simulator.summary import acked_ids, percentiles
+from testbed.bench.ceiling import CpuMeter
 from testbed.lifecycle.stack import Stack
 from testbed.runs.runner import wait_for_drain
 from testbed.runs.stores import Stores
@@ -36,13 +38,18 @@ class StepResult:
     p50_ms: float
     p99_ms: float
     drain_s: float
+    # CPU time per stored message of each process, from the send's start to the drain's end
+    cpu_us_per_msg: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 
-def run_step(stack: Stack, devices: int, rate_msg_s: float, duration_s: float, seed: int = 1) -> StepResult:
-    """Offer `rate_msg_s` from `devices` devices for `duration_s`, then reconcile against DynamoDB."""
+def run_step(
+    stack: Stack, devices: int, rate_msg_s: float, duration_s: float, seed: int = 1, meter: CpuMeter | None = None
+) -> StepResult:
+    """Offer `rate_msg_s` from `devices` devices for `duration_s`, then reconcile against DynamoDB;
+    with a meter, also the CPU each of the stack's processes (and this one, the simulator) spent."""
     backend = stack.backend
     prefix = f"ld{uuid.uuid4().hex[:6]}"
     ids = [f"{prefix}-{n:05d}" for n in range(devices)]
@@ -59,6 +66,9 @@ def run_step(stack: Stack, devices: int, rate_msg_s: float, duration_s: float, s
         }
     )
     started = time.time()
+    before = meter.sample() if meter else {}
+    simulator = psutil.Process()
+    simulator_before = sum(simulator.cpu_times()[:2])
     summary = live_run(
         RunConfig.for_target(
             target,
@@ -71,6 +81,7 @@ def run_step(stack: Stack, devices: int, rate_msg_s: float, duration_s: float, s
             topic=stack.backend.device_topic,
         )
     )
+    simulator_s = sum(simulator.cpu_times()[:2]) - simulator_before
     acked = acked_ids(summary)
     stores = Stores.connect(outputs, stack.client)
     sent_done = time.time()
@@ -78,6 +89,9 @@ def run_step(stack: Stack, devices: int, rate_msg_s: float, duration_s: float, s
         stack, stores, ids, int(started * 1000) - 1000, len(acked), DRAIN_TIMEOUT_S, Console(quiet=True), poll_s=1.0
     )
     drain_s = time.time() - sent_done
+    spent = {name: at - before[name] for name, at in (meter.sample() if meter else {}).items() if name in before}
+    if meter:
+        spent["simulator"] = simulator_s
     backend.release_devices(ids)
     stored = [(i.device_id, i.msg_id) for i in items]
     latency_ms = percentiles([(i.stored_at_ms - i.ts) / 1000 for i in items])
@@ -93,4 +107,5 @@ def run_step(stack: Stack, devices: int, rate_msg_s: float, duration_s: float, s
         p50_ms=latency_ms["p50"],
         p99_ms=latency_ms["p99"],
         drain_s=round(drain_s, 1),
+        cpu_us_per_msg={name: round(s * 1e6 / max(len(items), 1), 1) for name, s in spent.items()},
     )

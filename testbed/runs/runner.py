@@ -31,7 +31,7 @@ from testbed.lifecycle.stack import Stack
 from testbed.paths import REPORTS_DIR
 from testbed.runs.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting, throttle_processor
 from testbed.runs.reconcile import check_alerts, expected_stored, reconcile
-from testbed.runs.report import Check, RunOutcome, checks, hop_samples, write_report
+from testbed.runs.report import ARCHIVE_HOP, Check, RunOutcome, checks, hop_samples, write_report
 from testbed.runs.scenario import Scenario, ScenarioError
 from testbed.runs.stores import Stores
 
@@ -247,6 +247,24 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
         if Fault.CLOCK_SKEW.value in tags
     }
     timed = [i for i in items if (i.device_id, i.msg_id) not in skewed]
+    hops = hop_samples(
+        [i.ts for i in timed],
+        [i.arrived_at_ms for i in timed],
+        [i.invoked_at_ms for i in timed],
+        [i.stored_at_ms for i in timed],
+    )
+    archived = (
+        stores.archive_times({(i.device_id, i.msg_id) for i in timed}, started - 5)
+        if outputs.archive_bucket_name
+        else {}
+    )
+    hops[ARCHIVE_HOP] = np.array(
+        [
+            archived[(i.device_id, i.msg_id)] * 1000 - i.stored_at_ms
+            for i in timed
+            if (i.device_id, i.msg_id) in archived
+        ]
+    )
     outcome = RunOutcome(
         run_id=run_id,
         scenario=scenario,
@@ -262,12 +280,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
         emulator_rss_mb=stack.backend.emulator_rss_mb(),
         faults=faults_report,
         cost=run_cost(stack, outputs, facts),
-        hops_ms=hop_samples(
-            [i.ts for i in timed],
-            [i.arrived_at_ms for i in timed],
-            [i.invoked_at_ms for i in timed],
-            [i.stored_at_ms for i in timed],
-        ),
+        hops_ms=hops,
     )
     folder = reports_dir / run_id
     write_report(folder, outcome)

@@ -31,6 +31,8 @@ RAW_PREFIX = "raw/"
 UTC_SECOND = "%Y-%m-%dT%H:%M:%SZ"
 # FilterLogEvents returns at most this many events per call.
 LOGS_PAGE_MAX = 10_000
+# A run's archive holds one object per invocation here: timing its messages reads at most this many.
+ARCHIVE_SAMPLE_OBJECTS = 500
 
 
 def _event_id(event: dict[str, Any]) -> Any:
@@ -218,6 +220,26 @@ class Stores:
         """Archived lines (one record each) of objects written since `since` (epoch s); GZIP on AWS
         is not handled here."""
         return [line for _, body in self._objects(RAW_PREFIX, since) for line in body.splitlines() if line]
+
+    def archive_times(
+        self, keys: set[tuple[str, int]], since: float = 0.0, max_objects: int = ARCHIVE_SAMPLE_OBJECTS
+    ) -> dict[tuple[str, int], float]:
+        """When each of these (device_id, msg_id) was first archived: its object's last-modified time
+        (epoch s), from at most `max_objects` objects written since `since`, spread evenly over them."""
+        listing = sorted((o for o in self.object_listing(RAW_PREFIX) if o[2] >= since), key=lambda o: o[2])
+        found: dict[tuple[str, int], float] = {}
+        for key, _, modified in listing[:: max(1, -(-len(listing) // max_objects))]:
+            body = self.s3.get_object(Bucket=self.outputs.need("archive_bucket_name"), Key=key)["Body"].read()
+            for line in body.splitlines():
+                try:
+                    document = json.loads(line)
+                except ValueError:  # GZIP on AWS, or a line that is not ours
+                    continue
+                if isinstance(document, dict):
+                    message = (document.get("device_id"), document.get("msg_id"))
+                    if message in keys:
+                        found.setdefault(message, modified)
+        return found
 
     def archived_messages(self, since: float = 0.0) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.archived_lines(since)]

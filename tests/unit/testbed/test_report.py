@@ -109,3 +109,15 @@ def test_junit_has_one_case_per_check_and_a_failure_with_what_was_measured(tmp_p
     failure = failed[0].find("failure")
     assert failure is not None and failure.get("message") == "1 lost: a:3"
     assert "| lost <= 0 | FAILED | 1 lost: a:3 |" in (tmp_path / "report.md").read_text()
+
+
+def test_the_archive_hop_is_reported_but_never_named_the_slowest(tmp_path: Path) -> None:
+    """On AWS the archive waits for Firehose's buffer (a minute): it would always be the slowest hop,
+    though it is off the path a stored reading takes."""
+    timed = outcome()
+    archived = dataclasses.replace(timed, hops_ms={**timed.hops_ms, "write to archive": np.array([60_000.0, 61_000.0])})
+    report = write_report(tmp_path, archived)
+    assert report["hop_latency_ms"]["write to archive"]["p50"] == 60_500.0
+    assert report["slowest_hop"] == "processor to write"
+    assert "| write to archive | 60500.0 |" in (tmp_path / "report.md").read_text()
+    assert "write to archive" not in write_report(tmp_path / "none", timed)["hop_latency_ms"]

@@ -61,3 +61,24 @@ def test_dead_letters_are_read_decoded_and_left_in_the_queue(aws: MotoAws) -> No
     assert [letter.document is not None for letter in letters] == [False, True, True]
     assert len(stores.dead_letters()) == 3, "read again: every message stayed in the queue"
     assert stores.dead_letters(since_ms=letters[-1].sent_ms + 60_000) == []
+
+
+def test_archive_times_are_the_first_object_holding_each_message(aws: MotoAws) -> None:
+    """Each message's archive time is the first object that holds it; lines that are not JSON (GZIP on
+    AWS) or not the run's are passed over; with a cap, objects are sampled, never more than the cap."""
+    s3, bucket = aws.clients.s3, aws.stores.outputs.need("archive_bucket_name")
+    objects = {
+        "raw/a": b'{"device_id": "d1", "msg_id": 1}\n{"device_id": "d1", "msg_id": 2}\n',
+        "raw/b": b'\x1f\x8b not json\n{"device_id": "d9", "msg_id": 1}\n[1, 2]\n',
+        "raw/c": b'{"device_id": "d1", "msg_id": 2}\n{"device_id": "d2", "msg_id": 7}\n',
+        "quarantine/x": b'{"device_id": "d2", "msg_id": 8}\n',
+    }
+    for key, body in objects.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        time.sleep(1.05)  # S3 stamps objects to the second
+    keys = {("d1", 1), ("d1", 2), ("d2", 7), ("d2", 8)}
+    times = aws.stores.archive_times(keys)
+    assert set(times) == {("d1", 1), ("d1", 2), ("d2", 7)}
+    assert times[("d1", 1)] == times[("d1", 2)] < times[("d2", 7)]
+    assert aws.stores.archive_times(keys, since=time.time() + 60) == {}
+    assert set(aws.stores.archive_times(keys, max_objects=1)) == {("d1", 1), ("d1", 2)}

@@ -1,0 +1,192 @@
+"""The emulator's own ceiling for what one message costs it, measured in the benchmark's run.
+
+The same commit runs 3-4x slower on some machines than on others, so an end-to-end rate means
+little alone. Next to it the benchmark measures, on the same stack and minutes, the two things
+every message costs the emulator whatever our code does: its share of a BatchWriteItem at the
+processor's item shape, and its share of a synchronous invoke at the bridge's batch shape (a
+function that does nothing). The pipeline's rate is reported as a ratio of their combined ceiling.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from processor.store import to_item
+from processor.validation import parse
+from testbed.bench.fakes import sqs_event
+from testbed.bench.processor_rate import bodies
+from testbed.lifecycle.stack import Stack
+from testbed.parity.probes import create_probe_function, probe_role
+
+# DynamoDB's BatchWriteItem takes at most 25 items: the processor writes in chunks of this size.
+ITEMS_PER_CALL = 25
+WRITE_THREADS = 4
+# The bridge's direct-mode batch and concurrency (ingress/bridge.py BridgeConfig defaults).
+INVOKE_BATCH = 100
+INVOKE_THREADS = 4
+CEILING_S = 8.0
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    dynamodb_items_s: float
+    invoke_msg_s: float
+
+    @property
+    def per_message_us(self) -> float:
+        """Emulator time per message: one item written plus its share of one invoke."""
+        return 1e6 / self.dynamodb_items_s + 1e6 / self.invoke_msg_s
+
+    @property
+    def msg_s(self) -> float:
+        return 1e6 / self.per_message_us
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "dynamodb_items_s": round(self.dynamodb_items_s),
+            "invoke_msg_s": round(self.invoke_msg_s),
+            "combined_msg_s": round(self.msg_s),
+            "emulator_us_per_msg": round(self.per_message_us, 1),
+        }
+
+
+def _for(seconds: float, threads: int, work: Callable[[], int]) -> float:
+    """Run `work` (returns units done) in `threads` threads for `seconds`; units per second."""
+    stop = time.monotonic() + seconds
+    counts = [0] * threads
+    lock = threading.Lock()
+
+    def loop(index: int) -> None:
+        while time.monotonic() < stop:
+            done = work()
+            with lock:
+                counts[index] += done
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads, thread_name_prefix="ceiling") as pool:
+        list(pool.map(loop, range(threads)))
+    return sum(counts) / (time.monotonic() - started)
+
+
+def items(count: int, key: bytes) -> list[dict[str, Any]]:
+    """Items exactly as the processor writes them, from signed simulator-shaped messages."""
+    now_ms = int(time.time() * 1000)
+    return [
+        to_item(
+            parse(body, arrival_ms=now_ms, max_skew_ms=10**9),
+            stored_at_ms=now_ms,
+            expires_at_s=now_ms // 1000 + 3600,
+            arrived_at_ms=now_ms,
+            invoked_at_ms=now_ms,
+        )
+        for body in bodies(count, key)
+    ]
+
+
+def dynamodb_ceiling(stack: Stack, seconds: float = CEILING_S) -> float:
+    """Items/s that BatchWriteItem takes in chunks of 25, from WRITE_THREADS threads, into a throwaway
+    table with the telemetry table's keys."""
+    dynamodb = stack.client("dynamodb")
+    table = dynamodb.describe_table(TableName=stack.outputs().need("telemetry_table_name"))["Table"]
+    keys = {k["AttributeName"] for k in table["KeySchema"]}
+    name = f"bench-ceiling-{uuid.uuid4().hex[:8]}"
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=table["KeySchema"],
+        AttributeDefinitions=[a for a in table["AttributeDefinitions"] if a["AttributeName"] in keys],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    try:
+        pool = items(2_000, stack.signing_key())
+        chunks = [pool[i : i + ITEMS_PER_CALL] for i in range(0, len(pool), ITEMS_PER_CALL)]
+        clients = threading.local()
+        turn = iter(range(10**12))
+
+        def write() -> int:
+            if not hasattr(clients, "dynamodb"):
+                clients.dynamodb = stack.client("dynamodb")
+            chunk = chunks[next(turn) % len(chunks)]
+            requests = [{"PutRequest": {"Item": item}} for item in chunk]
+            answer = clients.dynamodb.batch_write_item(RequestItems={name: requests})
+            return len(chunk) - len(answer.get("UnprocessedItems", {}).get(name, []))
+
+        return _for(seconds, WRITE_THREADS, write)
+    finally:
+        dynamodb.delete_table(TableName=name)
+
+
+def invoke_ceiling(stack: Stack, seconds: float = CEILING_S) -> float:
+    """Messages/s through synchronous invokes of a function that does nothing, at the bridge's batch
+    size and concurrency: the emulator's Lambda path alone."""
+    name = f"bench-invoke-{uuid.uuid4().hex[:8]}"
+    lam = stack.client("lambda")
+    encoded = json.dumps(sqs_event(bodies(INVOKE_BATCH, b"ceiling"))).encode()
+    with probe_role(stack.client("iam"), name, "lambda.amazonaws.com", ["logs:*"]) as role:
+        create_probe_function(lam, name, role)
+        try:
+            lam.invoke(FunctionName=name, Payload=encoded)
+            clients = threading.local()
+
+            def invoke() -> int:
+                if not hasattr(clients, "lam"):
+                    clients.lam = stack.client("lambda")
+                clients.lam.invoke(FunctionName=name, Payload=encoded)["Payload"].read()
+                return INVOKE_BATCH
+
+            return _for(seconds, INVOKE_THREADS, invoke)
+        finally:
+            lam.delete_function(FunctionName=name)
+
+
+def measure(stack: Stack, seconds: float = CEILING_S) -> Ceiling:
+    return Ceiling(dynamodb_ceiling(stack, seconds), invoke_ceiling(stack, seconds))
+
+
+class CpuMeter:
+    """CPU seconds of each process of the stack, so a step's cost per message can be split by process.
+
+    The emulator's children are its Lambda workers, counted apart from the emulator itself; a worker
+    that starts during a step counts in full, one that ends during it is lost (warm workers stay)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+
+    @staticmethod
+    def _seconds(process: psutil.Process) -> float:
+        times = process.cpu_times()
+        return float(times.user + times.system)
+
+    def sample(self) -> dict[str, float]:
+        found: dict[str, float] = {}
+        for name, process in self.processes.items():
+            try:
+                found[name] = self._seconds(process)
+                if name == "emulator":
+                    workers = 0.0
+                    for child in process.children(recursive=True):
+                        try:
+                            workers += self._seconds(child)
+                        except psutil.Error:  # it ended between the listing and the read
+                            continue
+                    found["lambda workers"] = workers
+            except psutil.Error:
+                continue
+        return found
+
+
+def stack_pids(stack: Stack) -> dict[str, int]:
+    """The stack's processes by role: emulator, broker, bridge (each running one counted once)."""
+    pids: dict[str, int] = {}
+    for component in stack.backend.components():
+        if component.pid is not None and component.pid not in pids.values():
+            pids[component.name] = component.pid
+    return pids

@@ -1,0 +1,78 @@
+"""The benchmark's rate search finds the highest good rate from a low start on any machine, and its
+ceiling arithmetic is what the README says it is."""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+import pytest
+
+from testbed.bench.ceiling import Ceiling, CpuMeter
+from testbed.bench.ingress_rate import MAX_STEPS, PRECISION, good, next_rate
+
+
+def _search(capacity: float, start: float = 100) -> list[float]:
+    """The rates the search tries against a pipeline that keeps up exactly to `capacity`."""
+    tried: list[tuple[float, bool]] = []
+    while (rate := next_rate(tried, start)) is not None:
+        tried.append((rate, rate <= capacity))
+    return [rate for rate, _ in tried]
+
+
+@pytest.mark.parametrize("capacity", [130, 855, 2_487, 3_300, 9_000])
+def test_the_search_brackets_the_capacity_of_a_fast_or_a_slow_machine(capacity: float) -> None:
+    rates = _search(capacity)
+    assert rates[:2] == [100, 200]
+    best = max(r for r in rates if r <= capacity)
+    above = min(r for r in rates if r > capacity)
+    assert len(rates) <= MAX_STEPS
+    # narrow enough, or out of steps
+    assert (above - best) / best <= PRECISION or len(rates) == MAX_STEPS
+    assert best >= capacity / 2
+
+
+def test_a_machine_too_slow_for_the_first_step_still_gets_a_rate() -> None:
+    """855 msg/s was reported as no rate at all when the first step was 1,000: start at 1,000, capacity 300."""
+    rates = _search(300, start=1_000)
+    assert rates[0] == 1_000
+    assert max(r for r in rates if r <= 300) >= 125
+
+
+def test_a_pipeline_that_keeps_up_with_nothing_ends_the_search() -> None:
+    rates = _search(0)
+    assert rates == [100, 50, 25, 12.5]
+
+
+def _row(**changes: float) -> dict[str, float]:
+    return {"lost": 0, "p99_ms": 500.0, "stored_msg_s": 990.0, "offered_msg_s": 1_000.0, **changes}
+
+
+def test_a_good_step_has_no_loss_a_bounded_p99_and_keeps_up() -> None:
+    assert good(_row())
+    assert not good(_row(lost=1))
+    assert not good(_row(p99_ms=2_500.0))
+    # no loss and a fine p99 over the messages it stored, but it stored half of what was offered
+    assert not good(_row(stored_msg_s=500.0))
+
+
+def test_the_ceiling_adds_the_emulator_time_of_a_write_and_of_an_invoke_share() -> None:
+    ceiling = Ceiling(dynamodb_items_s=4_000, invoke_msg_s=4_000)
+    assert ceiling.per_message_us == 500.0
+    assert ceiling.msg_s == 2_000.0
+    assert ceiling.as_dict() == {
+        "dynamodb_items_s": 4_000,
+        "invoke_msg_s": 4_000,
+        "combined_msg_s": 2_000,
+        "emulator_us_per_msg": 500.0,
+    }
+
+
+def test_the_cpu_meter_reads_a_process_and_its_children() -> None:
+    meter = CpuMeter({"emulator": os.getpid()})
+    before = meter.sample()
+    sum(i * i for i in range(300_000))
+    after = meter.sample()
+    assert set(after) == {"emulator", "lambda workers"}
+    assert after["emulator"] > before["emulator"]
+    assert after["emulator"] == pytest.approx(sum(psutil.Process().cpu_times()[:2]), abs=0.05)
