@@ -309,12 +309,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         f"({ceiling['emulator_us_per_msg']} us of emulator per message)"
     )
     if best is None:
-        console.print(f"no step kept up with zero loss, not even {args.start:g} msg/s: start lower (--start)")
+        lowest = min(row["offered_msg_s"] for row in result["design_steps"])
+        console.print(f"no step kept up with zero loss, down to {lowest:g} msg/s: start lower (--start)")
     else:
         console.print(
             f"best good rate: {best['stored_msg_s']} msg/s (p99 {best['p99_ms']} ms) = "
             f"{result['of_ceiling']:.0%} of the emulator's ceiling; naive design: "
-            f"{naive['stored_msg_s'] if naive else 'none'} msg/s; design/naive {result['ratio']}x; "
+            f"{naive['stored_msg_s'] if naive else 'none'} msg/s; design/naive "
+            f"{str(result['ratio']) + 'x' if result['ratio'] else 'not measured'}; "
             f"emulator RSS {stack.backend.emulator_rss_mb()} MB"
         )
         cpu = Table(title=f"CPU per stored message at {best['stored_msg_s']} msg/s, by process")
@@ -568,7 +570,10 @@ def build_parser() -> argparse.ArgumentParser:
     full_bench = sub.add_parser("bench", help="highest zero-loss rate of the design and of the naive design")
     full_bench.add_argument("--duration", type=positive_float, default=15.0, help="seconds per step")
     full_bench.add_argument(
-        "--start", type=positive_float, default=bench_ingress.START_RATE, help="the search's first rate (msg/s)"
+        "--start",
+        type=positive_float,
+        default=bench_ingress.START_RATE,
+        help="the search's first rate (msg/s); it doubles from there while steps keep up",
     )
     full_bench.set_defaults(func=cmd_bench)
     logs = sub.add_parser("logs", help="the emulator's, broker's, bridge's and processor's log lines, one prefix each")

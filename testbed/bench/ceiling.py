@@ -9,6 +9,7 @@ function that does nothing). The pipeline's rate is reported as a ratio of their
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -24,8 +25,9 @@ from processor.store import to_item
 from processor.validation import parse
 from testbed.bench.fakes import sqs_event
 from testbed.bench.processor_rate import bodies
+from testbed.exceptions import TestbedError
 from testbed.lifecycle.stack import Stack
-from testbed.parity.probes import create_probe_function, probe_role
+from testbed.parity.throwaway import Throwaway, probe_function, probe_role
 
 # DynamoDB's BatchWriteItem takes at most 25 items: the processor writes in chunks of this size.
 ITEMS_PER_CALL = 25
@@ -44,7 +46,7 @@ class Ceiling:
     @property
     def per_message_us(self) -> float:
         """Emulator time per message: one item written plus its share of one invoke."""
-        return 1e6 / self.dynamodb_items_s + 1e6 / self.invoke_msg_s
+        return 1e6 / max(self.dynamodb_items_s, 1e-9) + 1e6 / max(self.invoke_msg_s, 1e-9)
 
     @property
     def msg_s(self) -> float:
@@ -109,7 +111,7 @@ def dynamodb_ceiling(stack: Stack, seconds: float = CEILING_S) -> float:
         pool = items(2_000, stack.signing_key())
         chunks = [pool[i : i + ITEMS_PER_CALL] for i in range(0, len(pool), ITEMS_PER_CALL)]
         clients = threading.local()
-        turn = iter(range(10**12))
+        turn = itertools.count()
 
         def write() -> int:
             if not hasattr(clients, "dynamodb"):
@@ -130,35 +132,38 @@ def invoke_ceiling(stack: Stack, seconds: float = CEILING_S) -> float:
     name = f"bench-invoke-{uuid.uuid4().hex[:8]}"
     lam = stack.client("lambda")
     encoded = json.dumps(sqs_event(bodies(INVOKE_BATCH, b"ceiling"))).encode()
-    with probe_role(stack.client("iam"), name, "lambda.amazonaws.com", ["logs:*"]) as role:
-        create_probe_function(lam, name, role)
-        try:
-            lam.invoke(FunctionName=name, Payload=encoded)
-            clients = threading.local()
+    with Throwaway() as made:
+        role = probe_role(made, stack.client("iam"), name, "lambda.amazonaws.com", ["logs:*"])
+        probe_function(made, lam, stack.client("logs"), name, role)
+        lam.invoke(FunctionName=name, Payload=encoded)
+        clients = threading.local()
 
-            def invoke() -> int:
-                if not hasattr(clients, "lam"):
-                    clients.lam = stack.client("lambda")
-                clients.lam.invoke(FunctionName=name, Payload=encoded)["Payload"].read()
-                return INVOKE_BATCH
+        def invoke() -> int:
+            if not hasattr(clients, "lam"):
+                clients.lam = stack.client("lambda")
+            clients.lam.invoke(FunctionName=name, Payload=encoded)["Payload"].read()
+            return INVOKE_BATCH
 
-            return _for(seconds, INVOKE_THREADS, invoke)
-        finally:
-            lam.delete_function(FunctionName=name)
+        return _for(seconds, INVOKE_THREADS, invoke)
 
 
 def measure(stack: Stack, seconds: float = CEILING_S) -> Ceiling:
-    return Ceiling(dynamodb_ceiling(stack, seconds), invoke_ceiling(stack, seconds))
+    ceiling = Ceiling(dynamodb_ceiling(stack, seconds), invoke_ceiling(stack, seconds))
+    if not (ceiling.dynamodb_items_s > 0 and ceiling.invoke_msg_s > 0):
+        raise TestbedError(f"the emulator took nothing in {seconds:g} s ({ceiling.as_dict()}): is it overloaded?")
+    return ceiling
 
 
 class CpuMeter:
     """CPU seconds of each process of the stack, so a step's cost per message can be split by process.
 
-    The emulator's children are its Lambda workers, counted apart from the emulator itself; a worker
-    that starts during a step counts in full, one that ends during it is lost (warm workers stay)."""
+    The emulator's children are its Lambda workers, counted apart from the emulator itself. Each child
+    is known by its pid and start time (a pid can be reused) and keeps the CPU it had when last seen,
+    so a worker the emulator retires between two samples still counts up to the first of them."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.children: dict[tuple[int, float], float] = {}
 
     @staticmethod
     def _seconds(process: psutil.Process) -> float:
@@ -171,14 +176,13 @@ class CpuMeter:
             try:
                 found[name] = self._seconds(process)
                 if name == "emulator":
-                    workers = 0.0
                     for child in process.children(recursive=True):
                         try:
-                            workers += self._seconds(child)
+                            self.children[(child.pid, child.create_time())] = self._seconds(child)
                         except psutil.Error:  # it ended between the listing and the read
                             continue
-                    found["lambda workers"] = workers
-            except psutil.Error:
+                    found["lambda workers"] = sum(self.children.values())
+            except psutil.Error:  # the process ended: its row is left out, not counted as zero
                 continue
         return found
 

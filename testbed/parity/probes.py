@@ -5,15 +5,13 @@ separate pure function per probe, so a changed behaviour is seen to change its r
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
 import threading
 import time
-import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +21,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from ingress.broker import IOT_MAX_PAYLOAD_BYTES
 from ingress.rule import Message, RuleError, RuleEvaluationError, parse_rule
+from telemetry.topics import BASIC_INGEST_PREFIX
+from testbed.parity.throwaway import RESOURCE_WAIT_S, Throwaway, probe_function, probe_role, wait_until
 from testbed.parity.types import ProbeContext, Row, Verdict
 
 logger = logging.getLogger(__name__)
@@ -40,40 +40,16 @@ ESM_CONCURRENCY = 2
 ESM_SLEEP_S = 0.3
 ESM_WAIT_S = 30.0
 MQTT_WAIT_S = 5.0
+NOT_AUTHORIZED = "Not authorized"
 RULE_WAIT_S = 5.0
-RESOURCE_WAIT_S = 20.0
 GZIP_MAGIC = b"\x1f\x8b"
 NONE_HERE = "none: what you test here behaves as on AWS"
-
-# The probe function: records its batch, sleeps so that concurrent batches overlap, says when.
-PROBE_HANDLER = """\
-import json, time
-
-def handler(event, context):
-    started = time.time()
-    records = event.get("Records", []) if isinstance(event, dict) else []
-    delay = records[0].get("body", "") if records else ""
-    if delay.replace(".", "", 1).isdigit():  # the event source probe's messages say how long to take
-        time.sleep(float(delay))
-    print(json.dumps({"parity_batch": len(records), "start": started, "end": time.time()}))
-    return {"records": len(records)}
-"""
 
 
 def _code(error: Exception) -> str:
     if isinstance(error, ClientError):
         return str(error.response.get("Error", {}).get("Code", "ClientError"))
     return type(error).__name__
-
-
-def _wait(check: Callable[[], bool], timeout_s: float, every_s: float = 0.25) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if check():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(every_s)
 
 
 def _bucket_args(region: str) -> dict[str, Any]:
@@ -103,45 +79,50 @@ def observe_firehose(ctx: ProbeContext) -> FirehoseSeen:
     s3_config = destination.get("ExtendedS3DestinationDescription") or destination["S3DestinationDescription"]
     hints = s3_config.get("BufferingHints") or {"SizeInMBs": 5, "IntervalInSeconds": 300}
     compression = str(s3_config.get("CompressionFormat", "UNCOMPRESSED"))
-    s3.create_bucket(Bucket=ctx.name, **_bucket_args(ctx.outputs.region))
-    try:
+    with Throwaway() as made:
+        s3.create_bucket(Bucket=ctx.name, **_bucket_args(ctx.outputs.region))
+        made.delete(f"bucket {ctx.name}", lambda: s3.delete_bucket(Bucket=ctx.name))
+        made.delete(f"objects of {ctx.name}", lambda: _empty(s3, ctx.name))
+        role = probe_role(made, ctx.client("iam"), ctx.name, "firehose.amazonaws.com", ["s3:*"])
         firehose.create_delivery_stream(
             DeliveryStreamName=ctx.name,
             DeliveryStreamType="DirectPut",
             ExtendedS3DestinationConfiguration={
                 "BucketARN": f"arn:aws:s3:::{ctx.name}",
-                "RoleARN": s3_config["RoleARN"],
+                "RoleARN": role,
                 "BufferingHints": hints,
                 "CompressionFormat": compression,
             },
         )
-        try:
-            _wait(
-                lambda: (
-                    firehose.describe_delivery_stream(DeliveryStreamName=ctx.name)["DeliveryStreamDescription"][
-                        "DeliveryStreamStatus"
-                    ]
-                    == "ACTIVE"
-                ),
-                RESOURCE_WAIT_S,
-            )
-            firehose.put_record_batch(
-                DeliveryStreamName=ctx.name,
-                Records=[{"Data": json.dumps({"parity": n}).encode() + b"\n"} for n in range(FIREHOSE_RECORDS)],
-            )
-            time.sleep(FIREHOSE_WAIT_S)
-            keys = [o["Key"] for o in s3.list_objects_v2(Bucket=ctx.name).get("Contents", [])]
-            gzip = s3.get_object(Bucket=ctx.name, Key=keys[0])["Body"].read()[:2] == GZIP_MAGIC if keys else None
-        finally:
-            firehose.delete_delivery_stream(DeliveryStreamName=ctx.name)
-    finally:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=ctx.name):
-            for obj in page.get("Contents", []):
-                s3.delete_object(Bucket=ctx.name, Key=obj["Key"])
-        s3.delete_bucket(Bucket=ctx.name)
+        made.delete(f"stream {ctx.name}", lambda: firehose.delete_delivery_stream(DeliveryStreamName=ctx.name))
+        if not wait_until(
+            lambda: (
+                firehose.describe_delivery_stream(DeliveryStreamName=ctx.name)["DeliveryStreamDescription"][
+                    "DeliveryStreamStatus"
+                ]
+                == "ACTIVE"
+            ),
+            RESOURCE_WAIT_S,
+        ):
+            raise TimeoutError(f"the probe's delivery stream was not active within {RESOURCE_WAIT_S:g} s")
+        answer = firehose.put_record_batch(
+            DeliveryStreamName=ctx.name,
+            Records=[{"Data": json.dumps({"parity": n}).encode() + b"\n"} for n in range(FIREHOSE_RECORDS)],
+        )
+        if answer.get("FailedPutCount"):
+            raise RuntimeError(f"the probe's records were refused: {answer.get('RequestResponses')}")
+        time.sleep(FIREHOSE_WAIT_S)
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=ctx.name).get("Contents", [])]
+        gzip = s3.get_object(Bucket=ctx.name, Key=keys[0])["Body"].read()[:2] == GZIP_MAGIC if keys else None
     return FirehoseSeen(
         FIREHOSE_RECORDS, len(keys), gzip, int(hints["SizeInMBs"]), int(hints["IntervalInSeconds"]), compression
     )
+
+
+def _empty(s3: Any, bucket: str) -> None:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=obj["Key"])
 
 
 def judge_firehose(seen: FirehoseSeen) -> list[Row]:
@@ -200,7 +181,8 @@ def observe_alarm(ctx: ProbeContext) -> AlarmSeen:
         ComparisonOperator="GreaterThanThreshold",
         TreatMissingData="missing",
     )
-    try:
+    with Throwaway() as made:
+        made.delete(f"alarm {ctx.name}", lambda: cloudwatch.delete_alarms(AlarmNames=[ctx.name]))
         cloudwatch.put_metric_data(Namespace="Testbed/Parity", MetricData=[{"MetricName": ctx.name, "Value": 1.0}])
         states: list[str] = []
 
@@ -208,10 +190,10 @@ def observe_alarm(ctx: ProbeContext) -> AlarmSeen:
             states[:] = [a["StateValue"] for a in cloudwatch.describe_alarms(AlarmNames=[ctx.name])["MetricAlarms"]]
             return states == ["ALARM"]
 
-        _wait(alarmed, ALARM_WAIT_S)
-    finally:
-        cloudwatch.delete_alarms(AlarmNames=[ctx.name])
-    return AlarmSeen(states[0] if states else "missing", ALARM_PERIODS)
+        wait_until(alarmed, ALARM_WAIT_S)
+    if len(states) != 1:
+        raise RuntimeError(f"the probe alarm was not found after it was created ({len(states)} alarms)")
+    return AlarmSeen(states[0], ALARM_PERIODS)
 
 
 def judge_alarm(seen: AlarmSeen) -> Row:
@@ -278,53 +260,15 @@ LAMBDA_RESERVED_ENV_KEYS = frozenset(
 )
 
 
-def _probe_zip() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("probe.py", PROBE_HANDLER)
-    return buffer.getvalue()
-
-
-def _trust(service: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
-        }
-    )
-
-
-@contextmanager
-def probe_role(iam: Any, name: str, service: str, actions: list[str]) -> Iterator[str]:
-    """A throwaway role that `service` may assume, allowed `actions`; deleted on leaving."""
-    arn = str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=_trust(service))["Role"]["Arn"])
-    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
-    iam.put_role_policy(RoleName=name, PolicyName=name, PolicyDocument=json.dumps(policy))
-    try:
-        yield arn
-    finally:
-        iam.delete_role_policy(RoleName=name, PolicyName=name)
-        iam.delete_role(RoleName=name)
-
-
-def create_probe_function(lam: Any, name: str, role: str, env: dict[str, str] | None = None) -> None:
-    lam.create_function(
-        FunctionName=name,
-        Runtime="python3.12",
-        Role=role,
-        Handler="probe.handler",
-        Code={"ZipFile": _probe_zip()},
-        Timeout=30,
-        **({"Environment": {"Variables": env}} if env else {}),
-    )
-    _wait(lambda: lam.get_function_configuration(FunctionName=name).get("State", "Active") == "Active", RESOURCE_WAIT_S)
-
-
-def _refusal(call: Callable[[], Any]) -> str | None:
-    """The error code a call was refused with, or None when it went through."""
+def _refusal(call: Callable[[], Any], expected: str) -> str | None:
+    """The error code a call was refused with, or None when it went through. Only the refusal AWS
+    gives for the limit counts: any other error (access denied, throttling, an unsupported call) is
+    no observation, and fails the probe."""
     try:
         call()
     except ClientError as error:
+        if _code(error) != expected:
+            raise
         return _code(error)
     return None
 
@@ -376,55 +320,42 @@ def observe_lambda(ctx: ProbeContext) -> LambdaSeen:
     window_s = int(mappings[0].get("MaximumBatchingWindowInSeconds", 0)) if mappings else 0
     sent = min(max(3 * batch_size, 30), 300)
     actions = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "logs:*"]
-    with probe_role(ctx.client("iam"), ctx.name, "lambda.amazonaws.com", actions) as role:
-        reserved_name = f"{ctx.name}-env"
-        reserved_error = _refusal(lambda: create_probe_function(lam, reserved_name, role, {"AWS_REGION": "eu-west-1"}))
-        if reserved_error is None:
-            lam.delete_function(FunctionName=reserved_name)
-        create_probe_function(lam, ctx.name, role)
+    with Throwaway() as made:
+        role = probe_role(made, ctx.client("iam"), ctx.name, "lambda.amazonaws.com", actions)
+        reserved_error = _refusal(
+            lambda: probe_function(made, lam, logs, f"{ctx.name}-env", role, {"AWS_REGION": "eu-west-1"}),
+            "InvalidParameterValueException",
+        )
+        probe_function(made, lam, logs, ctx.name, role)
         queue_url = sqs.create_queue(QueueName=ctx.name, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
-        mapping_id = None
-        try:
-            lam.invoke(FunctionName=ctx.name, Payload=b"{}")
-            oversize = json.dumps({"pad": "x" * LAMBDA_MAX_SYNC_PAYLOAD_BYTES}).encode()
-            oversize_error = _refusal(lambda: lam.invoke(FunctionName=ctx.name, Payload=oversize))
-            for first in range(0, sent, 10):
-                entries = [{"Id": str(n), "MessageBody": str(ESM_SLEEP_S)} for n in range(first, min(first + 10, sent))]
-                sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-            queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-                "QueueArn"
-            ]
-            mapping_id = lam.create_event_source_mapping(
-                FunctionName=ctx.name,
-                EventSourceArn=queue_arn,
-                BatchSize=batch_size,
-                MaximumBatchingWindowInSeconds=window_s,
-                ScalingConfig={"MaximumConcurrency": ESM_CONCURRENCY},
-            )["UUID"]
-            group = f"/aws/lambda/{ctx.name}"
-            _wait(lambda: sum(b for b, _, _ in _batches(logs, group)) >= sent, ESM_WAIT_S, every_s=1.0)
-            runs = [run for run in _batches(logs, group) if run[0] > 0]
-            published = []
-            for namespace, dimension, value in (
-                ("AWS/Lambda", "FunctionName", ctx.name),
-                ("AWS/SQS", "QueueName", ctx.name),
-            ):
-                listed = cloudwatch.list_metrics(
-                    Namespace=namespace, Dimensions=[{"Name": dimension, "Value": value}]
-                ).get("Metrics", [])
-                if listed:
-                    published.append(namespace)
-            lam.delete_event_source_mapping(UUID=mapping_id)
-            mapping_id = None
-            lam.put_function_concurrency(FunctionName=ctx.name, ReservedConcurrentExecutions=0)
-            throttle_error = _refusal(lambda: lam.invoke(FunctionName=ctx.name, Payload=b"{}"))
-        finally:
-            if mapping_id is not None:
-                lam.delete_event_source_mapping(UUID=mapping_id)
-            lam.delete_function(FunctionName=ctx.name)
-            sqs.delete_queue(QueueUrl=queue_url)
-            with suppress(ClientError):
-                logs.delete_log_group(logGroupName=f"/aws/lambda/{ctx.name}")
+        made.delete(f"queue {ctx.name}", lambda: sqs.delete_queue(QueueUrl=queue_url))
+        lam.invoke(FunctionName=ctx.name, Payload=b"{}")
+        oversize = json.dumps({"pad": "x" * LAMBDA_MAX_SYNC_PAYLOAD_BYTES}).encode()
+        oversize_error = _refusal(
+            lambda: lam.invoke(FunctionName=ctx.name, Payload=oversize), "RequestEntityTooLargeException"
+        )
+        for first in range(0, sent, 10):
+            entries = [{"Id": str(n), "MessageBody": str(ESM_SLEEP_S)} for n in range(first, min(first + 10, sent))]
+            sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        mapping_id = lam.create_event_source_mapping(
+            FunctionName=ctx.name,
+            EventSourceArn=queue_arn,
+            BatchSize=batch_size,
+            MaximumBatchingWindowInSeconds=window_s,
+            ScalingConfig={"MaximumConcurrency": ESM_CONCURRENCY},
+        )["UUID"]
+        made.delete(f"mapping {mapping_id}", lambda: lam.delete_event_source_mapping(UUID=mapping_id))
+        group = f"/aws/lambda/{ctx.name}"
+        wait_until(lambda: sum(b for b, _, _ in _batches(logs, group)) >= sent, ESM_WAIT_S, every_s=1.0)
+        runs = [run for run in _batches(logs, group) if run[0] > 0]
+        published = []
+        for namespace, dimension in (("AWS/Lambda", "FunctionName"), ("AWS/SQS", "QueueName")):
+            metrics = cloudwatch.list_metrics(Namespace=namespace, Dimensions=[{"Name": dimension, "Value": ctx.name}])
+            if metrics.get("Metrics"):
+                published.append(namespace)
+        lam.put_function_concurrency(FunctionName=ctx.name, ReservedConcurrentExecutions=0)
+        throttle_error = _refusal(lambda: lam.invoke(FunctionName=ctx.name, Payload=b"{}"), "TooManyRequestsException")
     return LambdaSeen(
         reserved_env_error=reserved_error,
         processor_reserved_keys=tuple(sorted(k for k in processor_env if k in LAMBDA_RESERVED_ENV_KEYS)),
@@ -551,7 +482,7 @@ def _judge_metrics(seen: LambdaSeen) -> Row:
 
 @dataclass(frozen=True)
 class BrokerSeen:
-    # what answered a publish to another device's topic, and one over AWS's payload limit
+    # what answered a publish to another device's topic, and one over AWS's payload limit to its own
     foreign_topic: str
     oversize: str
     # ministack's IoT Core checks device policies only when the stack enforces IAM
@@ -575,6 +506,7 @@ def _publish_outcome(
     answers: list[str] = []
     answered = threading.Event()
     connected = threading.Event()
+    closing = threading.Event()  # our own DISCONNECT is not the broker's answer
 
     def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
@@ -587,8 +519,9 @@ def _publish_outcome(
         answered.set()
 
     def on_disconnect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        answers.append("refused (disconnected)")
-        answered.set()
+        if not closing.is_set():
+            answers.append(f"refused (disconnected: {reason})")
+            answered.set()
 
     client = _client(ctx, device_id, protocol)
     client.on_connect, client.on_publish, client.on_disconnect = on_connect, on_publish, on_disconnect
@@ -601,26 +534,35 @@ def _publish_outcome(
         if not answers:
             client.publish(topic, payload, qos=1)
         answered.wait(MQTT_WAIT_S)
+        return answers[0] if answers else "no answer"
     finally:
+        closing.set()
         client.disconnect()
         client.loop_stop()
-    return answers[0] if answers else "no answer"
+
+
+# The probe devices keep their names from run to run: a local broker keeps a device's password.
+PROBE_SENDER, PROBE_OTHER = "parity-probe-a", "parity-probe-b"
+# A rule that does not exist: what devices publish to its Basic Ingest topics reaches no rule of the
+# stack (AWS checks the device's policy and the payload's size all the same), so the probes leave
+# nothing in its queues, its dead-letter queue or its quarantine.
+ABSENT_RULE = "parity_probe_absent_rule"
 
 
 def observe_broker(ctx: ProbeContext) -> BrokerSeen:
-    """Two provisioned probe devices: one publishes to the other's topic, then over the size limit."""
-    sender, other = f"{ctx.name}-a", f"{ctx.name}-b"
-    ctx.provision([sender, other])
+    """One probe device publishes to the other's topic, then over the size limit to its own."""
     try:
-        foreign = _publish_outcome(
-            ctx, sender, ctx.device_topic.format(device_id=other), b'{"parity": "foreign topic"}', mqtt.MQTTv5
-        )
-        oversize = _publish_outcome(
-            ctx, sender, ctx.device_topic.format(device_id=sender), b"x" * (IOT_MAX_PAYLOAD_BYTES + 1), mqtt.MQTTv311
-        )
+        ctx.provision([PROBE_SENDER, PROBE_OTHER])
+
+        def topic(device_id: str) -> str:
+            return f"{BASIC_INGEST_PREFIX}{ABSENT_RULE}/{ctx.device_topic.format(device_id=device_id)}"
+
+        foreign = _publish_outcome(ctx, PROBE_SENDER, topic(PROBE_OTHER), b'{"parity": "foreign"}', mqtt.MQTTv5)
+        oversize = b"x" * (IOT_MAX_PAYLOAD_BYTES + 1)
+        too_large = _publish_outcome(ctx, PROBE_SENDER, topic(PROBE_SENDER), oversize, mqtt.MQTTv5)
     finally:
-        ctx.release([sender, other])
-    return BrokerSeen(foreign, oversize, ctx.iam_enforced)
+        ctx.release([PROBE_SENDER, PROBE_OTHER])
+    return BrokerSeen(foreign, too_large, ctx.iam_enforced)
 
 
 def _answer_row(feature: str, aws: str, answer: str, consequence: str) -> Row:
@@ -642,9 +584,10 @@ def judge_broker(seen: BrokerSeen) -> list[Row]:
         _answer_row(
             "MQTT payload limit",
             f"refuses an MQTT payload over {IOT_MAX_PAYLOAD_BYTES // 1024} KB",
-            seen.oversize,
+            # the device's policy refused it before its size counted: no answer about the size
+            seen.oversize.replace("refused", "policy refused", 1) if NOT_AUTHORIZED in seen.oversize else seen.oversize,
             "a device's publish that AWS refuses succeeds here: a device-side size bug does not show "
-            "(the rule bridge dead-letters the payload, naming its size)",
+            "(on its rule's topic, the rule bridge dead-letters the payload, naming its size)",
         ),
     ]
 
@@ -665,6 +608,8 @@ class RuleSeen:
     output: dict[str, Any] | None
     error: str | None
     engine: str
+    # why the probe could not run the SQL at all (no observation either way)
+    skipped: str | None = None
 
 
 def rule_functions(sql: str) -> tuple[str, ...]:
@@ -690,15 +635,18 @@ def _observe_iot_rule(ctx: ProbeContext, sql: str, payload: dict[str, Any]) -> R
     engine = "the emulator's IoT Core"
     found = _FROM.search(sql)
     levels = found.group(1).split("/") if found else []
-    if not levels or levels[0] in ("+", "#"):
-        return RuleSeen(sql, "", payload, None, "the rule's FROM has no first level to move aside", engine)
-    probe_sql = sql[: found.start(1)] + "/".join([ctx.name, *levels[1:]]) + sql[found.end(1) :]  # type: ignore[union-attr]
+    if found is None or levels[0] in ("+", "#"):
+        skipped = "its FROM has no literal first level to move aside"
+        return RuleSeen(sql, "", payload, None, None, engine, skipped=skipped)
+    probe_sql = sql[: found.start(1)] + "/".join([ctx.name, *levels[1:]]) + sql[found.end(1) :]
     topic = "/".join([ctx.name, *[ctx.name if level in ("+", "#") else level for level in levels[1:]]])
     iot, sqs = ctx.client("iot"), ctx.client("sqs")
     role = iot.get_topic_rule(ruleName=ctx.outputs.iot_rule_name)["rule"]["actions"][0]["sqs"]["roleArn"]
-    queue_url = sqs.create_queue(QueueName=f"{ctx.name}-rule")["QueueUrl"]
     rule_name = ctx.name.replace("-", "_")
-    try:
+    received: list[dict[str, Any]] = []
+    with Throwaway() as made:
+        queue_url = sqs.create_queue(QueueName=f"{ctx.name}-rule")["QueueUrl"]
+        made.delete(f"queue {ctx.name}-rule", lambda: sqs.delete_queue(QueueUrl=queue_url))
         iot.create_topic_rule(
             ruleName=rule_name,
             topicRulePayload={
@@ -708,26 +656,23 @@ def _observe_iot_rule(ctx: ProbeContext, sql: str, payload: dict[str, Any]) -> R
                 "actions": [{"sqs": {"queueUrl": queue_url, "roleArn": role, "useBase64": False}}],
             },
         )
-        try:
-            ctx.client("iot-data").publish(topic=topic, qos=1, payload=json.dumps(payload).encode())
-            received: list[dict[str, Any]] = []
+        made.delete(f"rule {rule_name}", lambda: iot.delete_topic_rule(ruleName=rule_name))
+        ctx.client("iot-data").publish(topic=topic, qos=1, payload=json.dumps(payload).encode())
 
-            def arrived() -> bool:
-                for message in sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", []):
-                    received.append(json.loads(message["Body"]))
-                return bool(received)
+        def arrived() -> bool:
+            for message in sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", []):
+                received.append(json.loads(message["Body"]))
+            return bool(received)
 
-            _wait(arrived, RULE_WAIT_S, every_s=0.1)
-        finally:
-            iot.delete_topic_rule(ruleName=rule_name)
-    finally:
-        sqs.delete_queue(QueueUrl=queue_url)
+        wait_until(arrived, RULE_WAIT_S, every_s=0.1)
     return RuleSeen(probe_sql, topic, payload, received[0] if received else None, None, engine)
 
 
 def judge_rule(seen: RuleSeen) -> Row:
     functions = rule_functions(seen.sql.split(" FROM ", 1)[0] if " FROM " in seen.sql else seen.sql)
     aws = f"evaluates the rule's SQL ({', '.join(functions) or 'no functions'}) and runs its actions"
+    if seen.skipped is not None:
+        return Row("Rule SQL", aws, f"{seen.engine}: not run, {seen.skipped}", Verdict.UNKNOWN, "")
     if seen.error is not None:
         return Row(
             "Rule SQL",
@@ -765,24 +710,24 @@ class LimitsSeen:
 def observe_limits(ctx: ProbeContext) -> LimitsSeen:
     """One byte over each limit, into a probe queue and a probe table."""
     sqs, dynamodb = ctx.client("sqs"), ctx.client("dynamodb")
-    queue_url = sqs.create_queue(QueueName=f"{ctx.name}-size")["QueueUrl"]
-    try:
+    with Throwaway() as made:
+        queue_url = sqs.create_queue(QueueName=f"{ctx.name}-size")["QueueUrl"]
+        made.delete(f"queue {ctx.name}-size", lambda: sqs.delete_queue(QueueUrl=queue_url))
         body = "x" * (SQS_MAX_MESSAGE_BYTES + 1)
-        sqs_error = _refusal(lambda: sqs.send_message(QueueUrl=queue_url, MessageBody=body))
-    finally:
-        sqs.delete_queue(QueueUrl=queue_url)
-    dynamodb.create_table(
-        TableName=ctx.name,
-        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    try:
-        _wait(lambda: dynamodb.describe_table(TableName=ctx.name)["Table"]["TableStatus"] == "ACTIVE", RESOURCE_WAIT_S)
+        sqs_error = _refusal(lambda: sqs.send_message(QueueUrl=queue_url, MessageBody=body), "InvalidParameterValue")
+        dynamodb.create_table(
+            TableName=ctx.name,
+            AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        made.delete(f"table {ctx.name}", lambda: dynamodb.delete_table(TableName=ctx.name))
+        if not wait_until(
+            lambda: dynamodb.describe_table(TableName=ctx.name)["Table"]["TableStatus"] == "ACTIVE", RESOURCE_WAIT_S
+        ):
+            raise TimeoutError(f"the probe table was not active within {RESOURCE_WAIT_S:g} s")
         item = {"k": {"S": "parity"}, "v": {"S": "x" * DYNAMODB_MAX_ITEM_BYTES}}
-        dynamodb_error = _refusal(lambda: dynamodb.put_item(TableName=ctx.name, Item=item))
-    finally:
-        dynamodb.delete_table(TableName=ctx.name)
+        dynamodb_error = _refusal(lambda: dynamodb.put_item(TableName=ctx.name, Item=item), "ValidationException")
     return LimitsSeen(sqs_error, dynamodb_error)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections import Counter
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -33,7 +35,9 @@ from testbed.runs.faults import FaultSchedule, FaultSpec, InjectedFault, fault_a
 from testbed.runs.reconcile import check_alerts, expected_stored, reconcile
 from testbed.runs.report import ARCHIVE_HOP, Check, RunOutcome, checks, hop_samples, write_report
 from testbed.runs.scenario import Scenario, ScenarioError
-from testbed.runs.stores import Stores
+from testbed.runs.stores import Stores, archived_key
+
+logger = logging.getLogger(__name__)
 
 
 def _publish_with_progress(stack: Stack, config: RunConfig, console: Console) -> RunSummary:
@@ -122,9 +126,27 @@ def _archived_deliveries(stores: Stores, device_ids: set[str], since: float) -> 
     """How many times each message was archived: once per delivery the processor accepted."""
     counts: Counter[tuple[str, int]] = Counter()
     for line in stores.archived_messages(since):
-        if isinstance(line, dict) and line.get("device_id") in device_ids and isinstance(line.get("msg_id"), int):
-            counts[(line["device_id"], line["msg_id"])] += 1
+        key = archived_key(line)
+        if key is not None and key[0] in device_ids:
+            counts[key] += 1
     return counts
+
+
+def _archive_hop(stores: Stores, timed: list[StoredReading], started: float) -> np.ndarray:
+    """Milliseconds from each reading's write to its archive object (none when the archive cannot be
+    read: the run's report matters more than one hop). Clamped at 0: S3 on AWS stamps to the second."""
+    try:
+        archived = stores.archive_times({(i.device_id, i.msg_id) for i in timed}, started - 5)
+    except (BotoCoreError, ClientError) as exc:
+        logger.warning("the archive hop is not timed: %s", exc)
+        return np.array([])
+    return np.array(
+        [
+            max(archived[(i.device_id, i.msg_id)] * 1000 - i.stored_at_ms, 0.0)
+            for i in timed
+            if (i.device_id, i.msg_id) in archived
+        ]
+    )
 
 
 def _faults_report(
@@ -253,18 +275,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
         [i.invoked_at_ms for i in timed],
         [i.stored_at_ms for i in timed],
     )
-    archived = (
-        stores.archive_times({(i.device_id, i.msg_id) for i in timed}, started - 5)
-        if outputs.archive_bucket_name
-        else {}
-    )
-    hops[ARCHIVE_HOP] = np.array(
-        [
-            archived[(i.device_id, i.msg_id)] * 1000 - i.stored_at_ms
-            for i in timed
-            if (i.device_id, i.msg_id) in archived
-        ]
-    )
+    hops[ARCHIVE_HOP] = _archive_hop(stores, timed, started) if outputs.archive_bucket_name else np.array([])
     outcome = RunOutcome(
         run_id=run_id,
         scenario=scenario,

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from botocore.exceptions import ClientError
+
 from processor.quarantine import QUARANTINE_PREFIX
 from processor.store import StoredReading, from_item
 
@@ -71,6 +73,26 @@ def log_events(logs: Any, group: str, start_ms: int) -> Iterator[tuple[int, Any,
 
 def log_line(at_ms: int, message: str) -> str:
     return f"{time.strftime(UTC_SECOND, time.gmtime(at_ms / 1000))} {message}"
+
+
+def _json_lines(body: bytes) -> Iterator[Any]:
+    """The lines of an archive object that are JSON; GZIP (AWS), a line not ours or nested past the
+    interpreter's limit are passed over."""
+    for line in body.splitlines():
+        try:
+            yield json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+
+
+def archived_key(document: Any) -> tuple[str, int] | None:
+    """(device_id, msg_id) of an archived message, or None for anything else (a list for an id included)."""
+    if not isinstance(document, dict):
+        return None
+    device_id, msg_id = document.get("device_id"), document.get("msg_id")
+    if isinstance(device_id, str) and type(msg_id) is int:
+        return device_id, msg_id
+    return None
 
 
 def processor_logs(logs: Any, group: str, since_s: float, limit: int) -> list[str]:
@@ -229,16 +251,15 @@ class Stores:
         listing = sorted((o for o in self.object_listing(RAW_PREFIX) if o[2] >= since), key=lambda o: o[2])
         found: dict[tuple[str, int], float] = {}
         for key, _, modified in listing[:: max(1, -(-len(listing) // max_objects))]:
-            body = self.s3.get_object(Bucket=self.outputs.need("archive_bucket_name"), Key=key)["Body"].read()
-            for line in body.splitlines():
-                try:
-                    document = json.loads(line)
-                except ValueError:  # GZIP on AWS, or a line that is not ours
-                    continue
-                if isinstance(document, dict):
-                    message = (document.get("device_id"), document.get("msg_id"))
-                    if message in keys:
-                        found.setdefault(message, modified)
+            try:
+                body = self.s3.get_object(Bucket=self.outputs.need("archive_bucket_name"), Key=key)["Body"].read()
+            except ClientError as exc:  # gone since the listing (a lifecycle rule, a user)
+                logger.debug("archive object %s not read: %s", key, exc)
+                continue
+            for document in _json_lines(body):
+                message = archived_key(document)
+                if message in keys:
+                    found.setdefault(message, modified)
         return found
 
     def archived_messages(self, since: float = 0.0) -> list[dict[str, Any]]:

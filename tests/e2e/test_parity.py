@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from testbed.lifecycle.stack import Stack
 from testbed.parity.report import PROBES, context_of, run_probes
 from testbed.parity.types import Row, Verdict
+from testbed.runs.stores import Stores
 
 pytestmark = pytest.mark.e2e
 
@@ -47,12 +50,14 @@ def _leftovers(stack: Stack) -> list[str]:
     return [name for name in names if "parity-" in name]
 
 
-def test_every_row_comes_from_its_probe_on_the_embedded_stack(stack: Stack) -> None:
+def test_every_row_comes_from_its_probe_on_the_embedded_stack(stack: Stack, stores: Stores) -> None:
     stack.use_ingress("direct")
+    letters, quarantined = len(stores.dead_letters()), len(stores.quarantined())
     try:
         rows = _by_feature(run_probes(context_of(stack)))
     finally:
         stack.use_ingress(stack.ingress)
+    time.sleep(2)  # what a probe's publish would cause comes through the bridge within a batch or two
     assert list(rows) == [feature for features, _ in PROBES for feature in features]
     found = {feature: (row.verdict, row.backend) for feature, row in rows.items()}
     for feature, (verdict, seen) in EMBEDDED.items():
@@ -60,6 +65,8 @@ def test_every_row_comes_from_its_probe_on_the_embedded_stack(stack: Stack) -> N
     assert all(row.consequence for row in rows.values() if row.verdict is not Verdict.UNKNOWN)
     assert "dlq-depth" in rows["Metrics behind your alarms"].consequence
     assert _leftovers(stack) == []
+    # the probes' publishes go to a rule that does not exist: nothing of theirs in the stack's stores
+    assert (len(stores.dead_letters()), len(stores.quarantined())) == (letters, quarantined)
 
 
 def test_a_larger_batch_size_on_the_mapping_changes_the_batches_row(stack: Stack) -> None:

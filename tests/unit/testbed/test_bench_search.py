@@ -4,6 +4,9 @@ ceiling arithmetic is what the README says it is."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 
 import psutil
 import pytest
@@ -76,3 +79,16 @@ def test_the_cpu_meter_reads_a_process_and_its_children() -> None:
     assert set(after) == {"emulator", "lambda workers"}
     assert after["emulator"] > before["emulator"]
     assert after["emulator"] == pytest.approx(sum(psutil.Process().cpu_times()[:2]), abs=0.05)
+
+
+def test_a_worker_that_ends_between_samples_keeps_the_cpu_it_had_spent() -> None:
+    """The emulator retires idle Lambda workers: their CPU must not vanish from the step."""
+    meter = CpuMeter({"emulator": os.getpid()})
+    before = meter.sample()
+    worker = subprocess.Popen([sys.executable, "-c", "import time; t = time.time()\nwhile time.time() - t < 0.4: pass"])
+    time.sleep(0.3)
+    during = meter.sample()
+    worker.wait()
+    after = meter.sample()
+    assert during["lambda workers"] > before["lambda workers"] + 0.1
+    assert after["lambda workers"] >= during["lambda workers"], "a retired worker's time stays counted"

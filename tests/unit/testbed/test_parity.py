@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from telemetry.outputs import StackOutputs
 from testbed.parity import probes
@@ -24,6 +25,7 @@ from testbed.parity.probes import (
     judge_rule,
 )
 from testbed.parity.report import PROBES, run_probes
+from testbed.parity.throwaway import Throwaway
 from testbed.parity.types import ProbeContext, Row, Verdict
 
 
@@ -119,8 +121,8 @@ def test_small_batches_without_a_batching_window_are_what_aws_does() -> None:
 @pytest.mark.parametrize(
     ("answer", "verdict"),
     [
-        ("refused (PUBACK Not authorized)", Verdict.SAME),
-        ("refused (disconnected)", Verdict.SAME),
+        ("refused (PUBACK Packet too large)", Verdict.SAME),
+        ("refused (disconnected: Packet too large)", Verdict.SAME),
         ("accepted", Verdict.DIFFERS),
         ("no answer", Verdict.UNKNOWN),
     ],
@@ -193,3 +195,54 @@ def test_a_probe_that_fails_reports_its_rows_as_not_probed_and_the_others_still_
     assert by["Rule SQL"].verdict is Verdict.SAME
     failed = [r for r in rows if r.feature != "Rule SQL"]
     assert all(r.verdict is Verdict.UNKNOWN and r.backend.startswith("probe failed:") for r in failed)
+
+
+def test_a_size_probe_refused_by_the_policy_says_nothing_about_the_size() -> None:
+    seen = BrokerSeen("refused (PUBACK Not authorized)", "refused (PUBACK Not authorized)", iam_enforced=True)
+    rows = _rows(judge_broker(seen))
+    assert rows["IoT policy enforcement"].verdict is Verdict.SAME
+    size = rows["MQTT payload limit"]
+    assert size.verdict is Verdict.UNKNOWN and size.backend.startswith("policy refused")
+
+
+def test_a_rule_the_probe_could_not_move_aside_is_not_probed() -> None:
+    seen = RuleSeen("SELECT * FROM '+/x'", "", {}, None, None, "engine", skipped="its FROM has no literal first level")
+    row = judge_rule(seen)
+    assert row.verdict is Verdict.UNKNOWN and "not run" in row.backend
+
+
+def test_a_refusal_other_than_the_limits_is_no_observation() -> None:
+    """AccessDenied where AWS would answer the limit's own error: the probe fails (not probed), not SAME."""
+
+    def denied() -> None:
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "SendMessage")
+
+    def too_long() -> None:
+        raise ClientError({"Error": {"Code": "InvalidParameterValue", "Message": "too long"}}, "SendMessage")
+
+    with pytest.raises(ClientError):
+        probes._refusal(denied, "InvalidParameterValue")
+    assert probes._refusal(too_long, "InvalidParameterValue") == "InvalidParameterValue"
+    assert probes._refusal(lambda: None, "InvalidParameterValue") is None
+
+
+def test_every_deletion_runs_though_one_fails_and_what_is_gone_is_not_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    deleted: list[str] = []
+
+    def gone() -> None:
+        raise ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "no such"}}, "DeleteLogGroup")
+
+    def broken() -> None:
+        raise ConnectionError("the emulator went away")
+
+    with pytest.raises(RuntimeError), Throwaway() as made:
+        made.delete("role", lambda: deleted.append("role"))
+        made.delete("log group", gone)
+        made.delete("queue", broken)
+        made.delete("function", lambda: deleted.append("function"))
+        raise RuntimeError("the probe failed half way")
+    assert deleted == ["function", "role"], "in reverse order, past the one that failed"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["could not delete the probe's queue: the emulator went away"]

@@ -8,7 +8,7 @@ import json
 import time
 from typing import Any
 
-from testbed.runs.stores import LOGS_PAGE_MAX, processor_logs
+from testbed.runs.stores import LOGS_PAGE_MAX, archived_key, processor_logs
 from tests.unit.moto_aws import MotoAws
 
 
@@ -82,3 +82,24 @@ def test_archive_times_are_the_first_object_holding_each_message(aws: MotoAws) -
     assert times[("d1", 1)] == times[("d1", 2)] < times[("d2", 7)]
     assert aws.stores.archive_times(keys, since=time.time() + 60) == {}
     assert set(aws.stores.archive_times(keys, max_objects=1)) == {("d1", 1), ("d1", 2)}
+
+
+def test_a_hostile_archive_object_times_nothing_and_breaks_nothing(aws: MotoAws) -> None:
+    """Ids that are lists or dicts (unhashable), nesting past the recursion limit, a float msg_id."""
+    s3, bucket = aws.clients.s3, aws.stores.outputs.need("archive_bucket_name")
+    hostile = b"\n".join(
+        [
+            b'{"device_id": ["d1"], "msg_id": 1}',
+            b'{"device_id": "d1", "msg_id": {"a": 1}}',
+            b'{"device_id": "d1", "msg_id": 1.0}',
+            b"[" * 100_000,
+            b'{"device_id": "d1", "msg_id": 1}',
+        ]
+    )
+    s3.put_object(Bucket=bucket, Key="raw/hostile", Body=hostile)
+    assert set(aws.stores.archive_times({("d1", 1)})) == {("d1", 1)}
+    assert [archived_key(d) for d in ({"device_id": "d", "msg_id": True}, [1], {"device_id": "d", "msg_id": 3})] == [
+        None,
+        None,
+        ("d", 3),
+    ]
