@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -27,10 +28,12 @@ from simulator.plot import plot_day
 from simulator.replay import replay
 from simulator.run import DRAIN_TIMEOUT_S, RunConfig, WorkerProgress, dry_run, live_run_with_progress
 from simulator.schedule import RateProfile
+from simulator.shard import Shard, ShardError
 from telemetry.cli_help import HelpWithDefaults, parse_args, port_number
 
 console = Console(stderr=True)
 KEY_ENV = "SIMULATOR_SIGNING_KEY"
+RUN_TAG = re.compile(r"[A-Za-z0-9]{0,16}")
 
 
 def _profile(text: str) -> Any:
@@ -51,6 +54,19 @@ def _seconds(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (finite, 0 or more)")
     return value
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ShardError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _run_tag(text: str) -> str:
+    if not RUN_TAG.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"run tag {text!r}: up to 16 letters and digits")
+    return text
 
 
 def _signing_key() -> bytes:
@@ -97,6 +113,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         topic=connection.topic,
         sign=sign,
         payload_hook=args.payload_hook,
+        run_tag=args.run_tag,
+        shard=args.shard,
     )
     if args.dry_run:
         summary = dry_run(config, args.dry_run)
@@ -126,7 +144,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "qos": args.qos,
         "duration_s": args.duration,
-        "devices": config.fleet.device_count,
+        "devices": len(config.device_ids()),
+        **(
+            {"shard": str(args.shard), "run_tag": args.run_tag, "profile": args.profile.model_dump()}
+            if args.shard
+            else {}
+        ),
         **summary,
     }
     text = json.dumps(output, indent=None if args.summary else 2)
@@ -199,6 +222,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--pregenerate",
         action="store_true",
         help="generate the whole run before the clock starts (same messages), then only send: the most load",
+    )
+    run.add_argument(
+        "--shard",
+        type=_shard,
+        help="publish only shard i of N of the fleet (i from 0: a Kubernetes Indexed Job's completion index); "
+        "`python -m testbed merge` joins the shards' --summary files into one run",
+    )
+    run.add_argument(
+        "--run-tag",
+        default="",
+        type=_run_tag,
+        help="goes into every device id, as the testbed provisions them for a run (shards of one run share it)",
     )
     run.add_argument("--dry-run", type=Path, help="write the messages to this JSONL file instead")
     run.add_argument("--summary", type=Path, help="write the run summary (JSON) here")

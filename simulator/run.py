@@ -30,7 +30,8 @@ from simulator.limits import (
     is_aws_iot,
 )
 from simulator.schedule import Constant, RateProfile, Schedule
-from simulator.summary import RawRunSummary, Recorder, RunSummary
+from simulator.shard import Shard
+from simulator.summary import RawRunSummary, Recorder
 from simulator.transport import MqttFleet
 from telemetry.histogram import LatencyHistogram
 
@@ -121,6 +122,13 @@ class RunConfig:
     account_publish_limit: float = IOT_CORE_ACCOUNT_PUBLISHES_S
     # Generate the whole run before the clock starts, so sending is all the hot loop does (see module)
     pregenerate: bool = False
+    # one slice of the fleet (simulator/shard.py); its summary keeps the samples a merge needs
+    shard: Shard | None = None
+
+    def device_ids(self) -> list[str]:
+        """The devices this run publishes for: the fleet's, or its shard's."""
+        ids = device_ids(self.fleet, self.run_tag)
+        return self.shard.select(ids) if self.shard is not None else ids
 
     @classmethod
     def for_target(cls, target: MqttTarget, **settings: Any) -> RunConfig:
@@ -149,11 +157,16 @@ def _emit_all(
             on_offline(device)
 
 
-def dry_run(config: RunConfig, out: Path, start: float = DRY_RUN_EPOCH) -> RunSummary:
+def dry_run(config: RunConfig, out: Path, start: float = DRY_RUN_EPOCH) -> RawRunSummary:
     """Write every publish of the run to a JSONL file, on a virtual clock; no broker."""
-    devices = build_devices(
-        config.fleet, config.seed, config.key if config.sign else None, config.run_tag, config.payload_hook
-    )
+    mine = set(config.device_ids())
+    devices = [
+        d
+        for d in build_devices(
+            config.fleet, config.seed, config.key if config.sign else None, config.run_tag, config.payload_hook
+        )
+        if d.device_id in mine
+    ]
     schedule = Schedule(devices, start, config.profile)
     recorder = Recorder()
     with out.open("w") as sink:
@@ -167,7 +180,7 @@ def dry_run(config: RunConfig, out: Path, start: float = DRY_RUN_EPOCH) -> RunSu
         end = start + config.duration_s
         while schedule.next_due() < end:
             _emit_all(devices, schedule, schedule.next_due(), write)
-    return recorder.to_dict()
+    return recorder.to_dict(raw=config.shard is not None)
 
 
 def _pregenerate(devices: list[Device], schedule: Schedule, end: float, recorder: Recorder) -> deque[Event]:
@@ -316,20 +329,21 @@ def _worker_entry(
     results.put(_live_worker(config, device_ids, progress, start, worker, lead_s))
 
 
-def live_run(config: RunConfig, progress: Any = None) -> RunSummary:
+def live_run(config: RunConfig, progress: Any = None) -> RawRunSummary:
     """Publish the fleet to the broker in real time; split over worker processes if asked."""
     if config.iot_core_limits:
         check_iot_core_limits(config.fleet, config.profile, config.account_publish_limit)
+    ids = config.device_ids()
     if config.tls is not None:
-        config.tls.check(device_ids(config.fleet, config.run_tag))
+        config.tls.check(ids)
     lead_s = _generation_lead_s(config) if config.pregenerate else 0.0
     start = time.time() + 1.0
+    raw = config.shard is not None
     if config.workers <= 1:
-        result = _live_worker(config, None, progress, start, lead_s=lead_s)
+        result = _live_worker(config, set(ids) if raw else None, progress, start, lead_s=lead_s)
         recorder = Recorder()
         recorder.merge(result)
-        return recorder.to_dict()
-    ids = device_ids(config.fleet, config.run_tag)
+        return recorder.to_dict(raw=raw)
     ctx = mp.get_context("fork")
     results: Any = ctx.Queue()
     workers = [
@@ -345,14 +359,14 @@ def live_run(config: RunConfig, progress: Any = None) -> RunSummary:
         recorder.merge(results.get())
     for worker in workers:
         worker.join()
-    return recorder.to_dict()
+    return recorder.to_dict(raw=raw)
 
 
-def live_run_with_progress(config: RunConfig, on_progress: Callable[[WorkerProgress], None]) -> RunSummary:
+def live_run_with_progress(config: RunConfig, on_progress: Callable[[WorkerProgress], None]) -> RawRunSummary:
     """`live_run` on a thread of its own, calling `on_progress` with the fleet's totals about four
     times a second until it ends; an error of the run is raised here, in the caller's thread."""
     reports: Any = mp.get_context("fork").Queue()
-    results: list[RunSummary] = []
+    results: list[RawRunSummary] = []
     failures: list[BaseException] = []
 
     def run() -> None:
