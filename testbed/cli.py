@@ -40,6 +40,7 @@ from testbed.operate.inspect import inventory
 from testbed.operate.logs import FileSource, LogGroupSource, Source, follow, tail
 from testbed.operate.status import stack_status
 from testbed.parity import report as parity_report
+from testbed.runs import shards as shard_runs
 from testbed.runs.demo import run_demo
 from testbed.runs.html_report import write_comparison
 from testbed.runs.iam_check import IamCheck
@@ -178,7 +179,10 @@ def cost_summary(cost: dict[str, Any]) -> str:
 
 def _simulate(stack: Stack, scenario: Scenario) -> int:
     console.print(f"scenario [bold]{scenario.name}[/]: {scenario.description}")
-    folder = run_scenario(stack, scenario, console).folder
+    return _show_run(scenario, run_scenario(stack, scenario, console).folder)
+
+
+def _show_run(scenario: Scenario, folder: Path) -> int:
     report = json.loads((folder / "report.json").read_text())
     table = Table(title=f"{scenario.name}: {'PASSED' if report['passed'] else 'FAILED'}")
     table.add_column("check")
@@ -220,6 +224,29 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     stack = _stack(args)
     stack.up()
     return _simulate(stack, scenario)
+
+
+def cmd_shards(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    folder, commands = shard_runs.prepare(stack, args.scenario, args.count)
+    console.print(f"run {folder.name}: {args.count} shards, devices provisioned; run each of these anywhere")
+    console.print('with the signing key in the environment: SIMULATOR_SIGNING_KEY="$(python -m testbed signing-key)"')
+    for command in commands:
+        print(command)
+    console.print(f"then: python -m testbed merge {folder}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    run = shard_runs.merge(stack, args.folder, console)
+    return _show_run(run.outcome.scenario, run.folder)
+
+
+def cmd_signing_key(args: argparse.Namespace) -> int:
+    """The devices' signing key on stdout, for a shard's environment (never on a command line)."""
+    sys.stdout.write(_stack(args).signing_key().decode())
+    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -537,6 +564,16 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser("simulate", help="run a load scenario, reconcile, write a report")
     simulate.add_argument("scenario", help="a shipped scenario name (testbed/runs/scenarios) or a YAML path")
     simulate.set_defaults(func=cmd_simulate)
+    shards = sub.add_parser("shards", help="prepare a run in N shards to run anywhere; prints their commands")
+    shards.add_argument("scenario", help="a shipped scenario name or a YAML path (without faults)")
+    shards.add_argument("--count", type=positive_int, required=True, help="how many shards")
+    shards.set_defaults(func=cmd_shards)
+    merged = sub.add_parser("merge", help="join a sharded run's summaries, reconcile and report it as one run")
+    merged.add_argument("folder", type=Path, help="the run's folder (`shards` printed it)")
+    merged.set_defaults(func=cmd_merge)
+    sub.add_parser("signing-key", help="print the devices' signing key (for a shard's environment)").set_defaults(
+        func=cmd_signing_key
+    )
     comparison = sub.add_parser("compare", help="two reports side by side")
     comparison.add_argument("first", type=Path)
     comparison.add_argument("second", type=Path)

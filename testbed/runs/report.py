@@ -170,6 +170,8 @@ class RunOutcome:
     cost: dict[str, Any] = field(default_factory=dict)
     # milliseconds per hop (HOPS), per stored reading whose item times them
     hops_ms: dict[str, np.ndarray] = field(default_factory=dict)
+    # a run of shards (testbed/runs/shards.py): which were merged, what the missing ones would have sent
+    shards: dict[str, Any] | None = None
 
     @property
     def hop_latency_ms(self) -> dict[str, dict[str, float]]:
@@ -251,6 +253,17 @@ def checks(outcome: RunOutcome) -> dict[str, Check]:
         held["stored throughput recovered after every fault"] = Check(
             not stuck, f"not recovered after: {', '.join(stuck)}" if stuck else "recovered after each"
         )
+    if outcome.shards is not None:
+        missing = outcome.shards["missing"]
+        held[f"all {outcome.shards['count']} shards merged"] = Check(
+            not missing,
+            "; ".join(
+                f"shard {m['shard']} unaccounted ({m['reason']}): {m['devices']} devices, {m['planned_messages']} "
+                f"messages planned, {m['stored_anyway']} of them stored anyway"
+                for m in missing
+            )
+            or f"{len(outcome.shards['merged'])} merged",
+        )
     if expect.max_p99_latency_ms is not None:
         p99 = outcome.latency_percentiles["p99"]
         held[f"p99 latency <= {expect.max_p99_latency_ms:g} ms"] = Check(
@@ -299,6 +312,7 @@ def report_of(outcome: RunOutcome) -> dict[str, Any]:
         "e2e_latency_ms": outcome.latency_percentiles,
         "hop_latency_ms": outcome.hop_latency_ms,
         "slowest_hop": outcome.slowest_hop,
+        **({"shards": outcome.shards} if outcome.shards is not None else {}),
         "send_lateness_ms": summary["send_lateness_ms"],
         "emulator_rss_mb": outcome.emulator_rss_mb,
         "checks": {name: check.held for name, check in held.items()},

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
@@ -36,6 +36,9 @@ from testbed.runs.reconcile import check_alerts, expected_stored, reconcile
 from testbed.runs.report import ARCHIVE_HOP, Check, RunOutcome, checks, hop_samples, write_report
 from testbed.runs.scenario import Scenario, ScenarioError
 from testbed.runs.stores import Stores, archived_key
+
+if TYPE_CHECKING:
+    from testbed.runs.shards import ShardAccount
 
 logger = logging.getLogger(__name__)
 
@@ -187,39 +190,63 @@ class ScenarioRun:
         return {name: check.measured for name, check in self.checks.items() if not check.held}
 
 
-def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir: Path = REPORTS_DIR) -> ScenarioRun:
-    """Run, wait for the drain, reconcile, and write reports/<run id>/."""
+@dataclass
+class RunStart:
+    """What a run knows before its first message: its devices (provisioned), the stores it reconciles
+    against, the processor's settings, the bridge's counters and the time."""
+
+    run_id: str
+    run_tag: str
+    device_ids: list[str]
+    outputs: StackOutputs
+    stores: Stores
+    settings: Settings
+    counters_before: dict[str, float]
+    started: float
+
+
+def start_run(stack: Stack, scenario: Scenario, run_tag: str | None = None) -> RunStart:
     outputs = stack.outputs()
-    faults = fault_schedule(stack, scenario.faults, outputs.processor_function_name)
-    key = stack.signing_key()
-    fleet = load_fleet(scenario.fleet)
-    run_tag = uuid.uuid4().hex[:4]
-    device_ids = fleet_device_ids(fleet, run_tag)
-    run_id = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{scenario.name}-{run_tag}"
+    tag = run_tag or uuid.uuid4().hex[:4]
+    device_ids = fleet_device_ids(load_fleet(scenario.fleet), tag)
     stack.backend.provision_devices(device_ids)
-    target = stack.backend.mqtt_target()
     stores = Stores.connect(outputs, stack.client)
     stores.drain_alerts(wait_s=0)
     function = stack.client("lambda").get_function_configuration(FunctionName=outputs.processor_function_name)
-    settings = Settings.from_env(function["Environment"]["Variables"])
-    counters_before = stack.backend.ingress_counters()
-    started = time.time()
-    faults.start(at=started + 1.0)  # the simulator's clock starts about a second after it is called
+    return RunStart(
+        run_id=f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{scenario.name}-{tag}",
+        run_tag=tag,
+        device_ids=device_ids,
+        outputs=outputs,
+        stores=stores,
+        settings=Settings.from_env(function["Environment"]["Variables"]),
+        counters_before=stack.backend.ingress_counters(),
+        started=time.time(),
+    )
+
+
+def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir: Path = REPORTS_DIR) -> ScenarioRun:
+    """Run, wait for the drain, reconcile, and write reports/<run id>/."""
+    faults = fault_schedule(stack, scenario.faults, stack.outputs().processor_function_name)
+    key = stack.signing_key()
+    begun = start_run(stack, scenario)
+    target = stack.backend.mqtt_target()
+    faults.start(at=begun.started + 1.0)  # the simulator's clock starts about a second after it is called
     try:
         summary = _publish_with_progress(
             stack,
             RunConfig.for_target(
                 target,
-                fleet=fleet,
+                fleet=load_fleet(scenario.fleet),
                 seed=scenario.seed,
                 key=key,
                 duration_s=scenario.duration_s,
                 profile=scenario.profile,
                 qos=scenario.qos,
                 workers=scenario.workers,
-                run_tag=run_tag,
+                run_tag=begun.run_tag,
                 topic=topic_template(
-                    stack.backend.device_topic, outputs.iot_rule_name if scenario.basic_ingest else None
+                    stack.backend.device_topic, begun.outputs.iot_rule_name if scenario.basic_ingest else None
                 ),
             ),
             console,
@@ -227,7 +254,28 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     except BaseException:
         faults.cancel()
         raise
-    injected = faults.join()
+    return finish_run(stack, scenario, begun, summary, faults.join(), console, reports_dir)
+
+
+def finish_run(
+    stack: Stack,
+    scenario: Scenario,
+    begun: RunStart,
+    summary: RunSummary,
+    injected: list[InjectedFault],
+    console: Console,
+    reports_dir: Path = REPORTS_DIR,
+    shards: ShardAccount | None = None,
+) -> ScenarioRun:
+    """Wait for the drain, reconcile what `summary` says was sent against the stores, write the report."""
+    outputs, stores, settings, device_ids, started = (
+        begun.outputs,
+        begun.stores,
+        begun.settings,
+        begun.device_ids,
+        begun.started,
+    )
+    run_id, counters_before = begun.run_id, begun.counters_before
     expected = expected_stored(summary)
     since_ms = int(started * 1000) - 1000
     items, drained = wait_for_drain(stack, stores, device_ids, since_ms, expected, scenario.drain_timeout_s, console)
@@ -240,6 +288,8 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
         if any(f'"{d}"' in letter.payload for d in device_ids)
     ]
     alerts = [a for a in stores.drain_alerts() if a["device_id"] in set(device_ids)]
+    if shards is not None:
+        shards.count_stored_anyway([(i.device_id, i.msg_id) for i in items])
 
     result = reconcile(summary, [(i.device_id, i.msg_id) for i in items], quarantined, dead)
     counters_after = stack.backend.ingress_counters()
@@ -292,6 +342,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
         faults=faults_report,
         cost=run_cost(stack, outputs, facts),
         hops_ms=hops,
+        shards=shards.as_dict() if shards is not None else None,
     )
     folder = reports_dir / run_id
     write_report(folder, outcome)
