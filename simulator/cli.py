@@ -154,7 +154,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     text = json.dumps(output, indent=None if args.summary else 2)
     if args.summary:
-        args.summary.write_text(text + "\n")
+        # whole or not at all: a shard killed while writing leaves no half a summary for a merge to trust
+        partial = args.summary.with_name(args.summary.name + ".partial")
+        partial.write_text(text + "\n")
+        os.replace(partial, args.summary)
         console.print(f"summary: {args.summary}")
     brief = {k: v for k, v in output.items() if k != "per_device"}
     console.print_json(json.dumps(brief))

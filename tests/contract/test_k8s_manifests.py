@@ -1,0 +1,49 @@
+"""The Kubernetes manifest users run shards with: valid for the API server (the 1.30 schema, strict:
+an unknown field is an error) and speaking the simulator's current command line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from simulator import cli as simulator_cli
+from simulator.shard import Shard
+from testbed.paths import ROOT
+
+MANIFESTS = sorted((ROOT / "simulator" / "k8s").glob("*.yaml"))
+KUBERNETES = "1.30"
+
+
+def _documents() -> list[dict[str, Any]]:
+    return [doc for path in MANIFESTS for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+@pytest.mark.parametrize("document", _documents(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
+def test_each_manifest_is_valid_for_the_api_server(document: dict[str, Any]) -> None:
+    assert kubernetes_validate.validate(document, KUBERNETES, strict=True) == KUBERNETES
+
+
+def test_the_indexed_job_runs_one_shard_per_completion_index_with_the_simulators_own_options() -> None:
+    (job,) = [d for d in _documents() if d["kind"] == "Job"]
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    (container,) = spec["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["SHARD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    )
+    assert "secretKeyRef" in env["SIMULATOR_SIGNING_KEY"]["valueFrom"], "the key never in the manifest itself"
+    args = container["args"]
+    assert args[:2] == ["simulator", "run"]
+    shard = args[args.index("--shard") + 1]
+    assert shard == f"$(SHARD_INDEX)/{spec['completions']}", "N must be the number of completions"
+    assert "$(SHARD_INDEX)" in args[args.index("--summary") + 1]
+    # the last index, with the variables Kubernetes expands, through the simulator's own parser
+    last = spec["completions"] - 1
+    expanded = [a.replace("$(SHARD_INDEX)", str(last)).replace("$(RUN_TAG)", env["RUN_TAG"]["value"]) for a in args]
+    parsed = simulator_cli.build_parser().parse_args(expanded[1:])
+    assert parsed.shard == Shard(last, spec["completions"])
+    assert (ROOT / parsed.fleet).is_file(), "a fleet the image ships"
