@@ -9,6 +9,8 @@ BACKEND ?= embedded
 VENV := .venv
 MINISTACK_VENV := .venv-ministack
 CHECKOV_VENV := .venv-checkov
+LOCUST_VENV := .venv-locust
+LOCUST_VERSION := 2.47.0
 PY := $(VENV)/bin/python
 MINISTACK_VERSION := 1.5.33
 CHECKOV_VERSION := 3.3.30
@@ -43,6 +45,13 @@ $(MINISTACK_VENV)/.installed: Makefile
 	@echo "==> $(MINISTACK_VENV): the emulator, ministack $(MINISTACK_VERSION), in its own venv (it pins botocore)"
 	$(PYTHON) -m venv $(MINISTACK_VENV)
 	$(MINISTACK_VENV)/bin/pip install --quiet ministack==$(MINISTACK_VERSION) boto3 cryptography
+	touch $@
+
+# Locust monkey-patches the standard library with gevent at import: it runs the fleet from a venv of its own.
+$(LOCUST_VENV)/.installed: Makefile pyproject.toml
+	@echo "==> $(LOCUST_VENV): Locust $(LOCUST_VERSION) and the project, for RUNNER=locust"
+	$(PYTHON) -m venv $(LOCUST_VENV)
+	$(LOCUST_VENV)/bin/pip install --quiet locust==$(LOCUST_VERSION) -e .
 	touch $@
 
 $(CHECKOV_VENV)/.installed: Makefile
@@ -88,8 +97,10 @@ destroy: venvs ## TARGET=aws ENV=<suffix>: remove provisioned things and every d
 	ENV=$(ENV) BACKEND_CONFIG=$(BACKEND_CONFIG) $(PY) -m testbed --backend aws destroy
 
 SCENARIO ?= smoke
-simulate: venvs build ## run a load scenario (SCENARIO=smoke|steady|burst|faults|soak|path.yaml) and report
-	$(TESTBED) simulate $(SCENARIO)
+RUNNER ?= simulator
+WORKERS ?= 2
+simulate: venvs build $(if $(filter locust,$(RUNNER)),$(LOCUST_VENV)/.installed) ## run a load scenario (SCENARIO=smoke|steady|burst|faults|soak|path.yaml; RUNNER=locust WORKERS=3 on Locust) and report
+	$(TESTBED) simulate $(SCENARIO) --runner $(RUNNER) --workers $(WORKERS)
 
 bench-processor: venvs build ## processor records/s in-process and through the deployed function
 	$(TESTBED) bench-processor
@@ -142,6 +153,6 @@ mutation: $(VENV)/.installed ## mutation testing of processor/, the rule, the br
 
 test: DOCTOR_FLAGS := --tests
 test: doctor ## everything: lint, unit, contract and end-to-end tests
-	@$(MAKE) --no-print-directory -j3 -Otarget $(VENV)/.installed $(MINISTACK_VENV)/.installed $(CHECKOV_VENV)/.installed
+	@$(MAKE) --no-print-directory -j3 -Otarget $(VENV)/.installed $(MINISTACK_VENV)/.installed $(CHECKOV_VENV)/.installed $(LOCUST_VENV)/.installed
 	@$(MAKE) --no-print-directory build lint
 	BACKEND=$(BACKEND) $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal tests

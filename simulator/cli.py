@@ -36,7 +36,7 @@ KEY_ENV = "SIMULATOR_SIGNING_KEY"
 RUN_TAG = re.compile(r"[A-Za-z0-9]{0,16}")
 
 
-def _profile(text: str) -> Any:
+def parse_profile(text: str) -> Any:
     """`constant`, `ramp`, `step`, `burst`, or a JSON object such as {"kind": "ramp", "end": 3}."""
     data = json.loads(text) if text.startswith("{") else {"kind": text}
     try:
@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fleet", type=Path, required=True, help="fleet file (YAML)")
     run.add_argument("--seed", type=int, default=1)
     run.add_argument("--duration", type=float, default=30.0, help="seconds")
-    run.add_argument("--profile", type=_profile, default=_profile("constant"))
+    run.add_argument("--profile", type=parse_profile, default=parse_profile("constant"))
     run.add_argument("--qos", type=int, choices=(0, 1), default=1)
     run.add_argument("--window", type=int, default=100, help="messages in flight per device")
     run.add_argument(

@@ -124,6 +124,10 @@ class RunConfig:
     pregenerate: bool = False
     # one slice of the fleet (simulator/shard.py); its summary keeps the samples a merge needs
     shard: Shard | None = None
+    # told of every acknowledgement (seconds after the message was due) and failure (its cause):
+    # Locust's request events (simulator/locustfile.py)
+    on_ack: Callable[[Emitted, float], None] | None = None
+    on_fail: Callable[[Emitted, str], None] | None = None
 
     def device_ids(self) -> list[str]:
         """The devices this run publishes for: the fleet's, or its shard's."""
@@ -240,6 +244,13 @@ def _live_worker(
     def acked(emitted: Emitted, at: float) -> None:
         recorder.acked(emitted, at)
         ack_latency.observe(at - emitted.due)
+        if config.on_ack is not None:
+            config.on_ack(emitted, at - emitted.due)
+
+    def failed(emitted: Emitted, cause: str) -> None:
+        recorder.failed(emitted, cause)
+        if config.on_fail is not None:
+            config.on_fail(emitted, cause)
 
     def report(connected: int) -> WorkerProgress:
         counters = fleet.counters
@@ -263,7 +274,7 @@ def _live_worker(
         config.credentials,
         on_send=recorder.sent,
         on_ack=acked,
-        on_fail=recorder.failed,
+        on_fail=failed,
         websocket_host=config.websocket_host,
         tls=config.tls,
         max_rate_per_connection=IOT_CORE_PUBLISHES_PER_CONNECTION_S if config.iot_core_limits else None,

@@ -40,6 +40,7 @@ from testbed.operate.inspect import inventory
 from testbed.operate.logs import FileSource, LogGroupSource, Source, follow, tail
 from testbed.operate.status import stack_status
 from testbed.parity import report as parity_report
+from testbed.runs import locust_run
 from testbed.runs import shards as shard_runs
 from testbed.runs.demo import run_demo
 from testbed.runs.html_report import write_comparison
@@ -223,6 +224,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)  # a wrong name or file fails before anything starts
     stack = _stack(args)
     stack.up()
+    if args.runner == "locust":
+        console.print(f"scenario [bold]{scenario.name}[/] on Locust, {args.workers} workers: {scenario.description}")
+        return _show_run(scenario, locust_run.run(stack, args.scenario, args.workers, console).folder)
     return _simulate(stack, scenario)
 
 
@@ -563,6 +567,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="up + messages through the pipeline + the smoke scenario").set_defaults(func=cmd_demo)
     simulate = sub.add_parser("simulate", help="run a load scenario, reconcile, write a report")
     simulate.add_argument("scenario", help="a shipped scenario name (testbed/runs/scenarios) or a YAML path")
+    simulate.add_argument(
+        "--runner",
+        choices=("simulator", "locust"),
+        default="simulator",
+        help="locust: a Locust master and --workers workers on this machine, one shard each, then merged",
+    )
+    simulate.add_argument("--workers", type=positive_int, default=2, help="Locust workers (shards)")
     simulate.set_defaults(func=cmd_simulate)
     shards = sub.add_parser("shards", help="prepare a run in N shards to run anywhere; prints their commands")
     shards.add_argument("scenario", help="a shipped scenario name or a YAML path (without faults)")

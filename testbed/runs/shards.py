@@ -87,15 +87,11 @@ class ShardAccount:
         }
 
 
-def shard_command(stack: Stack, scenario: Scenario, run_tag: str, shard: Shard, folder: Path) -> str:
-    """The shell command that runs one shard against this stack's broker (the signing key from the
-    environment: `SIMULATOR_SIGNING_KEY="$(python -m testbed signing-key)"`)."""
+def run_arguments(stack: Stack, scenario: Scenario, run_tag: str, profile_option: str = "--profile") -> list[str]:
+    """What every publisher of a shard (`simulator run`, or the Locust file, whose rate profile is
+    `--rate-profile`: Locust has a --profile) is told: the fleet, its timing, the run tag, the broker."""
     target = stack.backend.mqtt_target()
     words = [
-        "python",
-        "-m",
-        "simulator",
-        "run",
         "--fleet",
         str(scenario.fleet),
         "--seed",
@@ -104,24 +100,26 @@ def shard_command(stack: Stack, scenario: Scenario, run_tag: str, shard: Shard, 
         f"{scenario.duration_s:g}",
         "--qos",
         str(scenario.qos),
-        "--workers",
-        str(scenario.workers),
         "--run-tag",
         run_tag,
-        "--shard",
-        str(shard),
-        "--summary",
-        str(summary_path(folder, shard.index)),
         "--broker",
         f"{target.host}:{target.port}",
         "--topic",
         stack.backend.device_topic,
     ]
     if not isinstance(scenario.profile, Constant):
-        words += ["--profile", scenario.profile.model_dump_json()]
+        words += [profile_option, scenario.profile.model_dump_json()]
     if target.credentials is not None:
         words += ["--broker-secret-file", str(stack.backend.state_dir / "broker-secret")]
-    return shlex.join(words)
+    return words
+
+
+def shard_command(stack: Stack, scenario: Scenario, run_tag: str, shard: Shard, folder: Path) -> str:
+    """The shell command that runs one shard against this stack's broker (the signing key from the
+    environment: `SIMULATOR_SIGNING_KEY="$(python -m testbed signing-key)"`)."""
+    summary = str(summary_path(folder, shard.index))
+    options = ["--workers", str(scenario.workers), "--shard", str(shard), "--summary", summary]
+    return shlex.join(["python", "-m", "simulator", "run", *run_arguments(stack, scenario, run_tag), *options])
 
 
 def prepare(stack: Stack, scenario_name: str, count: int, reports_dir: Path = REPORTS_DIR) -> tuple[Path, list[str]]:

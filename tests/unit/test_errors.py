@@ -16,8 +16,8 @@ from telemetry.outputs import OutputsError
 from testbed.cli import EXPECTED_ERRORS
 from testbed.exceptions import TestbedError
 
-# Runs inside the emulator's own venv, where it imports ministack.
-EMULATOR_SIDE = {"testbed.lifecycle.backends.ministack_loopback"}
+# Run inside venvs of their own: the emulator's (it imports ministack) and Locust's (it imports locust).
+EMULATOR_SIDE = {"testbed.lifecycle.backends.ministack_loopback", "simulator.locustfile"}
 
 
 @pytest.mark.parametrize(("package", "base"), [(simulator, SimulatorError), (testbed, TestbedError)])

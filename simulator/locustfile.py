@@ -1,0 +1,135 @@
+"""The fleet on Locust's distributed runner: `locust -f simulator/locustfile.py --master ...` and one
+`--worker` per shard. Each worker runs one user, which publishes shard <worker index>/<shards> of the
+fleet with the simulator's own device models and transport; Locust's stats, CSV and HTML report show
+every publish acknowledged (its latency from when it was due) or failed. Each worker sends its run
+summary to the master over Locust's message channel, and the master writes it into the run's folder
+as `shard-<i>.json`, where `python -m testbed merge` reconciles the run as one. A worker that dies
+sends none: its shard is reported unaccounted.
+
+`python -m testbed simulate SCENARIO --runner locust --workers N` prepares the run, starts the master
+and the workers on this machine and merges; on other machines, start the workers with the same
+options and `--master-host`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust import User, events, task
+from locust.env import Environment
+from locust.exception import StopUser
+from locust.runners import MasterRunner, WorkerRunner
+
+from simulator.cli import parse_profile
+from simulator.connection import DEFAULT_TOPIC
+from simulator.devices import Emitted
+from simulator.fleet import load_fleet
+from simulator.run import RunConfig, live_run
+from simulator.shard import Shard
+from telemetry.credentials import broker_credentials
+
+SUMMARY_MESSAGE = "testbed_summary"
+# longer than a worker's report interval (locust.runners.WORKER_REPORT_INTERVAL, 3 s)
+STATS_GRACE_S = 5.0
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser: Any) -> None:
+    group = parser.add_argument_group("testbed fleet")
+    group.add_argument("--fleet", default="simulator/fleets/smoke.yaml", help="fleet file")
+    group.add_argument("--seed", type=int, default=1)
+    group.add_argument("--duration", type=float, default=30.0, help="seconds of publishing per worker")
+    group.add_argument("--qos", type=int, default=1)
+    # Locust has a --profile of its own; text, as the master sends its options to the workers
+    group.add_argument("--rate-profile", default="constant", help="`simulator run`'s --profile")
+    group.add_argument("--run-tag", default="", help="the run tag `python -m testbed shards` named")
+    group.add_argument("--shards", type=int, default=1, help="how many workers (shards) the run has")
+    group.add_argument("--broker", default="127.0.0.1:1883", help="host:port of the devices' broker")
+    group.add_argument("--broker-secret-file", default="", help="the testbed broker's secret (device passwords)")
+    group.add_argument("--topic", default=DEFAULT_TOPIC)
+    group.add_argument("--run-folder", default="", help="master: where shard-<i>.json summaries are written")
+
+
+@events.init.add_listener
+def _collect_summaries(environment: Environment, **_: Any) -> None:
+    """The master writes each worker's summary into the run's folder, whole or not at all."""
+    if not isinstance(environment.runner, MasterRunner):
+        return
+    folder = Path(environment.parsed_options.run_folder)
+    received: set[int] = set()
+
+    def on_summary(environment: Environment, msg: Any, **__: Any) -> None:
+        data = msg.data
+        index = int(data["index"])
+        target = folder / f"shard-{index}.json"
+        partial = target.with_name(target.name + ".partial")
+        partial.write_text(json.dumps(data["summary"]) + "\n")
+        os.replace(partial, target)
+        received.add(index)
+        if len(received) >= environment.parsed_options.shards and environment.runner is not None:
+            # the workers' last statistics come with their next report (every 3 s): wait for it
+            gevent.spawn_later(STATS_GRACE_S, environment.runner.quit)
+
+    environment.runner.register_message(SUMMARY_MESSAGE, on_summary)
+
+
+class FleetShard(User):
+    """One per worker: the worker's shard of the fleet, published in real time."""
+
+    @task
+    def publish_shard(self) -> None:
+        options = self.environment.parsed_options
+        runner = self.environment.runner
+        index = runner.worker_index if isinstance(runner, WorkerRunner) else 0
+        shard = Shard(index, options.shards)
+        host, _, port = options.broker.rpartition(":")
+        secret = Path(options.broker_secret_file).read_bytes().strip() if options.broker_secret_file else None
+        fire = self.environment.events.request.fire
+
+        def acked(emitted: Emitted, latency_s: float) -> None:
+            fire(
+                request_type="MQTT",
+                name=f"publish qos{options.qos}",
+                response_time=latency_s * 1000,
+                response_length=len(emitted.payload),
+                exception=None,
+                context={},
+            )
+
+        def failed(emitted: Emitted, cause: str) -> None:
+            fire(
+                request_type="MQTT",
+                name=f"publish qos{options.qos}",
+                response_time=0,
+                response_length=len(emitted.payload),
+                exception=RuntimeError(cause),
+                context={},
+            )
+
+        config = RunConfig(
+            fleet=load_fleet(Path(options.fleet)),
+            seed=options.seed,
+            key=os.environ["SIMULATOR_SIGNING_KEY"].encode(),
+            duration_s=options.duration,
+            profile=parse_profile(options.rate_profile),
+            qos=options.qos,
+            host=host,
+            port=int(port),
+            credentials=broker_credentials(secret) if secret is not None else None,
+            run_tag=options.run_tag,
+            topic=options.topic,
+            shard=shard,
+            on_ack=acked,
+            on_fail=failed,
+        )
+        summary = live_run(config)
+        message = {"index": shard.index, "summary": {**summary, "shard": str(shard), "run_tag": options.run_tag}}
+        if isinstance(runner, WorkerRunner):
+            runner.send_message(SUMMARY_MESSAGE, message)
+        time.sleep(1)  # let the message leave before the user stops
+        raise StopUser()
