@@ -10,7 +10,6 @@ VENV := .venv
 MINISTACK_VENV := .venv-ministack
 CHECKOV_VENV := .venv-checkov
 LOCUST_VENV := .venv-locust
-LOCUST_VERSION := 2.47.0
 PY := $(VENV)/bin/python
 MINISTACK_VERSION := 1.5.33
 CHECKOV_VERSION := 3.3.30
@@ -49,9 +48,9 @@ $(MINISTACK_VENV)/.installed: Makefile
 
 # Locust monkey-patches the standard library with gevent at import: it runs the fleet from a venv of its own.
 $(LOCUST_VENV)/.installed: Makefile pyproject.toml
-	@echo "==> $(LOCUST_VENV): Locust $(LOCUST_VERSION) and the project, for RUNNER=locust"
+	@echo "==> $(LOCUST_VENV): Locust (the project's [locust] extra) and the project, for RUNNER=locust"
 	$(PYTHON) -m venv $(LOCUST_VENV)
-	$(LOCUST_VENV)/bin/pip install --quiet locust==$(LOCUST_VERSION) -e .
+	$(LOCUST_VENV)/bin/pip install --quiet -e '.[locust]'
 	touch $@
 
 $(CHECKOV_VENV)/.installed: Makefile

@@ -14,6 +14,7 @@ options and `--master-host`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -33,6 +34,7 @@ from simulator.run import RunConfig, live_run
 from simulator.shard import Shard
 from telemetry.credentials import broker_credentials
 
+logger = logging.getLogger(__name__)
 SUMMARY_MESSAGE = "testbed_summary"
 # longer than a worker's report interval (locust.runners.WORKER_REPORT_INTERVAL, 3 s)
 STATS_GRACE_S = 5.0
@@ -86,6 +88,13 @@ class FleetShard(User):
         options = self.environment.parsed_options
         runner = self.environment.runner
         index = runner.worker_index if isinstance(runner, WorkerRunner) else 0
+        if not 0 <= index < options.shards:
+            # a worker that replaced one that died gets the next index: publishing another's slice again
+            # would send its messages twice, so it publishes nothing (the dead one's shard is unaccounted)
+            logger.error(
+                "worker index %d is beyond the run's %d shards: this worker publishes nothing", index, options.shards
+            )
+            raise StopUser()
         shard = Shard(index, options.shards)
         host, _, port = options.broker.rpartition(":")
         secret = Path(options.broker_secret_file).read_bytes().strip() if options.broker_secret_file else None

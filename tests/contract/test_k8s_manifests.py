@@ -47,3 +47,21 @@ def test_the_indexed_job_runs_one_shard_per_completion_index_with_the_simulators
     parsed = simulator_cli.build_parser().parse_args(expanded[1:])
     assert parsed.shard == Shard(last, spec["completions"])
     assert (ROOT / parsed.fleet).is_file(), "a fleet the image ships"
+
+
+def _option(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def test_the_locust_workers_are_as_many_as_the_shards_the_master_expects() -> None:
+    deployments = {d["metadata"]["name"]: d for d in _documents() if d["kind"] == "Deployment"}
+    master = deployments["locust-master"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    worker_spec = deployments["locust-worker"]["spec"]
+    worker = worker_spec["template"]["spec"]["containers"][0]["args"]
+    replicas = str(worker_spec["replicas"])
+    assert _option(master, "--expect-workers") == _option(master, "--shards") == _option(worker, "--shards") == replicas
+    assert _option(master, "--run-tag") == _option(worker, "--run-tag")
+    assert _option(worker, "--master-host") in {d["metadata"]["name"] for d in _documents() if d["kind"] == "Service"}
+    assert (ROOT / _option(worker, "--fleet")).is_file()
+    assert master[:3] == worker[:3] == ["locust", "-f", "simulator/locustfile.py"]
+    assert (ROOT / master[2]).is_file()
