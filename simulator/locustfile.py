@@ -66,12 +66,19 @@ def _collect_summaries(environment: Environment, **_: Any) -> None:
     received: set[int] = set()
 
     def on_summary(environment: Environment, msg: Any, **__: Any) -> None:
-        data = msg.data
-        index = int(data["index"])
+        data = msg.data if isinstance(msg.data, dict) else {}
+        index = data.get("index")
+        if type(index) is not int or not 0 <= index < environment.parsed_options.shards or index in received:
+            logger.error("a summary for shard %r of %d is not one this run expects: dropped", index, len(received))
+            return
         target = folder / f"shard-{index}.json"
         partial = target.with_name(target.name + ".partial")
-        partial.write_text(json.dumps(data["summary"]) + "\n")
-        os.replace(partial, target)
+        try:
+            partial.write_text(json.dumps(data.get("summary")) + "\n")
+            os.replace(partial, target)
+        except (OSError, TypeError, ValueError) as exc:  # `merge` then reports the shard unaccounted
+            logger.error("the summary of shard %d was not written: %s", index, exc)
+            return
         received.add(index)
         if len(received) >= environment.parsed_options.shards and environment.runner is not None:
             # the workers' last statistics come with their next report (every 3 s): wait for it

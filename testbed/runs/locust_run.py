@@ -9,6 +9,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -39,14 +40,20 @@ class LocustRun:
         try:
             self.master.wait(timeout=timeout_s)
         finally:
-            for process in (self.master, *self.workers):
-                if process.poll() is None:
-                    process.terminate()
-            for process in (self.master, *self.workers):
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            end([self.master, *self.workers])
+
+
+def end(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate those still running, then kill any that do not exit within 10 s."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def start(stack: Stack, scenario_name: str, workers: int, reports_dir: Path = REPORTS_DIR) -> LocustRun:
@@ -54,11 +61,10 @@ def start(stack: Stack, scenario_name: str, workers: int, reports_dir: Path = RE
     if not LOCUST.exists():
         raise TestbedError(f"Locust is not installed at {LOCUST}: `make .venv-locust/.installed` installs it")
     scenario = load_scenario(scenario_name)
+    if stack.backend.mqtt_target().tls is not None:  # before any device is provisioned
+        raise TestbedError("the Locust runner connects with the broker's device passwords; iot ingress uses X.509")
     folder, _ = prepare(stack, scenario_name, workers, reports_dir)
     run_tag = json.loads((folder / MANIFEST).read_text())["run_tag"]
-    target = stack.backend.mqtt_target()
-    if target.tls is not None:
-        raise TestbedError("the Locust runner connects with the broker's device passwords; iot ingress uses X.509")
     common = [
         "-f",
         str(LOCUSTFILE),
@@ -69,6 +75,26 @@ def start(stack: Stack, scenario_name: str, workers: int, reports_dir: Path = RE
     env = {**os.environ, "SIMULATOR_SIGNING_KEY": stack.signing_key().decode()}
     port = free_port()
     log = (folder / "locust.log").open("ab")
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        return _launch(common, env, port, folder, workers, int(scenario.duration_s), log, started)
+    except BaseException:  # a launch that failed half way (or Ctrl-C) leaves none of ours running
+        end(started)
+        raise
+    finally:
+        log.close()  # the children hold their own descriptors
+
+
+def _launch(
+    common: list[str],
+    env: dict[str, str],
+    port: int,
+    folder: Path,
+    workers: int,
+    duration_s: int,
+    log: Any,
+    started: list[subprocess.Popen[bytes]],
+) -> LocustRun:
     master = subprocess.Popen(
         [
             str(LOCUST),
@@ -86,7 +112,7 @@ def start(stack: Stack, scenario_name: str, workers: int, reports_dir: Path = RE
             "--spawn-rate",
             str(workers),
             "--run-time",
-            f"{int(scenario.duration_s) + GRACE_S}s",
+            f"{duration_s + GRACE_S}s",
             "--run-folder",
             str(folder),
             "--csv",
@@ -100,17 +126,18 @@ def start(stack: Stack, scenario_name: str, workers: int, reports_dir: Path = RE
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    started = [
-        subprocess.Popen(
-            [str(LOCUST), *common, "--worker", "--master-host", LOOPBACK, "--master-port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    started.append(master)
+    for _ in range(workers):
+        started.append(
+            subprocess.Popen(
+                [str(LOCUST), *common, "--worker", "--master-host", LOOPBACK, "--master-port", str(port)],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         )
-        for _ in range(workers)
-    ]
-    return LocustRun(folder, master, started)
+    return LocustRun(folder, master, started[1:])
 
 
 def run(

@@ -185,6 +185,58 @@ def _summary(path: Path, shard: Shard, run_tag: str) -> tuple[dict[str, Any] | N
     return summary, ""
 
 
+def _count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _numbers(value: Any) -> bool:
+    return isinstance(value, list) and all(type(v) in (int, float) for v in value)
+
+
+def _counts_by_key(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and _count(v) for k, v in value.items())
+
+
+def summary_problem(summary: dict[str, Any], devices: set[str]) -> str | None:
+    """What in a shard's summary (written on another machine) does not hold, or None: counts are
+    counts, samples are numbers, every device is one of the shard's, message ids are integers with
+    their due times. Checked before anything merges: a corrupt summary neither crashes the merge nor
+    counts devices that are not its shard's."""
+    for name in ("published", "reconnects", "connect_errors"):
+        if name in summary and not _count(summary[name]):
+            return f"{name} is not a count"
+    for name in ("lateness_s", "ack_latency_s"):
+        if not _numbers(summary[name]):
+            return f"{name} is not a list of numbers"
+    for name in ("sent_per_s", "failed_by_cause", "payload_sizes"):
+        if name in summary and not _counts_by_key(summary[name]):
+            return f"{name} is not counts by key"
+    if summary["published"] and not all(type(summary.get(n)) in (int, float) for n in ("first_send", "last_send")):
+        return "first_send/last_send are not times"
+    for device_id, record in summary["per_device"].items():
+        if device_id not in devices:
+            return f"device {device_id!r} is not one of this shard's"
+        if not isinstance(record, dict) or not _count(record.get("published")):
+            return f"device {device_id}: no count of what it published"
+        acked, due, failed = record.get("acked"), record.get("acked_due"), record.get("failed")
+        if not (
+            isinstance(acked, list)
+            and isinstance(due, list)
+            and all(type(a) is int for a in acked)
+            and _numbers(due)
+            and len(due) == len(acked)
+        ):
+            return f"device {device_id}: acked/acked_due are not message ids with their due times"
+        if not (isinstance(failed, list) and all(type(f) is int for f in failed)):
+            return f"device {device_id}: failed is not message ids"
+        faults = record.get("faults")
+        if not isinstance(faults, dict) or not all(
+            isinstance(tags, list) and all(isinstance(t, str) for t in tags) for tags in faults.values()
+        ):
+            return f"device {device_id}: faults are not tags by message id"
+    return None
+
+
 def merge(stack: Stack, folder: Path, console: Console) -> ScenarioRun:
     """Join the shards' summaries in `folder`, account for the missing ones, reconcile, report there."""
     manifest = _manifest(folder)
@@ -196,8 +248,10 @@ def merge(stack: Stack, folder: Path, console: Console) -> ScenarioRun:
     recorder = Recorder()
     for index in range(count):
         shard = Shard(index, count)
+        devices = shard.select(all_ids)
         summary, reason = _summary(summary_path(folder, index), shard, run_tag)
-        if summary is None:
+        problem = summary_problem(summary, set(devices)) if summary is not None else None
+        if summary is None or problem is not None:
             config = RunConfig(
                 fleet=fleet,
                 seed=scenario.seed,
@@ -209,13 +263,8 @@ def merge(stack: Stack, folder: Path, console: Console) -> ScenarioRun:
                 shard=shard,
             )
             planned = dry_run(config, Path(os.devnull))["published"]
-            account.missing.append(MissingShard(shard, reason, shard.select(all_ids), planned))
-            continue
-        try:
-            Recorder().merge(summary)  # type: ignore[arg-type]  # a trial: a summary that fails half way merges nothing
-        except (KeyError, TypeError, ValueError) as exc:
-            reason = f"{summary_path(folder, index).name} does not merge ({type(exc).__name__}: {exc})"
-            account.missing.append(MissingShard(shard, reason, shard.select(all_ids), 0))
+            why = reason if summary is None else f"{summary_path(folder, index).name} does not hold: {problem}"
+            account.missing.append(MissingShard(shard, why, devices, planned))
             continue
         recorder.merge(summary)  # type: ignore[arg-type]
         account.merged.append(str(shard))

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from simulator.shard import Shard
-from testbed.runs.shards import MissingShard, ShardAccount, ShardsError, _manifest, _summary, prepare
+from testbed.runs.shards import MissingShard, ShardAccount, ShardsError, _manifest, _summary, prepare, summary_problem
 
 
 def _write(path: Path, document: Any) -> Path:
@@ -88,3 +88,32 @@ def test_a_run_that_cannot_be_sharded_is_refused_before_the_stack_is_touched(
 ) -> None:
     with pytest.raises(ShardsError, match=problem):
         prepare(None, scenario, count)  # type: ignore[arg-type]
+
+
+DEVICES = {"d1", "d2"}
+RECORD = {"published": 2, "acked": [1, 1], "acked_due": [1.0, 1.0], "failed": [], "faults": {"1": ["duplicate"]}}
+MERGEABLE = {**GOOD, "published": 2, "first_send": 1.0, "last_send": 2.0, "per_device": {"d1": RECORD}}
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"published": -5}, "published is not a count"),
+        ({"published": True}, "published is not a count"),
+        ({"ack_latency_s": "abc"}, "ack_latency_s is not a list of numbers"),
+        ({"lateness_s": ["x"]}, "lateness_s is not a list of numbers"),
+        ({"sent_per_s": ["1"]}, "sent_per_s is not counts by key"),
+        ({"failed_by_cause": {"x": -1}}, "failed_by_cause is not counts by key"),
+        ({"first_send": None}, "first_send/last_send are not times"),
+        ({"per_device": {"d9": RECORD}}, "device 'd9' is not one of this shard's"),
+        ({"per_device": {"d1": {**RECORD, "acked": [[1]], "acked_due": [1.0]}}}, "acked/acked_due"),
+        ({"per_device": {"d1": {**RECORD, "acked": "12", "acked_due": "12"}}}, "acked/acked_due"),
+        ({"per_device": {"d1": {**RECORD, "acked_due": [1.0]}}}, "acked/acked_due"),
+        ({"per_device": {"d1": {**RECORD, "failed": ["1"]}}}, "failed is not message ids"),
+        ({"per_device": {"d1": {**RECORD, "faults": ["x"]}}}, "faults are not tags"),
+        ({"per_device": {"d1": {**RECORD, "published": None}}}, "no count of what it published"),
+    ],
+)
+def test_a_summary_that_would_crash_or_inflate_a_merge_is_refused(change: dict[str, Any], problem: str) -> None:
+    assert summary_problem(MERGEABLE, DEVICES) is None, "a duplicate ack (the duplicate fault) is legitimate"
+    assert problem in (summary_problem({**MERGEABLE, **change}, DEVICES) or "")
