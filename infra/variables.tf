@@ -136,3 +136,14 @@ variable "processor_log_level" {
     error_message = "processor_log_level must be DEBUG, INFO, WARNING or ERROR."
   }
 }
+
+variable "signing_key_version" {
+  description = "Raise it to write a new random device signing key (a rotation; the key never enters the state)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.signing_key_version >= 1 && floor(var.signing_key_version) == var.signing_key_version
+    error_message = "signing_key_version must be a whole number from 1."
+  }
+}

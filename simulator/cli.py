@@ -21,6 +21,7 @@ from rich.table import Table
 from simulator.connection import ConnectionOptionsError, add_connection_options, connection_options
 from simulator.exceptions import SimulatorError
 from simulator.fleet import load_fleet
+from simulator.integrity import fleet_digest, read_run_key, seal
 from simulator.limits import IOT_CORE_ACCOUNT_PUBLISHES_S, is_aws_iot
 from simulator.metrics import LOOPBACK, FleetCollector, serve_metrics
 from simulator.payload import load_payload_hook
@@ -87,6 +88,14 @@ def _progress_table(total: WorkerProgress, started: float) -> Table:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    run_key = None
+    if args.shard is not None and args.dry_run is None:
+        if args.run_key_file is None:
+            raise SimulatorError(
+                "a shard seals its summary with its run's key: give --run-key-file (`python -m testbed shards` "
+                "prints each shard's command with it)"
+            )
+        run_key = read_run_key(args.run_key_file)  # refused here, before anything connects
     connection = connection_options(args)
     if args.payload_hook:
         load_payload_hook(args.payload_hook)  # refused here, before anything connects
@@ -146,12 +155,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         "duration_s": args.duration,
         "devices": len(config.device_ids()),
         **(
-            {"shard": str(args.shard), "run_tag": args.run_tag, "profile": args.profile.model_dump()}
+            {
+                "shard": str(args.shard),
+                "run_tag": args.run_tag,
+                "profile": args.profile.model_dump(),
+                "fleet_sha256": fleet_digest(config.fleet),
+            }
             if args.shard
             else {}
         ),
         **summary,
     }
+    if run_key is not None:
+        output = seal(output, run_key)
     text = json.dumps(output, indent=None if args.summary else 2)
     if args.summary:
         # whole or not at all: a shard killed while writing leaves no half a summary for a merge to trust
@@ -237,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         type=_run_tag,
         help="goes into every device id, as the testbed provisions them for a run (shards of one run share it)",
+    )
+    run.add_argument(
+        "--run-key-file",
+        type=Path,
+        help="with --shard: the run's key (from `python -m testbed shards`), which seals the summary for the merge",
     )
     run.add_argument("--dry-run", type=Path, help="write the messages to this JSONL file instead")
     run.add_argument("--summary", type=Path, help="write the run summary (JSON) here")

@@ -13,29 +13,40 @@ options and `--master-host`.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import Any
 
 import gevent
+from flask import redirect, request, session, url_for
+from flask_login import UserMixin, login_user
 from locust import User, events, task
 from locust.env import Environment
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
+from locust.web import WebUI
 
 from simulator.cli import parse_profile
 from simulator.connection import DEFAULT_TOPIC
 from simulator.devices import Emitted
 from simulator.fleet import load_fleet
+from simulator.integrity import fleet_digest, read_run_key, seal, verified
 from simulator.run import RunConfig, live_run
 from simulator.shard import Shard
 from telemetry.credentials import broker_credentials
+from telemetry.files import read_bounded
 
 logger = logging.getLogger(__name__)
 SUMMARY_MESSAGE = "testbed_summary"
+WEB_USER = "operator"
+LOGIN_ROUTE = "/testbed_login"
+WEB_PASSWORD_MIN_BYTES = 16
+WEB_PASSWORD_MAX_BYTES = 4096
 # longer than a worker's report interval (locust.runners.WORKER_REPORT_INTERVAL, 3 s)
 STATS_GRACE_S = 5.0
 
@@ -55,6 +66,47 @@ def _options(parser: Any) -> None:
     group.add_argument("--broker-secret-file", default="", help="the testbed broker's secret (device passwords)")
     group.add_argument("--topic", default=DEFAULT_TOPIC)
     group.add_argument("--run-folder", default="", help="master: where shard-<i>.json summaries are written")
+    group.add_argument(
+        "--run-key-file",
+        default="",
+        help="the run's key (`python -m testbed shards`): workers seal, the master verifies",
+    )
+
+
+class _Operator(UserMixin):
+    """The one user of the web UI."""
+
+    id = WEB_USER
+
+
+@events.init.add_listener
+def _web_login(environment: Environment, web_ui: WebUI | None = None, **_: Any) -> None:
+    """Locust's own login page in front of the web UI (`--web-login`): one user, its password from a
+    file (a Kubernetes Secret), compared in constant time."""
+    if web_ui is None or not environment.parsed_options.web_login:
+        return
+    if not environment.parsed_options.web_password_file:
+        raise SystemExit("--web-login needs --web-password-file: the file holding the web UI's password")
+    password = read_bounded(Path(environment.parsed_options.web_password_file), WEB_PASSWORD_MAX_BYTES).strip()
+    if len(password) < WEB_PASSWORD_MIN_BYTES:
+        raise SystemExit(f"the web UI's password must be at least {WEB_PASSWORD_MIN_BYTES} characters")
+    app = web_ui.app
+    app.config["SECRET_KEY"] = secrets.token_hex(32)
+    web_ui.auth_args = {"username_password_callback": LOGIN_ROUTE}
+
+    @web_ui.login_manager.user_loader
+    def load_user(user_id: str) -> _Operator | None:
+        return _Operator() if user_id == WEB_USER else None
+
+    @app.route(LOGIN_ROUTE, methods=["POST"])
+    def login_submit() -> Any:
+        given_user = request.form.get("username", "").encode()
+        given = request.form.get("password", "").encode()
+        if hmac.compare_digest(given_user, WEB_USER.encode()) & hmac.compare_digest(given, password):
+            login_user(_Operator())
+            return redirect(url_for("locust.index"))
+        session["auth_error"] = "wrong user name or password"
+        return redirect(url_for("locust.login"))
 
 
 @events.init.add_listener
@@ -63,18 +115,25 @@ def _collect_summaries(environment: Environment, **_: Any) -> None:
     if not isinstance(environment.runner, MasterRunner):
         return
     folder = Path(environment.parsed_options.run_folder)
+    key = read_run_key(Path(environment.parsed_options.run_key_file))
     received: set[int] = set()
 
     def on_summary(environment: Environment, msg: Any, **__: Any) -> None:
         data = msg.data if isinstance(msg.data, dict) else {}
-        index = data.get("index")
+        index, summary = data.get("index"), data.get("summary")
         if type(index) is not int or not 0 <= index < environment.parsed_options.shards or index in received:
-            logger.error("a summary for shard %r of %d is not one this run expects: dropped", index, len(received))
+            logger.error("a summary for shard %r is not one this run expects (or was written): dropped", index)
+            return
+        # anyone who reaches the master's port can send a message: only a summary sealed with the run's
+        # key, for its own shard, is written (the merge checks it against the plan again)
+        shard = f"{index}/{environment.parsed_options.shards}"
+        if not isinstance(summary, dict) or not verified(summary, key) or summary.get("shard") != shard:
+            logger.error("a summary for shard %d is not sealed with this run's key for that shard: dropped", index)
             return
         target = folder / f"shard-{index}.json"
         partial = target.with_name(target.name + ".partial")
         try:
-            partial.write_text(json.dumps(data.get("summary")) + "\n")
+            partial.write_text(json.dumps(summary) + "\n")
             os.replace(partial, target)
         except (OSError, TypeError, ValueError) as exc:  # `merge` then reports the shard unaccounted
             logger.error("the summary of shard %d was not written: %s", index, exc)
@@ -103,6 +162,7 @@ class FleetShard(User):
             )
             raise StopUser()
         shard = Shard(index, options.shards)
+        key = read_run_key(Path(options.run_key_file))
         host, _, port = options.broker.rpartition(":")
         secret = Path(options.broker_secret_file).read_bytes().strip() if options.broker_secret_file else None
         fire = self.environment.events.request.fire
@@ -144,7 +204,16 @@ class FleetShard(User):
             on_fail=failed,
         )
         summary = live_run(config)
-        message = {"index": shard.index, "summary": {**summary, "shard": str(shard), "run_tag": options.run_tag}}
+        fields = {
+            "shard": str(shard),
+            "run_tag": options.run_tag,
+            "seed": options.seed,
+            "qos": options.qos,
+            "duration_s": options.duration,
+            "profile": config.profile.model_dump(),
+            "fleet_sha256": fleet_digest(config.fleet),
+        }
+        message = {"index": shard.index, "summary": seal({**summary, **fields}, key)}
         if isinstance(runner, WorkerRunner):
             runner.send_message(SUMMARY_MESSAGE, message)
         time.sleep(1)  # let the message leave before the user stops

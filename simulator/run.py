@@ -7,6 +7,8 @@ and signing is about half of what a publish costs, so this is how one machine of
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import multiprocessing as mp
@@ -161,8 +163,8 @@ def _emit_all(
             on_offline(device)
 
 
-def dry_run(config: RunConfig, out: Path, start: float = DRY_RUN_EPOCH) -> RawRunSummary:
-    """Write every publish of the run to a JSONL file, on a virtual clock; no broker."""
+def dry_run(config: RunConfig, out: Path | None, start: float = DRY_RUN_EPOCH) -> RawRunSummary:
+    """Every publish of the run on a virtual clock, no broker; written to `out` as JSONL if given."""
     mine = set(config.device_ids())
     devices = [
         d
@@ -173,10 +175,11 @@ def dry_run(config: RunConfig, out: Path, start: float = DRY_RUN_EPOCH) -> RawRu
     ]
     schedule = Schedule(devices, start, config.profile)
     recorder = Recorder()
-    with out.open("w") as sink:
+    with out.open("w") if out is not None else contextlib.nullcontext() as sink:
 
         def write(emitted: Emitted) -> None:
-            sink.write(json.dumps(describe(emitted), separators=(",", ":")) + "\n")
+            if sink is not None:
+                sink.write(json.dumps(describe(emitted), separators=(",", ":")) + "\n")
             recorder.generated(emitted)
             recorder.sent(emitted, emitted.due)
             recorder.acked(emitted, emitted.due)
@@ -185,6 +188,15 @@ def dry_run(config: RunConfig, out: Path, start: float = DRY_RUN_EPOCH) -> RawRu
         while schedule.next_due() < end:
             _emit_all(devices, schedule, schedule.next_due(), write)
     return recorder.to_dict(raw=config.shard is not None)
+
+
+def planned_messages(config: RunConfig) -> dict[str, list[int]]:
+    """The run's plan: each device's message ids, as the dry run derives them from the fleet, seed,
+    duration, profile and run tag (what a live run of the same config must publish)."""
+    # whether messages are signed changes which random draws a device makes (its bad-signature fault),
+    # so the plan signs as the run does; the wire format (a payload hook) changes no id
+    plain = dataclasses.replace(config, payload_hook=None)
+    return {device_id: record["acked"] for device_id, record in dry_run(plain, None)["per_device"].items()}
 
 
 def _pregenerate(devices: list[Device], schedule: Schedule, end: float, recorder: Recorder) -> deque[Event]:
@@ -322,6 +334,16 @@ def _live_worker(
         if progress is not None and now >= next_report:
             next_report = now + 0.25
             progress.put(report(fleet.counters.connected))
+    # what fell due in the last tick before the end is sent too: the run publishes its whole plan
+    if events is None:
+        while schedule.next_due() < end:
+            _emit_all(devices, schedule, schedule.next_due(), emit, lambda d: go_offline(d.device_id, d.offline_until))
+    else:
+        for _, item, until in events:
+            if isinstance(item, Emitted):
+                fleet.send(item)
+            else:
+                go_offline(item, until)
     for device_id in offline:
         fleet.connect(device_id)
     drain_until = time.time() + config.drain_timeout_s

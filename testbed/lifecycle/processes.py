@@ -18,6 +18,7 @@ import psutil
 logger = logging.getLogger(__name__)
 
 CMDLINE_RETRIES = 50
+PRIVATE_UMASK = 0o077
 
 
 def listening_sockets(pid: int) -> set[tuple[str, int]]:
@@ -97,6 +98,8 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                # what a server writes (state, secrets, logs) is its owner's alone
+                umask=PRIVATE_UMASK,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
         logger.info("started %s (pid %d), log %s", self.name, proc.pid, self.log_file)

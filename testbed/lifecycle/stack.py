@@ -18,6 +18,7 @@ from testbed.lifecycle import iot_things
 from testbed.lifecycle.backends import Backend
 from testbed.lifecycle.build import build
 from testbed.lifecycle.infra import InfraError, Infrastructure
+from testbed.lifecycle.secrets import LeakedVersion, leaked_versions, make_private, retire
 from testbed.lifecycle.terraform import Terraform
 from testbed.paths import INFRA_DIR, LAMBDA_ZIP
 
@@ -54,6 +55,7 @@ class Stack:
     def up(self) -> StackOutputs | None:
         """Start the backend, build the bundle, apply the Terraform, start the ingress; idempotent."""
         self.backend.check_ingress(self.ingress)
+        make_private(self.backend.state_dir, self.backend.secret_files())
         self.backend.start()
         if self.backend.dry_run:
             folder = "infra" if self.infra.shipped else self.infra.folder
@@ -64,14 +66,31 @@ class Stack:
         if self.infra.shipped:  # a stack of the user's own packages its functions itself
             build()
         self.terraform.rehome_queues(self.backend.endpoint_url())
+        leaked = leaked_versions(self.terraform.state())
         self.terraform.apply()
+        if leaked:
+            self.retire_leaked_keys(leaked)
         outputs = self.contract_outputs()
         self.outputs_file.write_text(json.dumps(outputs, indent=2, sort_keys=True) + "\n")
         self.backend.start_ingress(self.outputs_file, self.ingress)
         # what was just deployed survives an emulator crash
         self.backend.snapshot()
+        make_private(self.backend.state_dir, self.backend.secret_files())  # the folders the servers made
         self.backend.verify_delivery()
         return StackOutputs.from_terraform(outputs)
+
+    def retire_leaked_keys(self, leaked: list[LeakedVersion]) -> None:
+        """A stack deployed before the key was write-only held it in its state: the apply that just
+        ran wrote a new key; the old one stops verifying and the local files that held it go."""
+        retired = retire(self.client("secretsmanager"), leaked)
+        removed = self.terraform.drop_history()
+        logger.warning(
+            "the device signing key was in Terraform's state (a stack deployed before write-only secrets): "
+            "a new key was written, the old one no longer verifies (%s), and %s removed. A remote state's "
+            "older versions (a versioned S3 bucket) still hold the old key: delete them (docs/security.md)",
+            ", ".join(retired) or "already retired",
+            ", ".join(str(p) for p in removed) or "no local copy was",
+        )
 
     @property
     def infra_marker(self) -> Path:
@@ -129,6 +148,8 @@ class Stack:
 
     def down(self) -> None:
         self.backend.stop()
+        if self.backend.state_dir.exists():  # what the emulator saved as it stopped
+            make_private(self.backend.state_dir, self.backend.secret_files())
 
     def clean(self) -> None:
         """Remove all local state of this backend (it must be stopped)."""

@@ -183,6 +183,26 @@ class Terraform:
         settings = [f"-backend-config={value}" for value in self.backend_config]
         self.run("init", "-input=false", "-no-color", "-reconfigure", *settings, capture=True)
 
+    def state(self) -> dict[str, Any]:
+        """The stack's Terraform state as it stands ({} before the first apply)."""
+        if self.state_path.exists():
+            return dict(json.loads(self.state_path.read_text()))
+        if self.backend_config == [f"path={self.state_path}"]:
+            return {}
+        self.init()  # a remote backend (S3 on AWS)
+        pulled = self.run("state", "pull", capture=True).stdout.strip()
+        return dict(json.loads(pulled)) if pulled else {}
+
+    def drop_history(self) -> list[Path]:
+        """Remove the local files that keep what earlier applies wrote (the state's backup, the log):
+        after a key left the state, they are where it still lies."""
+        removed = [
+            path for path in (self.state_path.with_name("terraform.tfstate.backup"), self.log_file) if path.exists()
+        ]
+        for path in removed:
+            path.unlink()
+        return removed
+
     def apply(self) -> None:
         self.init()
         self.run("apply", "-input=false", "-auto-approve", "-no-color", f"-var-file={self.var_file}")

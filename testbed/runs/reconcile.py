@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -84,6 +85,48 @@ def expected_stored(summary: RunSummary) -> int:
     return count
 
 
+@dataclass
+class PlanCheck:
+    """The published ids against the run's plan (what the fleet, seed and duration say is sent): a
+    simulator that stopped early, or a summary that names messages nobody planned, does not pass."""
+
+    planned: int
+    published: int
+    not_published: list[MessageId] = field(default_factory=list)
+    unplanned: list[MessageId] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.not_published and not self.unplanned
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "planned": self.planned,
+            "published": self.published,
+            "not_published": len(self.not_published),
+            "not_published_ids": [f"{d}:{m}" for d, m in self.not_published[:100]],
+            "unplanned": len(self.unplanned),
+            "unplanned_ids": [f"{d}:{m}" for d, m in self.unplanned[:100]],
+        }
+
+
+def check_plan(plan: Mapping[str, Iterable[int]], summary: RunSummary) -> PlanCheck:
+    """Every planned message was published (acknowledged or failed: a publish the simulator gave up
+    on is its own failure), and nothing was published that the plan does not hold."""
+    planned = {(device_id, msg_id) for device_id, ids in plan.items() for msg_id in ids}
+    published = {
+        (device_id, msg_id)
+        for device_id, record in summary["per_device"].items()
+        for msg_id in (*record["acked"], *record["failed"])
+    }
+    return PlanCheck(
+        planned=len(planned),
+        published=len(published & planned),
+        not_published=sorted(planned - published),
+        unplanned=sorted(published - planned),
+    )
+
+
 def reconcile(
     summary: RunSummary,
     stored: list[MessageId],
@@ -108,11 +151,12 @@ def reconcile(
 
     for device_id, record in summary["per_device"].items():
         faults = {int(k): {base_fault(t) for t in v} for k, v in record["faults"].items()}
-        for msg_id in dict.fromkeys(record["acked"]):  # a duplicate send is one message
+        acks = Counter(record["acked"])
+        for msg_id in acks:  # a duplicate send is one message
             ident = (device_id, msg_id)
             tags = faults.get(msg_id, set())
             result.acked += 1
-            if Fault.DUPLICATE in tags and record["acked"].count(msg_id) > 1 and ident in stored_set:
+            if Fault.DUPLICATE in tags and acks[msg_id] > 1 and ident in stored_set:
                 result.duplicates_dropped += 1
             outcome = _outcome(tags, ident in stored_set, reasons[ident], ident in in_dlq)
             for tag in tags:

@@ -18,7 +18,7 @@ import numpy as np
 
 from simulator.summary import RunSummary, percentiles
 from testbed.runs.html_report import write_html
-from testbed.runs.reconcile import Reconciliation
+from testbed.runs.reconcile import PlanCheck, Reconciliation
 from testbed.runs.scenario import Scenario
 
 
@@ -166,6 +166,7 @@ class RunOutcome:
     latency_ms: np.ndarray  # device timestamp to stored, per reading
     emulator_rss_mb: float | None
     faults: list[dict[str, Any]]  # one entry per injected fault
+    plan: PlanCheck  # the published ids against the run's plan
     # what the same traffic would cost on AWS (testbed/cost), or {"error": why it could not be counted}
     cost: dict[str, Any] = field(default_factory=dict)
     # milliseconds per hop (HOPS), per stored reading whose item times them
@@ -222,7 +223,16 @@ def checks(outcome: RunOutcome) -> dict[str, Check]:
     expect, summary, result = outcome.scenario.expectations, outcome.summary, outcome.result
     lost = [f"{d}:{m}" for d, m in result.lost]
     unexplained = [str(u.get("id")) for u in result.unexplained]
+    plan = outcome.plan
+    missing = [f"{d}:{m}" for d, m in plan.not_published]
+    unplanned = [f"{d}:{m}" for d, m in plan.unplanned]
     held = {
+        "every planned message published": Check(
+            plan.ok,
+            f"{plan.published:,} of {plan.planned:,} planned messages published"
+            + (f"; {len(missing):,} never published: {_ids(missing)}" if missing else "")
+            + (f"; {len(unplanned):,} published that no plan holds: {_ids(unplanned)}" if unplanned else ""),
+        ),
         f"drained within {outcome.scenario.drain_timeout_s:g} s": Check(
             outcome.drained, "every message accounted for" if outcome.drained else "still arriving at the timeout"
         ),
@@ -319,6 +329,7 @@ def report_of(outcome: RunOutcome) -> dict[str, Any]:
         "measured": {name: check.measured for name, check in held.items()},
         "passed": all(check.held for check in held.values()),
         "reconciliation": result.as_dict(),
+        "plan": outcome.plan.as_dict(),
         "alert_check": outcome.alert_check,
         "faults_injected": outcome.faults,
         "cost": outcome.cost,

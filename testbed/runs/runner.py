@@ -23,7 +23,8 @@ from simulator.connection import topic_template
 from simulator.devices import Fault
 from simulator.devices import device_ids as fleet_device_ids
 from simulator.fleet import load_fleet
-from simulator.run import RunConfig, WorkerProgress, live_run_with_progress
+from simulator.run import RunConfig, WorkerProgress, live_run_with_progress, planned_messages
+from simulator.shard import Shard
 from simulator.summary import RunSummary
 from telemetry.outputs import StackOutputs
 from testbed.cost.bill import cost_section
@@ -32,7 +33,7 @@ from testbed.cost.prices import PriceError, load_prices
 from testbed.lifecycle.stack import Stack
 from testbed.paths import REPORTS_DIR
 from testbed.runs.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting, throttle_processor
-from testbed.runs.reconcile import check_alerts, expected_stored, reconcile
+from testbed.runs.reconcile import check_alerts, check_plan, expected_stored, reconcile
 from testbed.runs.report import ARCHIVE_HOP, Check, RunOutcome, checks, hop_samples, write_report
 from testbed.runs.scenario import Scenario, ScenarioError
 from testbed.runs.stores import Stores, archived_key
@@ -327,6 +328,7 @@ def finish_run(
     )
     hops[ARCHIVE_HOP] = _archive_hop(stores, timed, started) if outputs.archive_bucket_name else np.array([])
     outcome = RunOutcome(
+        plan=check_plan(run_plan(scenario, begun.run_tag), summary),
         run_id=run_id,
         scenario=scenario,
         ingress=stack.ingress,
@@ -347,6 +349,20 @@ def finish_run(
     folder = reports_dir / run_id
     write_report(folder, outcome)
     return ScenarioRun(folder, outcome)
+
+
+def run_plan(scenario: Scenario, run_tag: str, shard: Shard | None = None) -> dict[str, list[int]]:
+    """Each device's planned message ids for this scenario and run (of one shard, if given)."""
+    config = RunConfig(
+        fleet=load_fleet(scenario.fleet),
+        seed=scenario.seed,
+        key=b"",
+        duration_s=scenario.duration_s,
+        profile=scenario.profile,
+        run_tag=run_tag,
+        shard=shard,
+    )
+    return planned_messages(config)
 
 
 def run_cost(stack: Stack, outputs: StackOutputs, facts: RunFacts) -> dict[str, Any]:

@@ -11,8 +11,10 @@ dry run says it would have sent are reported as unaccounted, and the run fails.
 from __future__ import annotations
 
 import json
-import os
+import math
+import re
 import shlex
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,20 +24,24 @@ from rich.console import Console
 from processor.config import Settings
 from simulator.devices import device_ids as fleet_device_ids
 from simulator.fleet import load_fleet
-from simulator.run import RunConfig, dry_run
+from simulator.integrity import RunKeyError, fleet_digest, new_run_key, read_run_key, seal, verified
 from simulator.schedule import Constant
 from simulator.shard import MAX_SHARDS, Shard, ShardError
 from simulator.summary import Recorder
+from telemetry.files import InputFileError, read_bounded
 from testbed.exceptions import TestbedError
 from testbed.lifecycle.stack import Stack
 from testbed.paths import REPORTS_DIR
-from testbed.runs.runner import RunStart, ScenarioRun, finish_run, start_run
+from testbed.runs.reconcile import check_plan
+from testbed.runs.runner import RunStart, ScenarioRun, finish_run, run_plan, start_run
 from testbed.runs.scenario import Scenario, load_scenario
 from testbed.runs.stores import Stores
 
 MANIFEST = "shards.json"
-# A summary larger than this is not one a shard wrote (a shard of a day-long soak is a few hundred MB).
-MAX_SUMMARY_BYTES = 2 * 1024**3
+# A summary larger than this is not one a shard wrote (a shard of a day-long soak is a few hundred MB;
+# parsed JSON takes about ten times its size in memory).
+MAX_SUMMARY_BYTES = 512 * 1024**2
+MAX_MANIFEST_BYTES = 16 * 1024**2
 
 
 class ShardsError(TestbedError):
@@ -66,9 +72,9 @@ class ShardAccount:
 
     def count_stored_anyway(self, stored: list[tuple[str, int]]) -> None:
         """A shard killed mid-run leaves stored messages nobody's summary names: count them per shard."""
+        per_device = Counter(device_id for device_id, _ in set(stored))
         for missing in self.missing:
-            mine = set(missing.devices)
-            missing.stored_anyway = sum(1 for device_id, _ in set(stored) if device_id in mine)
+            missing.stored_anyway = sum(per_device[device_id] for device_id in missing.devices)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -87,9 +93,18 @@ class ShardAccount:
         }
 
 
-def run_arguments(stack: Stack, scenario: Scenario, run_tag: str, profile_option: str = "--profile") -> list[str]:
+def run_key_file(stack: Stack, run_id: str) -> Path:
+    """Where the run's key is kept: in the stack's state (0600 in 0700), never in the run's folder,
+    which the shards write to."""
+    return stack.backend.state_dir / "runs" / f"{run_id}.key"
+
+
+def run_arguments(
+    stack: Stack, scenario: Scenario, run_tag: str, key_file: Path, profile_option: str = "--profile"
+) -> list[str]:
     """What every publisher of a shard (`simulator run`, or the Locust file, whose rate profile is
-    `--rate-profile`: Locust has a --profile) is told: the fleet, its timing, the run tag, the broker."""
+    `--rate-profile`: Locust has a --profile) is told: the fleet, its timing, the run tag, the broker,
+    and the run key that seals its summary."""
     target = stack.backend.mqtt_target()
     words = [
         "--fleet",
@@ -106,6 +121,8 @@ def run_arguments(stack: Stack, scenario: Scenario, run_tag: str, profile_option
         f"{target.host}:{target.port}",
         "--topic",
         stack.backend.device_topic,
+        "--run-key-file",
+        str(key_file),
     ]
     if not isinstance(scenario.profile, Constant):
         words += [profile_option, scenario.profile.model_dump_json()]
@@ -114,12 +131,24 @@ def run_arguments(stack: Stack, scenario: Scenario, run_tag: str, profile_option
     return words
 
 
-def shard_command(stack: Stack, scenario: Scenario, run_tag: str, shard: Shard, folder: Path) -> str:
+def shard_command(stack: Stack, scenario: Scenario, run_tag: str, shard: Shard, folder: Path, key_file: Path) -> str:
     """The shell command that runs one shard against this stack's broker (the signing key from the
-    environment: `SIMULATOR_SIGNING_KEY="$(python -m testbed signing-key)"`)."""
+    environment: `SIMULATOR_SIGNING_KEY="$(python -m testbed signing-key)"`; the run key as a file)."""
     summary = str(summary_path(folder, shard.index))
     options = ["--workers", str(scenario.workers), "--shard", str(shard), "--summary", summary]
-    return shlex.join(["python", "-m", "simulator", "run", *run_arguments(stack, scenario, run_tag), *options])
+    words = ["python", "-m", "simulator", "run", *run_arguments(stack, scenario, run_tag, key_file), *options]
+    return shlex.join(words)
+
+
+def plan_header(scenario: Scenario) -> dict[str, Any]:
+    """What every shard's summary must repeat of the plan: a shard that ran anything else is not this run's."""
+    return {
+        "seed": scenario.seed,
+        "qos": scenario.qos,
+        "duration_s": scenario.duration_s,
+        "profile": scenario.profile.model_dump(),
+        "fleet_sha256": fleet_digest(load_fleet(scenario.fleet)),
+    }
 
 
 def prepare(stack: Stack, scenario_name: str, count: int, reports_dir: Path = REPORTS_DIR) -> tuple[Path, list[str]]:
@@ -137,22 +166,31 @@ def prepare(stack: Stack, scenario_name: str, count: int, reports_dir: Path = RE
     begun = start_run(stack, scenario)
     folder = reports_dir / begun.run_id
     folder.mkdir(parents=True)
+    key_file = run_key_file(stack, begun.run_id)
+    key = new_run_key(key_file)
+    plan = [
+        {"shard": str(shard), "devices": len(ids), "planned": sum(len(m) for m in ids.values())}
+        for shard in (Shard(i, count) for i in range(count))
+        for ids in (run_plan(scenario, begun.run_tag, shard),)
+    ]
     manifest = {
         "scenario": scenario_name,
         "run_tag": begun.run_tag,
         "count": count,
         "started": begun.started,
         "counters_before": begun.counters_before,
+        **plan_header(scenario),
+        "plan": plan,
     }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    commands = [shard_command(stack, scenario, begun.run_tag, Shard(i, count), folder) for i in range(count)]
+    (folder / MANIFEST).write_text(json.dumps(seal(manifest, key), indent=2) + "\n")
+    commands = [shard_command(stack, scenario, begun.run_tag, Shard(i, count), folder, key_file) for i in range(count)]
     return folder, commands
 
 
-def _manifest(folder: Path) -> dict[str, Any]:
+def _manifest(folder: Path, key: bytes) -> dict[str, Any]:
     path = folder / MANIFEST
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(read_bounded(path, MAX_MANIFEST_BYTES))
     except FileNotFoundError:
         raise ShardsError(f"{folder} holds no {MANIFEST}: prepare the run with `python -m testbed shards`") from None
     except (OSError, ValueError) as exc:
@@ -163,26 +201,34 @@ def _manifest(folder: Path) -> dict[str, Any]:
     wrong = [name for name, kind in kinds.items() if not isinstance(manifest.get(name), kind)]  # type: ignore[arg-type]
     if wrong or not 1 <= manifest["count"] <= MAX_SHARDS:
         raise ShardsError(f"{path} is not a shard manifest (missing or wrong: {', '.join(wrong) or 'all'})")
+    if not verified(manifest, key):
+        raise ShardsError(f"{path} is not sealed with this run's key: it was changed since `shards` wrote it")
     return manifest
 
 
-def _summary(path: Path, shard: Shard, run_tag: str) -> tuple[dict[str, Any] | None, str]:
+def _summary(path: Path, shard: Shard, run_tag: str, key: bytes) -> tuple[dict[str, Any] | None, str]:
     """A shard's summary, or None and why it cannot be merged."""
     try:
-        if path.stat().st_size > MAX_SUMMARY_BYTES:
-            return None, f"{path.name} is larger than {MAX_SUMMARY_BYTES:,} bytes"
-        summary = json.loads(path.read_text())
+        summary = json.loads(read_bounded(path, MAX_SUMMARY_BYTES))
     except FileNotFoundError:
         return None, f"no {path.name}: the shard did not finish (or never ran)"
+    except InputFileError as exc:
+        return None, str(exc)
     except (OSError, ValueError, RecursionError) as exc:
         return None, f"{path.name} is not readable JSON ({type(exc).__name__}): a shard that died writing it?"
     if not isinstance(summary, dict) or summary.get("shard") != str(shard) or summary.get("run_tag") != run_tag:
         found = (summary.get("shard"), summary.get("run_tag")) if isinstance(summary, dict) else type(summary).__name__
         return None, f"{path.name} is not shard {shard} of run {run_tag} (it says {found})"
+    if not verified(summary, key):
+        return None, f"{path.name} is not sealed with this run's key (forged, or run without --run-key-file)"
     needed = ("per_device", "published", "sent_per_s", "lateness_s", "ack_latency_s", "failed_by_cause")
     if any(name not in summary for name in needed) or not isinstance(summary["per_device"], dict):
         return None, f"{path.name} lacks what a merge needs ({', '.join(needed)}): written by `simulator run --shard`?"
     return summary, ""
+
+
+# a key that names a second or a size: a decimal integer a merge can convert at once
+_SMALL_INT = re.compile(r"[0-9]{1,15}")
 
 
 def _count(value: Any) -> bool:
@@ -190,28 +236,31 @@ def _count(value: Any) -> bool:
 
 
 def _numbers(value: Any) -> bool:
-    return isinstance(value, list) and all(type(v) in (int, float) for v in value)
+    return isinstance(value, list) and all(type(v) in (int, float) and math.isfinite(v) for v in value)
 
 
-def _counts_by_key(value: Any) -> bool:
-    return isinstance(value, dict) and all(isinstance(k, str) and _count(v) for k, v in value.items())
+def _counts_by_key(value: Any, keys: re.Pattern[str] | None = None) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and (keys is None or keys.fullmatch(k)) and _count(v) for k, v in value.items()
+    )
 
 
 def summary_problem(summary: dict[str, Any], devices: set[str]) -> str | None:
     """What in a shard's summary (written on another machine) does not hold, or None: counts are
-    counts, samples are numbers, every device is one of the shard's, message ids are integers with
-    their due times. Checked before anything merges: a corrupt summary neither crashes the merge nor
-    counts devices that are not its shard's."""
+    counts, samples are finite numbers, keys that the merge turns into numbers are small integers,
+    every device is one of the shard's, message ids are integers with their due times. Checked before
+    anything merges: a corrupt summary neither crashes the merge nor counts devices that are not its
+    shard's."""
     for name in ("published", "reconnects", "connect_errors"):
-        if name in summary and not _count(summary[name]):
+        if not _count(summary.get(name)):
             return f"{name} is not a count"
     for name in ("lateness_s", "ack_latency_s"):
         if not _numbers(summary[name]):
-            return f"{name} is not a list of numbers"
-    for name in ("sent_per_s", "failed_by_cause", "payload_sizes"):
-        if name in summary and not _counts_by_key(summary[name]):
+            return f"{name} is not a list of finite numbers"
+    for name, keys in (("sent_per_s", _SMALL_INT), ("failed_by_cause", None), ("payload_sizes", _SMALL_INT)):
+        if name in summary and not _counts_by_key(summary[name], keys):
             return f"{name} is not counts by key"
-    if summary["published"] and not all(type(summary.get(n)) in (int, float) for n in ("first_send", "last_send")):
+    if summary["published"] and not _numbers([summary.get("first_send"), summary.get("last_send")]):
         return "first_send/last_send are not times"
     for device_id, record in summary["per_device"].items():
         if device_id not in devices:
@@ -231,39 +280,60 @@ def summary_problem(summary: dict[str, Any], devices: set[str]) -> str | None:
             return f"device {device_id}: failed is not message ids"
         faults = record.get("faults")
         if not isinstance(faults, dict) or not all(
-            isinstance(tags, list) and all(isinstance(t, str) for t in tags) for tags in faults.values()
+            _SMALL_INT.fullmatch(msg_id) and isinstance(tags, list) and all(isinstance(t, str) for t in tags)
+            for msg_id, tags in faults.items()
         ):
             return f"device {device_id}: faults are not tags by message id"
     return None
 
 
+def _plan_problem(summary: dict[str, Any], header: dict[str, Any], plan: dict[str, list[int]]) -> str | None:
+    """How a shard's summary departs from the run's plan: another seed, QoS, duration, profile or
+    fleet, or message ids the plan does not hold (or planned ones it never published)."""
+    differ = [
+        f"{name} {summary.get(name)!r} (planned {value!r})"
+        for name, value in header.items()
+        if summary.get(name) != value
+    ]
+    if differ:
+        return f"it ran another plan: {', '.join(differ)}"
+    check = check_plan(plan, summary)  # type: ignore[arg-type]
+    if not check.ok:
+        return (
+            f"it published {check.published:,} of {check.planned:,} planned messages "
+            f"({len(check.not_published):,} never published, {len(check.unplanned):,} not in the plan)"
+        )
+    return None
+
+
 def merge(stack: Stack, folder: Path, console: Console) -> ScenarioRun:
-    """Join the shards' summaries in `folder`, account for the missing ones, reconcile, report there."""
-    manifest = _manifest(folder)
+    """Join the shards' summaries in `folder`, account for the missing ones, reconcile, report there.
+
+    A shard counts only if its summary is sealed with the run's key, repeats the run's plan and
+    publishes exactly the shard's planned messages; any other is unaccounted with all it planned."""
+    try:
+        key = read_run_key(run_key_file(stack, folder.name))
+    except RunKeyError as exc:
+        raise ShardsError(f"{exc}: merge the run on the machine (and state folder) that prepared it") from None
+    manifest = _manifest(folder, key)
     scenario = load_scenario(manifest["scenario"])
     fleet = load_fleet(scenario.fleet)
     run_tag, count = manifest["run_tag"], manifest["count"]
     all_ids = fleet_device_ids(fleet, run_tag)
+    header = plan_header(scenario)
     account = ShardAccount(count)
     recorder = Recorder()
     for index in range(count):
         shard = Shard(index, count)
         devices = shard.select(all_ids)
-        summary, reason = _summary(summary_path(folder, index), shard, run_tag)
-        problem = summary_problem(summary, set(devices)) if summary is not None else None
+        plan = run_plan(scenario, run_tag, shard)
+        summary, why = _summary(summary_path(folder, index), shard, run_tag, key)
+        problem = None
+        if summary is not None:
+            problem = summary_problem(summary, set(devices)) or _plan_problem(summary, header, plan)
+            why = f"{summary_path(folder, index).name} does not hold: {problem}" if problem else ""
         if summary is None or problem is not None:
-            config = RunConfig(
-                fleet=fleet,
-                seed=scenario.seed,
-                key=b"",
-                duration_s=scenario.duration_s,
-                profile=scenario.profile,
-                run_tag=run_tag,
-                sign=False,
-                shard=shard,
-            )
-            planned = dry_run(config, Path(os.devnull))["published"]
-            why = reason if summary is None else f"{summary_path(folder, index).name} does not hold: {problem}"
+            planned = sum(len(ids) for ids in plan.values())
             account.missing.append(MissingShard(shard, why, devices, planned))
             continue
         recorder.merge(summary)  # type: ignore[arg-type]

@@ -65,3 +65,46 @@ def test_the_locust_workers_are_as_many_as_the_shards_the_master_expects() -> No
     assert (ROOT / _option(worker, "--fleet")).is_file()
     assert master[:3] == worker[:3] == ["locust", "-f", "simulator/locustfile.py"]
     assert (ROOT / master[2]).is_file()
+
+
+def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_only_the_runs_workers_may_reach_the_locust_master_and_its_web_ui_asks_for_a_login() -> None:
+    """Anyone who reached the master's port could send a summary or drive the run: the policy's
+    selectors must pick exactly the master's pods and let in only the workers', on the workers' port."""
+    documents = _documents()
+    (policy,) = [d for d in documents if d["kind"] == "NetworkPolicy"]
+    pods = {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
+        for d in documents
+        if d["kind"] == "Deployment"
+    }
+    job_pods = [d["spec"]["template"]["metadata"]["labels"] for d in documents if d["kind"] == "Job"]
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    guarded = {name for name, labels in pods.items() if _matches(spec["podSelector"]["matchLabels"], labels)}
+    assert guarded == {"locust-master"}
+    (rule,) = spec["ingress"]
+    (source,) = rule["from"]
+    allowed = {name for name, labels in pods.items() if _matches(source["podSelector"]["matchLabels"], labels)}
+    assert allowed == {"locust-worker"}
+    assert not any(_matches(source["podSelector"]["matchLabels"], labels) for labels in job_pods)
+    assert rule["ports"] == [{"port": 5557, "protocol": "TCP"}], "the web UI's port is not opened to anyone"
+    deployments = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Deployment"}
+    master = deployments["locust-master"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--web-login" in master and "--web-password-file" in master
+
+
+def test_every_shard_seals_its_summary_with_the_runs_key_from_a_secret() -> None:
+    documents = _documents()
+    for document in documents:
+        if document["kind"] not in ("Job", "Deployment"):
+            continue
+        pod = document["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for container in pod["containers"]:
+            key_file = _option(container["args"], "--run-key-file")
+            (mount,) = [m for m in container["volumeMounts"] if key_file.startswith(m["mountPath"] + "/")]
+            assert volumes[mount["name"]]["secret"]["secretName"] == "testbed-run-key"

@@ -79,3 +79,30 @@ def test_a_shard_killed_mid_run_is_its_slice_unaccounted_not_a_silent_shortfall(
     assert 0 < missing["stored_anyway"] < missing["planned_messages"]
     assert report["lost"] == 0, "the merged shards lost nothing"
     assert "shard 1/3 unaccounted" in report["measured"]["all 3 shards merged"]
+
+
+def test_a_forged_or_short_shard_is_unaccounted_and_the_run_fails(stack: Stack, tmp_path: Path) -> None:
+    """Shard 0 runs for half its planned time and seals its summary with the run's key; shard 1 never
+    runs, and someone writes its summary by hand, claiming every message, without the key; shard 2
+    runs as planned. Before summaries were bound to the plan and the run, this run PASSED."""
+    folder, commands = _prepare(stack, tmp_path)
+    words = shlex.split(commands[0])
+    words[words.index("--duration") + 1] = "4"
+    short = _start(stack, shlex.join(words))
+    whole = _start(stack, commands[2])
+    assert short.wait(timeout=120) == 0 and whole.wait(timeout=120) == 0
+    claimed = json.loads((folder / "shard-0.json").read_text())
+    forged = {**claimed, "shard": "1/3", "mac": "0" * 64}
+    (folder / "shard-1.json").write_text(json.dumps(forged))
+    run = merge(stack, folder, Console(quiet=True))
+    report = json.loads((run.folder / "report.json").read_text())
+    assert not report["passed"]
+    missing = {m["shard"]: m for m in report["shards"]["missing"]}
+    assert set(missing) == {"0/3", "1/3"}
+    assert "it ran another plan: duration_s 4.0 (planned 8.0)" in missing["0/3"]["reason"]
+    assert "is not sealed with this run's key" in missing["1/3"]["reason"]
+    assert all(m["planned_messages"] > 0 for m in missing.values())
+    assert report["shards"]["merged"] == ["2/3"]
+    assert not report["checks"]["every planned message published"]
+    again = json.loads((merge(stack, folder, Console(quiet=True)).folder / "report.json").read_text())
+    assert again["shards"] == report["shards"] and again["alerts"] == report["alerts"], "a merge is repeatable"

@@ -17,6 +17,7 @@ from simulator.run import MqttTarget
 from telemetry.topics import DEVICE_TOPIC_TEMPLATE, TopicError, device_topic_pattern
 from testbed.exceptions import TestbedError
 from testbed.lifecycle import iot_things
+from testbed.lifecycle.secrets import SecretFile
 from testbed.paths import INFRA_DIR
 
 DEFAULT_REGION = "us-east-1"
@@ -73,6 +74,15 @@ class Component:
     pid: int | None = None
     address: str = ""
     detail: str = ""
+
+
+# What any backend's state folder may hold that is secret: the local broker's and the devices' credentials.
+LOCAL_SECRET_FILES = (
+    SecretFile("broker-secret", "the broker's secret, from which each device's password is derived"),
+    SecretFile("broker/passwords", "the broker's password file (salted PBKDF2 hashes)"),
+    SecretFile("things/*.private.key", "a device's private key"),
+    SecretFile("runs/*.key", "a sharded run's key, which seals its shards' summaries"),
+)
 
 
 class Backend(abc.ABC):
@@ -181,6 +191,10 @@ class Backend(abc.ABC):
     def run_simulator(self, fleet: str, duration_s: float, signing_key: str) -> None:
         """The simulator as a container next to the stack (the compose backends)."""
         raise BackendError(f"the {self.name} backend has no simulator container: use `make simulate`")
+
+    def secret_files(self) -> tuple[SecretFile, ...]:
+        """The only files under `state_dir` that may hold a secret (each 0600, in 0700 folders)."""
+        return LOCAL_SECRET_FILES
 
     def broker_secret(self) -> bytes:
         """The secret device broker passwords derive from."""

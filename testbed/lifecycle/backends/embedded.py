@@ -24,7 +24,14 @@ from simulator.tls import IOT_MQTT_TLS_PORT, DeviceCertificates
 from telemetry.credentials import broker_credentials
 from telemetry.topics import DEVICE_TOPIC_TEMPLATE
 from testbed.lifecycle import iot_things
-from testbed.lifecycle.backends.base import Backend, BackendError, Component, device_topic_setting, http_json
+from testbed.lifecycle.backends.base import (
+    LOCAL_SECRET_FILES,
+    Backend,
+    BackendError,
+    Component,
+    device_topic_setting,
+    http_json,
+)
 from testbed.lifecycle.ports import (
     DEFAULT_EMULATOR_PORT,
     DEFAULT_MQTT_PORT,
@@ -35,6 +42,7 @@ from testbed.lifecycle.ports import (
     wait_for_port_free,
 )
 from testbed.lifecycle.processes import ManagedProcess
+from testbed.lifecycle.secrets import SecretFile
 from testbed.paths import MINISTACK_VENV, ROOT, STATE_ROOT
 
 logger = logging.getLogger(__name__)
@@ -57,6 +65,10 @@ DELIVERY_POLL_S = 1.0
 QUEUE_URL_PORT = re.compile(r"http://(?:localhost|127\.0\.0\.1):(\d+)/")
 # What ministack names its unpacked copies of a function's bundle under TMPDIR.
 MINISTACK_LAMBDA_COPY_PREFIX = "ministack-lambda-"
+SECRET_FILES = (
+    *LOCAL_SECRET_FILES,
+    SecretFile("ministack/state/secretsmanager.json", "the emulator's Secrets Manager, saved when it stops"),
+)
 
 
 @dataclass(frozen=True)
@@ -194,6 +206,9 @@ class EmbeddedBackend(Backend):
 
     def broker_secret(self) -> bytes:
         return load_or_create_secret(self.state_dir / "broker-secret")
+
+    def secret_files(self) -> tuple[SecretFile, ...]:
+        return SECRET_FILES
 
     def endpoint_url(self) -> str:
         return f"http://{LOOPBACK}:{self.ministack_port}"

@@ -116,8 +116,9 @@ def test_too_little_disk_is_named_with_the_fix(tmp_path: Path) -> None:
 
 
 def test_the_terraform_version_checked_is_the_one_infra_requires() -> None:
-    assert required_terraform() == (1, 6, 0)
-    assert 'required_version = ">= 1.6.0"' in (INFRA_DIR / "versions.tf").read_text()
+    """1.11: the signing key is written through an ephemeral resource and a write-only argument."""
+    assert required_terraform() == (1, 11, 0)
+    assert 'required_version = ">= 1.11.0"' in (INFRA_DIR / "versions.tf").read_text()
 
 
 @pytest.mark.skipif(shutil.which("docker") is None, reason="checks the docker CLI without an engine behind it")

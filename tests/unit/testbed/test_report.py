@@ -12,7 +12,7 @@ import numpy as np
 from testbed.cost.bill import cost_section
 from testbed.cost.prices import load_prices
 from testbed.cost.traffic import plan
-from testbed.runs.reconcile import reconcile
+from testbed.runs.reconcile import check_plan, reconcile
 from testbed.runs.report import RunOutcome, checks, hop_samples, write_report
 from testbed.runs.scenario import load_scenario
 from tests.unit.testbed.test_reconcile import summary as run_summary
@@ -36,6 +36,7 @@ def outcome(scenario: str = "smoke", faults: list[dict[str, Any]] | None = None,
         latency_ms=np.array([80.0, 90.0, 100.0][: len(stored)]),
         emulator_rss_mb=None,
         faults=faults or [],
+        plan=check_plan({"a": [1, 2, 3]}, summary),
         cost=cost_section(plan(rate_msg_s=1.5, devices=1, payload_bytes=300, seconds=2), load_prices()),
         hops_ms=hop_samples([0, 0, 0], [10, 20, None], [30, 25, 40], [50, 100, 60]),
     )
@@ -121,3 +122,15 @@ def test_the_archive_hop_is_reported_but_never_named_the_slowest(tmp_path: Path)
     assert report["slowest_hop"] == "processor to write"
     assert "| write to archive | 60500.0 |" in (tmp_path / "report.md").read_text()
     assert "write to archive" not in write_report(tmp_path / "none", timed)["hop_latency_ms"]
+
+
+def test_a_run_that_published_less_than_its_plan_fails_naming_the_ids(tmp_path: Path) -> None:
+    """A simulator that stopped halfway: its own counts agree with themselves, the plan does not."""
+    short = outcome()
+    stopped = dataclasses.replace(short, plan=check_plan({"a": [1, 2, 3, 4, 5]}, short.summary))
+    report = write_report(tmp_path, stopped)
+    assert not report["passed"] and not report["checks"]["every planned message published"]
+    measured = report["measured"]["every planned message published"]
+    assert measured.startswith("3 of 5 planned messages published; 2 never published: a:4, a:5")
+    assert report["plan"]["not_published_ids"] == ["a:4", "a:5"]
+    assert write_report(tmp_path / "whole", short)["checks"]["every planned message published"]
