@@ -19,11 +19,17 @@ from ingress.bridge import DEFAULT_VISIBILITY_TIMEOUT_S, BridgeConfig, RuleBridg
 from ingress.broker import BRIDGE_USER, LOOPBACK
 from ingress.metrics import serve_metrics
 from ingress.rule import RuleError, parse_rule
-from telemetry.cli_help import HelpWithDefaults, parse_args, port_number
+from telemetry.cli_help import HelpWithDefaults, count, parse_args, port_number, seconds
 from telemetry.credentials import device_password
 from telemetry.outputs import StackOutputs
 
 HEALTHY_METRICS_AGE_S = 15.0
+# AWS's own limits: an SQS event source's batch, its receive count, a queue's visibility timeout
+MAX_BATCH_SIZE = 10_000
+MAX_RECEIVE_COUNT = 1_000
+MAX_VISIBILITY_S = 43_200.0
+MAX_FLUSH_S = 300.0
+MAX_CONCURRENCY = 1_000
 DEFAULT_MAX_RECEIVE_COUNT = 5
 
 
@@ -35,14 +41,25 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument("--mode", choices=("sqs", "direct"), default="direct")
     bridge.add_argument("--broker", default="127.0.0.1:1883", help="host:port")
     bridge.add_argument("--secret-file", type=Path, required=True, help="the broker secret (bridge credentials)")
-    bridge.add_argument("--batch-size", type=int, default=100, help="direct mode: records per invocation")
-    bridge.add_argument("--flush-interval", type=float, default=0.05, help="seconds a partial batch may wait")
-    bridge.add_argument("--concurrency", type=int, default=4)
     bridge.add_argument(
-        "--max-receive-count", type=int, help="direct mode: deliveries before the DLQ (default: the queue's policy)"
+        "--batch-size", type=count(MAX_BATCH_SIZE), default=100, help="direct mode: records per invocation"
     )
     bridge.add_argument(
-        "--visibility-timeout", type=float, help="direct mode: longest wait between deliveries (default: the queue's)"
+        "--flush-interval",
+        type=seconds(MAX_FLUSH_S, positive=False),
+        default=0.05,
+        help="seconds a partial batch may wait",
+    )
+    bridge.add_argument("--concurrency", type=count(MAX_CONCURRENCY), default=4)
+    bridge.add_argument(
+        "--max-receive-count",
+        type=count(MAX_RECEIVE_COUNT),
+        help="direct mode: deliveries before the DLQ (default: the queue's policy)",
+    )
+    bridge.add_argument(
+        "--visibility-timeout",
+        type=seconds(MAX_VISIBILITY_S, positive=False),
+        help="direct mode: longest wait between deliveries (default: the queue's)",
     )
     bridge.add_argument("--metrics-file", type=Path, help="write the counters here once a second (JSON)")
     bridge.add_argument(
@@ -51,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.set_defaults(func=run_bridge)
     health = sub.add_parser("health", help="exit 0 if a running bridge wrote its counters lately (health check)")
     health.add_argument("--metrics-file", type=Path, required=True)
-    health.add_argument("--max-age", type=float, default=HEALTHY_METRICS_AGE_S, help="seconds")
+    health.add_argument("--max-age", type=seconds(), default=HEALTHY_METRICS_AGE_S, help="seconds")
     health.set_defaults(func=check_health)
     return parser
 

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from paho.mqtt.client import topic_matches_sub
+
 FUNCTIONS = ("topic", "clientid", "timestamp")
 COMPARISONS = ("=", "<>", "!=", "<=", ">=", "<", ">")
 _TOKEN = re.compile(
@@ -114,14 +116,9 @@ _STRICT_JSON = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite)
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
-    """MQTT topic filter semantics: `+` is one level, `#` the rest (including none)."""
-    filter_levels, levels = topic_filter.split("/"), topic.split("/")
-    for i, level in enumerate(filter_levels):
-        if level == "#":
-            return True
-        if i >= len(levels) or (level != "+" and level != levels[i]):
-            return False
-    return len(levels) == len(filter_levels)
+    """MQTT topic filter semantics, paho-mqtt's own: `+` is one level, `#` the rest (including none),
+    and neither matches a first level that starts with `$` (`$aws/...`), as in MQTT and AWS IoT."""
+    return bool(topic_matches_sub(topic_filter, topic))
 
 
 class _Parser:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import re
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from simulator.connection import ConnectionOptionsError, add_connection_options, connection_options
@@ -30,11 +30,17 @@ from simulator.replay import replay
 from simulator.run import DRAIN_TIMEOUT_S, RunConfig, WorkerProgress, dry_run, live_run_with_progress
 from simulator.schedule import RateProfile
 from simulator.shard import Shard, ShardError
-from telemetry.cli_help import HelpWithDefaults, parse_args, port_number
+from telemetry.cli_help import SEED, HelpWithDefaults, count, parse_args, port_number, rate, seconds
 
-console = Console(stderr=True)
+console = Console(stderr=True, emoji=False)
 KEY_ENV = "SIMULATOR_SIGNING_KEY"
 RUN_TAG = re.compile(r"[A-Za-z0-9]{0,16}")
+# the most each option takes: beyond these a value is a typo, not a plan
+MAX_WINDOW = 100_000
+MAX_WORKERS = 256
+MAX_PLOTTED_DEVICES = 1_000
+MAX_PLOTTED_DAYS = 366.0
+MAX_REPLAY_SPEED = 1e6
 
 
 def parse_profile(text: str) -> Any:
@@ -44,17 +50,6 @@ def parse_profile(text: str) -> Any:
         return TypeAdapter(RateProfile).validate_python(data)
     except ValidationError as exc:
         raise argparse.ArgumentTypeError(f"invalid rate profile {text!r}: {exc.errors()[0]['msg']}") from None
-
-
-def _seconds(text: str) -> float:
-    """A non-negative, finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (finite, 0 or more)")
-    return value
 
 
 def _shard(text: str) -> Shard:
@@ -160,6 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "run_tag": args.run_tag,
                 "profile": args.profile.model_dump(),
                 "fleet_sha256": fleet_digest(config.fleet),
+                "signed": config.sign,
             }
             if args.shard
             else {}
@@ -213,19 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=HelpWithDefaults)
     run = sub.add_parser("run", help="run a fleet against a broker, or to a file with --dry-run")
     run.add_argument("--fleet", type=Path, required=True, help="fleet file (YAML)")
-    run.add_argument("--seed", type=int, default=1)
-    run.add_argument("--duration", type=float, default=30.0, help="seconds")
+    run.add_argument("--seed", type=SEED, default=1)
+    run.add_argument("--duration", type=seconds(), default=30.0, help="seconds")
     run.add_argument("--profile", type=parse_profile, default=parse_profile("constant"))
     run.add_argument("--qos", type=int, choices=(0, 1), default=1)
-    run.add_argument("--window", type=int, default=100, help="messages in flight per device")
+    run.add_argument("--window", type=count(MAX_WINDOW), default=100, help="messages in flight per device")
     run.add_argument(
         "--drain-timeout",
-        type=_seconds,
+        type=seconds(positive=False),
         default=DRAIN_TIMEOUT_S,
         help="seconds to wait for the last acknowledgements after the run (what is not acknowledged then fails)",
     )
     run.add_argument("--persistent-session", action="store_true", help="clean_session=false")
-    run.add_argument("--workers", type=int, default=1, help="worker processes (each runs one event loop)")
+    run.add_argument(
+        "--workers", type=count(MAX_WORKERS), default=1, help="worker processes (each runs one event loop)"
+    )
     run.add_argument(
         "--iot-core-limits",
         action="store_true",
@@ -233,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--account-publish-limit",
-        type=float,
+        type=rate(),
         default=IOT_CORE_ACCOUNT_PUBLISHES_S,
         help="the account's inbound publishes/s quota in its region",
     )
@@ -273,13 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     plot = sub.add_parser("plot", help="draw a few devices' traces over a simulated day (PNG)")
     plot.add_argument("--out", type=Path, default=Path("reports/device-traces.png"))
-    plot.add_argument("--seed", type=int, default=1)
-    plot.add_argument("--devices", type=int, default=2, help="devices per type")
-    plot.add_argument("--days", type=float, default=1.0)
+    plot.add_argument("--seed", type=SEED, default=1)
+    plot.add_argument("--devices", type=count(MAX_PLOTTED_DEVICES), default=2, help="devices per type")
+    plot.add_argument("--days", type=rate(MAX_PLOTTED_DAYS), default=1.0)
     plot.set_defaults(func=cmd_plot)
     rep = sub.add_parser("replay", help="publish a recorded JSONL/CSV trace, timestamps shifted to now")
     rep.add_argument("trace", type=Path)
-    rep.add_argument("--speed", type=float, default=1.0, help="2 = twice as fast")
+    rep.add_argument("--speed", type=rate(MAX_REPLAY_SPEED), default=1.0, help="2 = twice as fast")
     rep.add_argument("--qos", type=int, choices=(0, 1), default=1)
     add_connection_options(rep)
     rep.set_defaults(func=cmd_replay)
@@ -292,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except SimulatorError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         return 2
 
 

@@ -12,16 +12,18 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from simulator.exceptions import SimulatorError
 from simulator.fleet import Fleet
+from telemetry.files import read_bounded
 
 MAC_FIELD = "mac"
+_HEX_MAC = re.compile(r"[0-9a-f]{64}")
 RUN_KEY_BYTES = 32
 # a key file is 64 hex characters and a newline; anything much larger is not one
 RUN_KEY_FILE_MAX_BYTES = 1024
@@ -31,9 +33,8 @@ class RunKeyError(SimulatorError):
     """A run key file that cannot be read, or is not one."""
 
 
-def new_run_key(path: Path) -> bytes:
-    """A fresh random key, written to `path` for its owner only (0600, created exclusively)."""
-    key = secrets.token_bytes(RUN_KEY_BYTES)
+def write_key(path: Path, key: bytes) -> bytes:
+    """Write `key` to `path` for its owner only (0600, created exclusively: never over a planted file)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -41,14 +42,21 @@ def new_run_key(path: Path) -> bytes:
     return key
 
 
+def new_run_key(path: Path) -> bytes:
+    """A fresh random key for a run, written to `path`."""
+    return write_key(path, secrets.token_bytes(RUN_KEY_BYTES))
+
+
+def shards_key(run_key: bytes, run_id: str) -> bytes:
+    """The key the run's shards seal their summaries with, derived from the run's key, which never
+    leaves the machine that prepared the run (it seals the manifest: a shard cannot rewrite the plan)."""
+    return hmac.new(run_key, f"shards:{run_id}".encode(), hashlib.sha256).digest()
+
+
 def read_run_key(path: Path) -> bytes:
     """The run key in `path`: a regular file of 64 hex characters."""
     try:
-        mode = path.stat().st_mode
-        if not stat.S_ISREG(mode):
-            raise RunKeyError(f"run key {path} is not a regular file")
-        with path.open("rb") as handle:
-            text = handle.read(RUN_KEY_FILE_MAX_BYTES + 1)
+        text = read_bounded(path, RUN_KEY_FILE_MAX_BYTES)
     except OSError as exc:
         raise RunKeyError(f"run key {path} cannot be read: {exc.strerror or exc}") from None
     try:
@@ -73,13 +81,14 @@ def seal(document: Mapping[str, Any], key: bytes) -> dict[str, Any]:
 
 def verified(document: Any, key: bytes) -> bool:
     """True if `document` is an object whose MAC is the one `key` gives it."""
-    if not isinstance(document, dict) or not isinstance(document.get(MAC_FIELD), str):
+    mac = document.get(MAC_FIELD) if isinstance(document, dict) else None
+    if not isinstance(mac, str) or not _HEX_MAC.fullmatch(mac):
         return False
     try:
         expected = _mac(document, key)
     except (TypeError, ValueError):  # not JSON as a shard writes it (NaN, odd keys)
         return False
-    return hmac.compare_digest(expected, document[MAC_FIELD])
+    return hmac.compare_digest(expected, mac)
 
 
 def fleet_digest(fleet: Fleet) -> str:

@@ -37,7 +37,8 @@ from simulator.devices import Emitted
 from simulator.fleet import load_fleet
 from simulator.integrity import fleet_digest, read_run_key, seal, verified
 from simulator.run import RunConfig, live_run
-from simulator.shard import Shard
+from simulator.shard import MAX_SHARDS, Shard
+from telemetry.cli_help import SEED, count, seconds
 from telemetry.credentials import broker_credentials
 from telemetry.files import read_bounded
 
@@ -55,13 +56,13 @@ STATS_GRACE_S = 5.0
 def _options(parser: Any) -> None:
     group = parser.add_argument_group("testbed fleet")
     group.add_argument("--fleet", default="simulator/fleets/smoke.yaml", help="fleet file")
-    group.add_argument("--seed", type=int, default=1)
-    group.add_argument("--duration", type=float, default=30.0, help="seconds of publishing per worker")
-    group.add_argument("--qos", type=int, default=1)
+    group.add_argument("--seed", type=SEED, default=1)
+    group.add_argument("--duration", type=seconds(), default=30.0, help="seconds of publishing per worker")
+    group.add_argument("--qos", type=int, choices=(0, 1), default=1)
     # Locust has a --profile of its own; text, as the master sends its options to the workers
     group.add_argument("--rate-profile", default="constant", help="`simulator run`'s --profile")
     group.add_argument("--run-tag", default="", help="the run tag `python -m testbed shards` named")
-    group.add_argument("--shards", type=int, default=1, help="how many workers (shards) the run has")
+    group.add_argument("--shards", type=count(MAX_SHARDS), default=1, help="how many workers (shards) the run has")
     group.add_argument("--broker", default="127.0.0.1:1883", help="host:port of the devices' broker")
     group.add_argument("--broker-secret-file", default="", help="the testbed broker's secret (device passwords)")
     group.add_argument("--topic", default=DEFAULT_TOPIC)
@@ -212,6 +213,7 @@ class FleetShard(User):
             "duration_s": options.duration,
             "profile": config.profile.model_dump(),
             "fleet_sha256": fleet_digest(config.fleet),
+            "signed": config.sign,
         }
         message = {"index": shard.index, "summary": seal({**summary, **fields}, key)}
         if isinstance(runner, WorkerRunner):

@@ -194,7 +194,7 @@ def planned_messages(config: RunConfig) -> dict[str, list[int]]:
     """The run's plan: each device's message ids, as the dry run derives them from the fleet, seed,
     duration, profile and run tag (what a live run of the same config must publish)."""
     # whether messages are signed changes which random draws a device makes (its bad-signature fault),
-    # so the plan signs as the run does; the wire format (a payload hook) changes no id
+    # so the plan signs (or not) as the run does: `sign` is false where a payload hook is given
     plain = dataclasses.replace(config, payload_hook=None)
     return {device_id: record["acked"] for device_id, record in dry_run(plain, None)["per_device"].items()}
 

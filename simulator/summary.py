@@ -117,7 +117,7 @@ class Recorder:
             for msg_id, tags in rec["faults"].items():
                 mine.faults.setdefault(int(msg_id), []).extend(tags)
         self.published += other["published"]
-        if other["published"]:
+        if "first_send" in other:  # a worker that sent nothing has no first or last send
             self.first_send = min(self.first_send, other["first_send"])
             self.last_send = max(self.last_send, other["last_send"])
         self.lateness_s += other["lateness_s"]
@@ -155,7 +155,8 @@ class Recorder:
             },
         }
         if raw:
-            out["first_send"], out["last_send"] = self.first_send, self.last_send
+            if self.lateness_s:  # none when nothing was sent (not infinities, which JSON has not)
+                out["first_send"], out["last_send"] = self.first_send, self.last_send
             out["lateness_s"] = self.lateness_s
             out["ack_latency_s"] = self.ack_latency_s
         return out

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -33,6 +36,61 @@ def port_number(text: str) -> int:
     if not 0 <= port <= MAX_PORT:
         raise argparse.ArgumentTypeError(f"{port} is not a port (0 to {MAX_PORT})")
     return port
+
+
+@dataclass(frozen=True)
+class Bounded:
+    """A number on the command line within [minimum, maximum] (`minimum` itself excluded when
+    `positive`): NaN, infinities, a non-number and anything out of range are refused with the reason.
+    The bounds are part of the option's contract (a property test feeds every option hostile values)."""
+
+    kind: type[int] | type[float]
+    minimum: float
+    maximum: float
+    what: str
+    positive: bool = False
+
+    @property
+    def __name__(self) -> str:  # argparse names the type in some of its errors
+        return self.what
+
+    def __call__(self, text: str) -> int | float:
+        try:
+            value = self.kind(text)
+            finite = math.isfinite(value)  # an int of hundreds of digits has no float: OverflowError
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {self.what}") from None
+        if not finite:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {self.what} (a finite number)")
+        low_ok = value > self.minimum if self.positive else value >= self.minimum
+        if not low_ok or value > self.maximum:
+            low = f"above {self.minimum:g}" if self.positive else f"from {self.minimum:g}"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {self.what} ({low} to {self.maximum:g})")
+        return value
+
+
+# the longest run, wait or window any command takes: a month
+MAX_SECONDS = 30 * 86_400.0
+MAX_COUNT = 10_000_000
+MAX_RATE = 1e9
+
+
+def seconds(maximum: float = MAX_SECONDS, positive: bool = True) -> Callable[[str], int | float]:
+    """A duration in seconds: above 0 (or from 0) up to `maximum`."""
+    return Bounded(float, 0.0, maximum, "a number of seconds", positive)
+
+
+def count(maximum: int = MAX_COUNT, minimum: int = 1) -> Callable[[str], int | float]:
+    """A whole number of things from `minimum` up to `maximum`."""
+    return Bounded(int, minimum, maximum, "a whole number")
+
+
+def rate(maximum: float = MAX_RATE) -> Callable[[str], int | float]:
+    """A positive number per second (or a positive factor)."""
+    return Bounded(float, 0.0, maximum, "a positive number", positive=True)
+
+
+SEED = Bounded(int, 0, 2**63 - 1, "a seed (a whole number from 0)")
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -16,12 +15,15 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
+from ingress.broker import IOT_MAX_PAYLOAD_BYTES
 from simulator.devices import device_ids
 from simulator.exceptions import SimulatorError
 from simulator.fleet import load_fleet
-from telemetry.cli_help import HelpWithDefaults, parse_args
+from simulator.shard import MAX_SHARDS
+from telemetry.cli_help import MAX_SECONDS, Bounded, HelpWithDefaults, count, parse_args, rate, seconds
 from telemetry.outputs import OutputsError, StackOutputs
 from testbed.bench import ingress_rate as bench_ingress
 from testbed.bench import processor_rate as bench_processor
@@ -51,7 +53,17 @@ from testbed.runs.scenario import Scenario, load_scenario
 from testbed.runs.stores import Stores
 
 logger = logging.getLogger("testbed")
-console = Console()
+# emoji codes off: an ARN holds `:secret:`, which rich would draw as an emoji
+console = Console(emoji=False)
+
+# the most each option takes (AWS's own limits where it has one): beyond these a value is a typo
+MAX_WORKERS = 256
+MAX_BATCH_SIZE = 10_000
+MAX_PROVISIONED = 100_000
+LAMBDA_MAX_MS = 900_000.0
+LAMBDA_MIN_MEMORY_MB = 128
+LAMBDA_MAX_MEMORY_MB = 10_240
+MINUTES = Bounded(float, 0.0, MAX_SECONDS / 60, "a number of minutes")
 
 # What a user can cause and fix: reported as one line; anything else is a bug and shows its traceback.
 EXPECTED_ERRORS = (TestbedError, SimulatorError, OutputsError)
@@ -62,7 +74,7 @@ def _print_outputs(outputs: StackOutputs) -> None:
     table.add_column("output")
     table.add_column("value")
     for name, value in asdict(outputs).items():
-        table.add_row(name, str(value))
+        table.add_row(name, escape(str(value)))
     console.print(table)
 
 
@@ -76,7 +88,7 @@ def _print_rows(title: str, rows: list[dict[str, Any]], as_json: bool = True) ->
     for column in rows[0]:
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(*(f"{v:,}" if isinstance(v, int | float) else str(v) for v in row.values()))
+        table.add_row(*(f"{v:,}" if isinstance(v, int | float) else escape(str(v)) for v in row.values()))
     console.print(table)
     if as_json:
         print(json.dumps(rows))
@@ -97,9 +109,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if outputs is not None:
         _print_outputs(outputs)
         if not args.no_parity and stack.backend.name != "aws":
-            parity_report.print_table(
-                parity_report.run_probes(parity_report.context_of(stack)), Console(), args.backend
-            )
+            parity_report.print_table(parity_report.run_probes(parity_report.context_of(stack)), console, args.backend)
     return 0
 
 
@@ -112,7 +122,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([row.as_dict() for row in rows], indent=2))
     else:
-        parity_report.print_table(rows, Console(), args.backend)
+        parity_report.print_table(rows, console, args.backend)
     return 0
 
 
@@ -179,18 +189,18 @@ def cost_summary(cost: dict[str, Any]) -> str:
 
 
 def _simulate(stack: Stack, scenario: Scenario) -> int:
-    console.print(f"scenario [bold]{scenario.name}[/]: {scenario.description}")
+    console.print(f"scenario [bold]{escape(scenario.name)}[/]: {escape(scenario.description)}")
     return _show_run(scenario, run_scenario(stack, scenario, console).folder)
 
 
 def _show_run(scenario: Scenario, folder: Path) -> int:
     report = json.loads((folder / "report.json").read_text())
-    table = Table(title=f"{scenario.name}: {'PASSED' if report['passed'] else 'FAILED'}")
+    table = Table(title=f"{escape(scenario.name)}: {'PASSED' if report['passed'] else 'FAILED'}")
     table.add_column("check")
     table.add_column("result")
     table.add_column("measured")
     for name, ok in report["checks"].items():
-        table.add_row(name, "[green]ok[/]" if ok else "[red]FAILED[/]", report["measured"][name])
+        table.add_row(escape(name), "[green]ok[/]" if ok else "[red]FAILED[/]", escape(report["measured"][name]))
     console.print(table)
     keys = (
         "published",
@@ -256,9 +266,9 @@ def cmd_signing_key(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     table = Table(title="Report comparison")
     for column in ("", str(args.first), str(args.second)):
-        table.add_column(column)
+        table.add_column(escape(column))
     for name, a, b in compare(args.first, args.second):
-        table.add_row(name, str(a), str(b))
+        table.add_row(name, escape(str(a)), escape(str(b)))
     console.print(table)
     if args.html is not None:
         folders = [p if p.is_dir() else p.parent for p in (args.first, args.second)]
@@ -283,17 +293,19 @@ def cmd_cost(args: argparse.Namespace) -> int:
         print(json.dumps(section["month"] | {"savings_usd": section["month_savings_usd"], "prices": section["prices"]}))
         return 0
     month = section["month"]
-    table = Table(title=f"A 30-day month at {args.rate:,g} msg/s ({prices.region} list prices of {prices.as_of})")
+    title = f"A 30-day month at {args.rate:,g} msg/s ({prices.region} list prices of {prices.as_of})"
+    table = Table(title=escape(title))
     for column in ("item", "quantity", "unit", prices.currency, "counted as"):
-        table.add_column(column, justify="right" if column in ("quantity", prices.currency) else "left")
+        table.add_column(escape(column), justify="right" if column in ("quantity", prices.currency) else "left")
     for line in month["lines"]:
-        table.add_row(line["item"], f"{line['quantity']:,.2f}", line["unit"], f"{line['usd']:,.2f}", line["basis"])
+        quantity, usd = f"{line['quantity']:,.2f}", f"{line['usd']:,.2f}"
+        table.add_row(escape(line["item"]), quantity, escape(line["unit"]), usd, escape(line["basis"]))
     table.add_row("total", "", "", f"{month['total_usd']:,.2f}", "")
     console.print(table)
     console.print(f"the free tier would cover {month['free_tier_would_cover_usd']:,.2f} (not subtracted above)")
     for name, saved in section["month_savings_usd"].items():
-        console.print(f"{name}: saves {saved:,.2f} a month")
-    console.print(f"assumed: {section['basis']['assumed']}")
+        console.print(f"{escape(name)}: saves {saved:,.2f} a month")
+    console.print(f"assumed: {escape(section['basis']['assumed'])}")
     return 0
 
 
@@ -396,10 +408,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         table.add_column(column)
     for c in components:
         state = "[green]running[/]" if c.running else "[red]stopped[/]"
-        table.add_row(c.name, state, str(c.pid or "-"), c.address, c.detail)
+        table.add_row(c.name, state, str(c.pid or "-"), escape(c.address), escape(c.detail))
     console.print(table)
     for name, value in facts.items():
-        console.print(f"{name}: {value}")
+        console.print(f"{name}: {escape(str(value))}")
     return 0
 
 
@@ -424,8 +436,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     reasons = Table(title="Quarantine reasons")
     for column in ("reason", "records", "latest (UTC)"):
         reasons.add_column(column)
-    for reason, (count, latest) in found.quarantine_reasons.items():
-        reasons.add_row(reason, f"{count:,}", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(latest)))
+    for reason, (records, latest) in found.quarantine_reasons.items():
+        reasons.add_row(escape(reason), f"{records:,}", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(latest)))
     console.print(reasons if found.quarantine_reasons else "quarantine: empty")
     return 0
 
@@ -434,16 +446,6 @@ def cmd_env(args: argparse.Namespace) -> int:
     for line in shell_lines(exports(_stack(args).backend)):
         print(line)
     return 0
-
-
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
-    return value
 
 
 def cmd_iam_check(args: argparse.Namespace) -> int:
@@ -466,30 +468,6 @@ def cmd_iam_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{**asdict(v), "finding": v.finding} for v in verdicts]))
     return 1 if findings else 0
-
-
-def positive_float(text: str) -> float:
-    value = _finite(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = _finite(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
@@ -554,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
     load = sub.add_parser("load", help="compose backends: run the simulator container against the stack")
     load.add_argument("--fleet", default="simulator/fleets/smoke.yaml", help="a fleet file, relative to the checkout")
-    load.add_argument("--duration", type=positive_float, default=60.0, help="seconds")
+    load.add_argument("--duration", type=seconds(), default=60.0, help="seconds")
     load.set_defaults(func=cmd_load)
     sub.add_parser(
         "destroy", help="remove provisioned devices and every deployed resource (terraform destroy)"
@@ -573,11 +551,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="simulator",
         help="locust: a Locust master and --workers workers on this machine, one shard each, then merged",
     )
-    simulate.add_argument("--workers", type=positive_int, default=2, help="Locust workers (shards)")
+    simulate.add_argument("--workers", type=count(MAX_WORKERS), default=2, help="Locust workers (shards)")
     simulate.set_defaults(func=cmd_simulate)
     shards = sub.add_parser("shards", help="prepare a run in N shards to run anywhere; prints their commands")
     shards.add_argument("scenario", help="a shipped scenario name or a YAML path (without faults)")
-    shards.add_argument("--count", type=positive_int, required=True, help="how many shards")
+    shards.add_argument("--count", type=count(MAX_SHARDS), required=True, help="how many shards")
     shards.set_defaults(func=cmd_shards)
     merged = sub.add_parser("merge", help="join a sharded run's summaries, reconcile and report it as one run")
     merged.add_argument("folder", type=Path, help="the run's folder (`shards` printed it)")
@@ -591,14 +569,22 @@ def build_parser() -> argparse.ArgumentParser:
     comparison.add_argument("--html", type=Path, help="also write both reports side by side to this HTML file")
     comparison.set_defaults(func=cmd_compare)
     cost = sub.add_parser("cost", help="what a planned load would cost on AWS in a 30-day month, without running it")
-    cost.add_argument("--rate", type=positive_float, required=True, help="messages per second, sustained")
-    cost.add_argument("--devices", type=positive_int, required=True, help="devices connected all month")
-    cost.add_argument("--payload-bytes", type=positive_int, required=True, help="bytes per message")
-    cost.add_argument("--batch", type=positive_int, default=10, help="records per processor invocation")
+    cost.add_argument("--rate", type=rate(), required=True, help="messages per second, sustained")
+    cost.add_argument("--devices", type=count(), required=True, help="devices connected all month")
+    cost.add_argument("--payload-bytes", type=count(IOT_MAX_PAYLOAD_BYTES), required=True, help="bytes per message")
+    cost.add_argument("--batch", type=count(MAX_BATCH_SIZE), default=10, help="records per processor invocation")
     cost.add_argument(
-        "--ms-per-invocation", type=positive_float, default=60.0, help="processor duration (a run's report measures it)"
+        "--ms-per-invocation",
+        type=rate(LAMBDA_MAX_MS),
+        default=60.0,
+        help="processor duration (a run's report measures it)",
     )
-    cost.add_argument("--memory-mb", type=positive_int, default=512, help="the processor's memory")
+    cost.add_argument(
+        "--memory-mb",
+        type=count(LAMBDA_MAX_MEMORY_MB, LAMBDA_MIN_MEMORY_MB),
+        default=512,
+        help="the processor's memory",
+    )
     cost.add_argument("--basic-ingest", action="store_true", help="devices publish through Basic Ingest")
     cost.add_argument("--region", default="us-east-1", help="the price file's region (testbed/cost/prices/)")
     cost.add_argument("--prices", type=Path, help="a price file of your own instead")
@@ -608,28 +594,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--in-process-only", action="store_true", help="skip the deployed function")
     bench.set_defaults(func=cmd_bench_processor)
     sim_bench = sub.add_parser("bench-simulator", help="simulator connections and msg/s against a private broker")
-    sim_bench.add_argument("--duration", type=positive_float, default=20.0)
-    sim_bench.add_argument("--workers", type=positive_int, default=2)
+    sim_bench.add_argument("--duration", type=seconds(), default=20.0)
+    sim_bench.add_argument("--workers", type=count(MAX_WORKERS), default=2)
     sim_bench.set_defaults(func=cmd_bench_simulator)
     ingress_bench = sub.add_parser("bench-ingress", help="highest zero-loss rate of each local ingress mode")
     ingress_bench.add_argument("--modes", default="direct,sqs,iot", help="comma-separated ingress modes")
-    ingress_bench.add_argument("--duration", type=positive_float, default=20.0)
+    ingress_bench.add_argument("--duration", type=seconds(), default=20.0)
     ingress_bench.set_defaults(func=cmd_bench_ingress)
     full_bench = sub.add_parser("bench", help="highest zero-loss rate of the design and of the naive design")
-    full_bench.add_argument("--duration", type=positive_float, default=15.0, help="seconds per step")
+    full_bench.add_argument("--duration", type=seconds(), default=15.0, help="seconds per step")
     full_bench.add_argument(
         "--start",
-        type=positive_float,
+        type=rate(),
         default=bench_ingress.START_RATE,
         help="the search's first rate (msg/s); it doubles from there while steps keep up",
     )
     full_bench.set_defaults(func=cmd_bench)
     logs = sub.add_parser("logs", help="the emulator's, broker's, bridge's and processor's log lines, one prefix each")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
-    logs.add_argument(
-        "--since", type=non_negative_float, default=10.0, help="minutes of the processor's log group to read"
-    )
-    logs.add_argument("--limit", type=positive_int, default=50, help="the latest lines of each source at most")
+    logs.add_argument("--since", type=MINUTES, default=10.0, help="minutes of the processor's log group to read")
+    logs.add_argument("--limit", type=count(), default=50, help="the latest lines of each source at most")
     logs.add_argument(
         "--source", action="append", help="only this source (emulator, broker, bridge, lambda); repeatable"
     )
@@ -647,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("redrive", help="move dead-lettered records back to the ingest queue").set_defaults(func=cmd_redrive)
     things = sub.add_parser("provision", help="IoT things + certificates + a thing-scoped policy for N devices")
     which = things.add_mutually_exclusive_group(required=True)
-    which.add_argument("--count", type=positive_int, help="devices named <prefix>-00000, <prefix>-00001, ...")
+    which.add_argument("--count", type=count(MAX_PROVISIONED), help="devices named <prefix>-00000, <prefix>-00001, ...")
     which.add_argument("--fleet", type=Path, help="the devices of this fleet file, with the simulator's ids")
     things.add_argument("--prefix", default="device", help="names the folder and the policy")
     things.set_defaults(func=cmd_provision)
@@ -667,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except EXPECTED_ERRORS as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         return 1
 
 

@@ -120,7 +120,7 @@ def stores(stack: Stack) -> Stores:
     """Read what the pipeline stored, quarantined, archived, dead-lettered and alerted."""
     from testbed.runs.stores import Stores
 
-    return Stores.connect(stack.outputs(), stack.client)
+    return Stores.connect(stack.outputs(), stack.client, stack.alert_journal)
 
 
 @pytest.fixture

@@ -104,6 +104,11 @@ run "aws_target" {
     error_message = "a store of the pipeline is not encrypted with the stack's KMS key"
   }
   assert {
+    # the key goes through the write-only argument: nothing of it in the plan or the state
+    condition     = aws_secretsmanager_secret_version.signing_key.secret_string == null && aws_secretsmanager_secret_version.signing_key.secret_string_wo_version == var.signing_key_version
+    error_message = "the signing key's value would be written to the Terraform state"
+  }
+  assert {
     condition = alltrue([
       for rule in aws_s3_bucket_server_side_encryption_configuration.archive.rule :
       rule.apply_server_side_encryption_by_default[0].sse_algorithm == "aws:kms" &&

@@ -3,10 +3,11 @@ what a change of design would save."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from testbed.cost.prices import ITEMS, PriceBook
+from testbed.cost.prices import ITEMS, PriceBook, PriceError
 from testbed.cost.traffic import MONTH_S, Traffic
 
 # the design changes every bill shows, each as a change of the traffic
@@ -73,7 +74,14 @@ def bill_of(traffic: Traffic, prices: PriceBook) -> Bill:
         (quantity, basis), price = quantities[item], prices.prices[item]
         free = price.cost(min(quantity, price.free_per_month)) if monthly else 0.0
         lines.append(Line(item, quantity, price.unit, price.cost(quantity, tiered=monthly), basis, free))
-    return Bill(tuple(lines), prices, traffic.seconds)
+    bill = Bill(tuple(lines), prices, traffic.seconds)
+    if not all(math.isfinite(v) for v in (bill.total_usd, bill.free_usd)):
+        huge = [line.item for line in lines if not (math.isfinite(line.usd) and math.isfinite(line.free_usd))]
+        raise PriceError(
+            f"the prices give no finite total (an item's price times its quantity overflows: "
+            f"{', '.join(huge) or 'their sum'}): check the price file of {prices.region}"
+        )
+    return bill
 
 
 def what_ifs(month: Traffic, prices: PriceBook) -> dict[str, float]:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import base64
 import contextlib
 import fnmatch
+import json
 import os
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from testbed.exceptions import TestbedError
 
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
@@ -126,37 +129,56 @@ class LeakedVersion:
     version_id: str
 
 
-def leaked_versions(state: Mapping[str, Any]) -> list[LeakedVersion]:
-    """Each secret version whose value the state holds in clear: `secret_string` set on an
-    aws_secretsmanager_secret_version (the random password data source put it there too)."""
+# The shipped stack's signing key version (infra/secrets.tf): the one whose value the testbed retires.
+SIGNING_KEY_VERSION = "aws_secretsmanager_secret_version.signing_key"
+
+
+class SecretsError(TestbedError):
+    """A secret that leaked could not be retired."""
+
+
+def leaked_versions(state: Mapping[str, Any], address: str = SIGNING_KEY_VERSION) -> list[LeakedVersion]:
+    """The versions of the secret at `address` whose value the state holds in clear (`secret_string`
+    set: written before write-only arguments, its value drawn by a data source that put it there too)."""
     found = []
     for resource in state.get("resources", []):
-        if resource.get("mode") != "managed" or resource.get("type") != "aws_secretsmanager_secret_version":
+        if resource.get("mode") != "managed" or f"{resource.get('type')}.{resource.get('name')}" != address:
             continue
-        prefix = f"{resource['module']}." if resource.get("module") else ""
+        if resource.get("module"):
+            continue
         for instance in resource.get("instances", []):
             attributes = instance.get("attributes") or {}
             if attributes.get("secret_string") and attributes.get("secret_id") and attributes.get("version_id"):
-                found.append(
-                    LeakedVersion(
-                        f"{prefix}{resource['type']}.{resource['name']}",
-                        attributes["secret_id"],
-                        attributes["version_id"],
-                    )
-                )
+                found.append(LeakedVersion(address, attributes["secret_id"], attributes["version_id"]))
     return found
 
 
+def remember(path: Path, leaked: Iterable[LeakedVersion]) -> list[LeakedVersion]:
+    """Add `leaked` to the versions still to retire (kept in `path` until they are: an apply or a
+    retirement that fails half way is finished by the next `up`); all of them."""
+    pending = {(v.address, v.secret_id, v.version_id) for v in leaked}
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        pending |= {tuple(entry) for entry in json.loads(path.read_text())}
+    if pending:
+        path.write_text(json.dumps(sorted(pending)) + "\n")
+    return [LeakedVersion(*entry) for entry in sorted(pending)]
+
+
 def retire(secretsmanager: Any, leaked: Iterable[LeakedVersion]) -> list[str]:
-    """Take every staging label off each leaked version that is no longer current, so the processor
-    (which accepts AWSCURRENT and AWSPREVIOUS) stops accepting its key; what was retired."""
+    """Take every staging label off each leaked version, so the processor (which accepts AWSCURRENT
+    and AWSPREVIOUS) stops accepting its key; what was retired. A leaked version that is still
+    current is an error: retiring it would leave no key, keeping it keeps the leak."""
     retired = []
     for version in leaked:
         versions = secretsmanager.list_secret_version_ids(SecretId=version.secret_id)["Versions"]
         mine = [v.get("VersionStages", []) for v in versions if v["VersionId"] == version.version_id]
         stages: list[str] = mine[0] if mine else []
-        if "AWSCURRENT" in stages:  # the apply did not replace it: nothing else would verify
-            continue
+        if "AWSCURRENT" in stages:
+            raise SecretsError(
+                f"{version.address} ({version.version_id}), whose value the Terraform state held, is still the "
+                "current key: the apply did not write a new one. Run `make up` again; if it persists, raise "
+                "signing_key_version (docs/security.md)"
+            )
         for stage in stages:
             secretsmanager.update_secret_version_stage(
                 SecretId=version.secret_id, VersionStage=stage, RemoveFromVersionId=version.version_id

@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,11 +20,13 @@ from testbed.lifecycle import iot_things
 from testbed.lifecycle.backends import Backend
 from testbed.lifecycle.build import build
 from testbed.lifecycle.infra import InfraError, Infrastructure
-from testbed.lifecycle.secrets import LeakedVersion, leaked_versions, make_private, retire
+from testbed.lifecycle.secrets import LeakedVersion, leaked_versions, make_private, remember, retire
 from testbed.lifecycle.terraform import Terraform
 from testbed.paths import INFRA_DIR, LAMBDA_ZIP
 
 logger = logging.getLogger(__name__)
+# Environments warmed at least (the rule bridge's direct invocations run this many at once).
+WARM_ENVIRONMENTS = 4
 
 
 @dataclass
@@ -48,6 +52,11 @@ class Stack:
         )
 
     @property
+    def alert_journal(self) -> Path:
+        """Every alert drained from this stack's alerts tap, so each run reads its own whoever drained them."""
+        return self.backend.state_dir / "alerts.jsonl"
+
+    @property
     def outputs_file(self) -> Path:
         """`terraform output -json` of the last apply: what the bridge and the compose services read."""
         return self.backend.state_dir / "outputs.json"
@@ -66,10 +75,13 @@ class Stack:
         if self.infra.shipped:  # a stack of the user's own packages its functions itself
             build()
         self.terraform.rehome_queues(self.backend.endpoint_url())
-        leaked = leaked_versions(self.terraform.state())
+        # the shipped stack's key, held in the state by a stack deployed before it became write-only
+        pending = self.backend.state_dir / "terraform" / "leaked-keys.json"
+        leaked = remember(pending, leaked_versions(self.terraform.state()) if self.infra.shipped else [])
         self.terraform.apply()
         if leaked:
             self.retire_leaked_keys(leaked)
+            pending.unlink()
         outputs = self.contract_outputs()
         self.outputs_file.write_text(json.dumps(outputs, indent=2, sort_keys=True) + "\n")
         self.backend.start_ingress(self.outputs_file, self.ingress)
@@ -88,7 +100,7 @@ class Stack:
             "the device signing key was in Terraform's state (a stack deployed before write-only secrets): "
             "a new key was written, the old one no longer verifies (%s), and %s removed. A remote state's "
             "older versions (a versioned S3 bucket) still hold the old key: delete them (docs/security.md)",
-            ", ".join(retired) or "already retired",
+            ", ".join(retired),
             ", ".join(str(p) for p in removed) or "no local copy was",
         )
 
@@ -182,6 +194,27 @@ class Stack:
 
     def client(self, service: str) -> Any:
         return self.backend.client(service)
+
+    def warm_processor(self) -> int:
+        """Start the processor's execution environments before anything is measured: an empty batch
+        to each of as many as may run at once (the queue mapping's maximum concurrency), together, so
+        a run's first messages meet warm functions, as on a stack that has been working. How many."""
+        function = self.outputs().processor_function_name
+        client = self.client("lambda")
+        mappings = client.list_event_source_mappings(FunctionName=function).get("EventSourceMappings", [])
+        wanted = max(
+            [WARM_ENVIRONMENTS, *((m.get("ScalingConfig") or {}).get("MaximumConcurrency") or 0 for m in mappings)]
+        )
+        started = time.monotonic()
+        with ThreadPoolExecutor(wanted) as pool:
+            answers = list(
+                pool.map(lambda _: client.invoke(FunctionName=function, Payload=b'{"Records": []}'), range(wanted))
+            )
+        failed = [a.get("FunctionError") for a in answers if a.get("FunctionError")]
+        if failed:  # a function of the user's own may not take an empty batch: the run goes on, cold
+            logger.warning("the processor failed an empty batch while warming up (%s): make logs says why", failed[0])
+        logger.info("%d processor environment(s) warm in %.1f s", wanted, time.monotonic() - started)
+        return wanted
 
     def signing_key(self) -> bytes:
         """The current device signing key, from the deployed secret."""

@@ -67,7 +67,7 @@ def run_demo(stack: Stack, console: Console) -> bool:
     topic = stack.backend.device_topic.format(device_id=device_id)
     console.print(f"published {device_id}#1 (temperature 58.5 C) and a forged #2 to {topic}")
 
-    stores = Stores.connect(outputs, stack.client)
+    stores = Stores.connect(outputs, stack.client, stack.alert_journal)
     item = wait_for("the reading in DynamoDB", lambda: stores.reading(device_id, ts, 1), DEMO_TIMEOUT_S)
     archived = wait_for(
         "the raw message in the archive bucket",

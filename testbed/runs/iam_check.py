@@ -103,7 +103,7 @@ class IamCheck:
         self.outputs = stack.outputs()
         self.iam = stack.client("iam")
         self.lambda_client = stack.client("lambda")
-        self.stores = Stores.connect(self.outputs, stack.client)
+        self.stores = Stores.connect(self.outputs, stack.client, stack.alert_journal)
         self.key = stack.signing_key()
         self.log = log
         self.prefix = f"iot-pipeline-{self.outputs.need('environment_suffix')}-"

@@ -83,7 +83,7 @@ def run_step(
     )
     simulator_s = sum(simulator.cpu_times()[:2]) - simulator_before
     acked = acked_ids(summary)
-    stores = Stores.connect(outputs, stack.client)
+    stores = Stores.connect(outputs, stack.client, stack.alert_journal)
     sent_done = time.time()
     items, _ = wait_for_drain(
         stack, stores, ids, int(started * 1000) - 1000, len(acked), DRAIN_TIMEOUT_S, Console(quiet=True), poll_s=1.0

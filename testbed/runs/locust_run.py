@@ -19,7 +19,7 @@ from testbed.lifecycle.stack import Stack
 from testbed.paths import REPORTS_DIR, ROOT
 from testbed.runs.runner import ScenarioRun
 from testbed.runs.scenario import load_scenario
-from testbed.runs.shards import MANIFEST, merge, prepare, run_arguments, run_key_file
+from testbed.runs.shards import MANIFEST, merge, prepare, run_arguments, shards_key_file
 
 LOCUST = ROOT / ".venv-locust" / "bin" / "locust"
 LOCUSTFILE = ROOT / "simulator" / "locustfile.py"
@@ -68,7 +68,7 @@ def start(stack: Stack, scenario_name: str, workers: int, reports_dir: Path = RE
     common = [
         "-f",
         str(LOCUSTFILE),
-        *run_arguments(stack, scenario, run_tag, run_key_file(stack, folder.name), "--rate-profile"),
+        *run_arguments(stack, scenario, run_tag, shards_key_file(stack, folder.name), "--rate-profile"),
         "--shards",
         str(workers),
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -386,33 +387,43 @@ def write_junit(path: Path, report: dict[str, Any]) -> None:
     ElementTree.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
+
+
+def md(value: Any) -> str:
+    """Text from elsewhere (a summary, a price file, a scenario) as literal Markdown on one line:
+    a `|` does not end a table cell, a `[` starts no link, `<` no HTML."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
+
+
 def cost_lines(cost: dict[str, Any]) -> list[str]:
     """The report's cost section in Markdown: per service for the run and for a month at its rate."""
     if not cost:
         return []
     if "error" in cost:
-        return ["## What this traffic would cost on AWS", "", f"Not counted: {cost['error']}", ""]
+        return ["## What this traffic would cost on AWS", "", f"Not counted: {md(cost['error'])}", ""]
     run, month, prices = cost["run"], cost["month"], cost["prices"]
     return [
         "## What this traffic would cost on AWS",
         "",
-        f"List prices of {prices['region']} as of {prices['as_of']} (testbed/cost/prices/); a month is 30 days at "
-        f"this run's {month['rate_msg_s']:,} msg/s. The free tier is shown apart, never subtracted.",
+        f"List prices of {md(prices['region'])} as of {md(prices['as_of'])} (testbed/cost/prices/); "
+        f"a month is 30 days at this run's {month['rate_msg_s']:,} msg/s. "
+        "The free tier is shown apart, never subtracted.",
         "",
-        f"| service | this run ({run['period_s']:g} s), {prices['currency']} | a month, {prices['currency']} |",
+        f"| service | this run ({run['period_s']:g} s), {md(prices['currency'])} | a month, {md(prices['currency'])} |",
         "|---|---|---|",
         *(
-            f"| {service} | {usd:.6f} | {month['by_service_usd'][service]:,.2f} |"
+            f"| {md(service)} | {usd:.6f} | {month['by_service_usd'][service]:,.2f} |"
             for service, usd in run["by_service_usd"].items()
         ),
         f"| **total** | **{run['total_usd']:.6f}** | **{month['total_usd']:,.2f}** |",
         f"| the free tier would cover | | {month['free_tier_would_cover_usd']:,.2f} |",
         "",
         "A month would save: "
-        + "; ".join(f"{name}: {saved:,.2f}" for name, saved in cost["month_savings_usd"].items())
+        + "; ".join(f"{md(name)}: {saved:,.2f}" for name, saved in cost["month_savings_usd"].items())
         + ".",
         "",
-        *(f"- {kind}: {text}" for kind, text in cost["basis"].items()),
+        *(f"- {md(kind)}: {md(text)}" for kind, text in cost["basis"].items()),
         "",
     ]
 
@@ -420,7 +431,7 @@ def cost_lines(cost: dict[str, Any]) -> list[str]:
 def write_markdown(path: Path, report: dict[str, Any]) -> None:
     latency = report["e2e_latency_ms"]
     lines = [
-        f"# Load run {report['run_id']}: {report['scenario']} - {'PASSED' if report['passed'] else 'FAILED'}",
+        f"# Load run {md(report['run_id'])}: {md(report['scenario'])} - {'PASSED' if report['passed'] else 'FAILED'}",
         "",
         f"- started {report['started']}, {report['duration_s']} s, ingress `{report['ingress']}`",
         f"- published {report['published']:,}, acknowledged {report['acked']:,}, stored {report['stored']:,}, "
@@ -438,7 +449,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         "| check | result | measured |",
         "|---|---|---|",
         *(
-            f"| {name} | {'ok' if ok else 'FAILED'} | {report['measured'][name]} |"
+            f"| {name} | {'ok' if ok else 'FAILED'} | {md(report['measured'][name])} |"
             for name, ok in report["checks"].items()
         ),
         "",
@@ -465,7 +476,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
             *(
                 f"| {f['at_s']:g} | {f['fault']} | {f['down_s']:g} | {f['back_after_s']} | {f['acked_around']:,} "
                 f"| {f['lost']:,} | {f['duplicated']:,} | {f['recovered_after_s']} |"
-                + (f" error: {f['error']}" if f["error"] else "")
+                + (f" error: {md(f['error'])}" if f["error"] else "")
                 + (f" Known loss: {f['known_loss']}." if f["known_loss"] and f["lost"] else "")
                 for f in report["faults_injected"]
             ),

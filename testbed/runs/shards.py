@@ -22,9 +22,19 @@ from typing import Any
 from rich.console import Console
 
 from processor.config import Settings
+from simulator.devices import Fault
 from simulator.devices import device_ids as fleet_device_ids
 from simulator.fleet import load_fleet
-from simulator.integrity import RunKeyError, fleet_digest, new_run_key, read_run_key, seal, verified
+from simulator.integrity import (
+    RunKeyError,
+    fleet_digest,
+    new_run_key,
+    read_run_key,
+    seal,
+    shards_key,
+    verified,
+    write_key,
+)
 from simulator.schedule import Constant
 from simulator.shard import MAX_SHARDS, Shard, ShardError
 from simulator.summary import Recorder
@@ -95,8 +105,14 @@ class ShardAccount:
 
 def run_key_file(stack: Stack, run_id: str) -> Path:
     """Where the run's key is kept: in the stack's state (0600 in 0700), never in the run's folder,
-    which the shards write to."""
+    which the shards write to. It seals the manifest and never leaves this machine."""
     return stack.backend.state_dir / "runs" / f"{run_id}.key"
+
+
+def shards_key_file(stack: Stack, run_id: str) -> Path:
+    """The key the shards seal their summaries with (derived from the run's key): the file to give
+    each shard, out of band."""
+    return stack.backend.state_dir / "runs" / f"{run_id}.shards.key"
 
 
 def run_arguments(
@@ -148,6 +164,7 @@ def plan_header(scenario: Scenario) -> dict[str, Any]:
         "duration_s": scenario.duration_s,
         "profile": scenario.profile.model_dump(),
         "fleet_sha256": fleet_digest(load_fleet(scenario.fleet)),
+        "signed": True,
     }
 
 
@@ -166,8 +183,9 @@ def prepare(stack: Stack, scenario_name: str, count: int, reports_dir: Path = RE
     begun = start_run(stack, scenario)
     folder = reports_dir / begun.run_id
     folder.mkdir(parents=True)
-    key_file = run_key_file(stack, begun.run_id)
-    key = new_run_key(key_file)
+    key = new_run_key(run_key_file(stack, begun.run_id))
+    key_file = shards_key_file(stack, begun.run_id)
+    write_key(key_file, shards_key(key, begun.run_id))
     plan = [
         {"shard": str(shard), "devices": len(ids), "planned": sum(len(m) for m in ids.values())}
         for shard in (Shard(i, count) for i in range(count))
@@ -245,6 +263,14 @@ def _counts_by_key(value: Any, keys: re.Pattern[str] | None = None) -> bool:
     )
 
 
+_FAULT_TAGS = frozenset(fault.value for fault in Fault)
+
+
+def _fault_tag(tag: Any) -> bool:
+    """One of the simulator's fault tags (`spike:<reading>` names the reading it hit)."""
+    return isinstance(tag, str) and (tag in _FAULT_TAGS or tag.startswith(f"{Fault.SPIKE.value}:"))
+
+
 def summary_problem(summary: dict[str, Any], devices: set[str]) -> str | None:
     """What in a shard's summary (written on another machine) does not hold, or None: counts are
     counts, samples are finite numbers, keys that the merge turns into numbers are small integers,
@@ -260,7 +286,8 @@ def summary_problem(summary: dict[str, Any], devices: set[str]) -> str | None:
     for name, keys in (("sent_per_s", _SMALL_INT), ("failed_by_cause", None), ("payload_sizes", _SMALL_INT)):
         if name in summary and not _counts_by_key(summary[name], keys):
             return f"{name} is not counts by key"
-    if summary["published"] and not _numbers([summary.get("first_send"), summary.get("last_send")]):
+    sent = summary["lateness_s"] or "first_send" in summary or "last_send" in summary
+    if sent and not _numbers([summary.get("first_send"), summary.get("last_send")]):
         return "first_send/last_send are not times"
     for device_id, record in summary["per_device"].items():
         if device_id not in devices:
@@ -280,7 +307,7 @@ def summary_problem(summary: dict[str, Any], devices: set[str]) -> str | None:
             return f"device {device_id}: failed is not message ids"
         faults = record.get("faults")
         if not isinstance(faults, dict) or not all(
-            _SMALL_INT.fullmatch(msg_id) and isinstance(tags, list) and all(isinstance(t, str) for t in tags)
+            _SMALL_INT.fullmatch(msg_id) and isinstance(tags, list) and all(_fault_tag(t) for t in tags)
             for msg_id, tags in faults.items()
         ):
             return f"device {device_id}: faults are not tags by message id"
@@ -321,6 +348,13 @@ def merge(stack: Stack, folder: Path, console: Console) -> ScenarioRun:
     run_tag, count = manifest["run_tag"], manifest["count"]
     all_ids = fleet_device_ids(fleet, run_tag)
     header = plan_header(scenario)
+    changed = [name for name, value in header.items() if manifest.get(name) != value]
+    if changed:
+        raise ShardsError(
+            f"the scenario {manifest['scenario']} is not the one this run was prepared with "
+            f"({', '.join(changed)} changed since `shards`): merge it with the scenario as it was"
+        )
+    key = shards_key(key, folder.name)
     account = ShardAccount(count)
     recorder = Recorder()
     for index in range(count):
@@ -345,7 +379,7 @@ def merge(stack: Stack, folder: Path, console: Console) -> ScenarioRun:
         run_tag=run_tag,
         device_ids=all_ids,
         outputs=outputs,
-        stores=Stores.connect(outputs, stack.client),
+        stores=Stores.connect(outputs, stack.client, stack.alert_journal),
         settings=Settings.from_env(function["Environment"]["Variables"]),
         counters_before=manifest["counters_before"],
         started=float(manifest["started"]),

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import ClientError
@@ -155,10 +158,13 @@ class Stores:
     dynamodb: DynamoDBClient
     s3: S3Client
     sqs: SQSClient
+    # every alert drained from the tap is kept here too (JSON lines), so that what one reader drains
+    # stays readable by the run it belongs to (a merge repeated, two runs on one stack)
+    alert_journal: Path | None = None
 
     @classmethod
-    def connect(cls, outputs: StackOutputs, client: Callable[[str], Any]) -> Stores:
-        return cls(outputs, client("dynamodb"), client("s3"), client("sqs"))
+    def connect(cls, outputs: StackOutputs, client: Callable[[str], Any], alert_journal: Path | None = None) -> Stores:
+        return cls(outputs, client("dynamodb"), client("s3"), client("sqs"), alert_journal)
 
     def reading(self, device_id: str, ts: int, msg_id: int) -> StoredReading | None:
         item = self.dynamodb.get_item(
@@ -270,11 +276,41 @@ class Stores:
         return [{**json.loads(body), "key": key} for key, body in self._objects(QUARANTINE_PREFIX, since)]
 
     def drain_alerts(self, wait_s: int = 1) -> list[dict[str, Any]]:
-        """Receive and delete what the alerts tap queue holds: the alerts, with their SNS attributes."""
-        return [
+        """Receive and delete what the alerts tap queue holds: the alerts, with their SNS attributes
+        (kept in the journal, if there is one, before the tap forgets them)."""
+        alerts = [
             {**json.loads(envelope["Message"]), "attributes": envelope.get("MessageAttributes", {})}
             for envelope in self._drain(self.outputs.need("alerts_tap_queue_url"), wait_s)
         ]
+        if alerts and self.alert_journal is not None:
+            self.alert_journal.parent.mkdir(parents=True, exist_ok=True)
+            with self.alert_journal.open("a+b") as journal:
+                # a line a crash cut short stays on its own line, not glued to the next one
+                cut = False
+                if journal.seek(0, os.SEEK_END) > 0:
+                    journal.seek(-1, os.SEEK_END)
+                    cut = journal.read(1) != b"\n"
+                text = "".join(json.dumps(alert) + "\n" for alert in alerts)
+                journal.write((("\n" if cut else "") + text).encode())
+        return alerts
+
+    def alerts_of(self, device_ids: Iterable[str], wait_s: int = 1) -> list[dict[str, Any]]:
+        """Every alert of these devices: what the tap holds now and, from the journal, what anyone
+        drained before (a line a crash cut short is skipped)."""
+        wanted = set(device_ids)
+        drained = self.drain_alerts(wait_s)
+        if self.alert_journal is None:
+            return [a for a in drained if a.get("device_id") in wanted]
+        found = []
+        with contextlib.suppress(FileNotFoundError), self.alert_journal.open() as journal:
+            for line in journal:
+                try:
+                    alert = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(alert, dict) and alert.get("device_id") in wanted:
+                    found.append(alert)
+        return found
 
     def drain_alarms(self, wait_s: int = 1) -> list[dict[str, Any]]:
         """Receive and delete what the ops tap queue holds: alarm state changes as CloudWatch sends them."""

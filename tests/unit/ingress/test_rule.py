@@ -113,6 +113,11 @@ def test_unsupported_sql_is_an_error_naming_the_part(sql: str, part: str) -> Non
         ("sensors/+", "sensors", False),
         ("a/b", "a/b", True),
         ("a/b", "a/c", False),
+        # a topic whose first level starts with `$` is the broker's or AWS's own: wildcards skip it
+        ("#", "$aws/rules/r/sensors/d1/telemetry", False),
+        ("+/rules/r/sensors/d1/telemetry", "$aws/rules/r/sensors/d1/telemetry", False),
+        ("$aws/rules/+/sensors/+/telemetry", "$aws/rules/r/sensors/d1/telemetry", True),
+        ("sensors/#", "sensors/$x", True),
     ],
 )
 def test_topic_filters(topic_filter: str, topic: str, expected: bool) -> None:

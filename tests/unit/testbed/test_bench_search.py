@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from testbed.bench.ceiling import Ceiling, CpuMeter
-from testbed.bench.ingress_rate import MAX_STEPS, PRECISION, good, next_rate
+from testbed.bench.ingress_rate import MAX_STEPS, PRECISION, good, next_rate, search_rates
 
 
 def _search(capacity: float, start: float = 100) -> list[float]:
@@ -92,3 +92,34 @@ def test_a_worker_that_ends_between_samples_keeps_the_cpu_it_had_spent() -> None
     after = meter.sample()
     assert during["lambda workers"] > before["lambda workers"] + 0.1
     assert after["lambda workers"] >= during["lambda workers"], "a retired worker's time stays counted"
+
+
+def test_a_cold_first_step_is_measured_again_and_the_search_still_climbs() -> None:
+    """The first step (100 msg/s) met a cold Lambda: p99 2,073 ms. The search took it as the
+    pipeline's limit and only went down (50, 75, 88); measured again, warm, it passes and the search
+    climbs to the capacity, 855 msg/s here."""
+    capacity, calls = 855, []
+
+    def step(rate: float) -> dict[str, float]:
+        calls.append(rate)
+        cold = len(calls) == 1
+        keeps_up = rate <= capacity
+        return {
+            "lost": 0,
+            "p99_ms": 2_073.0 if cold or not keeps_up else 300.0,
+            "stored_msg_s": rate if keeps_up else capacity,
+            "offered_msg_s": rate,
+        }
+
+    rows = search_rates(step, 100)
+    assert calls[:3] == [100, 100, 200], "the cold step is measured once more, then the search goes up"
+    assert rows[1]["repeat"] is True
+    best = max(r["offered_msg_s"] for r in rows if good(r))
+    assert capacity / 1.3 <= best <= capacity
+
+
+def test_a_step_that_fails_twice_counts_as_failed() -> None:
+    rows = search_rates(lambda rate: _row(offered_msg_s=rate, stored_msg_s=rate, lost=1 if rate >= 400 else 0), 100)
+    tried = [r["offered_msg_s"] for r in rows]
+    assert tried.count(400) == 2 and all(tried.count(r) <= 2 for r in tried)
+    assert max(r["offered_msg_s"] for r in rows if good(r)) < 400

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from telemetry.outputs import StackOutputs
 from testbed import cli
 
 
@@ -93,3 +95,34 @@ def test_a_number_out_of_range_is_refused_by_the_parser(
     assert exit_info.value.code == 2
     assert f"argument {argv[1]}" in capsys.readouterr().err
     assert not state.exists()
+
+
+def test_text_from_a_report_is_printed_as_it_is_not_as_markup(tmp_path: Path, run: tuple[Path, io.StringIO]) -> None:
+    """A `[` in a summary's or price file's text crashed the CLI with a MarkupError."""
+    _, printed = run
+    report = {
+        "scenario": "[/] [bold]x",
+        "published": "[red]",
+        "e2e_latency_ms": {"p50": 1, "p95": 2, "p99": 3},
+        "passed": True,
+    }
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(json.dumps(report))
+    assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert "[/] [bold]x" in printed.getvalue() and "[red]" in printed.getvalue()
+
+
+def test_an_arn_is_printed_as_it_is_not_as_an_emoji() -> None:
+    outputs = StackOutputs(
+        ingest_queue_url="q",
+        dlq_url="d",
+        processor_function_name="f",
+        iot_rule_name="r",
+        iot_rule_sql="s",
+        region="us-east-1",
+        signing_secret_arn="arn:x:secret:k",
+    )
+    with cli.console.capture() as captured:
+        cli._print_outputs(outputs)
+    assert ":secret:" in captured.get()

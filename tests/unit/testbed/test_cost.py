@@ -204,3 +204,15 @@ def test_an_edited_price_file_that_would_mislead_is_refused(tmp_path: Path, monk
     (tmp_path / "p.json").write_text(repeated)
     with pytest.raises(PriceError, match="currency given twice"):
         load_prices(path=tmp_path / "p.json")
+
+
+def test_a_price_that_overflows_the_total_is_refused_not_printed_as_infinity(tmp_path: Path) -> None:
+    """A price of 1e308 is a finite number the file's checks accept; times a month's messages it is
+    Infinity, which the cost command printed, exiting 0."""
+    book = json.loads((PRICES_DIR / "us-east-1.json").read_text())
+    book["prices"]["iot.messages"]["usd"] = 1e308
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps(book))
+    prices = load_prices(path=path)
+    with pytest.raises(PriceError, match=r"no finite total .*iot\.messages"):
+        cost_section(plan(rate_msg_s=1_000, devices=10, payload_bytes=300, seconds=60), prices)

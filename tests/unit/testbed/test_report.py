@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -134,3 +135,15 @@ def test_a_run_that_published_less_than_its_plan_fails_naming_the_ids(tmp_path: 
     assert measured.startswith("3 of 5 planned messages published; 2 never published: a:4, a:5")
     assert report["plan"]["not_published_ids"] == ["a:4", "a:5"]
     assert write_report(tmp_path / "whole", short)["checks"]["every planned message published"]
+
+
+def test_text_from_a_summary_or_a_price_file_is_literal_in_the_markdown(tmp_path: Path) -> None:
+    """A shard's reason or a price file's basis with `|`, `[` or `<` in it broke the table, made a
+    link or injected HTML into report.md."""
+    hostile = "x | y [click](http://evil) <img src=x> *bold*\nnext"
+    cost = {"error": hostile}
+    run = dataclasses.replace(outcome(lost=True), cost=cost)
+    write_report(tmp_path, run)
+    text = (tmp_path / "report.md").read_text()
+    assert "Not counted: x \\| y \\[click\\](http://evil) \\<img src=x\\> \\*bold\\* next" in text
+    assert not re.search(r"(?<!\\)<img|(?<!\\)\[click", text)

@@ -9,14 +9,17 @@ import os
 from pathlib import Path
 
 import boto3
+import pytest
 from moto import mock_aws
 
 from testbed.lifecycle.secrets import (
     LeakedVersion,
     SecretFile,
+    SecretsError,
     leaked_secrets,
     leaked_versions,
     make_private,
+    remember,
     retire,
     secret_forms,
     unsafe_modes,
@@ -80,6 +83,18 @@ def test_a_state_that_holds_a_secret_value_is_recognised_and_a_write_only_one_is
     resource = {**LEGACY_STATE["resources"][1], "instances": [{"attributes": write_only}]}  # type: ignore[dict-item]
     assert leaked_versions({"resources": [resource]}) == []
     assert leaked_versions({}) == []
+    other = {**LEGACY_STATE["resources"][1], "name": "their_own"}  # type: ignore[dict-item]
+    assert leaked_versions({"resources": [other]}) == [], "a user's own secrets are theirs to rotate"
+
+
+def test_leaked_versions_are_remembered_until_retired(tmp_path: Path) -> None:
+    """An apply that fails after replacing the version leaves a clean state: the next `up` still
+    retires what the state held."""
+    pending = tmp_path / "leaked-keys.json"
+    first = leaked_versions(LEGACY_STATE)
+    assert remember(pending, first) == first
+    assert remember(pending, []) == first, "the next up, whose state no longer holds the key"
+    assert remember(tmp_path / "none.json", []) == [] and not (tmp_path / "none.json").exists()
 
 
 @mock_aws
@@ -88,7 +103,8 @@ def test_the_leaked_key_is_retired_once_a_new_one_is_current() -> None:
     arn = client.create_secret(Name="k", SecretString="old-key")["ARN"]
     old = client.list_secret_version_ids(SecretId=arn)["Versions"][0]["VersionId"]
     leaked = [LeakedVersion("aws_secretsmanager_secret_version.signing_key", arn, old)]
-    assert retire(client, leaked) == [], "the only key is current: retiring it would leave none"
+    with pytest.raises(SecretsError, match="is still the current key"):
+        retire(client, leaked)  # retiring it would leave no key, keeping it keeps the leak
     client.put_secret_value(SecretId=arn, SecretString="new-key")
     assert client.get_secret_value(SecretId=arn, VersionStage="AWSPREVIOUS")["SecretString"] == "old-key"
     assert retire(client, leaked) == [f"aws_secretsmanager_secret_version.signing_key ({old})"]

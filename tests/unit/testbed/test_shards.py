@@ -62,6 +62,8 @@ GOOD = seal(
         ({**GOOD, "published": 900}, "is not sealed with this run's key (forged, or run without --run-key-file)"),
         (seal(GOOD, b"another run's key" * 2), "is not sealed with this run's key"),
         ({k: v for k, v in GOOD.items() if k != "mac"}, "is not sealed with this run's key"),
+        ({**GOOD, "mac": "é" * 64}, "is not sealed with this run's key"),  # compare_digest raised TypeError
+        ({**GOOD, "mac": 7}, "is not sealed with this run's key"),
     ],
 )
 def test_a_summary_that_cannot_be_merged_says_why(tmp_path: Path, document: Any, reason: str) -> None:
@@ -153,7 +155,10 @@ MERGEABLE = {
         ({"payload_sizes": {"big": 1}}, "payload_sizes is not counts by key"),
         ({"reconnects": None}, "reconnects is not a count"),
         ({"first_send": float("inf")}, "first_send/last_send are not times"),
-        ({"per_device": {"d1": {**RECORD, "faults": {"one": ["x"]}}}}, "faults are not tags"),
+        ({"per_device": {"d1": {**RECORD, "faults": {"one": ["duplicate"]}}}}, "faults are not tags"),
+        # a tag that is no fault of the simulator's crashed the reconciliation after the merge
+        ({"per_device": {"d1": {**RECORD, "faults": {"1": ["bogus"]}}}}, "faults are not tags"),
+        ({"lateness_s": [0.1], "first_send": None}, "first_send/last_send are not times"),
         ({"failed_by_cause": {"x": -1}}, "failed_by_cause is not counts by key"),
         ({"first_send": None}, "first_send/last_send are not times"),
         ({"per_device": {"d9": RECORD}}, "device 'd9' is not one of this shard's"),
@@ -176,7 +181,14 @@ def test_a_summary_missing_a_count_the_merge_adds_is_refused() -> None:
     assert summary_problem(without, DEVICES) == "reconnects is not a count"
 
 
-HEADER = {"seed": 1, "qos": 1, "duration_s": 10.0, "profile": {"kind": "constant"}, "fleet_sha256": "ab"}
+HEADER = {
+    "seed": 1,
+    "qos": 1,
+    "duration_s": 10.0,
+    "profile": {"kind": "constant"},
+    "fleet_sha256": "ab",
+    "signed": True,
+}
 
 
 @pytest.mark.parametrize(
@@ -185,6 +197,7 @@ HEADER = {"seed": 1, "qos": 1, "duration_s": 10.0, "profile": {"kind": "constant
         ({"seed": 2}, "it ran another plan: seed 2 (planned 1)"),
         ({"duration_s": float("nan")}, "it ran another plan: duration_s nan (planned 10.0)"),
         ({"fleet_sha256": "cd"}, "it ran another plan: fleet_sha256 'cd' (planned 'ab')"),
+        ({"signed": False}, "it ran another plan: signed False (planned True)"),
         ({"per_device": {}}, "it published 0 of 2 planned messages (2 never published, 0 not in the plan)"),
         (
             {"per_device": {"d1": {**RECORD, "acked": [1, 2, 7], "acked_due": [1.0, 1.0, 1.0]}}},
@@ -199,3 +212,8 @@ def test_a_shard_that_departs_from_the_plan_is_not_merged(change: dict[str, Any]
     ran = {**MERGEABLE, **HEADER, "per_device": {"d1": {**RECORD, "acked": [1, 2], "acked_due": [1.0, 1.0]}}}
     assert _plan_problem(ran, HEADER, plan) is None
     assert _plan_problem({**ran, **change}, HEADER, plan) == problem
+
+
+def test_a_spike_tag_names_its_reading_and_passes() -> None:
+    record = {**RECORD, "faults": {"1": ["spike:temperature", "malformed:invalid_json"]}}
+    assert summary_problem({**MERGEABLE, "per_device": {"d1": record}}, DEVICES) is None

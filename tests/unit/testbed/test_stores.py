@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from testbed.runs.stores import LOGS_PAGE_MAX, archived_key, processor_logs
@@ -103,3 +104,29 @@ def test_a_hostile_archive_object_times_nothing_and_breaks_nothing(aws: MotoAws)
         None,
         ("d", 3),
     ]
+
+
+def test_an_alert_drained_by_one_reader_stays_the_runs_to_read_again(aws: MotoAws, tmp_path: Path) -> None:
+    """A merge drained the tap, another run's start drained it again: before the journal, the second
+    merge of the same run found none of its alerts and FAILED its alert check for nothing."""
+    sqs, url = aws.clients.sqs, aws.stores.outputs.alerts_tap_queue_url
+    assert url
+    journal = tmp_path / "alerts.jsonl"
+    stores = dataclasses.replace(aws.stores, alert_journal=journal)
+    elsewhere = dataclasses.replace(aws.stores, alert_journal=journal)
+
+    def alert(device_id: str) -> None:
+        message = json.dumps({"device_id": device_id, "rule": "threshold_high", "ts": now_ms()})
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"Message": message}))
+
+    alert("run-a-1")
+    alert("run-b-1")
+    assert len(elsewhere.drain_alerts(wait_s=0)) == 2  # another reader empties the tap
+    alert("run-a-2")
+    with journal.open("a") as file:
+        file.write('{"device_id": "run-a-3", "rule": "thr')  # a line a crash cut short
+    first = stores.alerts_of(["run-a-1", "run-a-2", "run-a-3"], wait_s=0)
+    assert sorted(a["device_id"] for a in first) == ["run-a-1", "run-a-2"]
+    again = stores.alerts_of(["run-a-1", "run-a-2"], wait_s=0)
+    assert again == first, "reading a run's alerts again gives the same alerts"
+    assert journal.read_text().count("\n\n") == 0, "a whole journal gets no blank lines"
