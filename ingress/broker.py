@@ -10,6 +10,7 @@ import base64
 import getpass
 import hashlib
 import os
+import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -31,6 +32,30 @@ AUTOSAVE_INTERVAL_S = 1
 # Where packages put the broker outside PATH: Debian/Ubuntu, then Homebrew on Apple silicon and on Intel.
 MOSQUITTO_LOCATIONS = ("/usr/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 MOSQUITTO_INSTALL = "Debian/Ubuntu: sudo apt-get install mosquitto mosquitto-clients; macOS: brew install mosquitto"
+
+
+# What the broker refuses, as Mosquitto logs it (each line starts with the epoch second): a packet
+# over max_packet_size disconnects its client (AWS IoT does the same past 128 KB), a wrong password
+# is refused at CONNECT.
+REFUSALS = {
+    "oversize packet": re.compile(r"^(\d+): Client \S+ disconnected due to oversize packet"),
+    "not authorised": re.compile(r"^(\d+): Client \S+ disconnected, not authorised"),
+}
+
+
+def count_refusals(log: Path, since_s: float) -> dict[str, int]:
+    """How many of each refusal the broker logged since `since_s` (epoch seconds); {} without a log."""
+    found = dict.fromkeys(REFUSALS, 0)
+    try:
+        with log.open(errors="replace") as lines:
+            for line in lines:
+                for what, pattern in REFUSALS.items():
+                    match = pattern.match(line)
+                    if match and int(match.group(1)) >= int(since_s):
+                        found[what] += 1
+    except FileNotFoundError:
+        return {}
+    return {what: n for what, n in found.items() if n}
 
 
 def find_mosquitto() -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,7 +83,7 @@ class Rule:
                 value = item.expr(message, document)
                 if value is not _MISSING:
                     out[item.alias or "value"] = value
-        return json.dumps(out, separators=(",", ":"), allow_nan=False).encode()
+        return _encode(out)
 
 
 _MISSING = object()
@@ -92,8 +93,10 @@ def parse_json(payload: bytes) -> Any:
     """The payload as JSON the way AWS IoT's rules engine reads it (UTF-8 only), or None.
 
     `json.loads` of bytes would guess UTF-16/32 from the first bytes and accept what AWS does not;
-    NaN, Infinity and numbers beyond a double (1e400) are not JSON (RFC 8259); nesting deeper than
-    the interpreter's recursion limit is not JSON a rule can evaluate either.
+    NaN and Infinity are not JSON (RFC 8259); nesting deeper than the interpreter's recursion limit
+    is not JSON a rule can evaluate either. A number beyond a double (1e400) or of more digits than
+    an integer here holds is JSON: it is kept as its text and passed on as written, for the
+    processor to quarantine with its reason.
     """
     try:
         return _STRICT_JSON.decode(payload.decode("utf-8"))
@@ -101,18 +104,57 @@ def parse_json(payload: bytes) -> Any:
         return None
 
 
+@dataclass(frozen=True)
+class HugeNumber:
+    """A JSON number no double or integer here holds, kept as written (a WHERE that compares it
+    fails, as a rule's evaluation error)."""
+
+    text: str
+
+
 def _not_json(token: str) -> Any:
     raise ValueError(f"{token} is not a JSON number")
 
 
-def _finite(text: str) -> float:
+def _float(text: str) -> float | HugeNumber:
     value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is beyond a double")
-    return value
+    return value if math.isfinite(value) else HugeNumber(text)
 
 
-_STRICT_JSON = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite)
+def _int(text: str) -> int | HugeNumber:
+    try:
+        return int(text)
+    except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+        return HugeNumber(text)
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_not_json, parse_float=_float, parse_int=_int)
+
+
+def _encode(document: dict[str, Any]) -> bytes:
+    """The rule's output as compact JSON, each huge number written back as it came."""
+    try:
+        return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+    except TypeError:  # a HugeNumber somewhere in it
+        pass
+    huge: list[str] = []
+    marker = f"\x00{secrets.token_hex(8)}:"
+
+    def placeholder(value: Any) -> Any:
+        if isinstance(value, HugeNumber):
+            huge.append(value.text)
+            return f"{marker}{len(huge) - 1}"
+        if isinstance(value, dict):
+            return {k: placeholder(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [placeholder(v) for v in value]
+        return value
+
+    text = json.dumps(placeholder(document), separators=(",", ":"), allow_nan=False)
+    quoted = json.dumps(marker)[:-1]  # the marker as json.dumps writes it, without its closing quote
+    for index, number in enumerate(huge):
+        text = text.replace(f'{quoted}{index}"', number, 1)
+    return text.encode()
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:

@@ -168,6 +168,8 @@ class RunOutcome:
     emulator_rss_mb: float | None
     faults: list[dict[str, Any]]  # one entry per injected fault
     plan: PlanCheck  # the published ids against the run's plan
+    # what the broker refused during the run, by kind (a packet too large, a wrong password)
+    broker_refusals: dict[str, int]
     # what the same traffic would cost on AWS (testbed/cost), or {"error": why it could not be counted}
     cost: dict[str, Any] = field(default_factory=dict)
     # milliseconds per hop (HOPS), per stored reading whose item times them
@@ -313,6 +315,7 @@ def report_of(outcome: RunOutcome) -> dict[str, Any]:
         "publish_failures_by_cause": summary["failed_by_cause"],
         "reconnects": summary["reconnects"],
         "connect_errors": summary["connect_errors"],
+        "broker_refusals": outcome.broker_refusals,
         "stored": result.stored,
         "quarantined": dict(result.quarantined),
         "dead_lettered": result.dead_lettered,
@@ -442,7 +445,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         f"p95 {latency['p95']} ms, p99 {latency['p99']} ms, max {latency['max']} ms; slowest hop: "
         f"{report['slowest_hop'] or 'not timed'}",
         f"- publish failures {report['publish_failures']:,} {report['publish_failures_by_cause']}, "
-        f"acknowledged/published {report['acked_ratio']:.2%}, reconnects {report['reconnects']:,}",
+        f"acknowledged/published {report['acked_ratio']:.2%}, reconnects {report['reconnects']:,}, "
+        f"refused by the broker {sum(report['broker_refusals'].values()):,} {report['broker_refusals']}",
         f"- alerts {report['alerts']}: {json.dumps(report['alert_check'])}",
         f"- emulator RSS {report['emulator_rss_mb']} MB",
         "",

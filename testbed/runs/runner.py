@@ -330,6 +330,7 @@ def finish_run(
     hops[ARCHIVE_HOP] = _archive_hop(stores, timed, started) if outputs.archive_bucket_name else np.array([])
     outcome = RunOutcome(
         plan=check_plan(run_plan(scenario, begun.run_tag), summary),
+        broker_refusals=stack.backend.broker_refusals(started),
         run_id=run_id,
         scenario=scenario,
         ingress=stack.ingress,

@@ -72,6 +72,18 @@ def reading(value: Any, unit: str = "C", name: str = "temperature") -> Callable[
     return lambda d, k: dumps(resigned(base(d, k, readings={name: {"value": value, "unit": unit}}), k))
 
 
+def reading_text(number: str) -> Callable[[str, bytes], bytes]:
+    """A device's message whose temperature is written as `number` (a JSON number Python's json
+    cannot write, such as 1e400), before its signature is checked."""
+    marker = 12345.678
+
+    def build(d: str, k: bytes) -> bytes:
+        text = dumps(resigned(base(d, k, readings={"temperature": {"value": marker, "unit": "C"}}), k))
+        return text.replace(str(marker).encode(), number.encode(), 1)
+
+    return build
+
+
 def raw(text: str) -> Callable[[str, bytes], bytes]:
     """A JSON text that json.dumps cannot write (NaN, a lone surrogate, a duplicate key)."""
     return lambda d, k: text.replace("DEVICE", d).encode()
@@ -141,12 +153,18 @@ CASES: tuple[Case, ...] = (
     Case("overlong-utf-8", lambda d, k: dumps(base(d, k)).replace(b"plant-a", b"plant-\xc0\xaf"), DEAD_LETTERED),
     Case("raw-control-character", lambda d, k: dumps(base(d, k)).replace(b"plant-a", b"plant-\x00"), DEAD_LETTERED),
     Case("binary", lambda d, k: bytes(range(256)) * 4, DEAD_LETTERED),
-    Case("integer-of-5000-digits", utf8('{"v": ' + "9" * 5000 + "}"), DEAD_LETTERED),
+    # valid JSON (the grammar has no range): the rule passes it on, the processor keeps it with its reason
+    Case("integer-of-5000-digits", utf8('{"v": ' + "9" * 5000 + "}"), "quarantined:invalid_json"),
     Case("over-aws-iot-payload-limit", padded_to(IOT_MAX_PAYLOAD_BYTES + 100), DEAD_LETTERED),
     # JSON numbers and strings the processor must not choke on
     Case("nan", raw('{"schema_version": 1, "device_id": "DEVICE", "v": NaN}'), DEAD_LETTERED),
     Case("infinity", raw('{"schema_version": 1, "device_id": "DEVICE", "v": -Infinity}'), DEAD_LETTERED),
-    Case("beyond-a-double", raw('{"schema_version": 1, "device_id": "DEVICE", "v": 1e400}'), DEAD_LETTERED),
+    Case(
+        "beyond-a-double",
+        raw('{"schema_version": 1, "device_id": "DEVICE", "v": 1e400}'),
+        "quarantined:schema_violation",
+    ),
+    Case("reading-beyond-a-double", reading_text("1e400"), "quarantined:out_of_range"),
     Case("integer-of-400-digits", reading(int("9" * 400)), "quarantined:out_of_range"),
     Case("lone-surrogate", lambda d, k: dumps(base(d, k, site="\ud800")), "quarantined:invalid_encoding"),
     Case("non-ascii-signature", changed(sig="é" * 64), "quarantined:bad_signature"),

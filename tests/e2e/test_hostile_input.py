@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from ingress.broker import MAX_PACKET_BYTES
 from telemetry.credentials import device_password
 from testbed.lifecycle.ports import LOOPBACK
 from testbed.lifecycle.stack import Stack
@@ -98,3 +99,6 @@ def test_every_hostile_payload_ends_where_it_should_and_nothing_breaks(
         assert all(stores.readings(device) == [] for device in devices), "no hostile payload is ever stored"
         assert all(stores.readings(victim(device)) == [] for device in devices), "the ACL kept every victim safe"
         assert backend.bridge.pid() == bridge_pid, "no payload killed the bridge"
+        # what the broker refused is counted where a user looks (the report reads the same count)
+        oversize = sum(len(case.build(d, signing_key)) > MAX_PACKET_BYTES for d, case in devices.items())
+        assert oversize and backend.broker_refusals(started).get("oversize packet", 0) >= oversize

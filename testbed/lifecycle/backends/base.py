@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import boto3
 
+from ingress.broker import count_refusals
 from simulator.run import MqttTarget
 from telemetry.topics import DEVICE_TOPIC_TEMPLATE, TopicError, device_topic_pattern
 from testbed.exceptions import TestbedError
@@ -191,6 +192,12 @@ class Backend(abc.ABC):
     def run_simulator(self, fleet: str, duration_s: float, signing_key: str) -> None:
         """The simulator as a container next to the stack (the compose backends)."""
         raise BackendError(f"the {self.name} backend has no simulator container: use `make simulate`")
+
+    def broker_refusals(self, since_s: float) -> dict[str, int]:
+        """What the device-facing broker refused since `since_s` (a packet too large, a wrong
+        password), by kind, where this project runs the broker and can read its log."""
+        log = self.log_files().get("broker")
+        return count_refusals(log, since_s) if log is not None else {}
 
     def secret_files(self) -> tuple[SecretFile, ...]:
         """The only files under `state_dir` that may hold a secret (each 0600, in 0700 folders)."""
