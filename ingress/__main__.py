@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument(
         "--metrics-port", type=port_number, help="serve Prometheus metrics on 127.0.0.1:PORT/metrics while it runs"
     )
+    bridge.add_argument(
+        "--broker-log",
+        type=Path,
+        help="with --metrics-port: the broker's log, whose refusals become broker_refusals_total",
+    )
     bridge.set_defaults(func=run_bridge)
     health = sub.add_parser("health", help="exit 0 if a running bridge wrote its counters lately (health check)")
     health.add_argument("--metrics-file", type=Path, required=True)
@@ -150,7 +155,7 @@ def run_bridge(args: argparse.Namespace) -> int:
     runner = RuleBridge(config, sqs, session.client("lambda", config=aws))
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     signal.signal(signal.SIGINT, lambda *_: runner.stop())
-    server = serve_metrics(runner, args.metrics_port) if args.metrics_port is not None else None
+    server = serve_metrics(runner, args.metrics_port, args.broker_log) if args.metrics_port is not None else None
     if server is not None:
         logging.info("metrics: http://%s:%d/metrics", LOOPBACK, server.server_port)
     try:

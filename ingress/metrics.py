@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -10,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from ingress.bridge import RuleBridge
-from ingress.broker import LOOPBACK
+from ingress.broker import LOOPBACK, REFUSALS, count_refusals
 
 COUNTERS = {
     "received": "MQTT messages the bridge received",
@@ -44,9 +46,29 @@ class BridgeCollector(Collector):
         )
 
 
-def serve_metrics(bridge: RuleBridge, port: int) -> WSGIServer:
-    """Serve /metrics on 127.0.0.1:`port` (0: any free port; the server knows which)."""
+class BrokerRefusalCollector(Collector):
+    """What the broker refused since the bridge started, counted from the broker's log at each scrape
+    (a refused client never reaches the bridge: the broker's log is the only trace)."""
+
+    def __init__(self, log: Path, since_s: float) -> None:
+        self.log, self.since_s = log, since_s
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "broker_refusals", "what the broker refused (a packet over its limit, a wrong password)", labels=["kind"]
+        )
+        counted = count_refusals(self.log, self.since_s)
+        for kind in REFUSALS:
+            family.add_metric([kind], counted.get(kind, 0))
+        yield family
+
+
+def serve_metrics(bridge: RuleBridge, port: int, broker_log: Path | None = None) -> WSGIServer:
+    """Serve /metrics on 127.0.0.1:`port` (0: any free port; the server knows which); with the
+    broker's log, its refusals too."""
     registry = CollectorRegistry()
     registry.register(BridgeCollector(bridge))
+    if broker_log is not None:
+        registry.register(BrokerRefusalCollector(broker_log, time.time()))
     server, _ = start_http_server(port, addr=LOOPBACK, registry=registry)
     return server

@@ -15,6 +15,9 @@ def stack_status(stack: Stack, now: float | None = None) -> tuple[list[Component
     mode = stack.backend.ingress_mode()
     if mode is not None:
         facts["ingress mode"] = mode
+    if "broker" in stack.backend.log_files():
+        refused = stack.backend.broker_refusals(0)
+        facts["refused by the broker"] = ", ".join(f"{n:,} {kind}" for kind, n in refused.items()) or "nothing"
     outputs = stack.outputs_file
     if outputs.exists():
         age_s = (now if now is not None else time.time()) - outputs.stat().st_mtime

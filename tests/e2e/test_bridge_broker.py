@@ -62,8 +62,14 @@ class Broker:
 
     def start(self, devices: list[str]) -> None:
         config = BrokerConfig(self.directory, self.port, SECRET, device_topic=self.device_topic).write(devices)
-        self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(config)], stderr=subprocess.DEVNULL)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(config)], stdout=log, stderr=log)
         assert wait_for_port(self.port, 10), "mosquitto did not start"
+
+    @property
+    def log(self) -> Path:
+        """Where the broker logs, as the testbed's broker does (what `make logs` shows)."""
+        return self.directory / "mosquitto.log"
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -11,14 +11,18 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingress.__main__ import build_parser as bridge_parser
+from ingress.broker import MAX_PACKET_BYTES
 from ingress.metrics import serve_metrics
 from simulator.cli import KEY_ENV
 from simulator.devices import device_ids
 from simulator.fleet import load_fleet
+from telemetry.credentials import broker_credentials
 from testbed.lifecycle.ports import LOOPBACK, free_port
 from testbed.paths import ROOT
 from tests.e2e.test_bridge_broker import SECRET, Broker, FakeLambda, FakeSqs, start_bridge
@@ -66,7 +70,7 @@ def test_the_simulator_and_the_bridge_serve_their_metrics_during_a_run(tmp_path:
     secret_file.write_bytes(SECRET)
     sqs, lam = FakeSqs(), FakeLambda()
     bridge = start_bridge(broker, sqs, lam)
-    bridge_server = serve_metrics(bridge.bridge, 0)
+    bridge_server = serve_metrics(bridge.bridge, 0, broker.log)
     simulator_port = free_port()
     run = subprocess.Popen(
         [
@@ -100,6 +104,19 @@ def test_the_simulator_and_the_bridge_serve_their_metrics_during_a_run(tmp_path:
         assert seen["bridge_batches_total"] > 0 and "bridge_queue_depth" in seen
         assert seen["bridge_rule_errors_total"] == seen["bridge_action_errors_total"] == 0
         assert seen["bridge_lag_seconds_bucket{le=+Inf}"] == seen["bridge_lag_seconds_count"]
+        assert seen["broker_refusals_total{kind=oversize packet}"] == 0
+        # a device sends a packet over the broker's limit: it is disconnected, and the count says so
+        oversize = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=devices[0])
+        oversize.username_pw_set(*broker_credentials(SECRET)(devices[0]))
+        oversize.connect(LOOPBACK, broker.port)
+        oversize.loop_start()
+        oversize.publish(f"sensors/{devices[0]}/telemetry", b"x" * (MAX_PACKET_BYTES + 1), qos=1)
+        scrape_until(
+            bridge_server.server_port,
+            "the broker's refusal counted",
+            lambda s: s.get("broker_refusals_total{kind=oversize packet}", 0) == 1,
+        )
+        oversize.loop_stop()
         _, stderr = run.communicate(timeout=RUN_S + 60)
         assert run.returncode == 0, stderr.decode()
     finally:

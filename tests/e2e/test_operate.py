@@ -77,6 +77,9 @@ def test_status_names_each_process_its_pid_and_port(stack: Stack) -> None:
     assert f"127.0.0.1:{backend.iot_mqtt_port}" in rows["IoT MQTT over TLS"]
     assert f"ingress mode: {backend.ingress_mode()}" in out
     assert f"stack outputs: {stack.outputs_file} (written " in out
+    refused = backend.broker_refusals(0)
+    shown = ", ".join(f"{n:,} {kind}" for kind, n in refused.items()) or "nothing"
+    assert f"refused by the broker: {shown}" in out
 
 
 def test_inspect_counts_what_the_processor_stored_and_quarantined(

@@ -500,6 +500,8 @@ class EmbeddedBackend(Backend):
             str(self.state_dir / "broker-secret"),
             "--metrics-file",
             str(self.bridge_metrics_file),
+            "--broker-log",
+            str(self.mosquitto.log_file),
         ]
         cmd = [sys.executable, "-m", "ingress", "bridge", "--outputs", str(target), *broker, *ingress.bridge_args]
         proc = self.bridge.start(cmd, {**os.environ, **self.client_env()}, cwd=ROOT, settings=settings)
