@@ -1,5 +1,6 @@
 # Local development and CI entry points.
-# BACKEND=embedded (default, no Docker), localstack or ministack-docker (docker compose).
+# BACKEND=embedded (default, no Docker), localstack-host (LocalStack 4.14.0, no Docker), localstack or
+# ministack-docker (docker compose).
 # TARGET=aws with deploy/destroy: the same infra/ on AWS (ENV=<suffix>, BACKEND_CONFIG=<S3 backend file>).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -10,6 +11,11 @@ VENV := .venv
 MINISTACK_VENV := .venv-ministack
 CHECKOV_VENV := .venv-checkov
 LOCUST_VENV := .venv-locust
+LOCALSTACK_VENV := .venv-localstack
+LAMBDA_VENV := .venv-lambda-python3.12
+LOCALSTACK_VERSION := 4.14.0
+# what localstack-core 4.14.0 resolves with (checked 2026-12-06): later releases of these break it
+LOCALSTACK_PINS := 'cbor2<6' 'pyopenssl>=25,<26' 'cryptography>=45.0.7,<47' service_identity
 PY := $(VENV)/bin/python
 MINISTACK_VERSION := 1.5.33
 CHECKOV_VERSION := 3.3.30
@@ -53,13 +59,30 @@ $(LOCUST_VENV)/.installed: Makefile pyproject.toml
 	$(LOCUST_VENV)/bin/pip install --quiet -e '.[locust]'
 	touch $@
 
+# LocalStack without Docker (BACKEND=localstack-host): localstack-core on Python 3.13 in a venv of its own,
+# with the project (--no-deps) so that LocalStack finds our plugins (DynamoDB from moto, Lambda as local
+# processes); the Lambda runtime python3.12, with boto3 as AWS's runtime has it, in another.
+$(LOCALSTACK_VENV)/.installed: Makefile pyproject.toml
+	@echo "==> $(LOCALSTACK_VENV): LocalStack $(LOCALSTACK_VERSION) on Python 3.13 (first run: a minute, ~500 MB)"
+	@python313=$$($(PYTHON) -m testbed.lifecycle.interpreters 3.13) && $$python313 -m venv $(LOCALSTACK_VENV)
+	$(LOCALSTACK_VENV)/bin/pip install --quiet 'localstack-core[runtime]==$(LOCALSTACK_VERSION)' $(LOCALSTACK_PINS)
+	$(LOCALSTACK_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+$(LAMBDA_VENV)/.installed: Makefile
+	@echo "==> $(LAMBDA_VENV): the Lambda python3.12 runtime (boto3, as AWS's runtime has it)"
+	@python312=$$($(PYTHON) -m testbed.lifecycle.interpreters 3.12) && $$python312 -m venv $(LAMBDA_VENV)
+	$(LAMBDA_VENV)/bin/pip install --quiet boto3
+	touch $@
+
 $(CHECKOV_VENV)/.installed: Makefile
 	@echo "==> $(CHECKOV_VENV): checkov $(CHECKOV_VERSION) for the tests' Terraform policy checks"
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 	touch $@
 
-venvs: $(VENV)/.installed $(MINISTACK_VENV)/.installed ## create the project and emulator venvs
+EMULATOR_VENVS := $(if $(filter localstack-host,$(BACKEND)),$(LOCALSTACK_VENV)/.installed $(LAMBDA_VENV)/.installed,$(MINISTACK_VENV)/.installed)
+venvs: $(VENV)/.installed $(EMULATOR_VENVS) ## create the project and emulator venvs
 
 build/processor.zip: $(VENV)/.installed $(BUNDLE_SOURCES)
 	$(PY) -m testbed build
@@ -152,6 +175,6 @@ mutation: $(VENV)/.installed ## mutation testing of processor/, the rule, the br
 
 test: DOCTOR_FLAGS := --tests
 test: doctor ## everything: lint, unit, contract and end-to-end tests
-	@$(MAKE) --no-print-directory -j3 -Otarget $(VENV)/.installed $(MINISTACK_VENV)/.installed $(CHECKOV_VENV)/.installed $(LOCUST_VENV)/.installed
+	@$(MAKE) --no-print-directory -j3 -Otarget $(VENV)/.installed $(MINISTACK_VENV)/.installed $(CHECKOV_VENV)/.installed $(LOCUST_VENV)/.installed $(LOCALSTACK_VENV)/.installed $(LAMBDA_VENV)/.installed
 	@$(MAKE) --no-print-directory build lint
 	BACKEND=$(BACKEND) $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal tests

@@ -17,7 +17,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 from simulator.run import MqttTarget
 from telemetry.topics import DEVICE_TOPIC_TEMPLATE
 from testbed.exceptions import TestbedError
-from testbed.lifecycle.backends import BACKENDS, Backend, ComposeBackend, EmbeddedBackend, ExternalBackend, get_backend
+from testbed.lifecycle.backends import (
+    BACKENDS,
+    Backend,
+    ComposeBackend,
+    EmbeddedBackend,
+    ExternalBackend,
+    LocalStackHostBackend,
+    get_backend,
+)
 from testbed.lifecycle.backends.base import device_topic_setting
 from testbed.lifecycle.backends.compose import docker_engine_problem
 from testbed.lifecycle.ports import free_port
@@ -58,6 +66,10 @@ def session_backend(
         return compose
     if name == "external":
         return ExternalBackend(endpoint=endpoint, mqtt_port=free_port(), state_dir=state_dir, device_topic=topic)
+    if name == "localstack-host":
+        return LocalStackHostBackend(
+            ministack_port=free_port(), mqtt_port=free_port(), state_dir=state_dir, device_topic=topic
+        )
     return EmbeddedBackend(
         ministack_port=free_port(),
         mqtt_port=free_port(),

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingress.broker import MOSQUITTO_INSTALL, find_mosquitto
+from testbed.lifecycle.interpreters import InterpreterError, find_python
 from testbed.lifecycle.ports import DEFAULT_EMULATOR_PORT, DEFAULT_MQTT_PORT, port_in_use
 from testbed.lifecycle.terraform import TerraformError, find_mirror, terraform_binary
 from testbed.paths import INFRA_DIR, ROOT, STATE_ROOT
@@ -208,6 +209,15 @@ def check_docker() -> Finding:
     return Finding("docker", True, f"engine {answer.stdout.strip()}")
 
 
+def check_interpreter(version: str, needed_for: str) -> Finding:
+    """A Python of `version` for the LocalStack backend (LocalStack itself, or Lambda's runtime)."""
+    try:
+        return Finding(f"python {version}", True, f"{find_python(version)} ({needed_for})")
+    except InterpreterError as exc:
+        detail, _, fix = str(exc).partition(". ")
+        return Finding(f"python {version}", False, f"{detail} ({needed_for})", fix)
+
+
 def _port(variable: str, default: int) -> int:
     return int(os.environ.get(variable, default))
 
@@ -216,8 +226,13 @@ def diagnose(backend: str, for_tests: bool) -> list[Finding]:
     """Every check that applies to `backend` (each applies infra/ with Terraform); `for_tests` adds
     the test tools and skips the fixed ports (the tests bring up their own stack on free ones)."""
     found = check_python() + check_terraform()
-    if backend in ("embedded", "external") or for_tests:
+    if backend in ("embedded", "external", "localstack-host") or for_tests:
         found += check_mosquitto(for_tests)
+    if backend == "localstack-host" or for_tests:
+        found += [
+            check_interpreter("3.13", "LocalStack 4.14.0 runs on it"),
+            check_interpreter("3.12", "the Lambda python3.12 runtime"),
+        ]
     if for_tests:
         found.append(check_browser())
     if backend in COMPOSE_BACKENDS:
@@ -253,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--backend",
         default=os.environ.get("BACKEND", "embedded"),
-        choices=("embedded", "external", *COMPOSE_BACKENDS, "aws"),
+        choices=("embedded", "external", "localstack-host", *COMPOSE_BACKENDS, "aws"),
         help="the backend to check for",
     )
     parser.add_argument("--tests", action="store_true", help="what `make test` needs (test tools; no fixed ports)")

@@ -170,6 +170,8 @@ class RunOutcome:
     plan: PlanCheck  # the published ids against the run's plan
     # what the broker refused during the run, by kind (a packet too large, a wrong password)
     broker_refusals: dict[str, int]
+    # what served the AWS APIs (the emulator and its version, or AWS)
+    emulator: str
     # what the same traffic would cost on AWS (testbed/cost), or {"error": why it could not be counted}
     cost: dict[str, Any] = field(default_factory=dict)
     # milliseconds per hop (HOPS), per stored reading whose item times them
@@ -307,6 +309,7 @@ def report_of(outcome: RunOutcome) -> dict[str, Any]:
         "started": datetime.fromtimestamp(outcome.started, UTC).isoformat(),
         "duration_s": outcome.scenario.duration_s,
         "ingress": outcome.ingress,
+        "emulator": outcome.emulator,
         "basic_ingest": outcome.scenario.basic_ingest,
         "published": summary["published"],
         "acked": result.acked,
@@ -436,7 +439,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
     lines = [
         f"# Load run {md(report['run_id'])}: {md(report['scenario'])} - {'PASSED' if report['passed'] else 'FAILED'}",
         "",
-        f"- started {report['started']}, {report['duration_s']} s, ingress `{report['ingress']}`",
+        f"- started {report['started']}, {report['duration_s']} s, ingress `{report['ingress']}`, "
+        f"on {md(report['emulator'])}",
         f"- published {report['published']:,}, acknowledged {report['acked']:,}, stored {report['stored']:,}, "
         f"quarantined {sum(report['quarantined'].values()):,} {report['quarantined']}, "
         f"dead-lettered {report['dead_lettered']:,}, duplicates dropped {report['duplicates_dropped']:,}, "

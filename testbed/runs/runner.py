@@ -331,6 +331,7 @@ def finish_run(
     outcome = RunOutcome(
         plan=check_plan(run_plan(scenario, begun.run_tag), summary),
         broker_refusals=stack.backend.broker_refusals(started),
+        emulator=stack.backend.emulator(),
         run_id=run_id,
         scenario=scenario,
         ingress=stack.ingress,

@@ -7,11 +7,13 @@ from testbed.lifecycle.backends.base import Backend, BackendError
 from testbed.lifecycle.backends.compose import ComposeBackend, LocalStackBackend, MinistackDockerBackend
 from testbed.lifecycle.backends.embedded import EmbeddedBackend
 from testbed.lifecycle.backends.external import ExternalBackend
+from testbed.lifecycle.backends.localstack_host import LocalStackHostBackend
 
 BACKENDS: dict[str, type[Backend]] = {
     "embedded": EmbeddedBackend,
     "external": ExternalBackend,
     "localstack": LocalStackBackend,
+    "localstack-host": LocalStackHostBackend,
     "ministack-docker": MinistackDockerBackend,
     "aws": AwsBackend,
 }
@@ -34,6 +36,7 @@ __all__ = [
     "EmbeddedBackend",
     "ExternalBackend",
     "LocalStackBackend",
+    "LocalStackHostBackend",
     "MinistackDockerBackend",
     "get_backend",
 ]

@@ -193,6 +193,10 @@ class Backend(abc.ABC):
         """The simulator as a container next to the stack (the compose backends)."""
         raise BackendError(f"the {self.name} backend has no simulator container: use `make simulate`")
 
+    def emulator(self) -> str:
+        """What serves the AWS APIs, as a report names it (the emulator and its version)."""
+        return self.name
+
     def broker_refusals(self, since_s: float) -> dict[str, int]:
         """What the device-facing broker refused since `since_s` (a packet too large, a wrong
         password), by kind, where this project runs the broker and can read its log."""
@@ -249,6 +253,12 @@ class Backend(abc.ABC):
             "region": self.region,
             "lambda_zip_path": str(lambda_zip),
         }
+
+
+def installed_version(venv: Path, distribution: str) -> str | None:
+    """The version of `distribution` installed in `venv` (read from its metadata folder's name)."""
+    found = sorted(venv.glob(f"lib/python*/site-packages/{distribution}-*.dist-info"))
+    return found[-1].name.removesuffix(".dist-info").rsplit("-", 1)[-1] if found else None
 
 
 def http_json(url: str, timeout_s: float = 2.0) -> Any:

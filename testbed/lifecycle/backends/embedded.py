@@ -31,6 +31,7 @@ from testbed.lifecycle.backends.base import (
     Component,
     device_topic_setting,
     http_json,
+    installed_version,
 )
 from testbed.lifecycle.ports import (
     DEFAULT_EMULATOR_PORT,
@@ -49,7 +50,12 @@ logger = logging.getLogger(__name__)
 
 # Runs ministack with its MQTT-over-TLS listener pinned to loopback (see the module).
 MINISTACK_LAUNCHER = Path(__file__).with_name("ministack_loopback.py")
-PORT_VARIABLES = {"ministack": "MINISTACK_PORT", "mosquitto": "MQTT_PORT", "IoT MQTT over TLS": "IOT_MQTT_PORT"}
+PORT_VARIABLES = {
+    "ministack": "MINISTACK_PORT",
+    "localstack": "LOCALSTACK_PORT",
+    "mosquitto": "MQTT_PORT",
+    "IoT MQTT over TLS": "IOT_MQTT_PORT",
+}
 DEVICE_POLICY = "testbed-device-policy"
 START_TIMEOUT_S = 30.0
 IAM_MODES = ("off", "enforce")
@@ -206,6 +212,9 @@ class EmbeddedBackend(Backend):
 
     def broker_secret(self) -> bytes:
         return load_or_create_secret(self.state_dir / "broker-secret")
+
+    def emulator(self) -> str:
+        return f"ministack {installed_version(MINISTACK_VENV, 'ministack') or '(version unknown)'}"
 
     def secret_files(self) -> tuple[SecretFile, ...]:
         return SECRET_FILES

@@ -39,6 +39,7 @@ def outcome(scenario: str = "smoke", faults: list[dict[str, Any]] | None = None,
         faults=faults or [],
         plan=check_plan({"a": [1, 2, 3]}, summary),
         broker_refusals={},
+        emulator="ministack 1.5.33",
         cost=cost_section(plan(rate_msg_s=1.5, devices=1, payload_bytes=300, seconds=2), load_prices()),
         hops_ms=hop_samples([0, 0, 0], [10, 20, None], [30, 25, 40], [50, 100, 60]),
     )

@@ -1,0 +1,146 @@
+"""LocalStack without Docker: DynamoDB served by moto, Lambda run as local processes.
+
+Loaded by LocalStack itself (its plugin framework finds the entry points in pyproject.toml once the
+project is installed into LocalStack's venv, `.venv-localstack`); it imports LocalStack, which only
+that venv has. LocalStack's own DynamoDB provider downloads Java and DynamoDB Local at start, and its
+only Lambda executor starts Docker containers: `PROVIDER_OVERRIDE_DYNAMODB=moto` and
+`LAMBDA_RUNTIME_EXECUTOR=local-process` select these instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from localstack import config
+from localstack.aws.api.dynamodb import DynamodbApi
+from localstack.aws.api.firehose import StartDeliveryStreamEncryptionOutput, StopDeliveryStreamEncryptionOutput
+from localstack.services.firehose.provider import FirehoseProvider, _get_description_or_raise_not_found
+from localstack.services.lambda_.invocation.executor_endpoint import ExecutorEndpoint
+from localstack.services.lambda_.invocation.lambda_models import FunctionVersion, InvocationResult
+from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
+from localstack.services.lambda_.invocation.runtime_executor import RuntimeExecutor
+from localstack.services.moto import MotoFallbackDispatcher
+from localstack.services.plugins import Service, aws_provider
+
+WORKER = Path(__file__).with_name("lambda_worker.py")
+# The interpreter of each runtime, `LAMBDA_PYTHON_3_12`-style, set by the testbed when it starts LocalStack.
+RUNTIME_INTERPRETER = "LAMBDA_{runtime}"
+LOOPBACK = "127.0.0.1"
+STOP_TIMEOUT_S = 10
+
+
+@aws_provider(api="dynamodb", name="moto")
+def dynamodb_moto() -> Service:
+    """Every DynamoDB operation answered by moto's backend (no Java, no download)."""
+
+    class MotoDynamoDB(DynamodbApi):
+        """No operation of its own: each one falls through to moto."""
+
+    return Service.for_provider(MotoDynamoDB(), dispatch_table_factory=MotoFallbackDispatcher)
+
+
+@aws_provider(api="firehose", name="encryption")
+def firehose_encryption() -> Service:
+    """LocalStack's Firehose, which does not take StartDeliveryStreamEncryption, taking it: the stream
+    says its encryption is ENABLED with the key it was given (records are not encrypted at rest here)."""
+
+    class EncryptionRecordingFirehose(FirehoseProvider):
+        def start_delivery_stream_encryption(
+            self,
+            context: Any,
+            delivery_stream_name: str,
+            delivery_stream_encryption_configuration_input: dict[str, str] | None = None,
+            **kwargs: Any,
+        ) -> StartDeliveryStreamEncryptionOutput:
+            description = _get_description_or_raise_not_found(context, delivery_stream_name)
+            asked = delivery_stream_encryption_configuration_input or {}
+            description["DeliveryStreamEncryptionConfiguration"] = {
+                "KeyType": asked.get("KeyType", "AWS_OWNED_CMK"),
+                **({"KeyARN": asked["KeyARN"]} if asked.get("KeyARN") else {}),
+                "Status": "ENABLED",
+            }
+            return StartDeliveryStreamEncryptionOutput()
+
+        def stop_delivery_stream_encryption(
+            self, context: Any, delivery_stream_name: str, **kwargs: Any
+        ) -> StopDeliveryStreamEncryptionOutput:
+            description = _get_description_or_raise_not_found(context, delivery_stream_name)
+            description["DeliveryStreamEncryptionConfiguration"] = {"Status": "DISABLED"}
+            return StopDeliveryStreamEncryptionOutput()
+
+    return Service.for_provider(EncryptionRecordingFirehose())
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
+def runtime_interpreter(runtime: str) -> str:
+    """The Python a runtime (python3.12) runs on: what the testbed found for it, else its name on PATH."""
+    return os.environ.get(RUNTIME_INTERPRETER.format(runtime=runtime.upper().replace(".", "_")), runtime)
+
+
+class LocalProcessExecutor(RuntimeExecutor):
+    """One execution environment: a process of lambda_worker.py on 127.0.0.1, on the runtime's Python."""
+
+    def __init__(self, id: str, function_version: FunctionVersion) -> None:
+        super().__init__(id, function_version)
+        self.port = _free_port()
+        self.endpoint = ExecutorEndpoint(id, container_address=LOOPBACK, container_port=self.port)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, env_vars: dict[str, str]) -> None:
+        self.endpoint.start()
+        code = self.function_version.config.code.get_unzipped_code_location()
+        env = {name: str(value) for name, value in env_vars.items()}
+        env["PATH"] = os.environ.get("PATH", "")
+        self.process = subprocess.Popen(
+            [runtime_interpreter(self.function_version.config.runtime), str(WORKER), str(code), str(self.port)],
+            env=env,
+            cwd=code,
+            start_new_session=True,
+        )
+        self.endpoint.wait_for_startup()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=STOP_TIMEOUT_S)
+        self.endpoint.shutdown()
+
+    def get_address(self) -> str:
+        return LOOPBACK
+
+    def get_endpoint_from_executor(self) -> str:
+        return LOOPBACK
+
+    def get_runtime_endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{config.GATEWAY_LISTEN[0].port}{self.endpoint.get_endpoint_prefix()}"
+
+    def invoke(self, payload: dict[str, str]) -> InvocationResult:
+        return self.endpoint.invoke(payload)
+
+    def get_logs(self) -> str:
+        return ""
+
+    @classmethod
+    def prepare_version(cls, function_version: FunctionVersion) -> None:
+        if function_version.config.code:
+            function_version.config.code.prepare_for_execution()
+
+    @classmethod
+    def cleanup_version(cls, function_version: FunctionVersion) -> None:
+        """The unzipped code is LocalStack's to remove."""
+
+
+class LocalProcessExecutorPlugin(RuntimeExecutorPlugin):
+    name = "local-process"
+
+    def load(self, *args: Any, **kwargs: Any) -> type[RuntimeExecutor]:
+        return LocalProcessExecutor

@@ -1,0 +1,105 @@
+"""LocalStack without Docker runs the pipeline: LocalStack 4.14.0 as a host process on 127.0.0.1,
+DynamoDB from moto and Lambda as local processes (localstack_plugins/), the same Terraform, the
+smoke scenario reconciled message by message; and the Lambda environments behave as Lambda's do
+(a timeout, a crash at import, a handler's error, memory exhaustion), without hanging LocalStack."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from testbed.lifecycle.backends import LocalStackHostBackend
+from testbed.lifecycle.ports import LOOPBACK, free_port
+from testbed.lifecycle.processes import listening_sockets
+from testbed.lifecycle.stack import Stack
+from testbed.runs.runner import run_scenario
+from testbed.runs.scenario import Scenario, load_scenario
+from tests.e2e.conftest import TEST_VARIABLES
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def localstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    backend = LocalStackHostBackend(
+        ministack_port=free_port(), mqtt_port=free_port(), state_dir=tmp_path_factory.mktemp("localstack-host")
+    )
+    stack = Stack(backend, variables=dict(TEST_VARIABLES), ingress="direct")
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
+def test_the_smoke_scenario_passes_on_localstack_and_the_report_says_so(localstack: Stack, tmp_path: Path) -> None:
+    scenario = Scenario.model_validate({**load_scenario("smoke").model_dump(), "duration_s": 8})
+    run = run_scenario(localstack, scenario, Console(quiet=True), reports_dir=tmp_path)
+    report = json.loads((run.folder / "report.json").read_text())
+    assert report["passed"], run.failures
+    assert report["emulator"] == "LocalStack 4.14.0 (host process, no Docker)"
+    assert report["stored"] > 0 and report["lost"] == 0
+    backend = localstack.backend
+    assert isinstance(backend, LocalStackHostBackend)
+    pid = backend.ministack.pid()
+    assert pid is not None
+    assert {address for address, _ in listening_sockets(pid)} == {LOOPBACK}, "LocalStack listens on loopback only"
+
+
+def _function(stack: Stack, source: str, timeout_s: int = 3, memory_mb: int = 128) -> str:
+    """A throwaway python3.12 function with `source` as handler.py."""
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    bundle = io.BytesIO()
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("handler.py", source)
+    client = stack.client("lambda")
+    client.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role="arn:aws:iam::000000000000:role/probe",
+        Handler="handler.handle",
+        Code={"ZipFile": bundle.getvalue()},
+        Timeout=timeout_s,
+        MemorySize=memory_mb,
+    )
+    client.get_waiter("function_active_v2").wait(FunctionName=name)
+    return name
+
+
+def _invoke(stack: Stack, name: str, event: dict[str, Any]) -> tuple[str | None, Any]:
+    answer = stack.client("lambda").invoke(FunctionName=name, Payload=json.dumps(event))
+    return answer.get("FunctionError"), json.loads(answer["Payload"].read() or b"null")
+
+
+SLEEPER = "import time\ndef handle(event, context):\n    time.sleep(event['sleep'])\n    return 'done'\n"
+
+
+def test_a_handler_past_its_timeout_is_stopped_and_reported_as_lambda_does(localstack: Stack) -> None:
+    name = _function(localstack, SLEEPER, timeout_s=2)
+    error, payload = _invoke(localstack, name, {"sleep": 30})
+    assert error == "Unhandled" and payload["errorType"] == "Sandbox.Timedout"
+    assert payload["errorMessage"] == "Task timed out after 2.00 seconds"
+    assert _invoke(localstack, name, {"sleep": 0}) == (None, "done"), "a new environment takes the next invoke"
+
+
+def test_a_crash_at_import_and_a_handlers_error_are_reported_as_lambda_does(localstack: Stack) -> None:
+    broken = _function(localstack, "import no_such_module\ndef handle(event, context):\n    return 1\n")
+    error, payload = _invoke(localstack, broken, {})
+    assert error == "Unhandled" and "no_such_module" in json.dumps(payload)
+    failing = _function(localstack, "def handle(event, context):\n    raise ValueError('bad event')\n")
+    error, payload = _invoke(localstack, failing, {})
+    assert error == "Unhandled" and payload["errorType"] == "ValueError" and payload["errorMessage"] == "bad event"
+
+
+def test_a_handler_that_exhausts_its_memory_is_stopped_and_reported(localstack: Stack) -> None:
+    name = _function(localstack, "def handle(event, context):\n    return len(b'x' * (4 * 1024**3))\n", memory_mb=128)
+    error, payload = _invoke(localstack, name, {})
+    assert error == "Unhandled" and payload["errorType"] == "Runtime.OutOfMemory"
