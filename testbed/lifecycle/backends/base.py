@@ -261,6 +261,12 @@ def installed_version(venv: Path, distribution: str) -> str | None:
     return found[-1].name.removesuffix(".dist-info").rsplit("-", 1)[-1] if found else None
 
 
+def localstack_healthy(endpoint_url: str) -> bool:
+    """LocalStack (its image, or the host process) answers its health check with every service up."""
+    health = http_json(f"{endpoint_url}/_localstack/health")
+    return bool(health) and all(state in ("available", "running") for state in health.get("services", {}).values())
+
+
 def http_json(url: str, timeout_s: float = 2.0) -> Any:
     """GET a JSON document, or None when nothing answers."""
     try:

@@ -22,7 +22,7 @@ from ingress.broker import BrokerConfig, load_or_create_secret
 from simulator.run import MqttTarget
 from telemetry.credentials import broker_credentials
 from telemetry.topics import DEVICE_TOPIC_TEMPLATE
-from testbed.lifecycle.backends.base import Backend, BackendError, device_topic_setting, http_json
+from testbed.lifecycle.backends.base import Backend, BackendError, device_topic_setting, http_json, localstack_healthy
 from testbed.lifecycle.ports import DEFAULT_EMULATOR_PORT, DEFAULT_MQTT_PORT
 from testbed.paths import ROOT, STATE_ROOT
 
@@ -122,8 +122,7 @@ class ComposeBackend(Backend):
         return f"http://127.0.0.1:{self.port}"
 
     def healthy(self) -> bool:
-        health = http_json(f"{self.endpoint_url()}/_localstack/health")
-        return bool(health) and all(v in ("available", "running") for v in health.get("services", {}).values())
+        return localstack_healthy(self.endpoint_url())
 
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)

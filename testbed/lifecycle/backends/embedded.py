@@ -124,6 +124,11 @@ class EmbeddedBackend(Backend):
     iam: str = "off"
     device_topic: str = DEVICE_TOPIC_TEMPLATE
     ingress_modes: ClassVar[tuple[str, ...]] = tuple(INGRESS_MODES)
+    # the emulator's folders under the state folder
+    emulator_folders: ClassVar[tuple[str, ...]] = ("ministack/state", "ministack/s3")
+    # SIGTERM lets ministack write its state (PERSIST_STATE saves on SIGTERM only); after a long run
+    # that is gigabytes of JSON, so it gets minutes, not seconds
+    emulator_stop_timeout_s: ClassVar[float] = MINISTACK_SAVE_TIMEOUT_S
 
     def __post_init__(self) -> None:
         if self.iam not in IAM_MODES:
@@ -226,7 +231,7 @@ class EmbeddedBackend(Backend):
         return http_json(f"{self.endpoint_url()}/_ministack/health") is not None
 
     def start(self) -> None:
-        for path in ("run", "tmp", "ministack/state", "ministack/s3"):
+        for path in ("run", "tmp", *self.emulator_folders):
             (self.state_dir / path).mkdir(parents=True, exist_ok=True)
         self._start_ministack()
         self._start_mosquitto()
@@ -234,10 +239,8 @@ class EmbeddedBackend(Backend):
     def stop(self) -> None:
         self._stop_bridge()
         self.mosquitto.stop()
-        # SIGTERM lets ministack write its state (PERSIST_STATE saves on SIGTERM only); after a long
-        # run that is gigabytes of JSON, so it gets minutes, not seconds.
-        logger.info("stopping ministack; it saves its state first")
-        self.ministack.stop(timeout_s=MINISTACK_SAVE_TIMEOUT_S)
+        logger.info("stopping the emulator (%s)", self.emulator())
+        self.ministack.stop(timeout_s=self.emulator_stop_timeout_s)
 
     def _check_port(self, port: int, what: str) -> None:
         if port_in_use(port):

@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from testbed.lifecycle.backends.base import BackendError, Component, device_topic_setting, http_json, installed_version
+from testbed.lifecycle.backends.base import (
+    BackendError,
+    Component,
+    device_topic_setting,
+    installed_version,
+    localstack_healthy,
+)
 from testbed.lifecycle.backends.embedded import INGRESS_MODES, EmbeddedBackend
 from testbed.lifecycle.ports import DEFAULT_EMULATOR_PORT, DEFAULT_MQTT_PORT, LOOPBACK
 from testbed.lifecycle.processes import ManagedProcess
@@ -36,6 +42,9 @@ class LocalStackHostBackend(EmbeddedBackend):
     name: str = "localstack-host"
     # no IoT Core in LocalStack's free edition: the rule bridge carries the rule
     ingress_modes: ClassVar[tuple[str, ...]] = tuple(mode for mode, i in INGRESS_MODES.items() if not i.on_iot_core)
+    emulator_folders: ClassVar[tuple[str, ...]] = ("localstack",)
+    # the free edition saves nothing: a bounded wait, then SIGKILL (its shutdown can hang)
+    emulator_stop_timeout_s: ClassVar[float] = STOP_TIMEOUT_S
 
     @classmethod
     def from_env(cls) -> LocalStackHostBackend:
@@ -55,20 +64,7 @@ class LocalStackHostBackend(EmbeddedBackend):
         return f"http://{LOOPBACK}:{self.ministack_port}"
 
     def healthy(self) -> bool:
-        health = http_json(f"{self.endpoint_url()}/_localstack/health")
-        return bool(health) and all(state in ("available", "running") for state in health.get("services", {}).values())
-
-    def start(self) -> None:
-        for path in ("run", "tmp", "localstack"):
-            (self.state_dir / path).mkdir(parents=True, exist_ok=True)
-        self._start_ministack()
-        self._start_mosquitto()
-
-    def stop(self) -> None:
-        self._stop_bridge()
-        self.mosquitto.stop()
-        # the free edition saves nothing: a bounded wait, then SIGKILL (its shutdown can hang)
-        self.ministack.stop(timeout_s=STOP_TIMEOUT_S)
+        return localstack_healthy(self.endpoint_url())
 
     def emulator(self) -> str:
         version = installed_version(LOCALSTACK_VENV, "localstack_core") or "(version unknown)"
