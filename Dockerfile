@@ -14,6 +14,7 @@ COPY processor/ processor/
 COPY simulator/ simulator/
 COPY ingress/ ingress/
 COPY testbed/ testbed/
+COPY localstack_plugins/ localstack_plugins/
 COPY infra/ infra/
 # Editable, so fleet files and scenarios are read from /app as in a checkout.
 RUN pip install -e .
