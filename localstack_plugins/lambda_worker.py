@@ -11,7 +11,6 @@ ends; a handler that exhausts its memory is reported `Runtime.OutOfMemory` and t
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import io
 import json
@@ -31,6 +30,9 @@ RUNTIME_ID = os.environ.get("LOCALSTACK_RUNTIME_ID", "")
 INTERPRETER_HEADROOM_MB = 512
 EXIT_TIMED_OUT = 3
 EXIT_OUT_OF_MEMORY = 4
+EXIT_ORPHANED = 5
+EXIT_NO_THREAD = 6
+PARENT_POLL_S = 1.0
 
 
 def post(path: str, body: dict[str, Any] | bytes) -> None:
@@ -63,63 +65,101 @@ def error(kind: str, message: str, stack: list[str] | None = None) -> dict[str, 
     return {"errorType": kind, "errorMessage": message, "stackTrace": stack or []}
 
 
+class Capture(io.TextIOBase):
+    """The process's stdout and stderr: an invocation's log while it runs, the worker's own output
+    otherwise. Put in place before the handler is imported, so a logger that keeps the stream it
+    found at import (Powertools' does) writes into the invocation's log too."""
+
+    def __init__(self, fallback: Any) -> None:
+        self.fallback = fallback
+        self.target: io.StringIO | None = None
+
+    def write(self, text: str) -> int:
+        (self.target or self.fallback).write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        (self.target or self.fallback).flush()
+
+
+class Invocation:
+    """One invocation's log and its one outcome: whichever of the handler and the watchdog finishes
+    it first reports it, the other does nothing."""
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.started = time.time()
+        self.logs = io.StringIO()
+        self.finished = threading.Event()
+        self._claimed = threading.Lock()
+
+    def finish(self, outcome: str, body: dict[str, Any] | bytes) -> bool:
+        """Post the log and the outcome; False if the invocation was already finished."""
+        if not self._claimed.acquire(blocking=False):
+            return False
+        self.finished.set()
+        duration_ms = (time.time() - self.started) * 1000
+        self.logs.write(f"END RequestId: {self.request_id}\n")
+        self.logs.write(f"REPORT RequestId: {self.request_id}\tDuration: {duration_ms:.2f} ms\n")
+        post(f"/invocations/{self.request_id}/logs", {"logs": self.logs.getvalue()})
+        post(f"/invocations/{self.request_id}/{outcome}", body)
+        return True
+
+
 class Environment:
     """The handler, run one invocation at a time, each within the function's timeout."""
 
-    def __init__(self, handler: Any, timeout_s: float) -> None:
+    def __init__(self, handler: Any, timeout_s: float, capture: Capture) -> None:
         self.handler = handler
         self.timeout_s = timeout_s
+        self.capture = capture
         self.lock = threading.Lock()
 
     def invoke(self, invoke: dict[str, Any]) -> None:
         with self.lock:
-            request_id = invoke["invoke-id"]
-            started = time.time()
-            logs = io.StringIO()
-            done = threading.Event()
-            watchdog = threading.Thread(target=self._time_out, args=(request_id, started, logs, done), daemon=True)
-            watchdog.start()
+            call = Invocation(invoke["invoke-id"])
+            try:
+                threading.Thread(target=self._time_out, args=(call,), daemon=True).start()
+            except RuntimeError as exc:  # no thread can start: the environment cannot go on
+                call.finish("error", error("Runtime.ExitError", f"the environment cannot start a thread: {exc}"))
+                os._exit(EXIT_NO_THREAD)
             outcome, body = "response", b"null"
-            with contextlib.redirect_stdout(logs), contextlib.redirect_stderr(logs):
-                print(f"START RequestId: {request_id} Version: $LATEST")
-                try:
-                    result = self.handler(
-                        json.loads(invoke.get("payload") or "null"), Context(invoke, started + self.timeout_s)
-                    )
-                    body = json.dumps(result).encode()
-                except MemoryError:
-                    done.set()
-                    self._finish(
-                        request_id,
-                        started,
-                        logs,
-                        "error",
-                        error("Runtime.OutOfMemory", "Runtime exited: out of memory"),
-                    )
-                    os._exit(EXIT_OUT_OF_MEMORY)
-                except Exception as exc:  # the handler's own error: Lambda reports it, the environment lives on
-                    traceback.print_exc()
-                    outcome = "error"
-                    body = json.dumps(
-                        error(type(exc).__name__, str(exc), traceback.format_tb(exc.__traceback__))
-                    ).encode()
-            done.set()
-            self._finish(request_id, started, logs, outcome, body)
+            self.capture.target = call.logs
+            try:
+                print(f"START RequestId: {call.request_id} Version: $LATEST")
+                event = json.loads(invoke.get("payload") or "null")
+                body = json.dumps(self.handler(event, Context(invoke, call.started + self.timeout_s))).encode()
+            except MemoryError:
+                call.finish("error", error("Runtime.OutOfMemory", "Runtime exited: out of memory"))
+                os._exit(EXIT_OUT_OF_MEMORY)  # as on Lambda, the environment does not survive it
+            except Exception as exc:  # the handler's own error: Lambda reports it, the environment lives on
+                traceback.print_exc()
+                outcome = "error"
+                trace = traceback.format_tb(exc.__traceback__)
+                body = json.dumps(error(type(exc).__name__, str(exc), trace)).encode()
+            finally:
+                self.capture.target = None
+            call.finish(outcome, body)
 
-    def _time_out(self, request_id: str, started: float, logs: io.StringIO, done: threading.Event) -> None:
-        if done.wait(self.timeout_s):
-            return
+    def _time_out(self, call: Invocation) -> None:
+        if call.finished.wait(self.timeout_s):
+            return  # the handler finished in time: this watchdog ends with its invocation
         message = f"Task timed out after {self.timeout_s:.2f} seconds"
-        logs.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {request_id} {message}\n")
-        self._finish(request_id, started, logs, "error", error("Sandbox.Timedout", message))
+        call.logs.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {call.request_id} {message}\n")
+        try:
+            if not call.finish("error", error("Sandbox.Timedout", message)):
+                return  # the handler finished first
+        except OSError:  # the emulator is gone: nobody to tell, the environment ends all the same
+            pass
         os._exit(EXIT_TIMED_OUT)  # the handler may still run: the environment goes, as on Lambda
 
-    @staticmethod
-    def _finish(request_id: str, started: float, logs: io.StringIO, outcome: str, body: dict[str, Any] | bytes) -> None:
-        logs.write(f"END RequestId: {request_id}\n")
-        logs.write(f"REPORT RequestId: {request_id}\tDuration: {(time.time() - started) * 1000:.2f} ms\n")
-        post(f"/invocations/{request_id}/logs", {"logs": logs.getvalue()})
-        post(f"/invocations/{request_id}/{outcome}", body)
+
+def exit_with_parent() -> None:
+    """End this environment when the emulator that started it is gone (killed, crashed)."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(EXIT_ORPHANED)
 
 
 def main() -> None:
@@ -127,6 +167,9 @@ def main() -> None:
     memory_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
     limit = (memory_mb + INTERPRETER_HEADROOM_MB) * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    threading.Thread(target=exit_with_parent, daemon=True).start()
+    capture = Capture(sys.__stdout__)
+    sys.stdout = sys.stderr = capture
     sys.path.insert(0, task_root)
     os.chdir(task_root)
     module_name, _, function_name = os.environ["_HANDLER"].rpartition(".")
@@ -135,14 +178,19 @@ def main() -> None:
     except Exception as exc:  # what Lambda calls Runtime.ImportModuleError: the environment fails to start
         post(f"/status/{RUNTIME_ID}/error", error("Runtime.ImportModuleError", f"{type(exc).__name__}: {exc}"))
         raise SystemExit(1) from exc
-    environment = Environment(handler, float(os.environ.get("AWS_LAMBDA_FUNCTION_TIMEOUT", "3")))
+    environment = Environment(handler, float(os.environ.get("AWS_LAMBDA_FUNCTION_TIMEOUT", "3")), capture)
 
     class Invocations(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             invoke = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            try:  # accepted only once it runs: a thread that cannot start ends the environment
+                threading.Thread(target=environment.invoke, args=(invoke,), daemon=True).start()
+            except RuntimeError:
+                self.send_response(500)
+                self.end_headers()
+                os._exit(EXIT_NO_THREAD)
             self.send_response(200)
             self.end_headers()
-            threading.Thread(target=environment.invoke, args=(invoke,), daemon=True).start()
 
         def log_message(self, format: str, *args: Any) -> None:
             """Requests are not logged: the function's own output is its log."""

@@ -9,9 +9,13 @@ only Lambda executor starts Docker containers: `PROVIDER_OVERRIDE_DYNAMODB=moto`
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
 import socket
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,7 @@ from localstack import config
 from localstack.aws.api.dynamodb import DynamodbApi
 from localstack.aws.api.firehose import StartDeliveryStreamEncryptionOutput, StopDeliveryStreamEncryptionOutput
 from localstack.services.firehose.provider import FirehoseProvider, _get_description_or_raise_not_found
-from localstack.services.lambda_.invocation.executor_endpoint import ExecutorEndpoint
+from localstack.services.lambda_.invocation.executor_endpoint import ExecutorEndpoint, StatusErrorException
 from localstack.services.lambda_.invocation.lambda_models import FunctionVersion, InvocationResult
 from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
 from localstack.services.lambda_.invocation.runtime_executor import RuntimeExecutor
@@ -94,23 +98,54 @@ class LocalProcessExecutor(RuntimeExecutor):
         self.port = _free_port()
         self.endpoint = ExecutorEndpoint(id, container_address=LOOPBACK, container_port=self.port)
         self.process: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] = {}
+        self.request_id = ""
+        self.stopping = False
 
     def start(self, env_vars: dict[str, str]) -> None:
+        self.env = {name: str(value) for name, value in env_vars.items()}
+        self.env["PATH"] = os.environ.get("PATH", "")
+        # glibc reserves an arena per thread; under the function's address-space limit a few threads
+        # would exhaust it
+        self.env["MALLOC_ARENA_MAX"] = "2"
+        self._spawn()
+
+    def _spawn(self) -> None:
+        """Start the environment's process and wait until it says it is ready (or fails)."""
+        self.port = self.endpoint.container_port = _free_port()  # a dead one's port may be another's now
         self.endpoint.start()
         code = self.function_version.config.code.get_unzipped_code_location()
-        env = {name: str(value) for name, value in env_vars.items()}
-        env["PATH"] = os.environ.get("PATH", "")
         self.process = subprocess.Popen(
             [runtime_interpreter(self.function_version.config.runtime), str(WORKER), str(code), str(self.port)],
-            env=env,
+            env=self.env,
             cwd=code,
             start_new_session=True,
         )
+        threading.Thread(target=self._watch, args=(self.process,), daemon=True).start()
         self.endpoint.wait_for_startup()
 
+    def _watch(self, process: subprocess.Popen[bytes]) -> None:
+        """A process that exits while LocalStack waits for it fails what it waited for at once,
+        instead of after LocalStack's own timeouts (20 s to start, 905 s for an invocation)."""
+        code = process.wait()
+        if self.stopping:
+            return
+        exited = f"Runtime exited with error: exit status {code}"
+        startup = self.endpoint.startup_future
+        if startup is not None and not startup.done():
+            payload = json.dumps({"errorType": "Runtime.ExitError", "errorMessage": exited}).encode()
+            startup.set_exception(StatusErrorException(exited, payload=payload))
+        invocation = self.endpoint.invocation_future
+        if invocation is not None and not invocation.done():
+            body = {"errorType": "Runtime.ExitError", "errorMessage": f"RequestId: {self.request_id} Error: {exited}"}
+            invocation.set_result(InvocationResult(self.request_id, json.dumps(body).encode(), is_error=True))
+
     def stop(self) -> None:
+        self.stopping = True
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
+            # its own session: the handler's children go with it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=STOP_TIMEOUT_S)
         self.endpoint.shutdown()
 
@@ -124,6 +159,11 @@ class LocalProcessExecutor(RuntimeExecutor):
         return f"http://{LOOPBACK}:{config.GATEWAY_LISTEN[0].port}{self.endpoint.get_endpoint_prefix()}"
 
     def invoke(self, payload: dict[str, str]) -> InvocationResult:
+        if self.process is not None and self.process.poll() is not None:
+            # the last invocation ended this environment (a timeout, memory exhausted): a new one
+            # starts, a cold start as on Lambda, instead of LocalStack sending to a dead port
+            self._spawn()
+        self.request_id = payload.get("invoke-id", "")
         return self.endpoint.invoke(payload)
 
     def get_logs(self) -> str:

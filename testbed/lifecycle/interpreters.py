@@ -34,7 +34,9 @@ def setting(version: str) -> str:
 def _pyenv_versions(version: str) -> list[Path]:
     roots = [os.environ.get("PYENV_ROOT", ""), str(Path.home() / ".pyenv")]
     if shutil.which("pyenv"):
-        found = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=False).stdout.strip()
+        found = subprocess.run(
+            ["pyenv", "root"], capture_output=True, text=True, check=False, timeout=30
+        ).stdout.strip()
         roots.insert(0, found)
     candidates: list[Path] = []
     for root in (Path(r) for r in dict.fromkeys(roots) if r):
@@ -51,7 +53,8 @@ def _pyenv_versions(version: str) -> list[Path]:
 def _is_version(python: str, version: str) -> bool:
     try:
         out = subprocess.run(
-            [python, "-c", "import sys, venv; print('%d.%d' % sys.version_info[:2])"],
+            # Debian ships ensurepip apart (python3.X-venv): without it `-m venv` fails later
+            [python, "-c", "import sys, venv, ensurepip; print('%d.%d' % sys.version_info[:2])"],
             capture_output=True,
             text=True,
             timeout=30,

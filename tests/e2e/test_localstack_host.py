@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from rich.console import Console
 
@@ -38,6 +39,11 @@ def localstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
     finally:
         stack.down()
+    # no execution environment outlives LocalStack (their code lies under the stack's state folder)
+    left = [
+        p.pid for p in psutil.process_iter(["cmdline"]) if str(backend.state_dir) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert left == [], f"processes of the stack left running: {left}"
 
 
 def test_the_smoke_scenario_passes_on_localstack_and_the_report_says_so(localstack: Stack, tmp_path: Path) -> None:
@@ -47,6 +53,10 @@ def test_the_smoke_scenario_passes_on_localstack_and_the_report_says_so(localsta
     assert report["passed"], run.failures
     assert report["emulator"] == "LocalStack 4.14.0 (host process, no Docker)"
     assert report["stored"] > 0 and report["lost"] == 0
+    # the processor's own log lines (Powertools, JSON) reach CloudWatch Logs, as on Lambda
+    group = localstack.outputs().function_log_group
+    events = localstack.client("logs").filter_log_events(logGroupName=group)["events"]
+    assert any('"level":' in event["message"] for event in events), [e["message"][:80] for e in events[:5]]
     backend = localstack.backend
     assert isinstance(backend, LocalStackHostBackend)
     pid = backend.ministack.pid()
