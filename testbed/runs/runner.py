@@ -268,8 +268,10 @@ def finish_run(
     console: Console,
     reports_dir: Path = REPORTS_DIR,
     shards: ShardAccount | None = None,
+    plan: dict[str, list[int]] | None = None,
 ) -> ScenarioRun:
-    """Wait for the drain, reconcile what `summary` says was sent against the stores, write the report."""
+    """Wait for the drain, reconcile what `summary` says was sent against the stores, write the report;
+    `plan`: the run's planned ids where the caller has them already (a merge, from its shards')."""
     outputs, stores, settings, device_ids, started = (
         begun.outputs,
         begun.stores,
@@ -329,7 +331,7 @@ def finish_run(
     )
     hops[ARCHIVE_HOP] = _archive_hop(stores, timed, started) if outputs.archive_bucket_name else np.array([])
     outcome = RunOutcome(
-        plan=check_plan(run_plan(scenario, begun.run_tag), summary),
+        plan=check_plan(plan if plan is not None else run_plan(scenario, begun.run_tag), summary),
         broker_refusals=stack.backend.broker_refusals(started),
         emulator=stack.backend.emulator(),
         run_id=run_id,

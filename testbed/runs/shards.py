@@ -357,10 +357,12 @@ def merge(stack: Stack, folder: Path, console: Console) -> ScenarioRun:
     key = shards_key(key, folder.name)
     account = ShardAccount(count)
     recorder = Recorder()
+    whole: dict[str, list[int]] = {}  # the run's plan: the shards' are disjoint and cover it
     for index in range(count):
         shard = Shard(index, count)
         devices = shard.select(all_ids)
         plan = run_plan(scenario, run_tag, shard)
+        whole |= plan
         summary, why = _summary(summary_path(folder, index), shard, run_tag, key)
         problem = None
         if summary is not None:
@@ -384,4 +386,5 @@ def merge(stack: Stack, folder: Path, console: Console) -> ScenarioRun:
         counters_before=manifest["counters_before"],
         started=float(manifest["started"]),
     )
-    return finish_run(stack, scenario, begun, recorder.to_dict(), [], console, folder.parent, shards=account)
+    merged = recorder.to_dict()
+    return finish_run(stack, scenario, begun, merged, [], console, folder.parent, shards=account, plan=whole)
