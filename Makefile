@@ -1,6 +1,6 @@
 # Local development and CI entry points.
-# BACKEND=embedded (default, no Docker), localstack-host (LocalStack 4.14.0, no Docker), localstack or
-# ministack-docker (docker compose).
+# BACKEND=embedded (default, no Docker), localstack (LocalStack 4.14.0: in Docker compose where an engine
+# answers, else as a host process; LOCALSTACK_RUNNER=docker|host picks) or ministack-docker (compose).
 # TARGET=aws with deploy/destroy: the same infra/ on AWS (ENV=<suffix>, BACKEND_CONFIG=<S3 backend file>).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -20,6 +20,9 @@ PY := $(VENV)/bin/python
 MINISTACK_VERSION := 1.5.33
 CHECKOV_VERSION := 3.3.30
 TESTBED := $(PY) -m testbed --backend $(BACKEND)
+# host or docker: how BACKEND=localstack runs on this machine (asked only for that backend)
+LOCALSTACK_RUNS := $(if $(filter localstack,$(BACKEND)),$(shell $(PYTHON) -m testbed.lifecycle.runners))
+LOCAL_STACK := $(if $(filter embedded,$(BACKEND)),yes,$(filter host,$(LOCALSTACK_RUNS)))
 ENV ?= dev
 BACKEND_CONFIG ?= backend.s3.hcl
 FLEET ?= simulator/fleets/smoke.yaml
@@ -27,7 +30,7 @@ DURATION ?= 60
 # pytest worker processes for `make test`, each with a stack of its own on free ports: a stack test
 # spends most of its time waiting (the provider's propagation waits, redelivery timeouts), so three
 # workers on two cores finish sooner. The compose backends' stacks take fixed ports: one process.
-TEST_WORKERS ?= $(if $(filter embedded,$(BACKEND)),3,0)
+TEST_WORKERS ?= $(if $(LOCAL_STACK),3,0)
 BUNDLE_SOURCES := $(shell find processor telemetry -name '*.py' 2>/dev/null) processor/requirements.txt
 
 .PHONY: help doctor venvs build up down clean demo plan outputs test test-unit test-contract test-e2e mutation lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy redrive logs status inspect iam-check parity
@@ -45,10 +48,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# ministack pins botocore exactly, so it lives in its own venv; its Lambda workers import its boto3.
+# ministack pins botocore exactly, so it lives in its own venv; its Lambda workers run on that venv's
+# Python with its boto3: Python 3.12 where there is one, as the functions' python3.12 runtime names.
 $(MINISTACK_VENV)/.installed: Makefile
 	@echo "==> $(MINISTACK_VENV): the emulator, ministack $(MINISTACK_VERSION), in its own venv (it pins botocore)"
-	$(PYTHON) -m venv $(MINISTACK_VENV)
+	@python=$$($(PYTHON) -m testbed.lifecycle.interpreters 3.12 2>/dev/null) || { python=$(PYTHON); \
+	  echo "    no Python 3.12 here: Lambda functions run on $$($(PYTHON) --version) (make parity says so)"; }; \
+	  $$python -m venv --clear $(MINISTACK_VENV)
 	$(MINISTACK_VENV)/bin/pip install --quiet ministack==$(MINISTACK_VERSION) boto3 cryptography
 	touch $@
 
@@ -59,7 +65,7 @@ $(LOCUST_VENV)/.installed: Makefile pyproject.toml
 	$(LOCUST_VENV)/bin/pip install --quiet -e '.[locust]'
 	touch $@
 
-# LocalStack without Docker (BACKEND=localstack-host): localstack-core on Python 3.13 in a venv of its own,
+# LocalStack without Docker (BACKEND=localstack, no engine): localstack-core on Python 3.13 in a venv of its own,
 # with the project (--no-deps) so that LocalStack finds our plugins (DynamoDB from moto, Lambda as local
 # processes); the Lambda runtime python3.12, with boto3 as AWS's runtime has it, in another.
 $(LOCALSTACK_VENV)/.installed: Makefile pyproject.toml
@@ -81,7 +87,7 @@ $(CHECKOV_VENV)/.installed: Makefile
 	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 	touch $@
 
-EMULATOR_VENVS := $(if $(filter localstack-host,$(BACKEND)),$(LOCALSTACK_VENV)/.installed $(LAMBDA_VENV)/.installed,$(MINISTACK_VENV)/.installed)
+EMULATOR_VENVS := $(if $(filter host,$(LOCALSTACK_RUNS)),$(LOCALSTACK_VENV)/.installed $(LAMBDA_VENV)/.installed,$(MINISTACK_VENV)/.installed)
 venvs: $(VENV)/.installed $(EMULATOR_VENVS) ## create the project and emulator venvs
 
 build/processor.zip: $(VENV)/.installed $(BUNDLE_SOURCES)
@@ -165,7 +171,7 @@ test-unit: $(VENV)/.installed ## unit tests (no stack)
 test-contract: venvs $(CHECKOV_VENV)/.installed build ## static contract tests (Terraform, checkov, docs)
 	$(PY) -m pytest tests/contract
 
-test-e2e: venvs build ## end-to-end tests on their own stack (BACKEND=localstack needs a Docker engine)
+test-e2e: venvs build ## end-to-end tests on their own stack (BACKEND=localstack: in Docker, else as a host process)
 	BACKEND=$(BACKEND) $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal tests/e2e
 
 mutation: $(VENV)/.installed ## mutation testing of processor/, the rule, the bridge and reconcile, judged by its budget
@@ -174,7 +180,8 @@ mutation: $(VENV)/.installed ## mutation testing of processor/, the rule, the br
 	$(PY) -m tests.mutation_budget --json reports/mutation.json
 
 test: DOCTOR_FLAGS := --tests
-test: doctor ## everything: lint, unit, contract and end-to-end tests
+test: doctor ## everything: lint, unit, contract and end-to-end tests (on BACKEND=embedded: the e2e suite again on LocalStack)
 	@$(MAKE) --no-print-directory -j3 -Otarget $(VENV)/.installed $(MINISTACK_VENV)/.installed $(CHECKOV_VENV)/.installed $(LOCUST_VENV)/.installed $(LOCALSTACK_VENV)/.installed $(LAMBDA_VENV)/.installed
 	@$(MAKE) --no-print-directory build lint
 	BACKEND=$(BACKEND) $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal tests
+	$(if $(filter embedded,$(BACKEND)),LOCALSTACK_RUNNER=host BACKEND=localstack $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal tests/e2e)

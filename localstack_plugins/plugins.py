@@ -30,6 +30,8 @@ from localstack.services.lambda_.invocation.runtime_executor import RuntimeExecu
 from localstack.services.moto import MotoFallbackDispatcher
 from localstack.services.plugins import Service, aws_provider
 
+from localstack_plugins.sqs_bodies import keep_sqs_bodies
+
 WORKER = Path(__file__).with_name("lambda_worker.py")
 # The interpreter of each runtime, `LAMBDA_PYTHON_3_12`-style, set by the testbed when it starts LocalStack.
 RUNTIME_INTERPRETER = "LAMBDA_{runtime}"
@@ -183,4 +185,6 @@ class LocalProcessExecutorPlugin(RuntimeExecutorPlugin):
     name = "local-process"
 
     def load(self, *args: Any, **kwargs: Any) -> type[RuntimeExecutor]:
+        """Loaded once, as the Lambda service starts: before any event source mapping polls."""
+        keep_sqs_bodies()
         return LocalProcessExecutor

@@ -42,6 +42,7 @@ from testbed.operate.inspect import inventory
 from testbed.operate.logs import FileSource, LogGroupSource, Source, follow, tail
 from testbed.operate.status import stack_status
 from testbed.parity import report as parity_report
+from testbed.paths import PARITY_DIR
 from testbed.runs import locust_run
 from testbed.runs import shards as shard_runs
 from testbed.runs.demo import run_demo
@@ -109,8 +110,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     if outputs is not None:
         _print_outputs(outputs)
         if not args.no_parity and stack.backend.name != "aws":
-            parity_report.print_table(parity_report.run_probes(parity_report.context_of(stack)), console, args.backend)
+            _parity(stack)
     return 0
+
+
+def _parity(stack: Stack) -> parity_report.Measured:
+    """Probe the stack, keep its rows for the other backends' tables, show them beside theirs."""
+    result = parity_report.measured(stack, parity_report.run_probes(parity_report.context_of(stack)))
+    parity_report.save(result, PARITY_DIR)
+    parity_report.print_table(result, console, parity_report.saved_others(PARITY_DIR, result.backend))
+    return result
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
@@ -118,11 +127,12 @@ def cmd_parity(args: argparse.Namespace) -> int:
     if stack.backend.name == "aws":
         print("parity compares a local backend with AWS; on AWS there is nothing to compare")
         return 2
-    rows = parity_report.run_probes(parity_report.context_of(stack))
     if args.json:
-        print(json.dumps([row.as_dict() for row in rows], indent=2))
+        result = parity_report.measured(stack, parity_report.run_probes(parity_report.context_of(stack)))
+        parity_report.save(result, PARITY_DIR)
+        print(json.dumps([row.as_dict() for row in result.rows], indent=2))
     else:
-        parity_report.print_table(rows, console, args.backend)
+        _parity(stack)
     return 0
 
 

@@ -21,4 +21,6 @@ LAMBDA_ZIP = BUILD_DIR / "processor.zip"
 REPORTS_DIR = WORK_ROOT / "reports"
 # Everything a running stack writes (emulator state, logs, pid files, temp, Terraform state).
 STATE_ROOT = Path(os.environ.get("TESTBED_STATE_DIR", WORK_ROOT / ".testbed")).resolve()
+# Each backend's latest parity rows, so one backend's table shows the others' beside its own.
+PARITY_DIR = STATE_ROOT / "parity"
 MINISTACK_VENV = Path(os.environ.get("MINISTACK_VENV", WORK_ROOT / ".venv-ministack")).resolve()

@@ -113,6 +113,15 @@ def stack(
                 deployed.destroy()
         finally:
             deployed.down()
+        _assert_nothing_left(deployed)
+
+
+def _assert_nothing_left(deployed: Stack) -> None:
+    """`down` stops every process the stack started, Lambda environments included."""
+    from testbed.lifecycle.processes import processes_under
+
+    if deployed.backend.local_processes and (left := processes_under(deployed.backend.state_dir)):
+        pytest.fail(f"processes of the stack outlived its down: {left}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

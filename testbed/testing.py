@@ -24,6 +24,7 @@ from testbed.lifecycle.backends import (
     EmbeddedBackend,
     ExternalBackend,
     LocalStackHostBackend,
+    backend_class,
     get_backend,
 )
 from testbed.lifecycle.backends.base import device_topic_setting
@@ -34,7 +35,6 @@ from testbed.runs.stores import log_events
 
 # the backends a test session may bring up and take down on its own (never AWS)
 SESSION_BACKENDS = tuple(name for name in BACKENDS if name != "aws")
-COMPOSE_BACKENDS = tuple(name for name, kind in BACKENDS.items() if issubclass(kind, ComposeBackend))
 PUBLISH_TIMEOUT_S = 10.0
 # AWS's wording, with or without the resource (ministack's SNS leaves it out)
 DENIED = re.compile(r"not authorized to perform: ?([\w-]+:[\w*]+)(?: on resource: ?(\S+))?")
@@ -52,21 +52,23 @@ def session_backend(
     topic = device_topic_setting(device_topic)
     if name not in SESSION_BACKENDS:
         raise SessionStackError(f"the stack fixture runs on {', '.join(SESSION_BACKENDS)}, not {name}")
-    if name in COMPOSE_BACKENDS and workers > 1:
+    kind = backend_class(name)
+    compose = issubclass(kind, ComposeBackend)
+    if compose and workers > 1:
         raise SessionStackError(
             f"BACKEND={name} runs one compose stack on fixed ports, which {workers} xdist workers would each "
             "bring up and take down under the others: run with -n 0"
         )
-    if name in COMPOSE_BACKENDS:
+    if compose:
         reason = docker_engine_problem()
         if reason is not None:  # asked for by name: a run that skips everything must not look like a pass
             raise SessionStackError(f"BACKEND={name} was asked for, but {reason}")
-        compose = get_backend(name)
-        compose.device_topic = topic
-        return compose
+        backend = get_backend(name)
+        backend.device_topic = topic
+        return backend
     if name == "external":
         return ExternalBackend(endpoint=endpoint, mqtt_port=free_port(), state_dir=state_dir, device_topic=topic)
-    if name == "localstack-host":
+    if kind is LocalStackHostBackend:
         return LocalStackHostBackend(
             ministack_port=free_port(), mqtt_port=free_port(), state_dir=state_dir, device_topic=topic
         )

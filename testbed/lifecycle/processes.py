@@ -42,6 +42,18 @@ def listening_sockets(pid: int) -> set[tuple[str, int]]:
     return found
 
 
+def processes_under(folder: Path) -> list[int]:
+    """PIDs of live processes whose command line names `folder`: what a stopped stack left running
+    (a server, a Lambda environment whose code lies in the stack's state folder)."""
+    needle = str(folder)
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        with contextlib.suppress(psutil.Error):
+            if process.info["status"] != psutil.STATUS_ZOMBIE and needle in " ".join(process.info["cmdline"] or []):
+                found.append(process.pid)
+    return found
+
+
 class ManagedProcess:
     """A server this project started: its PID file, log file and the marker in its command line.
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from ingress.broker import MOSQUITTO_INSTALL, find_mosquitto
 from testbed.lifecycle.interpreters import InterpreterError, find_python
 from testbed.lifecycle.ports import DEFAULT_EMULATOR_PORT, DEFAULT_MQTT_PORT, port_in_use
+from testbed.lifecycle.runners import RUNNER_VARIABLE, RunnerError, docker_engine_version, localstack_runner
 from testbed.lifecycle.terraform import TerraformError, find_mirror, terraform_binary
 from testbed.paths import INFRA_DIR, ROOT, STATE_ROOT
 
@@ -37,7 +38,6 @@ TERRAFORM_INSTALL = (
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 CHROMIUM_INSTALL = "Debian/Ubuntu: sudo apt-get install chromium; macOS: brew install --cask chromium"
 COMPOSE_BACKENDS = ("localstack", "ministack-docker")
-DOCKER_TIMEOUT_S = 10
 
 
 @dataclass(frozen=True)
@@ -189,16 +189,8 @@ def check_docker() -> Finding:
         return Finding(
             "docker", False, "the docker CLI is not installed", "install Docker, or use BACKEND=embedded (no Docker)"
         )
-    try:
-        answer = subprocess.run(
-            ["docker", "version", "--format", "{{.Server.Version}}"],
-            capture_output=True,
-            text=True,
-            timeout=DOCKER_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        answer = None
-    if answer is None or answer.returncode != 0 or not answer.stdout.strip():
+    version = docker_engine_version()
+    if version is None:
         where = os.environ.get("DOCKER_HOST", "the default socket")
         return Finding(
             "docker",
@@ -206,7 +198,23 @@ def check_docker() -> Finding:
             f"no Docker engine answers at {where}",
             "start Docker Desktop or the docker service (sudo systemctl start docker), or use BACKEND=embedded",
         )
-    return Finding("docker", True, f"engine {answer.stdout.strip()}")
+    return Finding("docker", True, f"engine {version}")
+
+
+def check_localstack_runner() -> list[Finding]:
+    """Which way BACKEND=localstack runs here, and what that way needs."""
+    try:
+        runner = localstack_runner()
+    except RunnerError as exc:
+        return [Finding("localstack runner", False, str(exc), f"unset {RUNNER_VARIABLE} (auto) or set it to host")]
+    if runner == "docker":
+        return [Finding("localstack runner", True, "docker (compose, the official image)"), check_docker()]
+    return [
+        Finding("localstack runner", True, f"host process, no Docker ({RUNNER_VARIABLE}=docker for the image)"),
+        *check_mosquitto(False),
+        check_interpreter("3.13", "LocalStack 4.14.0 runs on it"),
+        check_interpreter("3.12", "the Lambda python3.12 runtime"),
+    ]
 
 
 def check_interpreter(version: str, needed_for: str) -> Finding:
@@ -226,16 +234,18 @@ def diagnose(backend: str, for_tests: bool) -> list[Finding]:
     """Every check that applies to `backend` (each applies infra/ with Terraform); `for_tests` adds
     the test tools and skips the fixed ports (the tests bring up their own stack on free ones)."""
     found = check_python() + check_terraform()
-    if backend in ("embedded", "external", "localstack-host") or for_tests:
-        found += check_mosquitto(for_tests)
-    if backend == "localstack-host" or for_tests:
+    if for_tests:
+        found += check_mosquitto(True)
         found += [
             check_interpreter("3.13", "LocalStack 4.14.0 runs on it"),
             check_interpreter("3.12", "the Lambda python3.12 runtime"),
+            check_browser(),
         ]
-    if for_tests:
-        found.append(check_browser())
-    if backend in COMPOSE_BACKENDS:
+    if backend == "localstack":
+        found += [f for f in check_localstack_runner() if f.check not in {x.check for x in found}]
+    elif backend in ("embedded", "external") and not for_tests:
+        found += check_mosquitto(False)
+    elif backend in COMPOSE_BACKENDS:
         found.append(check_docker())
     if backend == "embedded" and not for_tests:
         ports = {
@@ -268,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--backend",
         default=os.environ.get("BACKEND", "embedded"),
-        choices=("embedded", "external", "localstack-host", *COMPOSE_BACKENDS, "aws"),
+        choices=("embedded", "external", *COMPOSE_BACKENDS, "aws"),
         help="the backend to check for",
     )
     parser.add_argument("--tests", action="store_true", help="what `make test` needs (test tools; no fixed ports)")

@@ -22,7 +22,15 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from ingress.broker import IOT_MAX_PAYLOAD_BYTES
 from ingress.rule import Message, RuleError, RuleEvaluationError, parse_rule
 from telemetry.topics import BASIC_INGEST_PREFIX
-from testbed.parity.throwaway import RESOURCE_WAIT_S, Throwaway, probe_function, probe_role, wait_until
+from testbed.parity.throwaway import (
+    LAMBDA_RUNTIME,
+    LAMBDA_RUNTIME_PYTHON,
+    RESOURCE_WAIT_S,
+    Throwaway,
+    probe_function,
+    probe_role,
+    wait_until,
+)
 from testbed.parity.types import ProbeContext, Row, Verdict
 
 logger = logging.getLogger(__name__)
@@ -217,6 +225,8 @@ def judge_alarm(seen: AlarmSeen) -> Row:
 
 @dataclass(frozen=True)
 class LambdaSeen:
+    # the Python the probe function ran on (platform.python_version()), "" when it did not say
+    python: str
     # the error a function with AWS_REGION in its environment was refused with; None: accepted
     reserved_env_error: str | None
     # the processor's own environment keys that AWS reserves
@@ -329,7 +339,7 @@ def observe_lambda(ctx: ProbeContext) -> LambdaSeen:
         probe_function(made, lam, logs, ctx.name, role)
         queue_url = sqs.create_queue(QueueName=ctx.name, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
         made.delete(f"queue {ctx.name}", lambda: sqs.delete_queue(QueueUrl=queue_url))
-        lam.invoke(FunctionName=ctx.name, Payload=b"{}")
+        answer = json.loads(lam.invoke(FunctionName=ctx.name, Payload=b"{}")["Payload"].read() or b"{}")
         oversize = json.dumps({"pad": "x" * LAMBDA_MAX_SYNC_PAYLOAD_BYTES}).encode()
         oversize_error = _refusal(
             lambda: lam.invoke(FunctionName=ctx.name, Payload=oversize), "RequestEntityTooLargeException"
@@ -357,6 +367,7 @@ def observe_lambda(ctx: ProbeContext) -> LambdaSeen:
         lam.put_function_concurrency(FunctionName=ctx.name, ReservedConcurrentExecutions=0)
         throttle_error = _refusal(lambda: lam.invoke(FunctionName=ctx.name, Payload=b"{}"), "TooManyRequestsException")
     return LambdaSeen(
+        python=str(answer.get("python", "")) if isinstance(answer, dict) else "",
         reserved_env_error=reserved_error,
         processor_reserved_keys=tuple(sorted(k for k in processor_env if k in LAMBDA_RESERVED_ENV_KEYS)),
         oversize_invoke_error=oversize_error,
@@ -372,7 +383,7 @@ def observe_lambda(ctx: ProbeContext) -> LambdaSeen:
 
 
 def judge_lambda(seen: LambdaSeen) -> list[Row]:
-    rows = []
+    rows = [_judge_runtime(seen)]
     aws = "refuses a function whose environment sets a reserved key (AWS_REGION, ...)"
     if seen.reserved_env_error is not None:
         refused = f"refused ({seen.reserved_env_error})"
@@ -420,6 +431,23 @@ def judge_lambda(seen: LambdaSeen) -> list[Row]:
     rows.append(_judge_concurrency(seen))
     rows.append(_judge_metrics(seen))
     return rows
+
+
+def _judge_runtime(seen: LambdaSeen) -> Row:
+    aws = f"runs a {LAMBDA_RUNTIME} function on Python {LAMBDA_RUNTIME_PYTHON}"
+    if not seen.python:
+        return Row("Lambda runtime", aws, "the probe function returned no version", Verdict.UNKNOWN, "")
+    here = f"ran it on Python {seen.python}"
+    if seen.python.startswith(f"{LAMBDA_RUNTIME_PYTHON}."):
+        return Row("Lambda runtime", aws, here, Verdict.SAME, NONE_HERE)
+    return Row(
+        "Lambda runtime",
+        aws,
+        here,
+        Verdict.DIFFERS,
+        f"code that runs here may not on AWS's Python {LAMBDA_RUNTIME_PYTHON} (syntax, removed modules): "
+        f"install Python {LAMBDA_RUNTIME_PYTHON} (pyenv) and rebuild the emulator's venv",
+    )
 
 
 def _judge_batches(seen: LambdaSeen) -> Row:

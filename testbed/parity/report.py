@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from telemetry.files import read_bounded
 from testbed.parity import probes
 from testbed.parity.types import ProbeContext, Row, Verdict
 
 logger = logging.getLogger(__name__)
+
+# a saved result is a few kilobytes; anything far larger is not one
+MAX_SAVED_BYTES = 1024 * 1024
 
 
 def _probe(observe: Callable[[ProbeContext], Any], judge: Callable[[Any], Row | list[Row]]) -> Callable[..., list[Row]]:
@@ -31,6 +40,7 @@ PROBES: tuple[tuple[tuple[str, ...], Callable[[ProbeContext], list[Row]]], ...] 
     (("Metric alarm evaluation",), _probe(probes.observe_alarm, probes.judge_alarm)),
     (
         (
+            "Lambda runtime",
             "Reserved Lambda env keys",
             "Lambda throttling",
             "Lambda payload limit",
@@ -77,14 +87,76 @@ def run_probes(ctx: ProbeContext, parallel: int = 3) -> list[Row]:
         return [row for rows in pool.map(one, range(len(PROBES))) for row in rows]
 
 
-def print_table(rows: list[Row], console: Console, backend: str) -> None:
-    table = Table(title=f"What {backend} does not do that AWS does (each row from a probe that ran)", show_lines=True)
-    for column in ("feature", "AWS", backend, "consequence for your results"):
-        table.add_column(column, overflow="fold")
+@dataclass(frozen=True)
+class Measured:
+    """One backend's rows as its last `parity` found them, kept so another backend's table shows them."""
+
+    backend: str
+    emulator: str
+    measured: str
+    rows: tuple[Row, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**vars(self), "rows": [row.as_dict() for row in self.rows]}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Measured:
+        rows = tuple(
+            Row(r["feature"], r["aws"], r["backend"], Verdict(r["verdict"]), r["consequence"]) for r in raw["rows"]
+        )
+        return cls(str(raw["backend"]), str(raw["emulator"]), str(raw["measured"]), rows)
+
+
+def measured(stack: Any, rows: list[Row]) -> Measured:
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return Measured(stack.backend.name, stack.backend.emulator(), now, tuple(rows))
+
+
+def save(result: Measured, folder: Path) -> Path:
+    """Keep `result` as this backend's latest (one file per backend, replaced whole)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{result.backend}.json"
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(result.as_dict(), indent=2))
+    partial.replace(path)
+    return path
+
+
+def saved_others(folder: Path, backend: str) -> list[Measured]:
+    """The other backends' latest results; a file that does not read as one is named and left out."""
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        if path.stem == backend:
+            continue
+        try:
+            found.append(Measured.from_dict(json.loads(read_bounded(path, MAX_SAVED_BYTES))))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("left out %s: not a parity result (%s)", path, exc)
+    return found
+
+
+def print_table(result: Measured, console: Console, others: Sequence[Measured] = ()) -> None:
+    """This backend's rows; a column for each other backend's latest rows, matched by feature."""
+    title = f"What {result.emulator} does not do that AWS does (each row from a probe that ran)"
+    table = Table(title=title, show_lines=True)
+    table.add_column("feature", overflow="fold")
+    table.add_column("AWS", overflow="fold")
+    table.add_column(f"{result.emulator}, now", overflow="fold")
+    for other in others:
+        table.add_column(f"{other.emulator}, {other.measured}", overflow="fold")
+    table.add_column("consequence for your results", overflow="fold")
     style = {Verdict.SAME: "green", Verdict.DIFFERS: "yellow", Verdict.UNKNOWN: "dim"}
-    for row in rows:
-        table.add_row(row.feature, row.aws, f"[{style[row.verdict]}]{row.backend}[/]", row.consequence)
+
+    def cell(row: Row | None) -> str:
+        return "(not probed there)" if row is None else f"[{style[row.verdict]}]{escape(row.backend)}[/]"
+
+    by_feature = [{row.feature: row for row in other.rows} for other in others]
+    for row in result.rows:
+        theirs = [cell(rows.get(row.feature)) for rows in by_feature]
+        table.add_row(escape(row.feature), escape(row.aws), cell(row), *theirs, escape(row.consequence))
     console.print(table)
-    differs = sum(r.verdict is Verdict.DIFFERS for r in rows)
-    unknown = sum(r.verdict is Verdict.UNKNOWN for r in rows)
-    console.print(f"{differs} of {len(rows)} behaviours differ from AWS, {unknown} not probed")
+    for shown in (result, *others):
+        differs = sum(r.verdict is Verdict.DIFFERS for r in shown.rows)
+        unknown = sum(r.verdict is Verdict.UNKNOWN for r in shown.rows)
+        counts = f"{differs} of {len(shown.rows)} behaviours differ from AWS, {unknown} not probed"
+        console.print(f"{escape(shown.emulator)}: {counts}")

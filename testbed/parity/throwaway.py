@@ -23,8 +23,11 @@ GONE = frozenset({"ResourceNotFoundException", "NoSuchEntity", "NoSuchBucket", "
 
 # The probe function: records its batch, takes as long as the event source probe's messages say (so
 # that concurrent batches overlap), and says when it ran.
+# the runtime the probe functions (and the pipeline's processor) name, and the Python AWS runs it on
+LAMBDA_RUNTIME = "python3.12"
+LAMBDA_RUNTIME_PYTHON = "3.12"
 PROBE_HANDLER = """\
-import json, time
+import json, platform, time
 
 def handler(event, context):
     started = time.time()
@@ -33,7 +36,7 @@ def handler(event, context):
     if delay.replace(".", "", 1).isdigit():
         time.sleep(float(delay))
     print(json.dumps({"parity_batch": len(records), "start": started, "end": time.time()}))
-    return {"records": len(records)}
+    return {"records": len(records), "python": platform.python_version()}
 """
 
 
@@ -95,7 +98,7 @@ def probe_function(
     """The probe function, active; it and its log group go when the probe ends."""
     lam.create_function(
         FunctionName=name,
-        Runtime="python3.12",
+        Runtime=LAMBDA_RUNTIME,
         Role=role,
         Handler="probe.handler",
         Code={"ZipFile": _probe_zip()},

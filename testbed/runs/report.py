@@ -172,6 +172,8 @@ class RunOutcome:
     broker_refusals: dict[str, int]
     # what served the AWS APIs (the emulator and its version, or AWS)
     emulator: str
+    # why the run's stores could not be read: the emulator stopped during it and kept nothing (or None)
+    emulator_lost: str | None = None
     # what the same traffic would cost on AWS (testbed/cost), or {"error": why it could not be counted}
     cost: dict[str, Any] = field(default_factory=dict)
     # milliseconds per hop (HOPS), per stored reading whose item times them
@@ -232,6 +234,7 @@ def checks(outcome: RunOutcome) -> dict[str, Check]:
     missing = [f"{d}:{m}" for d, m in plan.not_published]
     unplanned = [f"{d}:{m}" for d, m in plan.unplanned]
     held = {
+        "the emulator ran through the run": Check(outcome.emulator_lost is None, outcome.emulator_lost or "it did"),
         "every planned message published": Check(
             plan.ok,
             f"{plan.published:,} of {plan.planned:,} planned messages published"
@@ -310,6 +313,7 @@ def report_of(outcome: RunOutcome) -> dict[str, Any]:
         "duration_s": outcome.scenario.duration_s,
         "ingress": outcome.ingress,
         "emulator": outcome.emulator,
+        "emulator_lost": outcome.emulator_lost,
         "basic_ingest": outcome.scenario.basic_ingest,
         "published": summary["published"],
         "acked": result.acked,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from processor.config import Settings
@@ -109,12 +110,15 @@ def wait_for_drain(
 
 def fault_schedule(stack: Stack, specs: tuple[FaultSpec, ...], function_name: str) -> FaultSchedule:
     """The scenario's faults, refused up front if this backend cannot inject one of them."""
-    targets = stack.backend.fault_targets()
-    unsupported = sorted({f.label for f in specs if f.target != "processor" and f.target not in targets})
-    if unsupported:
+    refused = {
+        f.label: why
+        for f in specs
+        if f.target != "processor" and (why := stack.backend.fault_refusal(f.target, f.action)) is not None
+    }
+    if refused:
+        reasons = "; ".join(f"{label} ({why})" for label, why in sorted(refused.items()))
         raise ScenarioError(
-            f"the {stack.backend.name} backend cannot inject {', '.join(unsupported)} "
-            f"(it can hit: {', '.join(targets) or 'nothing but the processor'}); run it on the embedded backend"
+            f"the {stack.backend.name} backend cannot inject {reasons}: run this scenario on the embedded backend"
         )
 
     def inject(spec: FaultSpec) -> None:
@@ -204,6 +208,8 @@ class RunStart:
     settings: Settings
     counters_before: dict[str, float]
     started: float
+    # the emulator's process as the run began: a backend that keeps no state loses all if it changes
+    emulator_pid: int | None = None
 
 
 def start_run(stack: Stack, scenario: Scenario, run_tag: str | None = None) -> RunStart:
@@ -224,6 +230,7 @@ def start_run(stack: Stack, scenario: Scenario, run_tag: str | None = None) -> R
         settings=Settings.from_env(function["Environment"]["Variables"]),
         counters_before=stack.backend.ingress_counters(),
         started=time.time(),
+        emulator_pid=stack.backend.emulator_pid(),
     )
 
 
@@ -282,16 +289,29 @@ def finish_run(
     run_id, counters_before = begun.run_id, begun.counters_before
     expected = expected_stored(summary)
     since_ms = int(started * 1000) - 1000
-    items, drained = wait_for_drain(stack, stores, device_ids, since_ms, expected, scenario.drain_timeout_s, console)
-    time.sleep(2)  # the last quarantine writes and alerts trail the readings
+    emulator_lost = _emulator_lost(stack, begun.emulator_pid)
+    items: list[StoredReading] = []
+    quarantined: list[dict[str, Any]] = []
+    dead: list[str] = []
+    alerts: list[dict[str, Any]] = []
+    drained = False
+    if emulator_lost is None:  # else the stores are gone (or empty): nothing to wait for or read
+        items, drained = wait_for_drain(
+            stack, stores, device_ids, since_ms, expected, scenario.drain_timeout_s, console
+        )
+        time.sleep(2)  # the last quarantine writes and alerts trail the readings
+        quarantined = [
+            q for q in stores.quarantined(since=started - 5) if any(f'"{d}"' in q["body"] for d in device_ids)
+        ]
+        dead = [
+            letter.payload
+            for letter in stores.dead_letters(since_ms)
+            if any(f'"{d}"' in letter.payload for d in device_ids)
+        ]
+        alerts = stores.alerts_of(device_ids)
+    else:
+        console.print(f"[bold red]error:[/] {escape(emulator_lost)}")
     stack.backend.release_devices(device_ids)
-    quarantined = [q for q in stores.quarantined(since=started - 5) if any(f'"{d}"' in q["body"] for d in device_ids)]
-    dead = [
-        letter.payload
-        for letter in stores.dead_letters(since_ms)
-        if any(f'"{d}"' in letter.payload for d in device_ids)
-    ]
-    alerts = stores.alerts_of(device_ids)
     if shards is not None:
         shards.count_stored_anyway([(i.device_id, i.msg_id) for i in items])
 
@@ -329,11 +349,12 @@ def finish_run(
         [i.invoked_at_ms for i in timed],
         [i.stored_at_ms for i in timed],
     )
-    hops[ARCHIVE_HOP] = _archive_hop(stores, timed, started) if outputs.archive_bucket_name else np.array([])
+    hops[ARCHIVE_HOP] = _archive_hop(stores, timed, started) if outputs.archive_bucket_name and timed else np.array([])
     outcome = RunOutcome(
         plan=check_plan(plan if plan is not None else run_plan(scenario, begun.run_tag), summary),
         broker_refusals=stack.backend.broker_refusals(started),
         emulator=stack.backend.emulator(),
+        emulator_lost=emulator_lost,
         run_id=run_id,
         scenario=scenario,
         ingress=stack.ingress,
@@ -354,6 +375,22 @@ def finish_run(
     folder = reports_dir / run_id
     write_report(folder, outcome)
     return ScenarioRun(folder, outcome)
+
+
+def _emulator_lost(stack: Stack, pid_at_start: int | None) -> str | None:
+    """Why nothing of the run can be read back, when the emulator stopped or was replaced during it and
+    keeps no state (LocalStack's free edition): said as the emulator's loss, not the pipeline's."""
+    if pid_at_start is None or stack.backend.keeps_state:
+        return None
+    now = stack.backend.emulator_pid()
+    if now == pid_at_start:
+        return None
+    what = "was started again" if now is not None else "is not running"
+    return (
+        f"{stack.backend.emulator()} stopped during the run (PID {pid_at_start}; it {what}): it keeps no state, "
+        "so every resource and stored item is gone. Every message of the run is counted lost to the emulator, "
+        f"not to the pipeline; `make up BACKEND={stack.backend.name}` deploys the stack again"
+    )
 
 
 def run_plan(scenario: Scenario, run_tag: str, shard: Shard | None = None) -> dict[str, list[int]]:

@@ -201,6 +201,7 @@ def test_without_an_answering_engine_up_names_the_engine_and_the_fix(
     apart from a missing CLI, before any compose command runs."""
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
     monkeypatch.setenv("COMPOSE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("LOCALSTACK_RUNNER", "docker")
     printed = io.StringIO()
     monkeypatch.setattr(cli, "console", Console(file=printed, width=1000))
     assert cli.main(["--backend", "localstack", "up"]) == 1

@@ -24,7 +24,7 @@ README = (ROOT / "README.md").read_text()
 
 
 def dry_run(backend: str, *command: str, state: Path) -> list[str]:
-    env = {**os.environ, "DRY_RUN": "1", "COMPOSE_STATE_DIR": str(state)}
+    env = {**os.environ, "DRY_RUN": "1", "COMPOSE_STATE_DIR": str(state), "LOCALSTACK_RUNNER": "docker"}
     proc = subprocess.run(
         [sys.executable, "-m", "testbed", "--backend", backend, *command],
         env=env,
@@ -67,7 +67,12 @@ def test_the_docker_commands_of_up_load_and_down_are_the_ones_the_readme_gives(b
             "ENV=dev BACKEND_CONFIG=backend.s3.hcl .venv/bin/python -m testbed --backend aws up",
         ),
         ("destroy TARGET=aws ENV=dev", "python -m testbed --backend aws destroy"),
-        ("test BACKEND=localstack", "BACKEND=localstack .venv/bin/python -m pytest -n 0 --dist worksteal tests"),
+        # three workers as a host process (each its own LocalStack), one compose stack under Docker
+        ("test BACKEND=localstack", "BACKEND=localstack .venv/bin/python -m pytest -n "),
+        (
+            "test",
+            "LOCALSTACK_RUNNER=host BACKEND=localstack .venv/bin/python -m pytest -n 3 --dist worksteal tests/e2e",
+        ),
     ],
 )
 def test_make_runs_what_the_readme_says(target: str, expected: str) -> None:

@@ -16,6 +16,7 @@ from testbed.lifecycle.backends.embedded import EmbeddedBackend
 from testbed.lifecycle.stack import Stack
 from testbed.runs.stores import Stores, wait_for
 from tests.conftest import make_message
+from tests.e2e.conftest import needs_iot_core
 from tests.e2e.test_ingress import backend_of, ingress_mode
 
 pytestmark = pytest.mark.e2e
@@ -25,6 +26,7 @@ TIMEOUT_S = 30
 def test_the_aws_iot_device_sdk_publishes_through_the_local_iot_core(
     stack: Stack, stores: Stores, signing_key: bytes
 ) -> None:
+    needs_iot_core(stack)
     backend = backend_of(stack)
     with ingress_mode(stack, "iot"):
         device = f"sdk-{uuid.uuid4().hex[:6]}"

@@ -29,6 +29,7 @@ from testbed.lifecycle.processes import listening_sockets
 from testbed.lifecycle.stack import Stack
 from testbed.runs.stores import Stores, wait_for
 from tests.e2e import mqtt_cli
+from tests.e2e.conftest import needs_iot_core
 
 pytestmark = pytest.mark.e2e
 WAIT_S = 60.0
@@ -188,8 +189,9 @@ def test_sqs_mode_goes_through_the_queue_and_its_event_source_mapping(
 
 def test_every_server_the_stack_started_listens_on_loopback_only(stack: Stack) -> None:
     backend = backend_of(stack)
+    iot_core = {backend.iot_mqtt_port} if "iot" in backend.ingress_modes else set()
     servers = {
-        backend.ministack: {backend.ministack_port, backend.iot_mqtt_port},
+        backend.ministack: {backend.ministack_port, *iot_core},
         backend.mosquitto: {backend.mqtt_port},
     }
     for process, ports in servers.items():
@@ -204,6 +206,7 @@ def test_iot_mode_uses_ministacks_broker_and_the_terraform_topic_rule(
     stack: Stack, stores: Stores, signing_key: bytes
 ) -> None:
     """Devices provisioned through the IoT API connect with their X.509 certificates over TLS, as on AWS."""
+    needs_iot_core(stack)
     backend = backend_of(stack)
     with ingress_mode(stack, "iot"):
         assert backend.bridge.pid() is None, "no local rule bridge: the emulator's IoT rule routes"

@@ -1,49 +1,42 @@
 """LocalStack without Docker runs the pipeline: LocalStack 4.14.0 as a host process on 127.0.0.1,
 DynamoDB from moto and Lambda as local processes (localstack_plugins/), the same Terraform, the
 smoke scenario reconciled message by message; and the Lambda environments behave as Lambda's do
-(a timeout, a crash at import, a handler's error, memory exhaustion), without hanging LocalStack."""
+(a timeout, a crash at import, a handler's error, memory exhaustion), without hanging LocalStack.
+The rest of the suite runs on LocalStack too; that no process outlives `down` is the stack
+fixture's own check (testbed.pytest_plugin)."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import threading
+import time
 import uuid
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from rich.console import Console
 
 from testbed.lifecycle.backends import LocalStackHostBackend
-from testbed.lifecycle.ports import LOOPBACK, free_port
+from testbed.lifecycle.ports import LOOPBACK
 from testbed.lifecycle.processes import listening_sockets
 from testbed.lifecycle.stack import Stack
 from testbed.runs.runner import run_scenario
 from testbed.runs.scenario import Scenario, load_scenario
-from tests.e2e.conftest import TEST_VARIABLES
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def localstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    backend = LocalStackHostBackend(
-        ministack_port=free_port(), mqtt_port=free_port(), state_dir=tmp_path_factory.mktemp("localstack-host")
-    )
-    stack = Stack(backend, variables=dict(TEST_VARIABLES), ingress="direct")
-    try:
-        stack.up()
-        yield stack
-    finally:
-        stack.down()
-    # no execution environment outlives LocalStack (their code lies under the stack's state folder)
-    left = [
-        p.pid for p in psutil.process_iter(["cmdline"]) if str(backend.state_dir) in " ".join(p.info["cmdline"] or [])
-    ]
-    assert left == [], f"processes of the stack left running: {left}"
+def localstack(stack: Stack) -> Stack:
+    """The session's stack when it is LocalStack's host process (`make test` runs the suite there too)."""
+    if not isinstance(stack.backend, LocalStackHostBackend):
+        pytest.skip("LocalStack's own host process and Lambda executor: checked in the LocalStack session")
+    return stack
 
 
 def test_the_smoke_scenario_passes_on_localstack_and_the_report_says_so(localstack: Stack, tmp_path: Path) -> None:
@@ -62,6 +55,35 @@ def test_the_smoke_scenario_passes_on_localstack_and_the_report_says_so(localsta
     pid = backend.ministack.pid()
     assert pid is not None
     assert {address for address, _ in listening_sockets(pid)} == {LOOPBACK}, "LocalStack listens on loopback only"
+
+
+def test_a_localstack_that_dies_mid_run_is_named_as_the_cause_and_nothing_hangs(
+    localstack: Stack, tmp_path: Path
+) -> None:
+    """Its free edition keeps no state: the run says the emulator went, counts the messages lost to it
+    (not to the pipeline), and ends without waiting out its drain; `up` deploys the stack again."""
+    backend = localstack.backend
+    assert isinstance(backend, LocalStackHostBackend)
+    pid = backend.ministack.pid()
+    assert pid is not None
+    scenario = Scenario.model_validate({**load_scenario("smoke").model_dump(), "duration_s": 6})
+    killer = threading.Timer(2.0, os.kill, (pid, signal.SIGKILL))
+    killer.start()
+    try:
+        started = time.monotonic()
+        run = run_scenario(localstack, scenario, Console(quiet=True), reports_dir=tmp_path)
+        took = time.monotonic() - started
+    finally:
+        killer.cancel()
+        localstack.up()
+    report = json.loads((run.folder / "report.json").read_text())
+    assert not report["passed"] and not report["checks"]["the emulator ran through the run"]
+    said = report["measured"]["the emulator ran through the run"]
+    assert f"LocalStack 4.14.0 (host process, no Docker) stopped during the run (PID {pid}" in said
+    assert "keeps no state" in said and "lost to the emulator, not to the pipeline" in said
+    assert report["lost"] == report["acked"] > 0 and report["stored"] == 0
+    assert took < scenario.duration_s + scenario.drain_timeout_s, "no drain was waited out"
+    assert "stopped during the run" in (run.folder / "report.md").read_text()
 
 
 def _function(stack: Stack, source: str, timeout_s: int = 3, memory_mb: int = 128) -> str:

@@ -18,7 +18,7 @@ from testbed.lifecycle.stack import Stack
 from testbed.runs.iam_check import IamCheck, without
 from testbed.runs.stores import Stores, wait_for
 from testbed.testing import denied_calls
-from tests.e2e.conftest import as_json, assert_only_known_drift, now_ms, send
+from tests.e2e.conftest import as_json, assert_only_known_drift, needs_kept_state, now_ms, send
 
 pytestmark = pytest.mark.e2e
 WAIT_S = 60.0
@@ -199,6 +199,7 @@ def test_second_plan_shows_only_known_emulator_drift(stack: Stack) -> None:
 
 
 def test_state_survives_down_and_up(stack: Stack, stores: Stores, signing_key: bytes) -> None:
+    needs_kept_state(stack)
     dev = device()
     msg = message(signing_key, dev)
     send(stack, [json.dumps(msg)])

@@ -24,7 +24,7 @@ from testbed.paths import INFRA_DIR
 from testbed.runs.stores import Stores, processor_logs, wait_for
 from tests.conftest import make_message
 from tests.e2e import mqtt_cli
-from tests.e2e.conftest import TEST_VARIABLES, assert_only_known_drift, send
+from tests.e2e.conftest import TEST_VARIABLES, assert_only_known_drift, needs_kept_state, send
 from tests.e2e.test_device_sdk import publish_and_check
 
 pytestmark = pytest.mark.e2e
@@ -47,6 +47,7 @@ def reading(signing_key: bytes) -> dict[str, Any]:
 def test_after_an_emulator_restart_the_queue_is_reported_and_its_mapping_delivers(
     stack: Stack, stores: Stores, signing_key: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
+    needs_kept_state(stack)
     backend = embedded(stack)
     with caplog.at_level(logging.INFO, logger="testbed"):
         backend.inject_fault("emulator", "restart", 0)
@@ -80,6 +81,7 @@ def test_the_processors_log_lines_are_readable(stack: Stack, stores: Stores, sig
 
 def test_up_and_down_again_in_every_ingress_mode(stack: Stack) -> None:
     """As `make down` / `make up` run them: the CLI's rich log handler raises on a bad log call."""
+    needs_kept_state(stack)
     backend = embedded(stack)
     log = logging.getLogger("testbed")
     handler, level = RichHandler(console=Console(quiet=True)), log.level
@@ -121,6 +123,7 @@ def test_state_made_on_other_ports_moves_its_queues_and_delivers_in_every_ingres
     """Queue URLs carry the emulator's port: after a move (the emulator's, the broker's and IoT Core's
     ports), the queues (and a message waiting in one), Terraform's ids, the outputs and the IoT rule's
     action all name the new port, and every ingress path delivers."""
+    needs_kept_state(stack)
     backend = embedded(stack)
     first_port = backend.ministack_port
     waiting = reading(signing_key)

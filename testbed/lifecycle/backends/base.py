@@ -97,6 +97,10 @@ class Backend(abc.ABC):
     simulator_container: ClassVar[bool] = False
     # The local ingress modes `start_ingress` takes; empty when the ingress is fixed (AWS IoT Core).
     ingress_modes: ClassVar[tuple[str, ...]] = ()
+    # Runs its servers as processes of this machine, each naming the state folder (`down` ends them all).
+    local_processes: ClassVar[bool] = False
+    # What it deployed and stored survives a stop or a crash of its emulator (LocalStack's free edition: no).
+    keeps_state: ClassVar[bool] = True
     # Each device's topic, `{device_id}` in it: the broker's ACL and the things' policy allow it alone.
     device_topic: str = DEVICE_TOPIC_TEMPLATE
 
@@ -173,11 +177,17 @@ class Backend(abc.ABC):
         """The parts of the stack `inject_fault` can hit; none where this project does not run them."""
         return ()
 
+    def fault_refusal(self, target: str, action: str) -> str | None:
+        """Why this backend cannot inject `action` into `target`, or None when it can."""
+        if target in self.fault_targets():
+            return None
+        return f"it can hit: {', '.join(self.fault_targets()) or 'nothing but the processor'}"
+
     def inject_fault(self, target: str, action: str, down_s: float) -> None:
         """Kill, pause or restart one part of the stack, and bring it back; returns once it is back."""
+        why = self.fault_refusal(target, action) or "it does not run the parts as its own processes"
         raise BackendError(
-            f"the {self.name} backend does not inject faults into {target}: it does not run the parts as "
-            "its own processes (run fault scenarios on the embedded backend)"
+            f"the {self.name} backend does not inject {target} {action}: {why} (run it on the embedded backend)"
         )
 
     def ingress_counters(self) -> dict[str, float]:
@@ -196,6 +206,10 @@ class Backend(abc.ABC):
     def emulator(self) -> str:
         """What serves the AWS APIs, as a report names it (the emulator and its version)."""
         return self.name
+
+    def emulator_pid(self) -> int | None:
+        """The emulator's PID where it runs as a process of this project (a run checks it stayed up)."""
+        return None
 
     def broker_refusals(self, since_s: float) -> dict[str, int]:
         """What the device-facing broker refused since `since_s` (a packet too large, a wrong

@@ -195,7 +195,9 @@ class ComposeBackend(Backend):
 
 @dataclass
 class LocalStackBackend(ComposeBackend):
-    """`BACKEND=localstack`."""
+    """`BACKEND=localstack` where a Docker engine answers (or with LOCALSTACK_RUNNER=docker)."""
+
+    keeps_state: ClassVar[bool] = False
 
 
 @dataclass

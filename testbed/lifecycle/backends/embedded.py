@@ -124,6 +124,7 @@ class EmbeddedBackend(Backend):
     iam: str = "off"
     device_topic: str = DEVICE_TOPIC_TEMPLATE
     ingress_modes: ClassVar[tuple[str, ...]] = tuple(INGRESS_MODES)
+    local_processes: ClassVar[bool] = True
     # the emulator's folders under the state folder
     emulator_folders: ClassVar[tuple[str, ...]] = ("ministack/state", "ministack/s3")
     # SIGTERM lets ministack write its state (PERSIST_STATE saves on SIGTERM only); after a long run
@@ -254,6 +255,9 @@ class EmbeddedBackend(Backend):
             return dict(json.loads(self.bridge_metrics_file.read_text()))
         except (OSError, ValueError):  # no bridge (iot mode), or it has not written yet
             return {}
+
+    def emulator_pid(self) -> int | None:
+        return self.ministack.pid()
 
     def emulator_rss_mb(self) -> float | None:
         pid = self.ministack.pid()
@@ -553,7 +557,7 @@ class EmbeddedBackend(Backend):
     def inject_fault(self, target: str, action: str, down_s: float) -> None:
         """kill: SIGKILL, `down_s` later a restart; pause: SIGSTOP for `down_s`; restart: SIGTERM (the
         emulator saves its state), `down_s`, start. Only the server's own PID is signalled."""
-        if target not in self.fault_targets():
+        if self.fault_refusal(target, action) is not None:
             super().inject_fault(target, action, down_s)
         processes = {"broker": self.mosquitto, "bridge": self.bridge, "emulator": self.ministack}
         process = processes[target]

@@ -37,6 +37,7 @@ class ExternalBackend(EmbeddedBackend):
     state_dir: Path = STATE_ROOT / "external"
     name: str = "external"
     ingress_modes: ClassVar[tuple[str, ...]] = EXTERNAL_INGRESS_MODES
+    local_processes: ClassVar[bool] = True
     # filled from `endpoint`; the embedded fields for ministack's own ports mean nothing here
     ministack_port: int = field(init=False, default=0)
 

@@ -1,4 +1,5 @@
-"""LocalStack's community edition as a host process, no Docker: `BACKEND=localstack-host`.
+"""LocalStack's community edition as a host process, no Docker: `BACKEND=localstack` where no Docker
+engine answers (or with LOCALSTACK_RUNNER=host).
 
 localstack-core 4.14.0 (the last release that needs no account) runs from its own venv on Python
 3.13, listening on 127.0.0.1 only, its state and temporary files under the stack's state folder
@@ -39,10 +40,11 @@ STOP_TIMEOUT_S = 20.0
 @dataclass
 class LocalStackHostBackend(EmbeddedBackend):
     state_dir: Path = STATE_ROOT / "localstack-host"
-    name: str = "localstack-host"
+    name: str = "localstack"
     # no IoT Core in LocalStack's free edition: the rule bridge carries the rule
     ingress_modes: ClassVar[tuple[str, ...]] = tuple(mode for mode, i in INGRESS_MODES.items() if not i.on_iot_core)
     emulator_folders: ClassVar[tuple[str, ...]] = ("localstack",)
+    keeps_state: ClassVar[bool] = False
     # the free edition saves nothing: a bounded wait, then SIGKILL (its shutdown can hang)
     emulator_stop_timeout_s: ClassVar[float] = STOP_TIMEOUT_S
 
@@ -51,7 +53,7 @@ class LocalStackHostBackend(EmbeddedBackend):
         return cls(
             ministack_port=int(os.environ.get("LOCALSTACK_PORT", DEFAULT_EMULATOR_PORT)),
             mqtt_port=int(os.environ.get("MQTT_PORT", DEFAULT_MQTT_PORT)),
-            state_dir=Path(os.environ.get("LOCALSTACK_HOST_STATE_DIR", STATE_ROOT / "localstack-host")).resolve(),
+            state_dir=Path(os.environ.get("LOCALSTACK_STATE_DIR", STATE_ROOT / "localstack-host")).resolve(),
             device_topic=device_topic_setting(),
         )
 
@@ -79,9 +81,14 @@ class LocalStackHostBackend(EmbeddedBackend):
     def terraform_variables(self, lambda_zip: Path) -> dict[str, Any]:
         return {**super().terraform_variables(lambda_zip), "enable_iot_rule": False}
 
-    def fault_targets(self) -> tuple[str, ...]:
-        # a killed or restarted LocalStack loses every resource: not a fault the pipeline can survive
-        return ("broker", "bridge")
+    def fault_refusal(self, target: str, action: str) -> str | None:
+        """A paused LocalStack keeps its state; a killed or restarted one loses every resource."""
+        if target == "emulator" and action != "pause":
+            return (
+                "LocalStack's free edition keeps no state: a kill or restart empties the stack (every resource, "
+                "every stored item) until `make up` deploys it again; an emulator pause is kept"
+            )
+        return super().fault_refusal(target, action)
 
     def components(self) -> list[Component]:
         pid, rss = self.ministack.pid(), self.emulator_rss_mb()

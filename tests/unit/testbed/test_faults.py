@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import numpy as np
 import pytest
 
-from testbed.lifecycle.backends import get_backend
+from testbed.lifecycle.backends import LocalStackHostBackend, get_backend
 from testbed.lifecycle.stack import Stack
 from testbed.runs.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting
 from testbed.runs.report import per_second
@@ -46,12 +47,26 @@ def test_a_second_without_stores_is_a_zero_not_a_gap() -> None:
     assert per_second(stored, 100, 105).tolist() == [2, 1, 0, 0, 1, 0]
 
 
-def test_a_backend_that_cannot_inject_a_fault_refuses_the_scenario_up_front() -> None:
+def test_a_backend_that_cannot_inject_a_fault_refuses_the_scenario_up_front(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCALSTACK_RUNNER", "docker")
     stack = Stack(get_backend("localstack"))
     with pytest.raises(ScenarioError, match=r"localstack backend cannot inject broker kill"):
         fault_schedule(stack, (KILL,), "processor")
     throttle = FaultSpec(at_s=1, target="processor", action="throttle")
     assert fault_schedule(stack, (throttle,), "processor").specs == [throttle]
+
+
+@pytest.mark.parametrize("action", ["kill", "restart"])
+def test_localstack_without_docker_refuses_to_kill_itself_by_name_and_pauses(
+    action: Literal["kill", "restart"],
+) -> None:
+    """Its free edition keeps no state: the scenario is refused before it starts, saying why."""
+    stack = Stack(LocalStackHostBackend())
+    emulator = FaultSpec(at_s=1, target="emulator", action=action, down_s=1)
+    with pytest.raises(ScenarioError, match=rf"cannot inject emulator {action} \(LocalStack's free edition keeps no"):
+        fault_schedule(stack, (KILL, emulator), "processor")
+    pause = FaultSpec(at_s=1, target="emulator", action="pause", down_s=1)
+    assert fault_schedule(stack, (KILL, pause), "processor").specs == [KILL, pause]
 
 
 def test_a_cancelled_schedule_starts_no_further_fault_but_finishes_the_current_one() -> None:

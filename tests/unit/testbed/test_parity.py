@@ -63,6 +63,7 @@ def test_an_alarm_that_fires_on_one_datapoint_of_three_differs(state: str, verdi
 
 
 AWS_LIKE_LAMBDA = LambdaSeen(
+    python="3.12.7",
     reserved_env_error="InvalidParameterValueException",
     processor_reserved_keys=(),
     oversize_invoke_error="RequestEntityTooLargeException",
@@ -79,12 +80,13 @@ AWS_LIKE_LAMBDA = LambdaSeen(
 
 def test_a_lambda_service_that_behaves_as_documented_is_the_same_on_every_row() -> None:
     rows = judge_lambda(AWS_LIKE_LAMBDA)
-    assert [r.verdict for r in rows] == [Verdict.SAME] * 6
+    assert [r.verdict for r in rows] == [Verdict.SAME] * 7
     assert all(r.consequence == probes.NONE_HERE for r in rows)
 
 
 def test_each_lambda_difference_changes_its_own_row() -> None:
     emulator = LambdaSeen(
+        python="3.11.2",
         reserved_env_error=None,
         processor_reserved_keys=("AWS_REGION",),
         oversize_invoke_error=None,
@@ -100,6 +102,7 @@ def test_each_lambda_difference_changes_its_own_row() -> None:
     rows = _rows(judge_lambda(emulator))
     assert {f: r.verdict for f, r in rows.items()} == dict.fromkeys(rows, Verdict.DIFFERS)
     assert "your processor sets: AWS_REGION" in rows["Reserved Lambda env keys"].consequence
+    assert rows["Lambda runtime"].backend == "ran it on Python 3.11.2"
     assert rows["Lambda throttling"].backend == "ran the invocation"
     assert "10x as often" in rows["SQS event source batches"].consequence
     assert rows["SQS event source concurrency"].backend == "at most 5 at once"
@@ -111,6 +114,12 @@ def test_a_lambda_probe_that_saw_no_batch_says_not_probed() -> None:
     rows = _rows(judge_lambda(seen))
     for feature in ("SQS event source batches", "SQS event source concurrency", "Metrics behind your alarms"):
         assert rows[feature].verdict is Verdict.UNKNOWN
+
+
+def test_a_probe_function_that_names_no_python_says_not_probed() -> None:
+    assert _rows(judge_lambda(LambdaSeen(**{**vars(AWS_LIKE_LAMBDA), "python": ""})))["Lambda runtime"].verdict is (
+        Verdict.UNKNOWN
+    )
 
 
 def test_small_batches_without_a_batching_window_are_what_aws_does() -> None:

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 
-def run_pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_pytest(folder: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "BACKEND", "IAM", "INGRESS", "TESTBED_"))
-    }
+    } | extra
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
         cwd=folder,
@@ -32,7 +32,7 @@ def test_a_projects_own_stack_fixture_is_left_alone(tmp_path: Path) -> None:
 
 def test_compose_backends_refuse_parallel_workers_by_name(tmp_path: Path) -> None:
     (tmp_path / "test_stack.py").write_text("def test_up(stack):\n    pass\n")
-    result = run_pytest(tmp_path, "-n", "2", "--testbed-backend", "localstack")
+    result = run_pytest(tmp_path, "-n", "2", "--testbed-backend", "localstack", LOCALSTACK_RUNNER="docker")
     assert result.returncode != 0
     assert "runs one compose stack on fixed ports" in result.stdout, result.stdout[-3000:]
 
