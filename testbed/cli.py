@@ -25,6 +25,7 @@ from simulator.fleet import load_fleet
 from simulator.shard import MAX_SHARDS
 from telemetry.cli_help import MAX_SECONDS, Bounded, HelpWithDefaults, count, parse_args, rate, seconds
 from telemetry.outputs import OutputsError, StackOutputs
+from testbed.bench import history as bench_history
 from testbed.bench import ingress_rate as bench_ingress
 from testbed.bench import processor_rate as bench_processor
 from testbed.bench import simulator_rate as bench_simulator
@@ -42,7 +43,7 @@ from testbed.operate.inspect import inventory
 from testbed.operate.logs import FileSource, LogGroupSource, Source, follow, tail
 from testbed.operate.status import stack_status
 from testbed.parity import report as parity_report
-from testbed.paths import PARITY_DIR
+from testbed.paths import PARITY_DIR, REPORTS_DIR
 from testbed.runs import locust_run
 from testbed.runs import shards as shard_runs
 from testbed.runs.demo import run_demo
@@ -346,6 +347,8 @@ def cmd_bench_ingress(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.action == "compare":
+        return _bench_compare(args.runs)
     stack = _stack(args)
     stack.up()
     result = bench_ingress.bench(stack, duration_s=args.duration, start=args.start)
@@ -379,7 +382,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
             cpu.add_row(name, f"{us:,.1f}")
         cpu.add_row("all", f"{sum(result['cpu_us_per_msg'].values()):,.1f}")
         console.print(cpu)
+    kept = bench_history.append(REPORTS_DIR, bench_history.entry(result, stack.backend.name, stack.backend.emulator()))
+    console.print(f"kept in {kept}: `testbed bench compare` sets it beside the run before")
     print(json.dumps(result))
+    return 0
+
+
+def _bench_compare(numbers: tuple[int, int]) -> int:
+    """Two kept runs side by side, the newer's figures as ratios of the older's."""
+    older, newer = bench_history.pick(bench_history.runs(REPORTS_DIR), *numbers)
+    table = Table(title="Two bench runs: ratios hold across machines of different speed")
+    for column in ("figure", f"{older['when']} {older['commit']}", f"{newer['when']} {newer['commit']}", "ratio"):
+        table.add_column(escape(column), justify="right")
+    for row in bench_history.compare(older, newer):
+        table.add_row(
+            escape(row.figure),
+            *(f"{v:,g}" if v is not None else "-" for v in (row.older, row.newer)),
+            f"{row.ratio:g}x" if row.ratio is not None else "-",
+        )
+    console.print(table)
+    for label, run in (("older", older), ("newer", newer)):
+        machine = run.get("machine", {})
+        console.print(
+            f"{label}: {escape(str(run.get('emulator')))} on {machine.get('cpus')} x {escape(str(machine.get('cpu')))}"
+        )
     return 0
 
 
@@ -612,6 +638,21 @@ def build_parser() -> argparse.ArgumentParser:
     ingress_bench.add_argument("--duration", type=seconds(), default=20.0)
     ingress_bench.set_defaults(func=cmd_bench_ingress)
     full_bench = sub.add_parser("bench", help="highest zero-loss rate of the design and of the naive design")
+    full_bench.add_argument(
+        "action",
+        nargs="?",
+        choices=("run", "compare"),
+        default="run",
+        help="run the bench (and keep its figures), or compare two kept runs as ratios",
+    )
+    full_bench.add_argument(
+        "--runs",
+        nargs=2,
+        type=int,
+        default=(-2, -1),
+        metavar=("OLDER", "NEWER"),
+        help="compare: the runs' numbers in reports/bench-history.jsonl (1 the oldest, -1 the latest)",
+    )
     full_bench.add_argument("--duration", type=seconds(), default=15.0, help="seconds per step")
     full_bench.add_argument(
         "--start",

@@ -1,0 +1,81 @@
+"""`make bench` keeps each run's figures, and `testbed bench compare` sets two runs side by side as
+ratios; a history a crash cut short, or one that is not ours, is read around, never trusted."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from testbed import cli
+from testbed.bench import history
+from testbed.bench.history import HistoryError
+
+
+def result(best: float, ceiling: float, cpu: dict[str, float]) -> dict[str, Any]:
+    return {
+        "ceiling": {"combined_msg_s": ceiling},
+        "best": {"stored_msg_s": best, "p99_ms": 120.0},
+        "of_ceiling": round(best / ceiling, 2),
+        "cpu_us_per_msg": cpu,
+        "ratio": 9.5,
+    }
+
+
+def test_two_kept_runs_compare_as_ratios_figure_by_figure(tmp_path: Path) -> None:
+    history.append(tmp_path, history.entry(result(900, 3000, {"bridge": 130.0, "simulator": 170.0}), "embedded", "m"))
+    history.append(tmp_path, history.entry(result(1800, 3000, {"bridge": 65.0, "lambda": 250.0}), "embedded", "m"))
+    older, newer = history.pick(history.runs(tmp_path), -2, -1)
+    rows = {row.figure: row for row in history.compare(older, newer)}
+    assert rows["best good rate, msg/s"].ratio == 2.0
+    assert rows["share of the ceiling"].older == 0.3 and rows["share of the ceiling"].ratio == 2.0
+    assert rows["CPU us/msg: bridge"].ratio == 0.5
+    assert rows["CPU us/msg: simulator"].newer is None and rows["CPU us/msg: simulator"].ratio is None
+    assert rows["CPU us/msg: lambda"].older is None
+    assert older["machine"]["cpus"] and older["commit"]
+
+
+def test_a_line_cut_short_or_foreign_is_left_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    history.append(tmp_path, history.entry(result(100, 1000, {}), "embedded", "m"))
+    with (tmp_path / history.HISTORY_FILE).open("a") as out:
+        out.write('{"ceiling_msg_s": 5, "best_ms\n[1, 2]\n{"not": "a run"}\n\xff\xfe\n')
+    history.append(tmp_path, history.entry(result(200, 1000, {}), "localstack", "l"))
+    kept = history.runs(tmp_path)
+    assert [run["backend"] for run in kept] == ["embedded", "localstack"]
+    assert caplog.text.count("left out") == 4
+
+
+@pytest.mark.parametrize(("older", "newer"), [(0, 1), (1, 3), (-3, -1)])
+def test_a_run_number_the_history_does_not_hold_is_named(tmp_path: Path, older: int, newer: int) -> None:
+    for best in (100, 200):
+        history.append(tmp_path, history.entry(result(best, 1000, {}), "embedded", "m"))
+    with pytest.raises(HistoryError, match="the history holds runs 1 to 2"):
+        history.pick(history.runs(tmp_path), older, newer)
+
+
+def test_compare_before_two_runs_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(HistoryError, match=r"0 bench run\(s\) kept so far: `make bench` twice"):
+        history.pick(history.runs(tmp_path), -2, -1)
+
+
+def test_a_history_file_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / history.HISTORY_FILE).symlink_to("/dev/zero")
+    with pytest.raises(OSError, match="not a regular file"):
+        history.runs(tmp_path)
+
+
+def test_the_cli_prints_both_runs_and_their_ratios(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    history.append(tmp_path, history.entry(result(900, 3000, {"bridge": 130.0}), "embedded", "ministack 1.5.33"))
+    history.append(tmp_path, history.entry(result(1800, 3000, {"bridge": 65.0}), "embedded", "ministack 1.5.33"))
+    printed = io.StringIO()
+    monkeypatch.setattr(cli, "REPORTS_DIR", tmp_path)
+    monkeypatch.setattr(cli, "console", Console(file=printed, width=200))
+    assert cli.main(["bench", "compare"]) == 0
+    out = printed.getvalue()
+    assert "best good rate, msg/s" in out and "2x" in out and "0.5x" in out
+    assert "ministack 1.5.33 on" in out
+    assert json.loads((tmp_path / history.HISTORY_FILE).read_text().splitlines()[0])["best_msg_s"] == 900
