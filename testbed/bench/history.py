@@ -57,23 +57,17 @@ def _commit() -> str:
     return answer.stdout.strip() if answer.returncode == 0 else "unknown"
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def entry(result: dict[str, Any], backend: str, emulator: str) -> dict[str, Any]:
     """What one run keeps: where and when it ran, the ceiling, the ratio, p99 and CPU by process."""
     best = result.get("best") or {}
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": _commit(),
-        "machine": {"cpus": os.cpu_count(), "cpu": _cpu_model(), "system": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpu": platform.processor() or platform.machine(),
+            "system": platform.platform(),
+        },
         "backend": backend,
         "emulator": emulator,
         "ceiling_msg_s": result["ceiling"]["combined_msg_s"],

@@ -43,15 +43,36 @@ def listening_sockets(pid: int) -> set[tuple[str, int]]:
 
 
 def processes_under(folder: Path) -> list[int]:
-    """PIDs of live processes whose command line names `folder`: what a stopped stack left running
-    (a server, a Lambda environment whose code lies in the stack's state folder)."""
-    needle = str(folder)
+    """PIDs of live processes whose command line names a path in `folder`: what a stopped stack left running
+    (a server, a Lambda environment whose code lies in the stack's state folder). This process and
+    its ancestors are never among them."""
+    needle = f"{str(folder).rstrip(os.sep)}{os.sep}"
+    own = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
     found = []
     for process in psutil.process_iter(["cmdline", "status"]):
         with contextlib.suppress(psutil.Error):
-            if process.info["status"] != psutil.STATUS_ZOMBIE and needle in " ".join(process.info["cmdline"] or []):
+            if process.pid in own or process.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if needle in " ".join(process.info["cmdline"] or []):
                 found.append(process.pid)
     return found
+
+
+def reap_under(folder: Path, grace_s: float) -> list[int]:
+    """End what a stopped stack's servers left behind (their workers name `folder`): SIGTERM, up to
+    `grace_s` to exit, then SIGKILL. Returns the PIDs it had to signal."""
+    left = processes_under(folder)
+    deadline = time.monotonic() + grace_s
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+        while time.monotonic() < deadline and any(ManagedProcess.alive(pid) for pid in left):
+            time.sleep(0.1)
+        deadline = time.monotonic() + grace_s
+        if not any(ManagedProcess.alive(pid) for pid in left):
+            break
+    return left
 
 
 class ManagedProcess:

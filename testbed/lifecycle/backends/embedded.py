@@ -42,7 +42,7 @@ from testbed.lifecycle.ports import (
     wait_for_port,
     wait_for_port_free,
 )
-from testbed.lifecycle.processes import ManagedProcess
+from testbed.lifecycle.processes import ManagedProcess, reap_under
 from testbed.lifecycle.secrets import SecretFile
 from testbed.paths import MINISTACK_VENV, ROOT, STATE_ROOT
 
@@ -62,6 +62,8 @@ IAM_MODES = ("off", "enforce")
 # How long a killed server's listening sockets may take to close before its restart is refused.
 PORT_RELEASE_S = 10.0
 MINISTACK_SAVE_TIMEOUT_S = 300.0
+# how long what the emulator left behind gets to exit after SIGTERM (then SIGKILL)
+REAP_GRACE_S = 5.0
 # ministack sizes its Lambda worker pool from RAM (~585 here); a bounded pool keeps memory sane.
 LAMBDA_ACCOUNT_CONCURRENCY = 32
 # How long `up` waits for a queue with waiting messages to see one taken by its mapping.
@@ -242,6 +244,10 @@ class EmbeddedBackend(Backend):
         self.mosquitto.stop()
         logger.info("stopping the emulator (%s)", self.emulator())
         self.ministack.stop(timeout_s=self.emulator_stop_timeout_s)
+        # the emulator's Lambda workers (their code lies in its TMPDIR): a stop must not leave one running
+        reaped = reap_under(self.state_dir / "tmp", REAP_GRACE_S)
+        if reaped:
+            logger.warning("ended %d process(es) the emulator left running: %s", len(reaped), reaped)
 
     def _check_port(self, port: int, what: str) -> None:
         if port_in_use(port):

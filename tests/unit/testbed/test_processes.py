@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import psutil
 
 from testbed.lifecycle.ports import LOOPBACK
-from testbed.lifecycle.processes import ManagedProcess, listening_sockets
+from testbed.lifecycle.processes import ManagedProcess, listening_sockets, processes_under, reap_under
 from testbed.paths import ROOT
 
 LISTENER = """
@@ -117,3 +118,27 @@ def test_stop_sends_sigterm_first(tmp_path: Path) -> None:
     assert process.stop(timeout_s=5)
     assert done.read_text() == "saved"
     assert proc.wait(timeout=5) == 0
+
+
+def test_what_a_stopped_stack_left_is_found_by_its_folder_and_ended(tmp_path: Path) -> None:
+    """A worker whose code lies in the folder is found and ended, one that ignores SIGTERM by SIGKILL;
+    a process naming a sibling folder (the same prefix) is not the stack's and is left alone."""
+    folder = tmp_path / "tmp"
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    ours = [
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(folder / "worker.py")]),
+        subprocess.Popen([sys.executable, "-c", stubborn, str(folder / "stubborn.py")]),
+    ]
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", f"{folder}-other/worker.py"])
+    try:
+        time.sleep(0.5)  # the stubborn one's handler is set
+        assert sorted(processes_under(folder)) == sorted(p.pid for p in ours)
+        started = time.monotonic()
+        assert sorted(reap_under(folder, grace_s=1.0)) == sorted(p.pid for p in ours)
+        assert time.monotonic() - started >= 1.0, "the one that ignores SIGTERM got its grace, then SIGKILL"
+        assert not any(ManagedProcess.alive(p.pid) for p in ours)
+        assert processes_under(folder) == [] and other.poll() is None
+    finally:
+        for process in (*ours, other):
+            process.kill()
+            process.wait()
