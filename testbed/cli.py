@@ -55,8 +55,13 @@ from testbed.runs.scenario import Scenario, load_scenario
 from testbed.runs.stores import Stores
 
 logger = logging.getLogger("testbed")
+# Piped to a file or a CI log, rich would wrap and cut at 80 columns (a queue URL cut in two): tables
+# get this much room there, and text is not wrapped.
+NOT_A_TERMINAL_WIDTH = 1000
 # emoji codes off: an ARN holds `:secret:`, which rich would draw as an emoji
 console = Console(emoji=False)
+if not console.is_terminal:
+    console = Console(emoji=False, width=NOT_A_TERMINAL_WIDTH, soft_wrap=True)
 
 # the most each option takes (AWS's own limits where it has one): beyond these a value is a typo
 MAX_WORKERS = 256
@@ -694,11 +699,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
+    # on a terminal, rich's columns; elsewhere one plain line per record, never padded to the width
+    handler: logging.Handler = (
+        RichHandler(console=console, show_path=False) if console.is_terminal else logging.StreamHandler(sys.stdout)
     )
+    if not console.is_terminal:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", handlers=[handler])
     try:
         return int(args.func(args))
     except EXPECTED_ERRORS as exc:

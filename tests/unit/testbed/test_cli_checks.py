@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,24 @@ def test_an_arn_is_printed_as_it_is_not_as_an_emoji() -> None:
     with cli.console.capture() as captured:
         cli._print_outputs(outputs)
     assert ":secret:" in captured.get()
+
+
+def test_output_piped_to_a_file_is_neither_wrapped_nor_cut() -> None:
+    """A CI log or `| tee` gets whole queue URLs and whole lines, not rich's 80 columns."""
+    url = "http://127.0.0.1:4566/000000000000/" + "q" * 150
+    script = (
+        "import logging, sys\n"
+        "from rich.table import Table\n"
+        "from testbed import cli\n"
+        "table = Table()\n"
+        "table.add_column('queue')\n"
+        f"table.add_row({url!r})\n"
+        "cli.console.print(table)\n"
+        "cli.console.print('word ' * 60)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    assert any(url in line for line in lines), out
+    assert ("word " * 60).strip() in out.replace("\n", "|"), "one line, not wrapped"
+    (row,) = [line for line in lines if url in line]
+    assert len(row.rstrip()) <= len(url) + 4, "a table is as wide as its content, not the console"
