@@ -33,10 +33,13 @@ DURATION ?= 60
 TEST_WORKERS ?= $(if $(LOCAL_STACK),3,0)
 BUNDLE_SOURCES := $(shell find processor telemetry -name '*.py' 2>/dev/null) processor/requirements.txt
 
-.PHONY: help doctor venvs build up down clean demo plan outputs test test-unit test-contract test-e2e mutation lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy redrive logs status inspect iam-check parity
+.PHONY: help deps doctor venvs build up down clean demo plan outputs test test-unit test-contract test-e2e mutation lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy redrive logs status inspect iam-check parity
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+deps: ## install the system packages pip cannot (Mosquitto and its clients; with make test, Chromium) where missing
+	@$(PYTHON) -m testbed.operate.deps --backend $(BACKEND) $(DEPS_FLAGS)
 
 doctor: ## check this machine first (Python, Terraform and its provider source, Mosquitto, ports, disk, Docker)
 	@$(PYTHON) -m testbed.operate.doctor --backend $(BACKEND) $(DOCTOR_FLAGS)
@@ -95,7 +98,7 @@ build/processor.zip: $(VENV)/.installed $(BUNDLE_SOURCES)
 
 build: build/processor.zip ## build the processor Lambda zip (deterministic)
 
-up: doctor venvs build ## start the local stack and deploy infra/ (idempotent)
+up: deps doctor venvs build ## start the local stack and deploy infra/ (idempotent)
 	$(TESTBED) up
 
 down: $(VENV)/.installed ## stop what `make up` started (state is saved)
@@ -110,7 +113,7 @@ outputs: $(VENV)/.installed ## print the deployed stack's outputs
 plan: venvs build ## show what a new apply would change on the running stack
 	$(TESTBED) plan
 
-demo: doctor venvs build ## the main job: bring the stack up, send messages through it, run the smoke scenario
+demo: deps doctor venvs build ## the main job: bring the stack up, send messages through it, run the smoke scenario
 	$(TESTBED) demo
 
 load: venvs ## compose backends: the simulator container against the stack (FLEET=file DURATION=s)
@@ -180,7 +183,8 @@ mutation: $(VENV)/.installed ## mutation testing of processor/, the rule, the br
 	$(PY) -m tests.mutation_budget --json reports/mutation.json
 
 test: DOCTOR_FLAGS := --tests
-test: doctor ## everything: lint, unit, contract and end-to-end tests (on BACKEND=embedded: the e2e suite again on LocalStack)
+test: DEPS_FLAGS := --tests
+test: deps doctor ## everything: lint, unit, contract and end-to-end tests (on BACKEND=embedded: the e2e suite again on LocalStack)
 	@$(MAKE) --no-print-directory -j3 -Otarget $(VENV)/.installed $(MINISTACK_VENV)/.installed $(CHECKOV_VENV)/.installed $(LOCUST_VENV)/.installed $(LOCALSTACK_VENV)/.installed $(LAMBDA_VENV)/.installed
 	@$(MAKE) --no-print-directory build lint
 	BACKEND=$(BACKEND) $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal tests

@@ -31,7 +31,10 @@ MAX_PACKET_BYTES = IOT_MAX_PAYLOAD_BYTES + IOT_MAX_TOPIC_BYTES + 9
 AUTOSAVE_INTERVAL_S = 1
 # Where packages put the broker outside PATH: Debian/Ubuntu, then Homebrew on Apple silicon and on Intel.
 MOSQUITTO_LOCATIONS = ("/usr/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto", "/usr/local/sbin/mosquitto")
-MOSQUITTO_INSTALL = "Debian/Ubuntu: sudo apt-get install mosquitto mosquitto-clients; macOS: brew install mosquitto"
+MOSQUITTO_INSTALL = (
+    "make deps (it installs what is missing), or Debian/Ubuntu: sudo apt-get install mosquitto mosquitto-clients; "
+    "Fedora: sudo dnf install mosquitto; macOS: brew install mosquitto"
+)
 
 
 # What the broker refuses, as Mosquitto logs it (each line starts with the epoch second): a packet

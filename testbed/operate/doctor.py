@@ -36,7 +36,10 @@ TERRAFORM_INSTALL = (
     "hashicorp/tap/terraform) or OpenTofu (https://opentofu.org/docs/intro/install/), or set TERRAFORM to the binary"
 )
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
-CHROMIUM_INSTALL = "Debian/Ubuntu: sudo apt-get install chromium; macOS: brew install --cask chromium"
+CHROMIUM_INSTALL = (
+    "make deps DEPS_FLAGS=--tests, or Debian/Ubuntu: sudo apt-get install chromium; Fedora: sudo dnf install "
+    "chromium; macOS: brew install --cask chromium"
+)
 COMPOSE_BACKENDS = ("localstack", "ministack-docker")
 
 

@@ -63,7 +63,7 @@ def test_missing_tools_are_each_named_with_their_fix(tmp_path: Path) -> None:
     assert "fix: install Terraform" in out and "OpenTofu" in out
     assert f"FAIL  mosquitto     MOSQUITTO={tmp_path / 'mosquitto'} is not a file" in out
     assert "FAIL  mqtt clients  mosquitto_pub, mosquitto_sub not on PATH" in out
-    assert "fix: Debian/Ubuntu: sudo apt-get install mosquitto mosquitto-clients; macOS: brew install mosquitto" in out
+    assert "fix: make deps (it installs what is missing), or Debian/Ubuntu: sudo apt-get install mosquitto" in out
     assert "FAIL  chromium      no Chromium on PATH" in out
     assert out.strip().endswith("doctor: 4 problem(s)")
 
