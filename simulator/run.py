@@ -13,6 +13,7 @@ import json
 import logging
 import multiprocessing as mp
 import queue
+import signal
 import threading
 import time
 from collections import deque
@@ -130,6 +131,11 @@ class RunConfig:
     # Locust's request events (simulator/locustfile.py)
     on_ack: Callable[[Emitted, float], None] | None = None
     on_fail: Callable[[Emitted, str], None] | None = None
+    # set (an Event, shared with the worker processes): stop publishing now, drain, and end (Ctrl-C)
+    stop: Any = None
+
+    def stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
 
     def device_ids(self) -> list[str]:
         """The devices this run publishes for: the fleet's, or its shard's."""
@@ -315,7 +321,7 @@ def _live_worker(
             fleet.disconnect(device_id)
 
     next_report = 0.0
-    while (now := time.time()) < end:
+    while (now := time.time()) < end and not config.stopped():
         for device_id in [d for d, until in offline.items() if until <= now]:
             del offline[device_id]
             fleet.connect(device_id)
@@ -335,15 +341,18 @@ def _live_worker(
             next_report = now + 0.25
             progress.put(report(fleet.counters.connected))
     # what fell due in the last tick before the end is sent too: the run publishes its whole plan
-    if events is None:
-        while schedule.next_due() < end:
-            _emit_all(devices, schedule, schedule.next_due(), emit, lambda d: go_offline(d.device_id, d.offline_until))
-    else:
-        for _, item, until in events:
-            if isinstance(item, Emitted):
-                fleet.send(item)
-            else:
-                go_offline(item, until)
+    if not config.stopped():  # stopped early (Ctrl-C), the rest of the plan is not sent
+        if events is None:
+            while schedule.next_due() < end:
+                _emit_all(
+                    devices, schedule, schedule.next_due(), emit, lambda d: go_offline(d.device_id, d.offline_until)
+                )
+        else:
+            for _, item, until in events:
+                if isinstance(item, Emitted):
+                    fleet.send(item)
+                else:
+                    go_offline(item, until)
     for device_id in offline:
         fleet.connect(device_id)
     drain_until = time.time() + config.drain_timeout_s
@@ -359,6 +368,8 @@ def _live_worker(
 def _worker_entry(
     config: RunConfig, device_ids: set[str], progress: Any, start: float, results: Any, worker: int, lead_s: float
 ) -> None:
+    # Ctrl-C reaches the whole process group: the parent sets config.stop, and each worker drains
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     results.put(_live_worker(config, device_ids, progress, start, worker, lead_s))
 
 
@@ -413,11 +424,14 @@ def live_run_with_progress(config: RunConfig, on_progress: Callable[[WorkerProgr
     latest: dict[int, WorkerProgress] = {}
     while runner.is_alive():
         try:
-            report = reports.get(timeout=0.25)
-            latest[report.worker] = report
-        except queue.Empty:
-            pass
-        on_progress(WorkerProgress.total(latest.values()))
+            with contextlib.suppress(queue.Empty):
+                report = reports.get(timeout=0.25)
+                latest[report.worker] = report
+            on_progress(WorkerProgress.total(latest.values()))
+        except KeyboardInterrupt:
+            if config.stop is None or config.stopped():  # nothing to stop with, or a second Ctrl-C
+                raise
+            config.stop.set()  # the run stops publishing, drains what is in flight, and returns
     runner.join()
     if failures:
         raise failures[0]

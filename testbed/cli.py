@@ -47,7 +47,7 @@ from testbed.paths import PARITY_DIR, REPORTS_DIR
 from testbed.runs import locust_run
 from testbed.runs import shards as shard_runs
 from testbed.runs.demo import run_demo
-from testbed.runs.html_report import write_comparison
+from testbed.runs.html_report import verdict, write_comparison
 from testbed.runs.iam_check import IamCheck
 from testbed.runs.redrive import redrive
 from testbed.runs.runner import compare, run_scenario
@@ -63,6 +63,10 @@ console = Console(emoji=False)
 if not console.is_terminal:
     console = Console(emoji=False, width=NOT_A_TERMINAL_WIDTH, soft_wrap=True)
 
+# runs a bench history can be asked for by number (far more than any history holds)
+MAX_HISTORY_RUNS = 100_000
+# what a shell reports for a command ended by Ctrl-C (128 + SIGINT)
+INTERRUPTED_EXIT = 130
 # the most each option takes (AWS's own limits where it has one): beyond these a value is a typo
 MAX_WORKERS = 256
 MAX_BATCH_SIZE = 10_000
@@ -211,7 +215,7 @@ def _simulate(stack: Stack, scenario: Scenario) -> int:
 
 def _show_run(scenario: Scenario, folder: Path) -> int:
     report = json.loads((folder / "report.json").read_text())
-    table = Table(title=f"{escape(scenario.name)}: {'PASSED' if report['passed'] else 'FAILED'}")
+    table = Table(title=f"{escape(scenario.name)}: {verdict(report)}")
     table.add_column("check")
     table.add_column("result")
     table.add_column("measured")
@@ -234,6 +238,8 @@ def _show_run(scenario: Scenario, folder: Path) -> int:
     console.print_json(json.dumps({k: report[k] for k in keys}))
     console.print(cost_summary(report.get("cost", {})))
     print(folder)
+    if report.get("interrupted"):
+        return INTERRUPTED_EXIT
     return 0 if report["passed"] else 1
 
 
@@ -393,9 +399,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_compare(numbers: tuple[int, int]) -> int:
+def _bench_compare(numbers: tuple[int, int] | None) -> int:
     """Two kept runs side by side, the newer's figures as ratios of the older's."""
-    older, newer = bench_history.pick(bench_history.runs(REPORTS_DIR), *numbers)
+    older, newer = bench_history.pick(bench_history.runs(REPORTS_DIR), numbers)
     table = Table(title="Two bench runs: ratios hold across machines of different speed")
     for column in ("figure", f"{older['when']} {older['commit']}", f"{newer['when']} {newer['commit']}", "ratio"):
         table.add_column(escape(column), justify="right")
@@ -653,10 +659,10 @@ def build_parser() -> argparse.ArgumentParser:
     full_bench.add_argument(
         "--runs",
         nargs=2,
-        type=int,
-        default=(-2, -1),
+        type=count(MAX_HISTORY_RUNS),
+        default=None,
         metavar=("OLDER", "NEWER"),
-        help="compare: the runs' numbers in reports/bench-history.jsonl (1 the oldest, -1 the latest)",
+        help="compare: the runs' numbers in reports/bench-history.jsonl, 1 the oldest (default: the last two)",
     )
     full_bench.add_argument("--duration", type=seconds(), default=15.0, help="seconds per step")
     full_bench.add_argument(
@@ -708,6 +714,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", handlers=[handler])
     try:
         return int(args.func(args))
+    except KeyboardInterrupt:
+        console.print("[bold yellow]interrupted[/] (Ctrl-C): `make status` shows what still runs, `make down` stops it")
+        return INTERRUPTED_EXIT
     except EXPECTED_ERRORS as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}")
         return 1

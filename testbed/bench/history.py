@@ -128,14 +128,12 @@ def compare(older: dict[str, Any], newer: dict[str, Any]) -> list[Compared]:
     return rows
 
 
-def pick(kept: list[dict[str, Any]], older: int, newer: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Two runs by their number in the history (1 is the oldest, -1 the latest)."""
+def pick(kept: list[dict[str, Any]], numbers: tuple[int, int] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two runs by their number in the history (1 is the oldest); None: the last two."""
     if len(kept) < 2:
         raise HistoryError(f"{len(kept)} bench run(s) kept so far: `make bench` twice, then compare")
-    chosen = []
+    older, newer = numbers if numbers is not None else (len(kept) - 1, len(kept))
     for number in (older, newer):
-        index = number - 1 if number > 0 else number
-        if not -len(kept) <= index < len(kept) or number == 0:
-            raise HistoryError(f"no run {number}: the history holds runs 1 to {len(kept)} (or -1 for the latest)")
-        chosen.append(kept[index])
-    return chosen[0], chosen[1]
+        if not 1 <= number <= len(kept):
+            raise HistoryError(f"no run {number}: the history holds runs 1 to {len(kept)}")
+    return kept[older - 1], kept[newer - 1]

@@ -8,12 +8,15 @@ one write per message) rate.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from testbed.bench.ceiling import CpuMeter, measure, stack_pids
 from testbed.lifecycle.stack import Stack
 from testbed.runs.loadrun import run_step
+
+logger = logging.getLogger(__name__)
 
 RATES = (250, 500, 1000, 1500, 2000, 3000)
 NAIVE_START = 25
@@ -95,7 +98,17 @@ def search(
 
     def measure_step(rate: float) -> dict[str, Any]:
         step = run_step(stack, min(devices, max(int(rate), 1)), rate, duration_s, meter=meter)
-        return {"mode": mode, **step.as_dict()}
+        row = {"mode": mode, **step.as_dict()}
+        logger.info(
+            "%s at %g msg/s: stored %g msg/s, p99 %g ms, %d lost: %s",
+            mode,
+            rate,
+            row["stored_msg_s"],
+            row["p99_ms"],
+            row["lost"],
+            "good" if good(row) else "not good",
+        )
+        return row
 
     return search_rates(measure_step, start)
 

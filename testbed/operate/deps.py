@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ingress.broker import find_mosquitto
+from testbed.exceptions import TestbedError
 from testbed.lifecycle.runners import RunnerError, localstack_runner
 
 
@@ -49,7 +50,7 @@ MANAGERS = (
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 
 
-class DepsError(Exception):
+class DepsError(TestbedError):
     """What is missing cannot be installed here; the message names the command to run."""
 
 

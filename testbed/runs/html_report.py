@@ -22,7 +22,7 @@ PLOTS = (
 )
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }
-h1 .passed { color: #1a7f37; } h1 .failed { color: #cf222e; }
+h1 .passed { color: #1a7f37; } h1 .failed { color: #cf222e; } h1 .interrupted { color: #9a6700; }
 table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }
 td.ok { color: #1a7f37; } td.bad { color: #cf222e; font-weight: bold; }
@@ -51,14 +51,21 @@ def _image(path: Path, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
+def verdict(report: dict[str, Any]) -> str:
+    """PASSED, FAILED, or INTERRUPTED (stopped by the user before the end: neither)."""
+    if report.get("interrupted"):
+        return "INTERRUPTED"
+    return "PASSED" if report["passed"] else "FAILED"
+
+
 def run_section(report: dict[str, Any], folder: Path) -> str:
     """One run: verdict, checks, figures, plots, quarantine reasons, faults, alerts, what is unexplained."""
-    verdict = "PASSED" if report["passed"] else "FAILED"
+    shown = verdict(report)
     latency = report["e2e_latency_ms"]
     checks = [(name, "ok" if ok else "FAILED", report["measured"][name]) for name, ok in report["checks"].items()]
     parts = [
         f'<section class="run" id="run-{_e(report["run_id"])}">',
-        f'<h1>{_e(report["scenario"])}: <span class="{verdict.lower()}">{verdict}</span></h1>',
+        f'<h1>{_e(report["scenario"])}: <span class="{shown.lower()}">{shown}</span></h1>',
         f"<p>run {_e(report['run_id'])}, started {_e(report['started'])}, {_e(report['duration_s'])} s, "
         f"ingress <code>{_e(report['ingress'])}</code></p>",
         '<h2 id="checks">Checks</h2>',
@@ -174,8 +181,9 @@ def page(title: str, sections: Sequence[str]) -> str:
 def write_html(folder: Path, report: dict[str, Any]) -> Path:
     """report.html in the run folder, from report.json's content and the plots beside it."""
     path = folder / "report.html"
-    verdict = "PASSED" if report["passed"] else "FAILED"
-    path.write_text(page(f"{report['scenario']} {verdict}: load run {report['run_id']}", [run_section(report, folder)]))
+    path.write_text(
+        page(f"{report['scenario']} {verdict(report)}: load run {report['run_id']}", [run_section(report, folder)])
+    )
     return path
 
 

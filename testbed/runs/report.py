@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from simulator.summary import RunSummary, percentiles
-from testbed.runs.html_report import write_html
+from testbed.runs.html_report import verdict, write_html
 from testbed.runs.reconcile import PlanCheck, Reconciliation
 from testbed.runs.scenario import Scenario
 
@@ -174,6 +174,8 @@ class RunOutcome:
     emulator: str
     # why the run's stores could not be read: the emulator stopped during it and kept nothing (or None)
     emulator_lost: str | None = None
+    # stopped early by the user (Ctrl-C): the report covers what was published until then
+    interrupted: bool = False
     # what the same traffic would cost on AWS (testbed/cost), or {"error": why it could not be counted}
     cost: dict[str, Any] = field(default_factory=dict)
     # milliseconds per hop (HOPS), per stored reading whose item times them
@@ -234,6 +236,12 @@ def checks(outcome: RunOutcome) -> dict[str, Check]:
     missing = [f"{d}:{m}" for d, m in plan.not_published]
     unplanned = [f"{d}:{m}" for d, m in plan.unplanned]
     held = {
+        "ran to the end": Check(
+            not outcome.interrupted,
+            "interrupted (Ctrl-C): what was published until then is accounted below"
+            if outcome.interrupted
+            else "it did",
+        ),
         "the emulator ran through the run": Check(outcome.emulator_lost is None, outcome.emulator_lost or "it did"),
         "every planned message published": Check(
             plan.ok,
@@ -314,6 +322,7 @@ def report_of(outcome: RunOutcome) -> dict[str, Any]:
         "ingress": outcome.ingress,
         "emulator": outcome.emulator,
         "emulator_lost": outcome.emulator_lost,
+        "interrupted": outcome.interrupted,
         "basic_ingest": outcome.scenario.basic_ingest,
         "published": summary["published"],
         "acked": result.acked,
@@ -353,7 +362,7 @@ def write_report(folder: Path, outcome: RunOutcome) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     marks = [(f["started"], f["started"] + f["back_after_s"], f["fault"]) for f in outcome.faults]
-    title = f"{report['scenario']} {'PASSED' if report['passed'] else 'FAILED'}"
+    title = f"{report['scenario']} {verdict(report)}"
     plot_throughput(folder / "throughput.png", outcome.summary["sent_per_s"], outcome.stored_at_s, marks, title)
     latency = report["e2e_latency_ms"]
     marks_ms = {k: latency[k] for k in ("p50", "p95", "p99")}
@@ -441,7 +450,7 @@ def cost_lines(cost: dict[str, Any]) -> list[str]:
 def write_markdown(path: Path, report: dict[str, Any]) -> None:
     latency = report["e2e_latency_ms"]
     lines = [
-        f"# Load run {md(report['run_id'])}: {md(report['scenario'])} - {'PASSED' if report['passed'] else 'FAILED'}",
+        f"# Load run {md(report['run_id'])}: {md(report['scenario'])} - {verdict(report)}",
         "",
         f"- started {report['started']}, {report['duration_s']} s, ingress `{report['ingress']}`, "
         f"on {md(report['emulator'])}",

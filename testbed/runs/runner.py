@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing as mp
 import time
 import uuid
 from collections import Counter
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from testbed.runs.shards import ShardAccount
 
 logger = logging.getLogger(__name__)
+# an interrupted run drains this long at most: the user asked it to end
+INTERRUPTED_DRAIN_S = 30.0
 
 
 def _publish_with_progress(stack: Stack, config: RunConfig, console: Console) -> RunSummary:
@@ -240,6 +243,8 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
     key = stack.signing_key()
     begun = start_run(stack, scenario)
     target = stack.backend.mqtt_target()
+    # Ctrl-C sets it: the fleet stops publishing and drains, and the report covers what was sent
+    stop = mp.get_context("fork").Event()
     faults.start(at=begun.started + 1.0)  # the simulator's clock starts about a second after it is called
     try:
         summary = _publish_with_progress(
@@ -257,13 +262,20 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
                 topic=topic_template(
                     stack.backend.device_topic, begun.outputs.iot_rule_name if scenario.basic_ingest else None
                 ),
+                stop=stop,
             ),
             console,
         )
     except BaseException:
         faults.cancel()
         raise
-    return finish_run(stack, scenario, begun, summary, faults.join(), console, reports_dir)
+    if stop.is_set():
+        faults.cancel()
+        console.print(
+            f"[bold yellow]interrupted:[/] publishing stopped; the pipeline drains for up to {INTERRUPTED_DRAIN_S:g} s "
+            "and the report covers what was sent (Ctrl-C again stops at once)"
+        )
+    return finish_run(stack, scenario, begun, summary, faults.join(), console, reports_dir, interrupted=stop.is_set())
 
 
 def finish_run(
@@ -276,6 +288,7 @@ def finish_run(
     reports_dir: Path = REPORTS_DIR,
     shards: ShardAccount | None = None,
     plan: dict[str, list[int]] | None = None,
+    interrupted: bool = False,
 ) -> ScenarioRun:
     """Wait for the drain, reconcile what `summary` says was sent against the stores, write the report;
     `plan`: the run's planned ids where the caller has them already (a merge, from its shards')."""
@@ -296,9 +309,8 @@ def finish_run(
     alerts: list[dict[str, Any]] = []
     drained = False
     if emulator_lost is None:  # else the stores are gone (or empty): nothing to wait for or read
-        items, drained = wait_for_drain(
-            stack, stores, device_ids, since_ms, expected, scenario.drain_timeout_s, console
-        )
+        drain_s = min(scenario.drain_timeout_s, INTERRUPTED_DRAIN_S) if interrupted else scenario.drain_timeout_s
+        items, drained = wait_for_drain(stack, stores, device_ids, since_ms, expected, drain_s, console)
         time.sleep(2)  # the last quarantine writes and alerts trail the readings
         quarantined = [
             q for q in stores.quarantined(since=started - 5) if any(f'"{d}"' in q["body"] for d in device_ids)
@@ -355,6 +367,7 @@ def finish_run(
         broker_refusals=stack.backend.broker_refusals(started),
         emulator=stack.backend.emulator(),
         emulator_lost=emulator_lost,
+        interrupted=interrupted,
         run_id=run_id,
         scenario=scenario,
         ingress=stack.ingress,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -182,3 +184,64 @@ def test_logs_show_each_source_and_follow_the_processor(stack: Stack, signing_ke
     finally:
         follower.terminate()
         follower.wait(timeout=10)
+
+
+def _simulate_and_interrupt(backend: EmbeddedBackend, interrupts: list[float]) -> tuple[int, list[str], float]:
+    """`testbed simulate smoke` as a user runs it, SIGINT sent at each of `interrupts` seconds after it
+    says its scenario; its exit status, its output lines, and seconds from the first SIGINT to its end."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "testbed", "simulate", "smoke"],
+        env=cli_env(backend),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in process.stdout or ():
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    seen: list[str] = []
+    while not any("scenario smoke:" in line for line in seen):
+        seen.append(lines.get(timeout=300))
+    said = time.monotonic()
+    for at in interrupts:
+        time.sleep(max(0.0, said + at - time.monotonic()))
+        process.send_signal(signal.SIGINT)
+    first = said + interrupts[0]
+    status = process.wait(timeout=300)
+    ended = time.monotonic() - first
+    while not lines.empty():
+        seen.append(lines.get())
+    return status, seen, ended
+
+
+def test_ctrl_c_during_a_run_stops_publishing_and_writes_the_report_marked_interrupted(stack: Stack) -> None:
+    """The fleet stops, what it sent drains for a bounded time and is accounted (nothing acknowledged
+    lost), the report says INTERRUPTED, and the exit status is 130, without a traceback."""
+    backend = embedded(stack)
+    status, lines, ended = _simulate_and_interrupt(backend, [8.0])
+    out = "".join(lines)
+    assert status == 130, out[-3000:]
+    assert "Traceback" not in out
+    folder = Path(lines[-1].strip())
+    try:
+        report = json.loads((folder / "report.json").read_text())
+        assert report["interrupted"] and not report["passed"] and not report["checks"]["ran to the end"]
+        assert report["published"] > 0 and report["lost"] == 0, {k: report[k] for k in ("published", "lost")}
+        assert not report["checks"]["every planned message published"], "the rest of the plan was not sent"
+        assert "smoke - INTERRUPTED" in (folder / "report.md").read_text()
+        assert ended < 30 + 30, "publishing stopped at once; the drain is bounded"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_second_ctrl_c_stops_at_once(stack: Stack) -> None:
+    backend = embedded(stack)
+    status, lines, ended = _simulate_and_interrupt(backend, [6.0, 7.0])
+    out = "".join(lines)
+    assert status == 130 and "Traceback" not in out, out[-3000:]
+    assert "interrupted" in out and ended < 20, ended

@@ -29,7 +29,7 @@ def result(best: float, ceiling: float, cpu: dict[str, float]) -> dict[str, Any]
 def test_two_kept_runs_compare_as_ratios_figure_by_figure(tmp_path: Path) -> None:
     history.append(tmp_path, history.entry(result(900, 3000, {"bridge": 130.0, "simulator": 170.0}), "embedded", "m"))
     history.append(tmp_path, history.entry(result(1800, 3000, {"bridge": 65.0, "lambda": 250.0}), "embedded", "m"))
-    older, newer = history.pick(history.runs(tmp_path), -2, -1)
+    older, newer = history.pick(history.runs(tmp_path))
     rows = {row.figure: row for row in history.compare(older, newer)}
     assert rows["best good rate, msg/s"].ratio == 2.0
     assert rows["share of the ceiling"].older == 0.3 and rows["share of the ceiling"].ratio == 2.0
@@ -49,17 +49,17 @@ def test_a_line_cut_short_or_foreign_is_left_out(tmp_path: Path, caplog: pytest.
     assert caplog.text.count("left out") == 4
 
 
-@pytest.mark.parametrize(("older", "newer"), [(0, 1), (1, 3), (-3, -1)])
+@pytest.mark.parametrize(("older", "newer"), [(0, 1), (1, 3), (3, 2)])
 def test_a_run_number_the_history_does_not_hold_is_named(tmp_path: Path, older: int, newer: int) -> None:
     for best in (100, 200):
         history.append(tmp_path, history.entry(result(best, 1000, {}), "embedded", "m"))
     with pytest.raises(HistoryError, match="the history holds runs 1 to 2"):
-        history.pick(history.runs(tmp_path), older, newer)
+        history.pick(history.runs(tmp_path), (older, newer))
 
 
 def test_compare_before_two_runs_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(HistoryError, match=r"0 bench run\(s\) kept so far: `make bench` twice"):
-        history.pick(history.runs(tmp_path), -2, -1)
+        history.pick(history.runs(tmp_path))
 
 
 def test_a_history_file_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
