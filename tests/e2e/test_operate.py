@@ -44,6 +44,8 @@ def cli_env(backend: EmbeddedBackend) -> dict[str, str]:
         "MQTT_PORT": str(backend.mqtt_port),
         "IOT_MQTT_PORT": str(backend.iot_mqtt_port),
         "EMBEDDED_STATE_DIR": str(backend.state_dir),
+        # as the session's stack runs: a command that calls `up` with another setting would restart it
+        "IAM": backend.iam,
         # the same stack when the session's is LocalStack's host process (LocalStackHostBackend.from_env)
         "LOCALSTACK_PORT": str(backend.ministack_port),
         "LOCALSTACK_STATE_DIR": str(backend.state_dir),
@@ -187,8 +189,8 @@ def test_logs_show_each_source_and_follow_the_processor(stack: Stack, signing_ke
 
 
 def _simulate_and_interrupt(backend: EmbeddedBackend, interrupts: list[float]) -> tuple[int, list[str], float]:
-    """`testbed simulate smoke` as a user runs it, SIGINT sent at each of `interrupts` seconds after it
-    says its scenario; its exit status, its output lines, and seconds from the first SIGINT to its end."""
+    """`testbed simulate smoke` as a user runs it, SIGINT sent at each of `interrupts` seconds after its
+    processor is warm; its exit status, its output lines, and seconds from the first SIGINT to its end."""
     process = subprocess.Popen(
         [sys.executable, "-m", "testbed", "simulate", "smoke"],
         env=cli_env(backend),
@@ -205,7 +207,8 @@ def _simulate_and_interrupt(backend: EmbeddedBackend, interrupts: list[float]) -
 
     threading.Thread(target=read, daemon=True).start()
     seen: list[str] = []
-    while not any("scenario smoke:" in line for line in seen):
+    # the processor warmed, the fleet connects and publishes next (a Ctrl-C before that ends at once)
+    while not any("processor environment(s) warm" in line for line in seen):
         seen.append(lines.get(timeout=300))
     said = time.monotonic()
     for at in interrupts:
@@ -223,7 +226,7 @@ def test_ctrl_c_during_a_run_stops_publishing_and_writes_the_report_marked_inter
     """The fleet stops, what it sent drains for a bounded time and is accounted (nothing acknowledged
     lost), the report says INTERRUPTED, and the exit status is 130, without a traceback."""
     backend = embedded(stack)
-    status, lines, ended = _simulate_and_interrupt(backend, [8.0])
+    status, lines, ended = _simulate_and_interrupt(backend, [6.0])
     out = "".join(lines)
     assert status == 130, out[-3000:]
     assert "Traceback" not in out
@@ -241,7 +244,7 @@ def test_ctrl_c_during_a_run_stops_publishing_and_writes_the_report_marked_inter
 
 def test_a_second_ctrl_c_stops_at_once(stack: Stack) -> None:
     backend = embedded(stack)
-    status, lines, ended = _simulate_and_interrupt(backend, [6.0, 7.0])
+    status, lines, ended = _simulate_and_interrupt(backend, [4.0, 5.0])
     out = "".join(lines)
     assert status == 130 and "Traceback" not in out, out[-3000:]
     assert "interrupted" in out and ended < 20, ended

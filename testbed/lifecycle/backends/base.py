@@ -178,8 +178,9 @@ class Backend(abc.ABC):
         return ()
 
     def fault_refusal(self, target: str, action: str) -> str | None:
-        """Why this backend cannot inject `action` into `target`, or None when it can."""
-        if target in self.fault_targets():
+        """Why this backend cannot inject `action` into `target`, or None when it can (the processor's
+        throttle goes through the Lambda API, on any backend)."""
+        if target == "processor" or target in self.fault_targets():
             return None
         return f"it can hit: {', '.join(self.fault_targets()) or 'nothing but the processor'}"
 
