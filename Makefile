@@ -22,6 +22,10 @@ CHECKOV_VERSION := 3.3.30
 TESTBED := $(PY) -m testbed --backend $(BACKEND)
 # host or docker: how BACKEND=localstack runs on this machine (asked only for that backend)
 LOCALSTACK_RUNS := $(if $(filter localstack,$(BACKEND)),$(shell $(PYTHON) -m testbed.lifecycle.runners))
+# decided once per make: the CLI and the tests it starts run LocalStack the way the venvs were made for
+ifneq ($(LOCALSTACK_RUNS),)
+export LOCALSTACK_RUNNER := $(LOCALSTACK_RUNS)
+endif
 LOCAL_STACK := $(if $(filter embedded,$(BACKEND)),yes,$(filter host,$(LOCALSTACK_RUNS)))
 ENV ?= dev
 BACKEND_CONFIG ?= backend.s3.hcl

@@ -368,8 +368,9 @@ def _live_worker(
 def _worker_entry(
     config: RunConfig, device_ids: set[str], progress: Any, start: float, results: Any, worker: int, lead_s: float
 ) -> None:
-    # Ctrl-C reaches the whole process group: the parent sets config.stop, and each worker drains
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if config.stop is not None:
+        # Ctrl-C reaches the whole process group: the parent sets config.stop, and each worker drains
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     results.put(_live_worker(config, device_ids, progress, start, worker, lead_s))
 
 
@@ -391,8 +392,11 @@ def live_run(config: RunConfig, progress: Any = None) -> RawRunSummary:
     ctx = mp.get_context("fork")
     results: Any = ctx.Queue()
     workers = [
+        # daemons: a caller that gives up (a second Ctrl-C) does not wait for them at exit
         ctx.Process(
-            target=_worker_entry, args=(config, set(ids[i :: config.workers]), progress, start, results, i, lead_s)
+            target=_worker_entry,
+            args=(config, set(ids[i :: config.workers]), progress, start, results, i, lead_s),
+            daemon=True,
         )
         for i in range(config.workers)
     ]

@@ -393,8 +393,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
             cpu.add_row(name, f"{us:,.1f}")
         cpu.add_row("all", f"{sum(result['cpu_us_per_msg'].values()):,.1f}")
         console.print(cpu)
-    kept = bench_history.append(REPORTS_DIR, bench_history.entry(result, stack.backend.name, stack.backend.emulator()))
-    console.print(f"kept in {kept}: `testbed bench compare` sets it beside the run before")
+    try:
+        kept = bench_history.append(
+            REPORTS_DIR, bench_history.entry(result, stack.backend.name, stack.backend.emulator())
+        )
+        console.print(f"kept in {kept}: `testbed bench compare` sets it beside the run before")
+    except OSError as exc:
+        console.print(f"[yellow]warning:[/] this run's figures were not kept in the bench history: {escape(str(exc))}")
     print(json.dumps(result))
     return 0
 

@@ -83,8 +83,12 @@ def append(folder: Path, kept: dict[str, Any]) -> Path:
     """Add one run's line (a line cut short by a crash is skipped when read)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / HISTORY_FILE
-    with path.open("a") as out:
-        out.write(json.dumps(kept, sort_keys=True) + "\n")
+    with path.open("ab+") as out:
+        cut_short = False
+        if out.seek(0, os.SEEK_END) > 0:  # a line a crash left without its end: the new one starts anew
+            out.seek(-1, os.SEEK_END)
+            cut_short = out.read(1) != b"\n"
+        out.write((b"\n" if cut_short else b"") + json.dumps(kept, sort_keys=True).encode() + b"\n")
     return path
 
 
@@ -99,6 +103,10 @@ def runs(folder: Path) -> list[dict[str, Any]]:
             run = json.loads(line)
             if not isinstance(run, dict) or "ceiling_msg_s" not in run:
                 raise ValueError("not a bench run")
+            if not all(isinstance(run.get(key), str) for key in ("when", "commit", "emulator")):
+                raise ValueError("a run without its time, commit or emulator")
+            if not isinstance(run.get("machine"), dict) or not isinstance(run.get("cpu_us_per_msg"), dict):
+                raise ValueError("a run whose machine or CPU figures are not a table")
         except ValueError as exc:
             logger.warning("%s line %d left out: %s", path, number, exc)
             continue
@@ -107,7 +115,13 @@ def runs(folder: Path) -> list[dict[str, Any]]:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    """A figure, or None for what is not one (text, a bool, an integer too large for a float)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def compare(older: dict[str, Any], newer: dict[str, Any]) -> list[Compared]:

@@ -42,37 +42,43 @@ def listening_sockets(pid: int) -> set[tuple[str, int]]:
     return found
 
 
-def processes_under(folder: Path) -> list[int]:
-    """PIDs of live processes whose command line names a path in `folder`: what a stopped stack left running
-    (a server, a Lambda environment whose code lies in the stack's state folder). This process and
-    its ancestors are never among them."""
+def _under(folder: Path) -> list[psutil.Process]:
+    """Live processes of this user whose command line names a path in `folder`, never this process
+    or its ancestors."""
     needle = f"{str(folder).rstrip(os.sep)}{os.sep}"
     own = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    uid = os.getuid()
     found = []
-    for process in psutil.process_iter(["cmdline", "status"]):
+    for process in psutil.process_iter(["cmdline", "status", "uids"]):
         with contextlib.suppress(psutil.Error):
-            if process.pid in own or process.info["status"] == psutil.STATUS_ZOMBIE:
+            info = process.info
+            if process.pid in own or info["status"] == psutil.STATUS_ZOMBIE or info["uids"].real != uid:
                 continue
-            if needle in " ".join(process.info["cmdline"] or []):
-                found.append(process.pid)
+            if needle in " ".join(info["cmdline"] or []):
+                found.append(process)
     return found
+
+
+def processes_under(folder: Path) -> list[int]:
+    """PIDs of what a stopped stack left running (a server, a Lambda environment whose code lies in
+    the stack's state folder): this user's processes whose command line names a path in `folder`."""
+    return [process.pid for process in _under(folder)]
 
 
 def reap_under(folder: Path, grace_s: float) -> list[int]:
     """End what a stopped stack's servers left behind (their workers name `folder`): SIGTERM, up to
-    `grace_s` to exit, then SIGKILL. Returns the PIDs it had to signal."""
-    left = processes_under(folder)
-    deadline = time.monotonic() + grace_s
-    for signum in (signal.SIGTERM, signal.SIGKILL):
-        for pid in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
-        while time.monotonic() < deadline and any(ManagedProcess.alive(pid) for pid in left):
-            time.sleep(0.1)
-        deadline = time.monotonic() + grace_s
-        if not any(ManagedProcess.alive(pid) for pid in left):
-            break
-    return left
+    `grace_s` to exit, then SIGKILL for those still alive. psutil's handles refuse to signal a PID
+    that a new process took meanwhile. Returns the PIDs it signalled."""
+    left = _under(folder)
+    for process in left:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(left, timeout=grace_s)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=grace_s)
+    return [process.pid for process in left]
 
 
 class ManagedProcess:

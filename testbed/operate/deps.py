@@ -109,14 +109,15 @@ def install(for_tests: bool, backend: str = "embedded") -> list[str]:
     root = hasattr(os, "geteuid") and os.geteuid() == 0
     if found.needs_root and not root and shutil.which("sudo") is None:
         raise DepsError(f"missing {', '.join(needs)}; as root run: {how_to(needs)}")
+    broker_was_missing = find_mosquitto() is None
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in commands(needs, found, root):
         print("==>", " ".join(cmd), flush=True)
         if subprocess.run(cmd, env=env).returncode != 0:
             raise DepsError(f"`{' '.join(cmd)}` failed; install by hand: {how_to(needs)}")
-    if "mosquitto" in needs and found.name == "apt-get" and shutil.which("systemctl"):
+    if broker_was_missing and "mosquitto" in needs and found.name == "apt-get" and shutil.which("systemctl"):
         # Debian's package starts a system broker on 1883, the port the testbed's own broker takes:
-        # the one just installed is stopped (where systemd runs at all)
+        # the one just installed (never one that was there before) is stopped, where systemd runs at all
         stop = [*(["sudo", "-n"] if not root else []), "systemctl", "disable", "--now", "mosquitto"]
         print("==>", " ".join(stop), flush=True)
         subprocess.run(stop, env=env, capture_output=True)

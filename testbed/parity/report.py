@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -101,24 +102,39 @@ class Measured:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Measured:
-        rows = tuple(
-            Row(r["feature"], r["aws"], r["backend"], Verdict(r["verdict"]), r["consequence"]) for r in raw["rows"]
-        )
-        return cls(str(raw["backend"]), str(raw["emulator"]), str(raw["measured"]), rows)
+        """A saved result; ValueError when any field is not what `as_dict` writes."""
+        texts = ("feature", "aws", "backend", "consequence")
+        rows = []
+        for r in raw["rows"]:
+            if not all(isinstance(r.get(key), str) for key in texts):
+                raise ValueError("a row whose fields are not all text")
+            rows.append(Row(r["feature"], r["aws"], r["backend"], Verdict(r["verdict"]), r["consequence"]))
+        if not all(isinstance(raw.get(key), str) for key in ("backend", "emulator", "measured")):
+            raise ValueError("a result whose names are not text")
+        return cls(raw["backend"], raw["emulator"], raw["measured"], tuple(rows))
 
 
 def measured(stack: Any, rows: list[Row]) -> Measured:
+    """This run's rows, kept under the emulator's own name (LocalStack in Docker and as a host
+    process are two columns, not one)."""
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return Measured(stack.backend.name, stack.backend.emulator(), now, tuple(rows))
+    emulator = stack.backend.emulator()
+    key = re.sub(r"[^a-z0-9.]+", "-", emulator.lower()).strip("-") or stack.backend.name
+    return Measured(key, emulator, now, tuple(rows))
 
 
-def save(result: Measured, folder: Path) -> Path:
-    """Keep `result` as this backend's latest (one file per backend, replaced whole)."""
-    folder.mkdir(parents=True, exist_ok=True)
+def save(result: Measured, folder: Path) -> Path | None:
+    """Keep `result` as this emulator's latest (one file each, replaced whole); a disk that refuses is
+    warned about, and the table is shown all the same."""
     path = folder / f"{result.backend}.json"
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(result.as_dict(), indent=2))
-    partial.replace(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(result.as_dict(), indent=2))
+        partial.replace(path)
+    except OSError as exc:
+        logger.warning("the parity rows were not kept for other backends' tables: %s", exc)
+        return None
     return path
 
 
@@ -130,20 +146,20 @@ def saved_others(folder: Path, backend: str) -> list[Measured]:
             continue
         try:
             found.append(Measured.from_dict(json.loads(read_bounded(path, MAX_SAVED_BYTES))))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             logger.warning("left out %s: not a parity result (%s)", path, exc)
     return found
 
 
 def print_table(result: Measured, console: Console, others: Sequence[Measured] = ()) -> None:
     """This backend's rows; a column for each other backend's latest rows, matched by feature."""
-    title = f"What {result.emulator} does not do that AWS does (each row from a probe that ran)"
+    title = f"What {escape(result.emulator)} does not do that AWS does (each row from a probe that ran)"
     table = Table(title=title, show_lines=True)
     table.add_column("feature", overflow="fold")
     table.add_column("AWS", overflow="fold")
-    table.add_column(f"{result.emulator}, now", overflow="fold")
+    table.add_column(f"{escape(result.emulator)}, now", overflow="fold")
     for other in others:
-        table.add_column(f"{other.emulator}, {other.measured}", overflow="fold")
+        table.add_column(escape(f"{other.emulator}, {other.measured}"), overflow="fold")
     table.add_column("consequence for your results", overflow="fold")
     style = {Verdict.SAME: "green", Verdict.DIFFERS: "yellow", Verdict.UNKNOWN: "dim"}
 

@@ -310,7 +310,14 @@ def finish_run(
     drained = False
     if emulator_lost is None:  # else the stores are gone (or empty): nothing to wait for or read
         drain_s = min(scenario.drain_timeout_s, INTERRUPTED_DRAIN_S) if interrupted else scenario.drain_timeout_s
-        items, drained = wait_for_drain(stack, stores, device_ids, since_ms, expected, drain_s, console)
+        try:
+            items, drained = wait_for_drain(stack, stores, device_ids, since_ms, expected, drain_s, console)
+        except KeyboardInterrupt:  # Ctrl-C while draining: the report covers what is stored now
+            if interrupted:
+                raise  # the second: stop at once
+            interrupted = True
+            console.print("[bold yellow]interrupted:[/] the report covers what is stored now (Ctrl-C again stops)")
+            items, drained = run_items(stores, device_ids, since_ms), False
         time.sleep(2)  # the last quarantine writes and alerts trail the readings
         quarantined = [
             q for q in stores.quarantined(since=started - 5) if any(f'"{d}"' in q["body"] for d in device_ids)
@@ -344,7 +351,7 @@ def finish_run(
     )
     stored_at = np.array([i.stored_at_ms for i in items], dtype=float) / 1000
     faults_report: list[dict[str, Any]] = []
-    if injected:
+    if injected and emulator_lost is None:
         deliveries = _archived_deliveries(stores, set(device_ids), started - 5)
         faults_report = _faults_report(injected, summary, result.lost, deliveries, stored_at)
     # a device whose clock was skewed on purpose stamps its readings off by seconds: not a hop's latency

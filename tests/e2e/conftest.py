@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Generator
 from typing import Any
 
 import pytest
 
 from processor.config import Settings
-from testbed.lifecycle.backends import LocalStackHostBackend, backend_class
+from testbed.lifecycle.backends import LocalStackHostBackend
 from testbed.lifecycle.stack import Stack
-from testbed.pytest_plugin import setting
-from tests.e2e.skips import ALLOWED_SKIPS, CHECKED_BACKENDS
 
 # Short timeouts so a record reported failed is redelivered within seconds (visibility = 6 x timeout).
 # a repository of its own, with its own conftest.py: test_plugin.py runs it in a pytest of its own
@@ -95,52 +92,3 @@ def as_json(message: dict[str, Any]) -> str:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-SKIP_CHECK = pytest.StashKey[str]()
-
-
-def _test_key(nodeid: str) -> str:
-    """A test as the allow-list names it: its file and function, parameters left out."""
-    return nodeid.removeprefix("tests/e2e/").split("[", 1)[0]
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    name = setting(config, "backend")
-    config.stash[SKIP_CHECK] = "localstack-host" if backend_class(name) is LocalStackHostBackend else name
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A skip this backend is not allowed (tests/e2e/skips.py) is a failure."""
-    report: pytest.TestReport = yield
-    backend = item.config.stash[SKIP_CHECK]
-    allowed = backend not in CHECKED_BACKENDS or backend in ALLOWED_SKIPS.get(_test_key(item.nodeid), {})
-    if report.skipped and not hasattr(report, "wasxfail") and not allowed:
-        why = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        report.outcome = "failed"
-        report.longrepr = f"skipped on {backend} ({why}), which tests/e2e/skips.py does not allow"
-    return report
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Remember each test that ran (passed or failed, not skipped); xdist sends workers' reports here."""
-    if report.when == "call" and not report.skipped:
-        RAN_TESTS.add(_test_key(report.nodeid))
-
-
-# filled on the process that reports the session (xdist's controller, or the one pytest process)
-RAN_TESTS: set[str] = set()
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """A test listed as skipping on this backend that ran instead: the list is out of date."""
-    backend = session.config.stash[SKIP_CHECK]
-    stale = sorted(key for key in RAN_TESTS if backend in ALLOWED_SKIPS.get(key, {}))
-    if stale and not hasattr(session.config, "workerinput"):
-        session.config.get_terminal_writer().line(
-            f"tests/e2e/skips.py allows these to skip on {backend}, but they ran: {', '.join(stale)}", red=True
-        )
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED

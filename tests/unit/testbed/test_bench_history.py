@@ -79,3 +79,29 @@ def test_the_cli_prints_both_runs_and_their_ratios(tmp_path: Path, monkeypatch: 
     assert "best good rate, msg/s" in out and "2x" in out and "0.5x" in out
     assert "ministack 1.5.33 on" in out
     assert json.loads((tmp_path / history.HISTORY_FILE).read_text().splitlines()[0])["best_msg_s"] == 900
+
+
+def test_a_run_kept_after_a_line_cut_short_is_read_whole(tmp_path: Path) -> None:
+    (tmp_path / history.HISTORY_FILE).write_text('{"ceiling_msg_s": 5, "best')
+    history.append(tmp_path, history.entry(result(300, 1000, {}), "embedded", "m"))
+    assert [run["best_msg_s"] for run in history.runs(tmp_path)] == [300]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"ceiling_msg_s": 1, "when": "w", "commit": "c", "emulator": "e", "machine": [], "cpu_us_per_msg": {}}',
+        '{"ceiling_msg_s": 1, "commit": "c", "emulator": "e", "machine": {}, "cpu_us_per_msg": {}}',
+        '{"ceiling_msg_s": 1, "when": "w", "commit": "c", "emulator": "e", "machine": {}, "cpu_us_per_msg": 5}',
+    ],
+)
+def test_a_run_missing_what_compare_prints_is_left_out(tmp_path: Path, line: str) -> None:
+    (tmp_path / history.HISTORY_FILE).write_text(line + "\n")
+    assert history.runs(tmp_path) == []
+
+
+def test_a_figure_too_large_for_a_float_is_shown_as_none() -> None:
+    older = {"ceiling_msg_s": 10**400, "cpu_us_per_msg": {}}
+    newer = {"ceiling_msg_s": 5, "cpu_us_per_msg": {}}
+    (ceiling, *_) = history.compare(older, newer)
+    assert ceiling.older is None and ceiling.ratio is None

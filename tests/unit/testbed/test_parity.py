@@ -3,10 +3,13 @@ gives `differs` with its consequence, and a probe that saw nothing says so."""
 
 from __future__ import annotations
 
+from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from rich.console import Console
 
 from telemetry.outputs import StackOutputs
 from testbed.parity import probes
@@ -24,7 +27,7 @@ from testbed.parity.probes import (
     judge_limits,
     judge_rule,
 )
-from testbed.parity.report import PROBES, run_probes
+from testbed.parity.report import PROBES, Measured, print_table, run_probes, save, saved_others
 from testbed.parity.throwaway import Throwaway
 from testbed.parity.types import ProbeContext, Row, Verdict
 
@@ -255,3 +258,23 @@ def test_every_deletion_runs_though_one_fails_and_what_is_gone_is_not_a_warning(
     assert deleted == ["function", "role"], "in reverse order, past the one that failed"
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warnings == ["could not delete the probe's queue: the emulator went away"]
+
+
+def test_saved_results_of_other_backends_are_shown_beside_and_hostile_ones_left_out(tmp_path: Path) -> None:
+    """Each emulator's latest rows become a column of the others' tables; a file that is not one
+    (fields of the wrong type, markup in a name) is left out or shown as text, never a crash."""
+    row = Row("Firehose GZIP", "compresses", "uncompressed objects", Verdict.DIFFERS, "readers differ")
+    mine = Measured("ministack-1.5.33", "ministack 1.5.33", "now", (row,))
+    theirs = Measured("localstack", "[/]LocalStack [bold]", "2026-12-07 01:00 UTC", (row,))
+    save(mine, tmp_path)
+    save(theirs, tmp_path)
+    (tmp_path / "broken.json").write_text(
+        '{"backend": "b", "emulator": "e", "measured": "m", "rows": [{"feature": []}]}'
+    )
+    (tmp_path / "garbage.json").write_text("[1, 2")
+    others = saved_others(tmp_path, mine.backend)
+    assert [o.emulator for o in others] == ["[/]LocalStack [bold]"]
+    out = StringIO()
+    print_table(mine, Console(file=out, width=300), others)
+    assert "[/]LocalStack [bold], 2026-12-07 01:00 UTC" in out.getvalue()
+    assert "ministack 1.5.33: 1 of 1 behaviours differ" in out.getvalue()
