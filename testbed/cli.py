@@ -255,7 +255,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)  # a wrong name or file fails before anything starts
     stack = _stack(args)
-    stack.up()
+    if args.no_up:
+        stack.outputs()  # not deployed: said now, by name
+    else:
+        stack.up()
     if args.runner == "locust":
         console.print(f"scenario [bold]{scenario.name}[/] on Locust, {args.workers} workers: {scenario.description}")
         return _show_run(scenario, locust_run.run(stack, args.scenario, args.workers, console).folder)
@@ -604,6 +607,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="locust: a Locust master and --workers workers on this machine, one shard each, then merged",
     )
     simulate.add_argument("--workers", type=count(MAX_WORKERS), default=2, help="Locust workers (shards)")
+    simulate.add_argument(
+        "--no-up",
+        action="store_true",
+        help="run against the stack as it is deployed (by `up` with variables of your own, or a test session) "
+        "instead of bringing it up with this command's",
+    )
     simulate.set_defaults(func=cmd_simulate)
     shards = sub.add_parser("shards", help="prepare a run in N shards to run anywhere; prints their commands")
     shards.add_argument("scenario", help="a shipped scenario name or a YAML path (without faults)")

@@ -192,7 +192,8 @@ def _simulate_and_interrupt(backend: EmbeddedBackend, interrupts: list[float]) -
     """`testbed simulate smoke` as a user runs it, SIGINT sent at each of `interrupts` seconds after its
     processor is warm; its exit status, its output lines, and seconds from the first SIGINT to its end."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "testbed", "simulate", "smoke"],
+        # the session's stack as deployed: `up` from here would apply the CLI's own variables over it
+        [sys.executable, "-m", "testbed", "simulate", "smoke", "--no-up"],
         env=cli_env(backend),
         cwd=ROOT,
         stdout=subprocess.PIPE,
