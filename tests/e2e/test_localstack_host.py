@@ -67,14 +67,25 @@ def test_a_localstack_that_dies_mid_run_is_named_as_the_cause_and_nothing_hangs(
     pid = backend.ministack.pid()
     assert pid is not None
     scenario = Scenario.model_validate({**load_scenario("smoke").model_dump(), "duration_s": 6})
-    killer = threading.Timer(2.0, os.kill, (pid, signal.SIGKILL))
+    forwarded_before = backend.ingress_counters().get("forwarded", 0)
+    done = threading.Event()
+
+    def kill_once_messages_flow() -> None:
+        """SIGKILL as soon as the bridge has forwarded some of the run's messages (mid-run, not warm-up)."""
+        while not done.wait(0.1):
+            if backend.ingress_counters().get("forwarded", 0) > forwarded_before:
+                os.kill(pid, signal.SIGKILL)
+                return
+
+    killer = threading.Thread(target=kill_once_messages_flow, daemon=True)
     killer.start()
     try:
         started = time.monotonic()
         run = run_scenario(localstack, scenario, Console(quiet=True), reports_dir=tmp_path)
         took = time.monotonic() - started
     finally:
-        killer.cancel()
+        done.set()
+        killer.join()
         localstack.up()
     report = json.loads((run.folder / "report.json").read_text())
     assert not report["passed"] and not report["checks"]["the emulator ran through the run"]
