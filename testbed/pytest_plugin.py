@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,7 +106,10 @@ def stack(
         pytest.fail(str(exc), pytrace=False)
     deployed = Stack(backend, variables=session_variables(name, testbed_variables), ingress=ingress, infra=infra)
     try:
-        deployed.up()
+        try:
+            _deploy(deployed)
+        except TestbedError as exc:  # what the emulator said goes with it: a CI log is all there is
+            pytest.fail(f"{exc}\n{_emulator_log_tail(deployed)}", pytrace=False)
         yield deployed
     finally:
         try:
@@ -114,6 +118,33 @@ def stack(
         finally:
             deployed.down()
         _assert_nothing_left(deployed)
+
+
+def _deploy(deployed: Stack) -> None:
+    """Bring the session's stack up; an emulator of ours that stopped answering Terraform is aborted
+    (`Stack.up` keeps its threads' stacks in its log), said as a warning, and the stack brought up once more."""
+    from testbed.lifecycle.stack import EmulatorAborted
+
+    try:
+        deployed.up()
+    except EmulatorAborted as exc:
+        tail = _emulator_log_tail(deployed, 80)
+        warnings.warn(
+            f"the session's emulator stopped answering and was started again: {exc}\n{tail}",
+            pytest.PytestWarning,
+            stacklevel=1,
+        )
+        deployed.down()
+        deployed.up()
+
+
+def _emulator_log_tail(deployed: Stack, lines: int = 40) -> str:
+    log = deployed.backend.log_files().get("emulator")
+    if log is None or not log.exists():
+        return ""
+    with open(log, errors="replace") as text:
+        tail = text.readlines()[-lines:]
+    return f"the end of {log}:\n{''.join(tail)}"
 
 
 def _assert_nothing_left(deployed: Stack) -> None:

@@ -21,12 +21,16 @@ from testbed.lifecycle.backends import Backend
 from testbed.lifecycle.build import build
 from testbed.lifecycle.infra import InfraError, Infrastructure
 from testbed.lifecycle.secrets import LeakedVersion, leaked_versions, make_private, remember, retire
-from testbed.lifecycle.terraform import Terraform
+from testbed.lifecycle.terraform import Terraform, TerraformTimeout
 from testbed.paths import INFRA_DIR, LAMBDA_ZIP
 
 logger = logging.getLogger(__name__)
 # Environments warmed at least (the rule bridge's direct invocations run this many at once).
 WARM_ENVIRONMENTS = 4
+
+
+class EmulatorAborted(TerraformTimeout):
+    """Terraform waited past its limit on an emulator of this project's, which was then stopped."""
 
 
 @dataclass
@@ -78,7 +82,15 @@ class Stack:
         # the shipped stack's key, held in the state by a stack deployed before it became write-only
         pending = self.backend.state_dir / "terraform" / "leaked-keys.json"
         leaked = remember(pending, leaked_versions(self.terraform.state()) if self.infra.shipped else [])
-        self.terraform.apply()
+        try:
+            self.terraform.apply()
+        except TerraformTimeout as exc:
+            log = self.backend.abort_emulator()
+            if log is None:
+                raise
+            raise EmulatorAborted(
+                f"{exc}\nThe emulator was stopped (SIGABRT): what each of its threads was doing is at the end of {log}"
+            ) from None
         if leaked:
             self.retire_leaked_keys(leaked)
             pending.unlink()

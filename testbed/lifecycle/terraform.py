@@ -7,7 +7,9 @@ import glob
 import json
 import logging
 import os
+import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -29,6 +31,46 @@ EMULATOR_HOSTS = frozenset({"127.0.0.1", "localhost"})
 # Resources whose id is a queue's URL, and the attributes that hold that URL.
 QUEUE_URL_TYPES = ("aws_sqs_queue", "aws_sqs_queue_policy")
 QUEUE_URL_ATTRIBUTES = ("id", "url", "queue_url")
+
+# How long one Terraform command may take before it is interrupted: an apply on AWS takes minutes,
+# on an emulator one; an emulator that stops answering a call would otherwise hold it for ever
+# (the provider's HTTP client sets no response timeout).
+TIMEOUT_VARIABLE = "TESTBED_TERRAFORM_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 600.0
+# After the interrupt, Terraform gets this long to write its state before it is killed.
+INTERRUPT_GRACE_S = 30.0
+
+
+# Terraform's progress lines: `aws_sqs_queue.ingest: Still creating... [20s elapsed]`.
+STILL_RE = re.compile(r"^(?P<address>\S+): Still (?P<doing>\w+)\.\.\. \[(?P<elapsed>[^\]]+) elapsed\]", re.MULTILINE)
+DONE_RE = re.compile(r"^(?P<address>\S+): (?:Creation|Modifications|Destruction|Read) complete", re.MULTILINE)
+
+
+def still_waiting(output: str) -> str:
+    """What a stopped command was still waiting on, from its progress lines: the first line of the
+    error is often all a CI summary shows."""
+    last: dict[str, str] = {}
+    for match in STILL_RE.finditer(output):
+        last[match["address"]] = f"{match['address']} ({match['doing']}, {match['elapsed']})"
+    for match in DONE_RE.finditer(output):
+        last.pop(match["address"], None)
+    return f"still waiting on {', '.join(last.values())}" if last else "with no resource in progress"
+
+
+def command_timeout() -> float:
+    """The per-command limit, from TESTBED_TERRAFORM_TIMEOUT_S (seconds) or the default."""
+    raw = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise TestbedError(
+            f"{TIMEOUT_VARIABLE}={raw!r}: give a number of seconds above 0 (default {DEFAULT_TIMEOUT_S:.0f})"
+        )
+    return value
 
 
 def _moved_urls(state: dict[str, Any], endpoint_url: str) -> Iterator[tuple[str, dict[str, Any], dict[str, str]]]:
@@ -56,6 +98,10 @@ def _moved_urls(state: dict[str, Any], endpoint_url: str) -> Iterator[tuple[str,
 
 class TerraformError(TestbedError):
     """A Terraform command failed; the message carries its output."""
+
+
+class TerraformTimeout(TerraformError):
+    """A Terraform command ran past its limit and was stopped (an endpoint that stopped answering)."""
 
 
 def terraform_binary() -> str:
@@ -159,11 +205,12 @@ class Terraform:
     def run(
         self, *args: str, capture: bool = False, ok_codes: tuple[int, ...] = (0,)
     ) -> subprocess.CompletedProcess[str]:
-        """Run a command; output the caller does not parse goes to `log_file` behind one log line."""
+        """Run a command, bounded by `command_timeout()`; output the caller does not parse goes to
+        `log_file` behind one log line."""
         cmd = [self.binary, f"-chdir={self.infra_dir}", *args]
         logger.debug("running %s", " ".join(cmd))
         if capture or logger.isEnabledFor(logging.DEBUG):
-            proc = subprocess.run(cmd, env=self.env, text=True, capture_output=capture)
+            proc = self._bounded(cmd, subprocess.PIPE if capture else None)
             detail = (proc.stderr or "") + (proc.stdout or "") if capture else "see the output above"
         else:
             self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -171,11 +218,46 @@ class Terraform:
             with open(self.log_file, "a") as log:
                 log.write(f"\n$ {' '.join(cmd)}\n")
                 log.flush()
-                proc = subprocess.run(cmd, env=self.env, text=True, stdout=log, stderr=subprocess.STDOUT)
+                proc = self._bounded(cmd, log)
             detail = f"the end of {self.log_file}:\n{self.log_file.read_text()[-4000:]}"
         if proc.returncode not in ok_codes:
             raise TerraformError(f"`{' '.join(cmd[:3])}` failed (exit {proc.returncode}): {detail[-4000:]}")
         return proc
+
+    def _bounded(self, cmd: list[str], out: Any) -> subprocess.CompletedProcess[str]:
+        """Run `cmd` to its end or to the timeout; past it, interrupt it (Terraform then writes its
+        state), kill it after a grace period, and raise naming what it was still doing."""
+        limit = command_timeout()
+        err = out if out in (None, subprocess.PIPE) else subprocess.STDOUT
+        with subprocess.Popen(cmd, env=self.env, text=True, stdout=out, stderr=err) as proc:
+            try:
+                stdout, stderr = proc.communicate(timeout=limit)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    stdout, stderr = proc.communicate(timeout=INTERRUPT_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    stdout, stderr = proc.communicate()
+                said = (
+                    (stderr or "") + (stdout or "")
+                    if out is subprocess.PIPE
+                    else self._log_tail()
+                    if out is not None
+                    else "see the output above"
+                )
+                raise TerraformTimeout(
+                    f"`{' '.join(cmd[:3])}` ran past {limit:.0f} s and was stopped, {still_waiting(said)} (the"
+                    f" emulator or AWS stopped answering, or raise {TIMEOUT_VARIABLE}); what it said last:\n"
+                    f"{said[-4000:]}"
+                ) from None
+            except BaseException:
+                proc.kill()  # Ctrl-C or a test's timeout: no Terraform left running on its own
+                raise
+        return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+    def _log_tail(self) -> str:
+        return self.log_file.read_text(errors="replace")[-4000:] if self.log_file.exists() else "(no output)"
 
     def init(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)

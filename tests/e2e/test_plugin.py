@@ -98,3 +98,18 @@ def test_a_repository_with_terraform_of_its_own_passes_the_readmes_test_on_the_e
     assert "1 passed" in result.stdout
     assert not list((repo / "infra").glob("*tfstate*")), "the state is the testbed's, never in their folder"
     assert not (repo / "infra" / "backend_override.tf").exists()
+
+
+def test_a_stack_that_fails_to_deploy_fails_the_session_with_terraforms_and_the_emulators_words(tmp_path: Path) -> None:
+    """A CI log is often all there is: the failure says what Terraform said and how the emulator's log ends."""
+    repo = tmp_path / "greenhouse"
+    shutil.copytree(THEIR_REPO, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "pyproject.toml").write_text(readme_block("own-terraform-config"))
+    (repo / "test_greenhouse.py").write_text(readme_block("own-terraform-test"))
+    with open(repo / "infra" / "main.tf", "a") as broken:
+        broken.write('\nresource "aws_sqs_queue" "broken" {\n  name = \n}\n')
+    result = run_their_pytest(repo, their_env())
+    assert result.returncode != 0
+    assert "`terraform -chdir=" in result.stdout and "Invalid expression" in result.stdout, result.stdout[-6000:]
+    assert "ministack.log:" in result.stdout, result.stdout[-6000:]
+    assert "Traceback" not in result.stdout

@@ -1,16 +1,20 @@
 """What a user meets starting and stopping the stack again and again: every `up` exits 0 in every
 ingress mode on a stack with state, an emulator restart (on its own port or another) leaves the
-queue's event source mapping delivering, and the processor's log lines can be read."""
+queue's event source mapping delivering, an emulator that stops answering does not hold `up` for
+ever, and the processor's log lines can be read."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import signal
 import uuid
 from functools import partial
 from typing import Any
 
+import psutil
 import pytest
 from rich.console import Console
 from rich.logging import RichHandler
@@ -19,7 +23,8 @@ from telemetry.credentials import device_password
 from testbed.bench.fakes import sqs_event
 from testbed.lifecycle.backends.embedded import EmbeddedBackend
 from testbed.lifecycle.ports import LOOPBACK, free_port
-from testbed.lifecycle.stack import Stack
+from testbed.lifecycle.stack import EmulatorAborted, Stack
+from testbed.lifecycle.terraform import TIMEOUT_VARIABLE, Terraform
 from testbed.paths import INFRA_DIR
 from testbed.runs.stores import Stores, processor_logs, wait_for
 from tests.conftest import make_message
@@ -173,3 +178,34 @@ def test_state_made_on_other_ports_moves_its_queues_and_delivers_in_every_ingres
         backend.ministack_port, backend.mqtt_port, backend.iot_mqtt_port = first_ports
         Stack(backend, variables=TEST_VARIABLES, ingress=stack.ingress).up()
     assert backend.healthy() and backend.bridge.started_with() == {"broker_port": first_ports[1]}
+
+
+def test_an_emulator_that_stops_answering_terraform_is_stopped_with_its_threads_stacks_in_its_log(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provider sets no response timeout: an emulator that accepts calls and never answers held
+    `up` for ever. It is stopped at the limit, and what each of its threads was doing is in its log."""
+    pid = stack.backend.emulator_pid()
+    assert pid is not None
+    apply = Terraform.apply
+
+    def apply_on_a_paused_emulator(self: Terraform) -> None:
+        os.kill(pid, signal.SIGSTOP)
+        apply(self)
+
+    log = stack.backend.log_files()["emulator"]
+    written = log.stat().st_size
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(Terraform, "apply", apply_on_a_paused_emulator)
+            patched.setenv(TIMEOUT_VARIABLE, "20")
+            with pytest.raises(EmulatorAborted, match=r"(?s)ran past 20 s and was stopped.*threads was doing"):
+                stack.up()
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        with open(log, errors="replace") as text:
+            text.seek(written)
+            said = text.read()
+        assert "Fatal Python error: Aborted" in said and "most recent call first" in said, said[-3000:]
+    finally:
+        stack.up()
+    assert stack.backend.healthy()

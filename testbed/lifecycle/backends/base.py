@@ -212,6 +212,11 @@ class Backend(abc.ABC):
         """The emulator's PID where it runs as a process of this project (a run checks it stayed up)."""
         return None
 
+    def abort_emulator(self) -> Path | None:
+        """Stop an emulator of this project's that stopped answering, its threads' stacks written to
+        its log first (the report a bug needs); the log, or None where the emulator is not ours."""
+        return None
+
     def broker_refusals(self, since_s: float) -> dict[str, int]:
         """What the device-facing broker refused since `since_s` (a packet too large, a wrong
         password), by kind, where this project runs the broker and can read its log."""

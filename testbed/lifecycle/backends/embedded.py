@@ -64,6 +64,8 @@ PORT_RELEASE_S = 10.0
 MINISTACK_SAVE_TIMEOUT_S = 300.0
 # how long what the emulator left behind gets to exit after SIGTERM (then SIGKILL)
 REAP_GRACE_S = 5.0
+# An emulator aborted for its stacks (it stopped answering) gets this long to write them and exit.
+ABORT_WAIT_S = 10.0
 # ministack sizes its Lambda worker pool from RAM (~585 here); a bounded pool keeps memory sane.
 LAMBDA_ACCOUNT_CONCURRENCY = 32
 # How long `up` waits for a queue with waiting messages to see one taken by its mapping.
@@ -265,6 +267,21 @@ class EmbeddedBackend(Backend):
     def emulator_pid(self) -> int | None:
         return self.ministack.pid()
 
+    def abort_emulator(self) -> Path | None:
+        pid = self.ministack.pid()
+        if pid is None:
+            return None
+        try:  # a handle, not the bare PID: never signal a process that took the PID meanwhile
+            process = psutil.Process(pid)
+            process.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack to the log
+            process.resume()  # a paused emulator handles it only once it runs
+            process.wait(timeout=ABORT_WAIT_S)
+        except psutil.TimeoutExpired:
+            process.kill()
+        except psutil.Error:
+            pass
+        return self.ministack.log_file
+
     def emulator_rss_mb(self) -> float | None:
         pid = self.ministack.pid()
         if pid is None:
@@ -376,6 +393,7 @@ class EmbeddedBackend(Backend):
             **os.environ,
             "GATEWAY_PORT": str(self.ministack_port),
             "BIND_HOST": LOOPBACK,
+            "PYTHONFAULTHANDLER": "1",  # abort_emulator: SIGABRT writes every thread's stack to the log
             "MINISTACK_REGION": self.region,
             "PERSIST_STATE": "1",
             "STATE_DIR": str(self.state_dir / "ministack/state"),

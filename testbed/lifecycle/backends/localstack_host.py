@@ -132,6 +132,7 @@ class LocalStackHostBackend(EmbeddedBackend):
             "PROVIDER_OVERRIDE_FIREHOSE": "encryption",
             "LAMBDA_RUNTIME_EXECUTOR": "local-process",
             "LAMBDA_PYTHON3_12": str(lambda_python),
+            "PYTHONFAULTHANDLER": "1",  # abort_emulator: SIGABRT writes every thread's stack to the log
         }
         proc = self.ministack.start([str(python), "-m", "localstack.runtime.main"], env, settings=wanted)
         deadline = time.monotonic() + START_TIMEOUT_S

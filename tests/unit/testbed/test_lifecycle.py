@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from testbed import cli
+from testbed.exceptions import TestbedError
 from testbed.lifecycle import terraform
 from testbed.lifecycle.backends import BackendError, EmbeddedBackend, ExternalBackend
 from testbed.lifecycle.backends.embedded import MINISTACK_LAMBDA_COPY_PREFIX
@@ -313,3 +314,57 @@ def test_the_external_backend_names_a_missing_or_silent_emulator_and_starts_noth
         silent.check_ingress("iot")
     assert silent.fault_targets() == ("broker", "bridge"), "the emulator is not ours to hit"
     assert [part.name for part in silent.components()] == ["emulator", "broker", "rule bridge"]
+
+
+def test_terraform_against_an_endpoint_that_never_answers_is_stopped_and_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An emulator that accepts a call and never answers held `terraform apply` for ever (the
+    provider sets no response timeout): the command is interrupted at its limit and says so."""
+    infra = tmp_path / "infra"
+    infra.mkdir()
+    (infra / "main.tf").write_text(
+        'terraform {\n  required_providers {\n    aws = { source = "hashicorp/aws" }\n  }\n}\n'
+        'provider "aws" {\n  region = "us-east-1"\n  skip_credentials_validation = true\n'
+        "  skip_requesting_account_id = true\n  skip_metadata_api_check = true\n}\n"
+        'data "aws_sqs_queue" "q" {\n  name = "never-answered"\n}\n'
+    )
+    with socket.socket() as silent:  # listens, is connected to, and never says a word
+        silent.bind((LOOPBACK, 0))
+        silent.listen(16)
+        env = {
+            "AWS_ENDPOINT_URL": f"http://{LOOPBACK}:{silent.getsockname()[1]}",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+        }
+        tf = terraform.Terraform(work_dir=tmp_path / "work", variables={}, env=env, infra_dir=infra)
+        tf.init()
+        monkeypatch.setenv(terraform.TIMEOUT_VARIABLE, "5")
+        with pytest.raises(
+            terraform.TerraformError, match=r"(?s)ran past 5 s and was stopped.*TESTBED_TERRAFORM_TIMEOUT_S"
+        ):
+            tf.run("apply", "-auto-approve", "-input=false", "-no-color")
+    assert "Interrupt received" in tf.log_file.read_text()
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "soon", "inf", "nan"])
+def test_a_terraform_timeout_that_is_not_a_positive_number_is_refused(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(terraform.TIMEOUT_VARIABLE, value)
+    with pytest.raises(TestbedError, match="give a number of seconds above 0"):
+        terraform.command_timeout()
+
+
+def test_a_stopped_commands_error_names_the_resources_it_was_still_waiting_on() -> None:
+    said = (
+        "aws_sqs_queue.ingest: Creating...\n"
+        "aws_sqs_queue.ingest: Still creating... [10s elapsed]\n"
+        "aws_lambda_function.processor: Still creating... [9m50s elapsed]\n"
+        "aws_sqs_queue.ingest: Creation complete after 25s [id=x]\n"
+        "aws_s3_bucket.archive: Still destroying... [1m0s elapsed]\n"
+    )
+    assert terraform.still_waiting(said) == (
+        "still waiting on aws_lambda_function.processor (creating, 9m50s), aws_s3_bucket.archive (destroying, 1m0s)"
+    )
+    assert terraform.still_waiting("Plan: 3 to add\n") == "with no resource in progress"
