@@ -24,7 +24,7 @@ import pytest
 if TYPE_CHECKING:
     from testbed.lifecycle.stack import Stack
     from testbed.runs.runner import ScenarioRun
-    from testbed.runs.stores import Stores
+    from testbed.stores import Stores
     from testbed.testing import MqttDevice
 
 # option, environment variable, ini key, default
@@ -158,7 +158,7 @@ def _assert_nothing_left(deployed: Stack) -> None:
 @pytest.fixture(scope="session")
 def stores(stack: Stack) -> Stores:
     """Read what the pipeline stored, quarantined, archived, dead-lettered and alerted."""
-    from testbed.runs.stores import Stores
+    from testbed.stores import Stores
 
     return Stores.connect(stack.outputs(), stack.client, stack.alert_journal)
 

@@ -31,7 +31,7 @@ from testbed.lifecycle.backends.base import device_topic_setting
 from testbed.lifecycle.backends.compose import docker_engine_problem
 from testbed.lifecycle.ports import free_port
 from testbed.lifecycle.stack import Stack
-from testbed.runs.stores import log_events
+from testbed.stores import log_events
 
 # the backends a test session may bring up and take down on its own (never AWS)
 SESSION_BACKENDS = tuple(name for name in BACKENDS if name != "aws")

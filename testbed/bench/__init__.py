@@ -1,1 +1,2 @@
-"""Benchmarks of the processor, the simulator and the ingress, with the doubles the in-process one uses."""
+"""Benchmarks of the processor, the simulator and the ingress (the load steps they run, the ceiling,
+the history), with the doubles the in-process one uses."""

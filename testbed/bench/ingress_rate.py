@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from testbed.bench.ceiling import CpuMeter, measure, stack_pids
+from testbed.bench.loadrun import run_step
 from testbed.lifecycle.stack import Stack
-from testbed.runs.loadrun import run_step
 
 logger = logging.getLogger(__name__)
 

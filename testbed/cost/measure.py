@@ -24,8 +24,7 @@ from testbed.cost.traffic import (
     Traffic,
     iot_units,
 )
-from testbed.runs.reconcile import Reconciliation
-from testbed.runs.stores import Stores, log_events
+from testbed.stores import Stores, log_events
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +44,8 @@ class RunFacts:
     """What the runner knows of a finished run."""
 
     summary: RunSummary
-    result: Reconciliation
+    stored: int  # distinct readings the run stored
+    duplicates_dropped: int  # redeliveries the processor recognised and did not store again
     device_ids: list[str]
     started: float  # epoch s
     basic_ingest: bool
@@ -151,7 +151,7 @@ def _archive_retention_days(stack: Any, bucket: str | None) -> float | None:
 
 def measured_traffic(stack: Any, outputs: StackOutputs, facts: RunFacts) -> Traffic:
     """The run's traffic as AWS would meter it; raises OutputsError where the stack lacks an output it reads."""
-    summary, result = facts.summary, facts.result
+    summary = facts.summary
     stores = Stores.connect(outputs, stack.client)
     seconds = max(float(summary["send_span_s"]), 1.0)
     first = facts.device_ids[0] if facts.device_ids else ""
@@ -161,7 +161,7 @@ def measured_traffic(stack: Any, outputs: StackOutputs, facts: RunFacts) -> Traf
     message_units = units * acked / generated if generated else 0.0
     # each stored reading's raw line (its payload and a new line) goes to the archive
     line_bytes = sum((int(size) + 1) * n for size, n in summary["payload_sizes"].items())
-    archive_bytes = line_bytes * result.stored / generated if generated else 0.0
+    archive_bytes = line_bytes * facts.stored / generated if generated else 0.0
     unmeasured: list[str] = []
     if facts.forwarded is not None and facts.forwarded >= 0:
         actions, actions_basis = facts.forwarded, f"{facts.forwarded:,} forwarded by the rule (the bridge's count)"
@@ -205,7 +205,7 @@ def measured_traffic(stack: Any, outputs: StackOutputs, facts: RunFacts) -> Traf
         ms_per_invocation=ms,
         memory_mb=int(function.get("MemorySize") or DEFAULT_MEMORY_MB),
         # a duplicate sent again is put again (the writes are unconditional); within a batch it is not
-        items=result.stored + result.duplicates_dropped,
+        items=facts.stored + facts.duplicates_dropped,
         item_bytes=sum(sizes) / len(sizes) if sizes else 0.0,
         write_units_per_item=(
             sum(max(1, math.ceil(size / DYNAMODB_WRITE_UNIT_BYTES)) for size in sizes) / len(sizes) if sizes else 1.0

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from processor.quarantine import QUARANTINE_PREFIX
-from testbed.runs.stores import RAW_PREFIX, Stores
+from testbed.stores import RAW_PREFIX, Stores
 
 REASON_IN_KEY = re.compile(r"reason=([^/]+)/")
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from testbed.runs.stores import log_events, log_line
+from testbed.stores import log_events, log_line
 
 FOLLOW_INTERVAL_S = 0.5
 LAMBDA_SOURCE = "lambda"

@@ -1,1 +1,1 @@
-"""Load runs: scenarios, the run itself, faults, reading the stores, reconciliation, reports, the demo."""
+"""Load runs: scenarios, the run itself and its shards, faults, reconciliation, reports, the demo."""

@@ -13,7 +13,7 @@ from simulator.devices import Emitted
 from simulator.transport import MqttFleet
 from telemetry import new_message
 from testbed.lifecycle.stack import Stack
-from testbed.runs.stores import Stores, WaitTimeout, wait_for
+from testbed.stores import Stores, WaitTimeout, wait_for
 
 DEMO_TIMEOUT_S = 90.0
 

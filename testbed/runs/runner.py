@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
@@ -38,10 +38,8 @@ from testbed.runs.faults import FaultSchedule, FaultSpec, InjectedFault, fault_a
 from testbed.runs.reconcile import check_alerts, check_plan, expected_stored, reconcile
 from testbed.runs.report import ARCHIVE_HOP, Check, RunOutcome, checks, hop_samples, write_report
 from testbed.runs.scenario import Scenario, ScenarioError
-from testbed.runs.stores import Stores, archived_key
-
-if TYPE_CHECKING:
-    from testbed.runs.shards import ShardAccount
+from testbed.runs.shard_account import ShardAccount
+from testbed.stores import Stores, archived_key, run_items, wait_for_drain
 
 logger = logging.getLogger(__name__)
 # an interrupted run drains this long at most: the user asked it to end
@@ -72,43 +70,6 @@ def _publish_with_progress(stack: Stack, config: RunConfig, console: Console) ->
             )
 
         return live_run_with_progress(config, show)
-
-
-def run_items(stores: Stores, device_ids: list[str], since_ms: int) -> list[StoredReading]:
-    """The devices' items stored by this run (device ids repeat across runs of one fleet)."""
-    return [i for d in device_ids for i in stores.readings(d) if i.stored_at_ms >= since_ms]
-
-
-def _queues_empty(stack: Stack, stores: Stores) -> bool:
-    """No message waiting in the bridge or in flight in the ingest queue."""
-    return int(stack.backend.ingress_counters().get("queued", 0)) == 0 and stores.ingest_queue_depth() == 0
-
-
-def wait_for_drain(
-    stack: Stack,
-    stores: Stores,
-    device_ids: list[str],
-    since_ms: int,
-    expected: int,
-    timeout_s: float,
-    console: Console,
-    poll_s: float = 2.0,
-) -> tuple[list[StoredReading], bool]:
-    """Poll until the queues are empty and the expected readings are stored; (items, drained in time)."""
-    deadline = time.time() + timeout_s
-    items: list[StoredReading] = []
-    with console.status("waiting for the pipeline to drain") as status:
-        while time.time() < deadline:
-            items = run_items(stores, device_ids, since_ms)
-            status.update(f"stored {len(items):,} of {expected:,} expected")
-            if len(items) >= expected and _queues_empty(stack, stores):
-                return items, True
-            time.sleep(poll_s)
-    console.print(
-        f"[bold red]error:[/] the pipeline did not drain within {timeout_s:.0f} s: "
-        f"{len(items):,} of {expected:,} expected readings stored"
-    )
-    return items, False
 
 
 def fault_schedule(stack: Stack, specs: tuple[FaultSpec, ...], function_name: str) -> FaultSchedule:
@@ -347,7 +308,15 @@ def finish_run(
         else None
     )
     facts = RunFacts(
-        summary, result, device_ids, started, scenario.basic_ingest, forwarded, len(quarantined), len(alerts)
+        summary,
+        result.stored,
+        result.duplicates_dropped,
+        device_ids,
+        started,
+        scenario.basic_ingest,
+        forwarded,
+        len(quarantined),
+        len(alerts),
     )
     stored_at = np.array([i.stored_at_ms for i in items], dtype=float) / 1000
     faults_report: list[dict[str, Any]] = []

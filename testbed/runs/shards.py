@@ -14,8 +14,6 @@ import json
 import math
 import re
 import shlex
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +43,8 @@ from testbed.paths import REPORTS_DIR
 from testbed.runs.reconcile import check_plan
 from testbed.runs.runner import RunStart, ScenarioRun, finish_run, run_plan, start_run
 from testbed.runs.scenario import Scenario, load_scenario
-from testbed.runs.stores import Stores
+from testbed.runs.shard_account import MissingShard, ShardAccount
+from testbed.stores import Stores
 
 MANIFEST = "shards.json"
 # A summary larger than this is not one a shard wrote (a shard of a day-long soak is a few hundred MB;
@@ -60,47 +59,6 @@ class ShardsError(TestbedError):
 
 def summary_path(folder: Path, index: int) -> Path:
     return folder / f"shard-{index}.json"
-
-
-@dataclass
-class MissingShard:
-    shard: Shard
-    reason: str
-    devices: list[str]
-    # what the shard's dry run publishes: what went unaccounted
-    planned: int
-    stored_anyway: int = 0
-
-
-@dataclass
-class ShardAccount:
-    """Which shards' summaries were merged, and what the missing ones would have sent."""
-
-    count: int
-    merged: list[str] = field(default_factory=list)
-    missing: list[MissingShard] = field(default_factory=list)
-
-    def count_stored_anyway(self, stored: list[tuple[str, int]]) -> None:
-        """A shard killed mid-run leaves stored messages nobody's summary names: count them per shard."""
-        per_device = Counter(device_id for device_id, _ in set(stored))
-        for missing in self.missing:
-            missing.stored_anyway = sum(per_device[device_id] for device_id in missing.devices)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "count": self.count,
-            "merged": self.merged,
-            "missing": [
-                {
-                    "shard": str(m.shard),
-                    "reason": m.reason,
-                    "devices": len(m.devices),
-                    "planned_messages": m.planned,
-                    "stored_anyway": m.stored_anyway,
-                }
-                for m in self.missing
-            ],
-        }
 
 
 def run_key_file(stack: Stack, run_id: str) -> Path:

@@ -17,6 +17,7 @@ from ingress.__main__ import build_parser as ingress_parser
 from simulator.cli import KEY_ENV
 from simulator.cli import build_parser as simulator_parser
 from testbed import cli
+from testbed.cli import common
 from testbed.lifecycle.backends.compose import (
     COMPOSE_FILE,
     CONTAINER_BROKER_DIR,
@@ -203,7 +204,7 @@ def test_without_an_answering_engine_up_names_the_engine_and_the_fix(
     monkeypatch.setenv("COMPOSE_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("LOCALSTACK_RUNNER", "docker")
     printed = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=printed, width=1000))
+    monkeypatch.setattr(common, "console", Console(file=printed, width=1000))
     assert cli.main(["--backend", "localstack", "up"]) == 1
     out = printed.getvalue()
     assert "BACKEND=localstack needs a running Docker engine" in out

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from testbed.lifecycle.stack import Stack
-from testbed.runs.stores import Stores, wait_for
+from testbed.stores import Stores, wait_for
 
 pytestmark = pytest.mark.e2e
 WAIT_S = 60.0

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from testbed.bench.ceiling import CpuMeter, measure, stack_pids
+from testbed.bench.loadrun import run_step
 from testbed.lifecycle.stack import Stack
-from testbed.runs.loadrun import run_step
 
 pytestmark = pytest.mark.e2e
 

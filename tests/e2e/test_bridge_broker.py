@@ -38,7 +38,7 @@ from telemetry.credentials import device_password
 from telemetry.topics import DEVICE_TOPIC_TEMPLATE
 from testbed.lifecycle.backends.embedded import mosquitto_binary
 from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
-from testbed.runs.stores import wait_for
+from testbed.stores import wait_for
 
 pytestmark = pytest.mark.e2e
 SECRET = b"broker-secret-for-tests"

@@ -14,7 +14,7 @@ from awsiot import mqtt_connection_builder
 from simulator.tls import CERT_SUFFIX, KEY_SUFFIX
 from testbed.lifecycle.backends.embedded import EmbeddedBackend
 from testbed.lifecycle.stack import Stack
-from testbed.runs.stores import Stores, wait_for
+from testbed.stores import Stores, wait_for
 from tests.conftest import make_message
 from tests.e2e.conftest import needs_iot_core
 from tests.e2e.test_ingress import backend_of, ingress_mode

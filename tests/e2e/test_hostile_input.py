@@ -16,7 +16,7 @@ from ingress.broker import MAX_PACKET_BYTES
 from telemetry.credentials import device_password
 from testbed.lifecycle.ports import LOOPBACK
 from testbed.lifecycle.stack import Stack
-from testbed.runs.stores import Stores, wait_for
+from testbed.stores import Stores, wait_for
 from tests.e2e import mqtt_cli
 from tests.e2e.hostile_corpus import CASES, DEAD_LETTERED, REFUSED, Case, base, victim
 from tests.e2e.test_ingress import backend_of, ingress_mode

@@ -27,7 +27,7 @@ from testbed.lifecycle.backends.embedded import EmbeddedBackend
 from testbed.lifecycle.ports import LOOPBACK
 from testbed.lifecycle.processes import listening_sockets
 from testbed.lifecycle.stack import Stack
-from testbed.runs.stores import Stores, wait_for
+from testbed.stores import Stores, wait_for
 from tests.e2e import mqtt_cli
 from tests.e2e.conftest import needs_iot_core
 

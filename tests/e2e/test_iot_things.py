@@ -19,7 +19,7 @@ from testbed.lifecycle.iot_things import MANIFEST, deprovision, device_policy, p
 from testbed.lifecycle.ports import LOOPBACK
 from testbed.lifecycle.stack import Stack
 from testbed.paths import ROOT
-from testbed.runs.stores import Stores, wait_for
+from testbed.stores import Stores, wait_for
 from tests.e2e.conftest import needs_iot_core
 
 pytestmark = pytest.mark.e2e

@@ -22,7 +22,7 @@ from testbed.lifecycle.backends import EmbeddedBackend
 from testbed.lifecycle.stack import Stack
 from testbed.operate.inspect import inventory
 from testbed.paths import ROOT
-from testbed.runs.stores import Stores, wait_for
+from testbed.stores import Stores, wait_for
 from tests.e2e.conftest import as_json, send
 
 WAIT_S = 90.0

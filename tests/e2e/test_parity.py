@@ -12,7 +12,7 @@ from testbed.lifecycle.backends import LocalStackHostBackend
 from testbed.lifecycle.stack import Stack
 from testbed.parity.report import PROBES, context_of, run_probes
 from testbed.parity.types import Row, Verdict
-from testbed.runs.stores import Stores
+from testbed.stores import Stores
 from tests.e2e.conftest import needs_iot_core
 
 pytestmark = pytest.mark.e2e

@@ -15,8 +15,8 @@ from processor.pipeline import Clients, Pipeline
 from processor.types import InboundRecord
 from telemetry import new_message
 from testbed.lifecycle.stack import Stack
-from testbed.runs.iam_check import IamCheck, without
-from testbed.runs.stores import Stores, wait_for
+from testbed.operate.iam_check import IamCheck, without
+from testbed.stores import Stores, wait_for
 from testbed.testing import denied_calls
 from tests.e2e.conftest import as_json, assert_only_known_drift, needs_kept_state, now_ms, send
 

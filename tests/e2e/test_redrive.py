@@ -12,8 +12,8 @@ from processor.config import Settings
 from telemetry import new_message
 from telemetry.schema import ARRIVAL_ATTRIBUTE
 from testbed.lifecycle.stack import Stack
-from testbed.runs.redrive import redrive
-from testbed.runs.stores import Stores, wait_for
+from testbed.operate.redrive import redrive
+from testbed.stores import Stores, wait_for
 
 pytestmark = pytest.mark.e2e
 

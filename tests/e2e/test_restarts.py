@@ -26,7 +26,7 @@ from testbed.lifecycle.ports import LOOPBACK, free_port
 from testbed.lifecycle.stack import EmulatorAborted, Stack
 from testbed.lifecycle.terraform import TIMEOUT_VARIABLE, Terraform
 from testbed.paths import INFRA_DIR
-from testbed.runs.stores import Stores, processor_logs, wait_for
+from testbed.stores import Stores, processor_logs, wait_for
 from tests.conftest import make_message
 from tests.e2e import mqtt_cli
 from tests.e2e.conftest import TEST_VARIABLES, assert_only_known_drift, needs_kept_state, send

@@ -38,7 +38,7 @@ from processor.pipeline import Clients, Pipeline
 from processor.quarantine import QUARANTINE_PREFIX
 from telemetry.outputs import StackOutputs
 from testbed.bench.fakes import BATCH_WRITE_MAX_REQUESTS, SIGNING_KEY, FakeFirehose, client_error
-from testbed.runs.stores import Stores
+from testbed.stores import Stores
 
 REGION = "us-east-1"
 # AWS's limit, written out rather than imported from processor/: a wrong constant there must fail here.
@@ -255,7 +255,7 @@ class MotoAws:
 
 
 def _outputs(settings: Settings, tap_url: str) -> StackOutputs:
-    """The stack outputs the readers in testbed/runs/stores.py use; the ingress's name nothing in a unit test."""
+    """The stack outputs the readers in testbed/stores.py use; the ingress's name nothing in a unit test."""
     return StackOutputs(
         ingest_queue_url="",
         dlq_url="",

@@ -6,6 +6,7 @@ A new import against that order fails here."""
 from __future__ import annotations
 
 import ast
+import graphlib
 from pathlib import Path
 
 import pytest
@@ -44,13 +45,57 @@ def test_a_part_imports_only_the_parts_below_it(part: str) -> None:
 
 
 def test_the_cli_module_is_imported_only_by_its_entry_point() -> None:
-    """testbed/cli.py sits on top: nothing in the project imports it but `python -m testbed`."""
+    """testbed/cli/ sits on top: nothing in the project imports it but `python -m testbed`."""
     importers = []
+    package = ROOT / "testbed" / "cli"
     for path in sorted(ROOT.glob("*/**/*.py")):
-        if path.parts[len(ROOT.parts)] in PARTS and path != ROOT / "testbed" / "__main__.py":
+        inside = package in path.parents
+        if path.parts[len(ROOT.parts)] in PARTS and path != ROOT / "testbed" / "__main__.py" and not inside:
             tree = ast.parse(path.read_text(), str(path))
             modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
             names = {f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
-            if "testbed.cli" in modules | names:
+            if any(name == "testbed.cli" or name.startswith("testbed.cli.") for name in modules | names):
                 importers.append(str(path.relative_to(ROOT)))
     assert importers == []
+
+
+def _testbed_imports() -> dict[str, set[str]]:
+    """Each testbed module (dotted) and the testbed modules it imports, wherever in the file."""
+    modules = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+        for path in (ROOT / "testbed").rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                # `from testbed.cli import common` imports the module testbed.cli.common, not the package's code
+                targets |= {
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                    for a in node.names
+                }
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def _package(module: str) -> str:
+    """testbed.runs.runner -> testbed.runs; testbed.stores -> testbed.stores (a module of its own)."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def test_testbeds_modules_and_packages_import_each_other_in_one_direction() -> None:
+    """No import cycle between testbed's modules nor between its packages (runs/, bench/, cost/, ...):
+    every import points down, so each folder can be read knowing only those below it."""
+    graph = _testbed_imports()
+    graphlib.TopologicalSorter(graph).prepare()  # CycleError names the modules
+    packages: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        packages.setdefault(_package(module), set()).update(
+            _package(t) for t in targets if _package(t) != _package(module)
+        )
+    graphlib.TopologicalSorter(packages).prepare()
+    assert "testbed.runs" not in packages["testbed.cost"] | packages["testbed.bench"] | packages["testbed.operate"]

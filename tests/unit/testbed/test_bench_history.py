@@ -14,6 +14,8 @@ from rich.console import Console
 from testbed import cli
 from testbed.bench import history
 from testbed.bench.history import HistoryError
+from testbed.cli import bench as bench_commands
+from testbed.cli import common
 
 
 def result(best: float, ceiling: float, cpu: dict[str, float]) -> dict[str, Any]:
@@ -72,8 +74,8 @@ def test_the_cli_prints_both_runs_and_their_ratios(tmp_path: Path, monkeypatch: 
     history.append(tmp_path, history.entry(result(900, 3000, {"bridge": 130.0}), "embedded", "ministack 1.5.33"))
     history.append(tmp_path, history.entry(result(1800, 3000, {"bridge": 65.0}), "embedded", "ministack 1.5.33"))
     printed = io.StringIO()
-    monkeypatch.setattr(cli, "REPORTS_DIR", tmp_path)
-    monkeypatch.setattr(cli, "console", Console(file=printed, width=200))
+    monkeypatch.setattr(bench_commands, "REPORTS_DIR", tmp_path)
+    monkeypatch.setattr(common, "console", Console(file=printed, width=200))
     assert cli.main(["bench", "compare"]) == 0
     out = printed.getvalue()
     assert "best good rate, msg/s" in out and "2x" in out and "0.5x" in out

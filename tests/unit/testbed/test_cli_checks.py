@@ -13,6 +13,7 @@ from rich.console import Console
 
 from telemetry.outputs import StackOutputs
 from testbed import cli
+from testbed.cli import common
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, io.Strin
     state = tmp_path / "state"
     monkeypatch.setenv("EMBEDDED_STATE_DIR", str(state))
     printed = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=printed, width=1000))
+    monkeypatch.setattr(common, "console", Console(file=printed, width=1000))
     return state, printed
 
 
@@ -125,8 +126,8 @@ def test_an_arn_is_printed_as_it_is_not_as_an_emoji() -> None:
         region="us-east-1",
         signing_secret_arn="arn:x:secret:k",
     )
-    with cli.console.capture() as captured:
-        cli._print_outputs(outputs)
+    with common.console.capture() as captured:
+        common.print_outputs(outputs)
     assert ":secret:" in captured.get()
 
 
@@ -136,12 +137,12 @@ def test_output_piped_to_a_file_is_neither_wrapped_nor_cut() -> None:
     script = (
         "import logging, sys\n"
         "from rich.table import Table\n"
-        "from testbed import cli\n"
+        "from testbed.cli import common\n"
         "table = Table()\n"
         "table.add_column('queue')\n"
         f"table.add_row({url!r})\n"
-        "cli.console.print(table)\n"
-        "cli.console.print('word ' * 60)\n"
+        "common.console.print(table)\n"
+        "common.console.print('word ' * 60)\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     lines = out.splitlines()

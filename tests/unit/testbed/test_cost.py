@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 
 from testbed import cli
+from testbed.cli import common
 from testbed.cost import prices as prices_module
 from testbed.cost.bill import Bill, bill_of, cost_section, what_ifs
 from testbed.cost.prices import PRICES_DIR, PriceBook, PriceError, load_prices
@@ -169,7 +170,7 @@ def test_the_cost_command_prices_a_planned_load_and_names_a_bad_price_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     printed = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=printed, width=300))
+    monkeypatch.setattr(common, "console", Console(file=printed, width=300))
     plan_args = ["cost", "--rate", "10", "--devices", "100", "--payload-bytes", "400"]
     assert cli.main([*plan_args, "--json"]) == 0
     month = json.loads(capsys.readouterr().out)

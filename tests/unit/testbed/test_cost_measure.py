@@ -92,7 +92,9 @@ def facts(forwarded: int | None) -> RunFacts:
     summary["payload_sizes"] = {"300": 4}
     summary["send_span_s"] = 2.0
     result = reconcile(summary, [("a", 1), ("a", 2), ("a", 3), ("a", 4)], [], [])
-    return RunFacts(summary, result, ["a"], 0.0, False, forwarded, quarantined=0, alerts=0)
+    return RunFacts(
+        summary, result.stored, result.duplicates_dropped, ["a"], 0.0, False, forwarded, quarantined=0, alerts=0
+    )
 
 
 def batch_line(records: int, duration_ms: float) -> str:

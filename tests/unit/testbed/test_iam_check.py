@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from testbed.runs.iam_check import USED_BY_AWS_ON_THE_ROLES_BEHALF, ActionVerdict, without
+from testbed.operate.iam_check import USED_BY_AWS_ON_THE_ROLES_BEHALF, ActionVerdict, without
 
 DOCUMENT: dict[str, Any] = {
     "Version": "2012-10-17",

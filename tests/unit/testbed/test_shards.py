@@ -12,9 +12,8 @@ import pytest
 
 from simulator.integrity import seal
 from simulator.shard import Shard
+from testbed.runs.shard_account import MissingShard, ShardAccount
 from testbed.runs.shards import (
-    MissingShard,
-    ShardAccount,
     ShardsError,
     _manifest,
     _plan_problem,

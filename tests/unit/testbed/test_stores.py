@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from testbed.runs.stores import LOGS_PAGE_MAX, archived_key, processor_logs
+from testbed.stores import LOGS_PAGE_MAX, archived_key, processor_logs
 from tests.unit.moto_aws import MotoAws
 
 

@@ -21,8 +21,7 @@ from simulator.run import RunConfig, live_run
 from simulator.summary import acked_ids, percentiles
 from testbed.bench.ceiling import CpuMeter
 from testbed.lifecycle.stack import Stack
-from testbed.runs.runner import wait_for_drain
-from testbed.runs.stores import Stores
+from testbed.stores import Stores, wait_for_drain
 
 DRAIN_TIMEOUT_S = 120.0
 

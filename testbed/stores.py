@@ -20,11 +20,14 @@ from botocore.exceptions import ClientError
 from processor.quarantine import QUARANTINE_PREFIX
 from processor.store import StoredReading, from_item
 
-if TYPE_CHECKING:  # the stubs are a development dependency
+if TYPE_CHECKING:  # the stubs are a development dependency; a Stack and a Console are only passed in
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import MessageTypeDef
+    from rich.console import Console
+
+    from testbed.lifecycle.stack import Stack
 from telemetry.outputs import StackOutputs
 from telemetry.schema import sort_key
 from testbed.exceptions import TestbedError
@@ -333,3 +336,40 @@ class Stores:
                 QueueUrl=queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
             )
+
+
+def run_items(stores: Stores, device_ids: list[str], since_ms: int) -> list[StoredReading]:
+    """The devices' items stored by this run (device ids repeat across runs of one fleet)."""
+    return [i for d in device_ids for i in stores.readings(d) if i.stored_at_ms >= since_ms]
+
+
+def _queues_empty(stack: Stack, stores: Stores) -> bool:
+    """No message waiting in the bridge or in flight in the ingest queue."""
+    return int(stack.backend.ingress_counters().get("queued", 0)) == 0 and stores.ingest_queue_depth() == 0
+
+
+def wait_for_drain(
+    stack: Stack,
+    stores: Stores,
+    device_ids: list[str],
+    since_ms: int,
+    expected: int,
+    timeout_s: float,
+    console: Console,
+    poll_s: float = 2.0,
+) -> tuple[list[StoredReading], bool]:
+    """Poll until the queues are empty and the expected readings are stored; (items, drained in time)."""
+    deadline = time.time() + timeout_s
+    items: list[StoredReading] = []
+    with console.status("waiting for the pipeline to drain") as status:
+        while time.time() < deadline:
+            items = run_items(stores, device_ids, since_ms)
+            status.update(f"stored {len(items):,} of {expected:,} expected")
+            if len(items) >= expected and _queues_empty(stack, stores):
+                return items, True
+            time.sleep(poll_s)
+    console.print(
+        f"[bold red]error:[/] the pipeline did not drain within {timeout_s:.0f} s: "
+        f"{len(items):,} of {expected:,} expected readings stored"
+    )
+    return items, False

@@ -19,7 +19,7 @@ from typing import Any
 from telemetry import new_message
 from testbed.exceptions import TestbedError
 from testbed.lifecycle.stack import Stack
-from testbed.runs.stores import Stores
+from testbed.stores import Stores
 
 PROBE_TIMEOUT_S = 30.0
 # Changing this variable of the function makes the emulator start a fresh worker, whose first
