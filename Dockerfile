@@ -10,6 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md LICENSE ./
 COPY telemetry/ telemetry/
+COPY toolkit/ toolkit/
 COPY processor/ processor/
 COPY simulator/ simulator/
 COPY ingress/ ingress/

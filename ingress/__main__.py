@@ -19,9 +19,9 @@ from ingress.bridge import DEFAULT_VISIBILITY_TIMEOUT_S, BridgeConfig, RuleBridg
 from ingress.broker import BRIDGE_USER, LOOPBACK
 from ingress.metrics import serve_metrics
 from ingress.rule import RuleError, parse_rule
-from telemetry.cli_help import HelpWithDefaults, count, parse_args, port_number, seconds
 from telemetry.credentials import device_password
 from telemetry.outputs import StackOutputs
+from toolkit.cli_help import HelpWithDefaults, count, parse_args, port_number, seconds
 
 HEALTHY_METRICS_AGE_S = 15.0
 # AWS's own limits: an SQS event source's batch, its receive count, a queue's visibility timeout

@@ -43,9 +43,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from ingress.broker import IOT_MAX_PAYLOAD_BYTES
 from ingress.rule import Message, Rule
 from telemetry.backoff import backoff_s
-from telemetry.histogram import LatencyHistogram
 from telemetry.schema import ARRIVAL_ATTRIBUTE
 from telemetry.topics import basic_ingest_filter, basic_ingest_topic
+from toolkit.histogram import LatencyHistogram
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda.type_defs import InvocationRequestTypeDef

@@ -30,7 +30,7 @@ from simulator.replay import replay
 from simulator.run import DRAIN_TIMEOUT_S, RunConfig, WorkerProgress, dry_run, live_run_with_progress
 from simulator.schedule import RateProfile
 from simulator.shard import Shard, ShardError
-from telemetry.cli_help import SEED, HelpWithDefaults, count, parse_args, port_number, rate, seconds
+from toolkit.cli_help import SEED, HelpWithDefaults, count, parse_args, port_number, rate, seconds
 
 console = Console(stderr=True, emoji=False)
 KEY_ENV = "SIMULATOR_SIGNING_KEY"

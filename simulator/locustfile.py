@@ -38,9 +38,9 @@ from simulator.fleet import load_fleet
 from simulator.integrity import fleet_digest, read_run_key, seal, verified
 from simulator.run import RunConfig, live_run
 from simulator.shard import MAX_SHARDS, Shard
-from telemetry.cli_help import SEED, count, seconds
 from telemetry.credentials import broker_credentials
 from telemetry.files import read_bounded
+from toolkit.cli_help import SEED, count, seconds
 
 logger = logging.getLogger(__name__)
 SUMMARY_MESSAGE = "testbed_summary"

@@ -36,7 +36,7 @@ from simulator.schedule import Constant, RateProfile, Schedule
 from simulator.shard import Shard
 from simulator.summary import RawRunSummary, Recorder
 from simulator.transport import MqttFleet
-from telemetry.histogram import LatencyHistogram
+from toolkit.histogram import LatencyHistogram
 
 logger = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from rich.logging import RichHandler
 from rich.markup import escape
 
 from simulator.exceptions import SimulatorError
-from telemetry.cli_help import HelpWithDefaults, parse_args
 from telemetry.outputs import OutputsError
 from testbed.cli import bench, common, cost, operate, runs, stack
 from testbed.cli.common import INTERRUPTED_EXIT
 from testbed.exceptions import TestbedError
+from toolkit.cli_help import HelpWithDefaults, parse_args
 
 # What a user can cause and fix: reported as one line; anything else is a bug and shows its traceback.
 EXPECTED_ERRORS = (TestbedError, SimulatorError, OutputsError)

@@ -9,7 +9,6 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from telemetry.cli_help import count, rate, seconds
 from testbed.bench import history as bench_history
 from testbed.bench import ingress_rate as bench_ingress
 from testbed.bench import processor_rate as bench_processor
@@ -17,6 +16,7 @@ from testbed.bench import simulator_rate as bench_simulator
 from testbed.cli import common
 from testbed.cli.common import MAX_WORKERS
 from testbed.paths import REPORTS_DIR
+from toolkit.cli_help import count, rate, seconds
 
 # runs a bench history can be asked for by number (far more than any history holds)
 MAX_HISTORY_RUNS = 100_000

@@ -11,11 +11,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from ingress.broker import IOT_MAX_PAYLOAD_BYTES
-from telemetry.cli_help import count, rate
 from testbed.cli import common
 from testbed.cost.bill import cost_section
 from testbed.cost.prices import load_prices
 from testbed.cost.traffic import plan
+from toolkit.cli_help import count, rate
 
 # the most each option takes (AWS's own limits): beyond these a value is a typo
 MAX_BATCH_SIZE = 10_000

@@ -12,7 +12,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from rich.markup import escape
 from rich.table import Table
 
-from telemetry.cli_help import MAX_SECONDS, Bounded, count
 from testbed.cli import common
 from testbed.lifecycle.backends import BackendError
 from testbed.operate import doctor
@@ -23,6 +22,7 @@ from testbed.operate.logs import FileSource, LogGroupSource, Source, follow, tai
 from testbed.operate.redrive import redrive
 from testbed.operate.status import stack_status
 from testbed.stores import Stores
+from toolkit.cli_help import MAX_SECONDS, Bounded, count
 
 # how far back `logs --since` reads, in minutes
 MINUTES = Bounded(float, 0.0, MAX_SECONDS / 60, "a number of minutes")

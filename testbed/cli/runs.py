@@ -12,7 +12,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from simulator.shard import MAX_SHARDS
-from telemetry.cli_help import count
 from testbed.cli import common
 from testbed.cli.common import INTERRUPTED_EXIT, MAX_WORKERS
 from testbed.lifecycle.stack import Stack
@@ -22,6 +21,7 @@ from testbed.runs.demo import run_demo
 from testbed.runs.html_report import verdict, write_comparison
 from testbed.runs.runner import compare, run_scenario
 from testbed.runs.scenario import Scenario, load_scenario
+from toolkit.cli_help import count
 
 
 def cost_summary(cost: dict[str, Any]) -> str:

@@ -11,7 +11,6 @@ from typing import Any
 
 from simulator.devices import device_ids
 from simulator.fleet import load_fleet
-from telemetry.cli_help import count, seconds
 from testbed.cli import common
 from testbed.lifecycle import iot_things
 from testbed.lifecycle.backends import BackendError
@@ -19,6 +18,7 @@ from testbed.lifecycle.build import build
 from testbed.lifecycle.stack import Stack
 from testbed.parity import report as parity_report
 from testbed.paths import PARITY_DIR
+from toolkit.cli_help import count, seconds
 
 # the most devices one `provision` makes: beyond it a value is a typo
 MAX_PROVISIONED = 100_000

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from ingress.__main__ import build_parser as cli_of_ingress
 from simulator.cli import build_parser as cli_of_simulator
 from simulator.cli import main as simulator_main
-from telemetry.cli_help import Bounded
 from testbed.cli import build_parser as cli_of_testbed
 from tests.conftest import examples
+from toolkit.cli_help import Bounded
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "simulator": cli_of_simulator,

@@ -1,5 +1,6 @@
-"""The import graph points one way: telemetry/ (the shared contracts) imports no other part; each
-service (processor/, simulator/, ingress/) imports only telemetry/; testbed/, the CLI behind the
+"""The import graph points one way: telemetry/ (the shared contracts) and toolkit/ (the command-line
+tools' helpers) import no other part; the processor imports only telemetry/, the simulator and the
+ingress telemetry/ and toolkit/; testbed/, the CLI behind the
 Makefile, is imported by no part; localstack_plugins/, which runs inside LocalStack, imports none.
 A new import against that order fails here."""
 
@@ -13,13 +14,15 @@ import pytest
 
 from testbed.paths import ROOT
 
-PARTS = ("telemetry", "processor", "simulator", "ingress", "testbed", "localstack_plugins")
+PARTS = ("telemetry", "toolkit", "processor", "simulator", "ingress", "testbed", "localstack_plugins")
 MAY_IMPORT = {
     "telemetry": set(),
+    # the command-line tools' helpers, outside the Lambda zip
+    "toolkit": set(),
     "processor": {"telemetry"},
-    "simulator": {"telemetry"},
-    "ingress": {"telemetry"},
-    "testbed": {"telemetry", "processor", "simulator", "ingress"},
+    "simulator": {"telemetry", "toolkit"},
+    "ingress": {"telemetry", "toolkit"},
+    "testbed": {"telemetry", "toolkit", "processor", "simulator", "ingress"},
     # runs inside LocalStack's venv, where no other part's dependencies are installed
     "localstack_plugins": set(),
 }

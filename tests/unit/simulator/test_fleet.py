@@ -26,9 +26,9 @@ from simulator.run import (
 from simulator.schedule import Schedule
 from simulator.summary import Recorder
 from telemetry.credentials import broker_credentials
-from telemetry.histogram import LatencyHistogram
 from testbed.lifecycle.ports import free_port
 from testbed.paths import ROOT
+from toolkit.histogram import LatencyHistogram
 
 KEY = b"fleet-key"
 SMOKE = ROOT / "simulator" / "fleets" / "smoke.yaml"

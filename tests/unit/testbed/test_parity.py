@@ -27,6 +27,8 @@ from testbed.parity.probes import (
     judge_limits,
     judge_rule,
 )
+from testbed.parity.probes import common as common_probes
+from testbed.parity.probes import function as function_probes
 from testbed.parity.report import PROBES, Measured, print_table, run_probes, save, saved_others
 from testbed.parity.throwaway import Throwaway
 from testbed.parity.types import ProbeContext, Row, Verdict
@@ -188,7 +190,7 @@ def test_functions_are_read_from_the_sql() -> None:
     [([], 0), ([(0.0, 1.0), (1.0, 2.0)], 1), ([(0.0, 1.0), (0.5, 1.5), (0.6, 0.7)], 3), ([(0.0, 3.0), (1.0, 2.0)], 2)],
 )
 def test_overlap_counts_batches_running_at_once(spans: list[tuple[float, float]], overlap: int) -> None:
-    assert probes._max_overlap(spans) == overlap
+    assert function_probes.max_overlap(spans) == overlap
 
 
 def test_a_probe_that_fails_reports_its_rows_as_not_probed_and_the_others_still_run() -> None:
@@ -233,9 +235,9 @@ def test_a_refusal_other_than_the_limits_is_no_observation() -> None:
         raise ClientError({"Error": {"Code": "InvalidParameterValue", "Message": "too long"}}, "SendMessage")
 
     with pytest.raises(ClientError):
-        probes._refusal(denied, "InvalidParameterValue")
-    assert probes._refusal(too_long, "InvalidParameterValue") == "InvalidParameterValue"
-    assert probes._refusal(lambda: None, "InvalidParameterValue") is None
+        common_probes.refusal(denied, "InvalidParameterValue")
+    assert common_probes.refusal(too_long, "InvalidParameterValue") == "InvalidParameterValue"
+    assert common_probes.refusal(lambda: None, "InvalidParameterValue") is None
 
 
 def test_every_deletion_runs_though_one_fails_and_what_is_gone_is_not_a_warning(

@@ -1,0 +1,130 @@
+"""The device-facing broker: does it check the devices' policy and the payload's size as AWS IoT Core does?"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from ingress.broker import IOT_MAX_PAYLOAD_BYTES
+from telemetry.topics import BASIC_INGEST_PREFIX
+from testbed.parity.probes.common import NONE_HERE
+from testbed.parity.types import ProbeContext, Row, Verdict
+
+MQTT_WAIT_S = 5.0
+NOT_AUTHORIZED = "Not authorized"
+
+
+@dataclass(frozen=True)
+class BrokerSeen:
+    # what answered a publish to another device's topic, and one over AWS's payload limit to its own
+    foreign_topic: str
+    oversize: str
+    # ministack's IoT Core checks device policies only when the stack enforces IAM
+    iam_enforced: bool = True
+
+
+def _client(ctx: ProbeContext, device_id: str, protocol: MQTTProtocolVersion) -> mqtt.Client:
+    target = ctx.mqtt_target()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=protocol)
+    if target.tls is not None:
+        client.tls_set_context(target.tls.context(device_id))
+    if target.credentials is not None:
+        client.username_pw_set(*target.credentials(device_id))
+    return client
+
+
+def _publish_outcome(
+    ctx: ProbeContext, device_id: str, topic: str, payload: bytes, protocol: MQTTProtocolVersion
+) -> str:
+    """'accepted', 'refused (...)' or 'no answer': the broker's answer to one QoS 1 publish."""
+    answers: list[str] = []
+    answered = threading.Event()
+    connected = threading.Event()
+    closing = threading.Event()  # our own DISCONNECT is not the broker's answer
+
+    def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            answers.append(f"connection refused ({reason})")
+            answered.set()
+        connected.set()
+
+    def on_publish(client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        answers.append(f"refused (PUBACK {reason})" if reason.is_failure else "accepted")
+        answered.set()
+
+    def on_disconnect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if not closing.is_set():
+            answers.append(f"refused (disconnected: {reason})")
+            answered.set()
+
+    client = _client(ctx, device_id, protocol)
+    client.on_connect, client.on_publish, client.on_disconnect = on_connect, on_publish, on_disconnect
+    target = ctx.mqtt_target()
+    client.connect(target.host, target.port)
+    client.loop_start()
+    try:
+        if not connected.wait(MQTT_WAIT_S):
+            return "no answer to CONNECT"
+        if not answers:
+            client.publish(topic, payload, qos=1)
+        answered.wait(MQTT_WAIT_S)
+        return answers[0] if answers else "no answer"
+    finally:
+        closing.set()
+        client.disconnect()
+        client.loop_stop()
+
+
+# The probe devices keep their names from run to run: a local broker keeps a device's password.
+PROBE_SENDER, PROBE_OTHER = "parity-probe-a", "parity-probe-b"
+# A rule that does not exist: what devices publish to its Basic Ingest topics reaches no rule of the
+# stack (AWS checks the device's policy and the payload's size all the same), so the probes leave
+# nothing in its queues, its dead-letter queue or its quarantine.
+ABSENT_RULE = "parity_probe_absent_rule"
+
+
+def observe_broker(ctx: ProbeContext) -> BrokerSeen:
+    """One probe device publishes to the other's topic, then over the size limit to its own."""
+    try:
+        ctx.provision([PROBE_SENDER, PROBE_OTHER])
+
+        def topic(device_id: str) -> str:
+            return f"{BASIC_INGEST_PREFIX}{ABSENT_RULE}/{ctx.device_topic.format(device_id=device_id)}"
+
+        foreign = _publish_outcome(ctx, PROBE_SENDER, topic(PROBE_OTHER), b'{"parity": "foreign"}', mqtt.MQTTv5)
+        oversize = b"x" * (IOT_MAX_PAYLOAD_BYTES + 1)
+        too_large = _publish_outcome(ctx, PROBE_SENDER, topic(PROBE_SENDER), oversize, mqtt.MQTTv5)
+    finally:
+        ctx.release([PROBE_SENDER, PROBE_OTHER])
+    return BrokerSeen(foreign, too_large, ctx.iam_enforced)
+
+
+def _answer_row(feature: str, aws: str, answer: str, consequence: str) -> Row:
+    """A broker's answer: refused is what AWS does; accepted differs; anything else is unknown."""
+    if answer.startswith("refused"):
+        return Row(feature, aws, answer, Verdict.SAME, NONE_HERE)
+    return Row(feature, aws, answer, Verdict.DIFFERS if answer == "accepted" else Verdict.UNKNOWN, consequence)
+
+
+def judge_broker(seen: BrokerSeen) -> list[Row]:
+    return [
+        _answer_row(
+            "IoT policy enforcement",
+            "the device's IoT policy refuses a publish to another device's topic",
+            seen.foreign_topic,
+            "a device can publish as another here: a policy mistake does not show"
+            + ("" if seen.iam_enforced else " (IAM is not enforced on this stack: IAM=enforce checks more)"),
+        ),
+        _answer_row(
+            "MQTT payload limit",
+            f"refuses an MQTT payload over {IOT_MAX_PAYLOAD_BYTES // 1024} KB",
+            # the device's policy refused it before its size counted: no answer about the size
+            seen.oversize.replace("refused", "policy refused", 1) if NOT_AUTHORIZED in seen.oversize else seen.oversize,
+            "a device's publish that AWS refuses succeeds here: a device-side size bug does not show "
+            "(on its rule's topic, the rule bridge dead-letters the payload, naming its size)",
+        ),
+    ]
