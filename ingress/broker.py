@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from telemetry.credentials import device_password
-from telemetry.topics import BASIC_INGEST_PREFIX, DEVICE_TOPIC_TEMPLATE, basic_ingest_filter, device_topic_pattern
+from telemetry.topics import BASIC_INGEST_PREFIX, DEVICE_TOPIC_TEMPLATE, DeviceTopic, basic_ingest_filter
 
 LOOPBACK = "127.0.0.1"
 BRIDGE_USER = "rule-bridge"
@@ -109,8 +109,9 @@ class BrokerConfig:
         self.passwords = directory / "passwords"
         self.acl = directory / "acl"
         # each device's topic, `{device_id}` in it: checked here, as the ACL is made of it
-        self.device_pattern = device_topic_pattern(device_topic, "%u")
-        self.devices_filter = device_topic_pattern(device_topic, "+")
+        topic = DeviceTopic(device_topic)
+        self.device_pattern = topic.pattern("%u")
+        self.devices_filter = topic.pattern("+")
 
     def write(self, devices: Iterable[str] = ()) -> Path:
         """(Re)write every file; the bridge and the given devices get credentials."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import ssl
-import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +18,9 @@ from typing import Protocol
 from simulator.exceptions import SimulatorError
 from simulator.tls import DeviceCertificates, TlsError
 from telemetry.credentials import broker_credentials
-from telemetry.topics import BASIC_INGEST_PREFIX, telemetry_topic
+from telemetry.topics import DEVICE_TOPIC, DEVICE_TOPIC_TEMPLATE, DeviceTopic, TopicError
 
-DEFAULT_TOPIC = telemetry_topic("{device_id}")
-WILDCARDS = ("+", "#")
+DEFAULT_TOPIC = DEVICE_TOPIC
 
 
 class ConnectionOptionsError(SimulatorError):
@@ -57,25 +55,13 @@ class ServerTls:
         return None
 
 
-def topic_template(template: str, basic_ingest_rule: str | None = None) -> str:
-    """A device's topic with `{device_id}` in it (or one topic for all), checked: it must name one
+def device_topic(template: str, basic_ingest_rule: str | None = None) -> DeviceTopic:
+    """Each device's topic, `{device_id}` in it (or one topic for all), checked: it must name one
     topic, not a filter; with a Basic Ingest rule it goes behind `$aws/rules/<rule>/`."""
     try:
-        fields = [(name, spec) for _, name, spec, _ in string.Formatter().parse(template) if name is not None]
-        formatted = template.format(device_id="x")
-    except (ValueError, KeyError, IndexError):
-        fields, formatted = [("", "")], ""
-    if any(name != "device_id" or spec for name, spec in fields):
-        raise ConnectionOptionsError(f"topic {template!r}: the only placeholder is {{device_id}}, as it is")
-    if not formatted or formatted.startswith("$") or any(c in formatted for c in (*WILDCARDS, "\0")):
-        raise ConnectionOptionsError(
-            f"topic {template!r} is a filter or a reserved topic, not one a device publishes to"
-        )
-    if basic_ingest_rule is None:
-        return template
-    if not basic_ingest_rule or any(c in basic_ingest_rule for c in "/+#"):
-        raise ConnectionOptionsError(f"Basic Ingest rule name {basic_ingest_rule!r} is not a rule name")
-    return f"{BASIC_INGEST_PREFIX}{basic_ingest_rule}/{template}"
+        return DeviceTopic(template, basic_ingest_rule)
+    except TopicError as exc:
+        raise ConnectionOptionsError(str(exc)) from None
 
 
 def fleet_credentials(username: str, password: str) -> Callable[[str], tuple[str, str]]:
@@ -90,7 +76,7 @@ class ConnectionOptions:
     credentials: Callable[[str], tuple[str, str]] | None
     tls: TlsContexts | None
     websocket_host: str | None
-    topic: str
+    topic: DeviceTopic
     sign: bool
 
 
@@ -112,7 +98,7 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--certs", type=Path, help="TLS with per-device X.509 certificates from this folder (provision)")
     group.add_argument("--ca-file", type=Path, help="the broker's CA certificate (default: the system trust store)")
     group.add_argument("--websocket-host", help="MQTT over WebSocket (/mqtt) with this Host, e.g. an IoT endpoint")
-    group.add_argument("--topic", default=DEFAULT_TOPIC, help="each device's topic; {device_id} is replaced")
+    group.add_argument("--topic", default=DEVICE_TOPIC_TEMPLATE, help="each device's topic; {device_id} is replaced")
     group.add_argument(
         "--basic-ingest", metavar="RULE", help="publish to $aws/rules/RULE/<topic> (AWS IoT Basic Ingest)"
     )
@@ -149,7 +135,7 @@ def connection_options(args: argparse.Namespace) -> ConnectionOptions:
         credentials=credentials,
         tls=tls,
         websocket_host=args.websocket_host,
-        topic=topic_template(args.topic, args.basic_ingest),
+        topic=device_topic(args.topic, args.basic_ingest),
         sign=not args.no_sign,
     )
 

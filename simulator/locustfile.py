@@ -32,7 +32,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from locust.web import WebUI
 
 from simulator.cli import parse_profile
-from simulator.connection import DEFAULT_TOPIC
+from simulator.connection import device_topic
 from simulator.devices import Emitted
 from simulator.fleet import load_fleet
 from simulator.integrity import fleet_digest, read_run_key, seal, verified
@@ -40,6 +40,7 @@ from simulator.run import RunConfig, live_run
 from simulator.shard import MAX_SHARDS, Shard
 from telemetry.credentials import broker_credentials
 from telemetry.files import read_bounded
+from telemetry.topics import DEVICE_TOPIC_TEMPLATE
 from toolkit.cli_help import SEED, count, seconds
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def _options(parser: Any) -> None:
     group.add_argument("--shards", type=count(MAX_SHARDS), default=1, help="how many workers (shards) the run has")
     group.add_argument("--broker", default="127.0.0.1:1883", help="host:port of the devices' broker")
     group.add_argument("--broker-secret-file", default="", help="the testbed broker's secret (device passwords)")
-    group.add_argument("--topic", default=DEFAULT_TOPIC)
+    group.add_argument("--topic", default=DEVICE_TOPIC_TEMPLATE, help="each device's topic; {device_id} is replaced")
     group.add_argument("--run-folder", default="", help="master: where shard-<i>.json summaries are written")
     group.add_argument(
         "--run-key-file",
@@ -199,7 +200,7 @@ class FleetShard(User):
             port=int(port),
             credentials=broker_credentials(secret) if secret is not None else None,
             run_tag=options.run_tag,
-            topic=options.topic,
+            topic=device_topic(options.topic),
             shard=shard,
             on_ack=acked,
             on_fail=failed,

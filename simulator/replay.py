@@ -19,6 +19,7 @@ from simulator.exceptions import SimulatorError
 from simulator.summary import Recorder, RunSummary
 from simulator.transport import MqttFleet
 from telemetry.schema import canonical_bytes, signed_payload
+from telemetry.topics import DeviceTopic
 
 TICK_S = 0.01
 
@@ -112,7 +113,7 @@ def replay(
     speed: float = 1.0,
     credentials: Callable[[str], tuple[str, str]] | None = None,
     tls: TlsContexts | None = None,
-    topic: str = DEFAULT_TOPIC,
+    topic: DeviceTopic = DEFAULT_TOPIC,
 ) -> RunSummary:
     """Publish the trace in real time (scaled by `speed`); returns the run summary.
 

@@ -36,6 +36,7 @@ from simulator.schedule import Constant, RateProfile, Schedule
 from simulator.shard import Shard
 from simulator.summary import RawRunSummary, Recorder
 from simulator.transport import MqttFleet
+from telemetry.topics import DeviceTopic
 from toolkit.histogram import LatencyHistogram
 
 logger = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ class RunConfig:
     websocket_host: str | None = None
     tls: TlsContexts | None = None
     # each device's topic ({device_id} replaced), and whether messages carry the HMAC signature
-    topic: str = DEFAULT_TOPIC
+    topic: DeviceTopic = DEFAULT_TOPIC
     sign: bool = True
     # `module:function` making each payload in another wire format (imported in every worker process)
     payload_hook: str | None = None

@@ -30,6 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from simulator.connection import DEFAULT_TOPIC, TlsContexts
 from simulator.devices import Emitted
 from telemetry.backoff import backoff_s
+from telemetry.topics import DeviceTopic
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class MqttFleet:
         websocket_host: str | None = None,
         tls: TlsContexts | None = None,
         max_rate_per_connection: float | None = None,
-        topic: str = DEFAULT_TOPIC,
+        topic: DeviceTopic = DEFAULT_TOPIC,
     ) -> None:
         self.host, self.port, self.qos, self.window = host, port, qos, window
         # MQTT over WebSocket (path /mqtt) with this Host header, as AWS IoT Core's endpoint takes it
@@ -171,7 +172,7 @@ class MqttFleet:
         client.max_queued_messages_set(0)
         if self.credentials is not None:
             client.username_pw_set(*self.credentials(device_id))
-        conn = _Connection(device_id, client, self.topic.format(device_id=device_id))
+        conn = _Connection(device_id, client, self.topic.for_device(device_id))
         client.user_data_set(conn)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from simulator.run import MqttTarget
-from telemetry.topics import DEVICE_TOPIC_TEMPLATE
+from telemetry.topics import DEVICE_TOPIC_TEMPLATE, DeviceTopic
 from testbed.exceptions import TestbedError
 from testbed.lifecycle.backends import (
     BACKENDS,
@@ -115,7 +115,7 @@ class MqttDevice:
     ) -> None:
         """Publish at QoS 1 and return once the broker acknowledged it (a mapping is sent as JSON)."""
         body = json.dumps(payload) if isinstance(payload, Mapping) else payload
-        info = self.client.publish(topic or self.topic_template.format(device_id=self.device_id), body, qos=1)
+        info = self.client.publish(topic or DeviceTopic(self.topic_template).for_device(self.device_id), body, qos=1)
         info.wait_for_publish(timeout_s)
         if not info.is_published():
             raise TimeoutError(f"{self.device_id}: no PUBACK within {timeout_s:g} s")

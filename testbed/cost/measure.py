@@ -155,7 +155,7 @@ def measured_traffic(stack: Any, outputs: StackOutputs, facts: RunFacts) -> Traf
     stores = Stores.connect(outputs, stack.client)
     seconds = max(float(summary["send_span_s"]), 1.0)
     first = facts.device_ids[0] if facts.device_ids else ""
-    topic_bytes = len(stack.backend.device_topic.format(device_id=first).encode())
+    topic_bytes = len(stack.backend.topic.for_device(first).encode())
     generated, units = iot_units(summary["payload_sizes"], topic_bytes)
     acked = summary["acked"]
     message_units = units * acked / generated if generated else 0.0

@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from telemetry.topics import DEVICE_TOPIC_TEMPLATE, device_topic_pattern
+from telemetry.topics import DEVICE_TOPIC_TEMPLATE, DeviceTopic
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def device_policy(
     """Connect as your own thing name, publish to your own telemetry topic: nothing else (a wildcard for
     a rule's Basic Ingest prefix would also match topics of more levels, other devices' ids among them)."""
     prefix = f"arn:{partition}:iot:{region}:{account}"
-    own = device_topic_pattern(device_topic, "${iot:Connection.Thing.ThingName}")
+    own = DeviceTopic(device_topic).pattern("${iot:Connection.Thing.ThingName}")
     return {
         "Version": "2012-10-17",
         "Statement": [

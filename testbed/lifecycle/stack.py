@@ -152,7 +152,7 @@ class Stack:
             rule = parse_rule(sql)
         except RuleError:  # SQL the bridge does not evaluate: it names the part when it starts
             return outputs
-        if not rule.matches(self.backend.device_topic.format(device_id="device-1")):
+        if not rule.matches(self.backend.topic.for_device("device-1")):
             raise InfraError(
                 f"devices publish on {self.backend.device_topic}, which the topic rule's FROM "
                 f"'{rule.topic_filter}' does not match: set TESTBED_DEVICE_TOPIC to the devices' topic"

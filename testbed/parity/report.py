@@ -63,7 +63,7 @@ def context_of(stack: Any) -> ProbeContext:
         client=stack.client,
         outputs=stack.outputs(),
         ingress=backend.ingress_mode() or stack.ingress,
-        device_topic=backend.device_topic,
+        device_topic=backend.topic,
         mqtt_target=backend.mqtt_target,
         provision=backend.provision_devices,
         release=backend.release_devices,

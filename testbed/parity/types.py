@@ -9,6 +9,7 @@ from typing import Any
 
 from simulator.run import MqttTarget
 from telemetry.outputs import StackOutputs
+from telemetry.topics import DeviceTopic
 
 
 class Verdict(enum.Enum):
@@ -45,7 +46,7 @@ class ProbeContext:
     client: Callable[[str], Any]
     outputs: StackOutputs
     ingress: str
-    device_topic: str
+    device_topic: DeviceTopic
     mqtt_target: Callable[[], MqttTarget]
     provision: Callable[[list[str]], None]
     release: Callable[[list[str]], None]

@@ -24,7 +24,7 @@ def publish(stack: Stack, device_id: str, payloads: list[bytes]) -> None:
     backend.provision_devices([device_id])
     target = backend.mqtt_target()
     fleet = MqttFleet(
-        target.host, target.port, qos=1, credentials=target.credentials, tls=target.tls, topic=backend.device_topic
+        target.host, target.port, qos=1, credentials=target.credentials, tls=target.tls, topic=backend.topic
     )
     fleet.connect(device_id)
     now = time.time()
@@ -64,7 +64,7 @@ def run_demo(stack: Stack, console: Console) -> bool:
         for msg_id, signing_key in ((1, key), (2, b"not-the-fleet-key"))
     )
     publish(stack, device_id, [json.dumps(message).encode(), json.dumps(forged).encode()])
-    topic = stack.backend.device_topic.format(device_id=device_id)
+    topic = stack.backend.topic.for_device(device_id)
     console.print(f"published {device_id}#1 (temperature 58.5 C) and a forged #2 to {topic}")
 
     stores = Stores.connect(outputs, stack.client, stack.alert_journal)

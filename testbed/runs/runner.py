@@ -21,7 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from processor.config import Settings
 from processor.store import StoredReading
-from simulator.connection import topic_template
+from simulator.connection import device_topic
 from simulator.devices import Fault
 from simulator.devices import device_ids as fleet_device_ids
 from simulator.fleet import load_fleet
@@ -220,7 +220,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
                 qos=scenario.qos,
                 workers=scenario.workers,
                 run_tag=begun.run_tag,
-                topic=topic_template(
+                topic=device_topic(
                     stack.backend.device_topic, begun.outputs.iot_rule_name if scenario.basic_ingest else None
                 ),
                 stop=stop,

@@ -15,7 +15,7 @@ import boto3
 
 from ingress.broker import count_refusals
 from simulator.run import MqttTarget
-from telemetry.topics import DEVICE_TOPIC_TEMPLATE, TopicError, device_topic_pattern
+from telemetry.topics import DEVICE_TOPIC_TEMPLATE, DeviceTopic, TopicError
 from testbed.exceptions import TestbedError
 from testbed.lifecycle import iot_things
 from testbed.lifecycle.secrets import SecretFile
@@ -60,7 +60,7 @@ def device_topic_setting(template: str | None = None) -> str:
     """The devices' topic template: `template`, else TESTBED_DEVICE_TOPIC, else this project's; checked."""
     value = template or os.environ.get("TESTBED_DEVICE_TOPIC") or DEVICE_TOPIC_TEMPLATE
     try:
-        device_topic_pattern(value, "x")
+        DeviceTopic(value).pattern("x")  # the broker's ACL and the things' policy are made of it
     except TopicError as exc:
         raise BackendError(f"TESTBED_DEVICE_TOPIC: {exc}") from None
     return value
@@ -103,6 +103,11 @@ class Backend(abc.ABC):
     keeps_state: ClassVar[bool] = True
     # Each device's topic, `{device_id}` in it: the broker's ACL and the things' policy allow it alone.
     device_topic: str = DEVICE_TOPIC_TEMPLATE
+
+    @property
+    def topic(self) -> DeviceTopic:
+        """The devices' topic (`device_topic`, the template as set) as the type that builds and reads it."""
+        return DeviceTopic(self.device_topic)
 
     @property
     def iam_enforced(self) -> bool:

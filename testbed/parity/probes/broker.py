@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from ingress.broker import IOT_MAX_PAYLOAD_BYTES
-from telemetry.topics import BASIC_INGEST_PREFIX
 from testbed.parity.probes.common import NONE_HERE
 from testbed.parity.types import ProbeContext, Row, Verdict
 
@@ -93,7 +92,7 @@ def observe_broker(ctx: ProbeContext) -> BrokerSeen:
         ctx.provision([PROBE_SENDER, PROBE_OTHER])
 
         def topic(device_id: str) -> str:
-            return f"{BASIC_INGEST_PREFIX}{ABSENT_RULE}/{ctx.device_topic.format(device_id=device_id)}"
+            return replace(ctx.device_topic, basic_ingest_rule=ABSENT_RULE).for_device(device_id)
 
         foreign = _publish_outcome(ctx, PROBE_SENDER, topic(PROBE_OTHER), b'{"parity": "foreign"}', mqtt.MQTTv5)
         oversize = b"x" * (IOT_MAX_PAYLOAD_BYTES + 1)

@@ -46,7 +46,7 @@ def observe_rule(ctx: ProbeContext) -> RuleSeen:
     sql = ctx.outputs.iot_rule_sql
     payload = {"parity": ctx.name, "n": 1}
     if ctx.ingress != "iot":
-        topic = ctx.device_topic.format(device_id=ctx.name)
+        topic = ctx.device_topic.for_device(ctx.name)
         try:
             out = parse_rule(sql).apply(Message(topic, json.dumps(payload).encode(), ctx.name, int(time.time() * 1000)))
         except (RuleError, RuleEvaluationError) as error:

@@ -12,6 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from telemetry.outputs import StackOutputs
+from telemetry.topics import DEVICE_TOPIC
 from testbed.cost.measure import RunFacts, item_bytes, measured_traffic
 from testbed.runs.reconcile import reconcile
 from tests.unit.testbed.test_reconcile import summary as run_summary
@@ -70,7 +71,7 @@ class Clients:
 def stack_of(clients: Clients) -> Any:
     return SimpleNamespace(
         client=lambda service: clients("lambda_" if service == "lambda" else service),
-        backend=SimpleNamespace(device_topic="sensors/{device_id}/telemetry"),
+        backend=SimpleNamespace(device_topic=DEVICE_TOPIC.template, topic=DEVICE_TOPIC),
     )
 
 

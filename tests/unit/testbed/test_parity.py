@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 from rich.console import Console
 
 from telemetry.outputs import StackOutputs
+from telemetry.topics import DEVICE_TOPIC
 from testbed.parity import probes
 from testbed.parity.probes import (
     AlarmSeen,
@@ -200,7 +201,7 @@ def test_a_probe_that_fails_reports_its_rows_as_not_probed_and_the_others_still_
         raise ConnectionError(f"{service}: the emulator is gone")
 
     outputs = StackOutputs("q", "dlq", "fn", "rule", SQL, "us-east-1", archive_stream_name="s")
-    topic = "sensors/{device_id}/telemetry"
+    topic = DEVICE_TOPIC
     ctx = ProbeContext(broken, outputs, "direct", topic, lambda: None, print, print, False, "p")  # type: ignore[arg-type,return-value]
     rows = run_probes(ctx)
     assert [r.feature for r in rows] == [f for features, _ in PROBES for f in features]
