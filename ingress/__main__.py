@@ -22,6 +22,7 @@ from ingress.rule import RuleError, parse_rule
 from telemetry.credentials import device_password
 from telemetry.outputs import StackOutputs
 from toolkit.cli_help import HelpWithDefaults, count, parse_args, port_number, seconds
+from toolkit.settings import epilog
 
 HEALTHY_METRICS_AGE_S = 15.0
 # AWS's own limits: an SQS event source's batch, its receive count, a queue's visibility timeout
@@ -34,7 +35,7 @@ DEFAULT_MAX_RECEIVE_COUNT = 5
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = HelpWithDefaults(prog="ingress", description=__doc__)
+    parser = HelpWithDefaults(prog="ingress", description=__doc__, epilog=epilog("the rule bridge"))
     sub = parser.add_subparsers(dest="command", required=True, parser_class=HelpWithDefaults)
     bridge = sub.add_parser("bridge", help="evaluate the stack's topic rule and forward matching messages")
     bridge.add_argument("--outputs", type=Path, required=True, help="`terraform output -json` of the stack")

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from telemetry.credentials import device_password
 from telemetry.topics import BASIC_INGEST_PREFIX, DEVICE_TOPIC_TEMPLATE, DeviceTopic, basic_ingest_filter
+from toolkit.settings import SETTINGS
 
 LOOPBACK = "127.0.0.1"
 BRIDGE_USER = "rule-bridge"
@@ -63,7 +64,7 @@ def count_refusals(log: Path, since_s: float) -> dict[str, int]:
 
 def find_mosquitto() -> str | None:
     """The broker binary: `$MOSQUITTO`, else on PATH, else where Debian's or Homebrew's package puts it."""
-    configured = os.environ.get("MOSQUITTO")
+    configured = SETTINGS["MOSQUITTO"].raw()
     if configured:
         return configured if Path(configured).is_file() else None
     for candidate in (shutil.which("mosquitto"), *MOSQUITTO_LOCATIONS):

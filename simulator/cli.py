@@ -31,6 +31,7 @@ from simulator.run import DRAIN_TIMEOUT_S, RunConfig, WorkerProgress, dry_run, l
 from simulator.schedule import RateProfile
 from simulator.shard import Shard, ShardError
 from toolkit.cli_help import SEED, HelpWithDefaults, count, parse_args, port_number, rate, seconds
+from toolkit.settings import SETTINGS, epilog
 
 console = Console(stderr=True, emoji=False)
 KEY_ENV = "SIMULATOR_SIGNING_KEY"
@@ -66,7 +67,7 @@ def _run_tag(text: str) -> str:
 
 
 def _signing_key() -> bytes:
-    key = os.environ.get(KEY_ENV)
+    key = SETTINGS[KEY_ENV].raw()
     if not key:
         raise SystemExit(f"error: set {KEY_ENV} to the device signing key (the testbed passes it from Secrets Manager)")
     return key.encode()
@@ -205,7 +206,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = HelpWithDefaults(prog="simulator", description=__doc__)
+    parser = HelpWithDefaults(prog="simulator", description=__doc__, epilog=epilog("simulator"))
     sub = parser.add_subparsers(dest="command", required=True, parser_class=HelpWithDefaults)
     run = sub.add_parser("run", help="run a fleet against a broker, or to a file with --dry-run")
     run.add_argument("--fleet", type=Path, required=True, help="fleet file (YAML)")

@@ -42,6 +42,7 @@ from telemetry.credentials import broker_credentials
 from telemetry.files import read_bounded
 from telemetry.topics import DEVICE_TOPIC_TEMPLATE
 from toolkit.cli_help import SEED, count, seconds
+from toolkit.settings import SETTINGS
 
 logger = logging.getLogger(__name__)
 SUMMARY_MESSAGE = "testbed_summary"
@@ -192,7 +193,7 @@ class FleetShard(User):
         config = RunConfig(
             fleet=load_fleet(Path(options.fleet)),
             seed=options.seed,
-            key=os.environ["SIMULATOR_SIGNING_KEY"].encode(),
+            key=SETTINGS["SIMULATOR_SIGNING_KEY"].text().encode(),
             duration_s=options.duration,
             profile=parse_profile(options.rate_profile),
             qos=options.qos,

@@ -7,8 +7,9 @@ and the reports then go under the working directory, as for any other tool.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from toolkit.settings import SETTINGS
 
 # The folder holding the packages (and, in a checkout, pyproject.toml and infra/).
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,7 +21,7 @@ BUILD_DIR = WORK_ROOT / "build" if CHECKOUT else WORK_ROOT / ".testbed" / "build
 LAMBDA_ZIP = BUILD_DIR / "processor.zip"
 REPORTS_DIR = WORK_ROOT / "reports"
 # Everything a running stack writes (emulator state, logs, pid files, temp, Terraform state).
-STATE_ROOT = Path(os.environ.get("TESTBED_STATE_DIR", WORK_ROOT / ".testbed")).resolve()
+STATE_ROOT = SETTINGS["TESTBED_STATE_DIR"].path(WORK_ROOT / ".testbed")
 # Each backend's latest parity rows, so one backend's table shows the others' beside its own.
 PARITY_DIR = STATE_ROOT / "parity"
-MINISTACK_VENV = Path(os.environ.get("MINISTACK_VENV", WORK_ROOT / ".venv-ministack")).resolve()
+MINISTACK_VENV = SETTINGS["MINISTACK_VENV"].path(WORK_ROOT / ".venv-ministack")

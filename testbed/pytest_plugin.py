@@ -12,7 +12,6 @@ The testbed's modules are imported inside the fixtures: a session that uses none
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -21,20 +20,22 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from toolkit.settings import SETTINGS as ENVIRONMENT
+
 if TYPE_CHECKING:
     from testbed.lifecycle.stack import Stack
     from testbed.runs.runner import ScenarioRun
     from testbed.stores import Stores
     from testbed.testing import MqttDevice
 
-# option, environment variable, ini key, default
-SETTINGS = {
-    "backend": ("--testbed-backend", "BACKEND", "testbed_backend", "embedded"),
-    "ingress": ("--testbed-ingress", "INGRESS", "testbed_ingress", "direct"),
-    "iam": ("--testbed-iam", "IAM", "testbed_iam", "off"),
-    "infra_dir": ("--testbed-infra-dir", "TESTBED_INFRA_DIR", "testbed_infra_dir", ""),
-    "outputs": ("--testbed-outputs", "TESTBED_OUTPUTS", "testbed_outputs", ""),
-    "device_topic": ("--testbed-device-topic", "TESTBED_DEVICE_TOPIC", "testbed_device_topic", ""),
+# option, environment variable (its default is the ini's: toolkit/settings.py), ini key
+OPTIONS = {
+    "backend": ("--testbed-backend", "BACKEND", "testbed_backend"),
+    "ingress": ("--testbed-ingress", "INGRESS", "testbed_ingress"),
+    "iam": ("--testbed-iam", "IAM", "testbed_iam"),
+    "infra_dir": ("--testbed-infra-dir", "TESTBED_INFRA_DIR", "testbed_infra_dir"),
+    "outputs": ("--testbed-outputs", "TESTBED_OUTPUTS", "testbed_outputs"),
+    "device_topic": ("--testbed-device-topic", "TESTBED_DEVICE_TOPIC", "testbed_device_topic"),
 }
 HELP = {
     "backend": "where the stack runs: embedded, external (the emulator at AWS_ENDPOINT_URL), localstack, "
@@ -50,7 +51,8 @@ HELP = {
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("testbed", "IoT pipeline testbed (the stack fixture)")
-    for name, (option, variable, ini, default) in SETTINGS.items():
+    for name, (option, variable, ini) in OPTIONS.items():
+        default = ENVIRONMENT[variable].text()
         group.addoption(option, help=f"{HELP[name]} (else ${variable}, else the ini {ini}, else {default})")
         parser.addini(ini, HELP[name], default=default)
 
@@ -63,14 +65,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def setting(config: pytest.Config, name: str) -> str:
     """A testbed setting: the command-line option, else the environment, else the ini file."""
-    option, variable, ini, _ = SETTINGS[name]
-    return str(config.getoption(option) or os.environ.get(variable) or config.getini(ini))
+    option, variable, ini = OPTIONS[name]
+    return str(config.getoption(option) or ENVIRONMENT[variable].raw() or config.getini(ini))
 
 
 def infra_folder(config: pytest.Config) -> str:
     """The Terraform folder: as given on the command line or in the environment, or relative to the rootdir."""
-    option, variable, ini, _ = SETTINGS["infra_dir"]
-    given = config.getoption(option) or os.environ.get(variable)
+    option, variable, ini = OPTIONS["infra_dir"]
+    given = config.getoption(option) or ENVIRONMENT[variable].raw()
     if given:
         return str(given)
     from_ini = str(config.getini(ini))
@@ -96,11 +98,11 @@ def stack(
     name, ingress, iam, outputs, topic = (
         setting(request.config, key) for key in ("backend", "ingress", "iam", "outputs", "device_topic")
     )
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    workers = int(ENVIRONMENT["PYTEST_XDIST_WORKER_COUNT"].raw() or 1)
     try:
         infra = Infrastructure.configured(infra_folder(request.config), outputs)
         backend = session_backend(
-            name, iam, tmp_path_factory.mktemp(name), os.environ.get("AWS_ENDPOINT_URL", ""), workers, topic
+            name, iam, tmp_path_factory.mktemp(name), ENVIRONMENT["AWS_ENDPOINT_URL"].text(), workers, topic
         )
     except TestbedError as exc:  # a setting that cannot work: said once, not as a traceback per test
         pytest.fail(str(exc), pytrace=False)

@@ -9,12 +9,17 @@ from dataclasses import dataclass
 from typing import Any
 
 
+class _DefaultsKeptText(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Each option's default in its help; the description and the epilog (the environment a tool
+    reads, one variable a line) as written."""
+
+
 class HelpWithDefaults(argparse.ArgumentParser):
     """An ArgumentParser (and, as `parser_class`, its subcommands) whose help names each default,
     an option declared without help text included."""
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", _DefaultsKeptText)
         super().__init__(**kwargs)
 
     def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 from rich.logging import RichHandler
@@ -17,16 +16,17 @@ from testbed.cli import bench, common, cost, operate, runs, stack
 from testbed.cli.common import INTERRUPTED_EXIT
 from testbed.exceptions import TestbedError
 from toolkit.cli_help import HelpWithDefaults, parse_args
+from toolkit.settings import SETTINGS, check_all, epilog
 
 # What a user can cause and fix: reported as one line; anything else is a bug and shows its traceback.
 EXPECTED_ERRORS = (TestbedError, SimulatorError, OutputsError)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = HelpWithDefaults(prog="testbed", description=__doc__)
+    parser = HelpWithDefaults(prog="testbed", description=__doc__, epilog=epilog("testbed"))
     parser.add_argument(
         "--backend",
-        default=os.environ.get("BACKEND", "embedded"),
+        default=SETTINGS["BACKEND"].text(),
         help="embedded (default, no Docker), external (the emulator at AWS_ENDPOINT_URL, left running), "
         "localstack or ministack-docker (docker compose), or aws",
     )
@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     if not common.console.is_terminal:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s", handlers=[handler])
+    problems = check_all("testbed")
+    if problems:  # every bad value at once, before anything starts (nothing later reads one unchecked)
+        for problem in problems:
+            common.console.print(f"[bold red]error:[/] {escape(problem)}")
+        return 1
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from typing import Any
 from telemetry.outputs import OutputsError, parse_output_names, rename_outputs
 from testbed.exceptions import TestbedError
 from testbed.paths import INFRA_DIR
+from toolkit.settings import SETTINGS
 
 # What the testbed sets on the stacks it deploys; a stack of the user's own gets each it declares.
 TESTBED_VARIABLES = frozenset({"emulator", "enable_iot_rule", "region", "environment_suffix"})
@@ -49,7 +49,7 @@ class Infrastructure:
 
     @classmethod
     def from_env(cls) -> Infrastructure:
-        return cls.configured(os.environ.get("TESTBED_INFRA_DIR"), os.environ.get("TESTBED_OUTPUTS"))
+        return cls.configured(SETTINGS["TESTBED_INFRA_DIR"].raw(), SETTINGS["TESTBED_OUTPUTS"].raw())
 
     @property
     def shipped(self) -> bool:

@@ -7,13 +7,13 @@ the one found (the Makefile makes venvs with it) or says how to get one, exit 1.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from testbed.exceptions import TestbedError
+from toolkit.settings import SETTINGS, python_interpreter
 
 INSTALL = {
     "pyenv": "pyenv install {version}",
@@ -28,11 +28,11 @@ class InterpreterError(TestbedError):
 
 def setting(version: str) -> str:
     """The environment variable that names the interpreter of `version` (PYTHON_3_13)."""
-    return f"PYTHON_{version.replace('.', '_')}"
+    return python_interpreter(version).name
 
 
 def _pyenv_versions(version: str) -> list[Path]:
-    roots = [os.environ.get("PYENV_ROOT", ""), str(Path.home() / ".pyenv")]
+    roots = [SETTINGS["PYENV_ROOT"].text(), str(Path.home() / ".pyenv")]
     if shutil.which("pyenv"):
         found = subprocess.run(
             ["pyenv", "root"], capture_output=True, text=True, check=False, timeout=30
@@ -67,7 +67,7 @@ def _is_version(python: str, version: str) -> bool:
 
 def find_python(version: str) -> str:
     """The path of a working Python `version` (with venv), or InterpreterError naming the fix."""
-    named = os.environ.get(setting(version))
+    named = python_interpreter(version).raw()
     if named:
         if _is_version(named, version):
             return named

@@ -11,9 +11,6 @@ import time
 from testbed.exceptions import TestbedError
 
 LOOPBACK = "127.0.0.1"
-# The ports AWS tooling and MQTT clients expect: LocalStack's edge port and MQTT's.
-DEFAULT_EMULATOR_PORT = 4566
-DEFAULT_MQTT_PORT = 1883
 
 
 class PortInUseError(TestbedError):

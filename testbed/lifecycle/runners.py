@@ -7,12 +7,12 @@ Docker when an engine answers, else the host process, which needs none).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 
 from testbed.exceptions import TestbedError
+from toolkit.settings import SETTINGS
 
 RUNNERS = ("auto", "docker", "host")
 RUNNER_VARIABLE = "LOCALSTACK_RUNNER"
@@ -42,7 +42,7 @@ def docker_engine_version(timeout_s: float = DOCKER_TIMEOUT_S) -> str | None:
 
 def localstack_runner(setting: str | None = None) -> str:
     """`docker` or `host`: what `setting` (else LOCALSTACK_RUNNER, else auto) resolves to here."""
-    wanted = (setting if setting is not None else os.environ.get(RUNNER_VARIABLE, "auto")).strip().lower() or "auto"
+    wanted = (setting if setting is not None else SETTINGS[RUNNER_VARIABLE].raw() or "auto").strip().lower() or "auto"
     if wanted not in RUNNERS:
         raise RunnerError(f"{RUNNER_VARIABLE}={wanted!r}: choose one of {', '.join(RUNNERS)}")
     if wanted != "auto":

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from testbed.lifecycle.infra import InfraError, Infrastructure
 from testbed.lifecycle.secrets import LeakedVersion, leaked_versions, make_private, remember, retire
 from testbed.lifecycle.terraform import Terraform, TerraformTimeout
 from testbed.paths import INFRA_DIR, LAMBDA_ZIP
+from toolkit.settings import SETTINGS
 
 logger = logging.getLogger(__name__)
 # Environments warmed at least (the rule bridge's direct invocations run this many at once).
@@ -39,7 +39,7 @@ class Stack:
     # Terraform variables on top of the backend's (tests shorten timeouts, for instance).
     variables: dict[str, Any] = field(default_factory=dict)
     # How messages get from the broker into the pipeline locally: direct or sqs (see README).
-    ingress: str = field(default_factory=lambda: os.environ.get("INGRESS", "direct"))
+    ingress: str = field(default_factory=SETTINGS["INGRESS"].text)
     # The Terraform deployed: infra/, or the user's own (TESTBED_INFRA_DIR) with its outputs mapping.
     infra: Infrastructure = field(default_factory=Infrastructure.from_env)
 

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from testbed.exceptions import TestbedError
 from testbed.paths import INFRA_DIR, STATE_ROOT
+from toolkit.settings import SETTINGS, SettingError
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,6 @@ QUEUE_URL_ATTRIBUTES = ("id", "url", "queue_url")
 # on an emulator one; an emulator that stops answering a call would otherwise hold it for ever
 # (the provider's HTTP client sets no response timeout).
 TIMEOUT_VARIABLE = "TESTBED_TERRAFORM_TIMEOUT_S"
-DEFAULT_TIMEOUT_S = 600.0
 # After the interrupt, Terraform gets this long to write its state before it is killed.
 INTERRUPT_GRACE_S = 30.0
 
@@ -59,18 +59,10 @@ def still_waiting(output: str) -> str:
 
 def command_timeout() -> float:
     """The per-command limit, from TESTBED_TERRAFORM_TIMEOUT_S (seconds) or the default."""
-    raw = os.environ.get(TIMEOUT_VARIABLE, "").strip()
-    if not raw:
-        return DEFAULT_TIMEOUT_S
     try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise TestbedError(
-            f"{TIMEOUT_VARIABLE}={raw!r}: give a number of seconds above 0 (default {DEFAULT_TIMEOUT_S:.0f})"
-        )
-    return value
+        return SETTINGS[TIMEOUT_VARIABLE].seconds()
+    except SettingError as exc:
+        raise TerraformError(f"{exc} (default {SETTINGS[TIMEOUT_VARIABLE].default})") from None
 
 
 def _moved_urls(state: dict[str, Any], endpoint_url: str) -> Iterator[tuple[str, dict[str, Any], dict[str, str]]]:
@@ -106,7 +98,7 @@ class TerraformTimeout(TerraformError):
 
 def terraform_binary() -> str:
     """`$TERRAFORM`, else terraform, else tofu."""
-    for candidate in (os.environ.get("TERRAFORM"), "terraform", "tofu"):
+    for candidate in (SETTINGS["TERRAFORM"].raw(), "terraform", "tofu"):
         if candidate and shutil.which(candidate):
             return candidate
     raise TerraformError("neither terraform nor tofu is on PATH (set TERRAFORM to the binary)")
@@ -114,7 +106,7 @@ def terraform_binary() -> str:
 
 def find_mirror() -> Path | None:
     """The folder that holds `registry.terraform.io/hashicorp/aws`, if this machine has one."""
-    override = os.environ.get("TESTBED_TF_MIRROR")
+    override = SETTINGS["TESTBED_TF_MIRROR"].raw()
     candidates = [Path(override) / "registry.terraform.io"] if override else []
     candidates += [Path(p) for pattern in MIRROR_GLOBS for p in sorted(glob.glob(pattern))]
     for registry in candidates:

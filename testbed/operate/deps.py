@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from ingress.broker import find_mosquitto
 from testbed.exceptions import TestbedError
 from testbed.lifecycle.runners import RunnerError, localstack_runner
+from toolkit.settings import SETTINGS
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def install(for_tests: bool, backend: str = "embedded") -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deps", description="Install the system packages the testbed needs.")
     parser.add_argument("--tests", action="store_true", help="also what the tests need (Chromium)")
-    parser.add_argument("--backend", default=os.environ.get("BACKEND", "embedded"), help="the backend to install for")
+    parser.add_argument("--backend", default=SETTINGS["BACKEND"].text(), help="the backend to install for")
     args = parser.parse_args(argv)
     try:
         done = install(args.tests, args.backend)

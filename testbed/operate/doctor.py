@@ -22,15 +22,15 @@ from pathlib import Path
 
 from ingress.broker import MOSQUITTO_INSTALL, find_mosquitto
 from testbed.lifecycle.interpreters import InterpreterError, find_python
-from testbed.lifecycle.ports import DEFAULT_EMULATOR_PORT, DEFAULT_MQTT_PORT, port_in_use
+from testbed.lifecycle.ports import port_in_use
 from testbed.lifecycle.runners import RUNNER_VARIABLE, RunnerError, docker_engine_version, localstack_runner
 from testbed.lifecycle.terraform import TerraformError, find_mirror, terraform_binary
 from testbed.paths import INFRA_DIR, ROOT, STATE_ROOT
+from toolkit.settings import SETTINGS
 
 MIN_PYTHON = (3, 11)
 # The three venvs take ~0.9 GB; a stack's state, logs and Terraform's provider copy the rest.
 MIN_FREE_DISK_GB = 2.0
-IOT_MQTT_DEFAULT_PORT = 8883
 TERRAFORM_INSTALL = (
     "install Terraform (https://developer.hashicorp.com/terraform/install; macOS: brew install "
     "hashicorp/tap/terraform) or OpenTofu (https://opentofu.org/docs/intro/install/), or set TERRAFORM to the binary"
@@ -106,7 +106,7 @@ def check_terraform() -> list[Finding]:
 
 
 def check_mosquitto(for_tests: bool) -> list[Finding]:
-    configured = os.environ.get("MOSQUITTO")
+    configured = SETTINGS["MOSQUITTO"].raw()
     broker = find_mosquitto()
     if broker is None:
         what = f"MOSQUITTO={configured} is not a file" if configured else "mosquitto is not installed"
@@ -194,7 +194,7 @@ def check_docker() -> Finding:
         )
     version = docker_engine_version()
     if version is None:
-        where = os.environ.get("DOCKER_HOST", "the default socket")
+        where = SETTINGS["DOCKER_HOST"].raw() or "the default socket"
         return Finding(
             "docker",
             False,
@@ -229,8 +229,8 @@ def check_interpreter(version: str, needed_for: str) -> Finding:
         return Finding(f"python {version}", False, f"{detail} ({needed_for})", fix)
 
 
-def _port(variable: str, default: int) -> int:
-    return int(os.environ.get(variable, default))
+def _port(variable: str) -> int:
+    return SETTINGS[variable].number()
 
 
 def diagnose(backend: str, for_tests: bool) -> list[Finding]:
@@ -252,11 +252,11 @@ def diagnose(backend: str, for_tests: bool) -> list[Finding]:
         found.append(check_docker())
     if backend == "embedded" and not for_tests:
         ports = {
-            "MINISTACK_PORT": _port("MINISTACK_PORT", DEFAULT_EMULATOR_PORT),
-            "MQTT_PORT": _port("MQTT_PORT", DEFAULT_MQTT_PORT),
-            "IOT_MQTT_PORT": _port("IOT_MQTT_PORT", IOT_MQTT_DEFAULT_PORT),
+            "MINISTACK_PORT": _port("MINISTACK_PORT"),
+            "MQTT_PORT": _port("MQTT_PORT"),
+            "IOT_MQTT_PORT": _port("IOT_MQTT_PORT"),
         }
-        state = Path(os.environ.get("EMBEDDED_STATE_DIR", STATE_ROOT / "embedded"))
+        state = SETTINGS["EMBEDDED_STATE_DIR"].path(STATE_ROOT / "embedded")
         found += check_ports(ports, state / "run")
     found.append(check_disk(ROOT))
     return found
@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--backend",
-        default=os.environ.get("BACKEND", "embedded"),
+        default=SETTINGS["BACKEND"].text(),
         choices=("embedded", "external", *COMPOSE_BACKENDS, "aws"),
         help="the backend to check for",
     )

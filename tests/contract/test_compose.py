@@ -25,9 +25,9 @@ from testbed.lifecycle.backends.compose import (
     LocalStackBackend,
     MinistackDockerBackend,
 )
-from testbed.lifecycle.ports import DEFAULT_EMULATOR_PORT
 from testbed.paths import MINISTACK_VENV, ROOT
 from tests.contract.schemas import assert_valid_and_broken_copy_refused
+from toolkit.settings import EMULATOR_PORT
 
 DOCKERFILE = ROOT / "Dockerfile"
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -106,7 +106,7 @@ def test_the_emulators_answer_to_one_name_that_the_bridge_uses() -> None:
     for emulator in ("localstack", "ministack"):
         assert services()[emulator]["networks"]["default"]["aliases"] == ["emulator"]
         assert services()[emulator]["profiles"] == [emulator]
-    assert services()["bridge"]["environment"]["AWS_ENDPOINT_URL"] == f"http://emulator:{DEFAULT_EMULATOR_PORT}"
+    assert services()["bridge"]["environment"]["AWS_ENDPOINT_URL"] == f"http://emulator:{EMULATOR_PORT}"
     for service in ("mosquitto", "bridge"):
         assert sorted(services()[service]["profiles"]) == ["localstack", "ministack"]
 

@@ -7,7 +7,6 @@ with an S3 backend, so infra/ itself stays unchanged for every target.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from testbed.lifecycle.backends.base import (
     linked_copy,
 )
 from testbed.paths import STATE_ROOT
+from toolkit.settings import SETTINGS
 
 BACKEND_OVERRIDE = 'terraform {\n  backend "s3" {}\n}\n'
 # `name = "value"` lines of a Terraform backend config file (the S3 backend's settings are flat).
@@ -81,12 +81,12 @@ class AwsBackend(Backend):
 
     @classmethod
     def from_env(cls) -> AwsBackend:
-        environment = os.environ.get("ENV", "dev")
+        environment = SETTINGS["ENV"].text()
         return cls(
             environment=environment,
-            backend_config_file=Path(os.environ.get("BACKEND_CONFIG", "backend.s3.hcl")).resolve(),
+            backend_config_file=Path(SETTINGS["BACKEND_CONFIG"].text()).resolve(),
             state_dir=STATE_ROOT / f"aws-{environment}",
-            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            region=SETTINGS["AWS_REGION"].raw() or SETTINGS["AWS_DEFAULT_REGION"].text(),
             device_topic=device_topic_setting(),
         )
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import abc
 import json
-import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from testbed.exceptions import TestbedError
 from testbed.lifecycle import iot_things
 from testbed.lifecycle.secrets import SecretFile
 from testbed.paths import INFRA_DIR
+from toolkit.settings import SETTINGS
 
 DEFAULT_REGION = "us-east-1"
 # Emulators accept any credentials; these never reach AWS.
@@ -58,7 +58,7 @@ def linked_copy(source: Path, copy: Path, backend_override: str) -> Path:
 
 def device_topic_setting(template: str | None = None) -> str:
     """The devices' topic template: `template`, else TESTBED_DEVICE_TOPIC, else this project's; checked."""
-    value = template or os.environ.get("TESTBED_DEVICE_TOPIC") or DEVICE_TOPIC_TEMPLATE
+    value = template or SETTINGS["TESTBED_DEVICE_TOPIC"].raw() or DEVICE_TOPIC_TEMPLATE
     try:
         DeviceTopic(value).pattern("x")  # the broker's ACL and the things' policy are made of it
     except TopicError as exc:

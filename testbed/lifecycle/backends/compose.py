@@ -23,8 +23,8 @@ from simulator.run import MqttTarget
 from telemetry.credentials import broker_credentials
 from telemetry.topics import DEVICE_TOPIC_TEMPLATE
 from testbed.lifecycle.backends.base import Backend, BackendError, device_topic_setting, http_json, localstack_healthy
-from testbed.lifecycle.ports import DEFAULT_EMULATOR_PORT, DEFAULT_MQTT_PORT
 from testbed.paths import ROOT, STATE_ROOT
+from toolkit.settings import EMULATOR_PORT, MQTT_PORT, SETTINGS
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def docker_engine_problem() -> str | None:
     try:
         docker.from_env(timeout=ENGINE_PING_TIMEOUT_S).ping()
     except docker.errors.DockerException as exc:
-        where = os.environ.get("DOCKER_HOST", "the default socket")
+        where = SETTINGS["DOCKER_HOST"].raw() or "the default socket"
         return (
             f"no Docker engine answers at {where} ({exc}): start Docker Desktop or the docker service "
             "(sudo systemctl start docker), or use BACKEND=embedded, which needs no Docker"
@@ -62,8 +62,8 @@ class ComposeBackend(Backend):
     """One compose profile: `localstack` or `ministack`, each with Mosquitto and the bridge."""
 
     profile: str = "localstack"
-    port: int = DEFAULT_EMULATOR_PORT
-    mqtt_port: int = DEFAULT_MQTT_PORT
+    port: int = EMULATOR_PORT
+    mqtt_port: int = MQTT_PORT
     state_dir: Path = STATE_ROOT / "localstack"
     name: str = "localstack"
     # Print the docker commands instead of running them (what `make ... DRY_RUN=1` shows).
@@ -79,10 +79,10 @@ class ComposeBackend(Backend):
     @classmethod
     def from_env(cls) -> ComposeBackend:
         return cls(
-            port=int(os.environ.get(cls.PORT_VARIABLE, DEFAULT_EMULATOR_PORT)),
-            mqtt_port=int(os.environ.get("MQTT_PORT", DEFAULT_MQTT_PORT)),
-            state_dir=Path(os.environ.get("COMPOSE_STATE_DIR", cls().state_dir)).resolve(),
-            dry_run=os.environ.get("DRY_RUN", "") not in ("", "0"),
+            port=SETTINGS[cls.PORT_VARIABLE].number(),
+            mqtt_port=SETTINGS["MQTT_PORT"].number(),
+            state_dir=SETTINGS["COMPOSE_STATE_DIR"].path(cls().state_dir),
+            dry_run=SETTINGS["DRY_RUN"].flag(),
             device_topic=device_topic_setting(),
         )
 

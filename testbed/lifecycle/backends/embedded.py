@@ -33,18 +33,11 @@ from testbed.lifecycle.backends.base import (
     http_json,
     installed_version,
 )
-from testbed.lifecycle.ports import (
-    DEFAULT_EMULATOR_PORT,
-    DEFAULT_MQTT_PORT,
-    LOOPBACK,
-    PortInUseError,
-    port_in_use,
-    wait_for_port,
-    wait_for_port_free,
-)
+from testbed.lifecycle.ports import LOOPBACK, PortInUseError, port_in_use, wait_for_port, wait_for_port_free
 from testbed.lifecycle.processes import ManagedProcess, reap_under
 from testbed.lifecycle.secrets import SecretFile
 from testbed.paths import MINISTACK_VENV, ROOT, STATE_ROOT
+from toolkit.settings import EMULATOR_PORT, MQTT_PORT, SETTINGS
 
 logger = logging.getLogger(__name__)
 
@@ -118,8 +111,8 @@ def mosquitto_binary() -> str:
 
 @dataclass
 class EmbeddedBackend(Backend):
-    ministack_port: int = DEFAULT_EMULATOR_PORT
-    mqtt_port: int = DEFAULT_MQTT_PORT
+    ministack_port: int = EMULATOR_PORT
+    mqtt_port: int = MQTT_PORT
     iot_mqtt_port: int = IOT_MQTT_TLS_PORT
     state_dir: Path = STATE_ROOT / "embedded"
     name: str = "embedded"
@@ -143,11 +136,11 @@ class EmbeddedBackend(Backend):
     @classmethod
     def from_env(cls) -> EmbeddedBackend:
         return cls(
-            ministack_port=int(os.environ.get("MINISTACK_PORT", DEFAULT_EMULATOR_PORT)),
-            mqtt_port=int(os.environ.get("MQTT_PORT", DEFAULT_MQTT_PORT)),
-            iot_mqtt_port=int(os.environ.get("IOT_MQTT_PORT", IOT_MQTT_TLS_PORT)),
-            state_dir=Path(os.environ.get("EMBEDDED_STATE_DIR", STATE_ROOT / "embedded")).resolve(),
-            iam=os.environ.get("IAM", "off"),
+            ministack_port=SETTINGS["MINISTACK_PORT"].number(),
+            mqtt_port=SETTINGS["MQTT_PORT"].number(),
+            iot_mqtt_port=SETTINGS["IOT_MQTT_PORT"].number(),
+            state_dir=SETTINGS["EMBEDDED_STATE_DIR"].path(STATE_ROOT / "embedded"),
+            iam=SETTINGS["IAM"].text(),
             device_topic=device_topic_setting(),
         )
 
@@ -404,7 +397,7 @@ class EmbeddedBackend(Backend):
             "MINISTACK_SNAPSHOT_MARKER": str(self.snapshot_marker),
             # IoT Core's MQTT over TLS with X.509 client certificates (the launcher keeps it on loopback)
             "IOT_MTLS_PORT": str(self.iot_mqtt_port),
-            "LOG_LEVEL": os.environ.get("MINISTACK_LOG_LEVEL", "WARNING"),
+            "LOG_LEVEL": SETTINGS["MINISTACK_LOG_LEVEL"].text(),
             "AUTH": "true" if self.iam == "enforce" else "false",
         }
         env.pop("AWS_ENDPOINT_URL", None)

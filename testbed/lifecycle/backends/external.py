@@ -8,7 +8,6 @@ or signals it: it is somebody else's process.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,8 +19,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from testbed.lifecycle.backends.base import EMULATOR_CREDENTIALS, BackendError, Component, device_topic_setting
 from testbed.lifecycle.backends.embedded import INGRESS_MODES, EmbeddedBackend
-from testbed.lifecycle.ports import DEFAULT_MQTT_PORT
 from testbed.paths import STATE_ROOT
+from toolkit.settings import SETTINGS
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +53,9 @@ class ExternalBackend(EmbeddedBackend):
     @classmethod
     def from_env(cls) -> ExternalBackend:
         return cls(
-            endpoint=os.environ.get("AWS_ENDPOINT_URL", ""),
-            mqtt_port=int(os.environ.get("MQTT_PORT", DEFAULT_MQTT_PORT)),
-            state_dir=Path(os.environ.get("EXTERNAL_STATE_DIR", STATE_ROOT / "external")).resolve(),
+            endpoint=SETTINGS["AWS_ENDPOINT_URL"].text(),
+            mqtt_port=SETTINGS["MQTT_PORT"].number(),
+            state_dir=SETTINGS["EXTERNAL_STATE_DIR"].path(STATE_ROOT / "external"),
             device_topic=device_topic_setting(),
         )
 

@@ -26,12 +26,13 @@ from testbed.lifecycle.backends.base import (
     localstack_healthy,
 )
 from testbed.lifecycle.backends.embedded import INGRESS_MODES, EmbeddedBackend
-from testbed.lifecycle.ports import DEFAULT_EMULATOR_PORT, DEFAULT_MQTT_PORT, LOOPBACK
+from testbed.lifecycle.ports import LOOPBACK
 from testbed.lifecycle.processes import ManagedProcess
 from testbed.paths import STATE_ROOT, WORK_ROOT
+from toolkit.settings import SETTINGS
 
-LOCALSTACK_VENV = Path(os.environ.get("LOCALSTACK_VENV", WORK_ROOT / ".venv-localstack")).resolve()
-LAMBDA_VENV = Path(os.environ.get("LAMBDA_PYTHON_VENV", WORK_ROOT / ".venv-lambda-python3.12")).resolve()
+LOCALSTACK_VENV = SETTINGS["LOCALSTACK_VENV"].path(WORK_ROOT / ".venv-localstack")
+LAMBDA_VENV = SETTINGS["LAMBDA_PYTHON_VENV"].path(WORK_ROOT / ".venv-lambda-python3.12")
 # LocalStack takes about 20 s to say Ready here; its shutdown can hang on a call in flight.
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
@@ -51,9 +52,9 @@ class LocalStackHostBackend(EmbeddedBackend):
     @classmethod
     def from_env(cls) -> LocalStackHostBackend:
         return cls(
-            ministack_port=int(os.environ.get("LOCALSTACK_PORT", DEFAULT_EMULATOR_PORT)),
-            mqtt_port=int(os.environ.get("MQTT_PORT", DEFAULT_MQTT_PORT)),
-            state_dir=Path(os.environ.get("LOCALSTACK_STATE_DIR", STATE_ROOT / "localstack-host")).resolve(),
+            ministack_port=SETTINGS["LOCALSTACK_PORT"].number(),
+            mqtt_port=SETTINGS["MQTT_PORT"].number(),
+            state_dir=SETTINGS["LOCALSTACK_STATE_DIR"].path(STATE_ROOT / "localstack-host"),
             device_topic=device_topic_setting(),
         )
 

@@ -150,3 +150,18 @@ def test_output_piped_to_a_file_is_neither_wrapped_nor_cut() -> None:
     assert ("word " * 60).strip() in out.replace("\n", "|"), "one line, not wrapped"
     (row,) = [line for line in lines if url in line]
     assert len(row.rstrip()) <= len(url) + 4, "a table is as wide as its content, not the console"
+
+
+def test_every_bad_setting_in_the_environment_is_named_before_anything_starts(
+    run: tuple[Path, io.StringIO], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, printed = run
+    monkeypatch.setenv("MQTT_PORT", "18830000")
+    monkeypatch.setenv("TESTBED_TERRAFORM_TIMEOUT_S", "soon")
+    monkeypatch.setenv("LOCALSTACK_RUNNER", "podman")
+    assert cli.main(["up"]) == 1
+    said = printed.getvalue()
+    assert "MQTT_PORT='18830000': give a port number from 1 to 65535" in said
+    assert "TESTBED_TERRAFORM_TIMEOUT_S='soon': give a number of seconds above 0" in said
+    assert "LOCALSTACK_RUNNER='podman': choose one of auto, docker, host" in said
+    assert not state.exists()
