@@ -33,6 +33,7 @@ from testbed.lifecycle.backends.base import (
     http_json,
     installed_version,
 )
+from testbed.lifecycle.backends.delivery import DELIVERY_CHECK_S, report_queues, stalled_queues
 from testbed.lifecycle.ports import LOOPBACK, PortInUseError, port_in_use, wait_for_port, wait_for_port_free
 from testbed.lifecycle.processes import ManagedProcess, reap_under
 from testbed.lifecycle.secrets import SecretFile
@@ -62,8 +63,6 @@ ABORT_WAIT_S = 10.0
 # ministack sizes its Lambda worker pool from RAM (~585 here); a bounded pool keeps memory sane.
 LAMBDA_ACCOUNT_CONCURRENCY = 32
 # How long `up` waits for a queue with waiting messages to see one taken by its mapping.
-DELIVERY_CHECK_S = 20.0
-DELIVERY_POLL_S = 1.0
 # The port in a queue URL of ministack's saved SQS state.
 QUEUE_URL_PORT = re.compile(r"http://(?:localhost|127\.0\.0\.1):(\d+)/")
 # What ministack names its unpacked copies of a function's bundle under TMPDIR.
@@ -410,87 +409,16 @@ class EmbeddedBackend(Backend):
         self._note_state_port()
         self.state_port_file.parent.mkdir(parents=True, exist_ok=True)
         self.state_port_file.write_text(f"{self.ministack_port}\n")
-        self._report_queues()
-
-    def _queues_feeding_the_processor(self) -> list[tuple[dict[str, Any], str, str]]:
-        """(mapping, queue name, queue URL) of every SQS event source mapping."""
-        lambda_client, sqs = self.client("lambda"), self.client("sqs")
-        pages = lambda_client.get_paginator("list_event_source_mappings").paginate()
-        found = []
-        for mapping in (m for page in pages for m in page.get("EventSourceMappings", [])):
-            if ":sqs:" in mapping.get("EventSourceArn", ""):
-                name = mapping["EventSourceArn"].rsplit(":", 1)[-1]
-                found.append((mapping, name, sqs.get_queue_url(QueueName=name)["QueueUrl"]))
-        return found
-
-    def _queue_counts(self, url: str) -> dict[str, str]:
-        return dict(
-            self.client("sqs").get_queue_attributes(
-                QueueUrl=url,
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                    "VisibilityTimeout",
-                ],
-            )["Attributes"]
-        )
-
-    def _waiting_and_taken(self, url: str) -> tuple[int, int]:
-        counts = self._queue_counts(url)
-        return int(counts["ApproximateNumberOfMessages"]), int(counts["ApproximateNumberOfMessagesNotVisible"])
-
-    def _report_queues(self) -> None:
-        """Say what each queue feeding the processor holds after the emulator started.
-
-        ministack restores a message that was in flight when it stopped with its visibility timer
-        running: it reappears only when that timer ends (minutes, by default), which looks like a
-        stalled event source mapping unless it is said.
-        """
-        try:
-            for mapping, name, url in self._queues_feeding_the_processor():
-                counts = self._queue_counts(url)
-                logger.info(
-                    "queue %s -> %s (%s): %s waiting, %s in flight from before the start (they come back "
-                    "within its visibility timeout of %s s)",
-                    name,
-                    mapping.get("FunctionArn", "").rsplit(":", 1)[-1],
-                    mapping.get("State"),
-                    counts.get("ApproximateNumberOfMessages"),
-                    counts.get("ApproximateNumberOfMessagesNotVisible"),
-                    counts.get("VisibilityTimeout"),
-                )
-        except (BotoCoreError, ClientError) as exc:
-            logger.warning("could not read the queues' state after the start: %s", exc)
+        report_queues(self.client("lambda"), self.client("sqs"))
 
     def verify_delivery(self, wait_s: float = DELIVERY_CHECK_S) -> list[str]:
         """A queue feeding the processor that holds waiting messages must see one taken within
         `wait_s`; returns (and logs) each that does not, by name."""
-        problems: list[str] = []
         try:
-            for mapping, name, url in self._queues_feeding_the_processor():
-                before = self._queue_counts(url)
-                waiting, taken = (
-                    int(before["ApproximateNumberOfMessages"]),
-                    int(before["ApproximateNumberOfMessagesNotVisible"]),
-                )
-                if waiting == 0:
-                    continue
-                deadline = time.monotonic() + wait_s
-                while time.monotonic() < deadline:
-                    time.sleep(DELIVERY_POLL_S)
-                    now = self._queue_counts(url)
-                    if (
-                        int(now["ApproximateNumberOfMessages"]) < waiting
-                        or int(now["ApproximateNumberOfMessagesNotVisible"]) > taken
-                    ):
-                        break
-                else:
-                    problems.append(
-                        f"queue {name} holds {waiting} waiting message(s) and its event source mapping "
-                        f"({mapping.get('State')}) took none in {wait_s:g} s"
-                    )
+            problems = stalled_queues(self.client("lambda"), self.client("sqs"), wait_s)
         except (BotoCoreError, ClientError) as exc:
             logger.warning("could not check that the queues deliver: %s", exc)
+            return []
         for problem in problems:
             logger.warning("%s: `make down && make up` restarts the emulator and its pollers", problem)
         return problems
