@@ -29,7 +29,8 @@ MINUTES = Bounded(float, 0.0, MAX_SECONDS / 60, "a number of minutes")
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    return doctor.main(["--backend", args.backend, *(["--tests"] if args.tests else [])])
+    flags = [*(["--tests"] if args.tests else []), *(["--json"] if args.json else [])]
+    return doctor.main(["--backend", args.backend, *flags])
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -62,6 +63,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     stack = common.stack_of(args)
     components, facts = stack_status(stack)
+    if args.json:
+        print(json.dumps({"components": [asdict(c) for c in components], **{k: str(v) for k, v in facts.items()}}))
+        return 0
     table = Table(title=f"Stack status ({stack.backend.name})")
     for column in ("component", "state", "pid", "address", "detail"):
         table.add_column(column)
@@ -144,6 +148,7 @@ def add_commands(sub: Any) -> None:
     """This group's subcommands, on the `testbed` parser's subparsers."""
     checkup = sub.add_parser("doctor", help="check this machine: Python, Terraform, Mosquitto, ports, disk, Docker")
     checkup.add_argument("--tests", action="store_true", help="what the tests need (test tools; no fixed ports)")
+    checkup.add_argument("--json", action="store_true", help="the findings as JSON")
     checkup.set_defaults(func=cmd_doctor)
     logs = sub.add_parser("logs", help="the emulator's, broker's, bridge's and processor's log lines, one prefix each")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
@@ -156,7 +161,9 @@ def add_commands(sub: Any) -> None:
     iam_check = sub.add_parser("iam-check", help="take each action of the role policies away in turn and probe")
     iam_check.add_argument("--json", action="store_true", help="also print the verdicts as one JSON line")
     iam_check.set_defaults(func=cmd_iam_check)
-    sub.add_parser("status", help="what runs, PIDs, ports, ingress mode, outputs age").set_defaults(func=cmd_status)
+    status = sub.add_parser("status", help="what runs, PIDs, ports, ingress mode, outputs age")
+    status.add_argument("--json", action="store_true", help="the components and facts as JSON")
+    status.set_defaults(func=cmd_status)
     inspect = sub.add_parser("inspect", help="counts of what the stores hold: table, queues, quarantine, archive")
     inspect.add_argument("--json", action="store_true")
     inspect.set_defaults(func=cmd_inspect)

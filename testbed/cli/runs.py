@@ -122,6 +122,10 @@ def cmd_signing_key(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    if args.json:
+        rows = compare(args.first, args.second)
+        print(json.dumps([{"": name, str(args.first): a, str(args.second): b} for name, a, b in rows], default=str))
+        return 0
     table = Table(title="Report comparison")
     for column in ("", str(args.first), str(args.second)):
         table.add_column(escape(column))
@@ -167,4 +171,5 @@ def add_commands(sub: Any) -> None:
     comparison.add_argument("first", type=Path)
     comparison.add_argument("second", type=Path)
     comparison.add_argument("--html", type=Path, help="also write both reports side by side to this HTML file")
+    comparison.add_argument("--json", action="store_true", help="the rows as JSON")
     comparison.set_defaults(func=cmd_compare)

@@ -32,17 +32,29 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     stack = common.stack_of(args)
     outputs = stack.up()
-    if outputs is not None:
-        common.print_outputs(outputs)
-        if not args.no_parity and stack.backend.name != "aws":
-            _parity(stack)
+    if outputs is None:
+        return 0
+    probe = not args.no_parity and stack.backend.name != "aws"
+    if args.json:
+        rows = [row.as_dict() for row in _probe(stack).rows] if probe else None
+        print(json.dumps({"outputs": asdict(outputs), "parity": rows}))
+        return 0
+    common.print_outputs(outputs)
+    if probe:
+        _parity(stack)
     return 0
 
 
-def _parity(stack: Stack) -> parity_report.Measured:
-    """Probe the stack, keep its rows for the other backends' tables, show them beside theirs."""
+def _probe(stack: Stack) -> parity_report.Measured:
+    """Probe the stack and keep its rows for the other backends' tables."""
     result = parity_report.measured(stack, parity_report.run_probes(parity_report.context_of(stack)))
     parity_report.save(result, PARITY_DIR)
+    return result
+
+
+def _parity(stack: Stack) -> parity_report.Measured:
+    """Probe the stack, keep its rows, show them beside the other backends'."""
+    result = _probe(stack)
     parity_report.print_table(result, common.console, parity_report.saved_others(PARITY_DIR, result.backend))
     return result
 
@@ -53,9 +65,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
         print("parity compares a local backend with AWS; on AWS there is nothing to compare")
         return 2
     if args.json:
-        result = parity_report.measured(stack, parity_report.run_probes(parity_report.context_of(stack)))
-        parity_report.save(result, PARITY_DIR)
-        print(json.dumps([row.as_dict() for row in result.rows], indent=2))
+        print(json.dumps([row.as_dict() for row in _probe(stack).rows], indent=2))
     else:
         _parity(stack)
     return 0
@@ -143,6 +153,7 @@ def add_commands(sub: Any) -> None:
     sub.add_parser("build", help="build the processor zip (deterministic)").set_defaults(func=cmd_build)
     up = sub.add_parser("up", help="start the backend and deploy infra/, then probe what it does not do that AWS does")
     up.add_argument("--no-parity", action="store_true", help="skip the parity probes at the end (about 20 s)")
+    up.add_argument("--json", action="store_true", help="the stack's outputs (and the parity rows) as JSON")
     up.set_defaults(func=cmd_up)
     parity = sub.add_parser("parity", help="probe the running backend for the AWS behaviours the pipeline relies on")
     parity.add_argument("--json", action="store_true", help="the rows as JSON")

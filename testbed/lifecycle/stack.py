@@ -75,6 +75,14 @@ class Stack:
             print(f"terraform -chdir={folder} apply  # with variables {self.variables_text()}")
             self.backend.start_ingress(self.outputs_file, self.ingress)
             return None
+        try:
+            return self._deploy()
+        except BaseException:
+            self._say_what_still_runs()
+            raise
+
+    def _deploy(self) -> StackOutputs:
+        """Apply the Terraform on a started backend, then start the ingress and check it delivers."""
         self.claim_state()
         if self.infra.shipped:  # a stack of the user's own packages its functions itself
             build()
@@ -102,6 +110,21 @@ class Stack:
         make_private(self.backend.state_dir, self.backend.secret_files())  # the folders the servers made
         self.backend.verify_delivery()
         return StackOutputs.from_terraform(outputs)
+
+    def _say_what_still_runs(self) -> None:
+        """After an `up` that failed past the start: the servers are left up for a look (logs, a
+        fix and another `up`), and named with the way to stop them."""
+        if not self.backend.local_processes:
+            return
+        try:
+            running = [c for c in self.backend.components() if c.running and c.pid is not None]
+        except Exception:  # naming what runs must not hide why `up` failed
+            return
+        if running:
+            logger.warning(
+                "up failed; still running: %s (`make status` shows them, `make down` stops them)",
+                ", ".join(f"{c.name} (pid {c.pid})" for c in running),
+            )
 
     def retire_leaked_keys(self, leaked: list[LeakedVersion]) -> None:
         """A stack deployed before the key was write-only held it in its state: the apply that just

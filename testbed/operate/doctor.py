@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ingress.broker import MOSQUITTO_INSTALL, find_mosquitto
@@ -285,13 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the backend to check for",
     )
     parser.add_argument("--tests", action="store_true", help="what `make test` needs (test tools; no fixed ports)")
+    parser.add_argument("--json", action="store_true", help="the findings as JSON (check, ok, detail, fix)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     findings = diagnose(args.backend, args.tests)
-    print(report(findings))
+    print(json.dumps([asdict(f) for f in findings]) if args.json else report(findings))
     return 0 if all(f.ok for f in findings) else 1
 
 

@@ -228,15 +228,31 @@ class EmbeddedBackend(Backend):
         return http_json(f"{self.endpoint_url()}/_ministack/health") is not None
 
     def start(self) -> None:
+        """Start the emulator and the broker; if one cannot start (a busy port), what this call
+        started is stopped again, so a failed start leaves the stack as it found it."""
         for path in ("run", "tmp", *self.emulator_folders):
             (self.state_dir / path).mkdir(parents=True, exist_ok=True)
-        self._start_ministack()
-        self._start_mosquitto()
+        servers = (self.ministack, self.mosquitto)
+        running_before = {server.name for server in servers if server.pid() is not None}
+        try:
+            self._start_ministack()
+            self._start_mosquitto()
+        except BaseException:
+            started = [server for server in servers if server.name not in running_before and server.pid() is not None]
+            for server in reversed(started):
+                server.stop(timeout_s=self.emulator_stop_timeout_s)
+            if started:
+                logger.warning("the start failed: stopped what it had started (%s)", ", ".join(s.name for s in started))
+            raise
 
     def stop(self) -> None:
+        """Stop every server of this stack that runs, saying which; stopping a stopped stack says so."""
+        if all(server.pid() is None for server in (self.bridge, self.mosquitto, self.ministack)):
+            logger.info("nothing of this stack was running (state in %s)", self.state_dir)
         self._stop_bridge()
         self.mosquitto.stop()
-        logger.info("stopping the emulator (%s)", self.emulator())
+        if self.ministack.pid() is not None:
+            logger.info("stopping the emulator (%s)", self.emulator())
         self.ministack.stop(timeout_s=self.emulator_stop_timeout_s)
         # the emulator's Lambda workers (their code lies in its TMPDIR): a stop must not leave one running
         reaped = reap_under(self.state_dir / "tmp", REAP_GRACE_S)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import io
 import json
 import subprocess
@@ -165,3 +167,37 @@ def test_every_bad_setting_in_the_environment_is_named_before_anything_starts(
     assert "TESTBED_TERRAFORM_TIMEOUT_S='soon': give a number of seconds above 0" in said
     assert "LOCALSTACK_RUNNER='podman': choose one of auto, docker, host" in said
     assert not state.exists()
+
+
+def test_every_command_that_prints_a_table_can_print_json_instead() -> None:
+    """A script reads --json, not rich's table; a command that shows a table offers it (or prints a
+    JSON line after its table, as the benchmarks do). The demo is a walk-through a person watches;
+    its report.json is what a script reads."""
+    parser = cli.build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    without = []
+    for name, sub in commands.choices.items():
+        source = inspect.getsource(sub.get_default("func"))
+        shows_a_table = "Table(" in source or "print_outputs(" in source or "print_table(" in source
+        has_json = any("--json" in a.option_strings for a in sub._actions) or "print_rows(" in source
+        if shows_a_table and not has_json and name != "demo":
+            without.append(name)
+    assert without == []
+
+
+def test_compare_prints_its_rows_as_json_for_a_script(
+    tmp_path: Path, run: tuple[Path, io.StringIO], capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, published in (("a", 10), ("b", 12)):
+        (tmp_path / name).mkdir()
+        report = {
+            "scenario": "smoke",
+            "published": published,
+            "passed": True,
+            "e2e_latency_ms": {"p50": 1, "p95": 2, "p99": 3},
+        }
+        (tmp_path / name / "report.json").write_text(json.dumps(report))
+    first, second = str(tmp_path / "a"), str(tmp_path / "b")
+    assert cli.main(["compare", first, second, "--json"]) == 0
+    rows = {row[""]: (row[first], row[second]) for row in json.loads(capsys.readouterr().out)}
+    assert rows["published"] == (10, 12)

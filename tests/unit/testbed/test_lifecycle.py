@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -19,8 +20,10 @@ from testbed.lifecycle import terraform
 from testbed.lifecycle.backends import BackendError, EmbeddedBackend, ExternalBackend
 from testbed.lifecycle.backends.embedded import MINISTACK_LAMBDA_COPY_PREFIX
 from testbed.lifecycle.build import build
+from testbed.lifecycle.infra import Infrastructure
 from testbed.lifecycle.ports import LOOPBACK, PortInUseError, free_port, port_in_use
 from testbed.lifecycle.processes import ManagedProcess, listening_sockets
+from testbed.lifecycle.stack import Stack
 
 
 def test_bundle_is_deterministic_and_pure_python(tmp_path: Path) -> None:
@@ -97,6 +100,55 @@ def test_a_port_in_use_is_an_error_that_names_it(tmp_path: Path) -> None:
         with pytest.raises(PortInUseError, match=rf"port {port} .*MINISTACK_PORT"):
             backend.start()
     assert backend.ministack.pid() is None
+
+
+def test_a_start_that_fails_halfway_stops_what_it_started_and_a_second_stop_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The broker's port is busy: the emulator this start brought up is stopped again, and stopping
+    the stack afterwards says nothing was running rather than announcing a stop that never ends."""
+    with socket.socket() as busy:
+        busy.bind((LOOPBACK, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        backend = EmbeddedBackend(
+            ministack_port=free_port(), mqtt_port=port, iot_mqtt_port=free_port(), state_dir=tmp_path
+        )
+        with (
+            caplog.at_level(logging.INFO, logger="testbed"),
+            pytest.raises(PortInUseError, match=rf"port {port} .*MQTT_PORT"),
+        ):
+            backend.start()
+    assert backend.ministack.pid() is None and not port_in_use(backend.ministack_port)
+    assert "the start failed: stopped what it had started (ministack)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="testbed"):
+        backend.stop()
+        backend.stop()
+    assert caplog.text.count("nothing of this stack was running") == 2 and "stopping the emulator" not in caplog.text
+
+
+def test_an_up_that_fails_past_the_start_names_what_still_runs_and_how_to_stop_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    infra = tmp_path / "infra"
+    infra.mkdir()
+    (infra / "main.tf").write_text('resource "aws_sqs_queue" "broken" {\n  name = \n}\n')
+    backend = EmbeddedBackend(
+        ministack_port=free_port(), mqtt_port=free_port(), iot_mqtt_port=free_port(), state_dir=tmp_path / "state"
+    )
+    stack = Stack(backend, infra=Infrastructure(infra, {}))
+    try:
+        with caplog.at_level(logging.INFO, logger="testbed"), pytest.raises(terraform.TerraformError):
+            stack.up()
+        emulator, broker = backend.ministack.pid(), backend.mosquitto.pid()
+        assert emulator is not None and broker is not None, "left up for a look"
+        assert re.search(
+            rf"up failed; still running: emulator \(pid {emulator}\).*broker \(pid {broker}\).*`make down` stops them",
+            caplog.text,
+        )
+    finally:
+        backend.stop()
 
 
 def test_stop_ends_only_the_process_it_started(tmp_path: Path) -> None:
