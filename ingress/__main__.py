@@ -1,4 +1,4 @@
-"""`python -m ingress bridge`: run the rule bridge against the deployed stack's outputs."""
+"""`bin/ingress bridge`: run the rule bridge against the deployed stack's outputs."""
 
 from __future__ import annotations
 

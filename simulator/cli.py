@@ -1,4 +1,4 @@
-"""`python -m simulator`: run a fleet (live or dry-run), replay a trace, plot device traces."""
+"""`bin/simulator`: run a fleet (live or dry-run), replay a trace, plot device traces."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.shard is not None and args.dry_run is None:
         if args.run_key_file is None:
             raise SimulatorError(
-                "a shard seals its summary with its run's key: give --run-key-file (`python -m testbed shards` "
+                "a shard seals its summary with its run's key: give --run-key-file (`bin/testbed shards` "
                 "prints each shard's command with it)"
             )
         run_key = read_run_key(args.run_key_file)  # refused here, before anything connects
@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--shard",
         type=_shard,
         help="publish only shard i of N of the fleet (i from 0: a Kubernetes Indexed Job's completion index); "
-        "`python -m testbed merge` joins the shards' --summary files into one run",
+        "`bin/testbed merge` joins the shards' --summary files into one run",
     )
     run.add_argument(
         "--run-tag",
@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--run-key-file",
         type=Path,
-        help="with --shard: the run's key (from `python -m testbed shards`), which seals the summary for the merge",
+        help="with --shard: the run's key (from `bin/testbed shards`), which seals the summary for the merge",
     )
     run.add_argument("--dry-run", type=Path, help="write the messages to this JSONL file instead")
     run.add_argument("--summary", type=Path, help="write the run summary (JSON) here")

@@ -1,6 +1,6 @@
 """A sharded run's documents bound to the run: each carries an HMAC keyed by the run's own key.
 
-`python -m testbed shards` makes a random key per run and gives it to each shard out of band (a
+`bin/testbed shards` makes a random key per run and gives it to each shard out of band (a
 file, a Kubernetes Secret); a shard seals its summary with it, the master of a Locust run and the
 merge verify it. The MAC says who wrote a summary; the merge's check against the run's plan is what
 decides whether its messages count.

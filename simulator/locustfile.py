@@ -3,10 +3,10 @@
 fleet with the simulator's own device models and transport; Locust's stats, CSV and HTML report show
 every publish acknowledged (its latency from when it was due) or failed. Each worker sends its run
 summary to the master over Locust's message channel, and the master writes it into the run's folder
-as `shard-<i>.json`, where `python -m testbed merge` reconciles the run as one. A worker that dies
+as `shard-<i>.json`, where `bin/testbed merge` reconciles the run as one. A worker that dies
 sends none: its shard is reported unaccounted.
 
-`python -m testbed simulate SCENARIO --runner locust --workers N` prepares the run, starts the master
+`bin/testbed simulate SCENARIO --runner locust --workers N` prepares the run, starts the master
 and the workers on this machine and merges; on other machines, start the workers with the same
 options and `--master-host`.
 """
@@ -63,7 +63,7 @@ def _options(parser: Any) -> None:
     group.add_argument("--qos", type=int, choices=(0, 1), default=1)
     # Locust has a --profile of its own; text, as the master sends its options to the workers
     group.add_argument("--rate-profile", default="constant", help="`simulator run`'s --profile")
-    group.add_argument("--run-tag", default="", help="the run tag `python -m testbed shards` named")
+    group.add_argument("--run-tag", default="", help="the run tag `bin/testbed shards` named")
     group.add_argument("--shards", type=count(MAX_SHARDS), default=1, help="how many workers (shards) the run has")
     group.add_argument("--broker", default="127.0.0.1:1883", help="host:port of the devices' broker")
     group.add_argument("--broker-secret-file", default="", help="the testbed broker's secret (device passwords)")
@@ -72,7 +72,7 @@ def _options(parser: Any) -> None:
     group.add_argument(
         "--run-key-file",
         default="",
-        help="the run's key (`python -m testbed shards`): workers seal, the master verifies",
+        help="the run's key (`bin/testbed shards`): workers seal, the master verifies",
     )
 
 

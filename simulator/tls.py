@@ -1,6 +1,6 @@
 """MQTT over TLS with one X.509 certificate per device, as AWS IoT Core requires.
 
-Certificates come from `python -m testbed provision` (AWS or ministack's IoT API), which writes
+Certificates come from `bin/testbed provision` (AWS or ministack's IoT API), which writes
 `<device>.cert.pem` and `<device>.private.key` per device into one folder.
 """
 
@@ -35,7 +35,7 @@ class DeviceCertificates:
 
     def __post_init__(self) -> None:
         if not self.cert_dir.is_dir():
-            raise TlsError(f"certificate folder {self.cert_dir} does not exist (run `python -m testbed provision`)")
+            raise TlsError(f"certificate folder {self.cert_dir} does not exist (run `bin/testbed provision`)")
         if self.ca_file is not None and not self.ca_file.is_file():
             raise TlsError(f"CA file {self.ca_file} does not exist")
 

@@ -272,7 +272,7 @@ SETTINGS = _declare(
     Setting("BACKEND_CONFIG", "backend.s3.hcl", "the S3 state backend file", "testbed (aws)"),
     Setting("AWS_REGION", None, "the region on AWS", "testbed (aws)", shown_default="`AWS_DEFAULT_REGION`"),
     Setting("AWS_DEFAULT_REGION", "us-east-1", "the region on AWS where `AWS_REGION` is unset", "testbed (aws)"),
-    Setting("SIMULATOR_SIGNING_KEY", None, "the payload signing key of `python -m simulator run`", "simulator"),
+    Setting("SIMULATOR_SIGNING_KEY", None, "the payload signing key of `bin/simulator run`", "simulator"),
     Setting(
         "PYTEST_XDIST_WORKER_COUNT",
         None,

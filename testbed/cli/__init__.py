@@ -1,4 +1,4 @@
-"""`python -m testbed <command>`: what the Makefile targets run. One module per command group
+"""`bin/testbed <command>`: what the Makefile targets run. One module per command group
 (stack, runs, cost, bench, operate), each command a thin call into the package that does the work."""
 
 from __future__ import annotations

@@ -168,6 +168,6 @@ def add_commands(sub: Any) -> None:
     inspect.add_argument("--json", action="store_true")
     inspect.set_defaults(func=cmd_inspect)
     sub.add_parser(
-        "env", help='export lines for aws, awslocal, terraform, boto3: eval "$(python -m testbed env)"'
+        "env", help='export lines for aws, awslocal, terraform, boto3: eval "$(bin/testbed env)"'
     ).set_defaults(func=cmd_env)
     sub.add_parser("redrive", help="move dead-lettered records back to the ingest queue").set_defaults(func=cmd_redrive)

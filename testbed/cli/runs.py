@@ -101,11 +101,11 @@ def cmd_shards(args: argparse.Namespace) -> int:
     folder, commands = shard_runs.prepare(stack, args.scenario, args.count)
     common.console.print(f"run {folder.name}: {args.count} shards, devices provisioned; run each of these anywhere")
     common.console.print(
-        'with the signing key in the environment: SIMULATOR_SIGNING_KEY="$(python -m testbed signing-key)"'
+        'with the signing key in the environment: SIMULATOR_SIGNING_KEY="$(bin/testbed signing-key)"'
     )
     for command in commands:
         print(command)
-    common.console.print(f"then: python -m testbed merge {folder}")
+    common.console.print(f"then: bin/testbed merge {folder}")
     return 0
 
 

@@ -110,7 +110,7 @@ def load_prices(region: str = "us-east-1", path: Path | None = None) -> PriceBoo
         shipped = sorted(p.stem for p in PRICES_DIR.glob("*.json"))
         raise PriceError(
             f"no price file for {region} (shipped: {', '.join(shipped)}): add testbed/cost/prices/{region}.json, "
-            "or give one to `python -m testbed cost --prices`"
+            "or give one to `bin/testbed cost --prices`"
         )
     try:
         book = PriceBook.model_validate(json.loads(source.read_text(), object_pairs_hook=_no_duplicates))

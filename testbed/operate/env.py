@@ -1,4 +1,4 @@
-"""`eval "$(python -m testbed env)"`: the shell variables that point AWS tools at the running stack.
+"""`eval "$(bin/testbed env)"`: the shell variables that point AWS tools at the running stack.
 
 The AWS CLI, boto3 and Terraform read `AWS_ENDPOINT_URL` (and the test credentials an emulator
 accepts); LocalStack's wrappers read their own: `awslocal` takes `LOCALSTACK_HOST`, `tflocal`

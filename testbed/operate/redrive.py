@@ -1,4 +1,4 @@
-"""`python -m testbed redrive`: what the dead-letter queue holds, back onto the ingest path.
+"""`bin/testbed redrive`: what the dead-letter queue holds, back onto the ingest path.
 
 Records the processor failed until their redrive limit go back to the ingest queue, where the
 event source mapping delivers them again (the processor is idempotent, so a record that did get

@@ -107,10 +107,10 @@ def run_arguments(
 
 def shard_command(stack: Stack, scenario: Scenario, run_tag: str, shard: Shard, folder: Path, key_file: Path) -> str:
     """The shell command that runs one shard against this stack's broker (the signing key from the
-    environment: `SIMULATOR_SIGNING_KEY="$(python -m testbed signing-key)"`; the run key as a file)."""
+    environment: `SIMULATOR_SIGNING_KEY="$(bin/testbed signing-key)"`; the run key as a file)."""
     summary = str(summary_path(folder, shard.index))
     options = ["--workers", str(scenario.workers), "--shard", str(shard), "--summary", summary]
-    words = ["python", "-m", "simulator", "run", *run_arguments(stack, scenario, run_tag, key_file), *options]
+    words = ["bin/simulator", "run", *run_arguments(stack, scenario, run_tag, key_file), *options]
     return shlex.join(words)
 
 
@@ -168,7 +168,7 @@ def _manifest(folder: Path, key: bytes) -> dict[str, Any]:
     try:
         manifest = json.loads(read_bounded(path, MAX_MANIFEST_BYTES))
     except FileNotFoundError:
-        raise ShardsError(f"{folder} holds no {MANIFEST}: prepare the run with `python -m testbed shards`") from None
+        raise ShardsError(f"{folder} holds no {MANIFEST}: prepare the run with `bin/testbed shards`") from None
     except (OSError, ValueError) as exc:
         raise ShardsError(f"{path} is not readable JSON: {exc}") from None
     kinds = {"scenario": str, "run_tag": str, "count": int, "started": (int, float), "counters_before": dict}

@@ -1,12 +1,15 @@
-"""Every python -m command in the README's code blocks is one its command line accepts today
-(a renamed option or subcommand fails here, before a user meets it)."""
+"""Every command the README's code blocks run is one its command line accepts today (a renamed
+option or subcommand fails here, before a user meets it), and runs as printed from a fresh shell in
+the checkout: through `bin/` (the project's venv, none activated), never a bare `python -m`."""
 
 from __future__ import annotations
 
 import argparse
 import re
 import shlex
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -20,12 +23,17 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "simulator": cli_of_simulator,
     "ingress": cli_of_ingress,
 }
-COMMAND = re.compile(r"^(?:[A-Z_]+=\S+\s+)*(?:\.venv/bin/)?python3? -m (testbed|simulator|ingress)\b(.*)$")
+COMMAND = re.compile(r"^(?:[A-Z_]+=\S+\s+)*(?:eval \"\$\()?bin/(testbed|simulator|ingress)\b([^)]*)")
+# A command that needs an activated venv: ModuleNotFoundError in a fresh shell.
+NEEDS_A_VENV = re.compile(r"(?<![\w/])python3? -m (testbed|simulator|ingress)\b(?![.\w])")
+
+
+def code_blocks(path: Path = ROOT / "README.md") -> list[str]:
+    return re.findall(r"^```(?:bash|sh|console)?\n(.*?)^```", path.read_text(), flags=re.MULTILINE | re.DOTALL)
 
 
 def readme_commands() -> list[tuple[str, list[str]]]:
-    text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"^```(?:bash|sh|console)?\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+    blocks = code_blocks()
     commands = []
     for block in blocks:
         for line in block.replace("\\\n", " ").splitlines():
@@ -33,6 +41,23 @@ def readme_commands() -> list[tuple[str, list[str]]]:
             if found:
                 commands.append((found.group(1), shlex.split(found.group(2), comments=True)))
     return commands
+
+
+def test_no_command_in_the_readme_or_docs_needs_an_activated_venv() -> None:
+    blocks = [
+        block for path in (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))) for block in code_blocks(path)
+    ]
+    assert [line for block in blocks for line in block.splitlines() if NEEDS_A_VENV.search(line)] == []
+
+
+def test_each_program_runs_from_a_fresh_shell_in_the_checkout(tmp_path: Path) -> None:
+    """No venv on PATH, none activated, another working directory: bin/<program> still runs."""
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    for program in PARSERS:
+        shown = subprocess.run(
+            [str(ROOT / "bin" / program), "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert shown.returncode == 0 and f"usage: {program}" in shown.stdout, shown.stderr[-2000:]
 
 
 def test_the_readme_shows_commands_of_each_kind() -> None:
@@ -46,7 +71,7 @@ def test_each_readme_command_parses(program: str, args: list[str]) -> None:
     try:
         PARSERS[program]().parse_args(args)
     except SystemExit as exc:
-        pytest.fail(f"python -m {program} {' '.join(args)}: the command line refuses it (exit {exc.code})")
+        pytest.fail(f"bin/{program} {' '.join(args)}: the command line refuses it (exit {exc.code})")
 
 
 def test_every_project_path_the_readme_names_exists() -> None:

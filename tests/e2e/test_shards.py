@@ -8,7 +8,6 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -31,11 +30,14 @@ drain_timeout_s: 60
 
 
 def _start(stack: Stack, command: str) -> subprocess.Popen[bytes]:
+    """The shard's command as `shards` printed it, run from the checkout with no venv activated."""
     words = shlex.split(command)
-    env = {**os.environ, "SIMULATOR_SIGNING_KEY": stack.signing_key().decode()}
-    return subprocess.Popen(
-        [sys.executable, *words[1:]], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")},
+        "PATH": "/usr/bin:/bin",
+        "SIMULATOR_SIGNING_KEY": stack.signing_key().decode(),
+    }
+    return subprocess.Popen(words, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def _prepare(stack: Stack, tmp_path: Path) -> tuple[Path, list[str]]:
