@@ -15,7 +15,7 @@ from rich.table import Table
 from testbed.cli import common
 from testbed.lifecycle.backends import BackendError
 from testbed.operate import doctor
-from testbed.operate.env import exports, shell_lines
+from testbed.operate.env import dotenv_lines, exports, shell_lines
 from testbed.operate.iam_check import IamCheck
 from testbed.operate.inspect import inventory
 from testbed.operate.logs import FileSource, LogGroupSource, Source, follow, tail
@@ -106,7 +106,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    for line in shell_lines(exports(common.stack_of(args).backend)):
+    env = exports(common.stack_of(args).backend)
+    for line in dotenv_lines(env) if args.dotenv else shell_lines(env):
         print(line)
     return 0
 
@@ -167,7 +168,11 @@ def add_commands(sub: Any) -> None:
     inspect = sub.add_parser("inspect", help="counts of what the stores hold: table, queues, quarantine, archive")
     inspect.add_argument("--json", action="store_true")
     inspect.set_defaults(func=cmd_inspect)
-    sub.add_parser(
-        "env", help='export lines for aws, awslocal, terraform, boto3: eval "$(bin/testbed env)"'
-    ).set_defaults(func=cmd_env)
+    env = sub.add_parser("env", help='export lines for aws, awslocal, terraform, boto3: eval "$(bin/testbed env)"')
+    env.add_argument(
+        "--dotenv",
+        action="store_true",
+        help='NAME=value lines instead (an env file: `>> "$GITHUB_ENV"`, docker --env-file)',
+    )
+    env.set_defaults(func=cmd_env)
     sub.add_parser("redrive", help="move dead-lettered records back to the ingest queue").set_defaults(func=cmd_redrive)

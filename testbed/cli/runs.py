@@ -100,9 +100,7 @@ def cmd_shards(args: argparse.Namespace) -> int:
     stack = common.stack_of(args)
     folder, commands = shard_runs.prepare(stack, args.scenario, args.count)
     common.console.print(f"run {folder.name}: {args.count} shards, devices provisioned; run each of these anywhere")
-    common.console.print(
-        'with the signing key in the environment: SIMULATOR_SIGNING_KEY="$(bin/testbed signing-key)"'
-    )
+    common.console.print('with the signing key in the environment: SIMULATOR_SIGNING_KEY="$(bin/testbed signing-key)"')
     for command in commands:
         print(command)
     common.console.print(f"then: bin/testbed merge {folder}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 from urllib.parse import urlsplit
 
+from testbed.exceptions import TestbedError
 from testbed.lifecycle.backends.base import Backend
 from testbed.lifecycle.terraform import write_cli_config
 
@@ -28,3 +29,12 @@ def exports(backend: Backend) -> dict[str, str]:
 
 def shell_lines(env: dict[str, str]) -> list[str]:
     return [f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items())]
+
+
+def dotenv_lines(env: dict[str, str]) -> list[str]:
+    """NAME=value lines, as an env file takes them (GitHub's $GITHUB_ENV, docker --env-file): a value
+    holding a line break would end the line early, so it is refused."""
+    broken = sorted(name for name, value in env.items() if "\n" in value or "\r" in value)
+    if broken:
+        raise TestbedError(f"{', '.join(broken)}: a value with a line break cannot go in an env file")
+    return [f"{name}={value}" for name, value in sorted(env.items())]

@@ -6,6 +6,7 @@ import argparse
 import inspect
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from rich.console import Console
 from telemetry.outputs import StackOutputs
 from testbed import cli
 from testbed.cli import common
+from testbed.exceptions import TestbedError
+from testbed.operate.env import dotenv_lines
 
 
 @pytest.fixture
@@ -201,3 +204,15 @@ def test_compare_prints_its_rows_as_json_for_a_script(
     assert cli.main(["compare", first, second, "--json"]) == 0
     rows = {row[""]: (row[first], row[second]) for row in json.loads(capsys.readouterr().out)}
     assert rows["published"] == (10, 12)
+
+
+def test_env_prints_an_env_file_for_github_and_docker(
+    run: tuple[Path, io.StringIO], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MINISTACK_PORT", "45999")
+    assert cli.main(["env", "--dotenv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "AWS_ENDPOINT_URL=http://127.0.0.1:45999" in lines and "LOCALSTACK_HOST=127.0.0.1:45999" in lines
+    assert all(re.fullmatch(r"[A-Z_0-9]+=\S*", line) for line in lines), lines
+    with pytest.raises(TestbedError, match="line break"):
+        dotenv_lines({"A": "one\nB=two"})
