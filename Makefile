@@ -37,7 +37,7 @@ DURATION ?= 60
 TEST_WORKERS ?= $(if $(LOCAL_STACK),3,0)
 BUNDLE_SOURCES := $(shell find processor telemetry -name '*.py' 2>/dev/null) processor/requirements.txt
 
-.PHONY: help deps doctor venvs build up down clean demo plan outputs test test-unit test-contract test-e2e mutation lint bench-processor bench-simulator bench-ingress simulate bench load deploy destroy redrive logs status inspect iam-check parity
+.PHONY: help deps doctor venvs build up down clean demo plan outputs test test-unit test-contract test-e2e mutation lint docs bench-processor bench-simulator bench-ingress simulate bench load deploy destroy redrive logs status inspect iam-check parity
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -172,6 +172,10 @@ lint: $(VENV)/.installed ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+docs: $(VENV)/.installed ## build the manual (docs/) as a site with MkDocs, every link checked (.testbed/site)
+	$(PY) -m testbed.cli.reference
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 test-unit: $(VENV)/.installed ## unit tests (no stack)
 	$(PY) -m pytest tests/unit
 
@@ -190,6 +194,6 @@ test: DOCTOR_FLAGS := --tests
 test: DEPS_FLAGS := --tests
 test: deps doctor ## everything: lint, unit, contract and end-to-end tests (on BACKEND=embedded: the e2e suite again on LocalStack)
 	@$(MAKE) --no-print-directory -j3 -Otarget $(VENV)/.installed $(MINISTACK_VENV)/.installed $(CHECKOV_VENV)/.installed $(LOCUST_VENV)/.installed $(LOCALSTACK_VENV)/.installed $(LAMBDA_VENV)/.installed
-	@$(MAKE) --no-print-directory build lint
+	@$(MAKE) --no-print-directory build lint docs
 	BACKEND=$(BACKEND) $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal tests
 	$(if $(filter embedded,$(BACKEND)),LOCALSTACK_RUNNER=host BACKEND=localstack $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal tests/e2e)

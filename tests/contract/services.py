@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from testbed.paths import ROOT
 from tests.contract.conftest import blocks
+from tests.docs import manual_text
 
 # Resource type prefix -> the service name the README uses. Longest prefix wins.
 SERVICE_OF_PREFIX = {
@@ -37,6 +37,6 @@ def services_in_infra() -> set[str]:
 
 
 def services_in_docs() -> set[str]:
-    text = (ROOT / "README.md").read_text()
+    text = manual_text()
     start, end = (text.index(m) for m in DOCS_MARKERS)
     return set(re.findall(r"^- \*\*(.+?)\*\*", text[start:end], flags=re.MULTILINE))

@@ -16,6 +16,7 @@ import yaml
 from testbed.operate.doctor import required_terraform
 from testbed.paths import ROOT
 from tests.contract.schemas import assert_valid_and_broken_copy_refused
+from tests.docs import manual_text
 
 WORKFLOW = ROOT / ".github" / "workflows" / "e2e.yml"
 MAKEFILE = ROOT / "Makefile"
@@ -47,7 +48,7 @@ def test_every_run_script_is_valid_bash() -> None:
 
 
 def test_it_runs_the_readmes_test_command_and_the_smoke_and_faults_scenarios() -> None:
-    readme = (ROOT / "README.md").read_text()
+    readme = manual_text()
     assert "make test" in readme
     commands = [line.split(" PYTHON=")[0] for line in runs().splitlines() if line.startswith("make ")]
     assert commands[:3] == ["make test", "make simulate SCENARIO=smoke", "make simulate SCENARIO=faults"]

@@ -27,6 +27,7 @@ from testbed.lifecycle.backends.compose import (
 )
 from testbed.paths import MINISTACK_VENV, ROOT
 from tests.contract.schemas import assert_valid_and_broken_copy_refused
+from tests.docs import manual_text
 from toolkit.settings import EMULATOR_PORT
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -137,7 +138,7 @@ def test_every_interpolated_variable_is_set_by_the_backend_or_documented() -> No
     provided = set(LocalStackBackend().compose_env()) | set(MinistackDockerBackend().compose_env())
     assert names <= provided | USER_SETTINGS | PER_COMMAND, names - provided - USER_SETTINGS - PER_COMMAND
     assert provided <= names, f"the backend sets variables compose never reads: {provided - names}"
-    readme = (ROOT / "README.md").read_text()
+    readme = manual_text()
     for setting in USER_SETTINGS:
         assert setting in readme, f"{setting} is documented"
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from testbed.cli import reference
 from testbed.lifecycle.interpreters import setting as interpreter_setting
 from testbed.paths import ROOT
+from tests.docs import marked_block
 from toolkit import settings
 
 FOLDERS = ("testbed", "simulator", "ingress", "toolkit")
@@ -72,8 +74,7 @@ def test_code_reads_the_environment_through_its_declared_settings_only() -> None
 
 
 def test_the_readme_table_is_the_one_the_settings_generate() -> None:
-    readme = (ROOT / "README.md").read_text()
-    table = readme.split("<!-- env:start -->\n")[1].split("<!-- env:end -->")[0]
+    table = marked_block("env").removeprefix("\n")
     assert table == settings.markdown(), "regenerate it: python -m toolkit.settings"
 
 
@@ -82,3 +83,11 @@ def test_the_scan_sees_reads_of_each_shape() -> None:
     through_settings, direct = scan()
     assert {"BACKEND", "SIMULATOR_SIGNING_KEY", "LOCALSTACK_RUNNER", "TESTBED_TERRAFORM_TIMEOUT_S"} <= through_settings
     assert {"MINISTACK_SNAPSHOT_MARKER", "BIND_HOST"} <= direct["testbed/lifecycle/backends/ministack_loopback.py"]
+
+
+def test_the_configuration_reference_is_what_the_code_declares() -> None:
+    """docs/configuration.md's environment table and command-line options, generated from the
+    settings table and the tools' parsers (`make docs` regenerates them)."""
+    text = reference.CONFIGURATION.read_text()
+    assert reference.rendered(text) == text, "regenerate it: make docs"
+    assert "#### `bin/testbed up`" in text and "`--no-parity`" in text and "#### `bin/simulator run`" in text

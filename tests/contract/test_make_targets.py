@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from testbed.paths import ROOT
+from tests.docs import manual_text, marked_block
 
 TARGET = re.compile(r"^([a-z0-9-]+):.*?## (.*)$", re.MULTILINE)
 
@@ -14,15 +15,14 @@ def make_help() -> dict[str, str]:
 
 
 def test_the_readme_table_is_make_help() -> None:
-    readme = (ROOT / "README.md").read_text()
-    table = readme.split("<!-- targets:start -->")[1].split("<!-- targets:end -->")[0]
+    table = marked_block("targets")
     rows = dict(re.findall(r"^\| `make ([a-z0-9-]+)` \| (.*) \|$", table, re.MULTILINE))
     assert rows == {name: text.replace("|", "/") for name, text in make_help().items()}
 
 
 def test_every_make_command_in_the_readme_is_a_target() -> None:
     """Commands, not prose: `make X` in backticks, or a line of a code block that starts with it."""
-    text = (ROOT / "README.md").read_text()
+    text = manual_text()
     mentioned = set(re.findall(r"(?:`|^)(?:[A-Z_]+=\S+ )*make ([a-z][a-z0-9-]+)", text, re.MULTILINE))
     assert "up" in mentioned and "test" in mentioned, "the scan finds the README's commands"
     assert mentioned - set(make_help()) == set(), sorted(mentioned - set(make_help()))

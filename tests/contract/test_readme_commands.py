@@ -17,6 +17,7 @@ from ingress.__main__ import build_parser as cli_of_ingress
 from simulator.cli import build_parser as cli_of_simulator
 from testbed.cli import build_parser as cli_of_testbed
 from testbed.paths import ROOT
+from tests.docs import PAGES, manual_text
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "testbed": cli_of_testbed,
@@ -33,7 +34,7 @@ def code_blocks(path: Path = ROOT / "README.md") -> list[str]:
 
 
 def readme_commands() -> list[tuple[str, list[str]]]:
-    blocks = code_blocks()
+    blocks = [block for page in PAGES for block in code_blocks(page)]
     commands = []
     for block in blocks:
         for line in block.replace("\\\n", " ").splitlines():
@@ -78,6 +79,6 @@ def test_every_project_path_the_readme_names_exists() -> None:
     """Paths in backticks that start with a part's folder (`testbed/runs/report.py`, `infra/`): a
     moved or renamed file fails here instead of leaving the README pointing at nothing."""
     folders = "infra|processor|telemetry|simulator|ingress|testbed|tests"
-    named = set(re.findall(rf"`((?:{folders})/[\w./-]*)`", (ROOT / "README.md").read_text()))
+    named = set(re.findall(rf"`((?:{folders})/[\w./-]*)`", manual_text()))
     assert len(named) > 10, "the README names the project's files"
     assert sorted(path for path in named if not (ROOT / path.rstrip("/")).exists()) == []

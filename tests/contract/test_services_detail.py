@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from testbed.paths import ROOT
 from tests.contract.conftest import blocks
 from tests.contract.services import DOCS_MARKERS
+from tests.docs import manual_text
 
 
 def resources(type_: str) -> dict[str, dict[str, Any]]:
@@ -115,7 +115,7 @@ CLAIMS: list[tuple[str, str, Callable[[], bool]]] = [
 
 
 def readme_line(service: str) -> str:
-    text = (ROOT / "README.md").read_text()
+    text = manual_text()
     start, end = (text.index(m) for m in DOCS_MARKERS)
     (line,) = re.findall(rf"^- \*\*{re.escape(service)}\*\*: (.*)$", text[start:end], flags=re.MULTILINE)
     return str(line)

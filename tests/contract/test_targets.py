@@ -19,8 +19,9 @@ from testbed.lifecycle.backends import AwsBackend, BackendError
 from testbed.lifecycle.backends.aws import BACKEND_OVERRIDE, check_state_bucket, read_backend_config
 from testbed.lifecycle.terraform import Terraform
 from testbed.paths import INFRA_DIR, ROOT
+from tests.docs import manual_text
 
-README = (ROOT / "README.md").read_text()
+README = manual_text()
 
 
 def dry_run(backend: str, *command: str, state: Path) -> list[str]:

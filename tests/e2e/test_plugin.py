@@ -16,7 +16,8 @@ from testbed.lifecycle.backends import ExternalBackend
 from testbed.lifecycle.backends.base import http_json
 from testbed.lifecycle.backends.embedded import MINISTACK_LAUNCHER
 from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
-from testbed.paths import MINISTACK_VENV, ROOT
+from testbed.paths import MINISTACK_VENV
+from tests.docs import marked_block
 
 pytestmark = pytest.mark.e2e
 
@@ -25,9 +26,8 @@ THEIR_REPO = Path(__file__).parent / "their_repo"
 
 
 def readme_block(marker: str) -> str:
-    """The fenced code between `<!-- marker:start -->` and `<!-- marker:end -->` in the README."""
-    text = (ROOT / "README.md").read_text()
-    block = text.split(f"<!-- {marker}:start -->")[1].split(f"<!-- {marker}:end -->")[0]
+    """The fenced code between `<!-- marker:start -->` and `<!-- marker:end -->` in the manual."""
+    block = marked_block(marker)
     return block.split("\n", 2)[2].rsplit("```", 1)[0]
 
 
