@@ -68,6 +68,11 @@ def run_section(report: dict[str, Any], folder: Path) -> str:
         f'<h1>{_e(report["scenario"])}: <span class="{shown.lower()}">{shown}</span></h1>',
         f"<p>run {_e(report['run_id'])}, started {_e(report['started'])}, {_e(report['duration_s'])} s, "
         f"ingress <code>{_e(report['ingress'])}</code></p>",
+        *(
+            [f'<p class="from">from: {_e(", ".join(f"{k} {v}" for k, v in report["provenance"].items()))}</p>']
+            if report.get("provenance")
+            else []
+        ),
         '<h2 id="checks">Checks</h2>',
         _table(("check", "result", "measured"), checks, ["ok" if ok else "bad" for ok in report["checks"].values()]),
         '<h2 id="figures">Figures</h2>',

@@ -182,6 +182,8 @@ class RunOutcome:
     hops_ms: dict[str, np.ndarray] = field(default_factory=dict)
     # a run of shards (testbed/runs/shards.py): which were merged, what the missing ones would have sent
     shards: dict[str, Any] | None = None
+    # where the report came from (testbed/runs/provenance.py): versions, commit, seed, fleet hash
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def hop_latency_ms(self) -> dict[str, dict[str, float]]:
@@ -316,6 +318,7 @@ def report_of(outcome: RunOutcome) -> dict[str, Any]:
     held = checks(outcome)
     return {
         "run_id": outcome.run_id,
+        "provenance": outcome.provenance,
         "scenario": outcome.scenario.name,
         "started": datetime.fromtimestamp(outcome.started, UTC).isoformat(),
         "duration_s": outcome.scenario.duration_s,
@@ -391,6 +394,8 @@ def write_junit(path: Path, report: dict[str, Any]) -> None:
     properties = ElementTree.SubElement(suite, "properties")
     for name in ("run_id", "ingress", "published", "stored", "lost"):
         ElementTree.SubElement(properties, "property", name=name, value=str(report[name]))
+    for name, value in report.get("provenance", {}).items():
+        ElementTree.SubElement(properties, "property", name=name, value=str(value))
     for name, ok in report["checks"].items():
         case = ElementTree.SubElement(
             suite, "testcase", classname=f"scenario.{report['scenario']}", name=name, time="0"
@@ -447,6 +452,13 @@ def cost_lines(cost: dict[str, Any]) -> list[str]:
     ]
 
 
+def provenance_lines(found: dict[str, Any]) -> list[str]:
+    """Where the report came from, one line (nothing for a report written before it was recorded)."""
+    if not found:
+        return []
+    return ["- from: " + ", ".join(f"{md(name)} {md(value)}" for name, value in found.items())]
+
+
 def write_markdown(path: Path, report: dict[str, Any]) -> None:
     latency = report["e2e_latency_ms"]
     lines = [
@@ -466,6 +478,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         f"refused by the broker {sum(report['broker_refusals'].values()):,} {report['broker_refusals']}",
         f"- alerts {report['alerts']}: {json.dumps(report['alert_check'])}",
         f"- emulator RSS {report['emulator_rss_mb']} MB",
+        *provenance_lines(report.get("provenance", {})),
         "",
         "| check | result | measured |",
         "|---|---|---|",

@@ -35,6 +35,7 @@ from testbed.cost.prices import PriceError, load_prices
 from testbed.lifecycle.stack import Stack
 from testbed.paths import REPORTS_DIR
 from testbed.runs.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting, throttle_processor
+from testbed.runs.provenance import provenance
 from testbed.runs.reconcile import check_alerts, check_plan, expected_stored, reconcile
 from testbed.runs.report import ARCHIVE_HOP, Check, RunOutcome, checks, hop_samples, write_report
 from testbed.runs.scenario import Scenario, ScenarioError
@@ -360,6 +361,7 @@ def finish_run(
         cost=run_cost(stack, outputs, facts),
         hops_ms=hops,
         shards=shards.as_dict() if shards is not None else None,
+        provenance=provenance(stack, scenario),
     )
     folder = reports_dir / run_id
     write_report(folder, outcome)

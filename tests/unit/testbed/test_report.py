@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
 import numpy as np
+import pytest
 
 from testbed.cost.bill import cost_section
 from testbed.cost.prices import load_prices
 from testbed.cost.traffic import plan
+from testbed.lifecycle.backends import EmbeddedBackend
+from testbed.lifecycle.stack import Stack
+from testbed.runs import provenance
 from testbed.runs.reconcile import check_plan, reconcile
 from testbed.runs.report import RunOutcome, checks, hop_samples, write_report
 from testbed.runs.scenario import load_scenario
@@ -149,3 +154,30 @@ def test_text_from_a_summary_or_a_price_file_is_literal_in_the_markdown(tmp_path
     text = (tmp_path / "report.md").read_text()
     assert "Not counted: x \\| y \\[click\\](http://evil) \\<img src=x\\> \\*bold\\* next" in text
     assert not re.search(r"(?<!\\)<img|(?<!\\)\[click", text)
+
+
+def test_every_report_says_where_it_came_from_so_two_can_be_compared(tmp_path: Path) -> None:
+    stack = Stack(EmbeddedBackend(state_dir=tmp_path / "state"))
+    found = provenance.provenance(stack, load_scenario("smoke"))
+    assert found["report_schema"] == provenance.REPORT_SCHEMA_VERSION and found["backend"] == "embedded"
+    assert re.fullmatch(r"[0-9a-f]{40}(\+changes)?", found["commit"]), found["commit"]
+    assert found["seed"] == load_scenario("smoke").seed
+    assert found["fleet_sha256"] == hashlib.sha256(load_scenario("smoke").fleet.read_bytes()).hexdigest()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", found["terraform"]), found
+    report = write_report(tmp_path / "run", dataclasses.replace(outcome(), provenance=found))
+    assert report["provenance"] == found
+    assert f"commit {found['commit']}" in (tmp_path / "run" / "report.md").read_text().replace("\\+", "+")
+    properties = {
+        p.get("name"): p.get("value") for p in ElementTree.parse(tmp_path / "run" / "junit.xml").iter("property")
+    }
+    assert properties["fleet_sha256"] == found["fleet_sha256"] and properties["report_schema"] == "2"
+    assert f"fleet_sha256 {found['fleet_sha256']}" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_a_part_of_the_provenance_that_cannot_be_read_is_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(provenance, "ROOT", tmp_path)  # not a git checkout
+    assert provenance.commit() == provenance.UNKNOWN
+    moved = load_scenario("smoke").model_copy(update={"fleet": tmp_path / "gone.yaml"})
+    assert provenance.fleet_sha256(moved) == provenance.UNKNOWN
