@@ -20,6 +20,11 @@ WILDCARDS = ("+", "#")
 BASIC_INGEST_PREFIX = "$aws/rules/"
 
 
+def _is_device_id(text: str) -> bool:
+    """One topic level a device's id can be: not empty, no separator, no wildcard, no NUL."""
+    return bool(text) and not any(c in text for c in ("/", *WILDCARDS, "\0"))
+
+
 class TopicError(ValueError):
     """A device topic that is no topic a device could publish to, or one the broker's ACL or an IoT
     policy cannot be made from."""
@@ -40,7 +45,10 @@ class DeviceTopic:
             fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(self.template)]
         except ValueError:
             fields = [("", "", None)]
-        if any(name is not None and (name != "device_id" or spec or conv) for name, spec, conv in fields):
+        stray_brace = any(c in self.template.replace(DEVICE_ID, "") for c in "{}")  # `{{`: no escapes either
+        if stray_brace or any(
+            name is not None and (name != "device_id" or spec or conv) for name, spec, conv in fields
+        ):
             raise TopicError(f"device topic {self.template!r}: the only placeholder is {DEVICE_ID}, as it is")
         example = self.template.replace(DEVICE_ID, "x")
         if not example or example.startswith("$") or any(c in example for c in (*WILDCARDS, "\0")):
@@ -57,7 +65,10 @@ class DeviceTopic:
         return DEVICE_ID in self.template
 
     def for_device(self, device_id: str) -> str:
-        """The topic `device_id` publishes to (behind `$aws/rules/<rule>/` with Basic Ingest)."""
+        """The topic `device_id` publishes to (behind `$aws/rules/<rule>/` with Basic Ingest). An id
+        that would make it another shape (a level separator, a wildcard) is refused."""
+        if not _is_device_id(device_id):
+            raise TopicError(f"device id {device_id!r}: an id is one topic level, without / + # or NUL")
         topic = self.template.replace(DEVICE_ID, device_id)
         return f"{BASIC_INGEST_PREFIX}{self.basic_ingest_rule}/{topic}" if self.basic_ingest_rule else topic
 
@@ -70,7 +81,7 @@ class DeviceTopic:
         if not (topic.startswith(before) and topic.endswith(after)) or len(topic) <= len(before) + len(after):
             return None
         device_id = topic[len(before) : len(topic) - len(after)]
-        return device_id if "/" not in device_id else None
+        return device_id if _is_device_id(device_id) else None
 
     def pattern(self, placeholder: str) -> str:
         """The template with `placeholder` (Mosquitto's `%u`, a wildcard, an IoT policy variable) for

@@ -77,7 +77,7 @@ def run_step(
             duration_s=duration_s,
             qos=1,
             workers=1,
-            topic=stack.backend.device_topic,
+            topic=stack.backend.topic,
         )
     )
     simulator_s = sum(simulator.cpu_times()[:2]) - simulator_before

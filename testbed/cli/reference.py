@@ -31,9 +31,10 @@ def _cell(text: object) -> str:
 
 
 def _default(action: argparse.Action) -> str:
-    if action.default in (None, argparse.SUPPRESS) or isinstance(action, argparse._StoreTrueAction):
+    """The default as a user would type it; a value the code computes (a parsed address) is not shown."""
+    if isinstance(action, argparse._StoreTrueAction) or not isinstance(action.default, str | int | float):
         return ""
-    return f"`{_cell(action.default)}`"
+    return f"`{_cell(action.default)}`" if str(action.default) else ""
 
 
 def _options(parser: argparse.ArgumentParser) -> list[str]:

@@ -93,11 +93,16 @@ class Stack:
         try:
             self.terraform.apply()
         except TerraformTimeout as exc:
+            # an emulator that still answers its health check is slow, not hung: left running
+            if exc.command != "apply" or self.backend.healthy():
+                raise
             log = self.backend.abort_emulator()
             if log is None:
                 raise
             raise EmulatorAborted(
-                f"{exc}\nThe emulator was stopped (SIGABRT): what each of its threads was doing is at the end of {log}"
+                f"{exc}\nThe emulator answered neither Terraform nor its health check and was stopped (SIGABRT): "
+                f"what each of its threads was doing is at the end of {log}",
+                command=exc.command,
             ) from None
         if leaked:
             self.retire_leaked_keys(leaked)
@@ -122,8 +127,10 @@ class Stack:
             return
         if running:
             logger.warning(
-                "up failed; still running: %s (`make status` shows them, `make down` stops them)",
+                "up failed; still running: %s (state in %s): `bin/testbed --backend %s down` stops them",
                 ", ".join(f"{c.name} (pid {c.pid})" for c in running),
+                self.backend.state_dir,
+                self.backend.name,
             )
 
     def retire_leaked_keys(self, leaked: list[LeakedVersion]) -> None:

@@ -39,30 +39,48 @@ QUEUE_URL_ATTRIBUTES = ("id", "url", "queue_url")
 TIMEOUT_VARIABLE = "TESTBED_TERRAFORM_TIMEOUT_S"
 # After the interrupt, Terraform gets this long to write its state before it is killed.
 INTERRUPT_GRACE_S = 30.0
+AWS_TIMEOUT_S = 3600.0
 
 
-# Terraform's progress lines: `aws_sqs_queue.ingest: Still creating... [20s elapsed]`.
-STILL_RE = re.compile(r"^(?P<address>\S+): Still (?P<doing>\w+)\.\.\. \[(?P<elapsed>[^\]]+) elapsed\]", re.MULTILINE)
-DONE_RE = re.compile(r"^(?P<address>\S+): (?:Creation|Modifications|Destruction|Read) complete", re.MULTILINE)
+# Terraform's progress lines, in order: a start, `Still ...` while it lasts, a completion.
+START_RE = re.compile(r"^(?P<address>\S+): (?P<doing>Creating|Modifying|Destroying|Reading)\.\.\.")
+STILL_RE = re.compile(r"^(?P<address>\S+): Still (?P<doing>\w+)\.\.\. \[(?P<elapsed>[^\]]+) elapsed\]")
+DONE_RE = re.compile(r"^(?P<address>\S+): (?:Creation|Modifications|Destruction|Read) complete")
 
 
 def still_waiting(output: str) -> str:
-    """What a stopped command was still waiting on, from its progress lines: the first line of the
-    error is often all a CI summary shows."""
-    last: dict[str, str] = {}
-    for match in STILL_RE.finditer(output):
-        last[match["address"]] = f"{match['address']} ({match['doing']}, {match['elapsed']})"
-    for match in DONE_RE.finditer(output):
-        last.pop(match["address"], None)
-    return f"still waiting on {', '.join(last.values())}" if last else "with no resource in progress"
+    """What a stopped command was still waiting on, read from its progress lines in order (a
+    replaced resource is destroyed, then created): the first line of the error is often all a CI
+    summary shows."""
+    pending: dict[str, str] = {}
+    for line in output.splitlines():
+        if started := START_RE.match(line):
+            pending[started["address"]] = f"{started['address']} ({started['doing'].lower()})"
+        elif still := STILL_RE.match(line):
+            pending[still["address"]] = f"{still['address']} ({still['doing']}, {still['elapsed']})"
+        elif done := DONE_RE.match(line):
+            pending.pop(done["address"], None)
+    return f"still waiting on {', '.join(pending.values())}" if pending else "with no resource in progress"
 
 
-def command_timeout() -> float:
-    """The per-command limit, from TESTBED_TERRAFORM_TIMEOUT_S (seconds) or the default."""
+def command_timeout(on_emulator: bool = True) -> float:
+    """The per-command limit: TESTBED_TERRAFORM_TIMEOUT_S where set; else its default on an emulator,
+    and an hour on AWS (where an apply takes minutes and a resource can take tens of them)."""
+    if not on_emulator and SETTINGS[TIMEOUT_VARIABLE].raw() is None:
+        return AWS_TIMEOUT_S
     try:
         return SETTINGS[TIMEOUT_VARIABLE].seconds()
     except SettingError as exc:
         raise TerraformError(f"{exc} (default {SETTINGS[TIMEOUT_VARIABLE].default})") from None
+
+
+def _finish(proc: subprocess.Popen[str]) -> tuple[str | None, str | None]:
+    """Wait up to the grace period for an interrupted Terraform to exit; kill it past that."""
+    try:
+        return proc.communicate(timeout=INTERRUPT_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()
 
 
 def _moved_urls(state: dict[str, Any], endpoint_url: str) -> Iterator[tuple[str, dict[str, Any], dict[str, str]]]:
@@ -94,6 +112,10 @@ class TerraformError(TestbedError):
 
 class TerraformTimeout(TerraformError):
     """A Terraform command ran past its limit and was stopped (an endpoint that stopped answering)."""
+
+    def __init__(self, message: str, command: str) -> None:
+        super().__init__(message)
+        self.command = command  # init, apply, ...
 
 
 def terraform_binary() -> str:
@@ -210,46 +232,54 @@ class Terraform:
             with open(self.log_file, "a") as log:
                 log.write(f"\n$ {' '.join(cmd)}\n")
                 log.flush()
-                proc = self._bounded(cmd, log)
+                proc = self._bounded(cmd, log, log.tell())
             detail = f"the end of {self.log_file}:\n{self.log_file.read_text()[-4000:]}"
         if proc.returncode not in ok_codes:
             raise TerraformError(f"`{' '.join(cmd[:3])}` failed (exit {proc.returncode}): {detail[-4000:]}")
         return proc
 
-    def _bounded(self, cmd: list[str], out: Any) -> subprocess.CompletedProcess[str]:
-        """Run `cmd` to its end or to the timeout; past it, interrupt it (Terraform then writes its
-        state), kill it after a grace period, and raise naming what it was still doing."""
-        limit = command_timeout()
+    def _bounded(self, cmd: list[str], out: Any, log_from: int = 0) -> subprocess.CompletedProcess[str]:
+        """Run `cmd` to its end or to the timeout; past it, interrupt it, give it a grace period to
+        write its state, kill it then, and raise naming what it was still doing. Ctrl-C reaches
+        Terraform from the terminal too: it gets the same grace period before it is killed."""
+        limit = command_timeout(on_emulator=self.variables.get("emulator", True) is not False)
         err = out if out in (None, subprocess.PIPE) else subprocess.STDOUT
-        with subprocess.Popen(cmd, env=self.env, text=True, stdout=out, stderr=err) as proc:
+        proc = subprocess.Popen(cmd, env=self.env, text=True, stdout=out, stderr=err)
+        try:
             try:
                 stdout, stderr = proc.communicate(timeout=limit)
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGINT)
-                try:
-                    stdout, stderr = proc.communicate(timeout=INTERRUPT_GRACE_S)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    stdout, stderr = proc.communicate()
+                late_out, late_err = _finish(proc)
                 said = (
-                    (stderr or "") + (stdout or "")
+                    (late_err or "") + (late_out or "")
                     if out is subprocess.PIPE
-                    else self._log_tail()
+                    else self._log_since(log_from)
                     if out is not None
-                    else "see the output above"
+                    else ""
                 )
+                waiting = still_waiting(said) if out is not None else "(its progress is in the output above)"
                 raise TerraformTimeout(
-                    f"`{' '.join(cmd[:3])}` ran past {limit:.0f} s and was stopped, {still_waiting(said)} (the"
-                    f" emulator or AWS stopped answering, or raise {TIMEOUT_VARIABLE}); what it said last:\n"
-                    f"{said[-4000:]}"
+                    f"`{' '.join(cmd[:3])}` ran past {limit:.0f} s and was stopped, {waiting} (the emulator or AWS"
+                    f" stopped answering, or raise {TIMEOUT_VARIABLE}); what it said last:\n{said[-4000:]}",
+                    command=cmd[2],
                 ) from None
-            except BaseException:
-                proc.kill()  # Ctrl-C or a test's timeout: no Terraform left running on its own
-                raise
+        except KeyboardInterrupt:
+            _finish(proc)  # the terminal's SIGINT reached Terraform: let it write its state
+            raise
+        finally:
+            if proc.poll() is None:  # a test's timeout, a second Ctrl-C: nothing left running on its own
+                proc.kill()
+                proc.wait()
         return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
-    def _log_tail(self) -> str:
-        return self.log_file.read_text(errors="replace")[-4000:] if self.log_file.exists() else "(no output)"
+    def _log_since(self, offset: int) -> str:
+        """What this command wrote to the log (not what earlier ones did)."""
+        if not self.log_file.exists():
+            return "(no output)"
+        with open(self.log_file, errors="replace") as log:
+            log.seek(offset)
+            return log.read()
 
     def init(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)

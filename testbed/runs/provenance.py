@@ -32,9 +32,11 @@ def _ask(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str | 
 
 
 def commit() -> str:
-    """The checkout's commit, `+changes` when files differ from it; unknown outside a git checkout."""
+    """The checkout's commit, `+changes` when files differ from it; unknown where the testbed is not
+    a git checkout of its own (installed in a venv inside another repository: never that one's)."""
+    top = _ask(["git", "rev-parse", "--show-toplevel"], ROOT)
     head = _ask(["git", "rev-parse", "HEAD"], ROOT)
-    if head is None:
+    if top is None or head is None or Path(top).resolve() != ROOT.resolve():
         return UNKNOWN
     changed = _ask(["git", "status", "--porcelain", "--untracked-files=no"], ROOT)
     return f"{head}+changes" if changed else head

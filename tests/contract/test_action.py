@@ -41,9 +41,10 @@ def test_its_steps_are_valid_bash_running_only_commands_the_tests_run() -> None:
             continue
         assert step["shell"] == "bash"
         assert subprocess.run(["bash", "-n"], input=step["run"], capture_output=True, text=True).returncode == 0
-        for line in step["run"].splitlines():
+        for line in step["run"].replace("\\\n", " ").splitlines():
             words = [
-                w.replace('"$GITHUB_ACTION_PATH/', "").replace("$GITHUB_ACTION_PATH/", "") for w in shlex.split(line)
+                w.replace('"$GITHUB_ACTION_PATH/', "").replace("$GITHUB_ACTION_PATH/", "")
+                for w in shlex.split(line, comments=True)
             ]
             if words[:1] == ["make"]:
                 ran.add(tuple(w for w in words if w in ("make", "deps", "venvs")))

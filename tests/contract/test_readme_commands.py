@@ -52,8 +52,12 @@ def test_no_command_in_the_readme_or_docs_needs_an_activated_venv() -> None:
 
 
 def test_each_program_runs_from_a_fresh_shell_in_the_checkout(tmp_path: Path) -> None:
-    """No venv on PATH, none activated, another working directory: bin/<program> still runs."""
+    """No venv on PATH, none activated, another working directory holding packages of its own with
+    the project's names (a user's `telemetry/`): bin/<program> still runs the project's."""
     env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    for part in ("telemetry", "toolkit", "simulator", "ingress", "testbed"):
+        (tmp_path / part).mkdir()
+        (tmp_path / part / "__init__.py").write_text("raise SystemExit('the working directory shadowed the project')\n")
     for program in PARSERS:
         shown = subprocess.run(
             [str(ROOT / "bin" / program), "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120

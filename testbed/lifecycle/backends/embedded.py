@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -281,6 +282,8 @@ class EmbeddedBackend(Backend):
             return None
         try:  # a handle, not the bare PID: never signal a process that took the PID meanwhile
             process = psutil.Process(pid)
+            with contextlib.suppress(AttributeError, psutil.Error):  # no core file of gigabytes (Linux)
+                process.rlimit(psutil.RLIMIT_CORE, (0, 0))
             process.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack to the log
             process.resume()  # a paused emulator handles it only once it runs
             process.wait(timeout=ABORT_WAIT_S)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from telemetry.topics import DEVICE_ID, DEVICE_TOPIC_TEMPLATE, DeviceTopic, TopicError, basic_ingest_topic
+from telemetry.topics import DEVICE_ID, DEVICE_TOPIC, DEVICE_TOPIC_TEMPLATE, DeviceTopic, TopicError, basic_ingest_topic
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,8 @@ def test_a_devices_topic_reads_back_as_its_id(template: str, device_id: str) -> 
 def test_a_topic_of_another_shape_names_no_device(template: str, device_id: str, extra: str) -> None:
     topic = DeviceTopic(template)
     assert topic.device_of(f"{extra}/{topic.for_device(device_id)}/{extra}") is None
-    assert topic.device_of(topic.for_device(f"{device_id}/{extra}")) is None
+    with pytest.raises(TopicError):
+        topic.for_device(f"{device_id}/{extra}")
 
 
 @pytest.mark.parametrize(
@@ -94,3 +95,16 @@ def test_one_topic_for_the_whole_fleet_is_a_topic_but_no_acl() -> None:
     assert shared.for_device("d1") == "plant/all/up" and shared.device_of("plant/all/up") is None
     with pytest.raises(TopicError, match="must be one whole level"):
         shared.pattern("%u")
+
+
+@pytest.mark.parametrize("template", ["a/{{b}}/{device_id}", "a/{{device_id}}", "a/}{device_id}"])
+def test_a_brace_beside_the_placeholder_is_refused_not_rendered_another_way(template: str) -> None:
+    with pytest.raises(TopicError, match="the only placeholder is"):
+        DeviceTopic(template)
+
+
+@pytest.mark.parametrize("device_id", ["a/b", "#", "+", "dev\x00", ""])
+def test_an_id_that_would_change_the_topics_shape_is_refused_and_never_read_back(device_id: str) -> None:
+    with pytest.raises(TopicError, match="an id is one topic level"):
+        DEVICE_TOPIC.for_device(device_id)
+    assert DEVICE_TOPIC.device_of(f"sensors/{device_id}/telemetry") is None

@@ -144,7 +144,7 @@ def test_an_up_that_fails_past_the_start_names_what_still_runs_and_how_to_stop_i
         emulator, broker = backend.ministack.pid(), backend.mosquitto.pid()
         assert emulator is not None and broker is not None, "left up for a look"
         assert re.search(
-            rf"up failed; still running: emulator \(pid {emulator}\).*broker \(pid {broker}\).*`make down` stops them",
+            rf"up failed; still running: emulator \(pid {emulator}\).*broker \(pid {broker}\).*--backend embedded down",
             caplog.text,
         )
     finally:
@@ -420,3 +420,11 @@ def test_a_stopped_commands_error_names_the_resources_it_was_still_waiting_on() 
         "still waiting on aws_lambda_function.processor (creating, 9m50s), aws_s3_bucket.archive (destroying, 1m0s)"
     )
     assert terraform.still_waiting("Plan: 3 to add\n") == "with no resource in progress"
+    replaced = (
+        "aws_sqs_queue.ingest: Destroying... [id=x]\n"
+        "aws_sqs_queue.ingest: Destruction complete after 1s\n"
+        "aws_sqs_queue.ingest: Creating...\n"
+        "aws_sqs_queue.ingest: Still creating... [10s elapsed]\n"
+    )
+    assert terraform.still_waiting(replaced) == "still waiting on aws_sqs_queue.ingest (creating, 10s)"
+    assert terraform.still_waiting("aws_iam_role.r: Creating...\n") == "still waiting on aws_iam_role.r (creating)"
