@@ -8,7 +8,7 @@ import multiprocessing as mp
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -175,6 +175,8 @@ class RunStart:
     started: float
     # the emulator's process as the run began: a backend that keeps no state loses all if it changes
     emulator_pid: int | None = None
+    # where the run's report comes from, read as it began (a fleet file edited during a run is not it)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def start_run(stack: Stack, scenario: Scenario, run_tag: str | None = None) -> RunStart:
@@ -196,6 +198,7 @@ def start_run(stack: Stack, scenario: Scenario, run_tag: str | None = None) -> R
         counters_before=stack.backend.ingress_counters(),
         started=time.time(),
         emulator_pid=stack.backend.emulator_pid(),
+        provenance=provenance(stack, scenario),
     )
 
 
@@ -361,7 +364,7 @@ def finish_run(
         cost=run_cost(stack, outputs, facts),
         hops_ms=hops,
         shards=shards.as_dict() if shards is not None else None,
-        provenance=provenance(stack, scenario),
+        provenance=begun.provenance or provenance(stack, scenario),
     )
     folder = reports_dir / run_id
     write_report(folder, outcome)

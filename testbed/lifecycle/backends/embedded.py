@@ -234,12 +234,13 @@ class EmbeddedBackend(Backend):
         for path in ("run", "tmp", *self.emulator_folders):
             (self.state_dir / path).mkdir(parents=True, exist_ok=True)
         servers = (self.ministack, self.mosquitto)
-        running_before = {server.name for server in servers if server.pid() is not None}
+        pids_before = {server.name: server.pid() for server in servers}
         try:
             self._start_ministack()
             self._start_mosquitto()
         except BaseException:
-            started = [server for server in servers if server.name not in running_before and server.pid() is not None]
+            # by PID: a server restarted with other settings (another port) is one this start started
+            started = [s for s in servers if s.pid() is not None and s.pid() != pids_before[s.name]]
             for server in reversed(started):
                 server.stop(timeout_s=self.emulator_stop_timeout_s)
             if started:
