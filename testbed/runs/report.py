@@ -1,153 +1,27 @@
-"""The run folder: report.json, a short report.md and PNG plots."""
+"""A run's checks and its report: report.json, and the run folder that holds it beside report.md,
+the HTML page, junit.xml and the plots."""
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
-from xml.etree import ElementTree
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 from simulator.summary import RunSummary, percentiles
+from testbed.runs.hops import ACK_HOP, ARCHIVE_HOP, HOPS
 from testbed.runs.html_report import verdict, write_html
+from testbed.runs.plots import plot_hops, plot_lag, plot_latency, plot_throughput
 from testbed.runs.reconcile import PlanCheck, Reconciliation
+from testbed.runs.report_files import write_junit, write_markdown
 from testbed.runs.scenario import Scenario
-
-
-def per_second(stored_at_s: np.ndarray, first: int, last: int) -> np.ndarray:
-    """Items stored in each second from `first` to `last`: a second in which nothing was stored is a
-    zero, not a gap the line is drawn straight across (an outage must show as one)."""
-    counts = np.zeros(max(last - first + 1, 0), dtype=int)
-    if len(stored_at_s):
-        seconds = stored_at_s.astype(int) - first
-        inside = seconds[(seconds >= 0) & (seconds < len(counts))]
-        np.add.at(counts, inside, 1)
-    return counts
-
-
-def plot_throughput(
-    path: Path,
-    sent_per_s: dict[str, int],
-    stored_at_s: np.ndarray,
-    faults: Sequence[tuple[float, float, str]] = (),
-    title: str = "",
-) -> None:
-    """Published and stored per second; each fault is a shaded span from its start until the part was back."""
-    sent = {int(k): v for k, v in sent_per_s.items()}
-    stored_seconds = [int(stored_at_s.min()), int(stored_at_s.max())] if len(stored_at_s) else []
-    bounds = list(sent) + stored_seconds
-    start, end = (min(bounds), max(bounds)) if bounds else (0, 0)
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    xs = np.arange(start, end + 1)
-    if sent:
-        ax.plot(xs - start, [sent.get(int(x), 0) for x in xs], label="published")
-    if len(stored_at_s):
-        ax.plot(xs - start, per_second(stored_at_s, start, end), label="stored")
-    for began, back, label in faults:
-        ax.axvspan(began - start, max(back, began + 0.5) - start, color="tab:red", alpha=0.15)
-        ax.annotate(label, (began - start, ax.get_ylim()[1] * 0.92), fontsize=7, rotation=90, va="top")
-    ax.set_title(f"{title}: published and stored per second".lstrip(": "), fontsize=10)
-    ax.set_xlabel("time since the first send (s)")
-    ax.set_ylabel("messages per second (msg/s)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: the fault labels sit at the top
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def plot_latency(path: Path, latency_ms: np.ndarray, marks: dict[str, float], title: str = "") -> None:
-    """Histogram and CDF on a log axis: a 60 ms median and a 14 s tail are both readable on one."""
-    fig, (hist, cdf) = plt.subplots(1, 2, figsize=(10, 3.5))
-    positive = latency_ms[latency_ms > 0]
-    if len(positive):
-        low, high = float(positive.min()), float(positive.max())
-        hist.hist(positive, bins=np.geomspace(low, max(high, low * 1.01), 60))
-        values = np.sort(positive)
-        cdf.plot(values, np.arange(1, len(values) + 1) / len(values))
-        for ax in (hist, cdf):
-            ax.set_xscale("log")
-    for name, value in marks.items():
-        if value <= 0:
-            continue
-        for ax in (hist, cdf):
-            ax.axvline(value, linestyle="--", linewidth=0.8)
-        cdf.annotate(f"{name} {value:.0f} ms", (value, 0.05 + 0.3 * list(marks).index(name)), fontsize=8)
-    fig.suptitle(f"{title}: end-to-end latency, device timestamp to stored".lstrip(": "), fontsize=10)
-    hist.set_xlabel("latency (ms, log scale)")
-    hist.set_ylabel("messages (count)")
-    cdf.set_xlabel("latency (ms, log scale)")
-    cdf.set_ylabel("fraction of messages (0-1)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-# The hops of a stored reading's path, each timed from its item: they add up to its end-to-end latency.
-# "processor to write": the invocation's start to its DynamoDB write request (the write's own latency,
-# and its retries, come after the item's stored_at and are not in it).
-HOPS = ("device to rule hand-off", "rule to processor", "processor to write")
-ACK_HOP = "device to broker ack"
-# After the write and off the stored reading's path: its archive record reaching S3 (on AWS this is
-# Firehose's buffer, and S3 stamps objects to the second; ministack stamps them to the millisecond).
-ARCHIVE_HOP = "write to archive"
-
-
-def hop_samples(
-    ts: Sequence[int], arrived: Sequence[int | None], invoked: Sequence[int | None], stored: Sequence[int]
-) -> dict[str, np.ndarray]:
-    """Milliseconds spent in each hop, per reading whose item carries its arrival and invocation."""
-    timed = [
-        (t, a, i, s) for t, a, i, s in zip(ts, arrived, invoked, stored, strict=True) if a is not None and i is not None
-    ]
-    columns = np.array(timed, dtype=float).reshape(-1, 4)
-    return {hop: columns[:, n + 1] - columns[:, n] for n, hop in enumerate(HOPS)}
-
-
-def plot_hops(path: Path, hops: dict[str, dict[str, float]], title: str = "") -> None:
-    """Per percentile, a bar stacked by hop (each hop's own percentile: they need not add up to the
-    end-to-end one); the broker's acknowledgement, seen by the simulator, is a bar of its own."""
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    marks = ("p50", "p95", "p99")
-    left = np.zeros(len(marks))
-    for hop in (*HOPS, ARCHIVE_HOP):
-        widths = np.array([hops.get(hop, {}).get(m, 0.0) for m in marks])
-        ax.barh(marks, widths, left=left, label=hop)
-        left += widths
-    ack = [hops.get(ACK_HOP, {}).get(m, 0.0) for m in marks]
-    ax.barh([f"{m} ack" for m in marks], ack, color="grey", label=ACK_HOP)
-    ax.set_xlabel("milliseconds")
-    ax.set_title(f"{title}: where the latency goes, per hop".lstrip(": "), fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def plot_lag(path: Path, stored_at_s: np.ndarray, latency_ms: np.ndarray, title: str = "") -> None:
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    if len(stored_at_s):
-        start = stored_at_s.min()
-        seconds = (stored_at_s - start).astype(int)
-        worst = np.full(seconds.max() + 1, -np.inf)
-        np.maximum.at(worst, seconds, latency_ms)
-        # a second in which nothing was stored has no lag to show: a gap, not a zero
-        worst[np.isinf(worst)] = np.nan
-        ax.plot(np.arange(len(worst)), worst / 1000)
-    ax.set_title(f"{title}: worst lag per second".lstrip(": "), fontsize=10)
-    ax.set_xlabel("time since the first store (s)")
-    ax.set_ylabel("worst lag in that second (s)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 @dataclass(frozen=True)
@@ -376,147 +250,3 @@ def write_report(folder: Path, outcome: RunOutcome) -> dict[str, Any]:
     write_junit(folder / "junit.xml", report)
     write_html(folder, report)
     return report
-
-
-def write_junit(path: Path, report: dict[str, Any]) -> None:
-    """One JUnit test case per check, a failure carrying what was measured: any CI shows which held."""
-    failures = sum(not ok for ok in report["checks"].values())
-    suite = ElementTree.Element(
-        "testsuite",
-        name=f"scenario {report['scenario']}",
-        tests=str(len(report["checks"])),
-        failures=str(failures),
-        errors="0",
-        skipped="0",
-        timestamp=report["started"],
-        time=f"{report['duration_s']:g}",
-    )
-    properties = ElementTree.SubElement(suite, "properties")
-    for name in ("run_id", "ingress", "published", "stored", "lost"):
-        ElementTree.SubElement(properties, "property", name=name, value=str(report[name]))
-    for name, value in report.get("provenance", {}).items():
-        ElementTree.SubElement(properties, "property", name=name, value=str(value))
-    for name, ok in report["checks"].items():
-        case = ElementTree.SubElement(
-            suite, "testcase", classname=f"scenario.{report['scenario']}", name=name, time="0"
-        )
-        measured = report["measured"][name]
-        if ok:
-            ElementTree.SubElement(case, "system-out").text = measured
-        else:
-            ElementTree.SubElement(
-                case, "failure", message=measured, type="ExpectationFailed"
-            ).text = f"{name}: {measured}"
-    ElementTree.indent(suite)
-    ElementTree.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
-
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
-
-
-def md(value: Any) -> str:
-    """Text from elsewhere (a summary, a price file, a scenario) as literal Markdown on one line:
-    a `|` does not end a table cell, a `[` starts no link, `<` no HTML."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
-
-
-def cost_lines(cost: dict[str, Any]) -> list[str]:
-    """The report's cost section in Markdown: per service for the run and for a month at its rate."""
-    if not cost:
-        return []
-    if "error" in cost:
-        return ["## What this traffic would cost on AWS", "", f"Not counted: {md(cost['error'])}", ""]
-    run, month, prices = cost["run"], cost["month"], cost["prices"]
-    return [
-        "## What this traffic would cost on AWS",
-        "",
-        f"List prices of {md(prices['region'])} as of {md(prices['as_of'])} (testbed/cost/prices/); "
-        f"a month is 30 days at this run's {month['rate_msg_s']:,} msg/s. "
-        "The free tier is shown apart, never subtracted.",
-        "",
-        f"| service | this run ({run['period_s']:g} s), {md(prices['currency'])} | a month, {md(prices['currency'])} |",
-        "|---|---|---|",
-        *(
-            f"| {md(service)} | {usd:.6f} | {month['by_service_usd'][service]:,.2f} |"
-            for service, usd in run["by_service_usd"].items()
-        ),
-        f"| **total** | **{run['total_usd']:.6f}** | **{month['total_usd']:,.2f}** |",
-        f"| the free tier would cover | | {month['free_tier_would_cover_usd']:,.2f} |",
-        "",
-        "A month would save: "
-        + "; ".join(f"{md(name)}: {saved:,.2f}" for name, saved in cost["month_savings_usd"].items())
-        + ".",
-        "",
-        *(f"- {md(kind)}: {md(text)}" for kind, text in cost["basis"].items()),
-        "",
-    ]
-
-
-def provenance_lines(found: dict[str, Any]) -> list[str]:
-    """Where the report came from, one line (nothing for a report written before it was recorded)."""
-    if not found:
-        return []
-    return ["- from: " + ", ".join(f"{md(name)} {md(value)}" for name, value in found.items())]
-
-
-def write_markdown(path: Path, report: dict[str, Any]) -> None:
-    latency = report["e2e_latency_ms"]
-    lines = [
-        f"# Load run {md(report['run_id'])}: {md(report['scenario'])} - {verdict(report)}",
-        "",
-        f"- started {report['started']}, {report['duration_s']} s, ingress `{report['ingress']}`, "
-        f"on {md(report['emulator'])}",
-        f"- published {report['published']:,}, acknowledged {report['acked']:,}, stored {report['stored']:,}, "
-        f"quarantined {sum(report['quarantined'].values()):,} {report['quarantined']}, "
-        f"dead-lettered {report['dead_lettered']:,}, duplicates dropped {report['duplicates_dropped']:,}, "
-        f"**lost {report['lost']:,}**",
-        f"- sustained stored rate {report['throughput_msg_s']:,} msg/s; end-to-end latency p50 {latency['p50']} ms, "
-        f"p95 {latency['p95']} ms, p99 {latency['p99']} ms, max {latency['max']} ms; slowest hop: "
-        f"{report['slowest_hop'] or 'not timed'}",
-        f"- publish failures {report['publish_failures']:,} {report['publish_failures_by_cause']}, "
-        f"acknowledged/published {report['acked_ratio']:.2%}, reconnects {report['reconnects']:,}, "
-        f"refused by the broker {sum(report['broker_refusals'].values()):,} {report['broker_refusals']}",
-        f"- alerts {report['alerts']}: {json.dumps(report['alert_check'])}",
-        f"- emulator RSS {report['emulator_rss_mb']} MB",
-        *provenance_lines(report.get("provenance", {})),
-        "",
-        "| check | result | measured |",
-        "|---|---|---|",
-        *(
-            f"| {name} | {'ok' if ok else 'FAILED'} | {md(report['measured'][name])} |"
-            for name, ok in report["checks"].items()
-        ),
-        "",
-        "![throughput](throughput.png)",
-        "![latency](latency.png)",
-        "![lag](lag.png)",
-        "",
-        "| hop | p50 ms | p95 ms | p99 ms | max ms |",
-        "|---|---|---|---|---|",
-        *(
-            f"| {hop} | {p['p50']} | {p['p95']} | {p['p99']} | {p['max']} |"
-            for hop, p in report["hop_latency_ms"].items()
-        ),
-        "",
-        "![hops](hops.png)",
-        "",
-    ]
-    if report["faults_injected"]:
-        lines += [
-            "## Faults injected",
-            "",
-            "| at (s) | fault | down (s) | back after (s) | acked around | lost | duplicated | recovered after (s) |",
-            "|---|---|---|---|---|---|---|---|",
-            *(
-                f"| {f['at_s']:g} | {f['fault']} | {f['down_s']:g} | {f['back_after_s']} | {f['acked_around']:,} "
-                f"| {f['lost']:,} | {f['duplicated']:,} | {f['recovered_after_s']} |"
-                + (f" error: {md(f['error'])}" if f["error"] else "")
-                + (f" Known loss: {f['known_loss']}." if f["known_loss"] and f["lost"] else "")
-                for f in report["faults_injected"]
-            ),
-            "",
-        ]
-    lines += cost_lines(report.get("cost", {}))
-    if report["reconciliation"]["unexplained"]:
-        lines += ["## Unexplained", "", *(f"- {json.dumps(u)}" for u in report["reconciliation"]["unexplained"])]
-    path.write_text("\n".join(lines) + "\n")

@@ -35,9 +35,10 @@ from testbed.cost.prices import PriceError, load_prices
 from testbed.lifecycle.stack import Stack
 from testbed.paths import REPORTS_DIR
 from testbed.runs.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting, throttle_processor
+from testbed.runs.hops import ARCHIVE_HOP, hop_samples
 from testbed.runs.provenance import provenance
 from testbed.runs.reconcile import check_alerts, check_plan, expected_stored, reconcile
-from testbed.runs.report import ARCHIVE_HOP, Check, RunOutcome, checks, hop_samples, write_report
+from testbed.runs.report import Check, RunOutcome, checks, write_report
 from testbed.runs.scenario import Scenario, ScenarioError
 from testbed.runs.shard_account import ShardAccount
 from testbed.stores import Stores, archived_key, run_items, wait_for_drain

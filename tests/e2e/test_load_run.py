@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from testbed.lifecycle.stack import Stack
-from testbed.runs.report import ACK_HOP, ARCHIVE_HOP, HOPS
+from testbed.runs.hops import ACK_HOP, ARCHIVE_HOP, HOPS
 from testbed.runs.runner import compare, run_scenario
 from testbed.runs.scenario import load_scenario
 

@@ -11,7 +11,7 @@ import pytest
 from testbed.lifecycle.backends import LocalStackHostBackend, get_backend
 from testbed.lifecycle.stack import Stack
 from testbed.runs.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting
-from testbed.runs.report import per_second
+from testbed.runs.plots import per_second
 from testbed.runs.runner import fault_schedule
 from testbed.runs.scenario import ScenarioError
 

@@ -18,8 +18,9 @@ from testbed.cost.traffic import plan
 from testbed.lifecycle.backends import EmbeddedBackend
 from testbed.lifecycle.stack import Stack
 from testbed.runs import provenance
+from testbed.runs.hops import hop_samples
 from testbed.runs.reconcile import check_plan, reconcile
-from testbed.runs.report import RunOutcome, checks, hop_samples, write_report
+from testbed.runs.report import RunOutcome, checks, write_report
 from testbed.runs.scenario import load_scenario
 from tests.unit.testbed.test_reconcile import summary as run_summary
 

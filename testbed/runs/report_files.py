@@ -1,0 +1,159 @@
+"""report.md and junit.xml, written from a run's report.json (the HTML page: html_report.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from testbed.runs.html_report import verdict
+
+
+def write_junit(path: Path, report: dict[str, Any]) -> None:
+    """One JUnit test case per check, a failure carrying what was measured: any CI shows which held."""
+    failures = sum(not ok for ok in report["checks"].values())
+    suite = ElementTree.Element(
+        "testsuite",
+        name=f"scenario {report['scenario']}",
+        tests=str(len(report["checks"])),
+        failures=str(failures),
+        errors="0",
+        skipped="0",
+        timestamp=report["started"],
+        time=f"{report['duration_s']:g}",
+    )
+    properties = ElementTree.SubElement(suite, "properties")
+    for name in ("run_id", "ingress", "published", "stored", "lost"):
+        ElementTree.SubElement(properties, "property", name=name, value=str(report[name]))
+    for name, value in report.get("provenance", {}).items():
+        ElementTree.SubElement(properties, "property", name=name, value=str(value))
+    for name, ok in report["checks"].items():
+        case = ElementTree.SubElement(
+            suite, "testcase", classname=f"scenario.{report['scenario']}", name=name, time="0"
+        )
+        measured = report["measured"][name]
+        if ok:
+            ElementTree.SubElement(case, "system-out").text = measured
+        else:
+            ElementTree.SubElement(
+                case, "failure", message=measured, type="ExpectationFailed"
+            ).text = f"{name}: {measured}"
+    ElementTree.indent(suite)
+    ElementTree.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
+
+
+def md(value: Any) -> str:
+    """Text from elsewhere (a summary, a price file, a scenario) as literal Markdown on one line:
+    a `|` does not end a table cell, a `[` starts no link, `<` no HTML."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
+
+
+def cost_lines(cost: dict[str, Any]) -> list[str]:
+    """The report's cost section in Markdown: per service for the run and for a month at its rate."""
+    if not cost:
+        return []
+    if "error" in cost:
+        return ["## What this traffic would cost on AWS", "", f"Not counted: {md(cost['error'])}", ""]
+    run, month, prices = cost["run"], cost["month"], cost["prices"]
+    return [
+        "## What this traffic would cost on AWS",
+        "",
+        f"List prices of {md(prices['region'])} as of {md(prices['as_of'])} (testbed/cost/prices/); "
+        f"a month is 30 days at this run's {month['rate_msg_s']:,} msg/s. "
+        "The free tier is shown apart, never subtracted.",
+        "",
+        f"| service | this run ({run['period_s']:g} s), {md(prices['currency'])} | a month, {md(prices['currency'])} |",
+        "|---|---|---|",
+        *(
+            f"| {md(service)} | {usd:.6f} | {month['by_service_usd'][service]:,.2f} |"
+            for service, usd in run["by_service_usd"].items()
+        ),
+        f"| **total** | **{run['total_usd']:.6f}** | **{month['total_usd']:,.2f}** |",
+        f"| the free tier would cover | | {month['free_tier_would_cover_usd']:,.2f} |",
+        "",
+        "A month would save: "
+        + "; ".join(f"{md(name)}: {saved:,.2f}" for name, saved in cost["month_savings_usd"].items())
+        + ".",
+        "",
+        *(f"- {md(kind)}: {md(text)}" for kind, text in cost["basis"].items()),
+        "",
+    ]
+
+
+def provenance_lines(found: dict[str, Any]) -> list[str]:
+    """Where the report came from, one line (nothing for a report written before it was recorded)."""
+    if not found:
+        return []
+    return ["- from: " + ", ".join(f"{md(name)} {md(value)}" for name, value in found.items())]
+
+
+def write_markdown(path: Path, report: dict[str, Any]) -> None:
+    latency = report["e2e_latency_ms"]
+    lines = [
+        f"# Load run {md(report['run_id'])}: {md(report['scenario'])} - {verdict(report)}",
+        "",
+        f"- started {report['started']}, {report['duration_s']} s, ingress `{report['ingress']}`, "
+        f"on {md(report['emulator'])}",
+        f"- published {report['published']:,}, acknowledged {report['acked']:,}, stored {report['stored']:,}, "
+        f"quarantined {sum(report['quarantined'].values()):,} {report['quarantined']}, "
+        f"dead-lettered {report['dead_lettered']:,}, duplicates dropped {report['duplicates_dropped']:,}, "
+        f"**lost {report['lost']:,}**",
+        f"- sustained stored rate {report['throughput_msg_s']:,} msg/s; end-to-end latency p50 {latency['p50']} ms, "
+        f"p95 {latency['p95']} ms, p99 {latency['p99']} ms, max {latency['max']} ms; slowest hop: "
+        f"{report['slowest_hop'] or 'not timed'}",
+        f"- publish failures {report['publish_failures']:,} {report['publish_failures_by_cause']}, "
+        f"acknowledged/published {report['acked_ratio']:.2%}, reconnects {report['reconnects']:,}, "
+        f"refused by the broker {sum(report['broker_refusals'].values()):,} {report['broker_refusals']}",
+        f"- alerts {report['alerts']}: {json.dumps(report['alert_check'])}",
+        f"- emulator RSS {report['emulator_rss_mb']} MB",
+        *provenance_lines(report.get("provenance", {})),
+        "",
+        "| check | result | measured |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {'ok' if ok else 'FAILED'} | {md(report['measured'][name])} |"
+            for name, ok in report["checks"].items()
+        ),
+        "",
+        "![throughput](throughput.png)",
+        "![latency](latency.png)",
+        "![lag](lag.png)",
+        "",
+        "| hop | p50 ms | p95 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {hop} | {p['p50']} | {p['p95']} | {p['p99']} | {p['max']} |"
+            for hop, p in report["hop_latency_ms"].items()
+        ),
+        "",
+        "![hops](hops.png)",
+        "",
+    ]
+    if report["faults_injected"]:
+        lines += [
+            "## Faults injected",
+            "",
+            "| at (s) | fault | down (s) | back after (s) | acked around | lost | duplicated | recovered after (s) |",
+            "|---|---|---|---|---|---|---|---|",
+            *(
+                f"| {f['at_s']:g} | {f['fault']} | {f['down_s']:g} | {f['back_after_s']} | {f['acked_around']:,} "
+                f"| {f['lost']:,} | {f['duplicated']:,} | {f['recovered_after_s']} |"
+                + (f" error: {md(f['error'])}" if f["error"] else "")
+                + (f" Known loss: {f['known_loss']}." if f["known_loss"] and f["lost"] else "")
+                for f in report["faults_injected"]
+            ),
+            "",
+        ]
+    lines += cost_lines(report.get("cost", {}))
+    if report["reconciliation"]["unexplained"]:
+        lines += ["## Unexplained", "", *(f"- {json.dumps(u)}" for u in report["reconciliation"]["unexplained"])]
+    path.write_text("\n".join(lines) + "\n")
