@@ -19,7 +19,8 @@ from testbed.runs import locust_run
 from testbed.runs import shards as shard_runs
 from testbed.runs.demo import run_demo
 from testbed.runs.html_report import verdict, write_comparison
-from testbed.runs.runner import compare, run_scenario
+from testbed.runs.report_files import compare
+from testbed.runs.runner import run_scenario
 from testbed.runs.scenario import Scenario, load_scenario
 from toolkit.cli_help import count
 

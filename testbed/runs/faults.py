@@ -11,13 +11,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simulator.summary import RunSummary
 from testbed.exceptions import TestbedError
+from testbed.stores import Stores, archived_key
 
 logger = logging.getLogger(__name__)
 
@@ -168,3 +172,30 @@ def fault_accounting(
         "recovered_after_s": recovery,
         "known_loss": KNOWN_LOSS.get((fault.spec.target, fault.spec.action)),
     }
+
+
+def archived_deliveries(stores: Stores, device_ids: set[str], since: float) -> Counter[tuple[str, int]]:
+    """How many times each message was archived: once per delivery the processor accepted."""
+    counts: Counter[tuple[str, int]] = Counter()
+    for line in stores.archived_messages(since):
+        key = archived_key(line)
+        if key is not None and key[0] in device_ids:
+            counts[key] += 1
+    return counts
+
+
+def fault_tallies(
+    injected: list[InjectedFault],
+    summary: RunSummary,
+    lost: list[tuple[str, int]],
+    deliveries: Counter[tuple[str, int]],
+    stored_at: np.ndarray,
+) -> list[dict[str, Any]]:
+    """Each injected fault's tally: what it cost, what came back, what was lost in its window."""
+    acked_at = {
+        (device_id, msg_id): due
+        for device_id, record in summary["per_device"].items()
+        for msg_id, due in zip(record["acked"], record["acked_due"], strict=True)
+    }
+    stored_per_s = Counter(int(s) for s in stored_at)
+    return [fault_accounting(f, acked_at, set(lost), deliveries, stored_per_s) for f in injected]

@@ -157,3 +157,13 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
     if report["reconciliation"]["unexplained"]:
         lines += ["## Unexplained", "", *(f"- {json.dumps(u)}" for u in report["reconciliation"]["unexplained"])]
     path.write_text("\n".join(lines) + "\n")
+
+
+def compare(first: Path, second: Path) -> list[tuple[str, Any, Any]]:
+    """The headline figures of two reports side by side."""
+    a, b = (json.loads((p / "report.json" if p.is_dir() else p).read_text()) for p in (first, second))
+    keys = ("scenario", "published", "acked", "stored", "lost", "duplicates_dropped", "alerts", "throughput_msg_s")
+    rows = [(k, a.get(k), b.get(k)) for k in keys]
+    rows += [(f"e2e p{p}", a["e2e_latency_ms"][f"p{p}"], b["e2e_latency_ms"][f"p{p}"]) for p in (50, 95, 99)]
+    rows.append(("passed", a["passed"], b["passed"]))
+    return rows

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing as mp
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,14 +32,21 @@ from testbed.cost.measure import RunFacts, cost_or_reason
 from testbed.cost.prices import PriceError, load_prices
 from testbed.lifecycle.stack import Stack
 from testbed.paths import REPORTS_DIR
-from testbed.runs.faults import FaultSchedule, FaultSpec, InjectedFault, fault_accounting, throttle_processor
+from testbed.runs.faults import (
+    FaultSchedule,
+    FaultSpec,
+    InjectedFault,
+    archived_deliveries,
+    fault_tallies,
+    throttle_processor,
+)
 from testbed.runs.hops import ARCHIVE_HOP, hop_samples
 from testbed.runs.provenance import provenance
 from testbed.runs.reconcile import check_alerts, check_plan, expected_stored, reconcile
 from testbed.runs.report import Check, RunOutcome, checks, write_report
 from testbed.runs.scenario import Scenario, ScenarioError
 from testbed.runs.shard_account import ShardAccount
-from testbed.stores import Stores, archived_key, run_items, wait_for_drain
+from testbed.stores import Stores, run_items, wait_for_drain
 
 logger = logging.getLogger(__name__)
 # an interrupted run drains this long at most: the user asked it to end
@@ -96,16 +101,6 @@ def fault_schedule(stack: Stack, specs: tuple[FaultSpec, ...], function_name: st
     return FaultSchedule(list(specs), inject)
 
 
-def _archived_deliveries(stores: Stores, device_ids: set[str], since: float) -> Counter[tuple[str, int]]:
-    """How many times each message was archived: once per delivery the processor accepted."""
-    counts: Counter[tuple[str, int]] = Counter()
-    for line in stores.archived_messages(since):
-        key = archived_key(line)
-        if key is not None and key[0] in device_ids:
-            counts[key] += 1
-    return counts
-
-
 def _archive_hop(stores: Stores, timed: list[StoredReading], started: float) -> np.ndarray:
     """Milliseconds from each reading's write to its archive object (none when the archive cannot be
     read: the run's report matters more than one hop). Clamped at 0: S3 on AWS stamps to the second."""
@@ -121,22 +116,6 @@ def _archive_hop(stores: Stores, timed: list[StoredReading], started: float) -> 
             if (i.device_id, i.msg_id) in archived
         ]
     )
-
-
-def _faults_report(
-    injected: list[InjectedFault],
-    summary: RunSummary,
-    lost: list[tuple[str, int]],
-    deliveries: Counter[tuple[str, int]],
-    stored_at: np.ndarray,
-) -> list[dict[str, Any]]:
-    acked_at = {
-        (device_id, msg_id): due
-        for device_id, record in summary["per_device"].items()
-        for msg_id, due in zip(record["acked"], record["acked_due"], strict=True)
-    }
-    stored_per_s = Counter(int(s) for s in stored_at)
-    return [fault_accounting(f, acked_at, set(lost), deliveries, stored_per_s) for f in injected]
 
 
 @dataclass(frozen=True)
@@ -326,8 +305,8 @@ def finish_run(
     stored_at = np.array([i.stored_at_ms for i in items], dtype=float) / 1000
     faults_report: list[dict[str, Any]] = []
     if injected and emulator_lost is None:
-        deliveries = _archived_deliveries(stores, set(device_ids), started - 5)
-        faults_report = _faults_report(injected, summary, result.lost, deliveries, stored_at)
+        deliveries = archived_deliveries(stores, set(device_ids), started - 5)
+        faults_report = fault_tallies(injected, summary, result.lost, deliveries, stored_at)
     # a device whose clock was skewed on purpose stamps its readings off by seconds: not a hop's latency
     skewed = {
         (device_id, int(msg_id))
@@ -411,13 +390,3 @@ def run_cost(stack: Stack, outputs: StackOutputs, facts: RunFacts) -> dict[str, 
         return cost_section(traffic, load_prices(outputs.region))
     except PriceError as exc:
         return {"error": str(exc)}
-
-
-def compare(first: Path, second: Path) -> list[tuple[str, Any, Any]]:
-    """The headline figures of two reports side by side."""
-    a, b = (json.loads((p / "report.json" if p.is_dir() else p).read_text()) for p in (first, second))
-    keys = ("scenario", "published", "acked", "stored", "lost", "duplicates_dropped", "alerts", "throughput_msg_s")
-    rows = [(k, a.get(k), b.get(k)) for k in keys]
-    rows += [(f"e2e p{p}", a["e2e_latency_ms"][f"p{p}"], b["e2e_latency_ms"][f"p{p}"]) for p in (50, 95, 99)]
-    rows.append(("passed", a["passed"], b["passed"]))
-    return rows

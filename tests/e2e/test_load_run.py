@@ -10,7 +10,8 @@ from rich.console import Console
 
 from testbed.lifecycle.stack import Stack
 from testbed.runs.hops import ACK_HOP, ARCHIVE_HOP, HOPS
-from testbed.runs.runner import compare, run_scenario
+from testbed.runs.report_files import compare
+from testbed.runs.runner import run_scenario
 from testbed.runs.scenario import load_scenario
 
 pytestmark = pytest.mark.e2e
