@@ -31,6 +31,7 @@ from simulator.run import DRAIN_TIMEOUT_S, RunConfig, WorkerProgress, dry_run, l
 from simulator.schedule import RateProfile
 from simulator.shard import Shard, ShardError
 from toolkit.cli_help import SEED, HelpWithDefaults, count, parse_args, port_number, rate, seconds
+from toolkit.counts import Count, label
 from toolkit.settings import SETTINGS, epilog
 
 console = Console(stderr=True, emoji=False)
@@ -74,12 +75,19 @@ def _signing_key() -> bytes:
 
 
 def _progress_table(total: WorkerProgress, started: float) -> Table:
-    connected, published, acked, errors = total.connected, total.published, total.acked, total.errors
     elapsed = max(time.time() - started, 1e-3)
+    columns = {
+        "connected": total.connected,
+        label(Count.PUBLISHES): total.publishes,
+        "msg/s": round(total.publishes / elapsed),
+        label(Count.ACKNOWLEDGED): total.acknowledged,
+        label(Count.FAILED): total.failed,
+        label(Count.REFUSED_CONNECTIONS): total.refused_connections,
+    }
     table = Table(show_header=True)
-    for column in ("connected", "published", "msg/s", "acked", "errors"):
+    for column in columns:
         table.add_column(column, justify="right")
-    table.add_row(f"{connected:,}", f"{published:,}", f"{published / elapsed:,.0f}", f"{acked:,}", f"{errors:,}")
+    table.add_row(*(f"{value:,}" for value in columns.values()))
     return table
 
 
@@ -123,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         summary = dry_run(config, args.dry_run)
-        console.print(f"wrote {summary['published']:,} messages to {args.dry_run}")
+        console.print(f"wrote {summary['publishes']:,} messages to {args.dry_run}")
     else:
         collector = FleetCollector()
         server = serve_metrics(collector, args.metrics_port) if args.metrics_port is not None else None
@@ -176,7 +184,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print_json(json.dumps(brief))
     if summary["failed"]:
         causes = ", ".join(f"{n} {cause}" for cause, n in summary["failed_by_cause"].items())
-        console.print(f"[red]{summary['failed']:,} of {summary['published']:,} publishes failed ({causes})[/]")
+        published = summary["acknowledged"] + summary["failed"]
+        console.print(f"[red]{summary['failed']:,} of {published:,} messages failed ({causes})[/]")
         return 1
     return 0
 

@@ -10,6 +10,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from simulator.run import WorkerProgress
+from toolkit.counts import MEANINGS, Count
+
+# The counts of toolkit/counts.py a fleet knows while it runs, as counters of the same names.
+LIVE_COUNTS = (Count.PUBLISHES, Count.DUPLICATE_SENDS, Count.ACKNOWLEDGED, Count.FAILED, Count.REFUSED_CONNECTIONS)
 
 LOOPBACK = "127.0.0.1"
 
@@ -26,11 +30,9 @@ class FleetCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         t = self.totals
         yield GaugeMetricFamily("simulator_connected", "devices connected now", value=t.connected)
-        yield CounterMetricFamily("simulator_published", "messages handed to the MQTT client", value=t.published)
-        yield CounterMetricFamily("simulator_acked", "messages the broker acknowledged (QoS 1)", value=t.acked)
+        for count in LIVE_COUNTS:
+            yield CounterMetricFamily(f"simulator_{count.value}", MEANINGS[count].text, value=getattr(t, count.value))
         yield GaugeMetricFamily("simulator_in_flight", "published, neither acknowledged nor failed", value=t.in_flight)
-        yield CounterMetricFamily("simulator_publish_failures", "publishes that failed", value=t.failed)
-        yield CounterMetricFamily("simulator_connect_errors", "connection attempts refused", value=t.connect_errors)
         yield CounterMetricFamily(
             "simulator_reconnects", "connections the broker dropped and came back", value=t.reconnects
         )

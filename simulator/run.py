@@ -37,6 +37,7 @@ from simulator.shard import Shard
 from simulator.summary import RawRunSummary, Recorder
 from simulator.transport import MqttFleet
 from telemetry.topics import DeviceTopic
+from toolkit.counts import Count, label
 from toolkit.histogram import LatencyHistogram
 
 logger = logging.getLogger(__name__)
@@ -56,36 +57,43 @@ DRY_RUN_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
 class WorkerProgress(NamedTuple):
-    """What one worker reports four times a second while it runs (its last report says 0 connected)."""
+    """What one worker reports four times a second while it runs (its last report says 0 connected);
+    the counts are toolkit/counts.py's, so far."""
 
     worker: int
     connected: int
-    published: int
-    acked: int
-    failed: int  # publishes that failed
-    connect_errors: int  # connection attempts refused
+    publishes: int
+    acknowledged: int  # distinct messages
+    failed: int  # distinct messages given up on, not acknowledged
+    refused_connections: int
     reconnects: int
     ack_latency: LatencyHistogram  # due time to the broker's acknowledgement
-
-    @property
-    def errors(self) -> int:
-        return self.failed + self.connect_errors
+    duplicate_sends: int = 0
 
     @property
     def in_flight(self) -> int:
         """Published and neither acknowledged nor failed yet."""
-        return max(self.published - self.acked - self.failed, 0)
+        return max(self.publishes - self.duplicate_sends - self.acknowledged - self.failed, 0)
 
     @staticmethod
     def total(latest: Iterable[WorkerProgress]) -> WorkerProgress:
         """The fleet's figures: the sum of each worker's latest report."""
         rows = list(latest)
-        connected, published, acked, failed, connect_errors, reconnects = (
-            sum(getattr(r, f) for r in rows)
-            for f in ("connected", "published", "acked", "failed", "connect_errors", "reconnects")
+        fields = ("connected", "publishes", "acknowledged", "failed", "refused_connections", "reconnects")
+        connected, publishes, acknowledged, failed, refused, reconnects = (
+            sum(getattr(r, f) for r in rows) for f in fields
         )
         merged = LatencyHistogram.merged(r.ack_latency for r in rows)
-        return WorkerProgress(-1, connected, published, acked, failed, connect_errors, reconnects, merged)
+        duplicates = sum(r.duplicate_sends for r in rows)
+        return WorkerProgress(-1, connected, publishes, acknowledged, failed, refused, reconnects, merged, duplicates)
+
+    def line(self, elapsed_s: float) -> str:
+        """The live line: the counts so far, by their labels."""
+        return (
+            f"{self.connected:,} connected  {self.publishes:,} {label(Count.PUBLISHES)}  "
+            f"{self.publishes / max(elapsed_s, 1e-3):,.0f} msg/s  {self.acknowledged:,} {label(Count.ACKNOWLEDGED)}  "
+            f"{self.failed:,} {label(Count.FAILED)}  {self.refused_connections:,} {label(Count.REFUSED_CONNECTIONS)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -212,7 +220,7 @@ def _pregenerate(devices: list[Device], schedule: Schedule, end: float, recorder
     at = schedule.next_due()
 
     def on_emit(emitted: Emitted) -> None:
-        recorder.generated(emitted)
+        recorder.noted(emitted)
         events.append((at, emitted, 0.0))
 
     def on_offline(device: Device) -> None:
@@ -276,12 +284,13 @@ def _live_worker(
         return WorkerProgress(
             worker,
             connected,
-            counters.published,
-            counters.acked,
-            counters.failed,
+            recorder.publishes,
+            recorder.acknowledged,
+            recorder.failed_messages,
             counters.connect_errors,
             counters.reconnects,
             ack_latency.copy(),  # the queue pickles it later, on its own thread
+            recorder.duplicate_sends,
         )
 
     fleet = MqttFleet(
@@ -333,6 +342,7 @@ def _live_worker(
             while events and events[0][0] <= now:
                 _, item, until = events.popleft()
                 if isinstance(item, Emitted):
+                    recorder.published(item)
                     fleet.send(item)
                 else:
                     go_offline(item, until)
@@ -351,6 +361,7 @@ def _live_worker(
         else:
             for _, item, until in events:
                 if isinstance(item, Emitted):
+                    recorder.published(item)
                     fleet.send(item)
                 else:
                     go_offline(item, until)

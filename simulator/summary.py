@@ -1,4 +1,5 @@
-"""The run summary: what was sent, acknowledged and lost, per device and message id, with faults."""
+"""The run summary: what was sent, acknowledged and failed, per device and message id, with faults.
+Its totals are counts of toolkit/counts.py, under the same names."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from typing import TypedDict
 
 import numpy as np
 
-from simulator.devices import Emitted
+from simulator.devices import Emitted, Fault
 
 
 class DeviceSummary(TypedDict):
     """One device's part of a run summary: msg_ids published, acknowledged, failed, and their faults."""
 
-    published: int
+    publishes: int
     acked: list[int]
     acked_due: list[float]
     failed: list[int]
@@ -25,12 +26,13 @@ class RunSummary(TypedDict):
     """What a run sent and what came of it: the contract between the simulator and whatever
     reconciles, reports or benchmarks a run (also its JSON output)."""
 
-    published: int
-    acked: int
-    failed: int
-    failed_by_cause: dict[str, int]
+    publishes: int
+    duplicate_sends: int
+    acknowledged: int  # distinct messages
+    failed: int  # distinct messages never acknowledged
+    failed_by_cause: dict[str, int]  # per failed publish
     reconnects: int
-    connect_errors: int
+    refused_connections: int
     send_lateness_ms: dict[str, float]
     send_span_s: float
     sent_per_s: dict[str, int]
@@ -51,11 +53,24 @@ class RawRunSummary(RunSummary, total=False):
 
 @dataclass
 class DeviceRecord:
-    published: int = 0
+    publishes: int = 0
     acked: list[int] = field(default_factory=list)
     acked_due: list[float] = field(default_factory=list)  # when each acknowledged message was due (epoch s)
     failed: list[int] = field(default_factory=list)
     faults: dict[int, list[str]] = field(default_factory=dict)
+    # distinct ids acknowledged, and failed without (yet) an acknowledgement: the live counts
+    acked_ids: set[int] = field(default_factory=set)
+    failed_ids: set[int] = field(default_factory=set)
+
+    def ack(self, msg_id: int) -> None:
+        self.acked.append(msg_id)
+        self.acked_ids.add(msg_id)
+        self.failed_ids.discard(msg_id)
+
+    def fail(self, msg_id: int) -> None:
+        self.failed.append(msg_id)
+        if msg_id not in self.acked_ids:
+            self.failed_ids.add(msg_id)
 
 
 @dataclass
@@ -65,23 +80,34 @@ class Recorder:
     devices: dict[str, DeviceRecord] = field(default_factory=lambda: defaultdict(DeviceRecord))
     lateness_s: list[float] = field(default_factory=list)
     ack_latency_s: list[float] = field(default_factory=list)
-    published: int = 0
+    publishes: int = 0
+    duplicate_sends: int = 0
     first_send: float = float("inf")
     sent_per_s: dict[int, int] = field(default_factory=dict)
     last_send: float = float("-inf")
     failed_by_cause: Counter[str] = field(default_factory=Counter)
     reconnects: int = 0
-    connect_errors: int = 0
+    refused_connections: int = 0
     payload_sizes: Counter[int] = field(default_factory=Counter)
 
     def generated(self, emitted: Emitted) -> None:
-        """The device produced this publish (whether or not it ever leaves the client)."""
+        """The device produced this publish and hands it to its client now."""
+        self.noted(emitted)
+        self.published(emitted)
+
+    def noted(self, emitted: Emitted) -> None:
+        """A publish the device will make (pre-generated runs note it ahead of its time)."""
         record = self.devices[emitted.device_id]
-        record.published += 1
-        self.published += 1
         self.payload_sizes[len(emitted.payload)] += 1
         if emitted.faults:
             record.faults.setdefault(emitted.msg_id, []).extend(emitted.faults)
+
+    def published(self, emitted: Emitted) -> None:
+        """Handed to the client (whether or not it ever leaves it): a publish of the run."""
+        self.devices[emitted.device_id].publishes += 1
+        self.publishes += 1
+        if Fault.DUPLICATE.value in emitted.faults:
+            self.duplicate_sends += 1
 
     def sent(self, emitted: Emitted, at: float) -> None:
         """Handed to the MQTT client at `at`: how late against its due time."""
@@ -93,30 +119,43 @@ class Recorder:
 
     def acked(self, emitted: Emitted, at: float) -> None:
         record = self.devices[emitted.device_id]
-        record.acked.append(emitted.msg_id)
+        record.ack(emitted.msg_id)
         record.acked_due.append(round(emitted.due, 2))
         self.ack_latency_s.append(at - emitted.due)
 
     def failed(self, emitted: Emitted, cause: str) -> None:
-        self.devices[emitted.device_id].failed.append(emitted.msg_id)
+        self.devices[emitted.device_id].fail(emitted.msg_id)
         self.failed_by_cause[cause] += 1
 
-    def connections(self, reconnects: int, connect_errors: int) -> None:
+    @property
+    def acknowledged(self) -> int:
+        """Distinct messages acknowledged so far."""
+        return sum(len(r.acked_ids) for r in self.devices.values())
+
+    @property
+    def failed_messages(self) -> int:
+        """Distinct messages failed so far and never acknowledged."""
+        return sum(len(r.failed_ids) for r in self.devices.values())
+
+    def connections(self, reconnects: int, refused_connections: int) -> None:
         """What the connections went through: reconnects after a drop, refused or failed attempts."""
         self.reconnects += reconnects
-        self.connect_errors += connect_errors
+        self.refused_connections += refused_connections
 
     def merge(self, other: RawRunSummary) -> None:
         """Fold in a worker's `to_dict(raw=True)` output."""
         for device_id, rec in other["per_device"].items():
             mine = self.devices[device_id]
-            mine.published += rec["published"]
-            mine.acked += rec["acked"]
+            mine.publishes += rec["publishes"]
+            for acked_id in rec["acked"]:
+                mine.ack(acked_id)
             mine.acked_due += rec["acked_due"]
-            mine.failed += rec["failed"]
+            for failed_id in rec["failed"]:
+                mine.fail(failed_id)
             for msg_id, tags in rec["faults"].items():
                 mine.faults.setdefault(int(msg_id), []).extend(tags)
-        self.published += other["published"]
+        self.publishes += other["publishes"]
+        self.duplicate_sends += other["duplicate_sends"]
         if "first_send" in other:  # a worker that sent nothing has no first or last send
             self.first_send = min(self.first_send, other["first_send"])
             self.last_send = max(self.last_send, other["last_send"])
@@ -126,17 +165,18 @@ class Recorder:
         self.ack_latency_s += other["ack_latency_s"]
         self.failed_by_cause.update(other["failed_by_cause"])
         self.reconnects += other["reconnects"]
-        self.connect_errors += other["connect_errors"]
+        self.refused_connections += other["refused_connections"]
         self.payload_sizes.update({int(size): n for size, n in other.get("payload_sizes", {}).items()})
 
     def to_dict(self, raw: bool = False) -> RawRunSummary:
         out: RawRunSummary = {
-            "published": self.published,
-            "acked": sum(len(r.acked) for r in self.devices.values()),
-            "failed": sum(len(r.failed) for r in self.devices.values()),
+            "publishes": self.publishes,
+            "duplicate_sends": self.duplicate_sends,
+            "acknowledged": self.acknowledged,
+            "failed": self.failed_messages,
             "failed_by_cause": dict(sorted(self.failed_by_cause.items())),
             "reconnects": self.reconnects,
-            "connect_errors": self.connect_errors,
+            "refused_connections": self.refused_connections,
             "send_lateness_ms": percentiles(self.lateness_s),
             # from the first send to the last: a generator that falls behind stretches it
             "send_span_s": round(self.last_send - self.first_send, 3) if self.lateness_s else 0.0,
@@ -145,7 +185,7 @@ class Recorder:
             "payload_sizes": {str(size): n for size, n in sorted(self.payload_sizes.items())},
             "per_device": {
                 device_id: {
-                    "published": r.published,
+                    "publishes": r.publishes,
                     "acked": r.acked,
                     "acked_due": r.acked_due,
                     "failed": r.failed,

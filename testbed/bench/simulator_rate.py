@@ -111,7 +111,7 @@ def run(duration_s: float = 20.0, workers: int = 2) -> list[dict[str, Any]]:
                     "failed": summary["failed"],
                     "send_lateness_p99_ms": summary["send_lateness_ms"]["p99"],
                     # CPU of the worker processes (connection set-up included) per message sent
-                    "cpu_us_per_msg": round((workers_cpu_s() - cpu_before) / max(summary["acked"], 1) * 1e6, 1),
+                    "cpu_us_per_msg": round((workers_cpu_s() - cpu_before) / max(summary["acknowledged"], 1) * 1e6, 1),
                     "wall_s": round(time.monotonic() - started, 1),
                 }
             )

@@ -1,7 +1,8 @@
-"""The configuration reference in docs/configuration.md, generated from the code: every environment
-variable (toolkit/settings.py) and every option of every command (the tools' own parsers).
-`python -m testbed.cli.reference` rewrites the two blocks in place (`make docs` runs it); a test
-fails while they differ from what the code declares."""
+"""The reference parts of the docs, generated from the code: in docs/configuration.md every
+environment variable (toolkit/settings.py) and every option of every command (the tools' own
+parsers), in docs/load-runs.md the glossary of counts (toolkit/counts.py).
+`python -m testbed.cli.reference` rewrites the blocks in place (`make docs` runs it); a test fails
+while they differ from what the code declares."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from ingress.__main__ import build_parser as ingress_parser
 from simulator.cli import build_parser as simulator_parser
 from testbed.cli import build_parser as testbed_parser
 from testbed.paths import ROOT
+from toolkit.counts import glossary_markdown
 from toolkit.settings import SETTINGS, markdown
 
 CONFIGURATION = ROOT / "docs" / "configuration.md"
+LOAD_RUNS = ROOT / "docs" / "load-runs.md"
 TABLE_HEAD = ("| option | default | what it sets |", "|---|---|---|")
 PROGRAMS: tuple[tuple[str, Callable[[], argparse.ArgumentParser]], ...] = (
     ("testbed", testbed_parser),
@@ -89,6 +92,12 @@ def rendered(text: str) -> str:
         return _replace(_replace(text, "env", markdown()), "options", options_markdown())
 
 
+def with_glossary(text: str) -> str:
+    """docs/load-runs.md's text with the glossary of counts as the code declares it."""
+    return _replace(text, "counts", glossary_markdown())
+
+
 if __name__ == "__main__":
     CONFIGURATION.write_text(rendered(CONFIGURATION.read_text()))
+    LOAD_RUNS.write_text(with_glossary(LOAD_RUNS.read_text()))
     sys.exit(0)

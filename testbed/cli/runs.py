@@ -23,6 +23,7 @@ from testbed.runs.report_files import compare
 from testbed.runs.runner import run_scenario
 from testbed.runs.scenario import Scenario, load_scenario
 from toolkit.cli_help import count
+from toolkit.counts import labelled
 
 
 def cost_summary(cost: dict[str, Any]) -> str:
@@ -52,19 +53,10 @@ def _show_run(scenario: Scenario, folder: Path) -> int:
     for name, ok in report["checks"].items():
         table.add_row(escape(name), "[green]ok[/]" if ok else "[red]FAILED[/]", escape(report["measured"][name]))
     common.console.print(table)
-    keys = (
-        "published",
-        "acked",
-        "stored",
-        "quarantined",
-        "dead_lettered",
-        "duplicates_dropped",
-        "lost",
-        "alerts",
-        "throughput_msg_s",
-        "e2e_latency_ms",
-        "slowest_hop",
+    common.console.print(
+        "  ".join(f"{value:,} {name}" for name, value in labelled(report["counts"])), soft_wrap=True, highlight=False
     )
+    keys = ("alerts", "throughput_msg_s", "e2e_latency_ms", "slowest_hop")
     common.console.print_json(json.dumps({k: report[k] for k in keys}))
     common.console.print(cost_summary(report.get("cost", {})))
     print(folder)

@@ -157,7 +157,8 @@ def measured_traffic(stack: Any, outputs: StackOutputs, facts: RunFacts) -> Traf
     first = facts.device_ids[0] if facts.device_ids else ""
     topic_bytes = len(stack.backend.topic.for_device(first).encode())
     generated, units = iot_units(summary["payload_sizes"], topic_bytes)
-    acked = summary["acked"]
+    # AWS meters every publish it accepts: a duplicate send is billed like any other
+    acked = summary["acknowledged"] + summary["duplicate_sends"]
     message_units = units * acked / generated if generated else 0.0
     # each stored reading's raw line (its payload and a new line) goes to the archive
     line_bytes = sum((int(size) + 1) * n for size, n in summary["payload_sizes"].items())
@@ -166,7 +167,7 @@ def measured_traffic(stack: Any, outputs: StackOutputs, facts: RunFacts) -> Traf
     if facts.forwarded is not None and facts.forwarded >= 0:
         actions, actions_basis = facts.forwarded, f"{facts.forwarded:,} forwarded by the rule (the bridge's count)"
     else:
-        actions, actions_basis = acked, f"{acked:,} actions, one per acknowledged message (no bridge count to read)"
+        actions, actions_basis = acked, f"{acked:,} actions, one per acknowledged publish (no bridge count to read)"
     since_ms = int(facts.started * 1000) - 1000
     try:
         invocations, records, milliseconds, log_bytes = _invocations(
@@ -223,7 +224,7 @@ def measured_traffic(stack: Any, outputs: StackOutputs, facts: RunFacts) -> Traf
         secrets=int(bool(outputs.signing_secret_arn)),
         alarms=_alarms(stack, outputs.environment_suffix),
         basis={
-            "measured": f"{acked:,} acknowledged messages over {seconds:g} s from {len(facts.device_ids):,} devices "
+            "measured": f"{acked:,} acknowledged publishes over {seconds:g} s from {len(facts.device_ids):,} devices "
             f"(their payload sizes), {actions_basis}, {invocations:,} invocations from the processor's log lines, "
             f"{len(sizes)} stored items' sizes, the log bytes, the table's TTL and the bucket's lifecycle",
             "not counted": NOT_COUNTED,

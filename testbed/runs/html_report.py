@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from toolkit.counts import Count, label, labelled
+
 PLOTS = (
     ("throughput.png", "Throughput"),
     ("latency.png", "Latency: histogram and CDF"),
@@ -62,6 +64,7 @@ def run_section(report: dict[str, Any], folder: Path) -> str:
     """One run: verdict, checks, figures, plots, quarantine reasons, faults, alerts, what is unexplained."""
     shown = verdict(report)
     latency = report["e2e_latency_ms"]
+    by_reason = report["reconciliation"]["quarantined_by_reason"]
     checks = [(name, "ok" if ok else "FAILED", report["measured"][name]) for name, ok in report["checks"].items()]
     parts = [
         f'<section class="run" id="run-{_e(report["run_id"])}">',
@@ -79,14 +82,16 @@ def run_section(report: dict[str, Any], folder: Path) -> str:
         _table(
             ("figure", "value"),
             [
-                ("published", f"{report['published']:,}"),
-                ("acknowledged", f"{report['acked']:,} ({report['acked_ratio']:.2%})"),
-                ("publish failures", f"{report['publish_failures']:,} {report['publish_failures_by_cause']}"),
-                ("stored", f"{report['stored']:,}"),
-                ("quarantined", f"{sum(report['quarantined'].values()):,}"),
-                ("dead-lettered", f"{report['dead_lettered']:,}"),
-                ("duplicates dropped", f"{report['duplicates_dropped']:,}"),
-                ("lost", f"{report['lost']:,}"),
+                *((name, f"{value:,}") for name, value in labelled(report["counts"])),
+                (f"{label(Count.ACKNOWLEDGED)} of messages published", f"{report['acknowledged_ratio']:.2%}"),
+                (
+                    f"at QoS {report['qos']}, the sums",
+                    "; ".join(report["sums"])
+                    if all(report["sums"].values())
+                    else "do NOT add up: "
+                    + "; ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in report["sums"].items()),
+                ),
+                ("failed publishes by cause", str(report["failed_by_cause"])),
                 ("sustained stored rate", f"{report['throughput_msg_s']:,} msg/s"),
                 *((f"latency {k}", f"{v} ms") for k, v in latency.items()),
                 *(
@@ -103,8 +108,8 @@ def run_section(report: dict[str, Any], folder: Path) -> str:
         '<h2 id="plots">Plots</h2>',
         *(_image(folder / name, alt) for name, alt in PLOTS),
         '<h2 id="quarantine">Quarantine reasons</h2>',
-        _table(("reason", "records"), sorted(report["quarantined"].items(), key=lambda kv: -kv[1]))
-        if report["quarantined"]
+        _table(("reason", "records"), sorted(by_reason.items(), key=lambda kv: -kv[1]))
+        if by_reason
         else "<p>nothing quarantined</p>",
         '<h2 id="faults">Faults injected</h2>',
         _table(

@@ -18,6 +18,7 @@ from processor.config import Threshold
 from processor.store import StoredReading
 from simulator.devices import EXPECTED_REJECTION, Fault
 from simulator.summary import RunSummary
+from toolkit.counts import Count
 
 MessageId = tuple[str, int]
 _DEVICE = re.compile(r'"device_id"\s*:\s*"([^"]+)"')
@@ -36,12 +37,18 @@ def base_fault(tag: str) -> Fault:
 
 @dataclass
 class Reconciliation:
-    acked: int = 0
+    """Where each acknowledged message ended (exactly one of stored, quarantined, dead-lettered,
+    unaccounted: `lost`), whether that is where its faults say it should, and what is counted apart."""
+
+    acknowledged: int = 0
     stored: int = 0
-    quarantined: Counter[str] = field(default_factory=Counter)
+    quarantined: int = 0
     dead_lettered: int = 0
-    duplicates_dropped: int = 0
     lost: list[MessageId] = field(default_factory=list)
+    duplicates_dropped: int = 0
+    arrived_unacknowledged: int = 0
+    items_stored: int = 0  # the run's distinct items in the table, acknowledged or not (what the writes cost)
+    quarantined_by_reason: Counter[str] = field(default_factory=Counter)  # quarantine records
     unexplained: list[dict[str, Any]] = field(default_factory=list)
     faults: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -51,12 +58,7 @@ class Reconciliation:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "acked": self.acked,
-            "stored": self.stored,
-            "quarantined": dict(self.quarantined),
-            "dead_lettered": self.dead_lettered,
-            "duplicates_dropped": self.duplicates_dropped,
-            "lost": len(self.lost),
+            "quarantined_by_reason": dict(self.quarantined_by_reason),
             "lost_ids": [f"{d}:{m}" for d, m in self.lost[:100]],
             "unexplained": self.unexplained[:100],
             "faults": self.faults,
@@ -127,6 +129,27 @@ def check_plan(plan: Mapping[str, Iterable[int]], summary: RunSummary) -> PlanCh
     )
 
 
+def run_counts(plan: PlanCheck, summary: RunSummary, result: Reconciliation) -> dict[str, int]:
+    """Every count of toolkit/counts.py for one run, in its order."""
+    found = {
+        Count.PLANNED: plan.planned,
+        Count.PUBLISHES: summary["publishes"],
+        Count.DUPLICATE_SENDS: summary["duplicate_sends"],
+        Count.ACKNOWLEDGED: result.acknowledged,
+        Count.FAILED: summary["failed"],
+        Count.NOT_SENT: len(plan.not_published),
+        Count.UNPLANNED: len(plan.unplanned),
+        Count.REFUSED_CONNECTIONS: summary["refused_connections"],
+        Count.STORED: result.stored,
+        Count.QUARANTINED: result.quarantined,
+        Count.DEAD_LETTERED: result.dead_lettered,
+        Count.UNACCOUNTED: len(result.lost),
+        Count.DUPLICATES_DROPPED: result.duplicates_dropped,
+        Count.ARRIVED_UNACKNOWLEDGED: result.arrived_unacknowledged,
+    }
+    return {count.value: found[count] for count in Count}
+
+
 def reconcile(
     summary: RunSummary,
     stored: list[MessageId],
@@ -137,27 +160,33 @@ def reconcile(
     `quarantined`: quarantine documents (reason, body); `dead_lettered`: original payloads in the DLQ."""
     result = Reconciliation()
     stored_set = set(stored)
-    result.stored = len(stored_set)
+    result.items_stored = len(stored_set)
     duplicate_items = len(stored) - len(stored_set)
     reasons: dict[MessageId, set[str]] = defaultdict(set)
     for doc in quarantined:
         ident = identify(doc["body"])
-        result.quarantined[doc["reason"]] += 1
+        result.quarantined_by_reason[doc["reason"]] += 1
         if ident is not None:
             reasons[ident].add(doc["reason"])
     in_dlq = {ident for body in dead_lettered if (ident := identify(body)) is not None}
-    result.dead_lettered = len(dead_lettered)
     fault_stats: dict[str, Counter[str]] = defaultdict(Counter)
+    acknowledged: set[MessageId] = set()
 
     for device_id, record in summary["per_device"].items():
         faults = {int(k): {base_fault(t) for t in v} for k, v in record["faults"].items()}
         acks = Counter(record["acked"])
         for msg_id in acks:  # a duplicate send is one message
             ident = (device_id, msg_id)
+            acknowledged.add(ident)
             tags = faults.get(msg_id, set())
-            result.acked += 1
             if Fault.DUPLICATE in tags and acks[msg_id] > 1 and ident in stored_set:
                 result.duplicates_dropped += 1
+            if ident in stored_set:
+                result.stored += 1
+            elif reasons[ident]:
+                result.quarantined += 1
+            elif ident in in_dlq:
+                result.dead_lettered += 1
             outcome = _outcome(tags, ident in stored_set, reasons[ident], ident in in_dlq)
             for tag in tags:
                 fault_stats[tag.value]["caught" if outcome in ("stored", "rejected") else "missed"] += 1
@@ -169,6 +198,8 @@ def reconcile(
                 result.unexplained.append(
                     {"id": f"{device_id}:{msg_id}", "faults": sorted(t.value for t in tags), "found": found}
                 )
+    result.acknowledged = len(acknowledged)
+    result.arrived_unacknowledged = len((stored_set | reasons.keys() | in_dlq) - acknowledged)
     if duplicate_items:
         result.unexplained.append({"id": "*", "faults": [], "found": f"{duplicate_items} duplicate item(s)"})
     result.faults = {name: dict(counts) for name, counts in sorted(fault_stats.items())}

@@ -19,9 +19,10 @@ from simulator.summary import RunSummary, percentiles
 from testbed.runs.hops import ACK_HOP, ARCHIVE_HOP, HOPS
 from testbed.runs.html_report import verdict, write_html
 from testbed.runs.plots import plot_hops, plot_lag, plot_latency, plot_throughput
-from testbed.runs.reconcile import PlanCheck, Reconciliation
+from testbed.runs.reconcile import PlanCheck, Reconciliation, run_counts
 from testbed.runs.report_files import write_junit, write_markdown
 from testbed.runs.scenario import Scenario
+from toolkit.counts import Count, label, sums
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,17 @@ class RunOutcome:
         return round(len(self.stored_at_s) / span, 1) if span else 0.0
 
     @property
-    def acked_ratio(self) -> float:
-        """Acknowledgements per publish (a duplicate send is a publish of its own, acknowledged on its own)."""
-        published = self.summary["published"]
-        return float(self.summary["acked"] / published) if published else 0.0
+    def counts(self) -> dict[str, int]:
+        """The run's counts (toolkit/counts.py), by key."""
+        return run_counts(self.plan, self.summary, self.result)
+
+    @property
+    def acknowledged_ratio(self) -> float:
+        """Acknowledged messages per message published (acknowledged or failed): duplicate sends are
+        not messages of their own."""
+        counts = self.counts
+        published = counts[Count.ACKNOWLEDGED] + counts[Count.FAILED]
+        return counts[Count.ACKNOWLEDGED] / published if published else 0.0
 
 
 class Check(NamedTuple):
@@ -106,6 +114,8 @@ def _ids(ids: Sequence[str], shown: int = 10) -> str:
 def checks(outcome: RunOutcome) -> dict[str, Check]:
     """Each of the scenario's expectations, named as the report shows it, whether it held and why."""
     expect, summary, result = outcome.scenario.expectations, outcome.summary, outcome.result
+    counts = outcome.counts
+    added = sums(counts)
     lost = [f"{d}:{m}" for d, m in result.lost]
     unexplained = [str(u.get("id")) for u in result.unexplained]
     plan = outcome.plan
@@ -128,20 +138,28 @@ def checks(outcome: RunOutcome) -> dict[str, Check]:
         f"drained within {outcome.scenario.drain_timeout_s:g} s": Check(
             outcome.drained, "every message accounted for" if outcome.drained else "still arriving at the timeout"
         ),
-        f"lost <= {expect.max_lost}": Check(
-            len(lost) <= expect.max_lost, f"{len(lost)} lost" + (f": {_ids(lost)}" if lost else "")
+        f"{label(Count.UNACCOUNTED)} <= {expect.max_lost}": Check(
+            len(lost) <= expect.max_lost,
+            f"{len(lost)} {label(Count.UNACCOUNTED)} (lost)" + (f": {_ids(lost)}" if lost else ""),
         ),
         f"unexplained <= {expect.max_unexplained}": Check(
             len(unexplained) <= expect.max_unexplained,
             f"{len(unexplained)} unexplained" + (f": {_ids(unexplained)}" if unexplained else ""),
         ),
-        f"publish failures <= {expect.max_publish_failures}": Check(
-            summary["failed"] <= expect.max_publish_failures,
-            f"{summary['failed']} failed publishes {dict(summary['failed_by_cause'])}",
+        f"{label(Count.FAILED)} <= {expect.max_publish_failures}": Check(
+            counts[Count.FAILED] <= expect.max_publish_failures,
+            f"{counts[Count.FAILED]:,} {label(Count.FAILED)}; failed publishes by cause: "
+            f"{dict(summary['failed_by_cause'])}",
         ),
-        f"acknowledged/published >= {expect.min_acked_ratio:g}": Check(
-            outcome.acked_ratio >= expect.min_acked_ratio,
-            f"{outcome.acked_ratio:.2%} ({summary['acked']:,} of {summary['published']:,})",
+        f"{label(Count.ACKNOWLEDGED)} >= {expect.min_acked_ratio * 100:g}% of the messages published": Check(
+            outcome.acknowledged_ratio >= expect.min_acked_ratio,
+            f"{outcome.acknowledged_ratio:.2%} ({counts[Count.ACKNOWLEDGED]:,} of "
+            f"{counts[Count.ACKNOWLEDGED] + counts[Count.FAILED]:,}; {counts[Count.DUPLICATE_SENDS]:,} "
+            f"{label(Count.DUPLICATE_SENDS)} apart)",
+        ),
+        "the counts add up": Check(
+            all(added.values()),
+            "; ".join(f"{equation}: {'yes' if ok else 'NO'}" for equation, ok in added.items()),
         ),
     }
     if outcome.faults or outcome.scenario.faults:
@@ -201,19 +219,13 @@ def report_of(outcome: RunOutcome) -> dict[str, Any]:
         "emulator_lost": outcome.emulator_lost,
         "interrupted": outcome.interrupted,
         "basic_ingest": outcome.scenario.basic_ingest,
-        "published": summary["published"],
-        "acked": result.acked,
-        "acked_ratio": round(outcome.acked_ratio, 6),
-        "publish_failures": summary["failed"],
-        "publish_failures_by_cause": summary["failed_by_cause"],
+        "qos": outcome.scenario.qos,
+        "counts": outcome.counts,
+        "sums": sums(outcome.counts),
+        "acknowledged_ratio": round(outcome.acknowledged_ratio, 6),
+        "failed_by_cause": summary["failed_by_cause"],
         "reconnects": summary["reconnects"],
-        "connect_errors": summary["connect_errors"],
         "broker_refusals": outcome.broker_refusals,
-        "stored": result.stored,
-        "quarantined": dict(result.quarantined),
-        "dead_lettered": result.dead_lettered,
-        "duplicates_dropped": result.duplicates_dropped,
-        "lost": len(result.lost),
         "alerts": outcome.alerts,
         "throughput_msg_s": outcome.throughput_msg_s,
         "e2e_latency_ms": outcome.latency_percentiles,

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from testbed.runs.html_report import verdict
+from toolkit.counts import Count, label, labelled
 
 
 def write_junit(path: Path, report: dict[str, Any]) -> None:
@@ -29,8 +30,10 @@ def write_junit(path: Path, report: dict[str, Any]) -> None:
         time=f"{report['duration_s']:g}",
     )
     properties = ElementTree.SubElement(suite, "properties")
-    for name in ("run_id", "ingress", "published", "stored", "lost"):
+    for name in ("run_id", "ingress"):
         ElementTree.SubElement(properties, "property", name=name, value=str(report[name]))
+    for name, value in report["counts"].items():
+        ElementTree.SubElement(properties, "property", name=name, value=str(value))
     for name, value in report.get("provenance", {}).items():
         ElementTree.SubElement(properties, "property", name=name, value=str(value))
     for name, ok in report["checks"].items():
@@ -103,16 +106,17 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         "",
         f"- started {report['started']}, {report['duration_s']} s, ingress `{report['ingress']}`, "
         f"on {md(report['emulator'])}",
-        f"- published {report['published']:,}, acknowledged {report['acked']:,}, stored {report['stored']:,}, "
-        f"quarantined {sum(report['quarantined'].values()):,} {report['quarantined']}, "
-        f"dead-lettered {report['dead_lettered']:,}, duplicates dropped {report['duplicates_dropped']:,}, "
-        f"**lost {report['lost']:,}**",
+        "- " + ", ".join(f"{name} {value:,}" for name, value in labelled(report["counts"])),
+        f"- at QoS {report['qos']}; " + "; ".join(report["sums"]) + " (each holds)"
+        if all(report["sums"].values())
+        else f"- at QoS {report['qos']}; the counts do NOT add up: "
+        + "; ".join(f"{eq}: {'yes' if ok else 'NO'}" for eq, ok in report["sums"].items()),
         f"- sustained stored rate {report['throughput_msg_s']:,} msg/s; end-to-end latency p50 {latency['p50']} ms, "
         f"p95 {latency['p95']} ms, p99 {latency['p99']} ms, max {latency['max']} ms; slowest hop: "
         f"{report['slowest_hop'] or 'not timed'}",
-        f"- publish failures {report['publish_failures']:,} {report['publish_failures_by_cause']}, "
-        f"acknowledged/published {report['acked_ratio']:.2%}, reconnects {report['reconnects']:,}, "
-        f"refused by the broker {sum(report['broker_refusals'].values()):,} {report['broker_refusals']}",
+        f"- failed publishes by cause {report['failed_by_cause']}, reconnects {report['reconnects']:,}, "
+        f"publishes the broker refused {sum(report['broker_refusals'].values()):,} {report['broker_refusals']}, "
+        f"quarantine records by reason {report['reconciliation']['quarantined_by_reason']}",
         f"- alerts {report['alerts']}: {json.dumps(report['alert_check'])}",
         f"- emulator RSS {report['emulator_rss_mb']} MB",
         *provenance_lines(report.get("provenance", {})),
@@ -160,10 +164,12 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
 
 
 def compare(first: Path, second: Path) -> list[tuple[str, Any, Any]]:
-    """The headline figures of two reports side by side."""
+    """The headline figures of two reports side by side: every count, then rates and latency."""
     a, b = (json.loads((p / "report.json" if p.is_dir() else p).read_text()) for p in (first, second))
-    keys = ("scenario", "published", "acked", "stored", "lost", "duplicates_dropped", "alerts", "throughput_msg_s")
-    rows = [(k, a.get(k), b.get(k)) for k in keys]
+    rows: list[tuple[str, Any, Any]] = [("scenario", a.get("scenario"), b.get("scenario"))]
+    counts_a, counts_b = a.get("counts", {}), b.get("counts", {})
+    rows += [(label(c), counts_a.get(c), counts_b.get(c)) for c in Count if c in counts_a or c in counts_b]
+    rows += [(k, a.get(k), b.get(k)) for k in ("alerts", "throughput_msg_s")]
     rows += [(f"e2e p{p}", a["e2e_latency_ms"][f"p{p}"], b["e2e_latency_ms"][f"p{p}"]) for p in (50, 95, 99)]
     rows.append(("passed", a["passed"], b["passed"]))
     return rows

@@ -62,7 +62,6 @@ def _publish_with_progress(stack: Stack, config: RunConfig, console: Console) ->
         task = bar.add_task("publishing", total=config.duration_s, stats="")
 
         def show(total: WorkerProgress) -> None:
-            connected, published, acked, errors = total.connected, total.published, total.acked, total.errors
             elapsed = time.time() - started
             bridge = stack.backend.ingress_counters()
             into_pipeline = bridge.get("forwarded", 0) + bridge.get("dead_lettered", 0) - bridge_start
@@ -70,8 +69,7 @@ def _publish_with_progress(stack: Stack, config: RunConfig, console: Console) ->
                 task,
                 completed=min(elapsed, config.duration_s),
                 stats=(
-                    f"{connected:,} connected  {published:,} published  {published / max(elapsed, 1e-3):,.0f} msg/s  "
-                    f"{acked:,} acked  {errors:,} errors  {into_pipeline:,.0f} into the pipeline  "
+                    f"{total.line(elapsed)}  {into_pipeline:,.0f} into the pipeline  "
                     f"{bridge.get('queued', 0):,.0f} queued in the bridge"
                 ),
             )
@@ -293,7 +291,7 @@ def finish_run(
     )
     facts = RunFacts(
         summary,
-        result.stored,
+        result.items_stored,
         result.duplicates_dropped,
         device_ids,
         started,

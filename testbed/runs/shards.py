@@ -197,7 +197,7 @@ def _summary(path: Path, shard: Shard, run_tag: str, key: bytes) -> tuple[dict[s
         return None, f"{path.name} is not shard {shard} of run {run_tag} (it says {found})"
     if not verified(summary, key):
         return None, f"{path.name} is not sealed with this run's key (forged, or run without --run-key-file)"
-    needed = ("per_device", "published", "sent_per_s", "lateness_s", "ack_latency_s", "failed_by_cause")
+    needed = ("per_device", "publishes", "sent_per_s", "lateness_s", "ack_latency_s", "failed_by_cause")
     if any(name not in summary for name in needed) or not isinstance(summary["per_device"], dict):
         return None, f"{path.name} lacks what a merge needs ({', '.join(needed)}): written by `simulator run --shard`?"
     return summary, ""
@@ -235,7 +235,7 @@ def summary_problem(summary: dict[str, Any], devices: set[str]) -> str | None:
     every device is one of the shard's, message ids are integers with their due times. Checked before
     anything merges: a corrupt summary neither crashes the merge nor counts devices that are not its
     shard's."""
-    for name in ("published", "reconnects", "connect_errors"):
+    for name in ("publishes", "duplicate_sends", "reconnects", "refused_connections"):
         if not _count(summary.get(name)):
             return f"{name} is not a count"
     for name in ("lateness_s", "ack_latency_s"):
@@ -250,7 +250,7 @@ def summary_problem(summary: dict[str, Any], devices: set[str]) -> str | None:
     for device_id, record in summary["per_device"].items():
         if device_id not in devices:
             return f"device {device_id!r} is not one of this shard's"
-        if not isinstance(record, dict) or not _count(record.get("published")):
+        if not isinstance(record, dict) or not _count(record.get("publishes")):
             return f"device {device_id}: no count of what it published"
         acked, due, failed = record.get("acked"), record.get("acked_due"), record.get("failed")
         if not (

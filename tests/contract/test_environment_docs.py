@@ -91,3 +91,9 @@ def test_the_configuration_reference_is_what_the_code_declares() -> None:
     text = reference.CONFIGURATION.read_text()
     assert reference.rendered(text) == text, "regenerate it: make docs"
     assert "#### `bin/testbed up`" in text and "`--no-parity`" in text and "#### `bin/simulator run`" in text
+
+
+def test_the_glossary_of_counts_is_what_the_code_declares() -> None:
+    text = reference.LOAD_RUNS.read_text()
+    assert "<!-- counts:start -->" in text
+    assert reference.with_glossary(text) == text, "regenerate it: make docs"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,6 +20,17 @@ from testbed.lifecycle.stack import Stack
 collect_ignore = ["their_repo"]
 
 TEST_VARIABLES = {"environment_suffix": "e2e", "processor_timeout_seconds": 5, "max_receive_count": 3}
+
+
+@pytest.fixture(autouse=True)
+def every_report_adds_up(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every run report a test writes in its tmp_path: its counts add up, whatever its verdict (a run
+    that lost messages, was interrupted or lost its emulator included)."""
+    folder = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    for path in folder.rglob("report.json") if folder is not None else ():
+        report = json.loads(path.read_text())
+        assert report["sums"] and all(report["sums"].values()), (path, report["sums"], report["counts"])
 
 
 @pytest.fixture(scope="session")

@@ -107,8 +107,8 @@ def test_run_publishes_unsigned_to_its_own_topics_with_one_login(
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     seen = subscriber.stop()
-    assert summary["failed"] == 0 and summary["acked"] == summary["published"] >= 12
-    assert len(seen) == summary["acked"], "every acknowledged message reached the broker's subscriber"
+    assert summary["failed"] == 0 and summary["acknowledged"] == summary["publishes"] >= 12
+    assert len(seen) == summary["acknowledged"], "every acknowledged message reached the broker's subscriber"
     assert {topic for topic, _ in seen} == {f"plant/team-{n:05d}/up" for n in range(4)}
     payloads = [json.loads(body) for _, body in seen]
     assert all("sig" not in p and p["device_id"] in topic for (topic, _), p in zip(seen, payloads, strict=True))
@@ -131,7 +131,7 @@ def test_a_payload_hook_sends_the_teams_own_wire_format(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     seen = subscriber.stop()
-    assert len(seen) == json.loads((tmp_path / "summary.json").read_text())["acked"] >= 12
+    assert len(seen) == json.loads((tmp_path / "summary.json").read_text())["acknowledged"] >= 12
     assert all(set(json.loads(body)) == {"id", "at", "celsius"} for _, body in seen), seen[:2]
 
     for spec, message in (("nosuch_module:f", "No module named 'nosuch_module'"), ("their_schema", "module:function")):
@@ -176,8 +176,8 @@ def test_a_wrong_password_or_an_unknown_ca_fails_every_message_and_says_so(
         )  # fmt: skip
         assert result.returncode == 1 and "failed" in result.stderr, extra
         summary = json.loads((tmp_path / "summary.json").read_text())
-        assert summary["acked"] == 0 and summary["failed"] == summary["published"] > 0, extra
-        assert summary["connect_errors"] > 0 or summary["failed_by_cause"], extra
+        assert summary["acknowledged"] == 0 and summary["failed"] == summary["publishes"] > 0, extra
+        assert summary["refused_connections"] > 0 or summary["failed_by_cause"], extra
 
 
 @pytest.mark.parametrize(

@@ -268,7 +268,7 @@ def test_a_scenario_chooses_basic_ingest_and_its_run_reconciles(stack: Stack, ru
     before = stack.backend.ingress_counters().get("basic_ingest", 0)
     run = run_scenario("smoke", duration_s=3, basic_ingest=True)
     assert run.passed, run.failures
-    acked = run.outcome.summary["acked"]
+    acked = run.outcome.summary["acknowledged"]
     assert acked > 0
     assert stack.backend.ingress_counters()["basic_ingest"] - before >= acked
     report = json.loads((run.folder / "report.json").read_text())

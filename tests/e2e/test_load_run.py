@@ -29,26 +29,30 @@ def test_a_scenario_reconciles_exactly_and_writes_its_report(stack: Stack, tmp_p
         "scenario",
         "started",
         "duration_s",
-        "published",
-        "acked",
-        "stored",
-        "quarantined",
-        "duplicates_dropped",
-        "lost",
+        "qos",
+        "counts",
+        "sums",
         "alerts",
         "throughput_msg_s",
         "e2e_latency_ms",
         "passed",
-        "acked_ratio",
-        "publish_failures_by_cause",
+        "acknowledged_ratio",
+        "failed_by_cause",
         "reconnects",
         "faults_injected",
     ):
         assert key in report
     assert report["passed"], [name for name, ok in report["checks"].items() if not ok]
-    assert report["lost"] == 0 and report["acked"] > 200 and report["acked_ratio"] == 1.0
-    accounted = report["stored"] + sum(report["quarantined"].values()) + report["dead_lettered"]
-    assert accounted >= report["acked"], "every acknowledged message is stored, quarantined or dead-lettered"
+    assert (
+        report["counts"]["unaccounted"] == 0
+        and report["counts"]["acknowledged"] > 200
+        and report["acknowledged_ratio"] == 1.0
+    )
+    counts = report["counts"]
+    accounted = counts["stored"] + counts["quarantined"] + counts["dead_lettered"]
+    assert accounted == counts["acknowledged"], "every acknowledged message is stored, quarantined or dead-lettered"
+    assert counts["duplicate_sends"] > 0 and counts["duplicates_dropped"] > 0, "the faults fleet sends duplicates"
+    assert all(report["sums"].values()) and report["checks"]["the counts add up"]
     plots = ("throughput.png", "latency.png", "lag.png", "hops.png")
     assert all((folder / name).stat().st_size > 1000 for name in plots)
     hops = report["hop_latency_ms"]
@@ -62,13 +66,15 @@ def test_a_scenario_reconciles_exactly_and_writes_its_report(stack: Stack, tmp_p
     cost = report["cost"]
     assert "run" in cost, cost
     quantity = {line["item"]: line["quantity"] for line in cost["run"]["lines"]}
-    assert report["acked"] <= quantity["iot.messages"] <= 2 * report["acked"], "5 KB units of small payloads"
-    assert report["stored"] <= quantity["iot.actions_executed"] <= 1.05 * report["acked"]
+    assert report["counts"]["acknowledged"] <= quantity["iot.messages"] <= 2 * report["counts"]["acknowledged"], (
+        "5 KB units of small payloads"
+    )
+    assert report["counts"]["stored"] <= quantity["iot.actions_executed"] <= 1.05 * report["counts"]["acknowledged"]
     assert quantity["lambda.requests"] > 0 and quantity["lambda.gb_seconds"] > 0, cost["basis"]
-    assert quantity["dynamodb.write_request_units"] >= report["stored"]
+    assert quantity["dynamodb.write_request_units"] >= report["counts"]["stored"]
     assert quantity["firehose.ingested_gb"] > 0 and quantity["logs.ingested_gb"] > 0
-    assert quantity["s3.put_requests"] >= sum(report["quarantined"].values())
+    assert quantity["s3.put_requests"] >= report["counts"]["quarantined"]
     assert cost["month"]["total_usd"] > cost["run"]["total_usd"] > 0
     assert "What this traffic would cost on AWS" in (folder / "report.md").read_text()
     rows = dict((name, (a, b)) for name, a, b in compare(folder, folder))
-    assert rows["lost"] == (0, 0)
+    assert rows["unaccounted"] == (0, 0)

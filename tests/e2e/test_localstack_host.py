@@ -45,7 +45,7 @@ def test_the_smoke_scenario_passes_on_localstack_and_the_report_says_so(localsta
     report = json.loads((run.folder / "report.json").read_text())
     assert report["passed"], run.failures
     assert report["emulator"] == "LocalStack 4.14.0 (host process, no Docker)"
-    assert report["stored"] > 0 and report["lost"] == 0
+    assert report["counts"]["stored"] > 0 and report["counts"]["unaccounted"] == 0
     # the processor's own log lines (Powertools, JSON) reach CloudWatch Logs, as on Lambda
     group = localstack.outputs().function_log_group
     events = localstack.client("logs").filter_log_events(logGroupName=group)["events"]
@@ -92,7 +92,7 @@ def test_a_localstack_that_dies_mid_run_is_named_as_the_cause_and_nothing_hangs(
     said = report["measured"]["the emulator ran through the run"]
     assert f"LocalStack 4.14.0 (host process, no Docker) stopped during the run (PID {pid}" in said
     assert "keeps no state" in said and "lost to the emulator, not to the pipeline" in said
-    assert report["lost"] == report["acked"] > 0 and report["stored"] == 0
+    assert report["counts"]["unaccounted"] == report["counts"]["acknowledged"] > 0 and report["counts"]["stored"] == 0
     assert took < scenario.duration_s + scenario.drain_timeout_s, "no drain was waited out"
     assert "stopped during the run" in (run.folder / "report.md").read_text()
 

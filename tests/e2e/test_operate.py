@@ -235,8 +235,9 @@ def test_ctrl_c_during_a_run_stops_publishing_and_writes_the_report_marked_inter
     try:
         report = json.loads((folder / "report.json").read_text())
         assert report["interrupted"] and not report["passed"] and not report["checks"]["ran to the end"]
-        assert report["published"] > 0 and report["lost"] == 0, {k: report[k] for k in ("published", "lost")}
+        assert report["counts"]["publishes"] > 0 and report["counts"]["unaccounted"] == 0, report["counts"]
         assert not report["checks"]["every planned message published"], "the rest of the plan was not sent"
+        assert report["counts"]["not_sent"] > 0 and report["checks"]["the counts add up"], report["sums"]
         assert "smoke - INTERRUPTED" in (folder / "report.md").read_text()
         assert ended < 30 + 30, "publishing stopped at once; the drain is bounded"
     finally:

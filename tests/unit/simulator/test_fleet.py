@@ -183,10 +183,13 @@ def test_the_fleets_progress_is_the_sum_of_each_workers_latest_report() -> None:
     fast.observe(0.004)
     slow.observe(0.2)
     slow.observe(90.0)
-    latest = {0: WorkerProgress(0, 10, 100, 90, 1, 2, 3, fast), 1: WorkerProgress(1, 5, 50, 46, 0, 0, 1, slow)}
+    latest = {0: WorkerProgress(0, 10, 100, 90, 1, 2, 3, fast, 4), 1: WorkerProgress(1, 5, 50, 46, 0, 0, 1, slow)}
     total = WorkerProgress.total(latest.values())
     assert total[1:7] == (15, 150, 136, 1, 2, 4)
-    assert total.errors == 3 and total.in_flight == 13
+    assert total.duplicate_sends == 4
+    assert total.in_flight == 9, "a duplicate send is a publish, not a message of its own"
+    line = total.line(elapsed_s=10.0)
+    assert "150 publishes  15 msg/s  136 acknowledged  1 failed  2 refused connections" in line
     assert total.ack_latency.cumulative()[0] == ("0.005", 1)
     assert total.ack_latency.cumulative()[-2:] == [("60.0", 2), ("+Inf", 3)]
     assert total.ack_latency.sum_s == pytest.approx(90.204)

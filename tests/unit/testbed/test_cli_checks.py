@@ -110,7 +110,7 @@ def test_text_from_a_report_is_printed_as_it_is_not_as_markup(tmp_path: Path, ru
     _, printed = run
     report = {
         "scenario": "[/] [bold]x",
-        "published": "[red]",
+        "counts": {"publishes": "[red]"},
         "e2e_latency_ms": {"p50": 1, "p95": 2, "p99": 3},
         "passed": True,
     }
@@ -195,7 +195,7 @@ def test_compare_prints_its_rows_as_json_for_a_script(
         (tmp_path / name).mkdir()
         report = {
             "scenario": "smoke",
-            "published": published,
+            "counts": {"publishes": published},
             "passed": True,
             "e2e_latency_ms": {"p50": 1, "p95": 2, "p99": 3},
         }
@@ -203,7 +203,7 @@ def test_compare_prints_its_rows_as_json_for_a_script(
     first, second = str(tmp_path / "a"), str(tmp_path / "b")
     assert cli.main(["compare", first, second, "--json"]) == 0
     rows = {row[""]: (row[first], row[second]) for row in json.loads(capsys.readouterr().out)}
-    assert rows["published"] == (10, 12)
+    assert rows["publishes"] == (10, 12)
 
 
 def test_env_prints_an_env_file_for_github_and_docker(

@@ -94,7 +94,7 @@ def facts(forwarded: int | None) -> RunFacts:
     summary["send_span_s"] = 2.0
     result = reconcile(summary, [("a", 1), ("a", 2), ("a", 3), ("a", 4)], [], [])
     return RunFacts(
-        summary, result.stored, result.duplicates_dropped, ["a"], 0.0, False, forwarded, quarantined=0, alerts=0
+        summary, result.items_stored, result.duplicates_dropped, ["a"], 0.0, False, forwarded, quarantined=0, alerts=0
     )
 
 

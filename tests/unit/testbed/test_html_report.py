@@ -75,7 +75,7 @@ def test_the_report_renders_every_section_and_plot_offline(browser: Browser, tmp
 def test_markup_in_a_device_id_is_shown_as_text(browser: Browser, tmp_path: Path) -> None:
     report = write_report(tmp_path, outcome(lost=True))
     report["reconciliation"]["lost_ids"] = [f"{HOSTILE_ID}:7"]
-    report["quarantined"] = {HOSTILE_ID: 1}
+    report["reconciliation"]["quarantined_by_reason"] = {HOSTILE_ID: 1}
     write_html(tmp_path, report)
     page, problems = open_offline(browser, tmp_path / "report.html")
     assert page.evaluate("window.pwned === undefined"), "markup from the run was executed"

@@ -17,7 +17,7 @@ def summary(acked: dict[str, list[int]], faults: dict[str, dict[int, list[str]]]
     faults = faults or {}
     per_device: dict[str, DeviceSummary] = {
         d: {
-            "published": len(ids),
+            "publishes": len(ids),
             "acked": ids,
             "acked_due": [],
             "failed": [],
@@ -26,13 +26,15 @@ def summary(acked: dict[str, list[int]], faults: dict[str, dict[int, list[str]]]
         for d, ids in acked.items()
     }
     published = sum(len(ids) for ids in acked.values())
+    distinct = sum(len(set(ids)) for ids in acked.values())
     return {
-        "published": published,
-        "acked": published,
+        "publishes": published,
+        "duplicate_sends": published - distinct,
+        "acknowledged": distinct,
         "failed": 0,
         "failed_by_cause": {},
         "reconnects": 0,
-        "connect_errors": 0,
+        "refused_connections": 0,
         "send_lateness_ms": {},
         "send_span_s": 0.0,
         "sent_per_s": {},
@@ -48,7 +50,7 @@ def body(device: str, msg_id: int) -> str:
 
 def test_everything_stored_reconciles() -> None:
     r = reconcile(summary({"a": [1, 2], "b": [1]}), [("a", 1), ("a", 2), ("b", 1)], [], [])
-    assert r.ok and (r.acked, r.stored, r.lost) == (3, 3, [])
+    assert r.ok and (r.acknowledged, r.stored, r.lost) == (3, 3, [])
 
 
 def test_a_missing_message_is_lost_by_id() -> None:
@@ -58,7 +60,7 @@ def test_a_missing_message_is_lost_by_id() -> None:
 
 def test_a_duplicate_send_is_stored_once() -> None:
     r = reconcile(summary({"a": [1, 1, 2]}, {"a": {1: ["duplicate"]}}), [("a", 1), ("a", 2)], [], [])
-    assert r.ok and r.acked == 2 and r.duplicates_dropped == 1
+    assert r.ok and r.acknowledged == 2 and r.duplicates_dropped == 1
     assert r.faults["duplicate"] == {"caught": 1}
 
 
@@ -87,7 +89,8 @@ def test_faulty_messages_found_with_the_right_reason() -> None:
     dlq = ['{"device_id":"a","msg_id":3,"readings":{"te']  # truncated JSON, dead-lettered by the rule
     r = reconcile(s, [], quarantine, dlq)
     assert r.ok, r.unexplained
-    assert r.quarantined == {"bad_signature": 1, "schema_violation": 1, "too_large": 1}
+    assert r.quarantined_by_reason == {"bad_signature": 1, "schema_violation": 1, "too_large": 1}
+    assert (r.quarantined, r.dead_lettered, r.stored) == (3, 1, 0)
     assert r.faults["bad_signature"] == {"caught": 1}
 
 

@@ -82,7 +82,7 @@ def test_each_hop_is_timed_from_the_items_that_carry_it_and_the_slowest_is_named
 def test_a_clean_run_passes_every_check_and_a_lost_message_fails_one() -> None:
     assert all(check.held for check in checks(outcome()).values())
     failed = {name: check.measured for name, check in checks(outcome(lost=True)).items() if not check.held}
-    assert failed == {"lost <= 0": "1 lost: a:3"}
+    assert failed == {"unaccounted <= 0": "1 unaccounted (lost): a:3"}
 
 
 def test_a_run_whose_planned_faults_were_not_injected_does_not_pass() -> None:
@@ -93,7 +93,7 @@ def test_a_run_whose_planned_faults_were_not_injected_does_not_pass() -> None:
 
 def test_the_report_folder_holds_the_json_markdown_html_junit_and_four_plots(tmp_path: Path) -> None:
     report = write_report(tmp_path, outcome())
-    assert report["passed"] and report["stored"] == 3 and report["throughput_msg_s"] == 3.0
+    assert report["passed"] and report["counts"]["stored"] == 3 and report["throughput_msg_s"] == 3.0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "hops.png",
         "junit.xml",
@@ -115,10 +115,10 @@ def test_junit_has_one_case_per_check_and_a_failure_with_what_was_measured(tmp_p
     assert [c.get("name") for c in cases] == list(report["checks"])
     assert suite.get("tests") == str(len(cases)) and suite.get("failures") == "1"
     failed = [c for c in cases if c.find("failure") is not None]
-    assert [c.get("name") for c in failed] == ["lost <= 0"]
+    assert [c.get("name") for c in failed] == ["unaccounted <= 0"]
     failure = failed[0].find("failure")
-    assert failure is not None and failure.get("message") == "1 lost: a:3"
-    assert "| lost <= 0 | FAILED | 1 lost: a:3 |" in (tmp_path / "report.md").read_text()
+    assert failure is not None and failure.get("message") == "1 unaccounted (lost): a:3"
+    assert "| unaccounted <= 0 | FAILED | 1 unaccounted (lost): a:3 |" in (tmp_path / "report.md").read_text()
 
 
 def test_the_archive_hop_is_reported_but_never_named_the_slowest(tmp_path: Path) -> None:
@@ -171,7 +171,9 @@ def test_every_report_says_where_it_came_from_so_two_can_be_compared(tmp_path: P
     properties = {
         p.get("name"): p.get("value") for p in ElementTree.parse(tmp_path / "run" / "junit.xml").iter("property")
     }
-    assert properties["fleet_sha256"] == found["fleet_sha256"] and properties["report_schema"] == "2"
+    assert properties["fleet_sha256"] == found["fleet_sha256"] and properties["report_schema"] == str(
+        provenance.REPORT_SCHEMA_VERSION
+    )
     assert f"fleet_sha256 {found['fleet_sha256']}" in (tmp_path / "run" / "report.html").read_text()
 
 

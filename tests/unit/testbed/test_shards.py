@@ -37,7 +37,8 @@ GOOD = seal(
         "shard": "1/3",
         "run_tag": "ab12",
         "per_device": {},
-        "published": 0,
+        "publishes": 0,
+        "duplicate_sends": 0,
         "sent_per_s": {},
         "lateness_s": [],
         "ack_latency_s": [],
@@ -58,7 +59,7 @@ GOOD = seal(
         (["not", "a", "summary"], "is not shard 1/3 of run ab12 (it says list)"),
         (seal({k: v for k, v in GOOD.items() if k != "lateness_s"}, KEY), "lacks what a merge needs"),
         (seal({**GOOD, "per_device": []}, KEY), "lacks what a merge needs"),
-        ({**GOOD, "published": 900}, "is not sealed with this run's key (forged, or run without --run-key-file)"),
+        ({**GOOD, "publishes": 900}, "is not sealed with this run's key (forged, or run without --run-key-file)"),
         (seal(GOOD, b"another run's key" * 2), "is not sealed with this run's key"),
         ({k: v for k, v in GOOD.items() if k != "mac"}, "is not sealed with this run's key"),
         ({**GOOD, "mac": "é" * 64}, "is not sealed with this run's key"),  # compare_digest raised TypeError
@@ -129,12 +130,13 @@ def test_a_run_that_cannot_be_sharded_is_refused_before_the_stack_is_touched(
 
 
 DEVICES = {"d1", "d2"}
-RECORD = {"published": 2, "acked": [1, 1], "acked_due": [1.0, 1.0], "failed": [], "faults": {"1": ["duplicate"]}}
+RECORD = {"publishes": 2, "acked": [1, 1], "acked_due": [1.0, 1.0], "failed": [], "faults": {"1": ["duplicate"]}}
 MERGEABLE = {
     **GOOD,
-    "published": 2,
+    "publishes": 2,
+    "duplicate_sends": 1,
     "reconnects": 0,
-    "connect_errors": 0,
+    "refused_connections": 0,
     "first_send": 1.0,
     "last_send": 2.0,
     "per_device": {"d1": RECORD},
@@ -144,8 +146,8 @@ MERGEABLE = {
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        ({"published": -5}, "published is not a count"),
-        ({"published": True}, "published is not a count"),
+        ({"publishes": -5}, "publishes is not a count"),
+        ({"publishes": True}, "publishes is not a count"),
         ({"ack_latency_s": "abc"}, "ack_latency_s is not a list of finite numbers"),
         ({"lateness_s": ["x"]}, "lateness_s is not a list of finite numbers"),
         ({"lateness_s": [float("nan")]}, "lateness_s is not a list of finite numbers"),
@@ -166,7 +168,7 @@ MERGEABLE = {
         ({"per_device": {"d1": {**RECORD, "acked_due": [1.0]}}}, "acked/acked_due"),
         ({"per_device": {"d1": {**RECORD, "failed": ["1"]}}}, "failed is not message ids"),
         ({"per_device": {"d1": {**RECORD, "faults": ["x"]}}}, "faults are not tags"),
-        ({"per_device": {"d1": {**RECORD, "published": None}}}, "no count of what it published"),
+        ({"per_device": {"d1": {**RECORD, "publishes": None}}}, "no count of what it published"),
     ],
 )
 def test_a_summary_that_would_crash_or_inflate_a_merge_is_refused(change: dict[str, Any], problem: str) -> None:
