@@ -15,8 +15,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ingress.bridge import DEFAULT_VISIBILITY_TIMEOUT_S, BridgeConfig, RuleBridge
+from ingress.bridge import RuleBridge
 from ingress.broker import BRIDGE_USER, LOOPBACK
+from ingress.delivery import DEFAULT_VISIBILITY_TIMEOUT_S, BridgeConfig
 from ingress.metrics import serve_metrics
 from ingress.rule import RuleError, parse_rule
 from telemetry.credentials import device_password

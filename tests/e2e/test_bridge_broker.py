@@ -25,7 +25,7 @@ from mypy_boto3_lambda.type_defs import InvocationRequestTypeDef
 from mypy_boto3_sqs.type_defs import SendMessageBatchRequestTypeDef, SendMessageRequestTypeDef
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingress.bridge import BridgeConfig, RuleBridge
+from ingress.bridge import RuleBridge
 from ingress.broker import (
     AUTOSAVE_INTERVAL_S,
     BRIDGE_USER,
@@ -33,6 +33,7 @@ from ingress.broker import (
     MAX_PACKET_BYTES,
     BrokerConfig,
 )
+from ingress.delivery import BridgeConfig
 from ingress.rule import parse_rule
 from telemetry.credentials import device_password
 from telemetry.topics import DEVICE_TOPIC_TEMPLATE

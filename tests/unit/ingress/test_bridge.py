@@ -7,7 +7,9 @@ from typing import Any
 
 from paho.mqtt.enums import MQTTErrorCode
 
-from ingress.bridge import BridgeConfig, RuleBridge, _Item, backoff
+from ingress.actions import backoff
+from ingress.bridge import RuleBridge
+from ingress.delivery import BridgeConfig, Item
 from ingress.rule import Message, parse_rule
 
 
@@ -51,15 +53,15 @@ def bridge(lambda_client: Any) -> RuleBridge:
     return RuleBridge(config, sqs=NoQueue(), lambda_client=lambda_client, sleep=lambda s: None)
 
 
-def items(count: int) -> list[_Item]:
-    return [_Item(n + 1, 1, 0, Message("sensors/d/telemetry", b"{}"), body="{}") for n in range(count)]
+def items(count: int) -> list[Item]:
+    return [Item(n + 1, 1, 0, Message("sensors/d/telemetry", b"{}"), body="{}") for n in range(count)]
 
 
 def test_an_unexpected_error_redelivers_only_what_was_not_handled_yet() -> None:
     runner = bridge(OneGoodCall())
     batch = items(15)  # two invocations: 10, then 5 that fail unexpectedly
-    runner._act(batch)
-    redelivered = {item.mid for _, _, item in runner.redeliveries}
+    runner.actions.act(batch)
+    redelivered = {item.mid for _, _, item in runner.actions.redeliveries}
     assert redelivered == {11, 12, 13, 14, 15}, "the first 10 were acknowledged; they must not come back"
     assert all(item.settled for item in batch[:10]) and runner.metrics.forwarded == 10
 
