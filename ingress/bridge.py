@@ -59,6 +59,7 @@ class RuleBridge:
         sqs: QueueSender,
         lambda_client: FunctionInvoker,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.sleep = sleep
@@ -69,7 +70,7 @@ class RuleBridge:
         self.generation = 0
         self.subscribed = threading.Event()
         self.stopping = threading.Event()
-        self.actions = Actions(config, sqs, lambda_client, self._ack, self.metrics, self.stopping, sleep)
+        self.actions = Actions(config, sqs, lambda_client, self._ack, self.metrics, self.stopping, sleep, clock)
         self.executor = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="action")
         self.slots = threading.BoundedSemaphore(config.concurrency)
         self.client = mqtt.Client(

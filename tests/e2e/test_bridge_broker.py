@@ -16,13 +16,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
-from mypy_boto3_lambda.type_defs import InvocationRequestTypeDef
-from mypy_boto3_sqs.type_defs import SendMessageBatchRequestTypeDef, SendMessageRequestTypeDef
+from botocore.exceptions import EndpointConnectionError
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingress.bridge import RuleBridge
@@ -40,6 +38,7 @@ from telemetry.topics import DEVICE_TOPIC_TEMPLATE
 from testbed.lifecycle.backends.embedded import mosquitto_binary
 from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
 from testbed.stores import wait_for
+from tests.unit.ingress.fakes import FakeLambda, FakeSqs, client_error
 
 pytestmark = pytest.mark.e2e
 SECRET = b"broker-secret-for-tests"
@@ -86,77 +85,6 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         yield broker
     finally:
         broker.stop()
-
-
-def client_error(code: str) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": code}}, "SendMessageBatch")
-
-
-@dataclass
-class FakeSqs:
-    """SendMessageBatch/SendMessage into lists; `refuse` decides an entry's fate like SQS would."""
-
-    sent: list[str] = field(default_factory=list)
-    dead: list[str] = field(default_factory=list)
-    refuse: Callable[[str], str | None] = lambda body: None
-    batch_error: Callable[[list[str]], Exception | None] = lambda bodies: None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def send_message_batch(self, **kwargs: Unpack[SendMessageBatchRequestTypeDef]) -> dict[str, Any]:
-        entries = kwargs["Entries"]
-        error = self.batch_error([e["MessageBody"] for e in entries])
-        if error is not None:
-            raise error
-        failed = []
-        with self.lock:
-            for entry in entries:
-                code = self.refuse(entry["MessageBody"])
-                if code is None:
-                    self.sent.append(entry["MessageBody"])
-                else:
-                    failed.append({"Id": entry["Id"], "SenderFault": True, "Code": code, "Message": code})
-        return {"Successful": [], "Failed": failed}
-
-    def send_message(self, **kwargs: Unpack[SendMessageRequestTypeDef]) -> dict[str, Any]:
-        with self.lock:
-            self.dead.append(kwargs["MessageBody"])
-        return {}
-
-    def error_documents(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [json.loads(b) for b in self.dead]
-
-
-@dataclass
-class FakeLambda:
-    """Accepts every record unless `down` (unreachable) or `fail` (reports the record failed)."""
-
-    bodies: list[str] = field(default_factory=list)
-    down: bool = False
-    fail: Callable[[str], bool] = lambda body: False
-    calls: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def invoke(self, **kwargs: Unpack[InvocationRequestTypeDef]) -> dict[str, Any]:
-        with self.lock:
-            self.calls += 1
-        if self.down:
-            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
-        payload = kwargs.get("Payload")
-        assert isinstance(payload, bytes), "the bridge sends the event as bytes"
-        records = json.loads(payload)["Records"]
-        failures = [{"itemIdentifier": r["messageId"]} for r in records if self.fail(r["body"])]
-        with self.lock:
-            self.bodies += [r["body"] for r in records if not self.fail(r["body"])]
-        return {"Payload": _Body(json.dumps({"batchItemFailures": failures}).encode())}
-
-
-@dataclass
-class _Body:
-    data: bytes
-
-    def read(self) -> bytes:
-        return self.data
 
 
 @dataclass

@@ -25,7 +25,8 @@ from simulator.fleet import load_fleet
 from telemetry.credentials import broker_credentials
 from testbed.lifecycle.ports import LOOPBACK, free_port
 from testbed.paths import ROOT
-from tests.e2e.test_bridge_broker import SECRET, Broker, FakeLambda, FakeSqs, start_bridge
+from tests.e2e.test_bridge_broker import SECRET, Broker, start_bridge
+from tests.unit.ingress.fakes import FakeLambda, FakeSqs
 
 pytestmark = pytest.mark.e2e
 FLEET = "devices:\n  - {type: power_meter, count: 5, interval_s: 0.1, id_prefix: live}\n"
