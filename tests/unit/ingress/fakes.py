@@ -13,6 +13,9 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from mypy_boto3_lambda.type_defs import InvocationRequestTypeDef
 from mypy_boto3_sqs.type_defs import SendMessageBatchRequestTypeDef, SendMessageRequestTypeDef
 
+from ingress.delivery import BridgeConfig
+from ingress.rule import parse_rule
+
 
 def client_error(code: str) -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": code}}, "SendMessageBatch")
@@ -61,16 +64,19 @@ class FakeLambda:
     down: bool = False
     fail: Callable[[str], bool] = lambda body: False
     calls: int = 0
+    requests: list[dict[str, Any]] = field(default_factory=list)  # each invoke's arguments, the event parsed
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def invoke(self, **kwargs: Unpack[InvocationRequestTypeDef]) -> dict[str, Any]:
-        with self.lock:
-            self.calls += 1
-        if self.down:
-            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
         payload = kwargs.get("Payload")
         assert isinstance(payload, bytes), "the bridge sends the event as bytes"
-        records = json.loads(payload)["Records"]
+        event = json.loads(payload)
+        with self.lock:
+            self.calls += 1
+            self.requests.append({**kwargs, "Payload": event})
+        if self.down:
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+        records = event["Records"]
         failures = [{"itemIdentifier": r["messageId"]} for r in records if self.fail(r["body"])]
         with self.lock:
             self.bodies += [r["body"] for r in records if not self.fail(r["body"])]
@@ -83,3 +89,20 @@ class _Body:
 
     def read(self) -> bytes:
         return self.data
+
+
+def bridge_config(mode: str = "direct", **overrides: Any) -> BridgeConfig:
+    """A bridge of the rule `telemetry` on SELECT * from the device topics, acting on these fakes."""
+    settings: dict[str, Any] = {
+        "rule": parse_rule("SELECT * FROM 'sensors/+/telemetry'"),
+        "rule_name": "telemetry",
+        "mode": mode,
+        "host": "127.0.0.1",
+        "port": 1,
+        "username": "u",
+        "password": "p",
+        "queue_url": "ingest",
+        "dlq_url": "dlq",
+        "function_name": "processor",
+    }
+    return BridgeConfig(**{**settings, **overrides})

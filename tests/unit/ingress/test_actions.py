@@ -5,7 +5,6 @@ many deliveries, and that each message is settled exactly once."""
 from __future__ import annotations
 
 import base64
-import json
 import threading
 import time
 from typing import Any
@@ -24,10 +23,10 @@ from ingress.actions import (
     body_problem,
     chunks,
 )
-from ingress.delivery import BridgeConfig, BridgeMetrics, Item, Mode
-from ingress.rule import Message, parse_rule
+from ingress.delivery import BridgeMetrics, Item, Mode
+from ingress.rule import Message
 from telemetry.schema import ARRIVAL_ATTRIBUTE
-from tests.unit.ingress.fakes import FakeLambda, FakeSqs, client_error
+from tests.unit.ingress.fakes import FakeLambda, FakeSqs, bridge_config, client_error
 
 
 class Clock:
@@ -52,19 +51,7 @@ class Harness:
         self.acked: list[int] = []
         self.metrics = BridgeMetrics()
         self.stopping = threading.Event()
-        self.config = BridgeConfig(
-            rule=parse_rule("SELECT * FROM 'sensors/+/telemetry'"),
-            rule_name="telemetry",
-            mode=mode,
-            host="127.0.0.1",
-            port=1,
-            username="u",
-            password="p",
-            queue_url="ingest",
-            dlq_url="dlq",
-            function_name="processor",
-            **config,
-        )
+        self.config = bridge_config(mode, **config)
         self.actions = Actions(
             self.config,
             self.sqs,
@@ -153,19 +140,12 @@ def test_a_whole_request_refused_for_good_is_split_so_only_the_culprit_is_dead_l
 
 def test_direct_mode_invokes_with_sqs_shaped_records() -> None:
     h = Harness("direct", batch_size=4)
-    calls: list[dict[str, Any]] = []
-    invoke = h.lam.invoke
-
-    def recording(**kwargs: Any) -> dict[str, Any]:
-        calls.append(kwargs)
-        return invoke(**kwargs)
-
-    h.lam.invoke = recording  # type: ignore[method-assign]
     batch = items(6)
     h.actions.act(batch)
-    assert [len(json.loads(c["Payload"])["Records"]) for c in calls] == [4, 2]
+    calls = h.lam.requests
+    assert [len(c["Payload"]["Records"]) for c in calls] == [4, 2]
     assert {c["FunctionName"] for c in calls} == {"processor"} and calls[0]["InvocationType"] == "RequestResponse"
-    record = json.loads(calls[0]["Payload"])["Records"][0]
+    record = calls[0]["Payload"]["Records"][0]
     assert record["messageId"] == record["receiptHandle"] == batch[0].record_id
     assert record["body"] == '{"v": 1}' and record["eventSource"] == "aws:sqs"
     assert record["attributes"] == {"ApproximateReceiveCount": "1", "SentTimestamp": "1767225600000"}
@@ -183,16 +163,8 @@ def test_a_record_the_processor_fails_comes_back_later_as_sqs_would_make_it_visi
     h.clock.now += REDELIVERY_BASE_S
     assert h.actions.due_redeliveries(10) == [bad] and h.actions.waiting() == 0
     assert bad.attempts == 1
-    calls: list[dict[str, Any]] = []
-    invoke = h.lam.invoke
-
-    def recording(**kwargs: Any) -> dict[str, Any]:
-        calls.append(kwargs)
-        return invoke(**kwargs)
-
-    h.lam.invoke = recording  # type: ignore[method-assign]
     h.actions.act([bad])
-    assert json.loads(calls[0]["Payload"])["Records"][0]["attributes"]["ApproximateReceiveCount"] == "2"
+    assert h.lam.requests[-1]["Payload"]["Records"][0]["attributes"]["ApproximateReceiveCount"] == "2"
     h.clock.now += REDELIVERY_BASE_S
     assert h.actions.due_redeliveries(10) == [], "the second delay doubles"
     h.clock.now += REDELIVERY_BASE_S

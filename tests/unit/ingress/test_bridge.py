@@ -9,8 +9,9 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from ingress.actions import backoff
 from ingress.bridge import RuleBridge
-from ingress.delivery import BridgeConfig, Item
-from ingress.rule import Message, parse_rule
+from ingress.delivery import Item
+from ingress.rule import Message
+from tests.unit.ingress.fakes import bridge_config
 
 
 class OneGoodCall:
@@ -37,19 +38,7 @@ class NoQueue:
 
 
 def bridge(lambda_client: Any) -> RuleBridge:
-    config = BridgeConfig(
-        rule=parse_rule("SELECT * FROM 'sensors/+/telemetry'"),
-        rule_name="r",
-        mode="direct",
-        host="127.0.0.1",
-        port=1,
-        username="u",
-        password="p",
-        queue_url="q",
-        dlq_url="d",
-        function_name="f",
-        batch_size=10,
-    )
+    config = bridge_config("direct", rule_name="r", batch_size=10)
     return RuleBridge(config, sqs=NoQueue(), lambda_client=lambda_client, sleep=lambda s: None)
 
 

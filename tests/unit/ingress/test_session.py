@@ -16,9 +16,9 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from ingress.bridge import RuleBridge
 from ingress.broker import IOT_MAX_PAYLOAD_BYTES
-from ingress.delivery import BridgeConfig, Item, Mode
+from ingress.delivery import Item, Mode
 from ingress.rule import Message, parse_rule
-from tests.unit.ingress.fakes import FakeLambda, FakeSqs
+from tests.unit.ingress.fakes import FakeLambda, FakeSqs, bridge_config
 from tests.unit.ingress.test_actions import Clock
 
 
@@ -45,21 +45,9 @@ class Flags:
 class Session:
     def __init__(self, mode: Mode = "direct", sql: str = "SELECT * FROM 'sensors/+/telemetry'", **config: Any) -> None:
         self.sqs, self.lam, self.clock = FakeSqs(), FakeLambda(), Clock()
+        settings = {"rule": parse_rule(sql), "flush_interval_s": 0.01, **config}
         self.bridge = RuleBridge(
-            BridgeConfig(
-                rule=parse_rule(sql),
-                rule_name="telemetry",
-                mode=mode,
-                host="127.0.0.1",
-                port=1,
-                username="u",
-                password="p",
-                queue_url="ingest",
-                dlq_url="dlq",
-                function_name="processor",
-                flush_interval_s=0.01,
-                **config,
-            ),
+            bridge_config(mode, **settings),
             self.sqs,
             self.lam,
             sleep=self.clock.sleep,
