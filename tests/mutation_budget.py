@@ -4,6 +4,8 @@ The budget is per function (mutmut's numbers shift whenever a function changes):
 mutants may survive, and why that is acceptable (usually: only the end-to-end tests reach it). A
 function over its budget, or with survivors and no entry, fails the run and is listed with the
 surviving mutations; an entry with more room than it needs is reported, so the budget only shrinks.
+Each package (and `all` of them) also has a floor: the share of its mutants killed may not fall below
+it, and a run above it says so, so the floor only rises.
 Usage, after `mutmut run`: `python -m tests.mutation_budget [--json FILE]`.
 """
 
@@ -24,6 +26,7 @@ KILLED = frozenset({"killed", "timeout", "caught by type check", "segfault"})
 SURVIVED = frozenset({"survived", "no tests", "suspicious"})
 RESULT_LINE = re.compile(r"^\s+(?P<name>\S+): (?P<status>.+)$")
 CLASS_SEPARATOR = "ǁ"
+ALL = "all"
 
 
 class BudgetError(RuntimeError):
@@ -79,6 +82,35 @@ def load_budget(path: Path = BUDGET_FILE) -> dict[str, Allowance]:
     return budget
 
 
+def load_floors(path: Path = BUDGET_FILE) -> dict[str, float]:
+    """Package (or `all`) -> the lowest share of its mutants a run may kill."""
+    try:
+        entries = tomllib.loads(path.read_text()).get("package", [])
+        return {str(entry["name"]): float(entry["score"]) for entry in entries}
+    except (OSError, tomllib.TOMLDecodeError, KeyError, ValueError) as exc:
+        raise BudgetError(f"{path}: {exc}") from exc
+
+
+def package_scores(found: dict[str, str]) -> dict[str, float]:
+    """The share of mutants killed per top-level package, and over `all` of them."""
+    killed: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    for name, status in found.items():
+        for package in (name.split(".", 1)[0], ALL):
+            total[package] += 1
+            killed[package] += status in KILLED
+    return {package: round(killed[package] / total[package], 4) for package in sorted(total)}
+
+
+def below_floor(scores: dict[str, float], floors: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """Package -> (floor, score) where a package that has a floor scored under it (or was not run)."""
+    return {
+        package: (floor, scores.get(package, 0.0))
+        for package, floor in floors.items()
+        if scores.get(package, 0.0) < floor
+    }
+
+
 @dataclass(frozen=True)
 class Verdict:
     counts: dict[str, int]
@@ -113,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the counts and the score to this file")
     args = parser.parse_args(argv)
     try:
-        verdict = judge(statuses(), load_budget())
+        found = statuses()
+        verdict = judge(found, load_budget())
+        floors = load_floors()
     except BudgetError as exc:
         print(f"mutation budget: {exc}", file=sys.stderr)
         return 2
@@ -121,6 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     killed, total = counts.get("killed", 0), counts["mutants"]
     score = killed / total if total else 0.0
     print(f"{killed} of {total} mutants killed ({score:.1%}); {counts.get('survived', 0)} survived")
+    scores = package_scores(found)
+    for package, score in scores.items():
+        floor = floors.get(package)
+        raise_it = f" (floor {floor:.1%}: raise it)" if floor is not None and score > floor else ""
+        print(f"  {package}: {score:.1%} killed{raise_it}")
+    low = below_floor(scores, floors)
+    for package, (floor, score) in sorted(low.items()):
+        print(f"BELOW THE FLOOR {package}: {score:.1%} killed, the budget says at least {floor:.1%}")
     for function, (allowed, survived) in sorted(verdict.slack.items()):
         print(f"tighten the budget: {function} allows {allowed}, {survived} survived")
     for function, names in sorted(verdict.over.items()):
@@ -128,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             print(f"    {name}: {mutated_line(mutmut('show', name))}")
     if args.json:
-        args.json.write_text(json.dumps({**counts, "score": round(score, 4)}, indent=2) + "\n")
-    return 1 if verdict.over else 0
+        args.json.write_text(json.dumps({**counts, "scores": scores}, indent=2) + "\n")
+    return 1 if verdict.over or low else 0
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Any
 from simulator.fleet import parse_fleet
 from simulator.run import RunConfig, live_run
 from simulator.summary import RunSummary
-from testbed.lifecycle.backends.embedded import mosquitto_binary
+from testbed.lifecycle.backends.local_ingress import mosquitto_binary
 from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
 
 KEY = b"bench-signing-key"

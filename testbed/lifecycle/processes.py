@@ -15,7 +15,15 @@ from typing import Any
 
 import psutil
 
+from testbed.exceptions import TestbedError
+from testbed.lifecycle.ports import wait_for_port_free
+
 logger = logging.getLogger(__name__)
+
+
+class ProcessError(TestbedError):
+    """A server cannot be acted on as asked (not running, or an action there is no such thing as)."""
+
 
 CMDLINE_RETRIES = 50
 PRIVATE_UMASK = 0o077
@@ -173,3 +181,87 @@ class ManagedProcess:
             return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
         except psutil.Error:
             return False
+
+
+def keep_if_same(server: ManagedProcess, wanted: dict[str, Any], timeout_s: float, port_release_s: float) -> bool:
+    """True if `server` runs with `wanted`; a server started with other settings (another port, IAM
+    mode) is stopped so it starts again with them, its state kept."""
+    pid = server.pid()
+    if pid is None:
+        return False
+    running = server.started_with()
+    if running == wanted:
+        logger.info("%s already running (pid %d)", server.name, pid)
+        return True
+    changes = ", ".join(f"{key} {running.get(key, '?')} -> {value}" for key, value in wanted.items())
+    logger.info(
+        "%s (pid %d) runs with other settings; restarting it (%s; its state is kept)", server.name, pid, changes
+    )
+    server.stop(timeout_s=timeout_s)
+    for port in (value for key, value in running.items() if key.endswith("port") and isinstance(value, int)):
+        wait_for_port_free(port, port_release_s)
+    return False
+
+
+def abort_with_stacks(pid: int | None, wait_s: float) -> bool:
+    """SIGABRT to a server started under PYTHONFAULTHANDLER, so every thread's stack lands in its log
+    (a paused one is resumed to handle it), then SIGKILL after `wait_s`; False if none was running."""
+    if pid is None:
+        return False
+    try:  # a handle, not the bare PID: never signal a process that took the PID meanwhile
+        process = psutil.Process(pid)
+        with contextlib.suppress(AttributeError, psutil.Error):  # no core file of gigabytes (Linux)
+            process.rlimit(psutil.RLIMIT_CORE, (0, 0))
+        process.send_signal(signal.SIGABRT)
+        process.resume()
+        process.wait(timeout=wait_s)
+    except psutil.TimeoutExpired:
+        process.kill()
+    except psutil.Error:
+        pass
+    return True
+
+
+def rss_mb(pid: int | None) -> float | None:
+    """A running process's resident memory in MB, or None."""
+    if pid is None:
+        return None
+    try:
+        return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+    except psutil.Error:  # it exited since
+        return None
+
+
+def hit(
+    process: ManagedProcess,
+    action: str,
+    down_s: float,
+    ports: tuple[int, ...],
+    stop_timeout_s: float,
+    port_release_s: float,
+) -> bool:
+    """A fault on a server, by its own PID: pause (SIGSTOP for `down_s`, then SIGCONT), kill (SIGKILL,
+    its `ports` freed) or restart (a graceful stop), then `down_s` down. True when the caller must
+    start it again (kill, restart); a pause is over when this returns False."""
+    pid = process.pid()
+    if pid is None:
+        raise ProcessError(f"{process.name} is not running, so it cannot be hit by a {action}")
+    if action == "pause":
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(down_s)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        return False
+    if action == "kill":
+        os.kill(pid, signal.SIGKILL)
+        while ManagedProcess.alive(pid):
+            time.sleep(0.05)
+        for port in ports:
+            wait_for_port_free(port, port_release_s)
+    elif action == "restart":
+        process.stop(timeout_s=stop_timeout_s)
+    else:
+        raise ProcessError(f"unknown fault action {action!r}")
+    time.sleep(down_s)
+    return True

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ingress.broker import password_entry
-from testbed.lifecycle.backends.embedded import mosquitto_binary
+from testbed.lifecycle.backends.local_ingress import mosquitto_binary
 from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
 from testbed.paths import ROOT
 from tests.e2e.pki import TestCA

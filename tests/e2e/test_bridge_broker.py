@@ -35,7 +35,7 @@ from ingress.delivery import BridgeConfig
 from ingress.rule import parse_rule
 from telemetry.credentials import device_password
 from telemetry.topics import DEVICE_TOPIC_TEMPLATE
-from testbed.lifecycle.backends.embedded import mosquitto_binary
+from testbed.lifecycle.backends.local_ingress import mosquitto_binary
 from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
 from testbed.stores import wait_for
 from tests.unit.ingress.fakes import FakeLambda, FakeSqs, client_error

@@ -16,7 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from ingress.broker import BRIDGE_USER, BrokerConfig
 from telemetry.credentials import device_password
 from telemetry.topics import TELEMETRY_FILTER
-from testbed.lifecycle.backends.embedded import mosquitto_binary
+from testbed.lifecycle.backends.local_ingress import mosquitto_binary
 from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
 from tests.e2e import mqtt_cli
 

@@ -14,7 +14,7 @@ import pytest
 
 from testbed.lifecycle.backends import ExternalBackend
 from testbed.lifecycle.backends.base import http_json
-from testbed.lifecycle.backends.embedded import MINISTACK_LAUNCHER
+from testbed.lifecycle.backends.ministack_process import MINISTACK_LAUNCHER
 from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
 from testbed.paths import MINISTACK_VENV
 from tests.docs import marked_block

@@ -29,7 +29,7 @@ from simulator.summary import acked_ids
 from simulator.tls import DeviceCertificates, TlsError
 from simulator.transport import MqttFleet
 from telemetry.credentials import broker_credentials
-from testbed.lifecycle.backends.embedded import mosquitto_binary
+from testbed.lifecycle.backends.local_ingress import mosquitto_binary
 from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
 from tests.e2e.pki import TestCA
 

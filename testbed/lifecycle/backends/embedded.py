@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import re
-import shutil
 import signal
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import psutil
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ingress.broker import MOSQUITTO_INSTALL, BrokerConfig, find_mosquitto, load_or_create_secret
+from ingress.broker import BrokerConfig, load_or_create_secret
 from simulator.run import MqttTarget
 from simulator.tls import IOT_MQTT_TLS_PORT, DeviceCertificates
 from telemetry.credentials import broker_credentials
@@ -35,16 +30,22 @@ from testbed.lifecycle.backends.base import (
     installed_version,
 )
 from testbed.lifecycle.backends.delivery import DELIVERY_CHECK_S, report_queues, stalled_queues
-from testbed.lifecycle.ports import LOOPBACK, PortInUseError, port_in_use, wait_for_port, wait_for_port_free
-from testbed.lifecycle.processes import ManagedProcess, reap_under
+from testbed.lifecycle.backends.local_ingress import INGRESS_MODES, LocalIngress, bridge_command, mosquitto_binary
+from testbed.lifecycle.backends.ministack_process import (
+    MINISTACK_LAUNCHER,
+    clean_stale_lambda_copies,
+    ministack_environment,
+    record_port,
+    save_state,
+)
+from testbed.lifecycle.ports import LOOPBACK, PortInUseError, port_in_use, wait_for_port
+from testbed.lifecycle.processes import ManagedProcess, abort_with_stacks, hit, keep_if_same, reap_under, rss_mb
 from testbed.lifecycle.secrets import SecretFile
 from testbed.paths import MINISTACK_VENV, ROOT, STATE_ROOT
 from toolkit.settings import EMULATOR_PORT, MQTT_PORT, SETTINGS
 
 logger = logging.getLogger(__name__)
 
-# Runs ministack with its MQTT-over-TLS listener pinned to loopback (see the module).
-MINISTACK_LAUNCHER = Path(__file__).with_name("ministack_loopback.py")
 PORT_VARIABLES = {
     "ministack": "MINISTACK_PORT",
     "localstack": "LOCALSTACK_PORT",
@@ -61,52 +62,10 @@ MINISTACK_SAVE_TIMEOUT_S = 300.0
 REAP_GRACE_S = 5.0
 # An emulator aborted for its stacks (it stopped answering) gets this long to write them and exit.
 ABORT_WAIT_S = 10.0
-# ministack sizes its Lambda worker pool from RAM (~585 here); a bounded pool keeps memory sane.
-LAMBDA_ACCOUNT_CONCURRENCY = 32
-# How long `up` waits for a queue with waiting messages to see one taken by its mapping.
-# The port in a queue URL of ministack's saved SQS state.
-QUEUE_URL_PORT = re.compile(r"http://(?:localhost|127\.0\.0\.1):(\d+)/")
-# What ministack names its unpacked copies of a function's bundle under TMPDIR.
-MINISTACK_LAMBDA_COPY_PREFIX = "ministack-lambda-"
 SECRET_FILES = (
     *LOCAL_SECRET_FILES,
     SecretFile("ministack/state/secretsmanager.json", "the emulator's Secrets Manager, saved when it stops"),
 )
-
-
-@dataclass(frozen=True)
-class LocalIngress:
-    """How devices reach the pipeline in one ingress mode: which broker they connect to, how they
-    get credentials there, and the rule bridge's arguments (None: no bridge, the emulator routes)."""
-
-    mode: str
-    bridge_args: tuple[str, ...] | None
-    # the parts a fault scenario may hit in this mode
-    fault_targets: tuple[str, ...] = ("broker", "bridge", "emulator")
-
-    @property
-    def on_iot_core(self) -> bool:
-        """Devices publish to the emulator's IoT Core over mTLS, and its topic rule routes."""
-        return self.bridge_args is None
-
-
-# `naive` (one invocation per message) exists for the benchmark.
-INGRESS_MODES = {
-    ingress.mode: ingress
-    for ingress in (
-        LocalIngress("direct", ("--mode", "direct")),
-        LocalIngress("sqs", ("--mode", "sqs")),
-        LocalIngress("naive", ("--mode", "direct", "--batch-size", "1", "--concurrency", "1")),
-        LocalIngress("iot", None, fault_targets=("emulator",)),
-    )
-}
-
-
-def mosquitto_binary() -> str:
-    binary = find_mosquitto()
-    if binary is None:
-        raise BackendError(f"mosquitto is not installed ({MOSQUITTO_INSTALL})")
-    return binary
 
 
 @dataclass
@@ -278,30 +237,18 @@ class EmbeddedBackend(Backend):
         return self.ministack.pid()
 
     def abort_emulator(self) -> Path | None:
-        pid = self.ministack.pid()
-        if pid is None:
-            return None
-        try:  # a handle, not the bare PID: never signal a process that took the PID meanwhile
-            process = psutil.Process(pid)
-            with contextlib.suppress(AttributeError, psutil.Error):  # no core file of gigabytes (Linux)
-                process.rlimit(psutil.RLIMIT_CORE, (0, 0))
-            process.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack to the log
-            process.resume()  # a paused emulator handles it only once it runs
-            process.wait(timeout=ABORT_WAIT_S)
-        except psutil.TimeoutExpired:
-            process.kill()
-        except psutil.Error:
-            pass
-        return self.ministack.log_file
+        return self.ministack.log_file if abort_with_stacks(self.ministack.pid(), ABORT_WAIT_S) else None
 
     def emulator_rss_mb(self) -> float | None:
-        pid = self.ministack.pid()
-        if pid is None:
-            return None
-        try:
-            return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
-        except psutil.Error:  # it exited since
-            return None
+        return rss_mb(self.ministack.pid())
+
+    @property
+    def snapshot_marker(self) -> Path:
+        """Where the launcher writes when its last snapshot began (see ministack_loopback.py)."""
+        return self.run_dir / "ministack-snapshot-at"
+
+    def snapshot(self) -> None:
+        save_state(self.ministack, self.snapshot_marker, MINISTACK_SAVE_TIMEOUT_S)
 
     def log_files(self) -> dict[str, Path]:
         return {"emulator": self.ministack.log_file, "broker": self.mosquitto.log_file, "bridge": self.bridge.log_file}
@@ -344,91 +291,26 @@ class EmbeddedBackend(Backend):
             ),
         ]
 
-    @property
-    def state_port_file(self) -> Path:
-        """The port the emulator last served on: its queue URLs (and Terraform's ids) carry it."""
-        return self.state_dir / "ministack" / "port"
-
-    def _state_port(self) -> str | None:
-        """The recorded port, or for state from before it was recorded, the port in its queue URLs."""
-        if self.state_port_file.exists():
-            return self.state_port_file.read_text().strip() or None
-        queues = self.state_dir / "ministack" / "state" / "sqs.json"
-        found = QUEUE_URL_PORT.search(queues.read_text(errors="replace")) if queues.exists() else None
-        return found.group(1) if found else None
-
-    def _note_state_port(self) -> None:
-        recorded = self._state_port()
-        if recorded and recorded != str(self.ministack_port):
-            logger.info(
-                "this stack's state was made with MINISTACK_PORT=%s: its queues now have URLs on %d",
-                recorded,
-                self.ministack_port,
-            )
-
-    def _clean_stale_lambda_copies(self) -> None:
-        """ministack unpacks the bundle for its workers under TMPDIR and leaves it at exit; with the
-        emulator stopped, nothing uses those copies."""
-        for folder in (self.state_dir / "tmp").glob(f"{MINISTACK_LAMBDA_COPY_PREFIX}*"):
-            shutil.rmtree(folder, ignore_errors=True)
-
-    def _restart_if_changed(self, server: ManagedProcess, wanted: dict[str, Any], timeout_s: float) -> bool:
-        """True if `server` runs with `wanted`; a server started with other settings (another port, IAM
-        mode) is stopped so it starts again with them, its state kept."""
-        pid = server.pid()
-        if pid is None:
-            return False
-        running = server.started_with()
-        if running == wanted:
-            logger.info("%s already running (pid %d)", server.name, pid)
-            return True
-        changes = ", ".join(f"{key} {running.get(key, '?')} -> {value}" for key, value in wanted.items())
-        logger.info(
-            "%s (pid %d) runs with other settings; restarting it (%s; its state is kept)", server.name, pid, changes
-        )
-        server.stop(timeout_s=timeout_s)
-        for port in (value for key, value in running.items() if key.endswith("port") and isinstance(value, int)):
-            wait_for_port_free(port, PORT_RELEASE_S)
-        return False
-
     def _start_ministack(self) -> None:
         wanted = {"iam": self.iam, "port": self.ministack_port, "iot_mqtt_port": self.iot_mqtt_port}
-        if self._restart_if_changed(self.ministack, wanted, MINISTACK_SAVE_TIMEOUT_S):
+        if keep_if_same(self.ministack, wanted, MINISTACK_SAVE_TIMEOUT_S, PORT_RELEASE_S):
             return
         python = MINISTACK_VENV / "bin" / "python"
         if not (MINISTACK_VENV / "bin" / "ministack").exists():
             raise BackendError(f"ministack is not installed in {MINISTACK_VENV} (run `make venvs`)")
         self._check_port(self.ministack_port, "ministack")
         self._check_port(self.iot_mqtt_port, "IoT MQTT over TLS")
-        self._clean_stale_lambda_copies()
-        env = {
-            **os.environ,
-            "GATEWAY_PORT": str(self.ministack_port),
-            "BIND_HOST": LOOPBACK,
-            "PYTHONFAULTHANDLER": "1",  # abort_emulator: SIGABRT writes every thread's stack to the log
-            "MINISTACK_REGION": self.region,
-            "PERSIST_STATE": "1",
-            "STATE_DIR": str(self.state_dir / "ministack/state"),
-            "S3_PERSIST": "1",
-            "S3_DATA_DIR": str(self.state_dir / "ministack/s3"),
-            "TMPDIR": str(self.state_dir / "tmp"),
-            "LAMBDA_ACCOUNT_CONCURRENCY": str(LAMBDA_ACCOUNT_CONCURRENCY),
-            "MINISTACK_SNAPSHOT_MARKER": str(self.snapshot_marker),
-            # IoT Core's MQTT over TLS with X.509 client certificates (the launcher keeps it on loopback)
-            "IOT_MTLS_PORT": str(self.iot_mqtt_port),
-            "LOG_LEVEL": SETTINGS["MINISTACK_LOG_LEVEL"].text(),
-            "AUTH": "true" if self.iam == "enforce" else "false",
-        }
-        env.pop("AWS_ENDPOINT_URL", None)
+        clean_stale_lambda_copies(self.state_dir / "tmp")
+        env = ministack_environment(
+            self.state_dir, self.ministack_port, self.iot_mqtt_port, self.region, self.iam, self.snapshot_marker
+        )
         proc = self.ministack.start([str(python), str(MINISTACK_LAUNCHER)], env, settings=wanted)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self.healthy():
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise BackendError(f"ministack did not become healthy; see {self.ministack.log_file}")
             time.sleep(0.2)
-        self._note_state_port()
-        self.state_port_file.parent.mkdir(parents=True, exist_ok=True)
-        self.state_port_file.write_text(f"{self.ministack_port}\n")
+        record_port(self.state_dir, self.ministack_port)
         report_queues(self.client("lambda"), self.client("sqs"))
 
     def verify_delivery(self, wait_s: float = DELIVERY_CHECK_S) -> list[str]:
@@ -445,7 +327,7 @@ class EmbeddedBackend(Backend):
 
     def _start_mosquitto(self) -> None:
         wanted = {"port": self.mqtt_port, "device_topic": self.device_topic}
-        if self._restart_if_changed(self.mosquitto, wanted, timeout_s=20.0):
+        if keep_if_same(self.mosquitto, wanted, 20.0, PORT_RELEASE_S):
             return
         self._check_port(self.mqtt_port, "mosquitto")
         broker = self.broker
@@ -474,46 +356,14 @@ class EmbeddedBackend(Backend):
         mode_file.write_text(mode)
         if ingress.bridge_args is None:
             return
-        broker = [
-            "--broker",
-            f"{LOOPBACK}:{self.mqtt_port}",
-            "--secret-file",
-            str(self.state_dir / "broker-secret"),
-            "--metrics-file",
-            str(self.bridge_metrics_file),
-            "--broker-log",
-            str(self.mosquitto.log_file),
-        ]
-        cmd = [sys.executable, "-m", "ingress", "bridge", "--outputs", str(target), *broker, *ingress.bridge_args]
+        cmd = bridge_command(
+            target, self.mqtt_port, self.state_dir / "broker-secret", self.bridge_metrics_file, self.mosquitto.log_file
+        )
+        cmd += ingress.bridge_args
         proc = self.bridge.start(cmd, {**os.environ, **self.client_env()}, cwd=ROOT, settings=settings)
         time.sleep(0.5)
         if proc.poll() is not None:
             raise BackendError(f"the rule bridge exited at start; see {self.bridge.log_file}")
-
-    @property
-    def snapshot_marker(self) -> Path:
-        """Where the launcher writes when its last snapshot began (see ministack_loopback.py)."""
-        return self.run_dir / "ministack-snapshot-at"
-
-    def snapshot(self) -> None:
-        """ministack saves only on SIGTERM; the launcher saves on SIGUSR1 without stopping. Returns once saved."""
-        pid = self.ministack.pid()
-        if pid is None:
-            return
-        marker = self.snapshot_marker
-        asked = time.time()
-        os.kill(pid, signal.SIGUSR1)
-        deadline = time.monotonic() + MINISTACK_SAVE_TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                if float(marker.read_text()) >= asked:
-                    return
-            except (OSError, ValueError):
-                pass
-            if not ManagedProcess.alive(pid):
-                raise BackendError(f"ministack exited while saving its state; see {self.ministack.log_file}")
-            time.sleep(0.1)
-        raise BackendError(f"ministack did not save its state within {MINISTACK_SAVE_TIMEOUT_S:.0f} s")
 
     def fault_targets(self) -> tuple[str, ...]:
         """iot mode has no local broker or bridge: devices talk to the emulator itself."""
@@ -525,37 +375,17 @@ class EmbeddedBackend(Backend):
         if self.fault_refusal(target, action) is not None:
             super().inject_fault(target, action, down_s)
         processes = {"broker": self.mosquitto, "bridge": self.bridge, "emulator": self.ministack}
-        process = processes[target]
-        pid = process.pid()
-        if pid is None:
+        if processes[target].pid() is None:
             raise BackendError(f"the {target} is not running, so it cannot be hit by a {action}")
-        if action == "pause":
-            os.kill(pid, signal.SIGSTOP)
-            try:
-                time.sleep(down_s)
-            finally:
-                os.kill(pid, signal.SIGCONT)
+        ports = {"emulator": (self.ministack_port, self.iot_mqtt_port), "broker": (self.mqtt_port,)}.get(target, ())
+        if not hit(processes[target], action, down_s, ports, MINISTACK_SAVE_TIMEOUT_S, PORT_RELEASE_S):
             return
-        if action == "kill":
-            os.kill(pid, signal.SIGKILL)
-            while ManagedProcess.alive(pid):
-                time.sleep(0.05)
-            for port in self._ports_of(target):
-                wait_for_port_free(port, PORT_RELEASE_S)
-        elif action == "restart":
-            process.stop(timeout_s=MINISTACK_SAVE_TIMEOUT_S)
-        else:
-            raise BackendError(f"unknown fault action {action!r}")
-        time.sleep(down_s)
         if target == "broker":
             self._start_mosquitto()
         elif target == "bridge":
             self.start_ingress(self.run_dir / "outputs.json", self.ingress_mode())
         else:
             self._start_ministack()
-
-    def _ports_of(self, target: str) -> tuple[int, ...]:
-        return {"emulator": (self.ministack_port, self.iot_mqtt_port), "broker": (self.mqtt_port,)}.get(target, ())
 
     def release_devices(self, device_ids: list[str]) -> None:
         """iot: delete the run's things and certificates from the emulator's IoT registry; passwords stay."""

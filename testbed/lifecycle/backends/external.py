@@ -18,7 +18,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from testbed.lifecycle.backends.base import EMULATOR_CREDENTIALS, BackendError, Component, device_topic_setting
-from testbed.lifecycle.backends.embedded import INGRESS_MODES, EmbeddedBackend
+from testbed.lifecycle.backends.embedded import EmbeddedBackend
+from testbed.lifecycle.backends.local_ingress import INGRESS_MODES
 from testbed.paths import STATE_ROOT
 from toolkit.settings import SETTINGS
 

@@ -25,9 +25,10 @@ from testbed.lifecycle.backends.base import (
     installed_version,
     localstack_healthy,
 )
-from testbed.lifecycle.backends.embedded import INGRESS_MODES, EmbeddedBackend
+from testbed.lifecycle.backends.embedded import PORT_RELEASE_S, EmbeddedBackend
+from testbed.lifecycle.backends.local_ingress import INGRESS_MODES
 from testbed.lifecycle.ports import LOOPBACK
-from testbed.lifecycle.processes import ManagedProcess
+from testbed.lifecycle.processes import ManagedProcess, keep_if_same
 from testbed.paths import STATE_ROOT, WORK_ROOT
 from toolkit.settings import SETTINGS
 
@@ -104,7 +105,7 @@ class LocalStackHostBackend(EmbeddedBackend):
 
     def _start_ministack(self) -> None:
         wanted = {"port": self.ministack_port}
-        if self._restart_if_changed(self.ministack, wanted, STOP_TIMEOUT_S):
+        if keep_if_same(self.ministack, wanted, STOP_TIMEOUT_S, PORT_RELEASE_S):
             return
         python = LOCALSTACK_VENV / "bin" / "python"
         if not python.exists():

@@ -18,7 +18,13 @@ from testbed import cli
 from testbed.exceptions import TestbedError
 from testbed.lifecycle import terraform
 from testbed.lifecycle.backends import BackendError, EmbeddedBackend, ExternalBackend
-from testbed.lifecycle.backends.embedded import MINISTACK_LAMBDA_COPY_PREFIX
+from testbed.lifecycle.backends.ministack_process import (
+    MINISTACK_LAMBDA_COPY_PREFIX,
+    clean_stale_lambda_copies,
+    note_port,
+    recorded_port,
+    state_port_file,
+)
 from testbed.lifecycle.build import build
 from testbed.lifecycle.infra import Infrastructure
 from testbed.lifecycle.ports import LOOPBACK, PortInUseError, free_port, port_in_use
@@ -216,31 +222,28 @@ def test_a_running_stack_asked_for_other_ports_restarts_its_servers_there(tmp_pa
 
 
 def test_state_made_on_another_emulator_port_is_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    backend = EmbeddedBackend(ministack_port=4600, state_dir=tmp_path)
-    backend.state_port_file.parent.mkdir(parents=True)
-    backend.state_port_file.write_text("4566\n")
+    state_port_file(tmp_path).parent.mkdir(parents=True)
+    state_port_file(tmp_path).write_text("4566\n")
     with caplog.at_level(logging.INFO, logger="testbed"):
-        backend._note_state_port()
+        note_port(tmp_path, 4600)
     assert "made with MINISTACK_PORT=4566: its queues now have URLs on 4600" in caplog.text
 
 
 def test_a_stopped_emulators_bundle_copies_are_removed_before_it_starts_again(tmp_path: Path) -> None:
-    backend = EmbeddedBackend(state_dir=tmp_path)
     stale = tmp_path / "tmp" / f"{MINISTACK_LAMBDA_COPY_PREFIX}processor-x1"
     stale.mkdir(parents=True)
     (stale / "handler.py").write_text("")
     other = tmp_path / "tmp" / "something-else"
     other.mkdir()
-    backend._clean_stale_lambda_copies()
+    clean_stale_lambda_copies(tmp_path / "tmp")
     assert not stale.exists() and other.exists()
 
 
 def test_state_from_before_the_port_was_recorded_is_judged_by_its_queue_urls(tmp_path: Path) -> None:
-    backend = EmbeddedBackend(ministack_port=4600, state_dir=tmp_path)
     queues = tmp_path / "ministack" / "state" / "sqs.json"
     queues.parent.mkdir(parents=True)
     queues.write_text('{"payload": {"url": "http://127.0.0.1:4566/000000000000/ingest"}}')
-    assert backend._state_port() == "4566"
+    assert recorded_port(tmp_path) == "4566"
 
 
 def test_a_failed_start_records_no_port(tmp_path: Path) -> None:
@@ -253,7 +256,7 @@ def test_a_failed_start_records_no_port(tmp_path: Path) -> None:
             backend.start()
     finally:
         busy.close()
-    assert not backend.state_port_file.exists(), "no state was made on a port that never served"
+    assert not state_port_file(tmp_path).exists(), "no state was made on a port that never served"
 
 
 def test_only_queues_and_their_policies_on_an_emulators_former_port_are_moved(tmp_path: Path) -> None:
