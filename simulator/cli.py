@@ -26,8 +26,10 @@ from simulator.limits import IOT_CORE_ACCOUNT_PUBLISHES_S, is_aws_iot
 from simulator.metrics import LOOPBACK, FleetCollector, serve_metrics
 from simulator.payload import load_payload_hook
 from simulator.plot import plot_day
+from simulator.progress import WorkerProgress
 from simulator.replay import replay
-from simulator.run import DRAIN_TIMEOUT_S, RunConfig, WorkerProgress, dry_run, live_run_with_progress
+from simulator.run import dry_run, live_run_with_progress
+from simulator.run_config import DRAIN_TIMEOUT_S, RunConfig
 from simulator.schedule import RateProfile
 from simulator.shard import Shard, ShardError
 from toolkit.cli_help import SEED, HelpWithDefaults, count, parse_args, port_number, rate, seconds

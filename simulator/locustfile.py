@@ -36,7 +36,8 @@ from simulator.connection import device_topic
 from simulator.devices import Emitted
 from simulator.fleet import load_fleet
 from simulator.integrity import fleet_digest, read_run_key, seal, verified
-from simulator.run import RunConfig, live_run
+from simulator.run import live_run
+from simulator.run_config import RunConfig
 from simulator.shard import MAX_SHARDS, Shard
 from telemetry.credentials import broker_credentials
 from telemetry.files import read_bounded

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from simulator.run import WorkerProgress
+from simulator.progress import WorkerProgress
 from toolkit.counts import MEANINGS, Count
 
 # The counts of toolkit/counts.py a fleet knows while it runs, as counters of the same names.

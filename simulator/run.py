@@ -17,33 +17,26 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from simulator.connection import DEFAULT_TOPIC, TlsContexts
-from simulator.devices import Device, Emitted, build_devices, describe, device_ids
-from simulator.fleet import Fleet
+from simulator.devices import Device, Emitted, build_devices, describe
 from simulator.limits import (
-    IOT_CORE_ACCOUNT_PUBLISHES_S,
     IOT_CORE_PUBLISHES_PER_CONNECTION_S,
     LimitError,
     check_iot_core_limits,
-    is_aws_iot,
 )
-from simulator.schedule import Constant, RateProfile, Schedule
-from simulator.shard import Shard
+from simulator.progress import WorkerProgress
+from simulator.run_config import RunConfig
+from simulator.schedule import Schedule
 from simulator.summary import RawRunSummary, Recorder
 from simulator.transport import MqttFleet
-from telemetry.topics import DeviceTopic
-from toolkit.counts import Count, label
 from toolkit.histogram import LatencyHistogram
 
 logger = logging.getLogger(__name__)
 
 TICK_S = 0.01  # the scheduler wakes every 10 ms: coarse enough to batch, fine enough for lateness
-DRAIN_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 60.0
 # TLS handshakes to a remote endpoint wait on round trips, so they run this many at a time.
 TLS_CONNECT_THREADS = 16
@@ -54,114 +47,6 @@ PREGENERATE_SAMPLE_MESSAGES = 2_000
 Event = tuple[float, Emitted | str, float]
 # Virtual start of dry runs, so the same seed gives the same bytes on every machine and day.
 DRY_RUN_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-
-
-class WorkerProgress(NamedTuple):
-    """What one worker reports four times a second while it runs (its last report says 0 connected);
-    the counts are toolkit/counts.py's, so far."""
-
-    worker: int
-    connected: int
-    publishes: int
-    acknowledged: int  # distinct messages
-    failed: int  # distinct messages given up on, not acknowledged
-    refused_connections: int
-    reconnects: int
-    ack_latency: LatencyHistogram  # due time to the broker's acknowledgement
-    duplicate_sends: int = 0
-
-    @property
-    def in_flight(self) -> int:
-        """Published and neither acknowledged nor failed yet."""
-        return max(self.publishes - self.duplicate_sends - self.acknowledged - self.failed, 0)
-
-    @staticmethod
-    def total(latest: Iterable[WorkerProgress]) -> WorkerProgress:
-        """The fleet's figures: the sum of each worker's latest report."""
-        rows = list(latest)
-        fields = ("connected", "publishes", "acknowledged", "failed", "refused_connections", "reconnects")
-        connected, publishes, acknowledged, failed, refused, reconnects = (
-            sum(getattr(r, f) for r in rows) for f in fields
-        )
-        merged = LatencyHistogram.merged(r.ack_latency for r in rows)
-        duplicates = sum(r.duplicate_sends for r in rows)
-        return WorkerProgress(-1, connected, publishes, acknowledged, failed, refused, reconnects, merged, duplicates)
-
-    def line(self, elapsed_s: float) -> str:
-        """The live line: the counts so far, by their labels."""
-        return (
-            f"{self.connected:,} connected  {self.publishes:,} {label(Count.PUBLISHES)}  "
-            f"{self.publishes / max(elapsed_s, 1e-3):,.0f} msg/s  {self.acknowledged:,} {label(Count.ACKNOWLEDGED)}  "
-            f"{self.failed:,} {label(Count.FAILED)}  {self.refused_connections:,} {label(Count.REFUSED_CONNECTIONS)}"
-        )
-
-
-@dataclass(frozen=True)
-class MqttTarget:
-    """Where and how devices connect: a broker, with per-device credentials or certificates."""
-
-    host: str
-    port: int
-    credentials: Callable[[str], tuple[str, str]] | None = None
-    tls: TlsContexts | None = None
-
-
-@dataclass
-class RunConfig:
-    fleet: Fleet
-    seed: int
-    key: bytes
-    duration_s: float
-    profile: RateProfile = field(default_factory=Constant)
-    qos: int = 1
-    host: str = "127.0.0.1"
-    port: int = 1883
-    window: int = 100
-    clean_session: bool = True
-    workers: int = 1
-    credentials: Callable[[str], tuple[str, str]] | None = None
-    drain_timeout_s: float = DRAIN_TIMEOUT_S
-    run_tag: str = ""
-    websocket_host: str | None = None
-    tls: TlsContexts | None = None
-    # each device's topic ({device_id} replaced), and whether messages carry the HMAC signature
-    topic: DeviceTopic = DEFAULT_TOPIC
-    sign: bool = True
-    # `module:function` making each payload in another wire format (imported in every worker process)
-    payload_hook: str | None = None
-    # AWS IoT Core's quotas: checked before the run, and each connection paced to its publish limit
-    iot_core_limits: bool = False
-    account_publish_limit: float = IOT_CORE_ACCOUNT_PUBLISHES_S
-    # Generate the whole run before the clock starts, so sending is all the hot loop does (see module)
-    pregenerate: bool = False
-    # one slice of the fleet (simulator/shard.py); its summary keeps the samples a merge needs
-    shard: Shard | None = None
-    # told of every acknowledgement (seconds after the message was due) and failure (its cause):
-    # Locust's request events (simulator/locustfile.py)
-    on_ack: Callable[[Emitted, float], None] | None = None
-    on_fail: Callable[[Emitted, str], None] | None = None
-    # set (an Event, shared with the worker processes): stop publishing now, drain, and end (Ctrl-C)
-    stop: Any = None
-
-    def stopped(self) -> bool:
-        return self.stop is not None and self.stop.is_set()
-
-    def device_ids(self) -> list[str]:
-        """The devices this run publishes for: the fleet's, or its shard's."""
-        ids = device_ids(self.fleet, self.run_tag)
-        return self.shard.select(ids) if self.shard is not None else ids
-
-    @classmethod
-    def for_target(cls, target: MqttTarget, **settings: Any) -> RunConfig:
-        """A run against `target`, IoT Core's quotas applied when it is AWS IoT Core."""
-        return cls(
-            host=target.host,
-            port=target.port,
-            credentials=target.credentials,
-            tls=target.tls,
-            iot_core_limits=is_aws_iot(target.host),
-            **settings,
-        )
 
 
 def _emit_all(

@@ -14,7 +14,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from simulator.run import MqttTarget
+from simulator.run_config import MqttTarget
 from telemetry.topics import DEVICE_TOPIC_TEMPLATE, DeviceTopic
 from testbed.exceptions import TestbedError
 from testbed.lifecycle.backends import (

@@ -17,7 +17,8 @@ import psutil
 from rich.console import Console
 
 from simulator.fleet import parse_fleet
-from simulator.run import RunConfig, live_run
+from simulator.run import live_run
+from simulator.run_config import RunConfig
 from simulator.summary import acked_ids, percentiles
 from testbed.bench.ceiling import CpuMeter
 from testbed.lifecycle.stack import Stack

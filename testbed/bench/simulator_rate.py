@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from simulator.fleet import parse_fleet
-from simulator.run import RunConfig, live_run
+from simulator.run import live_run
+from simulator.run_config import RunConfig
 from simulator.summary import RunSummary
 from testbed.lifecycle.backends.local_ingress import mosquitto_binary
 from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port

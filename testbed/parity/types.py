@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from simulator.run import MqttTarget
+from simulator.run_config import MqttTarget
 from telemetry.outputs import StackOutputs
 from telemetry.topics import DeviceTopic
 

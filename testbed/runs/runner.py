@@ -23,7 +23,9 @@ from simulator.connection import device_topic
 from simulator.devices import Fault
 from simulator.devices import device_ids as fleet_device_ids
 from simulator.fleet import load_fleet
-from simulator.run import RunConfig, WorkerProgress, live_run_with_progress, planned_messages
+from simulator.progress import WorkerProgress
+from simulator.run import live_run_with_progress, planned_messages
+from simulator.run_config import RunConfig
 from simulator.shard import Shard
 from simulator.summary import RunSummary
 from telemetry.outputs import StackOutputs

@@ -19,7 +19,8 @@ import pytest
 
 from simulator.devices import device_ids
 from simulator.fleet import parse_fleet
-from simulator.run import RunConfig, live_run
+from simulator.run import live_run
+from simulator.run_config import RunConfig
 from simulator.summary import RunSummary, acked_ids
 from telemetry import new_message
 from telemetry.credentials import broker_credentials, device_password

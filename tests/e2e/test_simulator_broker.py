@@ -24,7 +24,8 @@ from processor.validation import parse
 from simulator.devices import Emitted, build_devices
 from simulator.fleet import parse_fleet
 from simulator.replay import replay
-from simulator.run import RunConfig, dry_run, live_run
+from simulator.run import dry_run, live_run
+from simulator.run_config import RunConfig
 from simulator.summary import acked_ids
 from simulator.tls import DeviceCertificates, TlsError
 from simulator.transport import MqttFleet

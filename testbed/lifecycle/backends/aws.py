@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from simulator.run import MqttTarget
+from simulator.run_config import MqttTarget
 from simulator.tls import IOT_MQTT_TLS_PORT, DeviceCertificates
 from telemetry.topics import DEVICE_TOPIC_TEMPLATE
 from testbed.lifecycle import iot_things

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import boto3
 
 from ingress.broker import count_refusals
-from simulator.run import MqttTarget
+from simulator.run_config import MqttTarget
 from telemetry.topics import DEVICE_TOPIC_TEMPLATE, DeviceTopic, TopicError
 from testbed.exceptions import TestbedError
 from testbed.lifecycle import iot_things

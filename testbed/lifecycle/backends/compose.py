@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import docker
 
 from ingress.broker import BrokerConfig, load_or_create_secret
-from simulator.run import MqttTarget
+from simulator.run_config import MqttTarget
 from telemetry.credentials import broker_credentials
 from telemetry.topics import DEVICE_TOPIC_TEMPLATE
 from testbed.lifecycle.backends.base import Backend, BackendError, device_topic_setting, http_json, localstack_healthy

@@ -15,7 +15,7 @@ from typing import ClassVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ingress.broker import BrokerConfig, load_or_create_secret
-from simulator.run import MqttTarget
+from simulator.run_config import MqttTarget
 from simulator.tls import IOT_MQTT_TLS_PORT, DeviceCertificates
 from telemetry.credentials import broker_credentials
 from telemetry.topics import DEVICE_TOPIC_TEMPLATE

@@ -14,15 +14,9 @@ from simulator import cli as simulator_cli
 from simulator.devices import EXPECTED_REJECTION, Emitted, Fault, build_devices, device_ids
 from simulator.fleet import FleetError, load_fleet, parse_fleet
 from simulator.limits import LimitError
-from simulator.run import (
-    DRY_RUN_EPOCH,
-    MqttTarget,
-    RunConfig,
-    WorkerProgress,
-    _generation_lead_s,
-    _pregenerate,
-    dry_run,
-)
+from simulator.progress import WorkerProgress
+from simulator.run import DRY_RUN_EPOCH, _generation_lead_s, _pregenerate, dry_run
+from simulator.run_config import MqttTarget, RunConfig
 from simulator.schedule import Schedule
 from simulator.summary import Recorder
 from telemetry.credentials import broker_credentials

@@ -10,7 +10,8 @@ import pytest
 from simulator import cli as simulator_cli
 from simulator.devices import device_ids
 from simulator.fleet import load_fleet
-from simulator.run import RunConfig, dry_run
+from simulator.run import dry_run
+from simulator.run_config import RunConfig
 from simulator.shard import Shard, ShardError
 from simulator.summary import Recorder
 from testbed.paths import ROOT
