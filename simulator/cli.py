@@ -133,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         summary = dry_run(config, args.dry_run)
-        console.print(f"wrote {summary['publishes']:,} messages to {args.dry_run}")
+        console.print(f"wrote {summary['publishes']:,} publishes to {args.dry_run}")
     else:
         collector = FleetCollector()
         server = serve_metrics(collector, args.metrics_port) if args.metrics_port is not None else None

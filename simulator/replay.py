@@ -100,7 +100,10 @@ def retimed(records: list[dict[str, Any]], key: bytes | None, now_s: float, spee
             device_id, msg_id = message["device_id"], int(message["msg_id"])
         except (ValueError, TypeError, KeyError):
             body, device_id, msg_id = payload.encode(), record["device_id"], int(record.get("msg_id", -1))
-        out.append(Emitted(device_id, msg_id, body, due, ("replay",)))
+        # a message the trace holds twice (a duplicate send) is replayed twice, and counted as such
+        tags = record.get("faults")
+        kept = tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else ()
+        out.append(Emitted(device_id, msg_id, body, due, ("replay", *kept)))
     return sorted(out, key=lambda e: e.due)
 
 

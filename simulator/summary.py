@@ -11,6 +11,8 @@ import numpy as np
 
 from simulator.devices import Emitted, Fault
 
+DUPLICATE = Fault.DUPLICATE.value
+
 
 class DeviceSummary(TypedDict):
     """One device's part of a run summary: msg_ids published, acknowledged, failed, and their faults."""
@@ -58,19 +60,28 @@ class DeviceRecord:
     acked_due: list[float] = field(default_factory=list)  # when each acknowledged message was due (epoch s)
     failed: list[int] = field(default_factory=list)
     faults: dict[int, list[str]] = field(default_factory=dict)
-    # distinct ids acknowledged, and failed without (yet) an acknowledgement: the live counts
+    # distinct ids acknowledged, and failed without (yet) an acknowledgement
     acked_ids: set[int] = field(default_factory=set)
     failed_ids: set[int] = field(default_factory=set)
 
-    def ack(self, msg_id: int) -> None:
+    def ack(self, msg_id: int) -> tuple[bool, bool]:
+        """(first acknowledgement of this message, it had been counted failed)."""
         self.acked.append(msg_id)
-        self.acked_ids.add(msg_id)
-        self.failed_ids.discard(msg_id)
+        first = msg_id not in self.acked_ids
+        if first:
+            self.acked_ids.add(msg_id)
+        was_failed = msg_id in self.failed_ids
+        if was_failed:
+            self.failed_ids.discard(msg_id)
+        return first, was_failed
 
-    def fail(self, msg_id: int) -> None:
+    def fail(self, msg_id: int) -> bool:
+        """True when this makes the message failed (it was neither acknowledged nor failed before)."""
         self.failed.append(msg_id)
-        if msg_id not in self.acked_ids:
-            self.failed_ids.add(msg_id)
+        if msg_id in self.acked_ids or msg_id in self.failed_ids:
+            return False
+        self.failed_ids.add(msg_id)
+        return True
 
 
 @dataclass
@@ -82,6 +93,10 @@ class Recorder:
     ack_latency_s: list[float] = field(default_factory=list)
     publishes: int = 0
     duplicate_sends: int = 0
+    # distinct messages acknowledged, and failed and never acknowledged, so far (kept as they change:
+    # the live line reads them four times a second)
+    acknowledged: int = 0
+    failed_messages: int = 0
     first_send: float = float("inf")
     sent_per_s: dict[int, int] = field(default_factory=dict)
     last_send: float = float("-inf")
@@ -97,16 +112,15 @@ class Recorder:
 
     def noted(self, emitted: Emitted) -> None:
         """A publish the device will make (pre-generated runs note it ahead of its time)."""
-        record = self.devices[emitted.device_id]
-        self.payload_sizes[len(emitted.payload)] += 1
         if emitted.faults:
-            record.faults.setdefault(emitted.msg_id, []).extend(emitted.faults)
+            self.devices[emitted.device_id].faults.setdefault(emitted.msg_id, []).extend(emitted.faults)
 
     def published(self, emitted: Emitted) -> None:
         """Handed to the client (whether or not it ever leaves it): a publish of the run."""
         self.devices[emitted.device_id].publishes += 1
         self.publishes += 1
-        if Fault.DUPLICATE.value in emitted.faults:
+        self.payload_sizes[len(emitted.payload)] += 1
+        if DUPLICATE in emitted.faults:
             self.duplicate_sends += 1
 
     def sent(self, emitted: Emitted, at: float) -> None:
@@ -119,23 +133,15 @@ class Recorder:
 
     def acked(self, emitted: Emitted, at: float) -> None:
         record = self.devices[emitted.device_id]
-        record.ack(emitted.msg_id)
+        first, was_failed = record.ack(emitted.msg_id)
+        self.acknowledged += first
+        self.failed_messages -= was_failed
         record.acked_due.append(round(emitted.due, 2))
         self.ack_latency_s.append(at - emitted.due)
 
     def failed(self, emitted: Emitted, cause: str) -> None:
-        self.devices[emitted.device_id].fail(emitted.msg_id)
+        self.failed_messages += self.devices[emitted.device_id].fail(emitted.msg_id)
         self.failed_by_cause[cause] += 1
-
-    @property
-    def acknowledged(self) -> int:
-        """Distinct messages acknowledged so far."""
-        return sum(len(r.acked_ids) for r in self.devices.values())
-
-    @property
-    def failed_messages(self) -> int:
-        """Distinct messages failed so far and never acknowledged."""
-        return sum(len(r.failed_ids) for r in self.devices.values())
 
     def connections(self, reconnects: int, refused_connections: int) -> None:
         """What the connections went through: reconnects after a drop, refused or failed attempts."""
@@ -147,11 +153,11 @@ class Recorder:
         for device_id, rec in other["per_device"].items():
             mine = self.devices[device_id]
             mine.publishes += rec["publishes"]
-            for acked_id in rec["acked"]:
-                mine.ack(acked_id)
+            mine.acked += rec["acked"]
             mine.acked_due += rec["acked_due"]
-            for failed_id in rec["failed"]:
-                mine.fail(failed_id)
+            mine.failed += rec["failed"]
+            mine.acked_ids.update(rec["acked"])
+            mine.failed_ids = (mine.failed_ids | set(rec["failed"])) - mine.acked_ids
             for msg_id, tags in rec["faults"].items():
                 mine.faults.setdefault(int(msg_id), []).extend(tags)
         self.publishes += other["publishes"]
@@ -167,6 +173,8 @@ class Recorder:
         self.reconnects += other["reconnects"]
         self.refused_connections += other["refused_connections"]
         self.payload_sizes.update({int(size): n for size, n in other.get("payload_sizes", {}).items()})
+        self.acknowledged = sum(len(r.acked_ids) for r in self.devices.values())
+        self.failed_messages = sum(len(r.failed_ids) for r in self.devices.values())
 
     def to_dict(self, raw: bool = False) -> RawRunSummary:
         out: RawRunSummary = {

@@ -118,6 +118,13 @@ SUMS: tuple[tuple[Count, tuple[Count, ...]], ...] = (
 )
 
 
+# The same sums at QoS 0, where the broker acknowledges nothing.
+QOS0_FORM = (
+    "At QoS 0 the sums are the same, with acknowledged counting the messages written to the connection; "
+    "unaccounted is then what QoS 0 allows to be lost, and a scenario says how much with max_lost."
+)
+
+
 def label(count: Count) -> str:
     return MEANINGS[count].label
 
@@ -137,6 +144,15 @@ def sums(counts: Mapping[str, int]) -> dict[str, bool]:
     return held
 
 
+def sums_text(held: Mapping[str, bool], qos: int) -> str:
+    """A report's sums in a sentence: each holds, or which do not; at QoS 0, its form."""
+    if all(held.values()):
+        text = "; ".join(held) + " (each holds)"
+    else:
+        text = "the counts do NOT add up: " + "; ".join(f"{eq}: {'yes' if ok else 'NO'}" for eq, ok in held.items())
+    return f"at QoS {qos}; {text}" + (f". {QOS0_FORM}" if qos == 0 else "")
+
+
 def labelled(counts: Mapping[str, int]) -> list[tuple[str, int]]:
     """A report's counts under their labels, in the glossary's order (what every report shows)."""
     return [(MEANINGS[count].label, counts[count]) for count in Count if count in counts]
@@ -154,6 +170,8 @@ def glossary_markdown() -> str:
             "On every run, each of these holds (a report's check says so):",
             "",
             *(f"- {equation(total, parts)}" for total, parts in SUMS),
+            "",
+            QOS0_FORM,
             "",
         ]
     )

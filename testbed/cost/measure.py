@@ -157,8 +157,8 @@ def measured_traffic(stack: Any, outputs: StackOutputs, facts: RunFacts) -> Traf
     first = facts.device_ids[0] if facts.device_ids else ""
     topic_bytes = len(stack.backend.topic.for_device(first).encode())
     generated, units = iot_units(summary["payload_sizes"], topic_bytes)
-    # AWS meters every publish it accepts: a duplicate send is billed like any other
-    acked = summary["acknowledged"] + summary["duplicate_sends"]
+    # AWS meters every publish it accepts: a duplicate send acknowledged is billed like any other
+    acked = sum(len(record["acked"]) for record in summary["per_device"].values())
     message_units = units * acked / generated if generated else 0.0
     # each stored reading's raw line (its payload and a new line) goes to the archive
     line_bytes = sum((int(size) + 1) * n for size, n in summary["payload_sizes"].items())

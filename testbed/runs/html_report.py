@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from toolkit.counts import Count, label, labelled
+from toolkit.counts import Count, label, labelled, sums_text
 
 PLOTS = (
     ("throughput.png", "Throughput"),
@@ -84,13 +84,7 @@ def run_section(report: dict[str, Any], folder: Path) -> str:
             [
                 *((name, f"{value:,}") for name, value in labelled(report["counts"])),
                 (f"{label(Count.ACKNOWLEDGED)} of messages published", f"{report['acknowledged_ratio']:.2%}"),
-                (
-                    f"at QoS {report['qos']}, the sums",
-                    "; ".join(report["sums"])
-                    if all(report["sums"].values())
-                    else "do NOT add up: "
-                    + "; ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in report["sums"].items()),
-                ),
+                ("the sums", sums_text(report["sums"], report["qos"])),
                 ("failed publishes by cause", str(report["failed_by_cause"])),
                 ("sustained stored rate", f"{report['throughput_msg_s']:,} msg/s"),
                 *((f"latency {k}", f"{v} ms") for k, v in latency.items()),
@@ -113,7 +107,16 @@ def run_section(report: dict[str, Any], folder: Path) -> str:
         else "<p>nothing quarantined</p>",
         '<h2 id="faults">Faults injected</h2>',
         _table(
-            ("at (s)", "fault", "down (s)", "back after (s)", "lost", "duplicated", "recovered after (s)", "error"),
+            (
+                "at (s)",
+                "fault",
+                "down (s)",
+                "back after (s)",
+                "unaccounted",
+                "delivered twice",
+                "recovered after (s)",
+                "error",
+            ),
             [
                 (
                     f["at_s"],
@@ -132,7 +135,7 @@ def run_section(report: dict[str, Any], folder: Path) -> str:
         else "<p>no faults in this scenario</p>",
         '<h2 id="alerts">Alerts</h2>',
         f"<p>{report['alerts']:,} alert(s)</p><pre>{_e(json.dumps(report['alert_check'], indent=2))}</pre>",
-        '<h2 id="unexplained">Lost and unexplained</h2>',
+        '<h2 id="unexplained">Unaccounted and unexplained</h2>',
         _unexplained(report["reconciliation"]),
         '<h2 id="cost">What this traffic would cost on AWS</h2>',
         _cost(report.get("cost", {})),
@@ -176,7 +179,9 @@ def _unexplained(reconciliation: dict[str, Any]) -> str:
     lost, unexplained = reconciliation["lost_ids"], reconciliation["unexplained"]
     if not lost and not unexplained:
         return "<p>every message is accounted for</p>"
-    items = [f"<li>lost: {_e(i)}</li>" for i in lost] + [f"<li>{_e(json.dumps(u))}</li>" for u in unexplained]
+    items = [f"<li>unaccounted (lost): {_e(i)}</li>" for i in lost] + [
+        f"<li>{_e(json.dumps(u))}</li>" for u in unexplained
+    ]
     return f"<ul>{''.join(items)}</ul>"
 
 

@@ -41,7 +41,7 @@ def plot_throughput(
     fig, ax = plt.subplots(figsize=(8, 3.5))
     xs = np.arange(start, end + 1)
     if sent:
-        ax.plot(xs - start, [sent.get(int(x), 0) for x in xs], label="published")
+        ax.plot(xs - start, [sent.get(int(x), 0) for x in xs], label="publishes")
     if len(stored_at_s):
         ax.plot(xs - start, per_second(stored_at_s, start, end), label="stored")
     for began, back, label in faults:

@@ -178,7 +178,7 @@ def checks(outcome: RunOutcome) -> dict[str, Check]:
         held[f"all {outcome.shards['count']} shards merged"] = Check(
             not missing,
             "; ".join(
-                f"shard {m['shard']} unaccounted ({m['reason']}): {m['devices']} devices, {m['planned_messages']} "
+                f"shard {m['shard']} missing ({m['reason']}): {m['devices']} devices, {m['planned_messages']} "
                 f"messages planned, {m['stored_anyway']} of them stored anyway"
                 for m in missing
             )

@@ -12,8 +12,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from testbed.exceptions import TestbedError
 from testbed.runs.html_report import verdict
-from toolkit.counts import Count, label, labelled
+from testbed.runs.provenance import REPORT_SCHEMA_VERSION
+from toolkit.counts import Count, label, labelled, sums_text
 
 
 def write_junit(path: Path, report: dict[str, Any]) -> None:
@@ -107,10 +109,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         f"- started {report['started']}, {report['duration_s']} s, ingress `{report['ingress']}`, "
         f"on {md(report['emulator'])}",
         "- " + ", ".join(f"{name} {value:,}" for name, value in labelled(report["counts"])),
-        f"- at QoS {report['qos']}; " + "; ".join(report["sums"]) + " (each holds)"
-        if all(report["sums"].values())
-        else f"- at QoS {report['qos']}; the counts do NOT add up: "
-        + "; ".join(f"{eq}: {'yes' if ok else 'NO'}" for eq, ok in report["sums"].items()),
+        f"- {sums_text(report['sums'], report['qos'])}",
         f"- sustained stored rate {report['throughput_msg_s']:,} msg/s; end-to-end latency p50 {latency['p50']} ms, "
         f"p95 {latency['p95']} ms, p99 {latency['p99']} ms, max {latency['max']} ms; slowest hop: "
         f"{report['slowest_hop'] or 'not timed'}",
@@ -146,7 +145,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         lines += [
             "## Faults injected",
             "",
-            "| at (s) | fault | down (s) | back after (s) | acked around | lost | duplicated | recovered after (s) |",
+            "| at (s) | fault | down (s) | back after (s) | acknowledged around it | unaccounted | delivered twice "
+            "| recovered after (s) |",
             "|---|---|---|---|---|---|---|---|",
             *(
                 f"| {f['at_s']:g} | {f['fault']} | {f['down_s']:g} | {f['back_after_s']} | {f['acked_around']:,} "
@@ -163,9 +163,30 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+class ReportError(TestbedError):
+    """A report that cannot be read, or was written in another schema than this testbed reads."""
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    """A run's report.json (given it or its folder), refused when another schema wrote it: its counts
+    have other names or meanings, so side by side they would mislead."""
+    file = path / "report.json" if path.is_dir() else path
+    try:
+        report = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"{file} is not a readable report ({exc})") from None
+    schema = report.get("provenance", {}).get("report_schema") if isinstance(report, dict) else None
+    if schema != REPORT_SCHEMA_VERSION:
+        raise ReportError(
+            f"{file} is a report of schema {schema or 'unknown (older)'}; this testbed reads schema "
+            f"{REPORT_SCHEMA_VERSION}, whose counts have other names: run its scenario again to compare it"
+        )
+    return dict(report)
+
+
 def compare(first: Path, second: Path) -> list[tuple[str, Any, Any]]:
     """The headline figures of two reports side by side: every count, then rates and latency."""
-    a, b = (json.loads((p / "report.json" if p.is_dir() else p).read_text()) for p in (first, second))
+    a, b = read_report(first), read_report(second)
     rows: list[tuple[str, Any, Any]] = [("scenario", a.get("scenario"), b.get("scenario"))]
     counts_a, counts_b = a.get("counts", {}), b.get("counts", {})
     rows += [(label(c), counts_a.get(c), counts_b.get(c)) for c in Count if c in counts_a or c in counts_b]

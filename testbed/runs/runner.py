@@ -279,7 +279,9 @@ def finish_run(
     if shards is not None:
         shards.count_stored_anyway([(i.device_id, i.msg_id) for i in items])
 
-    result = reconcile(summary, [(i.device_id, i.msg_id) for i in items], quarantined, dead)
+    # a missing shard's stored messages are its own count (stored anyway), not the merged run's
+    away = {device_id for missing in shards.missing for device_id in missing.devices} if shards is not None else set()
+    result = reconcile(summary, [(i.device_id, i.msg_id) for i in items if i.device_id not in away], quarantined, dead)
     counters_after = stack.backend.ingress_counters()
     # the bridge's counters live in its process: a fault that restarted it, or any that reset them, leaves
     # no count of this run's actions to read

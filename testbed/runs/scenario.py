@@ -30,7 +30,7 @@ class Expectations(BaseModel):
     max_emulator_rss_mb: float | None = Field(default=None, gt=0)
     # A run in which messages never reached the broker must not pass unless the scenario says so.
     max_publish_failures: int = Field(default=0, ge=0)
-    min_acked_ratio: float = Field(default=1.0, ge=0, le=1, description="acknowledged / published")
+    min_acked_ratio: float = Field(default=1.0, ge=0, le=1, description="acknowledged / (acknowledged + failed)")
 
 
 class Scenario(BaseModel):

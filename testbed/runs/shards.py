@@ -269,6 +269,12 @@ def summary_problem(summary: dict[str, Any], devices: set[str]) -> str | None:
             for msg_id, tags in faults.items()
         ):
             return f"device {device_id}: faults are not tags by message id"
+    records = summary["per_device"].values()
+    if sum(record["publishes"] for record in records) != summary["publishes"]:
+        return "publishes is not the sum of its devices' publishes"
+    tagged = sum(tags.count(Fault.DUPLICATE.value) for record in records for tags in record["faults"].values())
+    if summary["duplicate_sends"] != tagged:
+        return f"duplicate_sends {summary['duplicate_sends']} is not the {tagged} sends its faults tag as duplicates"
     return None
 
 

@@ -1,6 +1,6 @@
 """The fleet on Locust's distributed runner: a master and two workers on loopback against the stack,
 each worker one shard; the merged run reconciles message by message, and a killed worker is its
-shard unaccounted."""
+shard missing."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_a_master_and_two_workers_publish_disjoint_shards_that_reconcile(stack: 
     assert (run.folder / "locust.html").stat().st_size > 10_000
 
 
-def test_a_killed_worker_is_its_shard_unaccounted(stack: Stack, tmp_path: Path) -> None:
+def test_a_killed_worker_is_its_shard_missing(stack: Stack, tmp_path: Path) -> None:
     run = locust_run.start(stack, _scenario(tmp_path), 2, tmp_path / "reports")
     time.sleep(6)
     run.workers[1].send_signal(signal.SIGKILL)

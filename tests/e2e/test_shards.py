@@ -1,5 +1,5 @@
 """A run in shards that know nothing of each other, merged and reconciled as one run; a shard killed
-mid-run shows up as its slice's messages unaccounted, and the run fails."""
+mid-run shows up as its shard missing, with its messages, and the run fails."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_three_shards_merge_into_one_run_that_reconciles(stack: Stack, tmp_path:
     assert report["counts"]["unaccounted"] == 0 and report["counts"]["acknowledged"] == acked
 
 
-def test_a_shard_killed_mid_run_is_its_slice_unaccounted_not_a_silent_shortfall(stack: Stack, tmp_path: Path) -> None:
+def test_a_shard_killed_mid_run_is_its_shard_missing_not_a_silent_shortfall(stack: Stack, tmp_path: Path) -> None:
     folder, commands = _prepare(stack, tmp_path)
     shards = [_start(stack, command) for command in commands]
     time.sleep(4)
@@ -80,10 +80,10 @@ def test_a_shard_killed_mid_run_is_its_slice_unaccounted_not_a_silent_shortfall(
     # it published for about 4 of its 8 seconds: some of its messages were stored, none is in a summary
     assert 0 < missing["stored_anyway"] < missing["planned_messages"]
     assert report["counts"]["unaccounted"] == 0, "the merged shards lost nothing"
-    assert "shard 1/3 unaccounted" in report["measured"]["all 3 shards merged"]
+    assert "shard 1/3 missing" in report["measured"]["all 3 shards merged"]
 
 
-def test_a_forged_or_short_shard_is_unaccounted_and_the_run_fails(stack: Stack, tmp_path: Path) -> None:
+def test_a_forged_or_short_shard_is_missing_and_the_run_fails(stack: Stack, tmp_path: Path) -> None:
     """Shard 0 runs for half its planned time and seals its summary with the run's key; shard 1 never
     runs, and someone writes its summary by hand, claiming every message, without the key; shard 2
     runs as planned. Before summaries were bound to the plan and the run, this run PASSED."""

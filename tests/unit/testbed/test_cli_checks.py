@@ -19,6 +19,7 @@ from testbed import cli
 from testbed.cli import common
 from testbed.exceptions import TestbedError
 from testbed.operate.env import dotenv_lines
+from testbed.runs.provenance import REPORT_SCHEMA_VERSION
 
 
 @pytest.fixture
@@ -110,6 +111,7 @@ def test_text_from_a_report_is_printed_as_it_is_not_as_markup(tmp_path: Path, ru
     _, printed = run
     report = {
         "scenario": "[/] [bold]x",
+        "provenance": {"report_schema": REPORT_SCHEMA_VERSION},
         "counts": {"publishes": "[red]"},
         "e2e_latency_ms": {"p50": 1, "p95": 2, "p99": 3},
         "passed": True,
@@ -195,6 +197,7 @@ def test_compare_prints_its_rows_as_json_for_a_script(
         (tmp_path / name).mkdir()
         report = {
             "scenario": "smoke",
+            "provenance": {"report_schema": REPORT_SCHEMA_VERSION},
             "counts": {"publishes": published},
             "passed": True,
             "e2e_latency_ms": {"p50": 1, "p95": 2, "p99": 3},
@@ -216,3 +219,18 @@ def test_env_prints_an_env_file_for_github_and_docker(
     assert all(re.fullmatch(r"[A-Z_0-9]+=\S*", line) for line in lines), lines
     with pytest.raises(TestbedError, match="line break"):
         dotenv_lines({"A": "one\nB=two"})
+
+
+def test_a_report_of_another_schema_is_refused_not_compared_as_if_its_counts_meant_the_same(
+    tmp_path: Path, run: tuple[Path, io.StringIO], capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = {"scenario": "smoke", "published": 735, "acked": 724, "provenance": {"report_schema": 2}}
+    new = {"scenario": "smoke", "counts": {}, "provenance": {"report_schema": REPORT_SCHEMA_VERSION}}
+    for name, report in (("old", old), ("new", new), ("none", {"scenario": "smoke"})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(json.dumps(report))
+    _, printed = run
+    assert cli.main(["compare", str(tmp_path / "old"), str(tmp_path / "new")]) == 1
+    assert f"is a report of schema 2; this testbed reads schema {REPORT_SCHEMA_VERSION}" in printed.getvalue()
+    assert cli.main(["compare", str(tmp_path / "new"), str(tmp_path / "none")]) == 1
+    assert "schema unknown (older)" in printed.getvalue()

@@ -14,7 +14,7 @@ from testbed.runs.reconcile import check_plan, reconcile, run_counts
 from testbed.runs.report import checks, write_report
 from tests.unit.testbed.test_reconcile import body, summary
 from tests.unit.testbed.test_report import outcome
-from toolkit.counts import MEANINGS, SUMS, Count, glossary_markdown, label, sums
+from toolkit.counts import MEANINGS, QOS0_FORM, SUMS, Count, glossary_markdown, label, sums
 
 ADDS_UP = "the counts add up"
 
@@ -106,4 +106,14 @@ def test_the_glossary_defines_every_count_and_states_every_sum_and_the_qos_0_for
     assert len(MEANINGS) == len(Count)
     for total, parts in SUMS:
         assert " + ".join(label(p) for p in parts) in text and label(total) in text
-    assert "At QoS 0 nothing is acknowledged" in text
+    assert "At QoS 0 nothing is acknowledged" in text and QOS0_FORM in text
+
+
+def test_a_qos_0_report_states_its_form_of_the_sums(tmp_path: Path) -> None:
+    run = outcome()
+    qos0 = dataclasses.replace(run, scenario=run.scenario.model_copy(update={"qos": 0}))
+    write_report(tmp_path, qos0)
+    assert "at QoS 0; publishes = acknowledged" in (tmp_path / "report.md").read_text()
+    assert QOS0_FORM in (tmp_path / "report.md").read_text()
+    write_report(tmp_path / "one", run)
+    assert QOS0_FORM not in (tmp_path / "one" / "report.md").read_text()

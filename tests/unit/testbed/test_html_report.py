@@ -67,7 +67,7 @@ def test_the_report_renders_every_section_and_plot_offline(browser: Browser, tmp
     assert all(i["w"] > 0 for i in images), images
     failed = page.locator("td.bad").all_inner_texts()
     assert failed == ["FAILED"]
-    assert "lost: a:3" in page.inner_text("#unexplained + ul")
+    assert "unaccounted (lost): a:3" in page.inner_text("#unexplained + ul")
     assert "iot.messages" in page.inner_text("#cost ~ table") and "saves" in page.inner_text("#cost ~ ul")
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
@@ -80,7 +80,7 @@ def test_markup_in_a_device_id_is_shown_as_text(browser: Browser, tmp_path: Path
     page, problems = open_offline(browser, tmp_path / "report.html")
     assert page.evaluate("window.pwned === undefined"), "markup from the run was executed"
     assert problems == []
-    assert f"lost: {HOSTILE_ID}:7" in page.inner_text("#unexplained + ul")
+    assert f"unaccounted (lost): {HOSTILE_ID}:7" in page.inner_text("#unexplained + ul")
     assert len(rendered_images(page)) == len(PLOTS), "no image was injected"
 
 

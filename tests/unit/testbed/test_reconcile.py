@@ -27,9 +27,10 @@ def summary(acked: dict[str, list[int]], faults: dict[str, dict[int, list[str]]]
     }
     published = sum(len(ids) for ids in acked.values())
     distinct = sum(len(set(ids)) for ids in acked.values())
+    tagged = sum(tags.count("duplicate") for device in faults.values() for tags in device.values())
     return {
         "publishes": published,
-        "duplicate_sends": published - distinct,
+        "duplicate_sends": tagged,
         "acknowledged": distinct,
         "failed": 0,
         "failed_by_cause": {},

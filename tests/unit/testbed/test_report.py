@@ -48,6 +48,7 @@ def outcome(scenario: str = "smoke", faults: list[dict[str, Any]] | None = None,
         emulator="ministack 1.5.33",
         cost=cost_section(plan(rate_msg_s=1.5, devices=1, payload_bytes=300, seconds=2), load_prices()),
         hops_ms=hop_samples([0, 0, 0], [10, 20, None], [30, 25, 40], [50, 100, 60]),
+        provenance={"report_schema": provenance.REPORT_SCHEMA_VERSION},
     )
 
 

@@ -169,6 +169,10 @@ MERGEABLE = {
         ({"per_device": {"d1": {**RECORD, "failed": ["1"]}}}, "failed is not message ids"),
         ({"per_device": {"d1": {**RECORD, "faults": ["x"]}}}, "faults are not tags"),
         ({"per_device": {"d1": {**RECORD, "publishes": None}}}, "no count of what it published"),
+        # sealed and well-formed, but its counts do not add up: named here, not a failed sum after the merge
+        ({"publishes": 3}, "publishes is not the sum of its devices' publishes"),
+        ({"duplicate_sends": 0}, "duplicate_sends 0 is not the 1 sends its faults tag as duplicates"),
+        ({"duplicate_sends": -1}, "duplicate_sends is not a count"),
     ],
 )
 def test_a_summary_that_would_crash_or_inflate_a_merge_is_refused(change: dict[str, Any], problem: str) -> None:
@@ -216,5 +220,5 @@ def test_a_shard_that_departs_from_the_plan_is_not_merged(change: dict[str, Any]
 
 
 def test_a_spike_tag_names_its_reading_and_passes() -> None:
-    record = {**RECORD, "faults": {"1": ["spike:temperature", "malformed:invalid_json"]}}
+    record = {**RECORD, "faults": {"1": ["spike:temperature", "malformed:invalid_json", "duplicate"]}}
     assert summary_problem({**MERGEABLE, "per_device": {"d1": record}}, DEVICES) is None
