@@ -19,7 +19,7 @@ from ingress.bridge import RuleBridge
 from ingress.broker import BRIDGE_USER, LOOPBACK
 from ingress.delivery import DEFAULT_VISIBILITY_TIMEOUT_S, BridgeConfig
 from ingress.metrics import serve_metrics
-from ingress.rule import RuleError, parse_rule
+from ingress.rule import Rule, RuleError, parse_rule
 from telemetry.credentials import device_password
 from telemetry.outputs import StackOutputs
 from toolkit.cli_help import HelpWithDefaults, count, parse_args, port_number, seconds
@@ -116,27 +116,22 @@ def queue_redelivery(sqs: Any, queue_url: str) -> tuple[float, int]:
         return DEFAULT_VISIBILITY_TIMEOUT_S, DEFAULT_MAX_RECEIVE_COUNT
 
 
-def run_bridge(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-
-    try:
-        outputs = StackOutputs.from_terraform(json.loads(args.outputs.read_text()))
-    except (OSError, ValueError) as exc:  # missing, unreadable, not JSON, or without an output it needs
-        logging.error("cannot read the stack's outputs from %s: %s", args.outputs, exc)
-        return 2
-    try:
-        rule = parse_rule(outputs.iot_rule_sql)
-    except RuleError as exc:
-        logging.error("cannot evaluate the stack's topic rule: %s", exc)
-        return 2
-    aws: Any = Config(
-        retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=args.concurrency * 2, read_timeout=120
+def aws_config(concurrency: int) -> Config:
+    """The bridge's AWS clients: a connection per action thread and its error action, bounded retries
+    (the bridge retries on its own), and a read timeout longer than the processor's longest run."""
+    return Config(
+        retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=concurrency * 2, read_timeout=120
     )
-    session = boto3.session.Session(region_name=outputs.region)
-    sqs = session.client("sqs", config=aws)
-    visibility_s, max_receive = queue_redelivery(sqs, outputs.ingest_queue_url)
+
+
+def bridge_config(
+    args: argparse.Namespace, outputs: StackOutputs, rule: Rule, redelivery: tuple[float, int]
+) -> BridgeConfig:
+    """The bridge as the command line and the stack's outputs configure it; the queue's own
+    redelivery settings (`queue_redelivery`) where the command line gives none."""
+    visibility_s, max_receive = redelivery
     host, _, port = args.broker.rpartition(":")
-    config = BridgeConfig(
+    return BridgeConfig(
         rule=rule,
         rule_name=outputs.iot_rule_name,
         mode=args.mode,
@@ -154,6 +149,25 @@ def run_bridge(args: argparse.Namespace) -> int:
         metrics_file=args.metrics_file,
         flush_interval_s=args.flush_interval,
     )
+
+
+def run_bridge(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    try:
+        outputs = StackOutputs.from_terraform(json.loads(args.outputs.read_text()))
+    except (OSError, ValueError) as exc:  # missing, unreadable, not JSON, or without an output it needs
+        logging.error("cannot read the stack's outputs from %s: %s", args.outputs, exc)
+        return 2
+    try:
+        rule = parse_rule(outputs.iot_rule_sql)
+    except RuleError as exc:
+        logging.error("cannot evaluate the stack's topic rule: %s", exc)
+        return 2
+    aws = aws_config(args.concurrency)
+    session = boto3.session.Session(region_name=outputs.region)
+    sqs = session.client("sqs", config=aws)
+    config = bridge_config(args, outputs, rule, queue_redelivery(sqs, outputs.ingest_queue_url))
     runner = RuleBridge(config, sqs, session.client("lambda", config=aws))
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     signal.signal(signal.SIGINT, lambda *_: runner.stop())
