@@ -18,6 +18,7 @@ from ingress.bridge import RuleBridge
 from ingress.broker import IOT_MAX_PAYLOAD_BYTES
 from ingress.delivery import Item, Mode
 from ingress.rule import Message, parse_rule
+from testbed.lifecycle.ports import free_port
 from tests.unit.ingress.fakes import FakeLambda, FakeSqs, bridge_config
 from tests.unit.ingress.test_actions import Clock
 
@@ -259,3 +260,27 @@ def test_the_snapshot_is_the_counters_and_the_queue_replaced_whole(tmp_path: Pat
     found = json.loads(path.read_text())
     assert found["queued"] == 1 and found["received"] == 1 and found["forwarded"] == 0
     assert abs(found["at"] - time.time()) < 5 and not path.with_suffix(".tmp").exists()
+
+
+def test_the_loop_dispatches_writes_its_counters_and_stops_cleanly(tmp_path: Path) -> None:
+    """Without a broker to reach (paho keeps trying in its thread): what arrives is acted on, the
+    counters file is kept current, and `until` ends the loop with the action threads finished."""
+    metrics = tmp_path / "bridge.json"
+    s = Session(metrics_file=metrics)
+    s.bridge.config.port = free_port()
+    s.receive("sensors/d1/telemetry", b'{"v": 1}', 1)
+    deadline = time.monotonic() + 20
+    s.bridge.run(until=lambda: (bool(s.lam.bodies) and metrics.exists()) or time.monotonic() > deadline)
+    assert s.lam.bodies == ['{"v":1}'] and s.acks == [1]
+    assert json.loads(metrics.read_text())["received"] == 1
+    with pytest.raises(RuntimeError, match="after shutdown"):  # the action threads finished with the loop
+        s.bridge.executor.submit(print)
+
+
+def test_stop_ends_the_loop(tmp_path: Path) -> None:
+    s = Session()
+    s.bridge.config.port = free_port()
+    s.bridge.stop()
+    started = time.monotonic()
+    s.bridge.run()
+    assert time.monotonic() - started < 5
