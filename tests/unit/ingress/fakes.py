@@ -106,3 +106,14 @@ def bridge_config(mode: str = "direct", **overrides: Any) -> BridgeConfig:
         "function_name": "processor",
     }
     return BridgeConfig(**{**settings, **overrides})
+
+
+def failing_first(call: Callable[..., Any], errors: list[Exception]) -> Callable[..., Any]:
+    """`call`, raising each of `errors` in turn first: an outage that ends."""
+
+    def flaky(**kwargs: Any) -> Any:
+        if errors:
+            raise errors.pop(0)
+        return call(**kwargs)
+
+    return flaky

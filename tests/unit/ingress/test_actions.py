@@ -26,7 +26,7 @@ from ingress.actions import (
 from ingress.delivery import BridgeMetrics, Item, Mode
 from ingress.rule import Message
 from telemetry.schema import ARRIVAL_ATTRIBUTE
-from tests.unit.ingress.fakes import FakeLambda, FakeSqs, bridge_config, client_error
+from tests.unit.ingress.fakes import FakeLambda, FakeSqs, bridge_config, client_error, failing_first
 
 
 class Clock:
@@ -238,14 +238,7 @@ def test_an_empty_answer_means_every_record_succeeded() -> None:
 def test_an_unreachable_processor_is_waited_out_not_counted_as_a_delivery() -> None:
     h = Harness("direct", max_receive_count=1)
     outage = [EndpointConnectionError(endpoint_url="http://x"), client_error("TooManyRequestsException")]
-    invoke = h.lam.invoke
-
-    def flaky(**kwargs: Any) -> dict[str, Any]:
-        if outage:
-            raise outage.pop(0)
-        return invoke(**kwargs)
-
-    h.lam.invoke = flaky  # type: ignore[method-assign]
+    h.lam.invoke = failing_first(h.lam.invoke, outage)  # type: ignore[method-assign]
     [item] = items(1)
     h.actions.act([item])
     assert h.acked == [1] and item.attempts == 0 and h.sqs.dead == [] and len(h.clock.slept) == 2
@@ -253,15 +246,7 @@ def test_an_unreachable_processor_is_waited_out_not_counted_as_a_delivery() -> N
 
 def test_a_stack_that_refuses_the_call_is_said_loudly_and_waited_out(caplog: pytest.LogCaptureFixture) -> None:
     h = Harness("direct")
-    refusals = [client_error("AccessDeniedException")]
-    invoke = h.lam.invoke
-
-    def refusing(**kwargs: Any) -> dict[str, Any]:
-        if refusals:
-            raise refusals.pop(0)
-        return invoke(**kwargs)
-
-    h.lam.invoke = refusing  # type: ignore[method-assign]
+    h.lam.invoke = failing_first(h.lam.invoke, [client_error("AccessDeniedException")])  # type: ignore[method-assign]
     h.actions.act(items(1))
     assert h.acked == [1]
     assert any(r.levelname == "ERROR" and "refuses the invocation" in r.getMessage() for r in caplog.records)
