@@ -267,7 +267,8 @@ def test_a_scenario_chooses_basic_ingest_and_its_run_reconciles(stack: Stack, ru
     """`basic_ingest: true` in a scenario: every device publishes to the rule's Basic Ingest topic,
     which the bridge counts apart (AWS charges it no messaging), and the run loses nothing."""
     before = stack.backend.ingress_counters().get("basic_ingest", 0)
-    run = run_scenario("smoke", duration_s=3, basic_ingest=True)
+    # the scenario's defaults judge what was lost, not the latency: timing belongs to the bench
+    run = run_scenario("smoke", duration_s=3, basic_ingest=True, expectations={})
     assert run.passed, run.failures
     acked = run.outcome.summary["acknowledged"]
     assert acked > 0

