@@ -1,6 +1,6 @@
 """The import graph points one way: telemetry/ (the shared contracts) and toolkit/ (the command-line
 tools' helpers) import no other part; the processor imports only telemetry/, the simulator and the
-ingress telemetry/ and toolkit/; testbed/, the CLI behind the
+ingress telemetry/ and toolkit/; the API fault proxy none; testbed/, the CLI behind the
 Makefile, is imported by no part; localstack_plugins/, which runs inside LocalStack, imports none.
 A new import against that order fails here."""
 
@@ -14,7 +14,7 @@ import pytest
 
 from testbed.paths import ROOT
 
-PARTS = ("telemetry", "toolkit", "processor", "simulator", "ingress", "testbed", "localstack_plugins")
+PARTS = ("telemetry", "toolkit", "processor", "simulator", "ingress", "fault_proxy", "testbed", "localstack_plugins")
 MAY_IMPORT = {
     "telemetry": set(),
     # the command-line tools' helpers, outside the Lambda zip
@@ -22,7 +22,9 @@ MAY_IMPORT = {
     "processor": {"telemetry"},
     "simulator": {"telemetry", "toolkit"},
     "ingress": {"telemetry", "toolkit"},
-    "testbed": {"telemetry", "toolkit", "processor", "simulator", "ingress"},
+    # a proxy that knows AWS's wire protocols, not the pipeline
+    "fault_proxy": set(),
+    "testbed": {"telemetry", "toolkit", "processor", "simulator", "ingress", "fault_proxy"},
     # runs inside LocalStack's venv, where no other part's dependencies are installed
     "localstack_plugins": set(),
 }
