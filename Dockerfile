@@ -14,6 +14,7 @@ COPY toolkit/ toolkit/
 COPY processor/ processor/
 COPY simulator/ simulator/
 COPY ingress/ ingress/
+COPY fault_proxy/ fault_proxy/
 COPY testbed/ testbed/
 COPY localstack_plugins/ localstack_plugins/
 COPY infra/ infra/

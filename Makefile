@@ -146,6 +146,9 @@ bench-simulator: $(VENV)/.installed ## simulator: 10k connections, QoS 0/1 msg/s
 bench-ingress: venvs build ## highest zero-loss end-to-end rate of each ingress mode (direct, sqs, iot)
 	$(TESTBED) bench-ingress
 
+bench-fault-proxy: venvs build ## the API fault proxy: latency and CPU it adds per call (RATE=msg/s also: the pipeline's rate through it)
+	$(TESTBED) bench-fault-proxy $(if $(RATE),--rate $(RATE))
+
 bench: venvs build ## the emulator's ceiling, then the highest good end-to-end rate as a ratio of it with CPU per message by process, and the naive design's
 	$(TESTBED) bench
 

@@ -5,6 +5,7 @@ how the SDK answered: retried, or gave up)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 FAULTS_PATH = "/_localstack/chaos/faults"
 EFFECTS_PATH = "/_localstack/chaos/effects"
 LEDGER_PATH = "/_testbed/faults/ledger"
+SEED_PATH = "/_testbed/faults/seed"
 # Headers that belong to one hop, never forwarded (RFC 9110 7.6.1)
 HOP_BY_HOP = frozenset(
     ("connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade")
@@ -52,6 +54,10 @@ class Ledger:
     def __post_init__(self) -> None:
         self.rules: dict[str, RuleTally] = {}
         self._failed: OrderedDict[str, str] = OrderedDict()
+
+    def restart(self, rule: FaultRule) -> None:
+        """A rule set anew counts from zero: its calls are numbered (and decided) as on its first setting."""
+        self.rules[rule.key()] = RuleTally(rule.model_dump(mode="json", exclude_none=True))
 
     def tally(self, rule: FaultRule) -> RuleTally:
         key = rule.key()
@@ -100,6 +106,7 @@ class FaultProxy:
         app.router.add_route("*", FAULTS_PATH, self.faults)
         app.router.add_route("*", EFFECTS_PATH, self.effects_api)
         app.router.add_get(LEDGER_PATH, self.ledger_api)
+        app.router.add_route("*", SEED_PATH, self.seed_api)
         app.router.add_route("*", "/{tail:.*}", self.forward)
         app.on_startup.append(self._open)
         app.on_cleanup.append(self._close)
@@ -130,14 +137,15 @@ class FaultProxy:
             given = parse_rules(await request.read())
         except RuleError as exc:
             return web.json_response({"error": str(exc)}, status=400)
+        for rule in given:
+            if request.method != "DELETE" and rule not in self.rules:
+                self.ledger.restart(rule)
         if request.method == "POST":
             self.rules = tuple(given)
         elif request.method == "PATCH":
             self.rules = (*self.rules, *given)
         else:
             self.rules = tuple(r for r in self.rules if r not in given)
-        for rule in given:
-            self.ledger.tally(rule)
         logger.info("fault rules now: %s", [r.key() for r in self.rules])
         return self._rules_json()
 
@@ -153,6 +161,20 @@ class FaultProxy:
 
     async def ledger_api(self, _: web.Request) -> web.Response:
         return web.json_response(self.ledger.as_json())
+
+    async def seed_api(self, request: web.Request) -> web.Response:
+        """A scenario's seed: its rules then decide the same calls on every run of it."""
+        if request.method == "POST":
+            try:
+                seed = json.loads(await request.read())["seed"]
+                if not isinstance(seed, int) or isinstance(seed, bool):
+                    raise TypeError(seed)
+            except (ValueError, KeyError, TypeError):
+                return web.json_response({"error": 'the body must be {"seed": <an integer>}'}, status=400)
+            self.seed = seed
+        elif request.method != "GET":
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
+        return web.json_response({"seed": self.seed})
 
     def _decide(self, call: Call) -> tuple[int, FaultRule | None]:
         """The delay (ms) and the rule whose error answers the call, if one hits it."""

@@ -19,6 +19,8 @@ locals {
     # Powertools would otherwise take LOG_LEVEL from wherever the function runs (an emulator's own)
     POWERTOOLS_LOG_LEVEL = var.processor_log_level
   }
+  # An emulator's testbed only: the processor's AWS SDK calls the API fault proxy. Never set on AWS.
+  functions_endpoint = var.functions_endpoint_url == "" ? {} : { AWS_ENDPOINT_URL = var.functions_endpoint_url }
 }
 
 resource "aws_cloudwatch_log_group" "processor" {
@@ -45,7 +47,7 @@ resource "aws_lambda_function" "processor" {
   kms_key_arn      = aws_kms_key.main.arn
 
   environment {
-    variables = local.processor_environment
+    variables = merge(local.processor_environment, local.functions_endpoint)
   }
 
   depends_on = [aws_cloudwatch_log_group.processor, aws_iam_role_policy.processor]

@@ -147,3 +147,14 @@ variable "signing_key_version" {
     error_message = "signing_key_version must be a whole number from 1."
   }
 }
+
+variable "functions_endpoint_url" {
+  description = "On an emulator only: the endpoint the processor's AWS SDK calls (the testbed's API fault proxy, on loopback); empty: the SDK's default (AWS, or what the emulator sets)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.functions_endpoint_url == "" || can(regex("^http://[^/[:space:]]+:[0-9]{1,5}$", var.functions_endpoint_url))
+    error_message = "functions_endpoint_url must be empty or http://<host>:<port>."
+  }
+}

@@ -21,6 +21,7 @@ from toolkit.cli_help import MAX_PORT
 EMULATOR_PORT = 4566
 MQTT_PORT = 1883
 MQTT_TLS_PORT = 8883
+FAULT_PROXY_PORT = 4599
 
 
 class SettingError(ValueError):
@@ -151,6 +152,22 @@ SETTINGS = _declare(
         "off",
         "`enforce`: the emulator evaluates IAM policies (ministack's `AUTH=true`)",
         "testbed (embedded)",
+    ),
+    Setting(
+        "API_FAULTS",
+        "off",
+        "`on`: every AWS client of the stack (the processor, the rule bridge, Terraform, the CLI) reaches the "
+        "emulator through the API fault proxy, which takes LocalStack's Chaos API (`/_localstack/chaos/faults`); "
+        "a scenario with `api` faults turns it on",
+        "testbed (embedded, localstack)",
+        check=_choice("off", "on"),
+    ),
+    Setting(
+        "FAULT_PROXY_PORT",
+        str(FAULT_PROXY_PORT),
+        "the API fault proxy's port",
+        "testbed (embedded, localstack)",
+        check=_port,
     ),
     Setting("MINISTACK_LOG_LEVEL", "WARNING", "the emulator's own log level", "testbed (embedded)"),
     Setting(

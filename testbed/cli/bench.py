@@ -9,6 +9,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from testbed.bench import fault_proxy as bench_fault_proxy
 from testbed.bench import history as bench_history
 from testbed.bench import ingress_rate as bench_ingress
 from testbed.bench import processor_rate as bench_processor
@@ -48,6 +49,28 @@ def cmd_bench_ingress(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_fault_proxy(args: argparse.Namespace) -> int:
+    stack = common.stack_of(args)
+    stack.up()
+    result = {"per_call": bench_fault_proxy.per_call(stack)}
+    common.print_rows("The API fault proxy: one call (DynamoDB GetItem), interleaved rounds", [result["per_call"]])
+    if args.rate:
+        result["pipeline"] = bench_fault_proxy.pipeline_rate(stack, args.rate, rounds=args.rounds)
+        _print_proxy_rate(result["pipeline"])
+    print(json.dumps(result))
+    return 0
+
+
+def _print_proxy_rate(pipeline: dict[str, Any]) -> None:
+    share = pipeline["proxied_share"]
+    common.console.print(
+        f"offered {pipeline['offered_msg_s']:g} msg/s, stored per round: without the proxy "
+        f"{pipeline['direct_msg_s']}, through it (no rules) {pipeline['proxied_msg_s']}; through it "
+        + (f"{share:.0%} of the rate without it" if share is not None else "not measured")
+        + (f" (goal >= {bench_fault_proxy.RATE_SHARE_GOAL:.0%})")
+    )
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.action == "compare":
         return _bench_compare(args.runs)
@@ -84,6 +107,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
             cpu.add_row(name, f"{us:,.1f}")
         cpu.add_row("all", f"{sum(result['cpu_us_per_msg'].values()):,.1f}")
         common.console.print(cpu)
+    # what the API fault proxy costs: per call, and the pipeline's rate through it just above the best
+    result["fault_proxy"] = {"per_call": bench_fault_proxy.per_call(stack)}
+    common.print_rows("The API fault proxy: one call (DynamoDB GetItem)", [result["fault_proxy"]["per_call"]])
+    if best is not None:
+        offered = round(best["stored_msg_s"] * bench_fault_proxy.ABOVE_BEST)
+        result["fault_proxy"]["pipeline"] = bench_fault_proxy.pipeline_rate(stack, offered)
+        _print_proxy_rate(result["fault_proxy"]["pipeline"])
     try:
         kept = bench_history.append(
             REPORTS_DIR, bench_history.entry(result, stack.backend.name, stack.backend.emulator())
@@ -131,6 +161,15 @@ def add_commands(sub: Any) -> None:
     ingress_bench.add_argument("--modes", default="direct,sqs,iot", help="comma-separated ingress modes")
     ingress_bench.add_argument("--duration", type=seconds(), default=20.0)
     ingress_bench.set_defaults(func=cmd_bench_ingress)
+    proxy_bench = sub.add_parser(
+        "bench-fault-proxy",
+        help="the API fault proxy's added latency and CPU per call, and the pipeline's rate through it",
+    )
+    proxy_bench.add_argument(
+        "--rate", type=rate(), default=None, help="offer this msg/s with and without the proxy (default: calls only)"
+    )
+    proxy_bench.add_argument("--rounds", type=count(10), default=bench_fault_proxy.RATE_ROUNDS)
+    proxy_bench.set_defaults(func=cmd_bench_fault_proxy)
     full_bench = sub.add_parser("bench", help="highest zero-loss rate of the design and of the naive design")
     full_bench.add_argument(
         "action",

@@ -80,6 +80,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.no_up:
         stack.outputs()  # not deployed: said now, by name
     else:
+        if any(f.target == "api" for f in scenario.faults) and stack.backend.fault_proxy_url() is None:
+            stack.use_api_faults()
+            common.console.print(f"scenario {scenario.name} has API faults: the stack comes up behind the fault proxy")
         stack.up()
     if args.runner == "locust":
         common.console.print(

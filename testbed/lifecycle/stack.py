@@ -189,6 +189,12 @@ class Stack:
             )
         return outputs
 
+    def use_api_faults(self, on: bool = True) -> None:
+        """Every AWS client of the stack through the API fault proxy, or none; the next `up` deploys it
+        (the processor's endpoint is a Terraform variable, and Terraform's own endpoint changes)."""
+        self.backend.use_api_faults(on)
+        self.__dict__.pop("terraform", None)
+
     def use_ingress(self, mode: str) -> None:
         """Route devices through `mode` (a benchmark or a test compares them); `self.ingress` goes back."""
         self.backend.start_ingress(self.outputs_file, mode)

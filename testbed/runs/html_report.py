@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from testbed.runs.faults import calls_text
 from toolkit.counts import Count, label, labelled, sums_text
 
 PLOTS = (
@@ -113,8 +114,10 @@ def run_section(report: dict[str, Any], folder: Path) -> str:
                 "down (s)",
                 "back after (s)",
                 "unaccounted",
+                "dead-lettered",
                 "delivered twice",
                 "recovered after (s)",
+                "API calls",
                 "error",
             ),
             [
@@ -124,8 +127,10 @@ def run_section(report: dict[str, Any], folder: Path) -> str:
                     f["down_s"],
                     f["back_after_s"],
                     f["lost"],
+                    f["dead_lettered"],
                     f["duplicated"],
                     f["recovered_after_s"],
+                    calls_text(f["calls"]),
                     f["error"] or "",
                 )
                 for f in report["faults_injected"]

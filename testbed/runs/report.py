@@ -173,6 +173,20 @@ def checks(outcome: RunOutcome) -> dict[str, Check]:
         held["stored throughput recovered after every fault"] = Check(
             not stuck, f"not recovered after: {', '.join(stuck)}" if stuck else "recovered after each"
         )
+        api = [f for f in outcome.faults if f.get("calls") is not None]
+        if api:
+            # a rule that matched nothing tested nothing: a misspelt operation must not pass quietly
+            idle = [f["fault"] for f in api if not f["calls"]["matched"]]
+            held["every API fault matched calls"] = Check(
+                not idle,
+                f"matched no call: {', '.join(idle)}"
+                if idle
+                else "; ".join(
+                    f"{f['fault']}: {f['calls']['matched']:,} calls matched, {f['calls']['failed']:,} failed, "
+                    f"{f['calls']['retried']:,} retried"
+                    for f in api
+                ),
+            )
     if outcome.shards is not None:
         missing = outcome.shards["missing"]
         held[f"all {outcome.shards['count']} shards merged"] = Check(

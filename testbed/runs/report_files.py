@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from testbed.exceptions import TestbedError
+from testbed.runs.faults import calls_text
 from testbed.runs.html_report import verdict
 from testbed.runs.provenance import REPORT_SCHEMA_VERSION
 from toolkit.counts import Count, label, labelled, sums_text
@@ -145,12 +146,13 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         lines += [
             "## Faults injected",
             "",
-            "| at (s) | fault | down (s) | back after (s) | acknowledged around it | unaccounted | delivered twice "
-            "| recovered after (s) |",
-            "|---|---|---|---|---|---|---|---|",
+            "| at (s) | fault | down (s) | back after (s) | acknowledged around it | unaccounted | dead-lettered "
+            "| delivered twice | recovered after (s) | API calls |",
+            "|---|---|---|---|---|---|---|---|---|---|",
             *(
                 f"| {f['at_s']:g} | {f['fault']} | {f['down_s']:g} | {f['back_after_s']} | {f['acked_around']:,} "
-                f"| {f['lost']:,} | {f['duplicated']:,} | {f['recovered_after_s']} |"
+                f"| {f['lost']:,} | {f['dead_lettered']:,} | {f['duplicated']:,} | {f['recovered_after_s']} "
+                f"| {calls_text(f['calls'])} |"
                 + (f" error: {md(f['error'])}" if f["error"] else "")
                 + (f" Known loss: {f['known_loss']}." if f["known_loss"] and f["lost"] else "")
                 for f in report["faults_injected"]

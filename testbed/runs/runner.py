@@ -34,6 +34,7 @@ from testbed.cost.measure import RunFacts, cost_or_reason
 from testbed.cost.prices import PriceError, load_prices
 from testbed.lifecycle.stack import Stack
 from testbed.paths import REPORTS_DIR
+from testbed.runs.api_faults import ApiFaults
 from testbed.runs.faults import (
     FaultSchedule,
     FaultSpec,
@@ -44,7 +45,7 @@ from testbed.runs.faults import (
 )
 from testbed.runs.hops import ARCHIVE_HOP, hop_samples
 from testbed.runs.provenance import provenance
-from testbed.runs.reconcile import check_alerts, check_plan, expected_stored, reconcile
+from testbed.runs.reconcile import check_alerts, check_plan, expected_stored, identify, reconcile
 from testbed.runs.report import Check, RunOutcome, checks, write_report
 from testbed.runs.scenario import Scenario, ScenarioError
 from testbed.runs.shard_account import ShardAccount
@@ -79,24 +80,37 @@ def _publish_with_progress(stack: Stack, config: RunConfig, console: Console) ->
         return live_run_with_progress(config, show)
 
 
-def fault_schedule(stack: Stack, specs: tuple[FaultSpec, ...], function_name: str) -> FaultSchedule:
+def fault_schedule(stack: Stack, specs: tuple[FaultSpec, ...], function_name: str, seed: int = 0) -> FaultSchedule:
     """The scenario's faults, refused up front if this backend cannot inject one of them."""
     refused = {
         f.label: why
         for f in specs
-        if f.target != "processor" and (why := stack.backend.fault_refusal(f.target, f.action)) is not None
+        if f.target not in ("processor", "api") and (why := stack.backend.fault_refusal(f.target, f.action)) is not None
     }
     if refused:
         reasons = "; ".join(f"{label} ({why})" for label, why in sorted(refused.items()))
         raise ScenarioError(
             f"the {stack.backend.name} backend cannot inject {reasons}: run this scenario on the embedded backend"
         )
+    proxy = stack.backend.fault_proxy_url()
+    api = ApiFaults(proxy) if proxy is not None else None
+    if api is not None:
+        api.seed(seed)
+    elif any(f.target == "api" for f in specs):
+        raise ScenarioError(
+            "this scenario's API faults need the API fault proxy: `make simulate` turns it on, "
+            "`--no-up` needs a stack brought up with API_FAULTS=on"
+        )
 
-    def inject(spec: FaultSpec) -> None:
+    def inject(spec: FaultSpec) -> dict[str, int] | None:
+        if spec.target == "api":
+            assert api is not None
+            return api.inject(spec)
         if spec.target == "processor":
             throttle_processor(stack.client("lambda"), function_name, spec.down_s)
         else:
             stack.backend.inject_fault(spec.target, spec.action, spec.down_s)
+        return None
 
     return FaultSchedule(list(specs), inject)
 
@@ -184,7 +198,7 @@ def start_run(stack: Stack, scenario: Scenario, run_tag: str | None = None) -> R
 
 def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir: Path = REPORTS_DIR) -> ScenarioRun:
     """Run, wait for the drain, reconcile, and write reports/<run id>/."""
-    faults = fault_schedule(stack, scenario.faults, stack.outputs().processor_function_name)
+    faults = fault_schedule(stack, scenario.faults, stack.outputs().processor_function_name, scenario.seed)
     key = stack.signing_key()
     begun = start_run(stack, scenario)
     target = stack.backend.mqtt_target()
@@ -308,7 +322,8 @@ def finish_run(
     faults_report: list[dict[str, Any]] = []
     if injected and emulator_lost is None:
         deliveries = archived_deliveries(stores, set(device_ids), started - 5)
-        faults_report = fault_tallies(injected, summary, result.lost, deliveries, stored_at)
+        in_dlq = frozenset(ident for body in dead if (ident := identify(body)) is not None)
+        faults_report = fault_tallies(injected, summary, result.lost, deliveries, stored_at, in_dlq)
     # a device whose clock was skewed on purpose stamps its readings off by seconds: not a hop's latency
     skewed = {
         (device_id, int(msg_id))

@@ -53,8 +53,16 @@ def test_no_timeseries_database_of_the_old_stack_anywhere() -> None:
 def lambda_environment() -> dict[str, str]:
     (function,) = [body for type_, _, body in blocks("resource") if type_ == "aws_lambda_function"]
     variables = function["environment"][0]["variables"]
-    assert variables == "${local.processor_environment}", "the environment is the one local map"
+    assert variables == "${merge(local.processor_environment, local.functions_endpoint)}", "one local map (+ a test's)"
     return dict(locals_()["processor_environment"])
+
+
+def test_only_an_emulators_fault_proxy_adds_to_the_lambda_environment() -> None:
+    """AWS_ENDPOINT_URL, set only when `functions_endpoint_url` is (never on AWS: its default is empty)."""
+    override = locals_()["functions_endpoint"]
+    assert override == '${var.functions_endpoint_url == "" ? {} : {AWS_ENDPOINT_URL = var.functions_endpoint_url}}'
+    (variable,) = [body for _, name, body in blocks("variable") if name == "functions_endpoint_url"]
+    assert variable["default"] == ""
 
 
 def test_lambda_environment_is_exactly_what_the_processor_reads() -> None:

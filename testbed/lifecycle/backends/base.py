@@ -271,13 +271,29 @@ class Backend(abc.ABC):
             return infra_dir, None
         return linked_copy(infra_dir, self.state_dir / "infra", LOCAL_BACKEND_OVERRIDE), None
 
+    def fault_proxy_url(self) -> str | None:
+        """The API fault proxy every client of the stack goes through, where one runs (API_FAULTS=on)."""
+        return None
+
+    def use_api_faults(self, on: bool = True) -> None:
+        """Bring the stack up behind the API fault proxy, or without it (Stack.use_api_faults)."""
+        if not on:
+            return
+        raise BackendError(
+            f"the {self.name} backend runs no API fault proxy: API faults need `embedded` or `localstack`"
+        )
+
     def terraform_variables(self, lambda_zip: Path) -> dict[str, Any]:
-        return {
+        variables: dict[str, Any] = {
             "emulator": True,
             "enable_iot_rule": True,
             "region": self.region,
             "lambda_zip_path": str(lambda_zip),
         }
+        proxy = self.fault_proxy_url()
+        if proxy is not None:  # the processor's own calls go through it too
+            variables["functions_endpoint_url"] = proxy
+        return variables
 
 
 def installed_version(venv: Path, distribution: str) -> str | None:

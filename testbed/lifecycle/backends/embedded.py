@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from testbed.lifecycle.ports import LOOPBACK, PortInUseError, port_in_use, wait_
 from testbed.lifecycle.processes import ManagedProcess, abort_with_stacks, hit, keep_if_same, reap_under, rss_mb
 from testbed.lifecycle.secrets import SecretFile
 from testbed.paths import MINISTACK_VENV, ROOT, STATE_ROOT
-from toolkit.settings import EMULATOR_PORT, MQTT_PORT, SETTINGS
+from toolkit.settings import EMULATOR_PORT, FAULT_PROXY_PORT, MQTT_PORT, SETTINGS
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ PORT_VARIABLES = {
     "localstack": "LOCALSTACK_PORT",
     "mosquitto": "MQTT_PORT",
     "IoT MQTT over TLS": "IOT_MQTT_PORT",
+    "fault proxy": "FAULT_PROXY_PORT",
 }
 DEVICE_POLICY = "testbed-device-policy"
 START_TIMEOUT_S = 30.0
@@ -79,6 +81,9 @@ class EmbeddedBackend(Backend):
     # topic rule and Firehose act under their own roles; the testbed's own calls are the account root.
     iam: str = "off"
     device_topic: str = DEVICE_TOPIC_TEMPLATE
+    # every AWS client of the stack through the API fault proxy (fault_proxy/) on this port
+    api_faults: bool = False
+    fault_proxy_port: int = FAULT_PROXY_PORT
     ingress_modes: ClassVar[tuple[str, ...]] = tuple(INGRESS_MODES)
     local_processes: ClassVar[bool] = True
     # the emulator's folders under the state folder
@@ -101,6 +106,8 @@ class EmbeddedBackend(Backend):
             state_dir=SETTINGS["EMBEDDED_STATE_DIR"].path(STATE_ROOT / "embedded"),
             iam=SETTINGS["IAM"].text(),
             device_topic=device_topic_setting(),
+            api_faults=SETTINGS["API_FAULTS"].text() == "on",
+            fault_proxy_port=SETTINGS["FAULT_PROXY_PORT"].number(),
         )
 
     @property
@@ -114,6 +121,10 @@ class EmbeddedBackend(Backend):
     @property
     def ministack(self) -> ManagedProcess:
         return ManagedProcess("ministack", self.run_dir, marker=str(MINISTACK_VENV))
+
+    @property
+    def fault_proxy(self) -> ManagedProcess:
+        return ManagedProcess("fault-proxy", self.run_dir, marker="fault_proxy")
 
     @property
     def mosquitto(self) -> ManagedProcess:
@@ -159,7 +170,7 @@ class EmbeddedBackend(Backend):
         """ministack's Local CA, which signs its broker's certificate (AWS's is Amazon Root CA 1)."""
         path = self.state_dir / "iot-ca.pem"
         if not path.exists():
-            with urllib.request.urlopen(f"{self.endpoint_url()}/_ministack/iot/ca.pem", timeout=10) as response:
+            with urllib.request.urlopen(f"{self.emulator_url()}/_ministack/iot/ca.pem", timeout=10) as response:
                 path.write_bytes(response.read())
         return path
 
@@ -181,20 +192,31 @@ class EmbeddedBackend(Backend):
     def secret_files(self) -> tuple[SecretFile, ...]:
         return SECRET_FILES
 
-    def endpoint_url(self) -> str:
+    def emulator_url(self) -> str:
+        """The emulator itself, past the fault proxy: its health, its CA, the proxy's upstream."""
         return f"http://{LOOPBACK}:{self.ministack_port}"
 
+    def endpoint_url(self) -> str:
+        return self.fault_proxy_url() or self.emulator_url()
+
+    def fault_proxy_url(self) -> str | None:
+        return f"http://{LOOPBACK}:{self.fault_proxy_port}" if self.api_faults else None
+
+    def use_api_faults(self, on: bool = True) -> None:
+        self.api_faults = on
+
     def healthy(self) -> bool:
-        return http_json(f"{self.endpoint_url()}/_ministack/health") is not None
+        return http_json(f"{self.emulator_url()}/_ministack/health") is not None
 
     def start(self) -> None:
         """Start the emulator and the broker; if one cannot start (a busy port), what this call
         started is stopped again, so a failed start leaves the stack as it found it."""
         for path in ("run", "tmp", *self.emulator_folders):
             (self.state_dir / path).mkdir(parents=True, exist_ok=True)
-        servers = (self.ministack, self.mosquitto)
+        servers = (self.ministack, self.fault_proxy, self.mosquitto)
         pids_before = {server.name: server.pid() for server in servers}
         try:
+            self._start_fault_proxy()  # first: the emulator's start asks it for the queues' state
             self._start_ministack()
             self._start_mosquitto()
         except BaseException:
@@ -212,6 +234,7 @@ class EmbeddedBackend(Backend):
             logger.info("nothing of this stack was running (state in %s)", self.state_dir)
         self._stop_bridge()
         self.mosquitto.stop()
+        self.fault_proxy.stop()
         if self.ministack.pid() is not None:
             logger.info("stopping the emulator (%s)", self.emulator())
         self.ministack.stop(timeout_s=self.emulator_stop_timeout_s)
@@ -251,7 +274,8 @@ class EmbeddedBackend(Backend):
         save_state(self.ministack, self.snapshot_marker, MINISTACK_SAVE_TIMEOUT_S)
 
     def log_files(self) -> dict[str, Path]:
-        return {"emulator": self.ministack.log_file, "broker": self.mosquitto.log_file, "bridge": self.bridge.log_file}
+        files = {"emulator": self.ministack.log_file, "broker": self.mosquitto.log_file, "bridge": self.bridge.log_file}
+        return {**files, "fault proxy": self.fault_proxy.log_file} if self.api_faults else files
 
     def components(self) -> list[Component]:
         emulator_pid, broker_pid, bridge_pid = self.ministack.pid(), self.mosquitto.pid(), self.bridge.pid()
@@ -289,7 +313,15 @@ class EmbeddedBackend(Backend):
                 if on_iot_core
                 else f"{self.ingress_mode()} mode",
             ),
+            *self._fault_proxy_component(),
         ]
+
+    def _fault_proxy_component(self) -> list[Component]:
+        if not self.api_faults:
+            return []
+        pid = self.fault_proxy.pid()
+        where = f"{LOOPBACK}:{self.fault_proxy_port}"
+        return [Component("fault proxy", pid is not None, pid, where, "LocalStack's Chaos API; every AWS client")]
 
     def _start_ministack(self) -> None:
         wanted = {"iam": self.iam, "port": self.ministack_port, "iot_mqtt_port": self.iot_mqtt_port}
@@ -312,6 +344,20 @@ class EmbeddedBackend(Backend):
             time.sleep(0.2)
         record_port(self.state_dir, self.ministack_port)
         report_queues(self.client("lambda"), self.client("sqs"))
+
+    def _start_fault_proxy(self) -> None:
+        """The API fault proxy in front of the emulator, or none (stopped) when API faults are off."""
+        if not self.api_faults:
+            self.fault_proxy.stop()
+            return
+        wanted = {"port": self.fault_proxy_port, "upstream": self.emulator_url()}
+        if keep_if_same(self.fault_proxy, wanted, 10.0, PORT_RELEASE_S):
+            return
+        self._check_port(self.fault_proxy_port, "fault proxy")
+        cmd = [sys.executable, "-m", "fault_proxy", "--upstream", self.emulator_url(), "--port"]
+        proc = self.fault_proxy.start([*cmd, str(self.fault_proxy_port)], os.environ, cwd=ROOT, settings=wanted)
+        if not wait_for_port(self.fault_proxy_port, START_TIMEOUT_S) or proc.poll() is not None:
+            raise BackendError(f"the API fault proxy did not start; see {self.fault_proxy.log_file}")
 
     def verify_delivery(self, wait_s: float = DELIVERY_CHECK_S) -> list[str]:
         """A queue feeding the processor that holds waiting messages must see one taken within
@@ -347,7 +393,8 @@ class EmbeddedBackend(Backend):
             logger.info("ingress iot: devices publish to the emulator's IoT Core; there is no bridge to start")
             return
         pid = self.bridge.pid()
-        settings = {"broker_port": self.mqtt_port}  # a bridge following another broker port starts again
+        # a bridge following another broker port or endpoint (the fault proxy) starts again
+        settings = {"broker_port": self.mqtt_port, "endpoint": self.endpoint_url()}
         if current == wanted and pid is not None and self.bridge.started_with() == settings:
             logger.info("rule bridge already running (pid %d)", pid)
             return

@@ -57,6 +57,8 @@ class LocalStackHostBackend(EmbeddedBackend):
             mqtt_port=SETTINGS["MQTT_PORT"].number(),
             state_dir=SETTINGS["LOCALSTACK_STATE_DIR"].path(STATE_ROOT / "localstack-host"),
             device_topic=device_topic_setting(),
+            api_faults=SETTINGS["API_FAULTS"].text() == "on",
+            fault_proxy_port=SETTINGS["FAULT_PROXY_PORT"].number(),
         )
 
     @property
@@ -64,11 +66,11 @@ class LocalStackHostBackend(EmbeddedBackend):
         """The emulator's process: LocalStack here (the embedded backend's name for it)."""
         return ManagedProcess("localstack", self.run_dir, marker=str(LOCALSTACK_VENV))
 
-    def endpoint_url(self) -> str:
+    def emulator_url(self) -> str:
         return f"http://{LOOPBACK}:{self.ministack_port}"
 
     def healthy(self) -> bool:
-        return localstack_healthy(self.endpoint_url())
+        return localstack_healthy(self.emulator_url())
 
     def emulator(self) -> str:
         version = installed_version(LOCALSTACK_VENV, "localstack_core") or "(version unknown)"
@@ -101,7 +103,7 @@ class LocalStackHostBackend(EmbeddedBackend):
             f"{LOOPBACK}:{self.ministack_port}",
             self.emulator() + (f", RSS {rss} MB" if rss is not None else ""),
         )
-        return [emulator, *(c for c in super().components() if c.name in ("broker", "rule bridge"))]
+        return [emulator, *(c for c in super().components() if c.name in ("broker", "rule bridge", "fault proxy"))]
 
     def _start_ministack(self) -> None:
         wanted = {"port": self.ministack_port}

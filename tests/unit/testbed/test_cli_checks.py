@@ -35,7 +35,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, io.Strin
 def test_an_unknown_scenario_is_named_with_the_shipped_ones(run: tuple[Path, io.StringIO]) -> None:
     state, printed = run
     assert cli.main(["simulate", "nosuch"]) == 1
-    assert "no scenario 'nosuch'; shipped: burst, chaos, faults, smoke, soak, steady" in printed.getvalue()
+    assert "no scenario 'nosuch'; shipped: api-chaos, burst, chaos, faults, smoke, soak, steady" in printed.getvalue()
     assert not state.exists(), "nothing was started"
 
 
