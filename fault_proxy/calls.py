@@ -13,15 +13,8 @@ from urllib.parse import parse_qs
 import botocore.session
 from botocore.model import OperationModel
 
-from fault_proxy.rules import known_services
+from fault_proxy.rules import SIGNING_NAMES, known_services
 
-# SigV4 signing names that differ from the service's name (the name a rule uses)
-SIGNING_NAMES = {
-    "monitoring": "cloudwatch",
-    "iotdata": "iot-data",
-    "execute-api": "apigateway",
-    "states": "stepfunctions",
-}
 # A query-protocol body is read whole to find its Action: beyond this it is streamed unread.
 MAX_FORM_BYTES = 1 << 20
 UNKNOWN = ""
@@ -50,15 +43,18 @@ class _Route:
     literal: int  # how specific: the characters of the URI that are not parameters
 
 
-def _required_headers(operation: OperationModel) -> frozenset[str]:
+def _required(operation: OperationModel, location: str) -> frozenset[str]:
+    """The wire names of the operation's required members sent in `location` (header, querystring)."""
     shape = operation.input_shape
     if shape is None:
         return frozenset()
     members = shape.members
     return frozenset(
         str(members[name].serialization["name"]).lower()
+        if location == "header"
+        else members[name].serialization["name"]
         for name in shape.required_members
-        if members[name].serialization.get("location") == "header"
+        if members[name].serialization.get("location") == location
     )
 
 
@@ -71,17 +67,17 @@ def _route(operation: OperationModel) -> _Route:
             pattern += ".+" if part.endswith("+}") else "[^/]+"
         else:
             pattern += re.escape(part)
-    keys = frozenset(p.split("=")[0] for p in query.split("&") if p)
+    keys = frozenset(p.split("=")[0] for p in query.split("&") if p) | _required(operation, "querystring")
     literal = len(re.sub(r"\{[^}]+\}", "", uri))
     path_re = re.compile(f"^{pattern}/?$")
-    return _Route(operation.name, method, path_re, keys, _required_headers(operation), literal)
+    return _Route(operation.name, method, path_re, keys, _required(operation, "header"), literal)
 
 
 @cache
 def _routes(service: str) -> tuple[_Route, ...]:
     model = botocore.session.get_session().get_service_model(service)
     routes = [_route(model.operation_model(name)) for name in model.operation_names]
-    return tuple(sorted(routes, key=lambda r: (-len(r.headers), -r.literal)))
+    return tuple(sorted(routes, key=lambda r: (-len(r.headers), -len(r.query), -r.literal)))
 
 
 @cache
@@ -106,32 +102,53 @@ def rest_operation(
     return UNKNOWN
 
 
-def needs_body(headers: Mapping[str, str]) -> bool:
-    """A query-protocol call names its operation in its form body (small: SNS, SQS, STS, IAM)."""
-    form = headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded")
-    return form and "X-Amz-Target" not in headers and int(headers.get("Content-Length") or 0) <= MAX_FORM_BYTES
-
-
-def identify(method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], form: bytes | None) -> Call:
-    """The call a request makes; fields it does not say are UNKNOWN (a rule naming them misses it)."""
+def signed_service(headers: Mapping[str, str]) -> tuple[str, str]:
+    """The region and service of a SigV4-signed request (UNKNOWN for an unsigned one: not an AWS call)."""
     scope = _SCOPE.search(headers.get("Authorization", ""))
-    region, signing = scope.groups() if scope else (UNKNOWN, UNKNOWN)
-    service = SIGNING_NAMES.get(signing, signing)
+    if scope is None:
+        return UNKNOWN, UNKNOWN
+    region, signing = scope.groups()
+    return region, SIGNING_NAMES.get(signing, signing)
+
+
+def reads_form(headers: Mapping[str, str], service: str) -> bool:
+    """A query-protocol call (SNS, STS, IAM; SQS from older SDKs) names its operation in its form body,
+    read whole when its length is known and small; any other body streams through unread."""
+    length = headers.get("Content-Length", "")
+    return (
+        headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded")
+        and "X-Amz-Target" not in headers
+        and length.isdigit()
+        and int(length) <= MAX_FORM_BYTES
+        and protocol_of(service) in ("query", "json")
+    )
+
+
+def identify(
+    method: str, raw_path: str, query: Mapping[str, str], headers: Mapping[str, str], form: bytes | None
+) -> Call:
+    """The call a request makes; what it does not say is UNKNOWN (a rule naming it misses the call).
+    The error protocol is the request's own: a form `Action` gets the query protocol's XML even from a
+    service whose model is JSON now (SQS called by an older SDK)."""
+    region, service = signed_service(headers)
     target = headers.get("X-Amz-Target")
     if target:
-        operation = target.rpartition(".")[2]
+        operation, protocol = target.rpartition(".")[2], "json"
     elif form is not None:
-        operation = parse_qs(form.decode("utf-8", "replace")).get("Action", [UNKNOWN])[0]
+        operation, protocol = parse_qs(form.decode("utf-8", "replace")).get("Action", [UNKNOWN])[0], "query"
+    elif protocol_of(service) in ("query", "json"):
+        operation, protocol = UNKNOWN, protocol_of(service)  # a body too large to read: not told apart
     elif service in known_services():
-        operation = rest_operation(service, method, path, query, headers)
+        path = raw_path.partition("?")[0]
+        operation, protocol = rest_operation(service, method, path, query, headers), protocol_of(service)
     else:
-        operation = UNKNOWN
+        operation, protocol = UNKNOWN, UNKNOWN
     attempt = _ATTEMPT.search(headers.get("amz-sdk-request", ""))
     return Call(
         service=service,
         region=region,
         operation=operation,
-        protocol=protocol_of(service),
+        protocol=protocol,
         invocation=headers.get("amz-sdk-invocation-id", ""),
         attempt=int(attempt.group(1)) if attempt else 1,
         max_attempts=int(attempt.group(2)) if attempt and attempt.group(2) else None,

@@ -26,12 +26,22 @@ DEFAULT_STATUS = 503
 DEFAULT_CODE = "ServiceUnavailable"
 # The most rules one request may set: a rule list is read for every call.
 MAX_RULES = 100
+# SigV4 signing names that differ from the service's name (the name a rule uses); a service signed as
+# another (dynamodbstreams as dynamodb) cannot be told apart, and a rule for it is refused.
+SIGNING_NAMES = {"monitoring": "cloudwatch", "iotdata": "iot-data", "states": "stepfunctions"}
 
 
 @cache
 def known_services() -> frozenset[str]:
     """The services botocore has a model for, by the names AWS CLI and LocalStack use."""
     return frozenset(botocore.session.get_session().get_available_services())
+
+
+@cache
+def told_apart(service: str) -> bool:
+    """Whether the proxy can tell the service's calls from its SigV4 signing name."""
+    signing = botocore.session.get_session().get_service_model(service).signing_name or service
+    return SIGNING_NAMES.get(signing, signing) == service
 
 
 @cache
@@ -63,6 +73,8 @@ class FaultRule(BaseModel):
     def _known_service(cls, service: str | None) -> str | None:
         if service is not None and service not in known_services():
             raise ValueError(f"unknown service {service!r} (a name as the AWS CLI spells it: dynamodb, sns, ...)")
+        if service is not None and not told_apart(service):
+            raise ValueError(f"{service}'s calls are signed as another service's: the proxy cannot tell them apart")
         return service
 
     @model_validator(mode="after")
@@ -120,14 +132,9 @@ def _reason(exc: ValidationError) -> str:
 
 def parse_rules(body: bytes) -> list[FaultRule]:
     """The rules of a request body, or RuleError saying what is wrong with which rule."""
-    try:
-        raw: Any = json.loads(body or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RuleError(f"the body is not JSON: {exc}") from None
-    if isinstance(raw, dict):
-        raw = [raw]
+    raw = _json(body)
     if not isinstance(raw, list):
-        raise RuleError("the body must be a list of rules (or one rule)")
+        raise RuleError("the body must be a list of rules, as LocalStack's Chaos API takes them")
     if len(raw) > MAX_RULES:
         raise RuleError(f"{len(raw)} rules: at most {MAX_RULES}")
     try:
@@ -136,8 +143,15 @@ def parse_rules(body: bytes) -> list[FaultRule]:
         raise RuleError(f"not a valid rule: {_reason(exc)}") from None
 
 
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body or b"null")
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise RuleError(f"the body is not JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
 def parse_effects(body: bytes) -> Effects:
     try:
-        return Effects.model_validate_json(body or b"{}")
+        return Effects.model_validate(_json(body) if body else {})
     except ValidationError as exc:
         raise RuleError(f"not valid effects: {_reason(exc)}") from None

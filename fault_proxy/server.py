@@ -11,10 +11,10 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
+from aiohttp import ClientConnectionResetError, ClientError, ClientSession, ClientTimeout, TCPConnector, web
 from yarl import URL
 
-from fault_proxy.calls import Call, identify, needs_body
+from fault_proxy.calls import UNKNOWN, Call, identify, reads_form, signed_service
 from fault_proxy.exceptions import RuleError
 from fault_proxy.rules import Effects, FaultRule, parse_effects, parse_rules
 from fault_proxy.wire import error_answer
@@ -29,7 +29,15 @@ SEED_PATH = "/_testbed/faults/seed"
 HOP_BY_HOP = frozenset(
     ("connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade")
 )
+# Never forwarded either: the proxy answers the client's 100-continue itself (aiohttp does), and an
+# upstream asked for one again could leave the call waiting for it
+NOT_FORWARDED = HOP_BY_HOP | {"expect"}
 CHUNK_BYTES = 64 * 1024
+# The longest an upstream may be silent mid-answer: past Lambda's 15-minute limit, so only a hung
+# emulator is cut, and an abandoned call cannot hold a pooled connection for ever
+UPSTREAM_READ_S = 960.0
+# The largest Chaos API request read (a hundred rules are a few KB)
+CONTROL_MAX_BYTES = 1 << 20
 # Failed calls remembered to see whether the SDK retried them: beyond this the oldest are forgotten.
 REMEMBERED_FAILURES = 100_000
 UPSTREAM_CONNECTIONS = 256
@@ -42,7 +50,11 @@ class RuleTally:
     failed: int = 0  # calls answered with its error
     delayed: int = 0  # calls delayed by its latency
     retried: int = 0  # failed calls the SDK sent again
-    gave_up: int = 0  # failed calls on the SDK's last attempt: its caller got the error
+
+    def as_json(self) -> dict[str, Any]:
+        """`reached_caller`: failures the SDK did not retry (its last attempt, an error it does not
+        retry, its retry quota spent), so its caller got the error: as far as the proxy has seen."""
+        return {**asdict(self), "reached_caller": self.failed - self.retried}
 
 
 @dataclass
@@ -50,6 +62,7 @@ class Ledger:
     calls: int = 0
     passed: int = 0
     upstream_errors: int = 0
+    clients_gone: int = 0  # clients that closed their connection before the answer was written
 
     def __post_init__(self) -> None:
         self.rules: dict[str, RuleTally] = {}
@@ -66,11 +79,8 @@ class Ledger:
         return self.rules[key]
 
     def failed(self, rule: FaultRule, call: Call) -> None:
-        tally = self.tally(rule)
-        tally.failed += 1
-        if call.max_attempts is not None and call.attempt >= call.max_attempts:
-            tally.gave_up += 1
-        elif call.invocation:
+        self.tally(rule).failed += 1
+        if call.invocation and (call.max_attempts is None or call.attempt < call.max_attempts):
             self._failed[call.invocation] = rule.key()
             if len(self._failed) > REMEMBERED_FAILURES:
                 self._failed.popitem(last=False)
@@ -88,7 +98,8 @@ class Ledger:
             "calls": self.calls,
             "passed": self.passed,
             "upstream_errors": self.upstream_errors,
-            "rules": [asdict(t) for t in self.rules.values()],
+            "clients_gone": self.clients_gone,
+            "rules": [t.as_json() for t in self.rules.values()],
         }
 
 
@@ -115,7 +126,7 @@ class FaultProxy:
     async def _open(self, _: web.Application) -> None:
         self._session = ClientSession(
             connector=TCPConnector(limit=UPSTREAM_CONNECTIONS),
-            timeout=ClientTimeout(total=None, connect=10),
+            timeout=ClientTimeout(total=None, connect=10, sock_read=UPSTREAM_READ_S),
             auto_decompress=False,
             skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
         )
@@ -134,7 +145,7 @@ class FaultProxy:
         if request.method not in ("POST", "PATCH", "DELETE"):
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST", "PATCH", "DELETE"])
         try:
-            given = parse_rules(await request.read())
+            given = list(dict.fromkeys(parse_rules(await _control_body(request))))  # a rule set twice is one
         except RuleError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         for rule in given:
@@ -143,7 +154,7 @@ class FaultProxy:
         if request.method == "POST":
             self.rules = tuple(given)
         elif request.method == "PATCH":
-            self.rules = (*self.rules, *given)
+            self.rules = (*self.rules, *(r for r in given if r not in self.rules))
         else:
             self.rules = tuple(r for r in self.rules if r not in given)
         logger.info("fault rules now: %s", [r.key() for r in self.rules])
@@ -152,7 +163,7 @@ class FaultProxy:
     async def effects_api(self, request: web.Request) -> web.Response:
         if request.method == "POST":
             try:
-                self.effects = parse_effects(await request.read())
+                self.effects = parse_effects(await _control_body(request))
             except RuleError as exc:
                 return web.json_response({"error": str(exc)}, status=400)
         elif request.method != "GET":
@@ -166,10 +177,10 @@ class FaultProxy:
         """A scenario's seed: its rules then decide the same calls on every run of it."""
         if request.method == "POST":
             try:
-                seed = json.loads(await request.read())["seed"]
+                seed = json.loads(await _control_body(request))["seed"]
                 if not isinstance(seed, int) or isinstance(seed, bool):
                     raise TypeError(seed)
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError, RuleError):
                 return web.json_response({"error": 'the body must be {"seed": <an integer>}'}, status=400)
             self.seed = seed
         elif request.method != "GET":
@@ -177,9 +188,10 @@ class FaultProxy:
         return web.json_response({"seed": self.seed})
 
     def _decide(self, call: Call) -> tuple[int, FaultRule | None]:
-        """The delay (ms) and the rule whose error answers the call, if one hits it."""
+        """The delay (ms) and the rule whose error answers the call, if one hits it. Rules act on AWS
+        calls only (signed ones): an emulator's own paths (its health) stay as they are."""
         delay = self.effects.latency
-        for rule in self.rules:
+        for rule in self.rules if call.service != UNKNOWN else ():
             if not rule.matches(call.service, call.region, call.operation):
                 continue
             tally = self.ledger.tally(rule)
@@ -194,8 +206,9 @@ class FaultProxy:
         return delay, None
 
     async def forward(self, request: web.Request) -> web.StreamResponse:
-        form = await request.read() if request.body_exists and needs_body(request.headers) else None
-        call = identify(request.method, request.path, request.query, request.headers, form)
+        _, service = signed_service(request.headers)
+        form = await request.read() if request.body_exists and reads_form(request.headers, service) else None
+        call = identify(request.method, request.raw_path, request.query, request.headers, form)
         self.ledger.seen(call)
         delay_ms, rule = self._decide(call)
         if delay_ms:
@@ -208,7 +221,7 @@ class FaultProxy:
 
     async def _pass(self, request: web.Request, form: bytes | None) -> web.StreamResponse:
         assert self._session is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
         data: Any = form if form is not None else (request.content if request.body_exists else None)
         response: web.StreamResponse | None = None
         try:
@@ -224,9 +237,13 @@ class FaultProxy:
                     if name.lower() not in HOP_BY_HOP:
                         response.headers.add(name, value)
                 await response.prepare(request)
-                async for chunk in upstream.content.iter_chunked(CHUNK_BYTES):
-                    await response.write(chunk)
-                await response.write_eof()
+                try:
+                    async for chunk in upstream.content.iter_chunked(CHUNK_BYTES):
+                        await response.write(chunk)
+                    await response.write_eof()
+                except (ClientConnectionResetError, ConnectionResetError):  # the client left: not the backend
+                    self.ledger.clients_gone += 1
+                    return response
         except (ClientError, OSError) as exc:
             self.ledger.upstream_errors += 1
             logger.warning("the backend at %s failed %s %s: %s", self.upstream, request.method, request.path, exc)
@@ -236,3 +253,13 @@ class FaultProxy:
             return web.json_response({"message": message}, status=502)
         self.ledger.passed += 1
         return response
+
+
+async def _control_body(request: web.Request) -> bytes:
+    """A Chaos API request's body, refused past CONTROL_MAX_BYTES (chunked ones included)."""
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(CHUNK_BYTES):
+        body += chunk
+        if len(body) > CONTROL_MAX_BYTES:
+            raise RuleError(f"the body is over {CONTROL_MAX_BYTES:,} bytes")
+    return bytes(body)

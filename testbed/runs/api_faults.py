@@ -12,6 +12,9 @@ from fault_proxy.server import FAULTS_PATH, LEDGER_PATH, SEED_PATH
 from testbed.runs.faults import FaultError, FaultSpec
 
 TIMEOUT_S = 10.0
+# After a fault is lifted, the SDK's retries of the calls it failed still come (botocore backs off up
+# to a few seconds between attempts): its tally is read once they have.
+SETTLE_S = 3.0
 
 
 class ApiFaults:
@@ -44,5 +47,6 @@ class ApiFaults:
             time.sleep(spec.down_s)
         finally:
             self._call("DELETE", FAULTS_PATH, [rule])
+        time.sleep(SETTLE_S)
         tally = next(t for t in self._call("GET", LEDGER_PATH)["rules"] if t["rule"] == rule)
         return {key: int(value) for key, value in tally.items() if key != "rule"}

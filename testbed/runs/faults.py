@@ -127,7 +127,7 @@ class InjectedFault:
     started: float = 0.0
     recovered: float = 0.0
     error: str | None = None
-    # an API fault's rule tally from the fault proxy: calls matched, failed, delayed, retried, gave_up
+    # an API fault's rule tally from the fault proxy: calls matched, failed, delayed, retried, reached_caller
     calls: dict[str, int] | None = None
 
 
@@ -230,7 +230,7 @@ def calls_text(calls: dict[str, int] | None) -> str:
     if calls is None:
         return ""
     shown = [f"{calls['matched']:,} matched", f"{calls['failed']:,} failed", f"{calls['retried']:,} retried"]
-    shown += [f"{calls['gave_up']:,} on the SDK's last attempt"] if calls["gave_up"] else []
+    shown += [f"{calls['reached_caller']:,} not retried (the caller got the error)"] if calls["reached_caller"] else []
     shown += [f"{calls['delayed']:,} delayed"] if calls["delayed"] else []
     return ", ".join(shown)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from testbed.bench.ceiling import CpuMeter, measure, stack_pids
+from testbed.bench.fault_proxy import per_call
 from testbed.bench.loadrun import run_step
 from testbed.lifecycle.stack import Stack
 
@@ -31,3 +32,13 @@ def test_a_step_splits_its_cpu_over_the_stacks_processes(stack: Stack) -> None:
     assert set(spent) == {"emulator", "lambda workers", "broker", "rule bridge", "simulator"}
     # every process did some work for these messages; the emulator and its workers stored them
     assert all(us > 0 for us in spent.values()), spent
+
+
+def test_the_fault_proxys_cost_per_call_is_measured_beside_the_direct_call(stack: Stack) -> None:
+    """Its own proxy in front of the stack's emulator: the stack is not touched, both paths answer."""
+    endpoint = stack.backend.endpoint_url()
+    cost = per_call(stack, rounds=2, calls=20)
+    assert cost["calls"] == 40
+    assert 0 < cost["direct_p50_ms"] <= cost["direct_p99_ms"] and 0 < cost["proxied_p50_ms"] <= cost["proxied_p99_ms"]
+    assert cost["proxy_cpu_us_per_call"] > 0, "the proxy's own process did the forwarding"
+    assert stack.backend.endpoint_url() == endpoint

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from fault_proxy.calls import identify, needs_body, rest_operation
+from fault_proxy.calls import identify, reads_form, rest_operation
 from fault_proxy.exceptions import RuleError
 from fault_proxy.rules import MAX_LATENCY_MS, MAX_RULES, FaultRule, parse_effects, parse_rules
 
@@ -39,6 +39,9 @@ def test_a_latency_rule_delays_without_failing_unless_it_names_an_error() -> Non
     [
         (b"not json", "not JSON"),
         (b'"a string"', "a list of rules"),
+        (b'{"service": "sns"}', "a list of rules"),
+        (b"[" * 50_000, "not JSON"),
+        (b'[{"service": "dynamodbstreams"}]', "cannot tell them apart"),
         (b'[{"service": "dynamo"}]', "unknown service 'dynamo'"),
         (b'[{"service": "dynamodb", "operation": "PutObject"}]', "dynamodb has no operation 'PutObject'"),
         (b'[{"probability": 1.5}]', "0.probability"),
@@ -106,15 +109,14 @@ def test_calls_are_named_as_aws_routes_them() -> None:
     )
     assert (json_call.invocation, json_call.attempt, json_call.max_attempts) == ("abc", 2, 3)
     form = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "Content-Length": "40"}
-    assert needs_body(form)
-    query_call = identify(
-        "POST", "/", {}, {**form, "Authorization": SCOPE.format(region="us-east-1", service="sns")}, b"Action=Publish"
-    )
+    assert reads_form(form, "sns") and not reads_form(form, "s3"), "S3's form uploads are objects, not calls"
+    sns = {**form, "Authorization": SCOPE.format(region="us-east-1", service="sns")}
+    query_call = identify("POST", "/", {}, sns, b"Action=Publish")
     assert (query_call.operation, query_call.protocol) == ("Publish", "query")
+    assert identify("POST", "/", {}, sns, None).operation == "", "a form too large to read is not guessed"
     assert rest_operation("lambda", "POST", "/2015-03-31/functions/processor/invocations", {}) == "Invoke"
-    assert rest_operation("s3", "PUT", "/bucket/some/key.json", {}) == "PutObject"
-    assert rest_operation("s3", "PUT", "/bucket/key", {}, {"x-amz-copy-source": "/b/k"}) == "CopyObject"
-    assert rest_operation("s3", "GET", "/bucket", {"list-type": "2"}) == "ListObjectsV2"
+    iot = {"Authorization": SCOPE.format(region="us-east-1", service="iotdata")}
+    assert identify("POST", "/topics/devices%2Fd1%2Ft", {}, iot, None).operation == "Publish"
     cloudwatch = identify(
         "POST", "/", {}, {"Authorization": SCOPE.format(region="us-east-1", service="monitoring")}, None
     )
@@ -123,6 +125,8 @@ def test_calls_are_named_as_aws_routes_them() -> None:
     assert (unsigned.service, unsigned.operation) == ("", "")
 
 
-def test_a_huge_form_body_is_not_read_to_find_its_action() -> None:
-    assert not needs_body({"Content-Type": "application/x-www-form-urlencoded", "Content-Length": str(2 << 20)})
-    assert not needs_body({"Content-Type": "application/x-amz-json-1.0", "Content-Length": "10"})
+def test_a_form_body_is_read_only_when_small_and_its_length_known() -> None:
+    form = "application/x-www-form-urlencoded"
+    assert not reads_form({"Content-Type": form, "Content-Length": str(2 << 20)}, "sns")
+    assert not reads_form({"Content-Type": form, "Transfer-Encoding": "chunked"}, "sns")
+    assert not reads_form({"Content-Type": "application/x-amz-json-1.0", "Content-Length": "10"}, "dynamodb")
