@@ -149,7 +149,7 @@ bench-ingress: venvs build ## highest zero-loss end-to-end rate of each ingress 
 bench-fault-proxy: venvs build ## the API fault proxy: latency and CPU it adds per call (RATE=msg/s also: the pipeline's rate through it)
 	$(TESTBED) bench-fault-proxy $(if $(RATE),--rate $(RATE))
 
-bench: venvs build ## the emulator's ceiling, then the highest good end-to-end rate as a ratio of it with CPU per message by process, and the naive design's
+bench: venvs build ## the emulator's ceiling, then the highest good end-to-end rate as a ratio of it with CPU per message by process, the naive design's, and the API fault proxy's cost
 	$(TESTBED) bench
 
 logs: $(VENV)/.installed ## follow the emulator, broker, bridge and processor logs, one prefix each (Ctrl-C stops)

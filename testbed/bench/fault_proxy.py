@@ -140,12 +140,12 @@ def pipeline_rate(stack: Stack, offered_msg_s: float, rounds: int = RATE_ROUNDS)
                 stack.use_api_faults(name == "proxied")
                 stack.up()
                 step = run_step(stack, RATE_DEVICES, offered_msg_s, RATE_STEP_S, seed=n)
-                rates[name].append(step.stored_msg_s if not step.lost else 0.0)
+                rates[name].append(float(step.stored_msg_s) if not step.lost else 0.0)
     finally:
         stack.use_api_faults(was)
         stack.up()
     direct, proxied = statistics.median(rates["direct"]), statistics.median(rates["proxied"])
-    share = round(proxied / direct, 3) if direct else None
+    share = round(float(proxied / direct), 3) if direct else None
     return {
         "offered_msg_s": offered_msg_s,
         "direct_msg_s": rates["direct"],

@@ -63,11 +63,12 @@ def cmd_bench_fault_proxy(args: argparse.Namespace) -> int:
 
 def _print_proxy_rate(pipeline: dict[str, Any]) -> None:
     share = pipeline["proxied_share"]
+    direct, proxied = (", ".join(f"{r:g}" for r in pipeline[key]) for key in ("direct_msg_s", "proxied_msg_s"))
     common.console.print(
-        f"offered {pipeline['offered_msg_s']:g} msg/s, stored per round: without the proxy "
-        f"{pipeline['direct_msg_s']}, through it (no rules) {pipeline['proxied_msg_s']}; through it "
+        f"offered {pipeline['offered_msg_s']:g} msg/s, stored msg/s per round: without the proxy {direct}; "
+        f"through it (no rules) {proxied}; through it "
         + (f"{share:.0%} of the rate without it" if share is not None else "not measured")
-        + (f" (goal >= {bench_fault_proxy.RATE_SHARE_GOAL:.0%})")
+        + f" (goal >= {bench_fault_proxy.RATE_SHARE_GOAL:.0%})"
     )
 
 

@@ -80,7 +80,7 @@ def test_the_api_chaos_scenario_shortened_loses_nothing_and_counts_each_faults_c
     faulty: Stack, tmp_path: Path
 ) -> None:
     scenario = load_scenario("api-chaos").model_dump(mode="json")
-    times = [(3, 8), (13, 6), (21, 9), (32, 5)]  # (at_s, down_s) of each fault in turn
+    times = [(3, 10), (15, 7), (24, 6), (32, 5)]  # (at_s, down_s) of each fault in turn: SNS first
     scenario["faults"] = [
         {**f, "at_s": at, "down_s": down} for f, (at, down) in zip(scenario["faults"], times, strict=True)
     ]
