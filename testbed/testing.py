@@ -70,12 +70,17 @@ def session_backend(
         return ExternalBackend(endpoint=endpoint, mqtt_port=free_port(), state_dir=state_dir, device_topic=topic)
     if kind is LocalStackHostBackend:
         return LocalStackHostBackend(
-            ministack_port=free_port(), mqtt_port=free_port(), state_dir=state_dir, device_topic=topic
+            ministack_port=free_port(),
+            mqtt_port=free_port(),
+            fault_proxy_port=free_port(),
+            state_dir=state_dir,
+            device_topic=topic,
         )
     return EmbeddedBackend(
         ministack_port=free_port(),
         mqtt_port=free_port(),
         iot_mqtt_port=free_port(),
+        fault_proxy_port=free_port(),
         state_dir=state_dir,
         iam=iam,
         device_topic=topic,
