@@ -16,6 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from telemetry.topics import DEVICE_TOPIC_TEMPLATE, DeviceTopic
+from testbed.lifecycle.secrets import private_folder
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +80,7 @@ def provision(
     device_topic: str = DEVICE_TOPIC_TEMPLATE,
 ) -> Path:
     """Create the policy (once), then a thing + active certificate + attachments per device."""
-    out.mkdir(parents=True, exist_ok=True, mode=0o700)
-    out.chmod(0o700)  # it holds the devices' private keys
+    private_folder(out)  # it holds the devices' private keys
     manifest_path = out / MANIFEST
     manifest: dict[str, Any] = (
         json.loads(manifest_path.read_text()) if manifest_path.exists() else {"policy": policy_name, "things": {}}

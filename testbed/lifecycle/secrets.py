@@ -40,6 +40,15 @@ class SecretFile:
         return fnmatch.fnmatchcase(str(relative), self.pattern)
 
 
+def private_folder(path: Path) -> Path:
+    """`path` made 0700 with every folder created for it (mkdir's `parents=True` makes those 0755,
+    and a folder on the way to a private key must not let others list it)."""
+    for folder in reversed([path, *(p for p in path.parents if not p.exists())]):
+        folder.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+    path.chmod(PRIVATE_DIR_MODE)
+    return path
+
+
 def make_private(state_dir: Path, allowed: Iterable[SecretFile]) -> None:
     """Make `state_dir` 0700 (created if needed), and each allow-listed file in it 0600 in 0700
     folders: a state made before these modes, or a file a server rewrote in place, is mended."""

@@ -166,7 +166,8 @@ class FaultSchedule:
             except Exception as exc:  # the report says which fault failed and why; the run goes on
                 logger.exception("could not inject %s", spec.label)
                 fault.error = f"{type(exc).__name__}: {exc}"
-            fault.recovered = time.time()
+            # an API fault is over when its rule is lifted (its call tally is read a few seconds later)
+            fault.recovered = fault.started + spec.down_s if fault.calls is not None else time.time()
             self.done.append(fault)
 
     def join(self) -> list[InjectedFault]:

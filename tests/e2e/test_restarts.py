@@ -177,7 +177,8 @@ def test_state_made_on_other_ports_moves_its_queues_and_delivers_in_every_ingres
         # up again on the first ports while running on the others: the servers follow (no down needed)
         backend.ministack_port, backend.mqtt_port, backend.iot_mqtt_port = first_ports
         Stack(backend, variables=TEST_VARIABLES, ingress=stack.ingress).up()
-    assert backend.healthy() and backend.bridge.started_with() == {"broker_port": first_ports[1]}
+    assert backend.healthy()
+    assert backend.bridge.started_with() == {"broker_port": first_ports[1], "endpoint": backend.endpoint_url()}
 
 
 def test_an_emulator_that_stops_answering_terraform_is_stopped_with_its_threads_stacks_in_its_log(

@@ -25,6 +25,7 @@ from testbed.lifecycle.backends.base import (
     device_topic_setting,
     linked_copy,
 )
+from testbed.lifecycle.secrets import private_folder
 from testbed.paths import STATE_ROOT
 from toolkit.settings import SETTINGS
 
@@ -137,7 +138,7 @@ class AwsBackend(Backend):
 
     def mqtt_target(self) -> MqttTarget:
         endpoint = self.client("iot").describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
-        self.things_dir.mkdir(parents=True, exist_ok=True)
+        private_folder(self.things_dir)
         # Amazon Root CA 1 signs the ATS endpoint; the system trust store holds it.
         return MqttTarget(endpoint, IOT_MQTT_TLS_PORT, tls=DeviceCertificates(self.things_dir))
 

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from testbed.lifecycle.backends import EmbeddedBackend
 from testbed.lifecycle.stack import Stack
 from testbed.runs.api_faults import ApiFaults
-from testbed.runs.faults import FaultError, FaultSpec, InjectedFault, calls_text, fault_accounting
+from testbed.runs.faults import FaultError, FaultSchedule, FaultSpec, InjectedFault, calls_text, fault_accounting
 from testbed.runs.report import checks
 from testbed.runs.runner import fault_schedule
 from testbed.runs.scenario import ScenarioError, load_scenario
@@ -200,3 +200,17 @@ def test_dead_lettered_messages_around_a_fault_are_counted_apart_from_the_lost()
     acked_at = {("d", n): 995.0 + n for n in range(10)}
     out = fault_accounting(fault, acked_at, {("d", 1)}, {}, {}, frozenset({("d", 2), ("d", 3), ("x", 9)}))
     assert (out["lost"], out["dead_lettered"]) == (1, 2)
+
+
+def test_an_api_fault_is_over_when_its_rule_is_lifted_not_when_its_tally_is_read() -> None:
+    spec = FaultSpec.model_validate({**THROTTLE, "at_s": 0, "down_s": 0.2})
+
+    def inject(_: FaultSpec) -> dict[str, int]:
+        time.sleep(0.6)  # the hold, then the settle before the tally
+        return dict.fromkeys(("matched", "failed", "delayed", "retried", "reached_caller"), 1)
+
+    schedule = FaultSchedule([spec], inject)
+    schedule.start(at=time.time())
+    (fault,) = schedule.join()
+    assert fault.recovered == pytest.approx(fault.started + 0.2)
+    assert fault.calls is not None and fault.calls["matched"] == 1

@@ -19,6 +19,7 @@ from testbed.lifecycle.secrets import (
     leaked_secrets,
     leaked_versions,
     make_private,
+    private_folder,
     remember,
     retire,
     secret_forms,
@@ -113,3 +114,16 @@ def test_the_leaked_key_is_retired_once_a_new_one_is_current() -> None:
     }
     assert stages.get(old, []) == []
     assert client.get_secret_value(SecretId=arn)["SecretString"] == "new-key"
+
+
+def test_a_private_folder_and_every_folder_made_for_it_are_0700(tmp_path: Path) -> None:
+    """mkdir(parents=True) makes the parents 0755: a key folder under them could be listed by others."""
+    old = os.umask(0o022)
+    try:
+        leaf = private_folder(tmp_path / "state" / "things" / "runs")
+    finally:
+        os.umask(old)
+    (leaf / "d.key").write_bytes(b"k")
+    (leaf / "d.key").chmod(0o600)
+    assert [oct(p.stat().st_mode & 0o777) for p in (leaf.parent.parent, leaf.parent, leaf)] == ["0o700"] * 3
+    assert unsafe_modes(tmp_path / "state", (SecretFile("things/runs/*.key", "a device key"),)) == []
