@@ -80,7 +80,9 @@ def test_the_api_chaos_scenario_shortened_loses_nothing_and_counts_each_faults_c
     faulty: Stack, tmp_path: Path
 ) -> None:
     scenario = load_scenario("api-chaos").model_dump(mode="json")
-    times = [(3, 10), (15, 7), (24, 6), (32, 5)]  # (at_s, down_s) of each fault in turn: SNS first
+    # (at_s, down_s) of each fault in turn, SNS first; 3 s apart, the time a fault's tally takes to
+    # settle, and the last over 5 s before the load ends, so the stored rate's recovery is seen
+    times = [(3, 8), (14, 6), (23, 5), (31, 4)]
     scenario["faults"] = [
         {**f, "at_s": at, "down_s": down} for f, (at, down) in zip(scenario["faults"], times, strict=True)
     ]
