@@ -6,6 +6,7 @@ repeated rounds (direct and proxied in turn, the order swapped each round) and r
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import subprocess
 import sys
@@ -70,6 +71,7 @@ class _Proxy:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _timed_calls(client: Any, table: str, calls: int) -> list[float]:
