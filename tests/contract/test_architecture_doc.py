@@ -8,7 +8,7 @@ import re
 
 from testbed.paths import ROOT
 
-PARTS = ("telemetry", "toolkit", "processor", "simulator", "ingress", "localstack_plugins", "testbed")
+PARTS = ("telemetry", "toolkit", "processor", "simulator", "ingress", "fault_proxy", "localstack_plugins", "testbed")
 
 
 def where_table() -> str:
