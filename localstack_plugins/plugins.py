@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from localstack import config
+from localstack.aws.api.core import ServiceRequestHandler
 from localstack.aws.api.dynamodb import DynamodbApi
 from localstack.aws.api.firehose import StartDeliveryStreamEncryptionOutput, StopDeliveryStreamEncryptionOutput
+from localstack.aws.skeleton import DispatchTable
 from localstack.services.firehose.provider import FirehoseProvider, _get_description_or_raise_not_found
 from localstack.services.lambda_.invocation.executor_endpoint import ExecutorEndpoint, StatusErrorException
 from localstack.services.lambda_.invocation.lambda_models import FunctionVersion, InvocationResult
@@ -39,14 +41,46 @@ LOOPBACK = "127.0.0.1"
 STOP_TIMEOUT_S = 10
 
 
+# The operations that write items. moto checks a condition and then writes, in two steps, while
+# LocalStack serves requests on many threads: two claims of one key could both pass
+# `attribute_not_exists`. DynamoDB applies each write atomically; one lock around them does here.
+ITEM_WRITES = frozenset(
+    {
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "BatchWriteItem",
+        "TransactWriteItems",
+        "ExecuteStatement",
+        "BatchExecuteStatement",
+        "ExecuteTransaction",
+    }
+)
+
+
+def atomic_writes(provider: object) -> DispatchTable:
+    """moto's dispatch table, with every item write holding one lock, as DynamoDB's writes are atomic."""
+    table = MotoFallbackDispatcher(provider)
+    lock = threading.Lock()
+
+    def serialised(handler: ServiceRequestHandler) -> ServiceRequestHandler:
+        def call(context: Any, request: Any) -> Any:
+            with lock:
+                return handler(context, request)
+
+        return call
+
+    return {op: serialised(handler) if op in ITEM_WRITES else handler for op, handler in table.items()}
+
+
 @aws_provider(api="dynamodb", name="moto")
 def dynamodb_moto() -> Service:
-    """Every DynamoDB operation answered by moto's backend (no Java, no download)."""
+    """Every DynamoDB operation answered by moto's backend (no Java, no download), writes atomic."""
 
     class MotoDynamoDB(DynamodbApi):
         """No operation of its own: each one falls through to moto."""
 
-    return Service.for_provider(MotoDynamoDB(), dispatch_table_factory=MotoFallbackDispatcher)
+    return Service.for_provider(MotoDynamoDB(), dispatch_table_factory=atomic_writes)
 
 
 @aws_provider(api="firehose", name="encryption")

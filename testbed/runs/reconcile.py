@@ -284,7 +284,9 @@ def check_alerts(
         for ts in times
         if not any(run.start <= ts <= run.end for run in episodes.get(key, []))
     ]
-    too_close = [":".join(key) for key, times in raised.items() if any(b - a < cooldown_ms for a, b in pairwise(times))]
+    too_close = [
+        f"{':'.join(key)}@{a},{b}" for key, times in raised.items() for a, b in pairwise(times) if b - a < cooldown_ms
+    ]
     breaching = sum(run.readings for runs in episodes.values() for run in runs)
     threshold_alerts = sum(len(t) for t in raised.values())
     return {

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from typing import Any, Unpack
 
 import pytest
+from botocore.exceptions import ClientError
 from mypy_boto3_dynamodb.type_defs import BatchWriteItemInputTypeDef
 from mypy_boto3_firehose.type_defs import PutRecordBatchInputTypeDef
 
@@ -111,6 +113,43 @@ def test_cooldown_holds_for_a_stuck_high_sensor(stack: Stack, stores: Stores, si
     wait_for("20 readings", lambda: len(stores.readings(dev)) == 20, WAIT_S)
     alerts = [a for a in stores.drain_alerts(wait_s=3) if a["device_id"] == dev]
     assert [a["rule"] for a in alerts] == ["threshold_high"]
+
+
+def test_a_conditional_write_is_atomic_as_dynamodbs(stack: Stack) -> None:
+    """The alert cooldown rests on it: of claims racing for one key, exactly one wins (moto alone,
+    LocalStack's DynamoDB here, checks a condition and writes in two steps)."""
+    table = stack.outputs().alert_state_table_name
+    racers, rounds = 8, 25
+    clients = [stack.client("dynamodb") for _ in range(racers)]
+    barrier = threading.Barrier(racers)
+    winners: dict[str, list[int]] = {}
+
+    def claim(racer: int, key: str) -> None:
+        barrier.wait()
+        try:
+            clients[racer].update_item(
+                TableName=table,
+                Key={"pk": {"S": key}},
+                UpdateExpression="SET last_msg = :me",
+                ConditionExpression="attribute_not_exists(pk)",
+                ExpressionAttributeValues={":me": {"S": str(racer)}},
+            )
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] == "ConditionalCheckFailedException", exc
+            return
+        winners.setdefault(key, []).append(racer)
+
+    keys = [f"race-{uuid.uuid4().hex[:10]}" for _ in range(rounds)]
+    for key in keys:
+        threads = [threading.Thread(target=claim, args=(racer, key)) for racer in range(racers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert {key: len(winners.get(key, [])) for key in keys} == dict.fromkeys(keys, 1)
+    for key in keys:
+        item = clients[0].get_item(TableName=table, Key={"pk": {"S": key}}, ConsistentRead=True)["Item"]
+        assert item["last_msg"] == {"S": str(winners[key][0])}, "the winner's write is the one kept"
 
 
 def test_mixed_batch_every_record_accounted_for(stack: Stack, stores: Stores, signing_key: bytes) -> None:

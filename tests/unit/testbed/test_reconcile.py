@@ -160,7 +160,7 @@ def test_missed_alerts_extra_alerts_and_cooldown_violations_are_reported() -> No
     assert not result["ok"]
     assert result["missed"] == ["b:threshold_high:temperature@0"]
     assert result["without_breach"] == ["b:threshold_high:temperature@5000", "c:threshold_high:temperature@0"]
-    assert result["cooldown_violations"] == ["a:threshold_high:temperature"]
+    assert result["cooldown_violations"] == ["a:threshold_high:temperature@0,10000"], "which alerts, when"
 
 
 def episodes(*runs: tuple[int, int]) -> list[StoredReading]:
