@@ -1,8 +1,11 @@
-"""`bin/ingress bridge`: run the rule bridge against the deployed stack's outputs."""
+"""`bin/ingress bridge`: run the rule bridge against the deployed stack's outputs;
+`bin/ingress gate`: enforce AWS IoT Core's quotas in front of the local broker."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -19,10 +22,12 @@ from ingress.bridge import RuleBridge
 from ingress.broker import BRIDGE_USER, LOOPBACK
 from ingress.delivery import DEFAULT_VISIBILITY_TIMEOUT_S, BridgeConfig
 from ingress.metrics import serve_metrics
+from ingress.quotas.gate import Ledger, QuotaGate, run_gate
+from ingress.quotas.limits import MAX_PAYLOAD_BYTES, MAX_RATE, IotQuotas
 from ingress.rule import Rule, RuleError, parse_rule
 from telemetry.credentials import device_password
 from telemetry.outputs import StackOutputs
-from toolkit.cli_help import HelpWithDefaults, count, parse_args, port_number, seconds
+from toolkit.cli_help import HelpWithDefaults, count, parse_args, port_number, rate, seconds
 from toolkit.settings import epilog
 
 HEALTHY_METRICS_AGE_S = 15.0
@@ -33,6 +38,16 @@ MAX_VISIBILITY_S = 43_200.0
 MAX_FLUSH_S = 300.0
 MAX_CONCURRENCY = 1_000
 DEFAULT_MAX_RECEIVE_COUNT = 5
+
+
+# The gate's flags, one per field of IotQuotas (AWS's defaults).
+QUOTA_FLAGS = {
+    "publishes_per_s": "publishes per second per connection",
+    "bytes_per_s": "payload bytes per second per connection",
+    "connects_per_s": "CONNECTs per second per client id",
+    "max_payload_bytes": "the largest payload; a larger one closes the connection",
+    "account_publishes_per_s": "inbound publishes per second, all connections together",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --metrics-port: the broker's log, whose refusals become broker_refusals_total",
     )
     bridge.set_defaults(func=run_bridge)
+    gate = sub.add_parser("gate", help="enforce AWS IoT Core's quotas in front of the broker (devices connect here)")
+    gate.add_argument("--broker", default="127.0.0.1:1883", help="the broker's host:port")
+    gate.add_argument("--port", type=port_number, default=0, help="the gate's port on 127.0.0.1 (0: a free one)")
+    gate.add_argument("--port-file", type=Path, help="write the port here once the gate listens")
+    gate.add_argument("--ledger", type=Path, help="write each client id's quota hits here (JSON), once a second")
+    defaults = IotQuotas()
+    for name, help_text in QUOTA_FLAGS.items():
+        kind = count(MAX_PAYLOAD_BYTES) if name == "max_payload_bytes" else rate(MAX_RATE * 1024)
+        flag = "--" + name.replace("_", "-")
+        gate.add_argument(flag, dest=name, type=kind, default=getattr(defaults, name), help=help_text)
+    gate.set_defaults(func=run_quota_gate)
     health = sub.add_parser("health", help="exit 0 if a running bridge wrote its counters lately (health check)")
     health.add_argument("--metrics-file", type=Path, required=True)
     health.add_argument("--max-age", type=seconds(), default=HEALTHY_METRICS_AGE_S, help="seconds")
@@ -181,6 +207,34 @@ def run_bridge(args: argparse.Namespace) -> int:
             server.shutdown()
             server.server_close()
     logging.info("bridge stopped: %s", json.dumps(runner.metrics.snapshot()))
+    return 0
+
+
+def run_quota_gate(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        quotas = IotQuotas(**{name: getattr(args, name) for name in QUOTA_FLAGS})
+    except ValueError as exc:
+        logging.error("refused quotas: %s", exc)
+        return 2
+    host, _, port = args.broker.rpartition(":")
+    gate = QuotaGate((host or LOOPBACK, int(port)), quotas, Ledger(args.ledger))
+
+    def ready(bound: int) -> None:
+        logging.info("quota gate on %s:%d in front of %s: %s", LOOPBACK, bound, args.broker, quotas.model_dump())
+        if args.port_file is not None:
+            args.port_file.write_text(str(bound))
+
+    async def serve() -> None:
+        task = asyncio.ensure_future(run_gate(gate, args.port, ready))
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(serve())
+    logging.info("quota gate stopped: %s", json.dumps(gate.ledger.to_dict()["throttled"]))
     return 0
 
 
