@@ -23,11 +23,12 @@ from ingress.broker import BRIDGE_USER, LOOPBACK
 from ingress.delivery import DEFAULT_VISIBILITY_TIMEOUT_S, BridgeConfig
 from ingress.metrics import serve_metrics
 from ingress.quotas.gate import Ledger, QuotaGate, run_gate
-from ingress.quotas.limits import MAX_PAYLOAD_BYTES, MAX_RATE, IotQuotas
+from ingress.quotas.limits import MAX_RATE, IotQuotas
 from ingress.rule import Rule, RuleError, parse_rule
 from telemetry.credentials import device_password
 from telemetry.outputs import StackOutputs
 from toolkit.cli_help import HelpWithDefaults, count, parse_args, port_number, rate, seconds
+from toolkit.iot_quotas import MAX_PAYLOAD_BYTES
 from toolkit.settings import epilog
 
 HEALTHY_METRICS_AGE_S = 15.0

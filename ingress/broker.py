@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from telemetry.credentials import device_password
 from telemetry.topics import BASIC_INGEST_PREFIX, DEVICE_TOPIC_TEMPLATE, DeviceTopic, basic_ingest_filter
+from toolkit.iot_quotas import MAX_PAYLOAD_BYTES
 from toolkit.settings import SETTINGS
 
 LOOPBACK = "127.0.0.1"
@@ -24,7 +25,7 @@ BRIDGE_USER = "rule-bridge"
 PBKDF2_ITERATIONS = 101  # what mosquitto_passwd writes for its $7$ (PBKDF2-SHA512) hashes
 # AWS IoT Core refuses a message payload over 128 KB and a topic over 256 bytes; the broker
 # refuses the same, the same way (it disconnects the client that sends a larger packet).
-IOT_MAX_PAYLOAD_BYTES = 128 * 1024
+IOT_MAX_PAYLOAD_BYTES = MAX_PAYLOAD_BYTES
 IOT_MAX_TOPIC_BYTES = 256
 # fixed header (at most 5 bytes), topic length (2) and packet id (2)
 MAX_PACKET_BYTES = IOT_MAX_PAYLOAD_BYTES + IOT_MAX_TOPIC_BYTES + 9

@@ -63,6 +63,10 @@ def _shard(text: str) -> Shard:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+# the longest wait for a PUBACK before a resend: AWS IoT's device SDKs wait seconds, not minutes
+MAX_ACK_TIMEOUT_S = 600.0
+
+
 def _run_tag(text: str) -> str:
     if not RUN_TAG.fullmatch(text):
         raise argparse.ArgumentTypeError(f"run tag {text!r}: up to 16 letters and digits")
@@ -116,6 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         host=connection.host,
         port=connection.port,
         window=args.window,
+        ack_timeout_s=args.ack_timeout or None,
         drain_timeout_s=args.drain_timeout,
         clean_session=not args.persistent_session,
         workers=args.workers,
@@ -226,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", type=parse_profile, default=parse_profile("constant"))
     run.add_argument("--qos", type=int, choices=(0, 1), default=1)
     run.add_argument("--window", type=count(MAX_WINDOW), default=100, help="messages in flight per device")
+    run.add_argument(
+        "--ack-timeout",
+        type=seconds(MAX_ACK_TIMEOUT_S, positive=False),
+        default=0.0,
+        help="QoS 1: send a publish again when no PUBACK came within this many seconds, as AWS IoT's device "
+        "SDKs do (AWS IoT throttles by withholding it); 0: only after a reconnect, as paho does",
+    )
     run.add_argument(
         "--drain-timeout",
         type=seconds(positive=False),

@@ -9,11 +9,11 @@ from __future__ import annotations
 from simulator.exceptions import SimulatorError
 from simulator.fleet import Fleet
 from simulator.schedule import Burst, Constant, Ramp, Step
+from toolkit.iot_quotas import ACCOUNT_PUBLISHES_PER_S, PUBLISHES_PER_S_PER_CONNECTION
 
-# Inbound publish requests per second per connection (fixed).
-IOT_CORE_PUBLISHES_PER_CONNECTION_S = 100.0
-# Inbound publish requests per second per account: the default in the larger regions (adjustable).
-IOT_CORE_ACCOUNT_PUBLISHES_S = 20_000.0
+# Inbound publish requests per second per connection (fixed), and per account (adjustable).
+IOT_CORE_PUBLISHES_PER_CONNECTION_S = float(PUBLISHES_PER_S_PER_CONNECTION)
+IOT_CORE_ACCOUNT_PUBLISHES_S = float(ACCOUNT_PUBLISHES_PER_S)
 AWS_IOT_DOMAIN = ".amazonaws.com"
 
 

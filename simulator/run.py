@@ -192,6 +192,8 @@ def _live_worker(
         tls=config.tls,
         max_rate_per_connection=IOT_CORE_PUBLISHES_PER_CONNECTION_S if config.iot_core_limits else None,
         topic=config.topic,
+        ack_timeout_s=config.ack_timeout_s,
+        on_resend=recorder.resent,
     )
     fleet.connect_many([d.device_id for d in devices], parallel=TLS_CONNECT_THREADS if config.tls else 1)
     # Time starts once the fleet is connected, so connection set-up is not counted as lateness.

@@ -40,6 +40,8 @@ class RunConfig:
     host: str = "127.0.0.1"
     port: int = 1883
     window: int = 100
+    # QoS 1: send a publish again when no PUBACK came within this many seconds (None: only after a reconnect)
+    ack_timeout_s: float | None = None
     clean_session: bool = True
     workers: int = 1
     credentials: Callable[[str], tuple[str, str]] | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import numpy as np
 
@@ -22,6 +22,7 @@ class DeviceSummary(TypedDict):
     acked_due: list[float]
     failed: list[int]
     faults: dict[str, list[str]]  # msg_id (as JSON keys are text) -> the fault tags it carried
+    resends: NotRequired[int]  # publishes sent again after no PUBACK within the ack timeout
 
 
 class RunSummary(TypedDict):
@@ -30,6 +31,7 @@ class RunSummary(TypedDict):
 
     publishes: int
     duplicate_sends: int
+    resends: NotRequired[int]  # the same publish again, after no PUBACK within the ack timeout
     acknowledged: int  # distinct messages
     failed: int  # distinct messages never acknowledged
     failed_by_cause: dict[str, int]  # per failed publish
@@ -60,6 +62,7 @@ class DeviceRecord:
     acked_due: list[float] = field(default_factory=list)  # when each acknowledged message was due (epoch s)
     failed: list[int] = field(default_factory=list)
     faults: dict[int, list[str]] = field(default_factory=dict)
+    resends: int = 0
     # distinct ids acknowledged, and failed without (yet) an acknowledgement
     acked_ids: set[int] = field(default_factory=set)
     failed_ids: set[int] = field(default_factory=set)
@@ -93,6 +96,7 @@ class Recorder:
     ack_latency_s: list[float] = field(default_factory=list)
     publishes: int = 0
     duplicate_sends: int = 0
+    resends: int = 0
     # distinct messages acknowledged, and failed and never acknowledged, so far (kept as they change:
     # the live line reads them four times a second)
     acknowledged: int = 0
@@ -122,6 +126,11 @@ class Recorder:
         self.payload_sizes[len(emitted.payload)] += 1
         if DUPLICATE in emitted.faults:
             self.duplicate_sends += 1
+
+    def resent(self, emitted: Emitted) -> None:
+        """Sent again after no PUBACK within the ack timeout: the same publish, counted apart."""
+        self.devices[emitted.device_id].resends += 1
+        self.resends += 1
 
     def sent(self, emitted: Emitted, at: float) -> None:
         """Handed to the MQTT client at `at`: how late against its due time."""
@@ -156,12 +165,14 @@ class Recorder:
             mine.acked += rec["acked"]
             mine.acked_due += rec["acked_due"]
             mine.failed += rec["failed"]
+            mine.resends += rec.get("resends", 0)
             mine.acked_ids.update(rec["acked"])
             mine.failed_ids = (mine.failed_ids | set(rec["failed"])) - mine.acked_ids
             for msg_id, tags in rec["faults"].items():
                 mine.faults.setdefault(int(msg_id), []).extend(tags)
         self.publishes += other["publishes"]
         self.duplicate_sends += other["duplicate_sends"]
+        self.resends += other.get("resends", 0)
         if "first_send" in other:  # a worker that sent nothing has no first or last send
             self.first_send = min(self.first_send, other["first_send"])
             self.last_send = max(self.last_send, other["last_send"])
@@ -180,6 +191,7 @@ class Recorder:
         out: RawRunSummary = {
             "publishes": self.publishes,
             "duplicate_sends": self.duplicate_sends,
+            "resends": self.resends,
             "acknowledged": self.acknowledged,
             "failed": self.failed_messages,
             "failed_by_cause": dict(sorted(self.failed_by_cause.items())),
@@ -198,6 +210,7 @@ class Recorder:
                     "acked_due": r.acked_due,
                     "failed": r.failed,
                     "faults": {str(k): v for k, v in r.faults.items()},
+                    "resends": r.resends,
                 }
                 for device_id, r in sorted(self.devices.items())
             },

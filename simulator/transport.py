@@ -57,6 +57,7 @@ class Counters:
     failed: int = 0
     connected: int = 0
     connect_errors: int = 0
+    resent: int = 0
     reconnects: int = 0
     failed_by_cause: Counter[str] = field(default_factory=Counter)
 
@@ -68,6 +69,7 @@ class _Connection:
     topic: str
     connected: bool = False
     inflight: dict[int, Emitted] = field(default_factory=dict)
+    sent_at: dict[int, float] = field(default_factory=dict)  # mid -> when it left (monotonic), with an ack timeout
     pending: deque[Emitted] = field(default_factory=deque)
     sock: Any = None  # a socket, or paho's WebSocket wrapper around one (both have fileno())
     write_watched: bool = False  # registered for EVENT_WRITE: its socket was full
@@ -96,6 +98,8 @@ class MqttFleet:
         tls: TlsContexts | None = None,
         max_rate_per_connection: float | None = None,
         topic: DeviceTopic = DEFAULT_TOPIC,
+        ack_timeout_s: float | None = None,
+        on_resend: Callable[[Emitted], None] | None = None,
     ) -> None:
         self.host, self.port, self.qos, self.window = host, port, qos, window
         # MQTT over WebSocket (path /mqtt) with this Host header, as AWS IoT Core's endpoint takes it
@@ -108,6 +112,11 @@ class MqttFleet:
         self.topic = topic
         # A broker's per-connection publish quota (AWS IoT Core: 100/s); sends beyond it wait, counted as lateness.
         self.max_rate = max_rate_per_connection
+        # QoS 1: a publish with no PUBACK this long after it left is sent again, on a live connection,
+        # as AWS IoT's device SDKs do (AWS IoT throttles by withholding the PUBACK); None: only after
+        # a reconnect, as MQTT requires and paho does
+        self.ack_timeout_s = ack_timeout_s if qos else None
+        self.on_resend = on_resend or (lambda e: None)
         self._paced: set[_Connection] = set()
         self._unsent: set[_Connection] = set()
         self.on_send = on_send or (lambda e, t: None)
@@ -168,7 +177,8 @@ class MqttFleet:
             client.ws_set_options(path="/mqtt", headers={"Host": self.websocket_host})
         if self.tls is not None:
             client.tls_set_context(self.tls.context(device_id))
-        client.max_inflight_messages_set(self.window)
+        # with resends, a publish never acknowledged keeps paho's slot: the window here is the limit
+        client.max_inflight_messages_set(0 if self.ack_timeout_s else self.window)
         client.max_queued_messages_set(0)
         if self.credentials is not None:
             client.username_pw_set(*self.credentials(device_id))
@@ -225,6 +235,8 @@ class MqttFleet:
                 return
             self.counters.published += 1
             conn.inflight[info.mid] = emitted
+            if self.ack_timeout_s:
+                conn.sent_at[info.mid] = time.monotonic()
             self.on_send(emitted, time.time())
 
     def _take_token(self, conn: _Connection) -> bool:
@@ -267,7 +279,20 @@ class MqttFleet:
             for conn in self.connections.values():
                 if conn.sock is not None:
                     conn.client.loop_misc()
+                    if self.ack_timeout_s and conn.connected:
+                        self._resend_unacknowledged(conn, now - self.ack_timeout_s)
                     self._flush(conn)
+
+    def _resend_unacknowledged(self, conn: _Connection, sent_before: float) -> None:
+        """Publishes that left before `sent_before` and got no PUBACK go again, first in line."""
+        late = [mid for mid, at in conn.sent_at.items() if at < sent_before]
+        for mid in reversed(late):
+            del conn.sent_at[mid]
+            emitted = conn.inflight.pop(mid, None)
+            if emitted is not None:
+                conn.pending.appendleft(emitted)
+                self.counters.resent += 1
+                self.on_resend(emitted)
 
     def connecting(self) -> int:
         """Connections opened but not yet acknowledged by the broker."""
@@ -290,6 +315,7 @@ class MqttFleet:
             for emitted in [*conn.inflight.values(), *conn.pending]:
                 self._fail(emitted, FailureCause.UNACKED_AT_END)
             conn.inflight.clear()
+            conn.sent_at.clear()
             conn.pending.clear()
         self.selector.close()
 
@@ -325,6 +351,9 @@ class MqttFleet:
             return
         conn.connected = True
         conn.tries = 0
+        now = time.monotonic()
+        for mid in conn.sent_at:  # paho sends these again on the new connection: their wait starts over
+            conn.sent_at[mid] = now
         self.counters.connected += 1
         if conn.dropped:
             conn.dropped = False
@@ -342,6 +371,7 @@ class MqttFleet:
             self._retry_later(conn)
 
     def _on_publish(self, client: mqtt.Client, conn: _Connection, mid: int) -> None:
+        conn.sent_at.pop(mid, None)
         emitted = conn.inflight.pop(mid, None)
         if emitted is not None:
             self.counters.acked += 1

@@ -1,6 +1,5 @@
-"""AWS IoT Core's message broker quotas (the AWS General Reference, "AWS IoT Core endpoints and
-quotas"), as named constants, a model a scenario or the command line can change, and the token
-buckets that enforce them."""
+"""AWS IoT Core's quotas (toolkit/iot_quotas.py) as a model a scenario or the command line can
+change, and the windows that enforce them."""
 
 from __future__ import annotations
 
@@ -11,12 +10,14 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PUBLISHES_PER_S_PER_CONNECTION = 100
-BYTES_PER_S_PER_CONNECTION = 512 * 1024
-CONNECTS_PER_S_PER_CLIENT_ID = 1
-MAX_PAYLOAD_BYTES = 128 * 1024
-# inbound publishes per second per account in us-east-1, us-west-2 and eu-west-1 (lower elsewhere)
-ACCOUNT_PUBLISHES_PER_S = 20_000
+from toolkit.iot_quotas import (
+    ACCOUNT_PUBLISHES_PER_S,
+    BYTES_PER_S_PER_CONNECTION,
+    CONNECTS_PER_S_PER_CLIENT_ID,
+    MAX_PAYLOAD_BYTES,
+    PUBLISHES_PER_S_PER_CONNECTION,
+)
+
 # what a run may set: far above AWS's own adjustable ceilings, to refuse a typo rather than take it
 MAX_RATE = 10_000_000
 # client ids a ConnectLimiter keeps before it forgets those past their interval

@@ -22,6 +22,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingress.quotas.limits import Quota
+from simulator.fleet import parse_fleet
+from simulator.run import live_run
+from simulator.run_config import RunConfig
 from testbed.lifecycle.backends.local_ingress import mosquitto_binary
 from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
 
@@ -48,9 +51,9 @@ class Gate:
 
     def __init__(self, folder: Path, broker_port: int, *flags: str) -> None:
         self.ledger_file, port_file = folder / "ledger.json", folder / "port"
+        where = ["--broker", f"{LOOPBACK}:{broker_port}", "--port", "0", "--port-file", str(port_file)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ingress", "gate", "--broker", f"{LOOPBACK}:{broker_port}"]
-            + ["--port", "0", "--port-file", str(port_file), "--ledger", str(self.ledger_file), *flags],
+            [sys.executable, "-m", "ingress", "gate", *where, "--ledger", str(self.ledger_file), *flags],
             stderr=(folder / "gate.log").open("w"),
         )
         deadline = time.monotonic() + START_S
@@ -197,3 +200,20 @@ def test_quotas_a_run_cannot_have_are_refused_at_start(mosquitto: int, tmp_path:
             timeout=30,
         )
         assert run.returncode == 2 and flags[0] in run.stderr, run.stderr
+
+
+def test_the_simulators_resends_deliver_what_the_quota_held_back_and_are_counted(gate: Gate) -> None:
+    """A device at 150 msg/s for 5 s with a 1 s ack timeout: throttled publishes get no PUBACK, go
+    again, and in the end every message is acknowledged on the one connection; each throttled
+    publish was sent again, and the summary says how often, per device."""
+    fleet = parse_fleet({"devices": [{"type": "environmental", "count": 1, "interval_s": 1 / 150}]})
+    config = RunConfig(
+        fleet=fleet, seed=4, key=b"k", duration_s=5, qos=1, port=gate.port, ack_timeout_s=1.0, drain_timeout_s=60
+    )
+    summary = live_run(config)
+    assert summary["failed"] == 0 and summary["acknowledged"] == summary["publishes"] >= 700, summary["failed"]
+    assert summary["reconnects"] == 0, "throttling never closed the connection"
+    (device_id,) = summary["per_device"]
+    throttled = gate.ledger()["devices"][device_id]["by_quota"][Quota.PUBLISH_RATE.value]
+    assert throttled > 100, "150 a second for 5 s is over 100 a second"
+    assert summary["resends"] == summary["per_device"][device_id]["resends"] >= throttled
