@@ -62,6 +62,9 @@ def _options(parser: Any) -> None:
     group.add_argument("--seed", type=SEED, default=1)
     group.add_argument("--duration", type=seconds(), default=30.0, help="seconds of publishing per worker")
     group.add_argument("--qos", type=int, choices=(0, 1), default=1)
+    group.add_argument(
+        "--ack-timeout", type=seconds(positive=False), default=0.0, help="`simulator run`'s --ack-timeout (0: none)"
+    )
     # Locust has a --profile of its own; text, as the master sends its options to the workers
     group.add_argument("--rate-profile", default="constant", help="`simulator run`'s --profile")
     group.add_argument("--run-tag", default="", help="the run tag `bin/testbed shards` named")
@@ -198,6 +201,7 @@ class FleetShard(User):
             duration_s=options.duration,
             profile=parse_profile(options.rate_profile),
             qos=options.qos,
+            ack_timeout_s=float(options.ack_timeout) or None,
             host=host,
             port=int(port),
             credentials=broker_credentials(secret) if secret is not None else None,

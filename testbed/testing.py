@@ -73,6 +73,7 @@ def session_backend(
             ministack_port=free_port(),
             mqtt_port=free_port(),
             fault_proxy_port=free_port(),
+            quota_gate_port=free_port(),
             state_dir=state_dir,
             device_topic=topic,
         )
@@ -81,6 +82,7 @@ def session_backend(
         mqtt_port=free_port(),
         iot_mqtt_port=free_port(),
         fault_proxy_port=free_port(),
+        quota_gate_port=free_port(),
         state_dir=state_dir,
         iam=iam,
         device_topic=topic,

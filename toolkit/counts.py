@@ -3,9 +3,9 @@ and every report (report.json, report.md, the HTML page, junit.xml) use these na
 and the glossary in docs/load-runs.md is generated from them.
 
 Two sums hold on every run (`sums`): every planned message was acknowledged, failed or not sent;
-every acknowledged message was stored, quarantined, dead-lettered or is unaccounted for. Duplicate
-sends, duplicates dropped, refused connections and what arrived without an acknowledgement are
-counted apart: they are not messages of either sum."""
+every acknowledged message was stored, quarantined, dead-lettered, throttled or is unaccounted for.
+Duplicate sends, resends, duplicates dropped, refused connections, throttled publishes and what
+arrived without an acknowledgement are counted apart: they are not messages of either sum."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class Count(StrEnum):
     PLANNED = "planned"
     PUBLISHES = "publishes"
     DUPLICATE_SENDS = "duplicate_sends"
+    RESENDS = "resends"
     ACKNOWLEDGED = "acknowledged"
     FAILED = "failed"
     NOT_SENT = "not_sent"
@@ -28,9 +29,11 @@ class Count(StrEnum):
     STORED = "stored"
     QUARANTINED = "quarantined"
     DEAD_LETTERED = "dead_lettered"
+    THROTTLED = "throttled"
     UNACCOUNTED = "unaccounted"
     DUPLICATES_DROPPED = "duplicates_dropped"
     ARRIVED_UNACKNOWLEDGED = "arrived_unacknowledged"
+    THROTTLED_PUBLISHES = "throttled_publishes"
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,12 @@ MEANINGS: dict[Count, Meaning] = {
         "duplicate sends",
         "Publishes of a message id that was already published: the `duplicate` fault sends some "
         "messages twice on purpose. publishes = acknowledged + failed + duplicate sends.",
+    ),
+    Count.RESENDS: Meaning(
+        "resends",
+        "Publishes a device sent again because no PUBACK came within its ack timeout (a scenario's "
+        "`ack_timeout_s`, or 1 s with `aws_quotas`), as AWS IoT's device SDKs do: the same publish, like "
+        "MQTT's resend after a reconnect. Counted apart, in no sum.",
     ),
     Count.ACKNOWLEDGED: Meaning(
         "acknowledged",
@@ -94,6 +103,12 @@ MEANINGS: dict[Count, Meaning] = {
         "Acknowledged messages the rule could not hand to the processor's queue, kept in the rule's "
         "dead-letter queue (neither stored nor quarantined).",
     ),
+    Count.THROTTLED: Meaning(
+        "throttled",
+        "Acknowledged messages the quota gate dropped under an AWS IoT Core quota, as AWS drops a QoS 0 "
+        "publish over a quota: refused, not lost (0 at QoS 1, where a throttled publish gets no PUBACK "
+        "and the device sends it again).",
+    ),
     Count.UNACCOUNTED: Meaning(
         "unaccounted",
         "Acknowledged messages found in no store: lost. The goal is 0.",
@@ -108,13 +123,18 @@ MEANINGS: dict[Count, Meaning] = {
         "Failed messages that reached a store anyway (their PUBACK was lost with the connection): "
         "counted apart, in no sum; not lost.",
     ),
+    Count.THROTTLED_PUBLISHES: Meaning(
+        "throttled publishes",
+        "Publishes the quota gate refused under an AWS IoT Core quota (`aws_quotas`): attempts, not "
+        "messages; each device's are in the report's quota table. Counted apart, in no sum.",
+    ),
 }
 
 # Each sum: a total and the counts it splits into, over distinct messages.
 SUMS: tuple[tuple[Count, tuple[Count, ...]], ...] = (
     (Count.PUBLISHES, (Count.ACKNOWLEDGED, Count.FAILED, Count.DUPLICATE_SENDS)),
     (Count.PLANNED, (Count.ACKNOWLEDGED, Count.FAILED, Count.NOT_SENT)),
-    (Count.ACKNOWLEDGED, (Count.STORED, Count.QUARANTINED, Count.DEAD_LETTERED, Count.UNACCOUNTED)),
+    (Count.ACKNOWLEDGED, (Count.STORED, Count.QUARANTINED, Count.DEAD_LETTERED, Count.THROTTLED, Count.UNACCOUNTED)),
 )
 
 

@@ -22,6 +22,7 @@ EMULATOR_PORT = 4566
 MQTT_PORT = 1883
 MQTT_TLS_PORT = 8883
 FAULT_PROXY_PORT = 4599
+QUOTA_GATE_PORT = 1884
 
 
 class SettingError(ValueError):
@@ -166,6 +167,22 @@ SETTINGS = _declare(
         "FAULT_PROXY_PORT",
         str(FAULT_PROXY_PORT),
         "the API fault proxy's port",
+        "testbed (embedded, localstack)",
+        check=_port,
+    ),
+    Setting(
+        "AWS_QUOTAS",
+        "off",
+        "`on`: devices reach Mosquitto through the quota gate, which enforces AWS IoT Core's quotas before "
+        "any PUBACK (100 publishes and 512 KiB a second per connection, 1 CONNECT a second per client id, "
+        "128 KB payloads, 20,000 publishes a second per account); a scenario with `aws_quotas` turns it on",
+        "testbed (embedded, localstack)",
+        check=_choice("off", "on"),
+    ),
+    Setting(
+        "QUOTA_GATE_PORT",
+        str(QUOTA_GATE_PORT),
+        "the quota gate's port (where devices connect with AWS_QUOTAS=on)",
         "testbed (embedded, localstack)",
         check=_port,
     ),

@@ -11,6 +11,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from ingress.quotas.limits import IotQuotas
 from simulator.shard import MAX_SHARDS
 from testbed.cli import common
 from testbed.cli.common import INTERRUPTED_EXIT, MAX_WORKERS
@@ -76,6 +77,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)  # a wrong name or file fails before anything starts
+    if args.aws_quotas and scenario.aws_quotas is None:
+        scenario = scenario.model_copy(update={"aws_quotas": IotQuotas()})
     stack = common.stack_of(args)
     if args.no_up:
         stack.outputs()  # not deployed: said now, by name
@@ -83,6 +86,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if any(f.target == "api" for f in scenario.faults) and stack.backend.fault_proxy_url() is None:
             stack.use_api_faults()
             common.console.print(f"scenario {scenario.name} has API faults: the stack comes up behind the fault proxy")
+        if scenario.aws_quotas is not None:
+            stack.use_aws_quotas(scenario.aws_quotas)
+            common.console.print("AWS IoT Core's quotas: devices reach the broker through the quota gate")
         stack.up()
     if args.runner == "locust":
         common.console.print(
@@ -149,6 +155,12 @@ def add_commands(sub: Any) -> None:
         action="store_true",
         help="run against the stack as it is deployed (by `up` with variables of your own, or a test session) "
         "instead of bringing it up with this command's",
+    )
+    simulate.add_argument(
+        "--aws-quotas",
+        action="store_true",
+        help="devices reach the broker through the quota gate, which enforces AWS IoT Core's quotas before any "
+        "PUBACK (the scenario's `aws_quotas`, or AWS's defaults); the simulator resends what gets no PUBACK",
     )
     simulate.set_defaults(func=cmd_simulate)
     shards = sub.add_parser("shards", help="prepare a run in N shards to run anywhere; prints their commands")

@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ingress.quotas.limits import IotQuotas
 from ingress.rule import RuleError, parse_rule
 from telemetry.outputs import OutputsError, StackOutputs
 from testbed.lifecycle import iot_things
@@ -194,6 +195,10 @@ class Stack:
         (the processor's endpoint is a Terraform variable, and Terraform's own endpoint changes)."""
         self.backend.use_api_faults(on)
         self.__dict__.pop("terraform", None)
+
+    def use_aws_quotas(self, quotas: IotQuotas | None) -> None:
+        """Devices through the quota gate with these quotas, or straight to the broker; `up` starts it."""
+        self.backend.use_aws_quotas(quotas)
 
     def use_ingress(self, mode: str) -> None:
         """Route devices through `mode` (a benchmark or a test compares them); `self.ingress` goes back."""

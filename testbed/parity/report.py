@@ -51,7 +51,10 @@ PROBES: tuple[tuple[tuple[str, ...], Callable[[ProbeContext], list[Row]]], ...] 
         ),
         _probe(probes.observe_lambda, probes.judge_lambda),
     ),
-    (("IoT policy enforcement", "MQTT payload limit"), _probe(probes.observe_broker, probes.judge_broker)),
+    (
+        ("IoT policy enforcement", "MQTT payload limit", "IoT Core message broker quotas"),
+        _probe(probes.observe_broker, probes.judge_broker),
+    ),
     (("Rule SQL",), _probe(probes.observe_rule, probes.judge_rule)),
     (("SQS message size", "DynamoDB item size"), _probe(probes.observe_limits, probes.judge_limits)),
 )

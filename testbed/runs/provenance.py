@@ -17,7 +17,7 @@ from testbed.paths import ROOT
 from testbed.runs.scenario import Scenario
 
 # Bumped when a field of report.json changes meaning or goes; a new field alone does not bump it.
-REPORT_SCHEMA_VERSION = 3
+REPORT_SCHEMA_VERSION = 4
 UNKNOWN = "unknown"
 # Terraform and git answer in well under a second; past this, the answer is recorded as unknown.
 ASK_TIMEOUT_S = 30.0

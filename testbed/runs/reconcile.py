@@ -44,6 +44,7 @@ class Reconciliation:
     stored: int = 0
     quarantined: int = 0
     dead_lettered: int = 0
+    throttled: int = 0  # dropped by the quota gate at QoS 0, as AWS IoT drops them: refused, not lost
     lost: list[MessageId] = field(default_factory=list)
     duplicates_dropped: int = 0
     arrived_unacknowledged: int = 0
@@ -129,12 +130,16 @@ def check_plan(plan: Mapping[str, Iterable[int]], summary: RunSummary) -> PlanCh
     )
 
 
-def run_counts(plan: PlanCheck, summary: RunSummary, result: Reconciliation) -> dict[str, int]:
-    """Every count of toolkit/counts.py for one run, in its order."""
+def run_counts(
+    plan: PlanCheck, summary: RunSummary, result: Reconciliation, throttled_publishes: int = 0
+) -> dict[str, int]:
+    """Every count of toolkit/counts.py for one run, in its order; `throttled_publishes` from the
+    quota gate's ledger, where one ran."""
     found = {
         Count.PLANNED: plan.planned,
         Count.PUBLISHES: summary["publishes"],
         Count.DUPLICATE_SENDS: summary["duplicate_sends"],
+        Count.RESENDS: summary.get("resends", 0),
         Count.ACKNOWLEDGED: result.acknowledged,
         Count.FAILED: summary["failed"],
         Count.NOT_SENT: len(plan.not_published),
@@ -143,9 +148,11 @@ def run_counts(plan: PlanCheck, summary: RunSummary, result: Reconciliation) -> 
         Count.STORED: result.stored,
         Count.QUARANTINED: result.quarantined,
         Count.DEAD_LETTERED: result.dead_lettered,
+        Count.THROTTLED: result.throttled,
         Count.UNACCOUNTED: len(result.lost),
         Count.DUPLICATES_DROPPED: result.duplicates_dropped,
         Count.ARRIVED_UNACKNOWLEDGED: result.arrived_unacknowledged,
+        Count.THROTTLED_PUBLISHES: throttled_publishes,
     }
     return {count.value: found[count] for count in Count}
 
@@ -155,9 +162,11 @@ def reconcile(
     stored: list[MessageId],
     quarantined: list[dict[str, Any]],
     dead_lettered: list[str],
+    throttled: frozenset[MessageId] = frozenset(),
 ) -> Reconciliation:
     """`summary`: the simulator's run summary; `stored`: (device, msg_id) of every DynamoDB item;
-    `quarantined`: quarantine documents (reason, body); `dead_lettered`: original payloads in the DLQ."""
+    `quarantined`: quarantine documents (reason, body); `dead_lettered`: original payloads in the DLQ;
+    `throttled`: messages the quota gate refused (found nowhere, they are throttled, not lost)."""
     result = Reconciliation()
     stored_set = set(stored)
     result.items_stored = len(stored_set)
@@ -190,7 +199,9 @@ def reconcile(
             outcome = _outcome(tags, ident in stored_set, reasons[ident], ident in in_dlq)
             for tag in tags:
                 fault_stats[tag.value]["caught" if outcome in ("stored", "rejected") else "missed"] += 1
-            if outcome == "lost":
+            if outcome == "lost" and ident in throttled:
+                result.throttled += 1
+            elif outcome == "lost":
                 result.lost.append(ident)
             elif outcome == "wrong":
                 found = sorted(reasons[ident]) + (["stored"] if ident in stored_set else [])

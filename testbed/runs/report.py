@@ -19,6 +19,7 @@ from simulator.summary import RunSummary, percentiles
 from testbed.runs.hops import ACK_HOP, ARCHIVE_HOP, HOPS
 from testbed.runs.html_report import verdict, write_html
 from testbed.runs.plots import plot_hops, plot_lag, plot_latency, plot_throughput
+from testbed.runs.quota_account import QuotaAccount
 from testbed.runs.reconcile import PlanCheck, Reconciliation, run_counts
 from testbed.runs.report_files import write_junit, write_markdown
 from testbed.runs.scenario import Scenario
@@ -59,6 +60,8 @@ class RunOutcome:
     shards: dict[str, Any] | None = None
     # where the report came from (testbed/runs/provenance.py): versions, commit, seed, fleet hash
     provenance: dict[str, Any] = field(default_factory=dict)
+    # AWS IoT Core's quotas at the local broker: what the quota gate refused, per device (or None)
+    quotas: QuotaAccount | None = None
 
     @property
     def hop_latency_ms(self) -> dict[str, dict[str, float]]:
@@ -89,7 +92,8 @@ class RunOutcome:
     @property
     def counts(self) -> dict[str, int]:
         """The run's counts (toolkit/counts.py), by key."""
-        return run_counts(self.plan, self.summary, self.result)
+        throttled = self.quotas.throttled_publishes if self.quotas is not None else 0
+        return run_counts(self.plan, self.summary, self.result, throttled)
 
     @property
     def acknowledged_ratio(self) -> float:
@@ -255,6 +259,7 @@ def report_of(outcome: RunOutcome) -> dict[str, Any]:
         "plan": outcome.plan.as_dict(),
         "alert_check": outcome.alert_check,
         "faults_injected": outcome.faults,
+        "aws_quotas": outcome.quotas.as_dict() if outcome.quotas is not None else None,
         "cost": outcome.cost,
     }
 

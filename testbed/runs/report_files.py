@@ -16,6 +16,7 @@ from testbed.exceptions import TestbedError
 from testbed.runs.faults import calls_text
 from testbed.runs.html_report import verdict
 from testbed.runs.provenance import REPORT_SCHEMA_VERSION
+from testbed.runs.quota_account import quota_lines
 from toolkit.counts import Count, label, labelled, sums_text
 
 
@@ -159,6 +160,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
             ),
             "",
         ]
+    lines += quota_lines(report.get("aws_quotas"))
     lines += cost_lines(report.get("cost", {}))
     if report["reconciliation"]["unexplained"]:
         lines += ["## Unexplained", "", *(f"- {json.dumps(u)}" for u in report["reconciliation"]["unexplained"])]

@@ -45,6 +45,7 @@ from testbed.runs.faults import (
 )
 from testbed.runs.hops import ARCHIVE_HOP, hop_samples
 from testbed.runs.provenance import provenance
+from testbed.runs.quota_account import quota_account, resend_after
 from testbed.runs.reconcile import check_alerts, check_plan, expected_stored, identify, reconcile
 from testbed.runs.report import Check, RunOutcome, checks, write_report
 from testbed.runs.scenario import Scenario, ScenarioError
@@ -199,6 +200,7 @@ def start_run(stack: Stack, scenario: Scenario, run_tag: str | None = None) -> R
 def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir: Path = REPORTS_DIR) -> ScenarioRun:
     """Run, wait for the drain, reconcile, and write reports/<run id>/."""
     faults = fault_schedule(stack, scenario.faults, stack.outputs().processor_function_name, scenario.seed)
+    ack_timeout_s = resend_after(stack, scenario)
     key = stack.signing_key()
     begun = start_run(stack, scenario)
     target = stack.backend.mqtt_target()
@@ -217,6 +219,7 @@ def run_scenario(stack: Stack, scenario: Scenario, console: Console, reports_dir
                 profile=scenario.profile,
                 qos=scenario.qos,
                 workers=scenario.workers,
+                ack_timeout_s=ack_timeout_s,
                 run_tag=begun.run_tag,
                 topic=device_topic(
                     stack.backend.device_topic, begun.outputs.iot_rule_name if scenario.basic_ingest else None
@@ -295,7 +298,12 @@ def finish_run(
 
     # a missing shard's stored messages are its own count (stored anyway), not the merged run's
     away = {device_id for missing in shards.missing for device_id in missing.devices} if shards is not None else set()
-    result = reconcile(summary, [(i.device_id, i.msg_id) for i in items if i.device_id not in away], quarantined, dead)
+    gate = stack.backend.quota_gate()
+    quotas = quota_account(gate[0], gate[1], summary, device_ids, started) if gate is not None else None
+    # at QoS 0 a throttled message is dropped before the broker: refused, not lost (at QoS 1 it is sent again)
+    throttled = quotas.throttled_ids if quotas is not None and scenario.qos == 0 else frozenset()
+    stored = [(i.device_id, i.msg_id) for i in items if i.device_id not in away]
+    result = reconcile(summary, stored, quarantined, dead, throttled)
     counters_after = stack.backend.ingress_counters()
     # the bridge's counters live in its process: a fault that restarted it, or any that reset them, leaves
     # no count of this run's actions to read
@@ -362,6 +370,7 @@ def finish_run(
         hops_ms=hops,
         shards=shards.as_dict() if shards is not None else None,
         provenance=begun.provenance or provenance(stack, scenario),
+        quotas=quotas,
     )
     folder = reports_dir / run_id
     write_report(folder, outcome)

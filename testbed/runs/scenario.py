@@ -5,14 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ingress.quotas.limits import IotQuotas
 from simulator.fleet import FleetError, load_fleet
 from simulator.schedule import Constant, RateProfile
 from testbed.exceptions import TestbedError
 from testbed.runs.faults import FaultSpec
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
+# what the devices of a scenario with AWS IoT's quotas wait for a PUBACK before they send again
+DEFAULT_ACK_TIMEOUT_S = 1.0
 
 
 class ScenarioError(TestbedError, ValueError):
@@ -50,6 +53,24 @@ class Scenario(BaseModel):
     drain_timeout_s: float = Field(default=120.0, gt=0)
     expectations: Expectations = Expectations()
     faults: tuple[FaultSpec, ...] = ()
+    # AWS IoT Core's quotas at the local broker (`true`: AWS's defaults; or the quotas to change)
+    aws_quotas: IotQuotas | None = None
+    # QoS 1: resend a publish with no PUBACK after this long (with aws_quotas: DEFAULT_ACK_TIMEOUT_S)
+    ack_timeout_s: float | None = Field(default=None, gt=0, le=600)
+
+    @field_validator("aws_quotas", mode="before")
+    @classmethod
+    def _quotas_on_or_off(cls, value: object) -> object:
+        if value is True:
+            return {}
+        return None if value is False else value
+
+    @property
+    def resend_after_s(self) -> float | None:
+        """How long the devices wait for a PUBACK before they send again (None: only after a reconnect)."""
+        if self.ack_timeout_s is not None:
+            return self.ack_timeout_s
+        return DEFAULT_ACK_TIMEOUT_S if self.aws_quotas is not None and self.qos else None
 
     @model_validator(mode="after")
     def _faults_within_the_run(self) -> Scenario:

@@ -40,6 +40,7 @@ from telemetry.files import InputFileError, read_bounded
 from testbed.exceptions import TestbedError
 from testbed.lifecycle.stack import Stack
 from testbed.paths import REPORTS_DIR
+from testbed.runs.quota_account import resend_after
 from testbed.runs.reconcile import check_plan
 from testbed.runs.runner import RunStart, ScenarioRun, finish_run, run_plan, start_run
 from testbed.runs.scenario import Scenario, load_scenario
@@ -100,6 +101,9 @@ def run_arguments(
     ]
     if not isinstance(scenario.profile, Constant):
         words += [profile_option, scenario.profile.model_dump_json()]
+    ack_timeout_s = resend_after(stack, scenario)
+    if ack_timeout_s is not None:
+        words += ["--ack-timeout", f"{ack_timeout_s:g}"]
     if target.credentials is not None:
         words += ["--broker-secret-file", str(stack.backend.state_dir / "broker-secret")]
     return words

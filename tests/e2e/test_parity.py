@@ -32,6 +32,7 @@ EMBEDDED = {
     "Metrics behind your alarms": (Verdict.DIFFERS, "publishes AWS/Lambda; not AWS/SQS"),
     "IoT policy enforcement": (Verdict.SAME, "refused (PUBACK Not authorized)"),
     "MQTT payload limit": (Verdict.DIFFERS, "accepted"),
+    "IoT Core message broker quotas": (Verdict.DIFFERS, "150 of 150 publishes at once acknowledged"),
     "Rule SQL": (Verdict.SAME, "the rule bridge: the fields AWS would produce"),
     "SQS message size": (Verdict.SAME, "refused (InvalidParameterValue)"),
     "DynamoDB item size": (Verdict.SAME, "refused (ValidationException)"),

@@ -47,7 +47,8 @@ def test_the_wheel_installs_into_a_clean_venv_and_its_commands_work_from_any_fol
     assert len((work / "out.jsonl").read_text().splitlines()) >= 32, "the shipped fleet, run from another folder"
 
     missing = run([str(bin_dir / "testbed"), "simulate", "nosuch"], work)
-    assert missing.returncode == 1 and "shipped: api-chaos, burst, chaos, faults, smoke, soak, steady" in missing.stdout
+    shipped_names = "shipped: api-chaos, aws-quotas, burst, chaos, faults, smoke, soak, steady"
+    assert missing.returncode == 1 and shipped_names in missing.stdout
 
     shipped = run(
         [str(bin_dir / "python"), "-c",

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import boto3
 
 from ingress.broker import count_refusals
+from ingress.quotas.limits import IotQuotas
 from simulator.run_config import MqttTarget
 from telemetry.topics import DEVICE_TOPIC_TEMPLATE, DeviceTopic, TopicError
 from testbed.exceptions import TestbedError
@@ -282,6 +283,19 @@ class Backend(abc.ABC):
         raise BackendError(
             f"the {self.name} backend runs no API fault proxy: API faults need `embedded` or `localstack`"
         )
+
+    def use_aws_quotas(self, quotas: IotQuotas | None) -> None:
+        """AWS IoT Core's quotas at the local broker (the quota gate), or none."""
+        if quotas is None:
+            return
+        raise BackendError(
+            f"the {self.name} backend has no local broker to hold AWS IoT Core's quotas: they need "
+            "`embedded` or `localstack` (on AWS, AWS IoT Core enforces its own)"
+        )
+
+    def quota_gate(self) -> tuple[Path, IotQuotas] | None:
+        """Where a quota gate runs: its ledger of each device's hits, and the quotas it enforces."""
+        return None
 
     def terraform_variables(self, lambda_zip: Path) -> dict[str, Any]:
         variables: dict[str, Any] = {

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import ClassVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ingress.broker import BrokerConfig, load_or_create_secret
+from ingress.quotas.limits import IotQuotas
 from simulator.run_config import MqttTarget
 from simulator.tls import IOT_MQTT_TLS_PORT, DeviceCertificates
 from telemetry.credentials import broker_credentials
@@ -31,6 +31,13 @@ from testbed.lifecycle.backends.base import (
     installed_version,
 )
 from testbed.lifecycle.backends.delivery import DELIVERY_CHECK_S, report_queues, stalled_queues
+from testbed.lifecycle.backends.gates import (
+    aws_quotas_setting,
+    gate_components,
+    quota_ledger,
+    start_fault_proxy,
+    start_quota_gate,
+)
 from testbed.lifecycle.backends.local_ingress import INGRESS_MODES, LocalIngress, bridge_command, mosquitto_binary
 from testbed.lifecycle.backends.ministack_process import (
     MINISTACK_LAUNCHER,
@@ -43,7 +50,7 @@ from testbed.lifecycle.ports import LOOPBACK, PortInUseError, port_in_use, wait_
 from testbed.lifecycle.processes import ManagedProcess, abort_with_stacks, hit, keep_if_same, reap_under, rss_mb
 from testbed.lifecycle.secrets import SecretFile
 from testbed.paths import MINISTACK_VENV, ROOT, STATE_ROOT
-from toolkit.settings import EMULATOR_PORT, FAULT_PROXY_PORT, MQTT_PORT, SETTINGS
+from toolkit.settings import EMULATOR_PORT, FAULT_PROXY_PORT, MQTT_PORT, QUOTA_GATE_PORT, SETTINGS
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +60,7 @@ PORT_VARIABLES = {
     "mosquitto": "MQTT_PORT",
     "IoT MQTT over TLS": "IOT_MQTT_PORT",
     "fault proxy": "FAULT_PROXY_PORT",
+    "quota gate": "QUOTA_GATE_PORT",
 }
 DEVICE_POLICY = "testbed-device-policy"
 START_TIMEOUT_S = 30.0
@@ -84,6 +92,9 @@ class EmbeddedBackend(Backend):
     # every AWS client of the stack through the API fault proxy (fault_proxy/) on this port
     api_faults: bool = False
     fault_proxy_port: int = FAULT_PROXY_PORT
+    # AWS IoT Core's quotas enforced by the quota gate (ingress/quotas/) on this port, devices' way in
+    aws_quotas: IotQuotas | None = None
+    quota_gate_port: int = QUOTA_GATE_PORT
     ingress_modes: ClassVar[tuple[str, ...]] = tuple(INGRESS_MODES)
     local_processes: ClassVar[bool] = True
     # the emulator's folders under the state folder
@@ -108,6 +119,8 @@ class EmbeddedBackend(Backend):
             device_topic=device_topic_setting(),
             api_faults=SETTINGS["API_FAULTS"].text() == "on",
             fault_proxy_port=SETTINGS["FAULT_PROXY_PORT"].number(),
+            aws_quotas=aws_quotas_setting(),
+            quota_gate_port=SETTINGS["QUOTA_GATE_PORT"].number(),
         )
 
     @property
@@ -125,6 +138,10 @@ class EmbeddedBackend(Backend):
     @property
     def fault_proxy(self) -> ManagedProcess:
         return ManagedProcess("fault-proxy", self.run_dir, marker="fault_proxy")
+
+    @property
+    def quota_gate_process(self) -> ManagedProcess:
+        return ManagedProcess("quota-gate", self.run_dir, marker="ingress gate")
 
     @property
     def mosquitto(self) -> ManagedProcess:
@@ -159,7 +176,8 @@ class EmbeddedBackend(Backend):
         """Mosquitto with per-device credentials, or (iot) ministack's IoT Core over TLS with X.509, as on AWS."""
         if self.ingress.on_iot_core:
             return MqttTarget(LOOPBACK, self.iot_mqtt_port, tls=DeviceCertificates(self.things_dir, self.iot_ca_file()))
-        return MqttTarget(LOOPBACK, self.mqtt_port, credentials=broker_credentials(self.broker_secret()))
+        port = self.mqtt_port if self.aws_quotas is None else self.quota_gate_port
+        return MqttTarget(LOOPBACK, port, credentials=broker_credentials(self.broker_secret()))
 
     @property
     def things_dir(self) -> Path:
@@ -205,6 +223,12 @@ class EmbeddedBackend(Backend):
     def use_api_faults(self, on: bool = True) -> None:
         self.api_faults = on
 
+    def use_aws_quotas(self, quotas: IotQuotas | None) -> None:
+        self.aws_quotas = quotas
+
+    def quota_gate(self) -> tuple[Path, IotQuotas] | None:
+        return (quota_ledger(self.quota_gate_process), self.aws_quotas) if self.aws_quotas is not None else None
+
     def healthy(self) -> bool:
         return http_json(f"{self.emulator_url()}/_ministack/health") is not None
 
@@ -213,12 +237,13 @@ class EmbeddedBackend(Backend):
         started is stopped again, so a failed start leaves the stack as it found it."""
         for path in ("run", "tmp", *self.emulator_folders):
             (self.state_dir / path).mkdir(parents=True, exist_ok=True)
-        servers = (self.ministack, self.fault_proxy, self.mosquitto)
+        servers = (self.ministack, self.fault_proxy, self.mosquitto, self.quota_gate_process)
         pids_before = {server.name: server.pid() for server in servers}
         try:
             self._start_fault_proxy()  # first: the emulator's start asks it for the queues' state
             self._start_ministack()
             self._start_mosquitto()
+            self._start_quota_gate()
         except BaseException:
             # by PID: a server restarted with other settings (another port) is one this start started
             started = [s for s in servers if s.pid() is not None and s.pid() != pids_before[s.name]]
@@ -233,6 +258,7 @@ class EmbeddedBackend(Backend):
         if all(server.pid() is None for server in (self.bridge, self.mosquitto, self.ministack)):
             logger.info("nothing of this stack was running (state in %s)", self.state_dir)
         self._stop_bridge()
+        self.quota_gate_process.stop()
         self.mosquitto.stop()
         self.fault_proxy.stop()
         if self.ministack.pid() is not None:
@@ -275,7 +301,7 @@ class EmbeddedBackend(Backend):
 
     def log_files(self) -> dict[str, Path]:
         files = {"emulator": self.ministack.log_file, "broker": self.mosquitto.log_file, "bridge": self.bridge.log_file}
-        return {**files, "fault proxy": self.fault_proxy.log_file} if self.api_faults else files
+        return files | {name: process.log_file for name, (process, _) in self._gates().items()}
 
     def components(self) -> list[Component]:
         emulator_pid, broker_pid, bridge_pid = self.ministack.pid(), self.mosquitto.pid(), self.bridge.pid()
@@ -313,15 +339,14 @@ class EmbeddedBackend(Backend):
                 if on_iot_core
                 else f"{self.ingress_mode()} mode",
             ),
-            *self._fault_proxy_component(),
+            *gate_components(self._gates()),
         ]
 
-    def _fault_proxy_component(self) -> list[Component]:
-        if not self.api_faults:
-            return []
-        pid = self.fault_proxy.pid()
-        where = f"{LOOPBACK}:{self.fault_proxy_port}"
-        return [Component("fault proxy", pid is not None, pid, where, "LocalStack's Chaos API; every AWS client")]
+    def _gates(self) -> dict[str, tuple[ManagedProcess, int]]:
+        gates = {"fault proxy": (self.fault_proxy, self.fault_proxy_port)} if self.api_faults else {}
+        if self.aws_quotas is not None:
+            gates["quota gate"] = (self.quota_gate_process, self.quota_gate_port)
+        return gates
 
     def _start_ministack(self) -> None:
         wanted = {"iam": self.iam, "port": self.ministack_port, "iot_mqtt_port": self.iot_mqtt_port}
@@ -350,14 +375,21 @@ class EmbeddedBackend(Backend):
         if not self.api_faults:
             self.fault_proxy.stop()
             return
-        wanted = {"port": self.fault_proxy_port, "upstream": self.emulator_url()}
-        if keep_if_same(self.fault_proxy, wanted, 10.0, PORT_RELEASE_S):
+        upstream = self.emulator_url()
+        start_fault_proxy(self.fault_proxy, self.fault_proxy_port, upstream, self._check_port, PORT_RELEASE_S)
+
+    def _start_quota_gate(self) -> None:
+        """The quota gate in front of Mosquitto, or none (stopped) when AWS_QUOTAS is off."""
+        if self.aws_quotas is None:
+            self.quota_gate_process.stop()
             return
-        self._check_port(self.fault_proxy_port, "fault proxy")
-        cmd = [sys.executable, "-m", "fault_proxy", "--upstream", self.emulator_url(), "--port"]
-        proc = self.fault_proxy.start([*cmd, str(self.fault_proxy_port)], os.environ, cwd=ROOT, settings=wanted)
-        if not wait_for_port(self.fault_proxy_port, START_TIMEOUT_S) or proc.poll() is not None:
-            raise BackendError(f"the API fault proxy did not start; see {self.fault_proxy.log_file}")
+        if self.ingress_mode() in INGRESS_MODES and self.ingress.on_iot_core:
+            raise BackendError(
+                "AWS_QUOTAS needs the local broker (INGRESS=direct or sqs): in iot mode devices reach the "
+                "emulator's IoT Core, which no gate stands in front of"
+            )
+        gate = self.quota_gate_process
+        start_quota_gate(gate, self.quota_gate_port, self.mqtt_port, self.aws_quotas, self._check_port, PORT_RELEASE_S)
 
     def verify_delivery(self, wait_s: float = DELIVERY_CHECK_S) -> list[str]:
         """A queue feeding the processor that holds waiting messages must see one taken within

@@ -26,6 +26,7 @@ from testbed.lifecycle.backends.base import (
     localstack_healthy,
 )
 from testbed.lifecycle.backends.embedded import PORT_RELEASE_S, EmbeddedBackend
+from testbed.lifecycle.backends.gates import aws_quotas_setting
 from testbed.lifecycle.backends.local_ingress import INGRESS_MODES
 from testbed.lifecycle.ports import LOOPBACK
 from testbed.lifecycle.processes import ManagedProcess, keep_if_same
@@ -59,6 +60,8 @@ class LocalStackHostBackend(EmbeddedBackend):
             device_topic=device_topic_setting(),
             api_faults=SETTINGS["API_FAULTS"].text() == "on",
             fault_proxy_port=SETTINGS["FAULT_PROXY_PORT"].number(),
+            aws_quotas=aws_quotas_setting(),
+            quota_gate_port=SETTINGS["QUOTA_GATE_PORT"].number(),
         )
 
     @property

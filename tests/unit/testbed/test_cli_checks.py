@@ -35,7 +35,8 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, io.Strin
 def test_an_unknown_scenario_is_named_with_the_shipped_ones(run: tuple[Path, io.StringIO]) -> None:
     state, printed = run
     assert cli.main(["simulate", "nosuch"]) == 1
-    assert "no scenario 'nosuch'; shipped: api-chaos, burst, chaos, faults, smoke, soak, steady" in printed.getvalue()
+    shipped = "api-chaos, aws-quotas, burst, chaos, faults, smoke, soak, steady"
+    assert f"no scenario 'nosuch'; shipped: {shipped}" in printed.getvalue()
     assert not state.exists(), "nothing was started"
 
 

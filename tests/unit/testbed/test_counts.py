@@ -46,6 +46,7 @@ def test_every_fate_is_counted_once_under_its_name_and_the_sums_hold() -> None:
         "planned": 9,
         "publishes": 8,
         "duplicate_sends": 1,
+        "resends": 0,
         "acknowledged": 5,
         "failed": 2,
         "not_sent": 2,
@@ -54,9 +55,11 @@ def test_every_fate_is_counted_once_under_its_name_and_the_sums_hold() -> None:
         "stored": 2,
         "quarantined": 1,
         "dead_lettered": 1,
+        "throttled": 0,
         "unaccounted": 1,
         "duplicates_dropped": 1,
         "arrived_unacknowledged": 1,
+        "throttled_publishes": 0,
     }
     assert list(counts) == [c.value for c in Count]
     assert all(sums(counts).values()), sums(counts)
