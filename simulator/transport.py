@@ -42,6 +42,18 @@ RECONNECT_BASE_S = 0.5
 RECONNECT_CAP_S = 10.0
 
 
+def _forget(client: mqtt.Client, mid: int) -> None:
+    """Drop paho's own copy of a publish sent again under a new id. paho has no public way to: left
+    there, the copy waits for a PUBACK that never comes and is sent yet again after any reconnect,
+    on top of the resend. Without the private table (another paho), the copy stays, as it was."""
+    lock = getattr(client, "_out_message_mutex", None)
+    messages = getattr(client, "_out_messages", None)
+    if lock is None or messages is None:
+        return
+    with lock:
+        messages.pop(mid, None)
+
+
 class FailureCause(StrEnum):
     """Why a message never got the broker's acknowledgement (the run summary counts each)."""
 
@@ -71,6 +83,7 @@ class _Connection:
     inflight: dict[int, Emitted] = field(default_factory=dict)
     sent_at: dict[int, float] = field(default_factory=dict)  # mid -> when it left (monotonic), with an ack timeout
     pending: deque[Emitted] = field(default_factory=deque)
+    resends: deque[Emitted] = field(default_factory=deque)  # no PUBACK within the ack timeout: first in line
     sock: Any = None  # a socket, or paho's WebSocket wrapper around one (both have fileno())
     write_watched: bool = False  # registered for EVENT_WRITE: its socket was full
     tokens: float = 1.0  # publish budget under a per-connection rate limit
@@ -224,20 +237,22 @@ class MqttFleet:
         self._flush(conn)
 
     def _flush(self, conn: _Connection) -> None:
-        while conn.pending and conn.connected and len(conn.inflight) < self.window:
+        while (conn.resends or conn.pending) and conn.connected and len(conn.inflight) < self.window:
             if self.max_rate is not None and not self._take_token(conn):
                 self._paced.add(conn)
                 return
-            emitted = conn.pending.popleft()
+            queue = conn.resends or conn.pending
+            emitted = queue.popleft()
             info = conn.client.publish(conn.topic, emitted.payload, qos=self.qos)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                conn.pending.appendleft(emitted)
+                queue.appendleft(emitted)
                 return
-            self.counters.published += 1
             conn.inflight[info.mid] = emitted
             if self.ack_timeout_s:
                 conn.sent_at[info.mid] = time.monotonic()
-            self.on_send(emitted, time.time())
+            if queue is conn.pending:  # a resend is the same publish: its send and lateness count once
+                self.counters.published += 1
+                self.on_send(emitted, time.time())
 
     def _take_token(self, conn: _Connection) -> bool:
         """Token bucket holding a tenth of a second's budget, so no second carries more than the rate."""
@@ -286,11 +301,12 @@ class MqttFleet:
     def _resend_unacknowledged(self, conn: _Connection, sent_before: float) -> None:
         """Publishes that left before `sent_before` and got no PUBACK go again, first in line."""
         late = [mid for mid, at in conn.sent_at.items() if at < sent_before]
-        for mid in reversed(late):
+        for mid in late:
             del conn.sent_at[mid]
+            _forget(conn.client, mid)
             emitted = conn.inflight.pop(mid, None)
             if emitted is not None:
-                conn.pending.appendleft(emitted)
+                conn.resends.append(emitted)
                 self.counters.resent += 1
                 self.on_resend(emitted)
 
@@ -299,7 +315,7 @@ class MqttFleet:
         return sum(1 for c in self.connections.values() if c.sock is not None and not c.connected)
 
     def in_flight(self) -> int:
-        return sum(len(c.inflight) + len(c.pending) for c in self.connections.values())
+        return sum(len(c.inflight) + len(c.pending) + len(c.resends) for c in self.connections.values())
 
     def close(self) -> None:
         """Disconnect everyone; SO_LINGER 0 so thousands of sockets leave no TIME_WAIT behind."""
@@ -312,10 +328,11 @@ class MqttFleet:
                     raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self._close_socket(conn)
         for conn in self.connections.values():
-            for emitted in [*conn.inflight.values(), *conn.pending]:
+            for emitted in [*conn.inflight.values(), *conn.resends, *conn.pending]:
                 self._fail(emitted, FailureCause.UNACKED_AT_END)
             conn.inflight.clear()
             conn.sent_at.clear()
+            conn.resends.clear()
             conn.pending.clear()
         self.selector.close()
 

@@ -4,11 +4,11 @@ change, and the windows that enforce them."""
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from toolkit.iot_quotas import (
     ACCOUNT_PUBLISHES_PER_S,
@@ -20,8 +20,6 @@ from toolkit.iot_quotas import (
 
 # what a run may set: far above AWS's own adjustable ceilings, to refuse a typo rather than take it
 MAX_RATE = 10_000_000
-# client ids a ConnectLimiter keeps before it forgets those past their interval
-MAX_REMEMBERED_IDS = 10_000
 
 
 class Quota(StrEnum):
@@ -50,6 +48,15 @@ class IotQuotas(BaseModel):
     max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, gt=0, le=MAX_PAYLOAD_BYTES)
     account_publishes_per_s: float = Field(default=ACCOUNT_PUBLISHES_PER_S, gt=0, le=MAX_RATE)
 
+    @model_validator(mode="after")
+    def _a_payload_fits_a_second(self) -> IotQuotas:
+        if self.bytes_per_s < self.max_payload_bytes:
+            raise ValueError(
+                f"bytes_per_s {self.bytes_per_s:g} is below max_payload_bytes {self.max_payload_bytes}: "
+                "a payload that large would be throttled for ever"
+            )
+        return self
+
 
 class RateWindow:
     """At most `limit` (publishes, or bytes) within any one second: a burst up to the limit is
@@ -73,19 +80,22 @@ class RateWindow:
 
 
 class ConnectLimiter:
-    """One CONNECT per client id per interval; remembers only ids seen within the last interval."""
+    """One CONNECT per client id per interval; remembers only the ids accepted within the last
+    interval, oldest first, so forgetting one costs O(1) however many devices connect."""
 
     def __init__(self, per_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = 1.0 / per_s
         self._clock = clock
-        self._last: dict[str, float] = {}
+        self._last: OrderedDict[str, float] = OrderedDict()
 
     def allow(self, client_id: str) -> bool:
         now = self._clock()
-        if len(self._last) > MAX_REMEMBERED_IDS:
-            self._last = {c: at for c, at in self._last.items() if now - at < self.interval}
-        last = self._last.get(client_id)
-        if last is not None and now - last < self.interval:
+        while self._last and now - next(iter(self._last.values())) >= self.interval:
+            self._last.popitem(last=False)
+        if client_id in self._last:
             return False
         self._last[client_id] = now
         return True
+
+    def __len__(self) -> int:
+        return len(self._last)

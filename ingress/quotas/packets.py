@@ -11,6 +11,8 @@ from ingress.quotas.exceptions import ProtocolError
 
 MQTT5 = 5
 MAX_VARINT_BYTES = 4
+# AWS IoT Core refuses a client id longer than this
+MAX_CLIENT_ID_BYTES = 128
 
 
 class PacketType(IntEnum):
@@ -50,6 +52,7 @@ class Packet:
 class Connect:
     client_id: str
     level: int  # 3: MQTT 3.1, 4: 3.1.1, 5: 5.0
+    keep_alive_s: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,13 +123,16 @@ def parse_connect(packet: Packet) -> Connect:
     if name not in (b"MQTT", b"MQIsdp") or at + 4 > len(data):
         raise ProtocolError(f"not an MQTT CONNECT (protocol {name[:10]!r})")
     level = data[at]
+    keep_alive_s = int.from_bytes(data[at + 2 : at + 4], "big")
     at += 4  # level, flags, keep alive
     if level == MQTT5:
         size, at = _varint(data, at)
         at += size
     client_id, _ = _string(data, at)
+    if len(client_id) > MAX_CLIENT_ID_BYTES:
+        raise ProtocolError(f"a client id of {len(client_id)} bytes, over AWS IoT's {MAX_CLIENT_ID_BYTES}")
     try:
-        return Connect(client_id.decode(), level)
+        return Connect(client_id.decode(), level, keep_alive_s)
     except UnicodeDecodeError:
         raise ProtocolError("a client id that is not UTF-8") from None
 

@@ -124,8 +124,29 @@ def test_a_device_over_100_a_second_keeps_its_connection_and_gets_about_100_puba
     assert device.disconnects == 0 and device.client.is_connected(), "throttling never closes the connection"
     hits = gate.ledger()["devices"][device.client_id]
     assert hits["by_quota"] == {Quota.PUBLISH_RATE.value: sent - acked}, (sent, acked, hits)
-    assert len(hits["msg_ids"]) == sent - acked and hits["first"] <= hits["last"]
+    assert hits["msg_ids"] == [] and hits["first"] <= hits["last"], "QoS 1: sent again, not dropped"
     device.close()
+
+
+def test_at_qos_0_the_dropped_messages_are_named_in_the_ledger(gate: Gate) -> None:
+    device = Device(gate.port)
+    sent = device.publish_at(150, 2, qos=0)
+    hits = gate.ledger()["devices"][device.client_id]
+    dropped = hits["by_quota"][Quota.PUBLISH_RATE.value]
+    assert dropped > 0 and len(hits["msg_ids"]) == dropped and set(hits["msg_ids"]) <= set(range(sent))
+    assert device.client.is_connected()
+    device.close()
+
+
+def test_a_device_silent_past_its_keep_alive_is_closed(gate: Gate) -> None:
+    with socket.create_connection((LOOPBACK, gate.port), timeout=10) as raw:
+        client_id = f"quiet-{uuid.uuid4().hex[:6]}".encode()
+        body = b"\x00\x04MQTT\x04\x02\x00\x01" + len(client_id).to_bytes(2, "big") + client_id  # keep alive 1 s
+        raw.sendall(bytes([0x10, len(body)]) + body)
+        assert raw.recv(4)[:1] == b"\x20", "a CONNACK"
+        started = time.monotonic()
+        assert raw.recv(16) == b"", "closed"
+        assert time.monotonic() - started < 5, "within 1.5 times its keep alive (and the broker's own)"
 
 
 def test_a_second_connect_within_the_second_is_refused_then_allowed(gate: Gate) -> None:
@@ -217,3 +238,13 @@ def test_the_simulators_resends_deliver_what_the_quota_held_back_and_are_counted
     throttled = gate.ledger()["devices"][device_id]["by_quota"][Quota.PUBLISH_RATE.value]
     assert throttled > 100, "150 a second for 5 s is over 100 a second"
     assert summary["resends"] == summary["per_device"][device_id]["resends"] >= throttled
+
+
+def test_a_client_that_never_finishes_its_connect_is_closed(gate: Gate) -> None:
+    """Half a CONNECT, then nothing (slowloris): the broker never sees it, the gate closes it itself."""
+    with socket.create_connection((LOOPBACK, gate.port), timeout=30) as raw:
+        raw.sendall(b"\x10\x20\x00\x04MQ")
+        started = time.monotonic()
+        assert raw.recv(16) == b""
+        assert 5 < time.monotonic() - started < 20, "after the gate's CONNECT timeout (10 s)"
+    assert gate.ledger()["protocol_errors"] >= 1

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from ingress.quotas import gate
 from ingress.quotas.exceptions import ProtocolError
-from ingress.quotas.limits import ConnectLimiter, IotQuotas, RateWindow
+from ingress.quotas.gate import Ledger
+from ingress.quotas.limits import ConnectLimiter, IotQuotas, Quota, RateWindow
 from ingress.quotas.packets import Connect, Packet, PacketType, TooLarge, parse_connect, parse_publish, read_packet
 
 
@@ -70,7 +74,7 @@ def read(data: bytes, max_length: int = 1 << 20) -> Packet:
 def test_a_connect_gives_its_client_id_and_level(level: int) -> None:
     got = read(connect("dev-1", level))
     assert got.kind == PacketType.CONNECT
-    assert parse_connect(got) == Connect("dev-1", level)
+    assert parse_connect(got) == Connect("dev-1", level, keep_alive_s=60)
 
 
 @pytest.mark.parametrize(("qos", "level", "props"), [(0, 4, b""), (1, 4, b""), (1, 5, b"\x01\x01"), (0, 5, b"")])
@@ -154,3 +158,59 @@ def test_quotas_default_to_aws_and_refuse_what_aws_could_not_be() -> None:
     for bad in ({"publishes_per_s": 0}, {"max_payload_bytes": 200_000}, {"account_publishes_per_s": -1}, {"x": 1}):
         with pytest.raises(ValidationError):
             IotQuotas(**bad)
+
+
+def test_a_client_id_longer_than_aws_takes_is_refused() -> None:
+    assert parse_connect(read(connect("d" * 128))).client_id == "d" * 128
+    with pytest.raises(ProtocolError, match="129 bytes, over AWS IoT's 128"):
+        parse_connect(read(connect("d" * 129)))
+
+
+def test_the_connect_limit_forgets_ids_past_their_interval_oldest_first() -> None:
+    clock = Clock()
+    limiter = ConnectLimiter(1, clock)
+    for n in range(50_000):
+        assert limiter.allow(f"dev-{n}")
+    assert len(limiter) == 50_000
+    clock.now += 1.0
+    assert limiter.allow("dev-0") and len(limiter) == 1, "every id a second old is forgotten at once"
+
+
+def test_a_throughput_below_one_payload_is_refused() -> None:
+    with pytest.raises(ValidationError, match="throttled for ever"):
+        IotQuotas(bytes_per_s=1000)
+
+
+def test_the_ledger_keeps_the_ids_of_dropped_publishes_only_from_a_top_level_integer(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.json")
+    for payload in (
+        b'{"msg_id": 7}',
+        b'{"inner": {"msg_id": 8}}',
+        b'{"msg_id": true}',
+        b"not json",
+        b'{"msg_id": "9"}',
+    ):
+        ledger.hit("dev", Quota.PUBLISH_RATE, memoryview(payload))
+    ledger.hit("dev", Quota.PUBLISH_RATE, None)  # QoS 1: sent again, no id kept
+    ledger.write()
+    written = json.loads((tmp_path / "ledger.json").read_text())
+    assert written["devices"]["dev"]["msg_ids"] == [7]
+    assert written["devices"]["dev"]["by_quota"] == {Quota.PUBLISH_RATE.value: 6}
+
+
+def test_a_ledger_that_cannot_be_written_is_tried_again_and_never_raises(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "missing" / "ledger.json")
+    ledger.hit("dev", Quota.CONNECT_RATE)
+    ledger.write()  # the folder does not exist: logged, not raised
+    (tmp_path / "missing").mkdir()
+    ledger.write()
+    assert json.loads((tmp_path / "missing" / "ledger.json").read_text())["throttled"] == {Quota.CONNECT_RATE.value: 1}
+
+
+def test_client_ids_past_the_ledgers_limit_are_counted_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gate, "MAX_DEVICES", 2)
+    ledger = Ledger(None)
+    for client in ("a", "b", "c", "d"):
+        ledger.hit(client, Quota.CONNECT_RATE)
+    assert set(ledger.devices) == {"a", "b", gate.OTHERS}
+    assert ledger.devices[gate.OTHERS].by_quota == {Quota.CONNECT_RATE.value: 2}
