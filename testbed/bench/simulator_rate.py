@@ -1,7 +1,10 @@
 """Simulator benchmark against a private Mosquitto: connections, QoS 0 and QoS 1 throughput.
 
 Each phase is open-loop: the fleet offers a fixed rate, and the figures say what was delivered
-and how late the sends were (a generator that cannot keep up shows it as lateness).
+and how late the sends were (a generator that cannot keep up shows it as lateness). Each rate
+phase is followed, on the same broker, by the raw paho client driven by hand (raw_paho.py) on as
+many connections at the same rate: the fleet's CPU per message next to the raw client's, as a
+ratio (the goal: within 2x), so what the simulator adds shows whatever the machine's speed.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from simulator.fleet import parse_fleet
 from simulator.run import live_run
 from simulator.run_config import RunConfig
 from simulator.summary import RunSummary
+from testbed.bench.raw_paho import raw_paho
 from testbed.lifecycle.backends.local_ingress import mosquitto_binary
 from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
 
@@ -30,7 +34,10 @@ PHASES = (
     ("qos0", 200, 0.004, 0, 200, False),
     ("qos0-pregenerated", 240, 0.004, 0, 200, True),
     ("qos1", 200, 0.01, 1, 200, False),
+    ("qos1-pregenerated", 200, 0.01, 1, 200, True),
 )
+# the fleet's CPU per message over the raw client's, which the simulator should stay within
+RAW_RATIO_GOAL = 2.0
 
 
 @contextmanager
@@ -70,10 +77,18 @@ def steady_rate(summary: RunSummary) -> int:
     return int(statistics.median(counts)) if counts else 0
 
 
-def run(duration_s: float = 20.0, workers: int = 2) -> list[dict[str, Any]]:
+def typical_size(summary: RunSummary) -> int:
+    """The payload size the run sent most often (bytes), for the raw client to send the same."""
+    sizes = summary["payload_sizes"]
+    return int(max(sizes.items(), key=lambda kv: kv[1])[0]) if sizes else 300
+
+
+def run(
+    duration_s: float = 20.0, workers: int = 2, phases: tuple[tuple[Any, ...], ...] = PHASES
+) -> list[dict[str, Any]]:
     rows = []
     with private_broker() as port:
-        for phase, devices, interval, qos, window, pregenerate in PHASES:
+        for phase, devices, interval, qos, window, pregenerate in phases:
             fleet = parse_fleet(
                 {
                     "name": phase,
@@ -101,19 +116,26 @@ def run(duration_s: float = 20.0, workers: int = 2) -> list[dict[str, Any]]:
                     pregenerate=pregenerate,
                 )
             )
-            rows.append(
-                {
-                    "phase": phase,
-                    "devices": devices,
-                    "qos": qos,
-                    "workers": workers,
-                    "offered_msg_s": round(devices / interval),
-                    "delivered_msg_s": steady_rate(summary),
-                    "failed": summary["failed"],
-                    "send_lateness_p99_ms": summary["send_lateness_ms"]["p99"],
-                    # CPU of the worker processes (connection set-up included) per message sent
-                    "cpu_us_per_msg": round((workers_cpu_s() - cpu_before) / max(summary["acknowledged"], 1) * 1e6, 1),
-                    "wall_s": round(time.monotonic() - started, 1),
-                }
-            )
+            # CPU of the worker processes (connection set-up included) per message sent
+            fleet_us = round((workers_cpu_s() - cpu_before) / max(summary["acknowledged"], 1) * 1e6, 1)
+            row = {
+                "phase": phase,
+                "devices": devices,
+                "qos": qos,
+                "workers": workers,
+                "offered_msg_s": round(devices / interval),
+                "delivered_msg_s": steady_rate(summary),
+                "failed": summary["failed"],
+                "send_lateness_p99_ms": summary["send_lateness_ms"]["p99"],
+                "cpu_us_per_msg": fleet_us,
+                "wall_s": round(time.monotonic() - started, 1),
+            }
+            if phase != "connections":
+                size = (
+                    max(summary["payload_sizes"].items(), key=lambda kv: kv[1])[0] if summary["payload_sizes"] else 300
+                )
+                raw = raw_paho(port, devices, devices / interval, qos, duration_s, int(size))
+                row["raw_paho_cpu_us_per_msg"] = raw["cpu_us_per_msg"]
+                row["fleet_over_raw"] = round(fleet_us / raw["cpu_us_per_msg"], 2) if raw["cpu_us_per_msg"] else None
+            rows.append(row)
     return rows

@@ -8,6 +8,9 @@ import pytest
 from testbed.bench.ceiling import CpuMeter, measure, stack_pids
 from testbed.bench.fault_proxy import per_call
 from testbed.bench.loadrun import run_step
+from testbed.bench.raw_paho import raw_paho
+from testbed.bench.simulator_rate import private_broker
+from testbed.bench.simulator_rate import run as simulator_bench
 from testbed.lifecycle.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -42,3 +45,18 @@ def test_the_fault_proxys_cost_per_call_is_measured_beside_the_direct_call(stack
     assert 0 < cost["direct_p50_ms"] <= cost["direct_p99_ms"] and 0 < cost["proxied_p50_ms"] <= cost["proxied_p99_ms"]
     assert cost["proxy_cpu_us_per_call"] > 0, "the proxy's own process did the forwarding"
     assert stack.backend.endpoint_url() == endpoint
+
+
+def test_the_raw_paho_client_delivers_its_rate_and_measures_its_cpu() -> None:
+    with private_broker() as port:
+        raw = raw_paho(port, connections=10, rate=200, qos=1, duration_s=2, payload_bytes=300)
+    assert 350 <= raw["sent"] <= 410 and raw["acked"] == raw["sent"], raw
+    assert raw["cpu_s"] > 0 and raw["cpu_us_per_msg"] > 0
+
+
+def test_the_simulator_bench_sets_the_fleet_beside_the_raw_client() -> None:
+    (row,) = simulator_bench(duration_s=6, workers=1, phases=(("qos1", 20, 0.1, 1, 50, False),))
+    assert row["failed"] == 0 and row["delivered_msg_s"] > 150, row
+    assert row["raw_paho_cpu_us_per_msg"] > 0 and row["fleet_over_raw"] == pytest.approx(
+        row["cpu_us_per_msg"] / row["raw_paho_cpu_us_per_msg"], rel=0.01
+    )
