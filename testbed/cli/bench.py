@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from typing import Any
 
 from rich.markup import escape
@@ -14,6 +15,7 @@ from testbed.bench import history as bench_history
 from testbed.bench import ingress_rate as bench_ingress
 from testbed.bench import processor_rate as bench_processor
 from testbed.bench import simulator_rate as bench_simulator
+from testbed.bench.cpu_bar import cpu_bar
 from testbed.cli import common
 from testbed.cli.common import MAX_WORKERS
 from testbed.paths import REPORTS_DIR
@@ -108,6 +110,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
             cpu.add_row(name, f"{us:,.1f}")
         cpu.add_row("all", f"{sum(result['cpu_us_per_msg'].values()):,.1f}")
         common.console.print(cpu)
+        picture = REPORTS_DIR / f"bench-{time.strftime('%Y%m%dT%H%M%S')}-cpu.png"
+        picture.parent.mkdir(parents=True, exist_ok=True)
+        result["cpu_picture"] = str(
+            cpu_bar(result["cpu_us_per_msg"], best["stored_msg_s"], ceiling["emulator_us_per_msg"], picture)
+        )
+        common.console.print(f"where the cores went: {picture}")
     # what the API fault proxy costs: per call, and the pipeline's rate through it just above the best
     result["fault_proxy"] = {"per_call": bench_fault_proxy.per_call(stack)}
     common.print_rows("The API fault proxy: one call (DynamoDB GetItem)", [result["fault_proxy"]["per_call"]])
