@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -24,16 +25,18 @@ from localstack.aws.api.core import ServiceRequestHandler
 from localstack.aws.api.dynamodb import DynamodbApi
 from localstack.aws.api.firehose import StartDeliveryStreamEncryptionOutput, StopDeliveryStreamEncryptionOutput
 from localstack.aws.skeleton import DispatchTable
+from localstack.runtime import hooks
 from localstack.services.firehose.provider import FirehoseProvider, _get_description_or_raise_not_found
 from localstack.services.lambda_.invocation.executor_endpoint import ExecutorEndpoint, StatusErrorException
 from localstack.services.lambda_.invocation.lambda_models import FunctionVersion, InvocationResult
 from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
 from localstack.services.lambda_.invocation.runtime_executor import RuntimeExecutor
 from localstack.services.moto import MotoFallbackDispatcher
-from localstack.services.plugins import Service, aws_provider
+from localstack.services.plugins import SERVICE_PLUGINS, Service, aws_provider
 
 from localstack_plugins.sqs_bodies import keep_sqs_bodies
 
+LOG = logging.getLogger("localstack.testbed")  # under localstack.: its log shows it
 WORKER = Path(__file__).with_name("lambda_worker.py")
 # The interpreter of each runtime, `LAMBDA_PYTHON_3_12`-style, set by the testbed when it starts LocalStack.
 RUNTIME_INTERPRETER = "LAMBDA_{runtime}"
@@ -81,6 +84,22 @@ def dynamodb_moto() -> Service:
         """No operation of its own: each one falls through to moto."""
 
     return Service.for_provider(MotoDynamoDB(), dispatch_table_factory=atomic_writes)
+
+
+# Services whose providers import the same moto modules when they load (both import LocalStack's
+# iam_patches, and with it moto.iam): loaded lazily by two first requests at once (Terraform's
+# first apply), Python 3.13.0's import locks report a deadlock and the module stays broken, every
+# later call answering 500 (seen once: sts.GetCallerIdentity failing for 10 minutes after a restart).
+LOADED_TOGETHER = ("iam", "sts")
+PRELOADED = "testbed: loaded {} before the first request"
+
+
+@hooks.on_infra_start()
+def load_shared_services_first() -> None:
+    """Load the services that share moto's modules one after another, before any request comes."""
+    for api in LOADED_TOGETHER:
+        SERVICE_PLUGINS.require(api)
+    LOG.info(PRELOADED.format(", ".join(LOADED_TOGETHER)))
 
 
 @aws_provider(api="firehose", name="encryption")

@@ -59,6 +59,15 @@ def test_the_smoke_scenario_passes_on_localstack_and_the_report_says_so(localsta
     pid = backend.ministack.pid()
     assert pid is not None
     assert {address for address, _ in listening_sockets(pid)} == {LOOPBACK}, "LocalStack listens on loopback only"
+    assert every_start_loaded_shared_services_first(backend.ministack.log_file.read_text())
+
+
+def every_start_loaded_shared_services_first(log: str) -> bool:
+    """Each start of LocalStack in its log loaded iam and sts (which share moto's modules) before it
+    said Ready, so no two first requests load them at once (localstack_plugins.LOADED_TOGETHER)."""
+    before_each_ready = log.split("\nReady.")[:-1]
+    assert before_each_ready, "LocalStack's log shows no start"
+    return all("testbed: loaded iam, sts before the first request" in text for text in before_each_ready)
 
 
 def test_a_localstack_that_dies_mid_run_is_named_as_the_cause_and_nothing_hangs(
@@ -99,6 +108,7 @@ def test_a_localstack_that_dies_mid_run_is_named_as_the_cause_and_nothing_hangs(
     assert report["counts"]["unaccounted"] == report["counts"]["acknowledged"] > 0 and report["counts"]["stored"] == 0
     assert took < scenario.duration_s + scenario.drain_timeout_s, "no drain was waited out"
     assert "stopped during the run" in (run.folder / "report.md").read_text()
+    assert every_start_loaded_shared_services_first(backend.ministack.log_file.read_text()), "the restart too"
 
 
 def _function(stack: Stack, source: str, timeout_s: int = 3, memory_mb: int = 128) -> str:
