@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -14,7 +13,6 @@ from typing import ClassVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ingress.broker import BrokerConfig, load_or_create_secret
 from ingress.quotas.limits import IotQuotas
 from simulator.run_config import MqttTarget
 from simulator.tls import IOT_MQTT_TLS_PORT, DeviceCertificates
@@ -31,14 +29,8 @@ from testbed.lifecycle.backends.base import (
     installed_version,
 )
 from testbed.lifecycle.backends.delivery import DELIVERY_CHECK_S, report_queues, stalled_queues
-from testbed.lifecycle.backends.gates import (
-    aws_quotas_setting,
-    gate_components,
-    quota_ledger,
-    start_fault_proxy,
-    start_quota_gate,
-)
-from testbed.lifecycle.backends.local_ingress import INGRESS_MODES, LocalIngress, bridge_command, mosquitto_binary
+from testbed.lifecycle.backends.gates import Gates, aws_quotas_setting, gate_components
+from testbed.lifecycle.backends.local_ingress import INGRESS_MODES, LocalBroker
 from testbed.lifecycle.backends.ministack_process import (
     MINISTACK_LAUNCHER,
     clean_stale_lambda_copies,
@@ -46,10 +38,10 @@ from testbed.lifecycle.backends.ministack_process import (
     record_port,
     save_state,
 )
-from testbed.lifecycle.ports import LOOPBACK, PortInUseError, port_in_use, wait_for_port
+from testbed.lifecycle.ports import LOOPBACK, PortInUseError, port_in_use
 from testbed.lifecycle.processes import ManagedProcess, abort_with_stacks, hit, keep_if_same, reap_under, rss_mb
 from testbed.lifecycle.secrets import SecretFile
-from testbed.paths import MINISTACK_VENV, ROOT, STATE_ROOT
+from testbed.paths import MINISTACK_VENV, STATE_ROOT
 from toolkit.settings import EMULATOR_PORT, FAULT_PROXY_PORT, MQTT_PORT, QUOTA_GATE_PORT, SETTINGS
 
 logger = logging.getLogger(__name__)
@@ -79,7 +71,7 @@ SECRET_FILES = (
 
 
 @dataclass
-class EmbeddedBackend(Backend):
+class EmbeddedBackend(LocalBroker, Gates, Backend):
     ministack_port: int = EMULATOR_PORT
     mqtt_port: int = MQTT_PORT
     iot_mqtt_port: int = IOT_MQTT_TLS_PORT
@@ -135,43 +127,6 @@ class EmbeddedBackend(Backend):
     def ministack(self) -> ManagedProcess:
         return ManagedProcess("ministack", self.run_dir, marker=str(MINISTACK_VENV))
 
-    @property
-    def fault_proxy(self) -> ManagedProcess:
-        return ManagedProcess("fault-proxy", self.run_dir, marker="fault_proxy")
-
-    @property
-    def quota_gate_process(self) -> ManagedProcess:
-        return ManagedProcess("quota-gate", self.run_dir, marker="ingress gate")
-
-    @property
-    def mosquitto(self) -> ManagedProcess:
-        return ManagedProcess("mosquitto", self.run_dir, marker=str(self.broker.conf))
-
-    @property
-    def bridge(self) -> ManagedProcess:
-        return ManagedProcess("bridge", self.run_dir, marker=str(self.run_dir / "outputs.json"))
-
-    @property
-    def broker(self) -> BrokerConfig:
-        return BrokerConfig(
-            self.state_dir / "broker", self.mqtt_port, self.broker_secret(), device_topic=self.device_topic
-        )
-
-    def ingress_mode(self) -> str:
-        """The mode `start_ingress` last started (direct before any)."""
-        path = self.run_dir / "ingress-mode"
-        return path.read_text() if path.exists() else "direct"
-
-    @property
-    def ingress(self) -> LocalIngress:
-        mode = self.ingress_mode()
-        if mode not in INGRESS_MODES:
-            raise BackendError(
-                f"{self.run_dir / 'ingress-mode'} names no ingress mode ({mode[:40]!r}): "
-                "`make up INGRESS=...` rewrites it"
-            )
-        return INGRESS_MODES[mode]
-
     def mqtt_target(self) -> MqttTarget:
         """Mosquitto with per-device credentials, or (iot) ministack's IoT Core over TLS with X.509, as on AWS."""
         if self.ingress.on_iot_core:
@@ -192,18 +147,6 @@ class EmbeddedBackend(Backend):
                 path.write_bytes(response.read())
         return path
 
-    def _stop_bridge(self) -> None:
-        """Stop the bridge and drop its last counters, so nobody reads a stopped bridge's queue."""
-        self.bridge.stop()
-        self.bridge_metrics_file.unlink(missing_ok=True)
-
-    @property
-    def bridge_metrics_file(self) -> Path:
-        return self.run_dir / "bridge-metrics.json"
-
-    def broker_secret(self) -> bytes:
-        return load_or_create_secret(self.state_dir / "broker-secret")
-
     def emulator(self) -> str:
         return f"ministack {installed_version(MINISTACK_VENV, 'ministack') or '(version unknown)'}"
 
@@ -216,18 +159,6 @@ class EmbeddedBackend(Backend):
 
     def endpoint_url(self) -> str:
         return self.fault_proxy_url() or self.emulator_url()
-
-    def fault_proxy_url(self) -> str | None:
-        return f"http://{LOOPBACK}:{self.fault_proxy_port}" if self.api_faults else None
-
-    def use_api_faults(self, on: bool = True) -> None:
-        self.api_faults = on
-
-    def use_aws_quotas(self, quotas: IotQuotas | None) -> None:
-        self.aws_quotas = quotas
-
-    def quota_gate(self) -> tuple[Path, IotQuotas] | None:
-        return (quota_ledger(self.quota_gate_process), self.aws_quotas) if self.aws_quotas is not None else None
 
     def healthy(self) -> bool:
         return http_json(f"{self.emulator_url()}/_ministack/health") is not None
@@ -276,12 +207,6 @@ class EmbeddedBackend(Backend):
                 f"stop whatever listens on it or choose another port ({PORT_VARIABLES[what]}=...)"
             )
 
-    def ingress_counters(self) -> dict[str, float]:
-        try:
-            return dict(json.loads(self.bridge_metrics_file.read_text()))
-        except (OSError, ValueError):  # no bridge (iot mode), or it has not written yet
-            return {}
-
     def emulator_pid(self) -> int | None:
         return self.ministack.pid()
 
@@ -301,7 +226,7 @@ class EmbeddedBackend(Backend):
 
     def log_files(self) -> dict[str, Path]:
         files = {"emulator": self.ministack.log_file, "broker": self.mosquitto.log_file, "bridge": self.bridge.log_file}
-        return files | {name: process.log_file for name, (process, _) in self._gates().items()}
+        return files | {name: process.log_file for name, (process, _) in self.gates().items()}
 
     def components(self) -> list[Component]:
         emulator_pid, broker_pid, bridge_pid = self.ministack.pid(), self.mosquitto.pid(), self.bridge.pid()
@@ -339,14 +264,8 @@ class EmbeddedBackend(Backend):
                 if on_iot_core
                 else f"{self.ingress_mode()} mode",
             ),
-            *gate_components(self._gates()),
+            *gate_components(self.gates()),
         ]
-
-    def _gates(self) -> dict[str, tuple[ManagedProcess, int]]:
-        gates = {"fault proxy": (self.fault_proxy, self.fault_proxy_port)} if self.api_faults else {}
-        if self.aws_quotas is not None:
-            gates["quota gate"] = (self.quota_gate_process, self.quota_gate_port)
-        return gates
 
     def _start_ministack(self) -> None:
         wanted = {"iam": self.iam, "port": self.ministack_port, "iot_mqtt_port": self.iot_mqtt_port}
@@ -370,27 +289,6 @@ class EmbeddedBackend(Backend):
         record_port(self.state_dir, self.ministack_port)
         report_queues(self.client("lambda"), self.client("sqs"))
 
-    def _start_fault_proxy(self) -> None:
-        """The API fault proxy in front of the emulator, or none (stopped) when API faults are off."""
-        if not self.api_faults:
-            self.fault_proxy.stop()
-            return
-        upstream = self.emulator_url()
-        start_fault_proxy(self.fault_proxy, self.fault_proxy_port, upstream, self._check_port, PORT_RELEASE_S)
-
-    def _start_quota_gate(self) -> None:
-        """The quota gate in front of Mosquitto, or none (stopped) when AWS_QUOTAS is off."""
-        if self.aws_quotas is None:
-            self.quota_gate_process.stop()
-            return
-        if self.ingress_mode() in INGRESS_MODES and self.ingress.on_iot_core:
-            raise BackendError(
-                "AWS_QUOTAS needs the local broker (INGRESS=direct or sqs): in iot mode devices reach the "
-                "emulator's IoT Core, which no gate stands in front of"
-            )
-        gate = self.quota_gate_process
-        start_quota_gate(gate, self.quota_gate_port, self.mqtt_port, self.aws_quotas, self._check_port, PORT_RELEASE_S)
-
     def verify_delivery(self, wait_s: float = DELIVERY_CHECK_S) -> list[str]:
         """A queue feeding the processor that holds waiting messages must see one taken within
         `wait_s`; returns (and logs) each that does not, by name."""
@@ -402,47 +300,6 @@ class EmbeddedBackend(Backend):
         for problem in problems:
             logger.warning("%s: `make down && make up` restarts the emulator and its pollers", problem)
         return problems
-
-    def _start_mosquitto(self) -> None:
-        wanted = {"port": self.mqtt_port, "device_topic": self.device_topic}
-        if keep_if_same(self.mosquitto, wanted, 20.0, PORT_RELEASE_S):
-            return
-        self._check_port(self.mqtt_port, "mosquitto")
-        broker = self.broker
-        config = broker.write(broker.known_devices())
-        proc = self.mosquitto.start([mosquitto_binary(), "-c", str(config)], os.environ, settings=wanted)
-        if not wait_for_port(self.mqtt_port, START_TIMEOUT_S) or proc.poll() is not None:
-            raise BackendError(f"mosquitto did not start; see {self.mosquitto.log_file}")
-
-    def start_ingress(self, outputs_file: Path, mode: str) -> None:
-        """Start the rule bridge for this stack (restarted when the outputs or the mode changed)."""
-        self.check_ingress(mode)
-        target, mode_file = self.run_dir / "outputs.json", self.run_dir / "ingress-mode"
-        wanted = (outputs_file.read_text(), mode)
-        current = (target.read_text(), mode_file.read_text()) if target.exists() and mode_file.exists() else None
-        ingress = INGRESS_MODES[mode]
-        if current == wanted and ingress.on_iot_core:
-            logger.info("ingress iot: devices publish to the emulator's IoT Core; there is no bridge to start")
-            return
-        pid = self.bridge.pid()
-        # a bridge following another broker port or endpoint (the fault proxy) starts again
-        settings = {"broker_port": self.mqtt_port, "endpoint": self.endpoint_url()}
-        if current == wanted and pid is not None and self.bridge.started_with() == settings:
-            logger.info("rule bridge already running (pid %d)", pid)
-            return
-        self._stop_bridge()
-        target.write_text(wanted[0])
-        mode_file.write_text(mode)
-        if ingress.bridge_args is None:
-            return
-        cmd = bridge_command(
-            target, self.mqtt_port, self.state_dir / "broker-secret", self.bridge_metrics_file, self.mosquitto.log_file
-        )
-        cmd += ingress.bridge_args
-        proc = self.bridge.start(cmd, {**os.environ, **self.client_env()}, cwd=ROOT, settings=settings)
-        time.sleep(0.5)
-        if proc.poll() is not None:
-            raise BackendError(f"the rule bridge exited at start; see {self.bridge.log_file}")
 
     def fault_targets(self) -> tuple[str, ...]:
         """iot mode has no local broker or bridge: devices talk to the emulator itself."""

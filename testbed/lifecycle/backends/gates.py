@@ -8,9 +8,11 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from ingress.quotas.limits import IotQuotas
 from testbed.lifecycle.backends.base import BackendError, Component
+from testbed.lifecycle.backends.local_ingress import INGRESS_MODES
 from testbed.lifecycle.ports import LOOPBACK, wait_for_port
 from testbed.lifecycle.processes import ManagedProcess, keep_if_same
 from testbed.paths import ROOT
@@ -18,6 +20,8 @@ from toolkit.settings import SETTINGS
 
 START_TIMEOUT_S = 30.0
 KEEP_TIMEOUT_S = 10.0
+# how long a stopped gate's port may take to close before its restart is refused
+RELEASE_S = 10.0
 
 
 def start_fault_proxy(
@@ -83,3 +87,76 @@ def gate_components(running: dict[str, tuple[ManagedProcess, int]]) -> list[Comp
         pid = process.pid()
         rows.append(Component(name, pid is not None, pid, f"{LOOPBACK}:{port}", GATE_ROLES[name]))
     return rows
+
+
+class GateHost(Protocol):
+    """What Gates needs of the backend it is part of."""
+
+    api_faults: bool
+    fault_proxy_port: int
+    aws_quotas: IotQuotas | None
+    quota_gate_port: int
+    mqtt_port: int
+
+    @property
+    def run_dir(self) -> Path: ...
+    @property
+    def fault_proxy(self) -> ManagedProcess: ...
+    @property
+    def quota_gate_process(self) -> ManagedProcess: ...
+    def emulator_url(self) -> str: ...
+    def ingress_mode(self) -> str: ...
+    def _check_port(self, port: int, what: str) -> None: ...
+
+
+class Gates:
+    """The gates of a local stack, as a part of its backend: whether each is on, its process, and
+    starting or stopping it with the stack."""
+
+    @property
+    def fault_proxy(self: GateHost) -> ManagedProcess:
+        return ManagedProcess("fault-proxy", self.run_dir, marker="fault_proxy")
+
+    @property
+    def quota_gate_process(self: GateHost) -> ManagedProcess:
+        return ManagedProcess("quota-gate", self.run_dir, marker="ingress gate")
+
+    def fault_proxy_url(self: GateHost) -> str | None:
+        return f"http://{LOOPBACK}:{self.fault_proxy_port}" if self.api_faults else None
+
+    def use_api_faults(self: GateHost, on: bool = True) -> None:
+        self.api_faults = on
+
+    def use_aws_quotas(self: GateHost, quotas: IotQuotas | None) -> None:
+        self.aws_quotas = quotas
+
+    def quota_gate(self: GateHost) -> tuple[Path, IotQuotas] | None:
+        return (quota_ledger(self.quota_gate_process), self.aws_quotas) if self.aws_quotas is not None else None
+
+    def gates(self: GateHost) -> dict[str, tuple[ManagedProcess, int]]:
+        """The gates that are on: name -> its process and port."""
+        on = {"fault proxy": (self.fault_proxy, self.fault_proxy_port)} if self.api_faults else {}
+        if self.aws_quotas is not None:
+            on["quota gate"] = (self.quota_gate_process, self.quota_gate_port)
+        return on
+
+    def _start_fault_proxy(self: GateHost) -> None:
+        """The API fault proxy in front of the emulator, or none (stopped) when API faults are off."""
+        if not self.api_faults:
+            self.fault_proxy.stop()
+            return
+        start_fault_proxy(self.fault_proxy, self.fault_proxy_port, self.emulator_url(), self._check_port, RELEASE_S)
+
+    def _start_quota_gate(self: GateHost) -> None:
+        """The quota gate in front of Mosquitto, or none (stopped) when AWS_QUOTAS is off."""
+        if self.aws_quotas is None:
+            self.quota_gate_process.stop()
+            return
+        ingress = INGRESS_MODES.get(self.ingress_mode())
+        if ingress is not None and ingress.on_iot_core:
+            raise BackendError(
+                "AWS_QUOTAS needs the local broker (INGRESS=direct or sqs): in iot mode devices reach the "
+                "emulator's IoT Core, which no gate stands in front of"
+            )
+        gate, quotas = self.quota_gate_process, self.aws_quotas
+        start_quota_gate(gate, self.quota_gate_port, self.mqtt_port, quotas, self._check_port, RELEASE_S)
