@@ -54,7 +54,13 @@ def test_a_master_and_two_workers_publish_disjoint_shards_that_reconcile(stack: 
 
 def test_a_killed_worker_is_its_shard_missing(stack: Stack, tmp_path: Path) -> None:
     run = locust_run.start(stack, _scenario(tmp_path), 2, tmp_path / "reports")
-    time.sleep(6)
+    # mid-run: once both workers have their users (a loaded machine takes seconds to start Locust;
+    # a worker killed before it connects leaves the master waiting for it, not a shard missing)
+    log, deadline = run.folder / "locust.log", time.monotonic() + 90
+    while "All users spawned" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline and run.master.poll() is None, "the workers never got their users"
+        time.sleep(0.2)
+    time.sleep(2)
     run.workers[1].send_signal(signal.SIGKILL)
     run.wait(120)
     merged = merge(stack, run.folder, Console(quiet=True))
