@@ -69,7 +69,6 @@ class Counters:
     failed: int = 0
     connected: int = 0
     connect_errors: int = 0
-    resent: int = 0
     reconnects: int = 0
     failed_by_cause: Counter[str] = field(default_factory=Counter)
 
@@ -307,7 +306,6 @@ class MqttFleet:
             emitted = conn.inflight.pop(mid, None)
             if emitted is not None:
                 conn.resends.append(emitted)
-                self.counters.resent += 1
                 self.on_resend(emitted)
 
     def connecting(self) -> int:

@@ -30,7 +30,7 @@ from testbed.lifecycle.backends.base import (
 )
 from testbed.lifecycle.backends.delivery import DELIVERY_CHECK_S, report_queues, stalled_queues
 from testbed.lifecycle.backends.gates import Gates, aws_quotas_setting, gate_components
-from testbed.lifecycle.backends.local_ingress import INGRESS_MODES, LocalBroker
+from testbed.lifecycle.backends.local_ingress import INGRESS_MODES, PORT_RELEASE_S, START_TIMEOUT_S, LocalBroker
 from testbed.lifecycle.backends.ministack_process import (
     MINISTACK_LAUNCHER,
     clean_stale_lambda_copies,
@@ -55,10 +55,7 @@ PORT_VARIABLES = {
     "quota gate": "QUOTA_GATE_PORT",
 }
 DEVICE_POLICY = "testbed-device-policy"
-START_TIMEOUT_S = 30.0
 IAM_MODES = ("off", "enforce")
-# How long a killed server's listening sockets may take to close before its restart is refused.
-PORT_RELEASE_S = 10.0
 MINISTACK_SAVE_TIMEOUT_S = 300.0
 # how long what the emulator left behind gets to exit after SIGTERM (then SIGKILL)
 REAP_GRACE_S = 5.0

@@ -12,24 +12,21 @@ from typing import Protocol
 
 from ingress.quotas.limits import IotQuotas
 from testbed.lifecycle.backends.base import BackendError, Component
-from testbed.lifecycle.backends.local_ingress import INGRESS_MODES
+from testbed.lifecycle.backends.local_ingress import INGRESS_MODES, PORT_RELEASE_S, START_TIMEOUT_S
 from testbed.lifecycle.ports import LOOPBACK, wait_for_port
 from testbed.lifecycle.processes import ManagedProcess, keep_if_same
 from testbed.paths import ROOT
 from toolkit.settings import SETTINGS
 
-START_TIMEOUT_S = 30.0
 KEEP_TIMEOUT_S = 10.0
-# how long a stopped gate's port may take to close before its restart is refused
-RELEASE_S = 10.0
 
 
 def start_fault_proxy(
-    process: ManagedProcess, port: int, upstream: str, check_port: Callable[[int, str], None], release_s: float
+    process: ManagedProcess, port: int, upstream: str, check_port: Callable[[int, str], None]
 ) -> None:
     """The API fault proxy on `port` in front of the emulator at `upstream` (kept if it runs so)."""
     wanted = {"port": port, "upstream": upstream}
-    if keep_if_same(process, wanted, KEEP_TIMEOUT_S, release_s):
+    if keep_if_same(process, wanted, KEEP_TIMEOUT_S, PORT_RELEASE_S):
         return
     check_port(port, "fault proxy")
     cmd = [sys.executable, "-m", "fault_proxy", "--upstream", upstream, "--port", str(port)]
@@ -54,11 +51,10 @@ def start_quota_gate(
     broker_port: int,
     quotas: IotQuotas,
     check_port: Callable[[int, str], None],
-    release_s: float,
 ) -> None:
     """The quota gate on `port` in front of the broker (kept if it runs with these quotas)."""
     wanted = {"port": port, "broker_port": broker_port, "quotas": quotas.model_dump()}
-    if keep_if_same(process, wanted, KEEP_TIMEOUT_S, release_s):
+    if keep_if_same(process, wanted, KEEP_TIMEOUT_S, PORT_RELEASE_S):
         return
     check_port(port, "quota gate")
     cmd = [sys.executable, "-m", "ingress", "gate", "--broker", f"{LOOPBACK}:{broker_port}", "--port", str(port)]
@@ -145,7 +141,7 @@ class Gates:
         if not self.api_faults:
             self.fault_proxy.stop()
             return
-        start_fault_proxy(self.fault_proxy, self.fault_proxy_port, self.emulator_url(), self._check_port, RELEASE_S)
+        start_fault_proxy(self.fault_proxy, self.fault_proxy_port, self.emulator_url(), self._check_port)
 
     def _start_quota_gate(self: GateHost) -> None:
         """The quota gate in front of Mosquitto, or none (stopped) when AWS_QUOTAS is off."""
@@ -159,4 +155,4 @@ class Gates:
                 "emulator's IoT Core, which no gate stands in front of"
             )
         gate, quotas = self.quota_gate_process, self.aws_quotas
-        start_quota_gate(gate, self.quota_gate_port, self.mqtt_port, quotas, self._check_port, RELEASE_S)
+        start_quota_gate(gate, self.quota_gate_port, self.mqtt_port, quotas, self._check_port)

@@ -19,8 +19,9 @@ from testbed.lifecycle.processes import ManagedProcess, keep_if_same
 from testbed.paths import ROOT
 
 logger = logging.getLogger(__name__)
+# how long a local server (the broker, a gate, the emulator) gets to listen after its start
 START_TIMEOUT_S = 30.0
-# how long a killed broker's listening socket may take to close before its restart is refused
+# How long a killed server's listening sockets may take to close before its restart is refused.
 PORT_RELEASE_S = 10.0
 
 

@@ -25,9 +25,9 @@ from testbed.lifecycle.backends.base import (
     installed_version,
     localstack_healthy,
 )
-from testbed.lifecycle.backends.embedded import PORT_RELEASE_S, EmbeddedBackend
+from testbed.lifecycle.backends.embedded import EmbeddedBackend
 from testbed.lifecycle.backends.gates import aws_quotas_setting
-from testbed.lifecycle.backends.local_ingress import INGRESS_MODES
+from testbed.lifecycle.backends.local_ingress import INGRESS_MODES, PORT_RELEASE_S
 from testbed.lifecycle.ports import LOOPBACK
 from testbed.lifecycle.processes import ManagedProcess, keep_if_same
 from testbed.paths import STATE_ROOT, WORK_ROOT
