@@ -20,7 +20,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ingress.bridge import RuleBridge
 from ingress.broker import BRIDGE_USER, LOOPBACK
-from ingress.delivery import DEFAULT_VISIBILITY_TIMEOUT_S, BridgeConfig
+from ingress.delivery import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_FLUSH_INTERVAL_S,
+    DEFAULT_VISIBILITY_TIMEOUT_S,
+    BridgeConfig,
+)
 from ingress.metrics import serve_metrics
 from ingress.quotas.gate import Ledger, QuotaGate, run_gate
 from ingress.quotas.limits import MAX_RATE, IotQuotas
@@ -60,15 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument("--broker", default="127.0.0.1:1883", help="host:port")
     bridge.add_argument("--secret-file", type=Path, required=True, help="the broker secret (bridge credentials)")
     bridge.add_argument(
-        "--batch-size", type=count(MAX_BATCH_SIZE), default=100, help="direct mode: records per invocation"
+        "--batch-size",
+        type=count(MAX_BATCH_SIZE),
+        default=DEFAULT_BATCH_SIZE,
+        help="direct mode: records per invocation",
     )
     bridge.add_argument(
         "--flush-interval",
         type=seconds(MAX_FLUSH_S, positive=False),
-        default=0.05,
+        default=DEFAULT_FLUSH_INTERVAL_S,
         help="seconds a partial batch may wait",
     )
-    bridge.add_argument("--concurrency", type=count(MAX_CONCURRENCY), default=4)
+    bridge.add_argument("--concurrency", type=count(MAX_CONCURRENCY), default=DEFAULT_CONCURRENCY)
     bridge.add_argument(
         "--max-receive-count",
         type=count(MAX_RECEIVE_COUNT),

@@ -38,6 +38,7 @@ from ingress.broker import IOT_MAX_PAYLOAD_BYTES
 from ingress.delivery import BridgeConfig, BridgeMetrics, Item
 from ingress.rule import Message
 from telemetry.topics import basic_ingest_filter, basic_ingest_topic
+from toolkit.mqtt_io import BulkClient, ack_all
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class RuleBridge:
         self.actions = Actions(config, sqs, lambda_client, self._ack, self.metrics, self.stopping, sleep, clock)
         self.executor = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="action")
         self.slots = threading.BoundedSemaphore(config.concurrency)
-        self.client = mqtt.Client(
+        self.client = BulkClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
             clean_session=False,
@@ -122,12 +123,14 @@ class RuleBridge:
         After a reconnect the broker redelivers what was not acknowledged; acknowledging an old
         packet id on the new connection could acknowledge a different message, so it is skipped.
         """
+        mids = []
         for item in items:
             if item.settled:
                 continue
             item.settled = True
             if item.qos and item.generation == self.generation:
-                self.client.ack(item.mid, item.qos)
+                mids.append(item.mid)
+        ack_all(self.client, mids)
 
     # dispatch (main thread)
     def run(self, until: Callable[[], bool] | None = None) -> None:

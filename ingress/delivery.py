@@ -16,6 +16,15 @@ from toolkit.histogram import LatencyHistogram
 
 # The SQS visibility timeout when the stack's queue does not say (the provider's default).
 DEFAULT_VISIBILITY_TIMEOUT_S = 30.0
+# Direct mode: what one invocation may carry and how many run at once. Each invocation costs the
+# emulator and the processor a fixed share (a Lambda round trip, a Firehose call, an S3 object, log
+# lines) whatever its size; while every slot is busy messages wait and the next batch takes up to this
+# many at once, so under load the pipeline makes few, big invocations, and at a low rate each still leaves within the
+# flush interval. Two slots, as the two cores of the machines we measure on: at 1,000 msg/s, 500 and 2
+# cost all processes 1,333 us per stored message against 1,556-1,610 at 100 and 4, p50 56 ms.
+DEFAULT_BATCH_SIZE = 500
+DEFAULT_CONCURRENCY = 2
+DEFAULT_FLUSH_INTERVAL_S = 0.05
 
 Mode = Literal["sqs", "direct"]
 
@@ -35,9 +44,9 @@ class BridgeConfig:
     dlq_url: str
     function_name: str
     client_id: str = "rule-bridge"
-    batch_size: int = 100
-    flush_interval_s: float = 0.05
-    concurrency: int = 4
+    batch_size: int = DEFAULT_BATCH_SIZE
+    flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S
+    concurrency: int = DEFAULT_CONCURRENCY
     max_receive_count: int = 5
     # direct mode: how long a failed record waits at most before its next delivery, as in SQS
     visibility_timeout_s: float = DEFAULT_VISIBILITY_TIMEOUT_S

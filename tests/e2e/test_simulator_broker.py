@@ -32,6 +32,7 @@ from simulator.transport import MqttFleet
 from telemetry.credentials import broker_credentials
 from testbed.lifecycle.backends.local_ingress import mosquitto_binary
 from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
+from tests.e2e.brokers import private_mosquitto
 from tests.e2e.pki import TestCA
 
 pytestmark = pytest.mark.e2e
@@ -41,18 +42,8 @@ KEY = b"fleet-key"
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    port = free_port()
-    config = tmp_path_factory.mktemp("mosquitto") / "mosquitto.conf"
-    config.write_text(f"listener {port} {LOOPBACK}\nallow_anonymous true\nmax_queued_messages 100000\n")
-    proc = subprocess.Popen(
-        [mosquitto_binary(), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        assert wait_for_port(port, 10), "mosquitto did not start"
+    with private_mosquitto(tmp_path_factory.mktemp("mosquitto"), "max_queued_messages 100000") as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 class Subscriber:

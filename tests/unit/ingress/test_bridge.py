@@ -74,7 +74,7 @@ def test_a_basic_ingest_publish_reaches_the_rule_without_its_prefix_and_outside_
 
     processor = Recording()
     runner = bridge(processor)
-    runner.client.ack = lambda mid, qos: MQTTErrorCode.MQTT_ERR_SUCCESS  # type: ignore[method-assign]
+    runner.client._packet_queue = lambda *_: MQTTErrorCode.MQTT_ERR_SUCCESS  # type: ignore[method-assign]
     for mid, topic in enumerate(
         ("$aws/rules/r/sensors/d1/telemetry", "$aws/rules/r/elsewhere/d1", "sensors/d2/telemetry")
     ):

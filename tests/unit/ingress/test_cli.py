@@ -136,9 +136,9 @@ def test_the_bridge_is_configured_from_its_command_line_and_the_stacks_outputs(t
         queue_url=OUTPUTS.ingest_queue_url,
         dlq_url=OUTPUTS.dlq_url,
         function_name="processor",
-        batch_size=100,
+        batch_size=500,
         flush_interval_s=0.05,
-        concurrency=4,
+        concurrency=2,
         max_receive_count=7,
         visibility_timeout_s=12.0,
         metrics_file=None,
@@ -146,7 +146,7 @@ def test_the_bridge_is_configured_from_its_command_line_and_the_stacks_outputs(t
     given = bridge_args(
         tmp_path,
         *("--mode", "sqs", "--broker", "10.0.0.1:2883", "--batch-size", "10", "--flush-interval", "0"),
-        *("--concurrency", "2", "--max-receive-count", "3", "--visibility-timeout", "4", "--metrics-file", "m.json"),
+        *("--concurrency", "3", "--max-receive-count", "3", "--visibility-timeout", "4", "--metrics-file", "m.json"),
     )
     config = bridge_config(given, OUTPUTS, rule, (12.0, 7))
     assert (config.mode, config.host, config.port, config.batch_size, config.flush_interval_s) == (
@@ -156,7 +156,7 @@ def test_the_bridge_is_configured_from_its_command_line_and_the_stacks_outputs(t
         10,
         0.0,
     )
-    assert (config.concurrency, config.max_receive_count, config.visibility_timeout_s) == (2, 3, 4.0)
+    assert (config.concurrency, config.max_receive_count, config.visibility_timeout_s) == (3, 3, 4.0)
     assert config.metrics_file == Path("m.json")
     assert bridge_config(bridge_args(tmp_path, "--broker", ":1999"), OUTPUTS, rule, (1.0, 1)).host == "127.0.0.1"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from ingress.rule import Message, parse_rule
 from testbed.lifecycle.ports import free_port
 from tests.unit.ingress.fakes import FakeLambda, FakeSqs, bridge_config
 from tests.unit.ingress.test_actions import Clock
+from toolkit.mqtt_io import PUBACK_TYPE
 
 
 class PahoMessage:
@@ -56,11 +58,16 @@ class Session:
         )
         self.acks: list[int] = []
         self.subscribed: list[list[tuple[str, int]]] = []
-        self.bridge.client.ack = self._ack  # type: ignore[method-assign]
+        self.bridge.client._packet_queue = self._queue  # type: ignore[method-assign]
         self.bridge.client.subscribe = self._subscribe  # type: ignore[assignment]
 
-    def _ack(self, mid: int, qos: int) -> MQTTErrorCode:
-        self.acks.append(mid)
+    def _queue(self, command: int, packet: bytes, mid: int, qos: int, info: object = None) -> MQTTErrorCode:
+        """What the bridge writes to the broker: PUBACKs only, read off the wire bytes."""
+        assert command == PUBACK_TYPE and len(packet) % 4 == 0
+        for at in range(0, len(packet), 4):
+            kind, length, packet_id = struct.unpack_from("!BBH", packet, at)
+            assert (kind, length) == (PUBACK_TYPE, 2)
+            self.acks.append(packet_id)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _subscribe(self, topics: list[tuple[str, int]]) -> tuple[MQTTErrorCode, int]:
