@@ -58,7 +58,7 @@ class Session:
         )
         self.acks: list[int] = []
         self.subscribed: list[list[tuple[str, int]]] = []
-        self.bridge.client._packet_queue = self._queue  # type: ignore[method-assign]
+        self.bridge.client._packet_queue = self._queue  # type: ignore[method-assign,assignment]
         self.bridge.client.subscribe = self._subscribe  # type: ignore[assignment]
 
     def _queue(self, command: int, packet: bytes, mid: int, qos: int, info: object = None) -> MQTTErrorCode:
