@@ -38,6 +38,21 @@ WRITE_THREADS = 4
 INVOKE_BATCH = 100
 INVOKE_THREADS = 4
 CEILING_S = 8.0
+# A fresh embedded stack's emulator holds ~100 MB; every stored message adds ~4 KB it never gives back,
+# and a grown emulator is slower at everything: on one machine in one session, its ceiling was 3,345
+# msg/s fresh, 3,031 at 7.3 GB after two benches and 2,549 at 5.3 GB after load runs of another kind.
+GROWN_EMULATOR_MB = 1024.0
+
+
+def grown_emulator(rss_mb: float | None) -> str | None:
+    """Why this run's figures will not compare with a run on a fresh emulator, or None."""
+    if rss_mb is None or rss_mb <= GROWN_EMULATOR_MB:
+        return None
+    return (
+        f"the emulator holds {rss_mb:,.0f} MB from earlier runs (a fresh one ~100 MB): a grown emulator is "
+        "slower, its ceiling and every step with it, so these figures compare only with runs as grown; "
+        "for figures that compare, `make clean && make up` first"
+    )
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ def entry(result: dict[str, Any], backend: str, emulator: str) -> dict[str, Any]
         "p99_ms": best.get("p99_ms"),
         "cpu_us_per_msg": result.get("cpu_us_per_msg", {}),
         "design_over_naive": result.get("ratio"),
+        "emulator_rss_mb_at_start": result.get("emulator_rss_mb_at_start"),
     }
 
 
@@ -134,6 +135,7 @@ def compare(older: dict[str, Any], newer: dict[str, Any]) -> list[Compared]:
             ("share of the ceiling", "of_ceiling"),
             ("p99 at the best rate, ms", "p99_ms"),
             ("design over naive", "design_over_naive"),
+            ("emulator MB at start", "emulator_rss_mb_at_start"),
         )
     ]
     old_cpu, new_cpu = older.get("cpu_us_per_msg") or {}, newer.get("cpu_us_per_msg") or {}

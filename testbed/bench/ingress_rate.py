@@ -134,6 +134,7 @@ def run(
 def bench(stack: Stack, duration_s: float = 15.0, devices: int = 200, start: float = START_RATE) -> dict[str, Any]:
     """In one run: the emulator's ceiling, the design's highest good rate as a ratio of it with the
     CPU per message of each process, and the naive design's rate."""
+    rss_at_start = stack.backend.emulator_rss_mb()
     ceiling = measure(stack)
     try:
         stack.use_ingress("direct")  # first, so that the meter counts the bridge that carries the steps
@@ -153,4 +154,5 @@ def bench(stack: Stack, duration_s: float = 15.0, devices: int = 200, start: flo
         "cpu_us_per_msg": top["cpu_us_per_msg"] if top else {},
         "naive_best": naive_top,
         "ratio": ratio,
+        "emulator_rss_mb_at_start": rss_at_start,
     }

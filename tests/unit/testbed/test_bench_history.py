@@ -13,13 +13,15 @@ from rich.console import Console
 
 from testbed import cli
 from testbed.bench import history
+from testbed.bench.ceiling import grown_emulator
 from testbed.bench.history import HistoryError
 from testbed.cli import bench as bench_commands
 from testbed.cli import common
 
 
-def result(best: float, ceiling: float, cpu: dict[str, float]) -> dict[str, Any]:
+def result(best: float, ceiling: float, cpu: dict[str, float], rss_mb: float | None = 100.0) -> dict[str, Any]:
     return {
+        "emulator_rss_mb_at_start": rss_mb,
         "ceiling": {"combined_msg_s": ceiling},
         "best": {"stored_msg_s": best, "p99_ms": 120.0},
         "of_ceiling": round(best / ceiling, 2),
@@ -30,15 +32,27 @@ def result(best: float, ceiling: float, cpu: dict[str, float]) -> dict[str, Any]
 
 def test_two_kept_runs_compare_as_ratios_figure_by_figure(tmp_path: Path) -> None:
     history.append(tmp_path, history.entry(result(900, 3000, {"bridge": 130.0, "simulator": 170.0}), "embedded", "m"))
-    history.append(tmp_path, history.entry(result(1800, 3000, {"bridge": 65.0, "lambda": 250.0}), "embedded", "m"))
+    history.append(
+        tmp_path, history.entry(result(1800, 3000, {"bridge": 65.0, "lambda": 250.0}, rss_mb=2500.0), "embedded", "m")
+    )
     older, newer = history.pick(history.runs(tmp_path))
     rows = {row.figure: row for row in history.compare(older, newer)}
+    assert rows["emulator MB at start"].ratio == 25.0, "how grown the emulator was is kept beside the figures"
     assert rows["best good rate, msg/s"].ratio == 2.0
     assert rows["share of the ceiling"].older == 0.3 and rows["share of the ceiling"].ratio == 2.0
     assert rows["CPU us/msg: bridge"].ratio == 0.5
     assert rows["CPU us/msg: simulator"].newer is None and rows["CPU us/msg: simulator"].ratio is None
     assert rows["CPU us/msg: lambda"].older is None
     assert older["machine"]["cpus"] and older["commit"]
+
+
+@pytest.mark.parametrize(("rss_mb", "warned"), [(None, False), (100.0, False), (1024.0, False), (1024.5, True)])
+def test_a_grown_emulator_is_named_before_the_run_with_what_to_do(rss_mb: float | None, warned: bool) -> None:
+    warning = grown_emulator(rss_mb)
+    assert (warning is not None) == warned
+    if warning:
+        assert "1,024 MB" in warning or "1,025 MB" in warning
+        assert "make clean && make up" in warning
 
 
 def test_a_line_cut_short_or_foreign_is_left_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
