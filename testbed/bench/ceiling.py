@@ -187,6 +187,15 @@ class CpuMeter:
         times = process.cpu_times()
         return float(times.user + times.system)
 
+    def workers(self) -> frozenset[tuple[int, float]]:
+        """The Lambda workers seen at a sample so far, by pid and start time."""
+        return frozenset(self.children)
+
+    def started_after(self, known: frozenset[tuple[int, float]]) -> int:
+        """Workers seen since `known` was taken: each is a cold start, whose first invocations make a
+        step's latency tail. (A worker that starts and ends between two samples is not seen.)"""
+        return len(self.children.keys() - known)
+
     def sample(self) -> dict[str, float]:
         found: dict[str, float] = {}
         for name, process in self.processes.items():

@@ -100,11 +100,12 @@ def search(
         step = run_step(stack, min(devices, max(int(rate), 1)), rate, duration_s, meter=meter)
         row = {"mode": mode, **step.as_dict()}
         logger.info(
-            "%s at %g msg/s: stored %g msg/s, p99 %g ms, %d lost: %s",
+            "%s at %g msg/s: stored %g msg/s, p99 %g ms%s, %d lost: %s",
             mode,
             rate,
             row["stored_msg_s"],
             row["p99_ms"],
+            f" ({row['cold_starts']} Lambda cold start(s) in the step)" if row["cold_starts"] else "",
             row["lost"],
             "good" if good(row) else "not good",
         )

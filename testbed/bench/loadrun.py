@@ -40,6 +40,8 @@ class StepResult:
     drain_s: float
     # CPU time per stored message of each process, from the send's start to the drain's end
     cpu_us_per_msg: dict[str, float] = field(default_factory=dict)
+    # Lambda workers started during the step: a cold start is the likeliest cause of a high p99
+    cold_starts: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -67,6 +69,7 @@ def run_step(
     )
     started = time.time()
     before = meter.sample() if meter else {}
+    known_workers = meter.workers() if meter else frozenset()
     simulator = psutil.Process()
     simulator_before = sum(simulator.cpu_times()[:2])
     summary = live_run(
@@ -108,4 +111,5 @@ def run_step(
         p99_ms=latency_ms["p99"],
         drain_s=round(drain_s, 1),
         cpu_us_per_msg={name: round(s * 1e6 / max(len(items), 1), 1) for name, s in spent.items()},
+        cold_starts=meter.started_after(known_workers) if meter else 0,
     )

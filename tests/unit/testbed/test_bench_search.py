@@ -94,6 +94,26 @@ def test_a_worker_that_ends_between_samples_keeps_the_cpu_it_had_spent() -> None
     assert after["lambda workers"] >= during["lambda workers"], "a retired worker's time stays counted"
 
 
+def test_a_worker_started_during_a_step_is_counted_as_a_cold_start() -> None:
+    meter = CpuMeter({"emulator": os.getpid()})
+    old = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+    try:
+        time.sleep(0.2)
+        meter.sample()
+        known = meter.workers()
+        new = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+        try:
+            meter.sample()
+            assert meter.started_after(known) == 1, "the worker there before the step is not one"
+            assert meter.started_after(meter.workers()) == 0
+        finally:
+            new.kill()
+            new.wait()
+    finally:
+        old.kill()
+        old.wait()
+
+
 def test_a_cold_first_step_is_measured_again_and_the_search_still_climbs() -> None:
     """The first step (100 msg/s) met a cold Lambda: p99 2,073 ms. The search took it as the
     pipeline's limit and only went down (50, 75, 88); measured again, warm, it passes and the search
