@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from testbed.bench.ceiling import CpuMeter, measure, stack_pids
+from testbed.bench.ceiling import CpuMeter, grown_emulator, measure, stack_pids
 from testbed.bench.loadrun import run_step
 from testbed.lifecycle.stack import Stack
 
@@ -136,6 +136,9 @@ def bench(stack: Stack, duration_s: float = 15.0, devices: int = 200, start: flo
     """In one run: the emulator's ceiling, the design's highest good rate as a ratio of it with the
     CPU per message of each process, and the naive design's rate."""
     rss_at_start = stack.backend.emulator_rss_mb()
+    grown = grown_emulator(rss_at_start)
+    if grown:
+        logger.warning(grown)
     ceiling = measure(stack)
     try:
         stack.use_ingress("direct")  # first, so that the meter counts the bridge that carries the steps

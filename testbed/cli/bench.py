@@ -15,7 +15,6 @@ from testbed.bench import history as bench_history
 from testbed.bench import ingress_rate as bench_ingress
 from testbed.bench import processor_rate as bench_processor
 from testbed.bench import simulator_rate as bench_simulator
-from testbed.bench.ceiling import grown_emulator
 from testbed.bench.cpu_bar import cpu_bar
 from testbed.cli import common
 from testbed.cli.common import MAX_WORKERS
@@ -80,9 +79,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _bench_compare(args.runs)
     stack = common.stack_of(args)
     stack.up()
-    grown = grown_emulator(stack.backend.emulator_rss_mb())
-    if grown:
-        common.console.print(f"[yellow]warning:[/] {escape(grown)}")
     result = bench_ingress.bench(stack, duration_s=args.duration, start=args.start)
     title = "End to end: the pipeline's design against the naive design (QoS 1, zero loss)"
     steps = [
