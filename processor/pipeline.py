@@ -23,6 +23,7 @@ from processor.quarantine import Quarantine
 from processor.signature import KeyRing
 from processor.store import ReadingStore, to_item
 from processor.types import (
+    Alert,
     DynamoDBWriter,
     FirehoseWriter,
     InboundRecord,
@@ -41,6 +42,9 @@ logger = logging.getLogger(__name__)
 AWS_ERRORS = (ClientError, BotoCoreError)
 # How long an alert claim lasts when no invocation deadline is known (in-process use, benchmarks).
 DEFAULT_LEASE_S = 60.0
+# No alert is published this close to the invocation's deadline: a publish and the record of it take
+# well under this on a loaded machine, and a 5 s function timeout (the e2e stack's) keeps 4 s for work.
+ALERT_DEADLINE_MARGIN_S = 1.0
 
 
 @dataclass
@@ -220,30 +224,44 @@ class Pipeline:
         return {m.key for m in messages}
 
     def _alert_all(self, messages: list[Telemetry], outcome: BatchOutcome) -> set[ItemKey]:
-        """The keys of messages with an alert not published (retried; the cooldown claims stop repeats)."""
+        """The keys of messages with an alert not published (retried; the cooldown claims stop repeats).
+
+        After a failed publish, or within ALERT_DEADLINE_MARGIN_S of the deadline, no more publishes
+        are tried: each failed one waits out the SDK's backoff, and an invocation that outlives its
+        timeout may be cut between a publish and its claim's record, which sends that alert twice.
+        """
         failed: set[ItemKey] = set()
+        held = 0
+        sns_failed = False
         for message in sorted(messages, key=lambda m: m.ts):
             try:
-                if not self._alert(message, outcome):
+                alerts = evaluate(message, self.settings.thresholds, self._detector)
+                if not alerts:
+                    continue
+                if sns_failed or self._clock() * 1000 > self._lease_until_ms - ALERT_DEADLINE_MARGIN_S * 1000:
+                    held += 1
+                    failed.add(message.key)
+                elif not self._alert(alerts, outcome):
+                    sns_failed = True
                     failed.add(message.key)
             except Exception:
                 logger.exception("alerting failed unexpectedly, record %s will be retried", message.key)
                 failed.add(message.key)
+        if held:
+            logger.warning("%d alerting record(s) not tried, to be retried: SNS failed or the deadline is near", held)
         return failed
 
-    def _alert(self, message: Telemetry, outcome: BatchOutcome) -> bool:
-        """Publish every alert the message raises; False if a publish failed."""
-        ok = True
-        for alert in evaluate(message, self.settings.thresholds, self._detector):
+    def _alert(self, alerts: list[Alert], outcome: BatchOutcome) -> bool:
+        """Publish a message's alerts; False at the first that failed."""
+        for alert in alerts:
             try:
                 published = self._alerts.publish(alert, int(self._clock() * 1000), self._lease_until_ms)
             except AWS_ERRORS as exc:
                 logger.warning("alert publish failed, record will be retried: %s", exc)
-                ok = False
-                continue
+                return False
             if published:
                 outcome.alerts += 1
                 logger.info("alert", extra={"rule": alert.rule, "correlation_id": f"{alert.device_id}:{alert.msg_id}"})
             else:
                 outcome.alerts_suppressed += 1
-        return ok
+        return True

@@ -363,3 +363,32 @@ def test_an_early_key_reload_that_fails_retries_only_that_record(aws: MotoAws) -
 @pytest.mark.parametrize("event", [{"Records": []}, {}], ids=["no-records", "no-records-key"])
 def test_an_event_without_records_fails_nothing(aws: MotoAws, event: dict[str, Any]) -> None:
     assert invoke_event(aws, event) == {"batchItemFailures": []}
+
+
+def test_an_sns_outage_costs_a_batch_one_failed_publish_not_one_per_alert(aws: MotoAws) -> None:
+    """Every failed publish waits out the SDK's backoff: tried for each alert of a large batch, the
+    invocation outlives its timeout, is killed and may die between a publish and its record, which
+    sends that alert twice. After the first failure the batch's other alerts wait for redelivery."""
+    aws.sns.fail("Publish", "Throttling", times=None)
+    bodies = [
+        json.dumps(make_message(device_id=f"d{i}", msg_id=i, readings={"temperature": (60.0, "C")})) for i in range(20)
+    ]
+    calm = json.dumps(make_message(device_id="calm", msg_id=99))
+    outcome = aws.pipeline().process(arriving_now(*((f"r{i}", b) for i, b in enumerate([*bodies, calm]))))
+    assert aws.sns.calls["Publish"] == 1
+    assert outcome.failed == {f"r{i}" for i in range(20)}, "every alerting record is retried, the calm one is not"
+    assert len(aws.readings()) == 21, "stored before alerting: the retry rewrites the same items"
+    aws.sns.recover()
+    outcome = aws.pipeline().process(arriving_now(*((f"r{i}", b) for i, b in enumerate(bodies))))
+    assert (outcome.failed, outcome.alerts, len(aws.alerts())) == (set(), 20, 20)
+
+
+def test_no_alert_is_published_in_the_last_seconds_of_the_invocation(aws: MotoAws) -> None:
+    """A publish started near the deadline may be cut off by it after SNS took the alert and before
+    the claim says so: the redelivery would publish it again. Those records wait for redelivery."""
+    hot = json.dumps(make_message(msg_id=1, readings={"temperature": (60.0, "C")}))
+    pipeline = aws.pipeline()
+    outcome = pipeline.process(arriving_now(("a", hot)), lease_s=pipeline_module.ALERT_DEADLINE_MARGIN_S - 0.5)
+    assert (outcome.failed, aws.sns.calls["Publish"], aws.alerts()) == ({"a"}, 0, [])
+    outcome = pipeline.process(arriving_now(("a", hot)), lease_s=pipeline_module.ALERT_DEADLINE_MARGIN_S + 5)
+    assert (outcome.failed, outcome.alerts, len(aws.alerts())) == (set(), 1, 1)
