@@ -223,6 +223,12 @@ class Recorder:
         return out
 
 
+def typical_size(summary: RunSummary) -> int:
+    """The payload size the run sent most often (bytes), for a yardstick to send the same."""
+    sizes = summary["payload_sizes"]
+    return int(max(sizes.items(), key=lambda kv: kv[1])[0]) if sizes else 300
+
+
 def acked_ids(summary: RunSummary) -> set[tuple[str, int]]:
     """(device_id, msg_id) of every message the broker acknowledged, from a run summary."""
     return {(device_id, msg_id) for device_id, rec in summary["per_device"].items() for msg_id in rec["acked"]}

@@ -77,6 +77,7 @@ def entry(result: dict[str, Any], backend: str, emulator: str) -> dict[str, Any]
         "cpu_us_per_msg": result.get("cpu_us_per_msg", {}),
         "design_over_naive": result.get("ratio"),
         "emulator_rss_mb_at_start": result.get("emulator_rss_mb_at_start"),
+        "raw_receive_us_per_msg": (result.get("raw_receive") or {}).get("cpu_us_per_msg"),
     }
 
 
@@ -136,6 +137,7 @@ def compare(older: dict[str, Any], newer: dict[str, Any]) -> list[Compared]:
             ("p99 at the best rate, ms", "p99_ms"),
             ("design over naive", "design_over_naive"),
             ("emulator MB at start", "emulator_rss_mb_at_start"),
+            ("raw paho receive, us/msg", "raw_receive_us_per_msg"),
         )
     ]
     old_cpu, new_cpu = older.get("cpu_us_per_msg") or {}, newer.get("cpu_us_per_msg") or {}

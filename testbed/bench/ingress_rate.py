@@ -2,8 +2,9 @@
 
 `make bench-ingress` compares the local ingress modes; `make bench` measures, in one run, the
 emulator's own ceiling, the pipeline's (batched direct invocation) highest good rate as a ratio of
-it with the CPU each process spends per message, and the naive design's (one Lambda invocation and
-one write per message) rate.
+it with the CPU each process spends per message, one raw paho subscriber's CPU per message at that
+rate (the yardstick of the rule bridge's), and the naive design's (one Lambda invocation and one
+write per message) rate.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from testbed.bench.ceiling import CpuMeter, grown_emulator, measure, stack_pids
 from testbed.bench.loadrun import run_step
+from testbed.bench.raw_paho import private_broker, raw_receive
 from testbed.lifecycle.stack import Stack
 
 logger = logging.getLogger(__name__)
@@ -31,6 +33,8 @@ P99_BOUND_MS = 2000.0
 KEEPS_UP = 0.9
 # The naive design: every message is its own Lambda invocation and its own DynamoDB write.
 NAIVE = "naive"
+# raw publishers feeding the raw receiver (their number does not change what one receive costs)
+RAW_PUBLISHERS = 20
 
 
 def step_up(stack: Stack, mode: str, rates: tuple[int, ...], duration_s: float, devices: int) -> list[dict[str, Any]]:
@@ -149,6 +153,10 @@ def bench(stack: Stack, duration_s: float = 15.0, devices: int = 200, start: flo
         stack.use_ingress(stack.ingress)
     top, naive_top = best(design), best(naive)
     ratio = round(top["stored_msg_s"] / naive_top["stored_msg_s"], 1) if top and naive_top else None
+    raw = None
+    if top:
+        with private_broker() as port:
+            raw = raw_receive(port, RAW_PUBLISHERS, top["stored_msg_s"], duration_s, top["payload_bytes"])
     return {
         "ceiling": ceiling.as_dict(),
         "design_steps": design,
@@ -159,4 +167,14 @@ def bench(stack: Stack, duration_s: float = 15.0, devices: int = 200, start: flo
         "naive_best": naive_top,
         "ratio": ratio,
         "emulator_rss_mb_at_start": rss_at_start,
+        "raw_receive": raw,
+        "bridge_over_raw_receive": bridge_over_raw(top, raw),
     }
+
+
+def bridge_over_raw(top: dict[str, Any] | None, raw: dict[str, Any] | None) -> float | None:
+    """The rule bridge's CPU per message over one raw paho subscriber's at the same rate."""
+    bridge = (top or {}).get("cpu_us_per_msg", {}).get("rule bridge")
+    if not bridge or not raw or not raw.get("cpu_us_per_msg"):
+        return None
+    return round(float(bridge) / float(raw["cpu_us_per_msg"]), 2)

@@ -19,7 +19,7 @@ from rich.console import Console
 from simulator.fleet import parse_fleet
 from simulator.run import live_run
 from simulator.run_config import RunConfig
-from simulator.summary import acked_ids, percentiles
+from simulator.summary import acked_ids, percentiles, typical_size
 from testbed.bench.ceiling import CpuMeter
 from testbed.lifecycle.stack import Stack
 from testbed.stores import Stores, wait_for_drain
@@ -42,6 +42,8 @@ class StepResult:
     cpu_us_per_msg: dict[str, float] = field(default_factory=dict)
     # Lambda workers started during the step: a cold start is the likeliest cause of a high p99
     cold_starts: int = 0
+    # the size the devices sent most often, for a yardstick to send the same
+    payload_bytes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -112,4 +114,5 @@ def run_step(
         drain_s=round(drain_s, 1),
         cpu_us_per_msg={name: round(s * 1e6 / max(len(items), 1), 1) for name, s in spent.items()},
         cold_starts=meter.started_after(known_workers) if meter else 0,
+        payload_bytes=typical_size(summary),
     )

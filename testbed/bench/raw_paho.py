@@ -1,8 +1,10 @@
-"""The raw paho client, driven by hand: the yardstick of the simulator's own benchmark.
+"""The raw paho client, driven by hand: the yardsticks of the simulator's and the bridge's costs.
 
 N paho clients on one selector loop publish one fixed payload at a fixed total rate, with nothing
 else per message: no device model, no signature, no JSON, no bookkeeping. What the fleet spends per
-message above this is what the simulator adds (run in a process of its own, so its CPU is its own).
+message above this is what the simulator adds. One paho client subscribed at QoS 1 receives such a
+load and acknowledges each message, with nothing else: what the rule bridge spends above it is its
+own (the rule, the batching, the invokes). Each runs in a process of its own, so its CPU is its own.
 """
 
 from __future__ import annotations
@@ -10,16 +12,48 @@ from __future__ import annotations
 import multiprocessing as mp
 import resource
 import selectors
+import subprocess
+import tempfile
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from testbed.lifecycle.backends.local_ingress import mosquitto_binary
+from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
+
 CONNECT_WAIT_S = 60.0
 DRAIN_WAIT_S = 10.0
 MISC_INTERVAL_S = 1.0
+TOPIC = "sensors/raw/telemetry"
+# the receiver's end: this long without a message once the publishers have stopped
+QUIET_S = 2.0
+
+
+@contextmanager
+def private_broker() -> Iterator[int]:
+    """A Mosquitto of our own on a free loopback port, stopped by its PID afterwards."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "mosquitto.conf"
+        config.write_text(
+            f"listener {port} {LOOPBACK}\nallow_anonymous true\nmax_connections -1\nmax_queued_messages 100000\n"
+        )
+        proc = subprocess.Popen(
+            [mosquitto_binary(), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            if not wait_for_port(port, 10):
+                raise RuntimeError("the benchmark's mosquitto did not start")
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def _cpu_s() -> float:
@@ -57,7 +91,7 @@ def _drive(port: int, connections: int, rate: float, qos: int, duration_s: float
         due = int((now - started) * rate) - sent
         for _ in range(due):
             client = clients[turn]
-            client.publish("sensors/raw/telemetry", payload, qos=qos)
+            client.publish(TOPIC, payload, qos=qos)
             client.loop_write()
             turn = (turn + 1) % connections
         sent += max(due, 0)
@@ -101,3 +135,52 @@ def raw_paho(
     finally:
         process.join(timeout=30)
     return result
+
+
+def _receive(port: int, ready: Any, done: Any, queue: Any) -> None:
+    """One client subscribed at QoS 1, paho acknowledging each message itself; CPU from the
+    subscription on, counted until the publishers are done and the broker has been quiet QUIET_S."""
+    received = [0]
+    subscribed = [False]
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="raw-receiver", protocol=mqtt.MQTTv311)
+    client.max_inflight_messages_set(1000)
+    client.on_message = lambda *_: received.__setitem__(0, received[0] + 1)
+    client.on_subscribe = lambda *_: subscribed.__setitem__(0, True)
+    client.connect("127.0.0.1", port, keepalive=60)
+    client.subscribe(TOPIC, qos=1)
+    while not subscribed[0]:
+        client.loop(timeout=0.05)
+    cpu_before = _cpu_s()
+    ready.set()
+    quiet_since = time.monotonic()
+    while not (done.is_set() and time.monotonic() - quiet_since > QUIET_S):
+        count = received[0]
+        client.loop(timeout=0.05)
+        if received[0] != count:
+            quiet_since = time.monotonic()
+    cpu_s = _cpu_s() - cpu_before
+    client.disconnect()
+    queue.put({"received": received[0], "cpu_s": round(cpu_s, 3)})
+
+
+def raw_receive(port: int, connections: int, rate: float, duration_s: float, payload_bytes: int) -> dict[str, Any]:
+    """One raw paho subscriber receiving what `connections` raw publishers send at QoS 1 at `rate`
+    msg/s for `duration_s`: what it received and its CPU per message, each side in its own process."""
+    context = mp.get_context("fork")
+    ready, done, queue = context.Event(), context.Event(), context.Queue()
+    receiver = context.Process(target=_receive, args=(port, ready, done, queue))
+    receiver.start()
+    try:
+        if not ready.wait(CONNECT_WAIT_S):
+            raise RuntimeError("the raw receiver did not subscribe")
+        sent = raw_paho(port, connections, rate, 1, duration_s, payload_bytes)
+        done.set()
+        result: dict[str, Any] = queue.get(timeout=DRAIN_WAIT_S + QUIET_S + 30)
+    finally:
+        done.set()
+        receiver.join(timeout=30)
+    return {
+        "sent": sent["sent"],
+        **result,
+        "cpu_us_per_msg": round(result["cpu_s"] / max(result["received"], 1) * 1e6, 1),
+    }

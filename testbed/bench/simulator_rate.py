@@ -11,21 +11,14 @@ from __future__ import annotations
 
 import resource
 import statistics
-import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from simulator.fleet import parse_fleet
 from simulator.run import live_run
 from simulator.run_config import RunConfig
-from simulator.summary import RunSummary
-from testbed.bench.raw_paho import raw_paho
-from testbed.lifecycle.backends.local_ingress import mosquitto_binary
-from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
+from simulator.summary import RunSummary, typical_size
+from testbed.bench.raw_paho import private_broker, raw_paho
 
 KEY = b"bench-signing-key"
 # (phase, devices, interval_s, qos, window, pregenerate): offered rate = devices / interval_s
@@ -38,27 +31,6 @@ PHASES = (
 )
 # the fleet's CPU per message over the raw client's, which the simulator should stay within
 RAW_RATIO_GOAL = 2.0
-
-
-@contextmanager
-def private_broker() -> Iterator[int]:
-    """A Mosquitto of our own on a free loopback port, stopped by its PID afterwards."""
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "mosquitto.conf"
-        config.write_text(
-            f"listener {port} {LOOPBACK}\nallow_anonymous true\nmax_connections -1\nmax_queued_messages 100000\n"
-        )
-        proc = subprocess.Popen(
-            [mosquitto_binary(), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            if not wait_for_port(port, 10):
-                raise RuntimeError("the benchmark's mosquitto did not start")
-            yield port
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 def workers_cpu_s() -> float:
@@ -75,12 +47,6 @@ def steady_rate(summary: RunSummary) -> int:
     """
     counts = [count for _, count in sorted(summary["sent_per_s"].items())][2:-2]
     return int(statistics.median(counts)) if counts else 0
-
-
-def typical_size(summary: RunSummary) -> int:
-    """The payload size the run sent most often (bytes), for the raw client to send the same."""
-    sizes = summary["payload_sizes"]
-    return int(max(sizes.items(), key=lambda kv: kv[1])[0]) if sizes else 300
 
 
 def run(
@@ -131,10 +97,7 @@ def run(
                 "wall_s": round(time.monotonic() - started, 1),
             }
             if phase != "connections":
-                size = (
-                    max(summary["payload_sizes"].items(), key=lambda kv: kv[1])[0] if summary["payload_sizes"] else 300
-                )
-                raw = raw_paho(port, devices, devices / interval, qos, duration_s, int(size))
+                raw = raw_paho(port, devices, devices / interval, qos, duration_s, typical_size(summary))
                 row["raw_paho_cpu_us_per_msg"] = raw["cpu_us_per_msg"]
                 row["fleet_over_raw"] = round(fleet_us / raw["cpu_us_per_msg"], 2) if raw["cpu_us_per_msg"] else None
             rows.append(row)

@@ -8,8 +8,7 @@ import pytest
 from testbed.bench.ceiling import CpuMeter, measure, stack_pids
 from testbed.bench.fault_proxy import per_call
 from testbed.bench.loadrun import run_step
-from testbed.bench.raw_paho import raw_paho
-from testbed.bench.simulator_rate import private_broker
+from testbed.bench.raw_paho import private_broker, raw_paho, raw_receive
 from testbed.bench.simulator_rate import run as simulator_bench
 from testbed.lifecycle.stack import Stack
 
@@ -60,3 +59,10 @@ def test_the_simulator_bench_sets_the_fleet_beside_the_raw_client() -> None:
     assert row["raw_paho_cpu_us_per_msg"] > 0 and row["fleet_over_raw"] == pytest.approx(
         row["cpu_us_per_msg"] / row["raw_paho_cpu_us_per_msg"], rel=0.01
     )
+
+
+def test_the_raw_receiver_takes_every_message_and_measures_its_cpu() -> None:
+    with private_broker() as port:
+        raw = raw_receive(port, connections=10, rate=200, duration_s=2, payload_bytes=300)
+    assert 350 <= raw["sent"] <= 410 and raw["received"] == raw["sent"], raw
+    assert raw["cpu_s"] > 0 and raw["cpu_us_per_msg"] == pytest.approx(raw["cpu_s"] / raw["received"] * 1e6, rel=0.01)

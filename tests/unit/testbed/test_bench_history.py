@@ -19,9 +19,12 @@ from testbed.cli import bench as bench_commands
 from testbed.cli import common
 
 
-def result(best: float, ceiling: float, cpu: dict[str, float], rss_mb: float | None = 100.0) -> dict[str, Any]:
+def result(
+    best: float, ceiling: float, cpu: dict[str, float], rss_mb: float | None = 100.0, raw_us: float = 20.0
+) -> dict[str, Any]:
     return {
         "emulator_rss_mb_at_start": rss_mb,
+        "raw_receive": {"cpu_us_per_msg": raw_us},
         "ceiling": {"combined_msg_s": ceiling},
         "best": {"stored_msg_s": best, "p99_ms": 120.0},
         "of_ceiling": round(best / ceiling, 2),
@@ -32,12 +35,12 @@ def result(best: float, ceiling: float, cpu: dict[str, float], rss_mb: float | N
 
 def test_two_kept_runs_compare_as_ratios_figure_by_figure(tmp_path: Path) -> None:
     history.append(tmp_path, history.entry(result(900, 3000, {"bridge": 130.0, "simulator": 170.0}), "embedded", "m"))
-    history.append(
-        tmp_path, history.entry(result(1800, 3000, {"bridge": 65.0, "lambda": 250.0}, rss_mb=2500.0), "embedded", "m")
-    )
+    newer_result = result(1800, 3000, {"bridge": 65.0, "lambda": 250.0}, rss_mb=2500.0, raw_us=30.0)
+    history.append(tmp_path, history.entry(newer_result, "embedded", "m"))
     older, newer = history.pick(history.runs(tmp_path))
     rows = {row.figure: row for row in history.compare(older, newer)}
     assert rows["emulator MB at start"].ratio == 25.0, "how grown the emulator was is kept beside the figures"
+    assert rows["raw paho receive, us/msg"].ratio == 1.5, "the bridge's yardstick, to tell its cost from the machine's"
     assert rows["best good rate, msg/s"].ratio == 2.0
     assert rows["share of the ceiling"].older == 0.3 and rows["share of the ceiling"].ratio == 2.0
     assert rows["CPU us/msg: bridge"].ratio == 0.5

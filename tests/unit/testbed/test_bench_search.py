@@ -7,12 +7,13 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 import psutil
 import pytest
 
 from testbed.bench.ceiling import Ceiling, CpuMeter
-from testbed.bench.ingress_rate import MAX_STEPS, PRECISION, good, next_rate, search_rates
+from testbed.bench.ingress_rate import MAX_STEPS, PRECISION, bridge_over_raw, good, next_rate, search_rates
 
 
 def _search(capacity: float, start: float = 100) -> list[float]:
@@ -143,3 +144,18 @@ def test_a_step_that_fails_twice_counts_as_failed() -> None:
     tried = [r["offered_msg_s"] for r in rows]
     assert tried.count(400) == 2 and all(tried.count(r) <= 2 for r in tried)
     assert max(r["offered_msg_s"] for r in rows if good(r)) < 400
+
+
+@pytest.mark.parametrize(
+    ("top", "raw", "ratio"),
+    [
+        ({"cpu_us_per_msg": {"rule bridge": 95.0}}, {"cpu_us_per_msg": 38.0}, 2.5),
+        (None, {"cpu_us_per_msg": 38.0}, None),  # no good step: nothing to set beside the yardstick
+        ({"cpu_us_per_msg": {}}, {"cpu_us_per_msg": 38.0}, None),  # no bridge process (another ingress)
+        ({"cpu_us_per_msg": {"rule bridge": 95.0}}, {"cpu_us_per_msg": 0.0}, None),  # a receive that cost nothing
+    ],
+)
+def test_the_bridge_is_set_beside_one_raw_subscriber_only_where_both_were_measured(
+    top: dict[str, Any] | None, raw: dict[str, Any], ratio: float | None
+) -> None:
+    assert bridge_over_raw(top, raw) == ratio
