@@ -343,7 +343,7 @@ def run_items(stores: Stores, device_ids: list[str], since_ms: int) -> list[Stor
     return [i for d in device_ids for i in stores.readings(d) if i.stored_at_ms >= since_ms]
 
 
-def _queues_empty(stack: Stack, stores: Stores) -> bool:
+def stores_idle(stack: Stack, stores: Stores) -> bool:
     """No message waiting in the bridge or in flight in the ingest queue."""
     return int(stack.backend.ingress_counters().get("queued", 0)) == 0 and stores.ingest_queue_depth() == 0
 
@@ -365,7 +365,7 @@ def wait_for_drain(
         while time.time() < deadline:
             items = run_items(stores, device_ids, since_ms)
             status.update(f"stored {len(items):,} of {expected:,} expected")
-            if len(items) >= expected and _queues_empty(stack, stores):
+            if len(items) >= expected and stores_idle(stack, stores):
                 return items, True
             time.sleep(poll_s)
     console.print(

@@ -44,14 +44,15 @@ def step_up(stack: Stack, mode: str, rates: tuple[int, ...], duration_s: float, 
     for rate in rates:
         step = run_step(stack, devices, rate, duration_s)
         rows.append({"mode": mode, **step.as_dict()})
-        if step.lost or step.p99_ms > P99_BOUND_MS:
+        if step.lost or step.late or step.unsettled or step.p99_ms > P99_BOUND_MS:
             break
     return rows
 
 
 def good(row: dict[str, Any]) -> bool:
-    """Zero loss, p99 within the bound, and the stored rate keeping up with the offered one."""
-    return not row["lost"] and row["p99_ms"] <= P99_BOUND_MS and row["stored_msg_s"] >= KEEPS_UP * row["offered_msg_s"]
+    """Zero loss, nothing late, p99 within the bound, and the stored rate keeping up with the offered one."""
+    settled_in_time = not (row["lost"] or row.get("late") or row.get("unsettled"))
+    return settled_in_time and row["p99_ms"] <= P99_BOUND_MS and row["stored_msg_s"] >= KEEPS_UP * row["offered_msg_s"]
 
 
 def next_rate(tried: list[tuple[float, bool]], start: float) -> float | None:
@@ -104,13 +105,15 @@ def search(
         step = run_step(stack, min(devices, max(int(rate), 1)), rate, duration_s, meter=meter)
         row = {"mode": mode, **step.as_dict()}
         logger.info(
-            "%s at %g msg/s: stored %g msg/s, p99 %g ms%s, %d lost: %s",
+            "%s at %g msg/s: stored %g msg/s, p99 %g ms%s, %d lost, %d stored late, %d unsettled: %s",
             mode,
             rate,
             row["stored_msg_s"],
             row["p99_ms"],
             f" ({row['cold_starts']} Lambda cold start(s) in the step)" if row["cold_starts"] else "",
             row["lost"],
+            row["late"],
+            row["unsettled"],
             "good" if good(row) else "not good",
         )
         return row

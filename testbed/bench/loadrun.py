@@ -2,7 +2,9 @@
 
 The simulator publishes a fleet for a while; then the step waits until every acknowledged
 message is stored (or a bounded wait ends) and measures loss and end-to-end latency
-(device timestamp -> stored_at).
+(device timestamp -> stored_at). A step the pipeline fell behind on is then waited out until its
+queues are empty: what it stores meanwhile is late, not lost, and the next step starts on an idle
+pipeline, not on this one's backlog.
 """
 
 from __future__ import annotations
@@ -16,15 +18,22 @@ import numpy as np
 import psutil
 from rich.console import Console
 
+from processor.store import StoredReading
 from simulator.fleet import parse_fleet
 from simulator.run import live_run
 from simulator.run_config import RunConfig
 from simulator.summary import acked_ids, percentiles, typical_size
 from testbed.bench.ceiling import CpuMeter
 from testbed.lifecycle.stack import Stack
-from testbed.stores import Stores, wait_for_drain
+from testbed.stores import Stores, run_items, stores_idle, wait_for_drain
 
 DRAIN_TIMEOUT_S = 120.0
+# after a drain that timed out: how long the backlog may take to clear before the step is left
+BACKLOG_TIMEOUT_S = 900.0
+# the backlog is over once the queues are empty and nothing new is stored for this many polls in a
+# row (an invocation in flight is in no queue; the bridge's counters are written every few seconds)
+IDLE_POLLS = 5
+BACKLOG_POLL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,7 @@ class StepResult:
     offered_msg_s: float
     acked: int
     stored: int
+    # acknowledged, and not stored once the pipeline was idle again
     lost: int
     duplicates: int
     stored_msg_s: float
@@ -44,9 +54,29 @@ class StepResult:
     cold_starts: int = 0
     # the size the devices sent most often, for a yardstick to send the same
     payload_bytes: int = 0
+    # stored only after the drain's deadline, while the backlog cleared
+    late: int = 0
+    # neither stored nor given up: the queues still held messages when the backlog wait ended
+    unsettled: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
+
+
+def wait_out_backlog(
+    stack: Stack, stores: Stores, device_ids: list[str], since_ms: int, expected: int
+) -> tuple[list[StoredReading], bool]:
+    """The step's readings once all are stored or the pipeline has gone idle without them; False
+    if neither came within BACKLOG_TIMEOUT_S."""
+    deadline, idle_polls, count = time.time() + BACKLOG_TIMEOUT_S, 0, -1
+    while time.time() < deadline:
+        items = run_items(stores, device_ids, since_ms)
+        idle_polls = idle_polls + 1 if len(items) == count and stores_idle(stack, stores) else 0
+        if len(items) >= expected or idle_polls >= IDLE_POLLS:
+            return items, True
+        count = len(items)
+        time.sleep(BACKLOG_POLL_S)
+    return run_items(stores, device_ids, since_ms), False
 
 
 def run_step(
@@ -90,15 +120,22 @@ def run_step(
     acked = acked_ids(summary)
     stores = Stores.connect(outputs, stack.client, stack.alert_journal)
     sent_done = time.time()
-    items, _ = wait_for_drain(
-        stack, stores, ids, int(started * 1000) - 1000, len(acked), DRAIN_TIMEOUT_S, Console(quiet=True), poll_s=1.0
+    since_ms = int(started * 1000) - 1000
+    items, drained = wait_for_drain(
+        stack, stores, ids, since_ms, len(acked), DRAIN_TIMEOUT_S, Console(quiet=True), poll_s=1.0
     )
     drain_s = time.time() - sent_done
     spent = {name: at - before[name] for name, at in (meter.sample() if meter else {}).items() if name in before}
     if meter:
         spent["simulator"] = simulator_s
-    backend.release_devices(ids)
     stored = [(i.device_id, i.msg_id) for i in items]
+    late, unsettled = 0, 0
+    if not drained:
+        missing = acked - set(stored)
+        later, settled = wait_out_backlog(stack, stores, ids, since_ms, len(acked))
+        late = len(missing & {(i.device_id, i.msg_id) for i in later})
+        unsettled = 0 if settled else len(missing) - late
+    backend.release_devices(ids)
     latency_ms = percentiles([(i.stored_at_ms - i.ts) / 1000 for i in items])
     stored_at = np.array([i.stored_at_ms for i in items], dtype=float) / 1000
     span = (stored_at.max() - max(started, stored_at.min())) if len(items) > 1 else duration_s
@@ -106,7 +143,7 @@ def run_step(
         offered_msg_s=rate_msg_s,
         acked=len(acked),
         stored=len(set(stored)),
-        lost=len(acked - set(stored)),
+        lost=len(acked - set(stored)) - late - unsettled,
         duplicates=len(stored) - len(set(stored)),
         stored_msg_s=round(len(items) / max(span, 1e-3), 1),
         p50_ms=latency_ms["p50"],
@@ -115,4 +152,6 @@ def run_step(
         cpu_us_per_msg={name: round(s * 1e6 / max(len(items), 1), 1) for name, s in spent.items()},
         cold_starts=meter.started_after(known_workers) if meter else 0,
         payload_bytes=typical_size(summary),
+        late=late,
+        unsettled=unsettled,
     )

@@ -44,10 +44,12 @@ def stack_of(args: argparse.Namespace) -> Stack:
 def print_rows(title: str, rows: list[dict[str, Any]], as_json: bool = True) -> None:
     """A benchmark's rows as a table, then (for scripts) as one JSON line."""
     table = Table(title=title)
-    for column in rows[0]:
+    columns = list(dict.fromkeys(column for row in rows for column in row))  # a row may add figures
+    for column in columns:
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(*(f"{v:,}" if isinstance(v, int | float) else escape(str(v)) for v in row.values()))
+        values = (row.get(column, "") for column in columns)
+        table.add_row(*(f"{v:,}" if isinstance(v, int | float) else escape(str(v)) for v in values))
     console.print(table)
     if as_json:
         print(json.dumps(rows))

@@ -235,3 +235,18 @@ def test_a_report_of_another_schema_is_refused_not_compared_as_if_its_counts_mea
     assert f"is a report of schema 2; this testbed reads schema {REPORT_SCHEMA_VERSION}" in printed.getvalue()
     assert cli.main(["compare", str(tmp_path / "new"), str(tmp_path / "none")]) == 1
     assert "schema unknown (older)" in printed.getvalue()
+
+
+def test_a_benchmark_table_labels_every_figure_when_rows_differ(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The simulator bench's first row has no raw-client figures, and a row may list its keys in
+    another order: every value sits under its own name."""
+    out = io.StringIO()
+    monkeypatch.setattr(common, "console", Console(file=out, width=200))
+    rows = [{"phase": "connections", "cpu": 110}, {"cpu": 44, "phase": "qos0", "over_raw": 3.27}]
+    common.print_rows("t", rows)
+    header, first, second = (line for line in out.getvalue().splitlines() if "│" in line or "┃" in line)
+    cells = [[cell.strip() for cell in line.strip()[1:-1].split(line.strip()[0])] for line in (header, first, second)]
+    assert cells == [["phase", "cpu", "over_raw"], ["connections", "110", ""], ["qos0", "44", "3.27"]]
+    assert json.loads(capsys.readouterr().out) == rows
