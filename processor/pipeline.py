@@ -42,9 +42,15 @@ logger = logging.getLogger(__name__)
 AWS_ERRORS = (ClientError, BotoCoreError)
 # How long an alert claim lasts when no invocation deadline is known (in-process use, benchmarks).
 DEFAULT_LEASE_S = 60.0
-# No alert is published this close to the invocation's deadline: a publish and the record of it take
-# well under this on a loaded machine, and a 5 s function timeout (the e2e stack's) keeps 4 s for work.
-ALERT_DEADLINE_MARGIN_S = 1.0
+# No archive or alert call starts this close to the invocation's deadline: one, and the record of a
+# publish, take well under this on a loaded machine; a 5 s function timeout (the e2e stack's) keeps 4 s.
+DEADLINE_MARGIN_S = 1.0
+# ... or within this share of the invocation's time, where that is less (a function timeout of 1 s)
+MARGIN_SHARE = 0.2
+# No DynamoDB write after the first starts within twice the margin: what was stored still has time to
+# be archived and alerted, so it is done, and only the rest is retried (killed at the timeout, all
+# of it would be, on every delivery).
+STORE_MARGINS = 2
 
 
 @dataclass
@@ -106,6 +112,7 @@ class Pipeline:
         )
         self._detector = AnomalyDetector()
         self._lease_until_ms = 0
+        self._margin_s = DEADLINE_MARGIN_S
 
     def process(self, records: Sequence[InboundRecord], lease_s: float = DEFAULT_LEASE_S) -> BatchOutcome:
         """Process a batch. Raises TransientFailure if no record can proceed (no signing key).
@@ -115,6 +122,7 @@ class Pipeline:
         outcome = BatchOutcome()
         now_s = self._clock()
         self._lease_until_ms = int((now_s + lease_s) * 1000)
+        self._margin_s = min(DEADLINE_MARGIN_S, lease_s * MARGIN_SHARE)
         self._keys.keys()
 
         # (device_id, sk) -> the record ids that carry this reading in this batch
@@ -207,14 +215,20 @@ class Pipeline:
                 logger.exception("no DynamoDB item for %s, record will be retried", m.key)
                 failed.add(m.key)
         try:
-            return failed | self._store.put(items)
+            return failed | self._store.put(items, lambda: self._time_left_s() < STORE_MARGINS * self._margin_s)
         except AWS_ERRORS as exc:
             logger.warning("DynamoDB write failed, %d record(s) will be retried: %s", len(accepted), exc)
         except Exception:
             logger.exception("DynamoDB write failed unexpectedly, %d record(s) will be retried", len(accepted))
         return {m.key for m in accepted}
 
+    def _time_left_s(self) -> float:
+        return self._lease_until_ms / 1000 - self._clock()
+
     def _archive_all(self, messages: list[Telemetry]) -> set[ItemKey]:
+        if messages and self._time_left_s() < self._margin_s:
+            logger.warning("%d record(s) not archived, to be retried: the invocation's deadline is near", len(messages))
+            return {m.key for m in messages}
         try:
             return self._archiver.archive([(m.key, m.body) for m in messages])  # type: ignore[return-value]
         except AWS_ERRORS as exc:
@@ -226,7 +240,7 @@ class Pipeline:
     def _alert_all(self, messages: list[Telemetry], outcome: BatchOutcome) -> set[ItemKey]:
         """The keys of messages with an alert not published (retried; the cooldown claims stop repeats).
 
-        After a failed publish, or within ALERT_DEADLINE_MARGIN_S of the deadline, no more publishes
+        After a failed publish, or within DEADLINE_MARGIN_S of the deadline, no more publishes
         are tried: each failed one waits out the SDK's backoff, and an invocation that outlives its
         timeout may be cut between a publish and its claim's record, which sends that alert twice.
         """
@@ -238,7 +252,7 @@ class Pipeline:
                 alerts = evaluate(message, self.settings.thresholds, self._detector)
                 if not alerts:
                     continue
-                if sns_failed or self._clock() * 1000 > self._lease_until_ms - ALERT_DEADLINE_MARGIN_S * 1000:
+                if sns_failed or self._time_left_s() < self._margin_s:
                     held += 1
                     failed.add(message.key)
                 elif not self._alert(alerts, outcome):

@@ -103,16 +103,17 @@ class ReadingStore:
         self._table = table
         self._sleep = sleep
 
-    def put(self, items: Iterable[dict[str, Any]]) -> set[ItemKey]:
-        """Write the items; return the (device_id, sk) keys that still failed after retries."""
+    def put(self, items: Iterable[dict[str, Any]], out_of_time: Callable[[], bool] = lambda: False) -> set[ItemKey]:
+        """Write the items; return the (device_id, sk) keys that still failed after retries, or
+        were not tried: once `out_of_time()`, no chunk after the first starts (each delivery stores some)."""
         failed: set[ItemKey] = set()
-        chunk: list[dict[str, Any]] = []
-        for item in items:
-            chunk.append(item)
-            if len(chunk) == BATCH_WRITE_MAX_ITEMS:
-                failed |= self._write_chunk(chunk)
-                chunk = []
-        if chunk:
+        items = list(items)
+        for start in range(0, len(items), BATCH_WRITE_MAX_ITEMS):
+            chunk = items[start : start + BATCH_WRITE_MAX_ITEMS]
+            if start and out_of_time():
+                rest = items[start:]
+                logger.warning("%d item(s) not written, to be retried: the invocation's deadline is near", len(rest))
+                return failed | {_item_key(item) for item in rest}
             failed |= self._write_chunk(chunk)
         return failed
 

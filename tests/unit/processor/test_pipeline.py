@@ -383,12 +383,54 @@ def test_an_sns_outage_costs_a_batch_one_failed_publish_not_one_per_alert(aws: M
     assert (outcome.failed, outcome.alerts, len(aws.alerts())) == (set(), 20, 20)
 
 
-def test_no_alert_is_published_in_the_last_seconds_of_the_invocation(aws: MotoAws) -> None:
+def test_no_alert_is_published_in_the_last_second_of_the_invocation(aws: MotoAws) -> None:
     """A publish started near the deadline may be cut off by it after SNS took the alert and before
     the claim says so: the redelivery would publish it again. Those records wait for redelivery."""
     hot = json.dumps(make_message(msg_id=1, readings={"temperature": (60.0, "C")}))
-    pipeline = aws.pipeline()
-    outcome = pipeline.process(arriving_now(("a", hot)), lease_s=pipeline_module.ALERT_DEADLINE_MARGIN_S - 0.5)
+    start = time.time()
+    pipeline = aws.pipeline(clock=lambda: start + 4.0 * len(aws.firehose.records))  # archiving takes 4 s
+    outcome = pipeline.process(arriving_now(("a", hot)), lease_s=4.5)
     assert (outcome.failed, aws.sns.calls["Publish"], aws.alerts()) == ({"a"}, 0, [])
-    outcome = pipeline.process(arriving_now(("a", hot)), lease_s=pipeline_module.ALERT_DEADLINE_MARGIN_S + 5)
+    assert len(aws.readings()) == 1 and len(aws.firehose.lines()) == 1, "stored and archived in time"
+    outcome = aws.pipeline().process(arriving_now(("a", hot)), lease_s=4.5)
     assert (outcome.failed, outcome.alerts, len(aws.alerts())) == (set(), 1, 1)
+
+
+def test_a_large_batch_near_its_deadline_stores_what_fits_and_retries_only_the_rest(aws: MotoAws) -> None:
+    """A slow table (each BatchWriteItem a second here) and a large batch: killed at its timeout,
+    the invocation would be retried whole and could be killed again on every delivery. It starts no
+    write a margin before the deadline: what it stored is archived and done, the rest retried."""
+    start = time.time()
+    pipeline = aws.pipeline(clock=lambda: start + aws.dynamodb.calls["BatchWriteItem"] * 1.0)
+    bodies = [(f"r{i}", json.dumps(make_message(device_id=f"d{i % 7}", msg_id=i))) for i in range(100)]
+    # 4.5 s left: the margin is 0.9 s (a fifth), no write starts after 4.5 - 1.8 = 2.7 s
+    outcome = pipeline.process(arriving_now(*bodies), lease_s=4.5)
+    assert aws.dynamodb.calls["BatchWriteItem"] == 3, "chunks started at 0, 1 and 2 s; none at 3 s"
+    assert (len(aws.readings()), len(aws.firehose.lines())) == (75, 75), "stored and archived: done"
+    assert outcome.failed == {f"r{i}" for i in range(75, 100)}
+    outcome = aws.pipeline().process(arriving_now(*(b for b in bodies if b[0] in outcome.failed)))
+    assert outcome.failed == set() and (len(aws.readings()), len(aws.firehose.lines())) == (100, 100)
+
+
+def test_a_function_with_a_one_second_timeout_still_stores_archives_and_alerts(aws: MotoAws) -> None:
+    """The margins shrink with the invocation's time: a fixed second would leave a 1 s function nothing."""
+    hot = json.dumps(make_message(msg_id=1, readings={"temperature": (60.0, "C")}))
+    outcome = aws.pipeline().process(arriving_now(("a", hot)), lease_s=1.0)
+    assert (outcome.failed, outcome.alerts, len(aws.readings()), len(aws.firehose.lines())) == (set(), 1, 1, 1)
+
+
+def test_a_table_slower_than_the_deadline_still_stores_a_chunk_on_every_delivery(aws: MotoAws) -> None:
+    start = time.time()
+    pipeline = aws.pipeline(clock=lambda: start + aws.dynamodb.calls["BatchWriteItem"] * 10.0)
+    bodies = [(f"r{i}", json.dumps(make_message(device_id="d", msg_id=i))) for i in range(60)]
+    outcome = pipeline.process(arriving_now(*bodies), lease_s=5.0)
+    assert (aws.dynamodb.calls["BatchWriteItem"], len(aws.readings()), len(outcome.failed)) == (1, 25, 60)
+
+
+def test_a_batch_that_reaches_the_store_inside_its_margin_still_writes_one_chunk(aws: MotoAws) -> None:
+    """Validation took the time: the first chunk is written anyway, or no delivery would ever store."""
+    start, calls = time.time(), iter(range(10**6))
+    pipeline = aws.pipeline(clock=lambda: start + (0.0 if next(calls) == 0 else 1.0))  # a second passes at once
+    bodies = [(f"r{i}", json.dumps(make_message(device_id="d", msg_id=i))) for i in range(60)]
+    outcome = pipeline.process(arriving_now(*bodies), lease_s=1.5)  # margins 0.3 s and 0.6 s; 0.5 s left
+    assert (len(aws.readings()), len(aws.firehose.lines()), len(outcome.failed)) == (25, 25, 35)
