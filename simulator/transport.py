@@ -30,7 +30,7 @@ from simulator.connection import DEFAULT_TOPIC, TlsContexts
 from simulator.devices import Emitted
 from telemetry.backoff import backoff_s
 from telemetry.topics import DeviceTopic
-from toolkit.mqtt_io import BufferedSocket, BulkClient, pending
+from toolkit.mqtt_io import BulkClient, pending
 
 logger = logging.getLogger(__name__)
 
@@ -316,19 +316,19 @@ class MqttFleet:
         return sum(len(c.inflight) + len(c.pending) + len(c.resends) for c in self.connections.values())
 
     def close(self) -> None:
-        """Disconnect everyone; SO_LINGER 0 so thousands of sockets leave no TIME_WAIT behind."""
+        """Disconnect everyone: a DISCONNECT each, then the socket closed with SO_LINGER 0, so
+        thousands of sockets leave no TIME_WAIT behind."""
         self._closing = True
         for conn in self.connections.values():
             if conn.sock is not None:
+                # paho's WebSocket wrapper holds the TCP socket; TCP, TLS and our buffer take the option
+                tcp = getattr(conn.sock, "_socket", conn.sock)
+                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 conn.client.disconnect()
-                raw = (
-                    conn.sock
-                    if isinstance(conn.sock, socket.socket | BufferedSocket)
-                    else getattr(conn.sock, "_socket", None)
-                )
-                if isinstance(raw, socket.socket | BufferedSocket):
-                    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                self._close_socket(conn)
+                conn.client.loop_write()  # what is queued, then the DISCONNECT: paho closes the socket after it
+                if conn.sock is not None:  # a full send buffer held the DISCONNECT back: close without it
+                    self._close_socket(conn)
+                    tcp.close()
         for conn in self.connections.values():
             for emitted in [*conn.inflight.values(), *conn.resends, *conn.pending]:
                 self._fail(emitted, FailureCause.UNACKED_AT_END)

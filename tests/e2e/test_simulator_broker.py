@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import psutil
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -160,6 +161,29 @@ def test_an_unreachable_broker_fails_every_message_and_says_so() -> None:
     assert summary["acknowledged"] == 0 and summary["failed"] == summary["publishes"]
     assert summary["failed_by_cause"] == {"unacked_at_end": summary["publishes"]}
     assert summary["refused_connections"] >= 25, "every device kept trying, and each failed attempt is counted"
+
+
+def test_a_closed_fleet_disconnects_and_leaves_no_socket_behind(tmp_path: Path) -> None:
+    """Thousands of devices closed at once would hold as many TIME_WAIT entries (the next run's
+    connections would find no free port), or as many open sockets until the collector came: each
+    device sends its DISCONNECT, and its socket closes at once with SO_LINGER 0."""
+    log_settings = ("log_type all", f"log_dest file {tmp_path / 'broker.log'}", f"user {getpass.getuser()}")
+    with private_mosquitto(tmp_path, *log_settings) as port:
+        fleet = MqttFleet("127.0.0.1", port, qos=1)
+        fleet.connect_many([f"linger-{n}" for n in range(20)])
+        deadline = time.monotonic() + 10
+        while fleet.connecting() and time.monotonic() < deadline:
+            fleet.poll(0.05)
+        assert fleet.counters.connected == 20
+        ports = {c.laddr.port for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == port}
+        assert len(ports) == 20
+        fleet.close()
+        time.sleep(0.5)
+        toward_broker = [c for c in psutil.net_connections("tcp") if c.raddr and c.raddr.port == port]
+        left = [c for c in toward_broker if getattr(c.laddr, "port", None) in ports]
+        assert left == [], "no device socket open or in TIME_WAIT"
+    log = (tmp_path / "broker.log").read_text()
+    assert all(f"Client linger-{n} disconnected." in log for n in range(20)), "each one said goodbye"
 
 
 @pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
