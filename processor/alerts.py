@@ -33,28 +33,33 @@ class AnomalyDetector:
         # (device, reading) -> [count, mean, variance]; lists keep the hot path cheap.
         self._state: dict[tuple[str, str], list[float]] = {}
 
-    def observe(self, device_id: str, reading: str, value: float) -> float | None:
-        """Fold the value in; return its z-score if it is anomalous, else None."""
+    def score(self, device_id: str, reading: str, value: float) -> float | None:
+        """The value's z-score if it is anomalous, else None; the baseline is left as it is."""
         moments = self._state.get((device_id, reading))
-        if moments is None:
-            self._state[(device_id, reading)] = [1, value, 0.0]
+        if moments is None or moments[0] < ANOMALY_MIN_SAMPLES:
             return None
-        count, mean, var = moments
-        z = None
-        if count >= ANOMALY_MIN_SAMPLES:
-            std = max(math.sqrt(var), abs(mean) * ANOMALY_MIN_STD_FRACTION, 1e-9)
-            score = (value - mean) / std
-            if abs(score) > ANOMALY_Z:
-                z = score
-        delta = value - mean
-        moments[0] = count + 1
-        moments[1] = mean + ANOMALY_ALPHA * delta
-        moments[2] = (1 - ANOMALY_ALPHA) * (var + ANOMALY_ALPHA * delta * delta)
-        return z
+        _, mean, var = moments
+        std = max(math.sqrt(var), abs(mean) * ANOMALY_MIN_STD_FRACTION, 1e-9)
+        z = (value - mean) / std
+        return z if abs(z) > ANOMALY_Z else None
+
+    def learn(self, message: Telemetry) -> None:
+        """Fold a message's readings into the baseline: once, when it is done (a message retried is
+        scored again on its return, against a baseline it is not part of yet)."""
+        for reading, value in message.readings.items():
+            moments = self._state.get((message.device_id, reading))
+            if moments is None:
+                self._state[(message.device_id, reading)] = [1, value, 0.0]
+                continue
+            count, mean, var = moments
+            delta = value - mean
+            moments[0] = count + 1
+            moments[1] = mean + ANOMALY_ALPHA * delta
+            moments[2] = (1 - ANOMALY_ALPHA) * (var + ANOMALY_ALPHA * delta * delta)
 
 
 def evaluate(message: Telemetry, thresholds: dict[str, dict[str, Threshold]], detector: AnomalyDetector) -> list[Alert]:
-    """Every alert this message raises (before cooldown)."""
+    """Every alert this message raises (before cooldown); the detector learns nothing from it here."""
     alerts: list[Alert] = []
     rules = thresholds.get(message.device_type, {})
     for reading, value in message.readings.items():
@@ -63,7 +68,7 @@ def evaluate(message: Telemetry, thresholds: dict[str, dict[str, Threshold]], de
             alerts.append(_alert(message, "threshold_high", reading, value, bound.severity, f"above {bound.maximum:g}"))
         elif bound is not None and bound.minimum is not None and value < bound.minimum:
             alerts.append(_alert(message, "threshold_low", reading, value, bound.severity, f"below {bound.minimum:g}"))
-        z = detector.observe(message.device_id, reading, value)
+        z = detector.score(message.device_id, reading, value)
         if z is not None:
             alerts.append(_alert(message, "anomaly", reading, value, "warning", f"{z:+.1f} sigma from recent mean"))
     return alerts
@@ -135,13 +140,17 @@ class AlertPublisher:
         except Exception:
             self._release(key, msg)
             raise
-        self._dynamodb.update_item(
-            TableName=self._table,
-            Key=key,
-            UpdateExpression="SET published = :yes",
-            ConditionExpression="last_msg = :msg",
-            ExpressionAttributeValues={":yes": {"BOOL": True}, ":msg": msg},
-        )
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="SET published = :yes",
+                ConditionExpression="last_msg = :msg",
+                ExpressionAttributeValues={":yes": {"BOOL": True}, ":msg": msg},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            # SNS has it: failing the record would publish it again once the lease passed
+            logger.warning("alert published, its claim not marked (it holds until the lease passes): %s", exc)
         return True
 
     def _release(self, key: dict[str, Any], msg: dict[str, str]) -> None:

@@ -47,10 +47,6 @@ DEFAULT_LEASE_S = 60.0
 DEADLINE_MARGIN_S = 1.0
 # ... or within this share of the invocation's time, where that is less (a function timeout of 1 s)
 MARGIN_SHARE = 0.2
-# No DynamoDB write after the first starts within twice the margin: what was stored still has time to
-# be archived and alerted, so it is done, and only the rest is retried (killed at the timeout, all
-# of it would be, on every delivery).
-STORE_MARGINS = 2
 
 
 @dataclass
@@ -215,7 +211,7 @@ class Pipeline:
                 logger.exception("no DynamoDB item for %s, record will be retried", m.key)
                 failed.add(m.key)
         try:
-            return failed | self._store.put(items, lambda: self._time_left_s() < STORE_MARGINS * self._margin_s)
+            return failed | self._store.put(items, self._no_time_for_another_write())
         except AWS_ERRORS as exc:
             logger.warning("DynamoDB write failed, %d record(s) will be retried: %s", len(accepted), exc)
         except Exception:
@@ -224,6 +220,20 @@ class Pipeline:
 
     def _time_left_s(self) -> float:
         return self._lease_until_ms / 1000 - self._clock()
+
+    def _no_time_for_another_write(self) -> Callable[[], bool]:
+        """Asked before each DynamoDB write after the first: True once a write as long as the longest
+        so far would leave less than the margin, so what was stored can still be archived and alerted
+        (killed at the timeout, the whole batch would be retried, on every delivery of a slow table)."""
+        last, longest = self._clock(), 0.0
+
+        def out_of_time() -> bool:
+            nonlocal last, longest
+            now = self._clock()
+            longest, last = max(longest, now - last), now
+            return self._time_left_s() < self._margin_s + longest
+
+        return out_of_time
 
     def _archive_all(self, messages: list[Telemetry]) -> set[ItemKey]:
         if messages and self._time_left_s() < self._margin_s:
@@ -240,29 +250,30 @@ class Pipeline:
     def _alert_all(self, messages: list[Telemetry], outcome: BatchOutcome) -> set[ItemKey]:
         """The keys of messages with an alert not published (retried; the cooldown claims stop repeats).
 
-        After a failed publish, or within DEADLINE_MARGIN_S of the deadline, no more publishes
-        are tried: each failed one waits out the SDK's backoff, and an invocation that outlives its
-        timeout may be cut between a publish and its claim's record, which sends that alert twice.
+        After a failed alert, or within the margin before the deadline, no more publishes are tried:
+        each failed one waits out the SDK's backoff, and an invocation that outlives its timeout may
+        be cut between a publish and its claim's record, which sends that alert twice. The anomaly
+        baseline learns a message once it is done, so one retried is scored again on its return.
         """
         failed: set[ItemKey] = set()
         held = 0
-        sns_failed = False
+        alerting_failed = False
         for message in sorted(messages, key=lambda m: m.ts):
             try:
                 alerts = evaluate(message, self.settings.thresholds, self._detector)
-                if not alerts:
-                    continue
-                if sns_failed or self._time_left_s() < self._margin_s:
+                if alerts and (alerting_failed or self._time_left_s() < self._margin_s):
                     held += 1
                     failed.add(message.key)
-                elif not self._alert(alerts, outcome):
-                    sns_failed = True
+                elif alerts and not self._alert(alerts, outcome):
+                    alerting_failed = True
                     failed.add(message.key)
+                else:
+                    self._detector.learn(message)
             except Exception:
                 logger.exception("alerting failed unexpectedly, record %s will be retried", message.key)
                 failed.add(message.key)
         if held:
-            logger.warning("%d alerting record(s) not tried, to be retried: SNS failed or the deadline is near", held)
+            logger.warning("%d alerting record(s) to be retried untried: an alert failed or the deadline is near", held)
         return failed
 
     def _alert(self, alerts: list[Alert], outcome: BatchOutcome) -> bool:

@@ -114,12 +114,15 @@ class ReadingStore:
                 rest = items[start:]
                 logger.warning("%d item(s) not written, to be retried: the invocation's deadline is near", len(rest))
                 return failed | {_item_key(item) for item in rest}
-            failed |= self._write_chunk(chunk)
+            failed |= self._write_chunk(chunk, out_of_time)
         return failed
 
-    def _write_chunk(self, items: list[dict[str, Any]]) -> set[ItemKey]:
+    def _write_chunk(self, items: list[dict[str, Any]], out_of_time: Callable[[], bool]) -> set[ItemKey]:
         pending: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in items]
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            if attempt > 1 and out_of_time():
+                logger.warning("%d item(s) not written, to be retried: the invocation's deadline is near", len(pending))
+                return {_item_key(r["PutRequest"]["Item"]) for r in pending}
             try:
                 response = self._client.batch_write_item(RequestItems={self._table: pending})
                 pending = response.get("UnprocessedItems", {}).get(self._table, [])

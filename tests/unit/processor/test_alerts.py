@@ -20,8 +20,12 @@ from tests.unit.moto_aws import MotoAws
 NOW = int(time.time() * 1000)
 
 
-def telemetry(temperature: float, msg_id: int = 1, ts: int = NOW, device_type: str = "environmental") -> object:
-    message = make_message(msg_id=msg_id, ts=ts, readings={"temperature": (temperature, "C")}, device_type=device_type)
+def telemetry(
+    temperature: float, msg_id: int = 1, ts: int = NOW, device_type: str = "environmental", device_id: str = "d"
+) -> object:
+    message = make_message(
+        device_id=device_id, msg_id=msg_id, ts=ts, readings={"temperature": (temperature, "C")}, device_type=device_type
+    )
     return parse(json.dumps(message), arrival_ms=NOW, max_skew_ms=10**9)
 
 
@@ -39,12 +43,20 @@ def test_thresholds_per_device_type(settings: Settings) -> None:
 def test_anomaly_needs_history_then_flags_outliers() -> None:
     detector = AnomalyDetector()
     rng = random.Random(1)
-    assert detector.observe("d", "t", 100.0) is None
+
+    def observe(device_id: str, value: float) -> float | None:
+        z = detector.score(device_id, "temperature", value)
+        detector.learn(telemetry(value, device_id=device_id))  # type: ignore[arg-type]
+        return z
+
+    assert observe("d", 100.0) is None
     for _ in range(ANOMALY_MIN_SAMPLES * 7):  # long enough for the first outlier to fade
-        assert detector.observe("d", "t", 20 + rng.gauss(0, 0.5)) is None
-    z = detector.observe("d", "t", 40.0)
+        assert observe("d", 20 + rng.gauss(0, 0.5)) is None
+    first, again = (detector.score("d", "temperature", 40.0) for _ in range(2))
+    assert first == again, "scoring learns nothing"
+    z = observe("d", 40.0)
     assert z is not None and z > 6
-    assert detector.observe("other", "t", 40.0) is None, "state is per device"
+    assert observe("other", 40.0) is None, "state is per device"
 
 
 def publisher(aws: MotoAws) -> AlertPublisher:

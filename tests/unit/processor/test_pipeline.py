@@ -396,26 +396,42 @@ def test_no_alert_is_published_in_the_last_second_of_the_invocation(aws: MotoAws
     assert (outcome.failed, outcome.alerts, len(aws.alerts())) == (set(), 1, 1)
 
 
-def test_a_large_batch_near_its_deadline_stores_what_fits_and_retries_only_the_rest(aws: MotoAws) -> None:
-    """A slow table (each BatchWriteItem a second here) and a large batch: killed at its timeout,
-    the invocation would be retried whole and could be killed again on every delivery. It starts no
-    write a margin before the deadline: what it stored is archived and done, the rest retried."""
+@pytest.mark.parametrize(("write_s", "lease_s", "stored"), [(1.0, 4.5, 75), (1.5, 5.0, 50)])
+def test_a_large_batch_near_its_deadline_stores_what_fits_and_retries_only_the_rest(
+    aws: MotoAws, write_s: float, lease_s: float, stored: int
+) -> None:
+    """A slow table and a large batch: killed at its timeout, the invocation would be retried whole
+    and could be killed again on every delivery. A write starts only while one as long as the longest
+    so far and the margin (a fifth of the time, at most 1 s) still fit: what it stored is archived
+    and done, only the rest is retried."""
     start = time.time()
-    pipeline = aws.pipeline(clock=lambda: start + aws.dynamodb.calls["BatchWriteItem"] * 1.0)
+    pipeline = aws.pipeline(clock=lambda: start + aws.dynamodb.calls["BatchWriteItem"] * write_s)
     bodies = [(f"r{i}", json.dumps(make_message(device_id=f"d{i % 7}", msg_id=i))) for i in range(100)]
-    # 4.5 s left: the margin is 0.9 s (a fifth), no write starts after 4.5 - 1.8 = 2.7 s
-    outcome = pipeline.process(arriving_now(*bodies), lease_s=4.5)
-    assert aws.dynamodb.calls["BatchWriteItem"] == 3, "chunks started at 0, 1 and 2 s; none at 3 s"
-    assert (len(aws.readings()), len(aws.firehose.lines())) == (75, 75), "stored and archived: done"
-    assert outcome.failed == {f"r{i}" for i in range(75, 100)}
+    outcome = pipeline.process(arriving_now(*bodies), lease_s=lease_s)
+    assert aws.dynamodb.calls["BatchWriteItem"] == stored // 25
+    assert (len(aws.readings()), len(aws.firehose.lines())) == (stored, stored), "stored and archived: done"
+    assert outcome.failed == {f"r{i}" for i in range(stored, 100)}
     outcome = aws.pipeline().process(arriving_now(*(b for b in bodies if b[0] in outcome.failed)))
     assert outcome.failed == set() and (len(aws.readings()), len(aws.firehose.lines())) == (100, 100)
+
+
+def test_a_throttled_write_is_not_retried_past_the_deadline(aws: MotoAws) -> None:
+    """The SDK-level retries of one chunk (six attempts with backoff) are held to the deadline too."""
+    aws.dynamodb.fail("BatchWriteItem", "ProvisionedThroughputExceededException", times=None)
+    start = time.time()
+    pipeline = aws.pipeline(clock=lambda: start + aws.dynamodb.calls["BatchWriteItem"] * 1.0)
+    outcome = pipeline.process(arriving_now(("a", json.dumps(make_message()))), lease_s=3.5)  # margin 0.7 s
+    assert aws.dynamodb.calls["BatchWriteItem"] == 2, "after 1 s and 2 s: 1.5 s left, under 1 s + 0.7 s"
+    assert outcome.failed == {"a"}
 
 
 def test_a_function_with_a_one_second_timeout_still_stores_archives_and_alerts(aws: MotoAws) -> None:
     """The margins shrink with the invocation's time: a fixed second would leave a 1 s function nothing."""
     hot = json.dumps(make_message(msg_id=1, readings={"temperature": (60.0, "C")}))
-    outcome = aws.pipeline().process(arriving_now(("a", hot)), lease_s=1.0)
+    start = time.time()
+    outcome = aws.pipeline(clock=lambda: start + 0.1 * aws.dynamodb.calls["BatchWriteItem"]).process(
+        arriving_now(("a", hot)), lease_s=1.0
+    )
     assert (outcome.failed, outcome.alerts, len(aws.readings()), len(aws.firehose.lines())) == (set(), 1, 1, 1)
 
 
@@ -430,7 +446,38 @@ def test_a_table_slower_than_the_deadline_still_stores_a_chunk_on_every_delivery
 def test_a_batch_that_reaches_the_store_inside_its_margin_still_writes_one_chunk(aws: MotoAws) -> None:
     """Validation took the time: the first chunk is written anyway, or no delivery would ever store."""
     start, calls = time.time(), iter(range(10**6))
-    pipeline = aws.pipeline(clock=lambda: start + (0.0 if next(calls) == 0 else 1.0))  # a second passes at once
+    pipeline = aws.pipeline(clock=lambda: start + (0.0 if next(calls) == 0 else 1.3))  # 1.3 s pass at once
     bodies = [(f"r{i}", json.dumps(make_message(device_id="d", msg_id=i))) for i in range(60)]
-    outcome = pipeline.process(arriving_now(*bodies), lease_s=1.5)  # margins 0.3 s and 0.6 s; 0.5 s left
-    assert (len(aws.readings()), len(aws.firehose.lines()), len(outcome.failed)) == (25, 25, 35)
+    outcome = pipeline.process(arriving_now(*bodies), lease_s=1.5)  # margin 0.3 s; 0.2 s left
+    assert (len(aws.readings()), len(aws.firehose.lines()), len(outcome.failed)) == (25, 0, 60)
+
+
+def test_an_anomaly_held_back_by_a_failed_alert_is_still_raised_on_its_retry(aws: MotoAws) -> None:
+    """The anomaly baseline must not learn a reading whose alert was not sent: on its return to the
+    same warm container it would be part of the mean it is scored against, and no longer stand out."""
+    pipeline = aws.pipeline()
+    now = int(time.time() * 1000)
+
+    def reading(device_id: str, msg_id: int, temperature: float) -> str:
+        ts, readings = now - 60_000 + msg_id * 100, {"temperature": (temperature, "C")}
+        return json.dumps(make_message(device_id=device_id, msg_id=msg_id, ts=ts, readings=readings))
+
+    calm = [(f"c{i}", reading("steady", i, 20.0)) for i in range(1, 31)]
+    assert pipeline.process(arriving_now(*calm)).failed == set()
+    hot, odd = ("h", reading("hot", 100, 60.0)), ("o", reading("steady", 101, 21.5))  # 60 C breaches; 21.5 is 7.5 sigma
+    aws.sns.fail("Publish", "Throttling", times=1)
+    assert pipeline.process(arriving_now(hot, odd)).failed == {"h", "o"}
+    outcome = pipeline.process(arriving_now(hot, odd))
+    assert (outcome.failed, sorted(a["rule"] for a in aws.alerts())) == (set(), ["anomaly", "threshold_high"])
+
+
+def test_an_alert_sns_took_is_done_even_if_its_claim_is_not_marked(aws: MotoAws) -> None:
+    """Failing the record after SNS took its alert would publish it again once the claim's lease
+    passed: the record is done, and a copy redelivered meanwhile is suppressed by the live claim."""
+    hot = json.dumps(make_message(msg_id=1, readings={"temperature": (60.0, "C")}))
+    aws.dynamodb.fail("UpdateItem", "InternalServerError", UpdateExpression="SET published = :yes")
+    pipeline = aws.pipeline()
+    outcome = pipeline.process(arriving_now(("a", hot)))
+    assert (outcome.failed, outcome.alerts, len(aws.alerts())) == (set(), 1, 1)
+    outcome = pipeline.process(arriving_now(("b", hot)))
+    assert (outcome.alerts, outcome.alerts_suppressed, len(aws.alerts())) == (0, 1, 1)
