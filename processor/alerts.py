@@ -140,31 +140,27 @@ class AlertPublisher:
         except Exception:
             self._release(key, msg)
             raise
-        try:
-            self._dynamodb.update_item(
-                TableName=self._table,
-                Key=key,
-                UpdateExpression="SET published = :yes",
-                ConditionExpression="last_msg = :msg",
-                ExpressionAttributeValues={":yes": {"BOOL": True}, ":msg": msg},
-            )
-        except (ClientError, BotoCoreError) as exc:
-            # SNS has it: failing the record would publish it again once the lease passed
-            logger.warning("alert published, its claim not marked (it holds until the lease passes): %s", exc)
+        # SNS has it: failing the record would publish it again once the lease passed
+        self._update_claim(key, "SET published = :yes", "last_msg = :msg", {":yes": {"BOOL": True}, ":msg": msg})
         return True
 
     def _release(self, key: dict[str, Any], msg: dict[str, str]) -> None:
         """After a failed publish: let this message's redelivery claim again without waiting for the lease."""
+        values = {":zero": {"N": "0"}, ":msg": msg, ":no": {"BOOL": False}}
+        self._update_claim(key, "SET lease_until = :zero", "last_msg = :msg AND published = :no", values)
+
+    def _update_claim(self, key: dict[str, Any], update: str, condition: str, values: dict[str, Any]) -> None:
+        """A claim's follow-up write; if it fails, the claim holds until its lease passes."""
         try:
             self._dynamodb.update_item(
                 TableName=self._table,
                 Key=key,
-                UpdateExpression="SET lease_until = :zero",
-                ConditionExpression="last_msg = :msg AND published = :no",
-                ExpressionAttributeValues={":zero": {"N": "0"}, ":msg": msg, ":no": {"BOOL": False}},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
             )
         except (ClientError, BotoCoreError) as exc:
-            logger.warning("could not release the alert claim (it expires with the lease): %s", exc)
+            logger.warning("alert claim not updated (%s), it holds until its lease passes: %s", update, exc)
 
     def _send(self, alert: Alert) -> None:
         self._sns.publish(
