@@ -10,6 +10,7 @@ write per message) rate.
 from __future__ import annotations
 
 import logging
+import queue
 from collections.abc import Callable
 from typing import Any
 
@@ -158,8 +159,11 @@ def bench(stack: Stack, duration_s: float = 15.0, devices: int = 200, start: flo
     ratio = round(top["stored_msg_s"] / naive_top["stored_msg_s"], 1) if top and naive_top else None
     raw = None
     if top:
-        with private_broker() as port:
-            raw = raw_receive(port, RAW_PUBLISHERS, top["stored_msg_s"], duration_s, top["payload_bytes"])
+        try:
+            with private_broker() as port:
+                raw = raw_receive(port, RAW_PUBLISHERS, top["stored_msg_s"], duration_s, top["payload_bytes"])
+        except (OSError, RuntimeError, queue.Empty) as exc:  # the yardstick failed: the run's figures stand
+            logger.warning("the raw paho receiver was not measured: %s", exc)
     return {
         "ceiling": ceiling.as_dict(),
         "design_steps": design,

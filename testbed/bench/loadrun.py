@@ -30,9 +30,10 @@ from testbed.stores import Stores, run_items, stores_idle, wait_for_drain
 DRAIN_TIMEOUT_S = 120.0
 # after a drain that timed out: how long the backlog may take to clear before the step is left
 BACKLOG_TIMEOUT_S = 900.0
-# the backlog is over once the queues are empty and nothing new is stored for this many polls in a
-# row (an invocation in flight is in no queue; the bridge's counters are written every few seconds)
-IDLE_POLLS = 5
+# the backlog is over once the queues are empty and every missing message is stored, or once they
+# have been empty, with nothing new stored, for longer than the processor's default timeout (30 s):
+# an invocation in flight is in no queue, and the bridge writes its counters every few seconds
+IDLE_S = 40.0
 BACKLOG_POLL_S = 2.0
 
 
@@ -64,19 +65,23 @@ class StepResult:
 
 
 def wait_out_backlog(
-    stack: Stack, stores: Stores, device_ids: list[str], since_ms: int, expected: int
+    stack: Stack, stores: Stores, device_ids: list[str], since_ms: int, missing: set[tuple[str, int]]
 ) -> tuple[list[StoredReading], bool]:
-    """The step's readings once all are stored or the pipeline has gone idle without them; False
-    if neither came within BACKLOG_TIMEOUT_S."""
-    deadline, idle_polls, count = time.time() + BACKLOG_TIMEOUT_S, 0, -1
-    while time.time() < deadline:
+    """The step's readings once the pipeline is idle with `missing` stored, or idle without them
+    for IDLE_S; False if neither came within BACKLOG_TIMEOUT_S."""
+    deadline, idle_since, count = time.time() + BACKLOG_TIMEOUT_S, None, -1
+    while True:
         items = run_items(stores, device_ids, since_ms)
-        idle_polls = idle_polls + 1 if len(items) == count and stores_idle(stack, stores) else 0
-        if len(items) >= expected or idle_polls >= IDLE_POLLS:
+        idle = stores_idle(stack, stores)
+        if idle and missing <= {(i.device_id, i.msg_id) for i in items}:
             return items, True
+        idle_since = (idle_since or time.time()) if idle and len(items) == count else None
+        if idle_since is not None and time.time() - idle_since >= IDLE_S:
+            return items, True
+        if time.time() >= deadline:
+            return items, False
         count = len(items)
         time.sleep(BACKLOG_POLL_S)
-    return run_items(stores, device_ids, since_ms), False
 
 
 def run_step(
@@ -132,7 +137,7 @@ def run_step(
     late, unsettled = 0, 0
     if not drained:
         missing = acked - set(stored)
-        later, settled = wait_out_backlog(stack, stores, ids, since_ms, len(acked))
+        later, settled = wait_out_backlog(stack, stores, ids, since_ms, missing)
         late = len(missing & {(i.device_id, i.msg_id) for i in later})
         unsettled = 0 if settled else len(missing) - late
     backend.release_devices(ids)

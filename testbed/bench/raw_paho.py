@@ -138,8 +138,9 @@ def raw_paho(
 
 
 def _receive(port: int, ready: Any, done: Any, queue: Any) -> None:
-    """One client subscribed at QoS 1, paho acknowledging each message itself; CPU from the
-    subscription on, counted until the publishers are done and the broker has been quiet QUIET_S."""
+    """One client subscribed at QoS 1, driven by paho's own loop (a select and a read per packet)
+    and acknowledging each message itself; CPU from the subscription on, counted until the
+    publishers are done and the broker has been quiet QUIET_S."""
     received = [0]
     subscribed = [False]
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="raw-receiver", protocol=mqtt.MQTTv311)
@@ -148,8 +149,10 @@ def _receive(port: int, ready: Any, done: Any, queue: Any) -> None:
     client.on_subscribe = lambda *_: subscribed.__setitem__(0, True)
     client.connect("127.0.0.1", port, keepalive=60)
     client.subscribe(TOPIC, qos=1)
+    deadline = time.monotonic() + CONNECT_WAIT_S
     while not subscribed[0]:
-        client.loop(timeout=0.05)
+        if time.monotonic() > deadline or client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
+            return  # the parent names it: nothing was ready
     cpu_before = _cpu_s()
     ready.set()
     quiet_since = time.monotonic()
@@ -168,17 +171,22 @@ def raw_receive(port: int, connections: int, rate: float, duration_s: float, pay
     msg/s for `duration_s`: what it received and its CPU per message, each side in its own process."""
     context = mp.get_context("fork")
     ready, done, queue = context.Event(), context.Event(), context.Queue()
-    receiver = context.Process(target=_receive, args=(port, ready, done, queue))
+    receiver = context.Process(target=_receive, args=(port, ready, done, queue), daemon=True)
     receiver.start()
     try:
-        if not ready.wait(CONNECT_WAIT_S):
-            raise RuntimeError("the raw receiver did not subscribe")
+        deadline = time.monotonic() + CONNECT_WAIT_S
+        while not ready.wait(0.1):
+            if not receiver.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the raw receiver did not subscribe on port {port}")
         sent = raw_paho(port, connections, rate, 1, duration_s, payload_bytes)
         done.set()
         result: dict[str, Any] = queue.get(timeout=DRAIN_WAIT_S + QUIET_S + 30)
     finally:
         done.set()
         receiver.join(timeout=30)
+        if receiver.is_alive():
+            receiver.terminate()
+            receiver.join(timeout=5)
     return {
         "sent": sent["sent"],
         **result,

@@ -111,12 +111,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         cpu.add_row("all", f"{sum(result['cpu_us_per_msg'].values()):,.1f}")
         common.console.print(cpu)
         raw = result["raw_receive"]
-        common.console.print(
-            f"one raw paho subscriber receiving {best['stored_msg_s']} msg/s at QoS 1 (private Mosquitto, same "
-            f"run): {raw['cpu_us_per_msg']} us per message; the rule bridge spends "
-            + (f"{result['bridge_over_raw_receive']}x that" if result["bridge_over_raw_receive"] else "(not measured)")
-            + " (its rule, batches and invokes on top of the receive)"
-        )
+        if raw is not None:
+            common.console.print(
+                f"one raw paho subscriber receiving {best['stored_msg_s']} msg/s at QoS 1 (private Mosquitto, "
+                f"same run): {raw['cpu_us_per_msg']} us per message; the rule bridge spends "
+                + (f"{result['bridge_over_raw_receive']}x that" if result["bridge_over_raw_receive"] else "(n/a)")
+                + " (its rule, batches and invokes on top of the receive)"
+            )
         picture = REPORTS_DIR / f"bench-{time.strftime('%Y%m%dT%H%M%S')}-cpu.png"
         picture.parent.mkdir(parents=True, exist_ok=True)
         result["cpu_picture"] = str(

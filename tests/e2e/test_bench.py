@@ -3,6 +3,8 @@ resources, and a load step's CPU is split over the processes that spent it."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from testbed.bench.ceiling import CpuMeter, measure, stack_pids
@@ -10,6 +12,7 @@ from testbed.bench.fault_proxy import per_call
 from testbed.bench.loadrun import run_step
 from testbed.bench.raw_paho import private_broker, raw_paho, raw_receive
 from testbed.bench.simulator_rate import run as simulator_bench
+from testbed.lifecycle.ports import free_port
 from testbed.lifecycle.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -66,3 +69,10 @@ def test_the_raw_receiver_takes_every_message_and_measures_its_cpu() -> None:
         raw = raw_receive(port, connections=10, rate=200, duration_s=2, payload_bytes=300)
     assert 350 <= raw["sent"] <= 410 and raw["received"] == raw["sent"], raw
     assert raw["cpu_s"] > 0 and raw["cpu_us_per_msg"] == pytest.approx(raw["cpu_s"] / raw["received"] * 1e6, rel=0.01)
+
+
+def test_a_raw_receiver_with_no_broker_is_named_at_once() -> None:
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="did not subscribe"):
+        raw_receive(free_port(), connections=1, rate=10, duration_s=1, payload_bytes=10)
+    assert time.monotonic() - started < 10, "the dead receiver is noticed, not waited for"

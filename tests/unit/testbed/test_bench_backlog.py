@@ -4,6 +4,7 @@ never stores once idle is lost, and a backlog that does not clear is neither."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -15,13 +16,10 @@ from testbed.lifecycle.stack import Stack
 from testbed.stores import Stores
 
 
-def reading(msg_id: int) -> StoredReading:
-    return StoredReading("dev", f"{msg_id:013d}", msg_id, 0, "environmental", "1", {}, stored_at_ms=1, expires_at_s=1)
-
-
 @dataclass
 class Pipeline:
-    """Each poll stores the next of `stored_per_poll` counts; queued messages per poll, the last repeating."""
+    """Poll n stores the first `stored_per_poll[n]` messages, with `queued_per_poll[n]` in its queues
+    (the last figure of each repeats)."""
 
     stored_per_poll: list[int]
     queued_per_poll: list[int]
@@ -33,7 +31,7 @@ class Pipeline:
     def readings(self, device_id: str) -> list[StoredReading]:
         count = self.stored_per_poll[min(self.polls, len(self.stored_per_poll) - 1)]
         self.polls += 1
-        return [reading(n) for n in range(count)]
+        return [StoredReading(device_id, f"{n:013d}", n, 0, "environmental", "1", {}, 1, 1) for n in range(count)]
 
     def ingress_counters(self) -> dict[str, Any]:
         return {"queued": self.queued_per_poll[min(self.polls - 1, len(self.queued_per_poll) - 1)]}
@@ -42,37 +40,49 @@ class Pipeline:
         return 0
 
 
-def wait(pipeline: Pipeline, expected: int) -> tuple[list[StoredReading], bool]:
-    return loadrun.wait_out_backlog(cast(Stack, pipeline), cast(Stores, pipeline), ["dev"], 0, expected)
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """The wait's time, moved only by its own sleeps."""
+    fake = SimpleNamespace(now=0.0)
+    fake.time = lambda: fake.now
+    fake.sleep = lambda seconds: setattr(fake, "now", fake.now + seconds)
+    monkeypatch.setattr(loadrun, "time", fake)
+    return fake
 
 
-@pytest.fixture(autouse=True)
-def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loadrun, "BACKLOG_POLL_S", 0.0)
+def wait(pipeline: Pipeline, missing: range) -> tuple[int, bool]:
+    items, settled = loadrun.wait_out_backlog(
+        cast(Stack, pipeline), cast(Stores, pipeline), ["dev"], 0, {("dev", n) for n in missing}
+    )
+    return len(items), settled
 
 
-def test_a_backlog_that_clears_stores_every_message_late() -> None:
-    items, settled = wait(Pipeline([70, 80, 90, 100], [30, 20, 10, 0]), expected=100)
-    assert (len(items), settled) == (100, True)
+def test_a_backlog_that_clears_stores_every_message_late(clock: SimpleNamespace) -> None:
+    assert wait(Pipeline([70, 80, 90, 100], [30, 20, 10, 0]), missing=range(70, 100)) == (100, True)
+    assert clock.now == 3 * loadrun.BACKLOG_POLL_S, "done as soon as the queues are empty and all are stored"
 
 
-def test_a_pipeline_gone_idle_without_some_messages_has_lost_them_and_is_not_waited_on() -> None:
-    pipeline = Pipeline([70, 95], [5, 0])
-    items, settled = wait(pipeline, expected=100)
-    assert (len(items), settled) == (95, True)
-    assert pipeline.polls == 2 + loadrun.IDLE_POLLS, "idle for IDLE_POLLS polls in a row, then done"
+def test_a_pipeline_gone_idle_without_some_messages_has_lost_them(clock: SimpleNamespace) -> None:
+    assert wait(Pipeline([70, 95], [5, 0]), missing=range(70, 100)) == (95, True)
+    assert loadrun.IDLE_S <= clock.now <= loadrun.IDLE_S + 3 * loadrun.BACKLOG_POLL_S
 
 
-def test_a_batch_in_flight_is_in_no_queue_but_still_stores() -> None:
+def test_a_batch_in_flight_is_in_no_queue_but_still_stores(clock: SimpleNamespace) -> None:
     """Queues empty while an invocation runs: a count that still moves keeps the wait going."""
-    items, settled = wait(Pipeline([70, 71, 72, 73, 74, 75, 100], [0]), expected=100)
-    assert (len(items), settled) == (100, True)
+    stored = [70 + n // 10 for n in range(int(loadrun.IDLE_S))] + [100]  # one more every 10 polls, then the rest
+    assert wait(Pipeline(stored, [0]), missing=range(70, 100)) == (100, True)
 
 
-def test_a_backlog_that_does_not_clear_in_time_is_unsettled(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loadrun, "BACKLOG_TIMEOUT_S", 0.05)
-    items, settled = wait(Pipeline([70], [30]), expected=100)
-    assert (len(items), settled) == (70, False)
+def test_a_count_made_up_by_other_messages_does_not_end_the_wait(clock: SimpleNamespace) -> None:
+    """Messages stored but never acknowledged can make up the count while an acknowledged one is
+    still missing: only the missing ones themselves end the wait early."""
+    assert wait(Pipeline([100], [0]), missing=range(100, 101)) == (100, True)
+    assert clock.now >= loadrun.IDLE_S
+
+
+def test_a_backlog_that_does_not_clear_in_time_is_unsettled(clock: SimpleNamespace) -> None:
+    assert wait(Pipeline([70], [30]), missing=range(70, 100)) == (70, False)
+    assert clock.now >= loadrun.BACKLOG_TIMEOUT_S
 
 
 @pytest.mark.parametrize("field_name", ["lost", "late", "unsettled"])
