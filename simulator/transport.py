@@ -9,10 +9,12 @@ growing delay, as real devices do; paho then sends again what the broker had not
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import selectors
 import socket
+import ssl
 import struct
 import time
 import warnings
@@ -30,7 +32,7 @@ from simulator.connection import DEFAULT_TOPIC, TlsContexts
 from simulator.devices import Emitted
 from telemetry.backoff import backoff_s
 from telemetry.topics import DeviceTopic
-from toolkit.mqtt_io import BulkClient, pending
+from toolkit.mqtt_io import READ_CHUNK_BYTES, BulkClient, pending
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,10 @@ MAX_PENDING_PER_DEVICE = 10_000
 # An unplanned disconnect is retried after a random delay in [base, min(cap, base * 2^tries)].
 RECONNECT_BASE_S = 0.5
 RECONNECT_CAP_S = 10.0
+# MQTT 3.1.1 DISCONNECT: packet type 14, no remaining length
+DISCONNECT_PACKET = b"\xe0\x00"
+# how long close() waits for the broker to end each connection after its DISCONNECT
+CLOSE_WAIT_S = 2.0
 
 
 def _forget(client: mqtt.Client, mid: int) -> None:
@@ -316,19 +322,32 @@ class MqttFleet:
         return sum(len(c.inflight) + len(c.pending) + len(c.resends) for c in self.connections.values())
 
     def close(self) -> None:
-        """Disconnect everyone: a DISCONNECT each, then the socket closed with SO_LINGER 0, so
-        thousands of sockets leave no TIME_WAIT behind."""
+        """Disconnect everyone: each device sends its DISCONNECT and the broker, which ends the
+        connection on it, closes first, so thousands of sockets leave no TIME_WAIT here; one that has
+        not within CLOSE_WAIT_S is reset (SO_LINGER 0)."""
         self._closing = True
+        closing: dict[str, _Connection] = {}
         for conn in self.connections.values():
             if conn.sock is not None:
-                # paho's WebSocket wrapper holds the TCP socket; TCP, TLS and our buffer take the option
-                tcp = getattr(conn.sock, "_socket", conn.sock)
-                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                conn.client.disconnect()
-                conn.client.loop_write()  # what is queued, then the DISCONNECT: paho closes the socket after it
-                if conn.sock is not None:  # a full send buffer held the DISCONNECT back: close without it
+                conn.client.loop_write()  # what paho holds goes out first
+            if conn.sock is None:
+                continue
+            try:
+                conn.sock.send(DISCONNECT_PACKET)  # through paho's socket: TLS and WebSocket frame it
+                closing[conn.device_id] = conn
+            except OSError:
+                self._abort(conn)
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        while closing and (left := deadline - time.monotonic()) > 0:
+            for key, _ in self.selector.select(min(left, 0.05)):
+                conn = key.data
+                if conn.device_id in closing and _peer_closed(conn.sock):
+                    del closing[conn.device_id]
+                    sock = conn.sock
                     self._close_socket(conn)
-                    tcp.close()
+                    sock.close()
+        for conn in closing.values():
+            self._abort(conn)
         for conn in self.connections.values():
             for emitted in [*conn.inflight.values(), *conn.resends, *conn.pending]:
                 self._fail(emitted, FailureCause.UNACKED_AT_END)
@@ -337,6 +356,15 @@ class MqttFleet:
             conn.resends.clear()
             conn.pending.clear()
         self.selector.close()
+
+    def _abort(self, conn: _Connection) -> None:
+        """Close at once with a reset (SO_LINGER 0): no TIME_WAIT. paho's WebSocket wrapper holds
+        the TCP socket; TCP, TLS and our buffer take the option themselves."""
+        sock = conn.sock
+        with contextlib.suppress(OSError):
+            getattr(sock, "_socket", sock).setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self._close_socket(conn)
+        sock.close()
 
     def _fail(self, emitted: Emitted, cause: FailureCause) -> None:
         self.counters.failed += 1
@@ -418,3 +446,15 @@ class MqttFleet:
         if conn.write_watched and conn.sock is not None:
             conn.write_watched = False
             self.selector.modify(conn.sock, selectors.EVENT_READ, conn)
+
+
+def _peer_closed(sock: Any) -> bool:
+    """Read what a closing connection still holds; True once the broker has ended it."""
+    try:
+        while sock.recv(READ_CHUNK_BYTES):
+            pass
+    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return False
+    except OSError:
+        return True  # reset: ended too
+    return True

@@ -6,6 +6,7 @@ import getpass
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -29,7 +30,7 @@ from simulator.run import dry_run, live_run
 from simulator.run_config import RunConfig
 from simulator.summary import acked_ids
 from simulator.tls import DeviceCertificates, TlsError
-from simulator.transport import MqttFleet
+from simulator.transport import CLOSE_WAIT_S, MqttFleet
 from telemetry.credentials import broker_credentials
 from testbed.lifecycle.backends.local_ingress import mosquitto_binary
 from testbed.lifecycle.ports import LOOPBACK, free_port, wait_for_port
@@ -184,6 +185,27 @@ def test_a_closed_fleet_disconnects_and_leaves_no_socket_behind(tmp_path: Path) 
         assert left == [], "no device socket open or in TIME_WAIT"
     log = (tmp_path / "broker.log").read_text()
     assert all(f"Client linger-{n} disconnected." in log for n in range(20)), "each one said goodbye"
+
+
+def test_a_broker_that_never_ends_the_connection_is_reset_after_the_wait() -> None:
+    """A peer that takes the DISCONNECT and keeps the connection open: each socket is reset once
+    CLOSE_WAIT_S has passed, and none is left open or in TIME_WAIT."""
+    server = socket.create_server((LOOPBACK, 0))
+    port, accepted = server.getsockname()[1], list[socket.socket]()
+    threading.Thread(target=lambda: accepted.extend(server.accept()[0] for _ in range(5)), daemon=True).start()
+    fleet = MqttFleet(LOOPBACK, port, qos=1)
+    fleet.connect_many([f"stuck-{n}" for n in range(5)])
+    deadline = time.monotonic() + 5
+    while len(accepted) < 5 and time.monotonic() < deadline:
+        fleet.poll(0.05)
+    ports = {c.laddr.port for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == port}
+    started = time.monotonic()
+    fleet.close()
+    assert time.monotonic() - started >= CLOSE_WAIT_S
+    toward_peer = [c for c in psutil.net_connections("tcp") if c.raddr and c.raddr.port == port]
+    assert len(ports) == 5 and [c for c in toward_peer if getattr(c.laddr, "port", None) in ports] == []
+    for peer in [*accepted, server]:
+        peer.close()
 
 
 @pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
