@@ -148,6 +148,7 @@ def bench(stack: Stack, duration_s: float = 15.0, devices: int = 200, start: flo
     if grown:
         logger.warning(grown)
     ceiling = measure(stack)
+    logger.info("emulator ceiling: %.0f msg/s (%.1f us of emulator per message)", ceiling.msg_s, ceiling.per_message_us)
     try:
         stack.use_ingress("direct")  # first, so that the meter counts the bridge that carries the steps
         meter = CpuMeter(stack_pids(stack))
