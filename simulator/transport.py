@@ -9,13 +9,9 @@ growing delay, as real devices do; paho then sends again what the broker had not
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 import selectors
-import socket
-import ssl
-import struct
 import time
 import warnings
 from collections import Counter, deque
@@ -32,7 +28,7 @@ from simulator.connection import DEFAULT_TOPIC, TlsContexts
 from simulator.devices import Emitted
 from telemetry.backoff import backoff_s
 from telemetry.topics import DeviceTopic
-from toolkit.mqtt_io import READ_CHUNK_BYTES, BulkClient, pending
+from toolkit.mqtt_io import DISCONNECT_PACKET, BulkClient, peer_closed, pending, reset
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +38,6 @@ MAX_PENDING_PER_DEVICE = 10_000
 # An unplanned disconnect is retried after a random delay in [base, min(cap, base * 2^tries)].
 RECONNECT_BASE_S = 0.5
 RECONNECT_CAP_S = 10.0
-# MQTT 3.1.1 DISCONNECT: packet type 14, no remaining length
-DISCONNECT_PACKET = b"\xe0\x00"
 # how long close() waits for the broker to end each connection after its DISCONNECT
 CLOSE_WAIT_S = 2.0
 
@@ -336,18 +330,16 @@ class MqttFleet:
                 conn.sock.send(DISCONNECT_PACKET)  # through paho's socket: TLS and WebSocket frame it
                 closing[conn.device_id] = conn
             except OSError:
-                self._abort(conn)
+                reset(self._close_socket(conn))
         deadline = time.monotonic() + CLOSE_WAIT_S
         while closing and (left := deadline - time.monotonic()) > 0:
             for key, _ in self.selector.select(min(left, 0.05)):
                 conn = key.data
-                if conn.device_id in closing and _peer_closed(conn.sock):
+                if conn.device_id in closing and peer_closed(conn.sock):
                     del closing[conn.device_id]
-                    sock = conn.sock
-                    self._close_socket(conn)
-                    sock.close()
+                    self._close_socket(conn).close()
         for conn in closing.values():
-            self._abort(conn)
+            reset(self._close_socket(conn))
         for conn in self.connections.values():
             for emitted in [*conn.inflight.values(), *conn.resends, *conn.pending]:
                 self._fail(emitted, FailureCause.UNACKED_AT_END)
@@ -356,15 +348,6 @@ class MqttFleet:
             conn.resends.clear()
             conn.pending.clear()
         self.selector.close()
-
-    def _abort(self, conn: _Connection) -> None:
-        """Close at once with a reset (SO_LINGER 0): no TIME_WAIT. paho's WebSocket wrapper holds
-        the TCP socket; TCP, TLS and our buffer take the option themselves."""
-        sock = conn.sock
-        with contextlib.suppress(OSError):
-            getattr(sock, "_socket", sock).setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self._close_socket(conn)
-        sock.close()
 
     def _fail(self, emitted: Emitted, cause: FailureCause) -> None:
         self.counters.failed += 1
@@ -379,14 +362,16 @@ class MqttFleet:
         delay = backoff_s(conn.tries, RECONNECT_BASE_S, RECONNECT_CAP_S, self._jitter, floor_s=RECONNECT_BASE_S)
         self._reconnect_at[conn.device_id] = time.monotonic() + delay
 
-    def _close_socket(self, conn: _Connection) -> None:
-        if conn.sock is not None:
-            self.selector.unregister(conn.sock)
-            conn.sock = None
+    def _close_socket(self, conn: _Connection) -> Any:
+        """Forget the connection's socket (paho's still holds it); return it, or None."""
+        sock, conn.sock = conn.sock, None
+        if sock is not None:
+            self.selector.unregister(sock)
             conn.write_watched = False
         if conn.connected:
             conn.connected = False
             self.counters.connected -= 1
+        return sock
 
     # paho callbacks (called from loop_read/loop_write in this thread)
     # Version 1 callbacks: version 2 builds a ReasonCode and Properties object per acknowledgement,
@@ -446,15 +431,3 @@ class MqttFleet:
         if conn.write_watched and conn.sock is not None:
             conn.write_watched = False
             self.selector.modify(conn.sock, selectors.EVENT_READ, conn)
-
-
-def _peer_closed(sock: Any) -> bool:
-    """Read what a closing connection still holds; True once the broker has ended it."""
-    try:
-        while sock.recv(READ_CHUNK_BYTES):
-            pass
-    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-        return False
-    except OSError:
-        return True  # reset: ended too
-    return True

@@ -9,6 +9,7 @@ the kernel holds, and one write carries the acknowledgements of a whole batch.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import struct
@@ -22,6 +23,8 @@ READ_CHUNK_BYTES = 64 * 1024
 # PUBACK (MQTT 3.1.1 and 5, reason "success" left out as 5 allows): type 4, remaining length 2, packet id.
 _PUBACK = struct.Struct("!BBH")
 PUBACK_TYPE = 0x40
+# DISCONNECT (MQTT 3.1.1, and 5 with reason "normal" left out): type 14, no remaining length.
+DISCONNECT_PACKET = b"\xe0\x00"
 
 
 class BufferedSocket:
@@ -79,3 +82,24 @@ def ack_all(client: mqtt.Client, mids: Iterable[int]) -> None:
     packets = b"".join(_PUBACK.pack(PUBACK_TYPE, 2, mid) for mid in mids)
     if packets:
         client._packet_queue(PUBACK_TYPE, packets, 0, 0)
+
+
+def peer_closed(sock: Any) -> bool:
+    """Read what a closing connection still holds (any of paho's sockets); True once the peer has
+    ended it, by EOF or reset."""
+    try:
+        while sock.recv(READ_CHUNK_BYTES):
+            pass
+    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def reset(sock: Any) -> None:
+    """Close with a reset (SO_LINGER 0), so no TIME_WAIT is left: paho's WebSocket wrapper holds
+    the TCP socket; TCP, TLS and BufferedSocket take the option themselves."""
+    with contextlib.suppress(OSError):
+        getattr(sock, "_socket", sock).setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
